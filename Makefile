@@ -1,0 +1,29 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   synthetic YouTube-8M data -> train -> eval -> submission CSV
+#   make test   the test suite
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= demo_output
+
+.PHONY: demo test bench clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m youtube8m_willow.demo --out_dir=$(DEMO_DIR)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+bench: $(STAMP)
+	$(PY) bench/bench_metrics.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR)

@@ -1,0 +1,36 @@
+"""Writes a Kaggle submission CSV: the original inference.py command line.
+
+    python inference.py --input_data_pattern='/data/test*.tfrecord' \
+        --train_dir=/tmp/yt8m_model --output_file=predictions.csv
+"""
+
+from absl import app, flags
+
+from youtube8m_willow import cli
+from youtube8m_willow import flags as yt_flags
+
+FLAGS = flags.FLAGS
+yt_flags.define_inference_flags()
+
+
+def main(argv):
+    del argv
+    cli.setup_logging()
+    from youtube8m_willow.evaluation import EvalConfig, run_inference
+
+    def run():
+        if not FLAGS.output_file:
+            raise flags.ValidationError("--output_file is required")
+        model_config = yt_flags.model_config_for_train_dir(FLAGS.train_dir)
+        config = EvalConfig(
+            train_dir=FLAGS.train_dir, data_pattern=FLAGS.input_data_pattern,
+            batch_size=FLAGS.batch_size, num_readers=FLAGS.num_readers, top_k=FLAGS.top_k,
+            check_point=FLAGS.check_point, skip_bad_records=FLAGS.skip_bad_records,
+            drop_out_of_range_labels=FLAGS.drop_out_of_range_labels)
+        return run_inference(config, model_config, FLAGS.output_file)
+
+    cli.run_guarded(run)
+
+
+if __name__ == "__main__":
+    app.run(main)

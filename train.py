@@ -1,0 +1,49 @@
+"""Trains a YouTube-8M model: the original train.py command line.
+
+    python train.py --train_data_pattern='/data/train*.tfrecord' \
+        --model=MoeModel --train_dir=/tmp/yt8m_model
+"""
+
+from absl import app, flags
+
+from youtube8m_willow import cli
+from youtube8m_willow import flags as yt_flags
+
+FLAGS = flags.FLAGS
+yt_flags.define_train_flags()
+
+
+def main(argv):
+    del argv
+    cli.setup_logging()
+    from youtube8m_willow.training.trainer import TrainConfig, train
+
+    def run():
+        model_config = yt_flags.model_config_from_flags()
+        yt_flags.validate_model_config(model_config)
+        config = TrainConfig(
+            train_dir=FLAGS.train_dir, train_data_pattern=FLAGS.train_data_pattern,
+            batch_size=FLAGS.batch_size, label_loss=FLAGS.label_loss, alpha=FLAGS.alpha,
+            regularization_penalty=FLAGS.regularization_penalty,
+            base_learning_rate=FLAGS.base_learning_rate,
+            learning_rate_decay=FLAGS.learning_rate_decay,
+            learning_rate_decay_examples=FLAGS.learning_rate_decay_examples,
+            num_epochs=FLAGS.num_epochs, max_steps=FLAGS.max_steps,
+            export_model_steps=FLAGS.export_model_steps, num_readers=FLAGS.num_readers,
+            optimizer=FLAGS.optimizer, clip_gradient_norm=FLAGS.clip_gradient_norm,
+            start_new_model=FLAGS.start_new_model,
+            save_checkpoint_secs=FLAGS.save_checkpoint_secs,
+            keep_checkpoints=FLAGS.keep_checkpoints, skip_bad_records=FLAGS.skip_bad_records,
+            drop_out_of_range_labels=FLAGS.drop_out_of_range_labels, seed=FLAGS.seed)
+        yt_flags.validate_train_config(config)
+        if config.start_new_model:
+            from youtube8m_willow.training.trainer import prepare_train_dir
+            prepare_train_dir(config)
+        yt_flags.save_model_flags(config.train_dir, model_config)
+        return train(config, model_config)
+
+    cli.run_guarded(run)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,229 @@
+"""Checkpoints in the original's (TF1, name-based) format.
+
+The project reads and writes one format: the TF1 ``Saver`` layout, keyed by
+the original variable names (``hidden1_weights``, ``gates/weights``,
+``<name>/Adam``, ``<name>/Adam_1``, ``model/beta1_power``, ``global_step``).
+So a train_dir written by the original code and one written here are
+interchangeable: eval, inference and continued training accept both.
+
+Writes are atomic: the tensors go to a temporary prefix that is renamed into
+place, and only then does the ``checkpoint`` state file (rewritten through a
+temporary file) point at it. A killed process never leaves a partial
+checkpoint as the latest one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from typing import Iterable
+
+import numpy as np
+import tensorflow as tf
+
+CHECKPOINT_PREFIX = "model.ckpt"
+STATE_FILE = "checkpoint"
+BETA1_POWER = "model/beta1_power"
+BETA2_POWER = "model/beta2_power"
+_ADAM_SLOTS = ("Adam", "Adam_1")
+
+
+class CheckpointError(Exception):
+    """A checkpoint is missing or does not fit the model (one-line message)."""
+
+
+# ---------------------------------------------------------------- finding
+
+def checkpoint_path(train_dir: str, check_point: int = -1) -> str:
+    """The checkpoint prefix to load: the latest (-1) or ``model.ckpt-N``."""
+    if not tf.io.gfile.isdir(train_dir):
+        raise CheckpointError(f"train_dir {train_dir!r} does not exist")
+    if check_point >= 0:
+        path = os.path.join(train_dir, f"{CHECKPOINT_PREFIX}-{check_point}")
+        if not tf.io.gfile.exists(path + ".index"):
+            raise CheckpointError(f"no checkpoint {path!r} (--check_point={check_point})")
+        return path
+    path = latest_checkpoint(train_dir)
+    if path is None:
+        raise CheckpointError(f"no checkpoint found in train_dir {train_dir!r}")
+    return path
+
+
+def latest_checkpoint(train_dir: str) -> str | None:
+    """The newest complete checkpoint named by the state file, or None."""
+    state = os.path.join(train_dir, STATE_FILE)
+    if not tf.io.gfile.exists(state):
+        return None
+    match = re.search(r'^model_checkpoint_path:\s*"([^"]+)"', _read_text(state), re.M)
+    if not match:
+        return None
+    path = match.group(1)
+    if not os.path.isabs(path) and "://" not in path:
+        path = os.path.join(train_dir, path)
+    return path if tf.io.gfile.exists(path + ".index") else None
+
+
+def step_of(path: str) -> int:
+    """The global step in a ``model.ckpt-N`` prefix."""
+    match = re.search(r"-(\d+)$", path)
+    return int(match.group(1)) if match else -1
+
+
+# ---------------------------------------------------------------- reading
+
+def read_checkpoint(path: str) -> dict[str, np.ndarray]:
+    """All tensors of a checkpoint, by name."""
+    try:
+        reader = tf.train.load_checkpoint(path)
+    except (tf.errors.OpError, ValueError) as error:
+        raise CheckpointError(f"cannot read checkpoint {path!r}: {_first_line(error)}") from None
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+
+
+def _is_optimizer_name(name: str) -> bool:
+    return (name.endswith("beta1_power") or name.endswith("beta2_power")
+            or name.rsplit("/", 1)[-1] in _ADAM_SLOTS or name == "global_step")
+
+
+def assign_model_weights(model_weights: dict, tensors: dict[str, np.ndarray], path: str) -> None:
+    """Assigns tensors to ``{TF1 name: variable}``; a mismatch lists the
+    missing, unexpected and mis-shaped variables."""
+    stored = {name for name in tensors if not _is_optimizer_name(name)}
+    missing = sorted(set(model_weights) - stored)
+    unexpected = sorted(stored - set(model_weights))
+    wrong_shape = sorted(
+        f"{name} {list(tensors[name].shape)} vs model {list(var.shape)}"
+        for name, var in model_weights.items()
+        if name in tensors and tuple(tensors[name].shape) != tuple(var.shape))
+    if missing or unexpected or wrong_shape:
+        parts = [f"checkpoint {path!r} does not fit the model flags"]
+        if missing:
+            parts.append(f"missing variables: {', '.join(missing)}")
+        if unexpected:
+            parts.append(f"unexpected variables: {', '.join(unexpected)}")
+        if wrong_shape:
+            parts.append(f"shape mismatches: {', '.join(wrong_shape)}")
+        raise CheckpointError("; ".join(parts))
+    for name, var in model_weights.items():
+        var.assign(tensors[name].astype(var.dtype.name if hasattr(var.dtype, "name") else var.dtype))
+
+
+def restore(path: str, model, optimizer=None) -> int:
+    """Loads model weights (and Adam state when present) from a checkpoint.
+
+    Returns the global step. Adam's step count is recovered from
+    ``beta1_power`` (TF1 keeps ``beta1 ** (step + 1)`` there).
+    """
+    tensors = read_checkpoint(path)
+    assign_model_weights(model.tf1_weights(), tensors, path)
+    step = int(tensors["global_step"]) if "global_step" in tensors else max(step_of(path), 0)
+    if optimizer is not None:
+        _restore_optimizer(optimizer, model, tensors, step)
+    return step
+
+
+def _restore_optimizer(optimizer, model, tensors, step: int) -> None:
+    optimizer.iterations.assign(step)
+    slots = optimizer_slots(optimizer, model)
+    if not slots:
+        return
+    beta1_power = next((v for k, v in tensors.items() if k.endswith("beta1_power")), None)
+    if beta1_power is not None and float(beta1_power) > 0:
+        adam_step = round(math.log(float(beta1_power)) / math.log(optimizer.beta_1)) - 1
+        optimizer.iterations.assign(adam_step)
+    for name, var in slots.items():
+        if name in tensors:
+            var.assign(tensors[name])
+
+
+# ---------------------------------------------------------------- writing
+
+def optimizer_slots(optimizer, model) -> dict:
+    """``{"<var>/Adam": m, "<var>/Adam_1": v}`` for a built Keras Adam."""
+    momentums = getattr(optimizer, "_momentums", None)
+    velocities = getattr(optimizer, "_velocities", None)
+    if not momentums or not velocities:
+        return {}
+    slots = {}
+    for name, var in model.tf1_weights().items():
+        if not var.trainable:
+            continue
+        index = optimizer._get_variable_index(var)
+        slots[f"{name}/Adam"] = momentums[index]
+        slots[f"{name}/Adam_1"] = velocities[index]
+    return slots
+
+
+def training_state(model, optimizer, global_step: int) -> dict[str, tf.Tensor]:
+    """Every tensor a resumable checkpoint holds, by its TF1 name."""
+    tensors = {name: var.value if hasattr(var, "value") else var
+               for name, var in model.tf1_weights().items()}
+    tensors["global_step"] = tf.constant(global_step, tf.int64)
+    if optimizer is not None:
+        tensors.update({name: var.value for name, var in optimizer_slots(optimizer, model).items()})
+        if hasattr(optimizer, "beta_1"):
+            adam_step = int(optimizer.iterations.numpy()) + 1
+            tensors[BETA1_POWER] = tf.constant(optimizer.beta_1 ** adam_step, tf.float32)
+            tensors[BETA2_POWER] = tf.constant(optimizer.beta_2 ** adam_step, tf.float32)
+    return tensors
+
+
+def save(train_dir: str, tensors: dict[str, tf.Tensor], global_step: int,
+         keep: int = 5) -> str:
+    """Writes ``model.ckpt-<global_step>`` atomically and makes it the latest."""
+    tf.io.gfile.makedirs(train_dir)
+    final = os.path.join(train_dir, f"{CHECKPOINT_PREFIX}-{global_step}")
+    temporary = f"{final}.tmp{os.getpid()}"
+    names = sorted(tensors)
+    tf.raw_ops.SaveV2(prefix=temporary, tensor_names=names, shape_and_slices=[""] * len(names),
+                      tensors=[tf.convert_to_tensor(tensors[n]) for n in names])
+    for suffix in _files_of(temporary):
+        tf.io.gfile.rename(temporary + suffix, final + suffix, overwrite=True)
+    _write_state(train_dir, final, keep)
+    return final
+
+
+def _files_of(prefix: str) -> list[str]:
+    return [path[len(prefix):] for path in tf.io.gfile.glob(prefix + ".*")]
+
+
+def _write_state(train_dir: str, newest: str, keep: int) -> None:
+    """Points the state file at ``newest`` and prunes the oldest checkpoints."""
+    existing = [os.path.join(train_dir, f"{CHECKPOINT_PREFIX}-{step}")
+                for step in checkpoint_steps(train_dir)]
+    kept = [p for p in existing if p != newest][-(keep - 1):] if keep > 1 else []
+    kept.append(newest)
+    lines = [f'model_checkpoint_path: "{os.path.basename(newest)}"']
+    lines += [f'all_model_checkpoint_paths: "{os.path.basename(p)}"' for p in kept]
+    _write_text_atomic(os.path.join(train_dir, STATE_FILE), "\n".join(lines) + "\n")
+    for old in existing:
+        if old not in kept:
+            for path in tf.io.gfile.glob(old + ".*"):
+                tf.io.gfile.remove(path)
+
+
+# ---------------------------------------------------------------- helpers
+
+def _write_text_atomic(path: str, text: str) -> None:
+    temporary = f"{path}.tmp{os.getpid()}"
+    with tf.io.gfile.GFile(temporary, "w") as handle:
+        handle.write(text)
+    tf.io.gfile.rename(temporary, path, overwrite=True)
+
+
+def _read_text(path: str) -> str:
+    with tf.io.gfile.GFile(path, "r") as handle:
+        return handle.read()
+
+
+def _first_line(error: BaseException) -> str:
+    text = getattr(error, "message", None) or str(error)
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+
+
+def checkpoint_steps(train_dir: str) -> Iterable[int]:
+    """Steps of the complete checkpoints in train_dir, ascending."""
+    pattern = re.compile(re.escape(CHECKPOINT_PREFIX) + r"-(\d+)\.index$")
+    paths = tf.io.gfile.glob(os.path.join(train_dir, f"{CHECKPOINT_PREFIX}-*.index"))
+    return sorted(int(m.group(1)) for m in map(pattern.search, paths) if m)

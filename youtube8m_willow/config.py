@@ -1,0 +1,109 @@
+"""Typed configuration of models, read from flags in one place (`flags.py`).
+
+Field names are the original absl flag names, so a flag maps onto a field
+with the same name and the same default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to build a model: input layout and model flags."""
+
+    model: str = "LogisticModel"
+    num_classes: int = 4716
+    feature_names: tuple[str, ...] = ("mean_rgb",)
+    feature_sizes: tuple[int, ...] = (1024,)
+    frame_features: bool = False
+    max_frames: int = 300
+    # Frame sampling: "random" | "sequence" | "uniform"; None follows sample_random_frames.
+    frame_sampling: str | None = None
+    # --- frame-level model flags (WILLOW frame_level_models.py) ---
+    gating_remove_diag: bool = False
+    lightvlad: bool = False
+    vlagd: bool = False
+    iterations: int = 30
+    dbof_add_batch_norm: bool = True
+    sample_random_frames: bool = True
+    dbof_cluster_size: int = 16384
+    dbof_hidden_size: int = 2048
+    dbof_relu: bool = True
+    dbof_var_features: int = 0
+    dbof_activation: str = "relu"
+    softdbof_maxpool: bool = False
+    netvlad_cluster_size: int = 64
+    netvlad_relu: bool = True
+    netvlad_dimred: int = -1
+    gatednetvlad_dimred: int = 1024
+    gating: bool = False
+    hidden_size: int = 1024
+    netvlad_hidden_size: int = 1024
+    netvlad_hidden_size_video: int = 1024
+    netvlad_hidden_size_audio: int = 64
+    netvlad_add_batch_norm: bool = True
+    fv_cluster_size: int = 64
+    fv_hidden_size: int = 2048
+    fv_relu: bool = True
+    fv_couple_weights: bool = True
+    fv_coupling_factor: float = 0.01
+    dbof_pooling_method: str = "max"
+    video_level_classifier_model: str = "MoeModel"
+    lstm_cells: int = 1024
+    lstm_layers: int = 2
+    lstm_cells_video: int = 1024
+    lstm_cells_audio: int = 128
+    gru_cells: int = 1024
+    gru_cells_video: int = 1024
+    gru_cells_audio: int = 128
+    gru_layers: int = 2
+    lstm_random_sequence: bool = False
+    gru_random_sequence: bool = False
+    gru_backward: bool = False
+    lstm_backward: bool = False
+    fc_dimred: bool = True
+    # --- frame statistics model (new) ---
+    stats_top_k: int = 5
+    # --- video-level model flags (WILLOW video_level_models.py) ---
+    moe_num_mixtures: int = 2
+    moe_l2: float = 1e-8
+    moe_low_rank_gating: int = -1
+    moe_prob_gating: bool = False
+    moe_prob_gating_input: str = "prob"
+    # --- starter's model flags ---
+    l2_penalty: float = 1e-8  # LogisticModel's fixed L2 penalty
+
+    @property
+    def feature_size(self) -> int:
+        return int(sum(self.feature_sizes))
+
+    @property
+    def sampling(self) -> str:
+        """The frame sampling method, defaulting to the original behavior."""
+        if self.frame_sampling:
+            return self.frame_sampling
+        return "random" if self.sample_random_frames else "sequence"
+
+    def replace(self, **changes: Any) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
+        """Builds a config from a dict, ignoring unknown keys (forward compatible)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in values.items() if k in names}
+        for key in ("feature_names", "feature_sizes"):
+            if key in kwargs:
+                kwargs[key] = tuple(kwargs[key])
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelConfig":
+        return cls.from_dict(json.loads(text))

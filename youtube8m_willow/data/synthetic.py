@@ -1,0 +1,307 @@
+"""Synthetic data in the YouTube-8M record format, with learnable structure.
+
+`write_synthetic_dataset` writes frame-level shards (`SequenceExample`s with
+one uint8 bytes entry per frame and feature) and matching video-level shards
+(`Example`s whose float features are the dequantized mean of the same frames),
+so every reader, model and script can run end to end without the real data.
+
+The structure a model can learn: each class owns a random prototype direction
+over the concatenated feature dimensions; a video draws 1-4 labels from a
+skewed (Zipf-like) class distribution, and each of its frames is the sum of its
+labels' prototypes plus per-video and per-frame noise, quantized to uint8 over
+the original's dequantization range [-2, 2].
+
+Determinism: `seed` fixes the class prototypes and frequencies (the "world");
+`prefix` selects an independent draw of videos from that world, so
+`prefix="train"` and `prefix="validate"` with the same seed share classes but
+not videos. Test shards (`with_labels=False`) keep the `labels` key with an
+empty list (readers treat a missing key the same way).
+
+Command line:
+    python -m youtube8m_willow.data.synthetic --out_dir=/tmp/yt8m --num_videos=2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import zlib
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+# The original's quantization range and its dequantization affine map.
+_QUANT_SCALE = 4.0 / 255.0
+_QUANT_BIAS = 4.0 / 512.0 - 2.0
+
+_PROTOTYPE_SCALE = 0.6   # per-component size of a class prototype (dequantized units)
+_BACKGROUND_SCALE = 0.2  # per-video nuisance offset shared by all its frames
+_FRAME_NOISE = 0.35      # per-frame noise (dequantized units)
+_NOISE_BANK_SIZE = 512   # per-frame noise is drawn from a bank of this many frames
+_LABEL_COUNT_PROBS = (0.4, 0.3, 0.2, 0.1)  # P(1, 2, 3, 4 labels)
+_ZIPF_EXPONENT = 0.7
+_CHUNK_VIDEOS = 64  # videos quantized at once (bounds memory)
+
+
+@dataclasses.dataclass(frozen=True)
+class _World:
+    """Class structure shared by all draws with the same seed."""
+
+    prototypes: np.ndarray   # [num_classes, feature_dim] float32
+    class_probs: np.ndarray  # [num_classes] float64, sums to 1
+
+
+@dataclasses.dataclass(frozen=True)
+class _Videos:
+    """One draw of videos: ids, labels, frame counts, per-video mean vectors."""
+
+    ids: list[str]
+    labels: list[np.ndarray]     # each int64 [k]
+    num_frames: np.ndarray       # [V] int64
+    centers: np.ndarray          # [V, feature_dim] float32 (dequantized units)
+
+
+def _make_world(seed: int, num_classes: int, feature_dim: int) -> _World:
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
+    protos = rng.standard_normal((num_classes, feature_dim)).astype(np.float32)
+    protos *= _PROTOTYPE_SCALE
+    weights = 1.0 / np.arange(1, num_classes + 1) ** _ZIPF_EXPONENT
+    return _World(prototypes=protos, class_probs=weights / weights.sum())
+
+
+def _prefix_rng(seed: int, prefix: str) -> np.random.Generator:
+    """A generator that depends on the seed and (stably) on the prefix."""
+    return np.random.default_rng(np.random.SeedSequence([seed, 1, zlib.crc32(prefix.encode())]))
+
+
+def _sample_labels(rng: np.random.Generator, world: _World, num_videos: int) -> list[np.ndarray]:
+    """1-4 distinct labels per video, drawn by frequency (Gumbel top-k, vectorized)."""
+    num_classes = world.class_probs.size
+    max_k = min(len(_LABEL_COUNT_PROBS), num_classes)
+    probs = np.asarray(_LABEL_COUNT_PROBS[:max_k]) / np.sum(_LABEL_COUNT_PROBS[:max_k])
+    counts = rng.choice(np.arange(1, max_k + 1), size=num_videos, p=probs)
+    keys = np.log(world.class_probs)[None, :] + rng.gumbel(size=(num_videos, num_classes))
+    top = np.argsort(-keys, axis=1)[:, :max_k]
+    return [np.sort(top[v, : counts[v]]).astype(np.int64) for v in range(num_videos)]
+
+
+def _draw_videos(rng: np.random.Generator, world: _World, num_videos: int, prefix: str,
+                 min_frames: int, max_frames: int) -> _Videos:
+    labels = _sample_labels(rng, world, num_videos)
+    feature_dim = world.prototypes.shape[1]
+    membership = np.zeros((num_videos, world.class_probs.size), np.float32)
+    for v, lab in enumerate(labels):
+        membership[v, lab] = 1.0
+    background = rng.standard_normal((num_videos, feature_dim)).astype(np.float32)
+    centers = membership @ world.prototypes + _BACKGROUND_SCALE * background
+    num_frames = rng.integers(min_frames, max_frames + 1, size=num_videos)
+    ids = [f"{prefix}{i:06d}" for i in range(num_videos)]
+    return _Videos(ids=ids, labels=labels, num_frames=num_frames, centers=centers)
+
+
+def _quantize(values: np.ndarray) -> np.ndarray:
+    """Inverse of the dequantization map, rounded and clipped to uint8."""
+    q = np.rint((values - _QUANT_BIAS) / _QUANT_SCALE)
+    return np.clip(q, 0, 255).astype(np.uint8)
+
+
+def _frames_for(rng: np.random.Generator, centers: np.ndarray, num_frames: np.ndarray,
+                noise_bank: np.ndarray) -> np.ndarray:
+    """Quantized frames of a chunk of videos, concatenated: [sum(num_frames), D] uint8.
+
+    Works in quantized units (int16) so the per-frame cost is a gather and an add.
+    """
+    centers_q = np.rint((centers - _QUANT_BIAS) / _QUANT_SCALE).astype(np.int16)
+    owner = np.repeat(np.arange(len(num_frames)), num_frames)
+    pick = rng.integers(0, noise_bank.shape[0], size=owner.size)
+    frames = centers_q[owner]
+    frames += noise_bank[pick]
+    np.clip(frames, 0, 255, out=frames)
+    return frames.astype(np.uint8)
+
+
+def _bytes_feature(values: Sequence[bytes]) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+
+
+def _int64_feature(values: np.ndarray) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=values.tolist()))
+
+
+def _float_feature(values: np.ndarray) -> tf.train.Feature:
+    return tf.train.Feature(float_list=tf.train.FloatList(value=values.tolist()))
+
+
+def _context(video_id: str, labels: np.ndarray, id_key: str,
+             with_labels: bool) -> dict[str, tf.train.Feature]:
+    label_values = labels if with_labels else np.zeros([0], np.int64)
+    return {id_key: _bytes_feature([video_id.encode()]), "labels": _int64_feature(label_values)}
+
+
+def _varint(value: int) -> bytes:
+    """Protocol-buffer base-128 varint encoding of a non-negative int."""
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        out.append(low | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _feature_list_bytes(frames: np.ndarray) -> bytes:
+    """Serialized `tf.train.FeatureList` with one bytes `Feature` per row of `frames`.
+
+    Every frame has the same size, so every entry has the same wire header
+    (FeatureList.feature -> Feature.bytes_list -> BytesList.value, all field 1,
+    length-delimited): the list is built with one numpy copy instead of one
+    Python proto object per frame.
+    """
+    size = frames.shape[1]
+    value_header = b"\x0a" + _varint(size)
+    feature_header = b"\x0a" + _varint(len(value_header) + size)
+    feature_len = len(feature_header) + len(value_header) + size
+    header = np.frombuffer(b"\x0a" + _varint(feature_len) + feature_header + value_header, np.uint8)
+    rows = np.empty((frames.shape[0], header.size + size), np.uint8)
+    rows[:, :header.size] = header
+    rows[:, header.size:] = frames
+    return rows.tobytes()
+
+
+def _sequence_example(context: dict[str, tf.train.Feature], frames: np.ndarray,
+                      names: Sequence[str], sizes: Sequence[int]) -> bytes:
+    example = tf.train.SequenceExample()
+    for key, feature in context.items():
+        example.context.feature[key].CopyFrom(feature)
+    start = 0
+    for name, size in zip(names, sizes):
+        feature_list = example.feature_lists.feature_list[name]  # exists even with 0 frames
+        feature_list.MergeFromString(_feature_list_bytes(frames[:, start:start + size]))
+        start += size
+    return example.SerializeToString()
+
+
+def _example(context: dict[str, tf.train.Feature], mean: np.ndarray,
+             names: Sequence[str], sizes: Sequence[int]) -> bytes:
+    features = dict(context)
+    start = 0
+    for name, size in zip(names, sizes):
+        features[name] = _float_feature(mean[start:start + size])
+        start += size
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+
+
+def _dequantized_means(frames: np.ndarray, num_frames: np.ndarray) -> np.ndarray:
+    """Per-video mean of the dequantized frames ([V, D] float32; 0 for 0-frame videos)."""
+    offsets = np.concatenate([[0], np.cumsum(num_frames)])
+    sums = np.stack([frames[offsets[v]:offsets[v + 1]].sum(axis=0, dtype=np.int64)
+                     for v in range(len(num_frames))]) if len(num_frames) else np.zeros((0, frames.shape[1]))
+    means = sums / np.maximum(num_frames, 1)[:, None] * _QUANT_SCALE + _QUANT_BIAS
+    means[num_frames == 0] = 0.0
+    return means.astype(np.float32)
+
+
+def _shard_names(out_dir: str, kind: str, prefix: str, num_shards: int) -> list[str]:
+    return [os.path.join(out_dir, kind, f"{prefix}{i:04d}.tfrecord") for i in range(num_shards)]
+
+
+def write_synthetic_dataset(out_dir: str, *, num_videos: int, num_classes: int = 100,
+                            num_shards: int = 2, frame_level: bool = True,
+                            video_level: bool = True, with_labels: bool = True,
+                            id_key: str = "id", feature_sizes: Sequence[int] = (1024, 128),
+                            max_frames: int = 300, min_frames: int = 10, seed: int = 0,
+                            prefix: str = "train") -> dict[str, str]:
+    """Writes synthetic YouTube-8M shards and returns their glob patterns.
+
+    Frame-level shards go to `<out_dir>/frame/<prefix>NNNN.tfrecord`
+    (feature lists `rgb`, `audio`), video-level shards to
+    `<out_dir>/video/<prefix>NNNN.tfrecord` (floats `mean_rgb`, `mean_audio`).
+    With two feature sizes the names are rgb/audio; with other counts the names
+    are `feature0`, `feature1`, ... (and `mean_feature0`, ...).
+
+    Returns:
+        {"frame": pattern, "video": pattern} for the kinds written.
+    """
+    _check_args(num_videos, num_classes, num_shards, min_frames, max_frames, feature_sizes)
+    frame_names, video_names = _feature_names(len(feature_sizes))
+    world = _make_world(seed, num_classes, int(sum(feature_sizes)))
+    rng = _prefix_rng(seed, prefix)
+    videos = _draw_videos(rng, world, num_videos, prefix, min_frames, max_frames)
+    noise_bank = np.rint(rng.standard_normal((_NOISE_BANK_SIZE, int(sum(feature_sizes))))
+                         * (_FRAME_NOISE / _QUANT_SCALE)).astype(np.int16)
+
+    kinds = [k for k, on in (("frame", frame_level), ("video", video_level)) if on]
+    writers = {}
+    for kind in kinds:
+        os.makedirs(os.path.join(out_dir, kind), exist_ok=True)
+        writers[kind] = [tf.io.TFRecordWriter(p) for p in _shard_names(out_dir, kind, prefix, num_shards)]
+    shard_of = np.repeat(np.arange(num_shards), [len(a) for a in np.array_split(np.arange(num_videos), num_shards)])
+    try:
+        for start in range(0, num_videos, _CHUNK_VIDEOS):
+            stop = min(start + _CHUNK_VIDEOS, num_videos)
+            counts = videos.num_frames[start:stop]
+            frames = _frames_for(rng, videos.centers[start:stop], counts, noise_bank)
+            means = _dequantized_means(frames, counts) if video_level else None
+            offsets = np.concatenate([[0], np.cumsum(counts)])
+            for j, v in enumerate(range(start, stop)):
+                context = _context(videos.ids[v], videos.labels[v], id_key, with_labels)
+                if frame_level:
+                    record = _sequence_example(context, frames[offsets[j]:offsets[j + 1]], frame_names, feature_sizes)
+                    writers["frame"][shard_of[v]].write(record)
+                if video_level:
+                    writers["video"][shard_of[v]].write(_example(context, means[j], video_names, feature_sizes))
+    finally:
+        for shard_writers in writers.values():
+            for writer in shard_writers:
+                writer.close()
+    return {kind: os.path.join(out_dir, kind, f"{prefix}*.tfrecord") for kind in kinds}
+
+
+def _feature_names(count: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Frame-level and video-level feature names for `count` features."""
+    frame = ("rgb", "audio") if count == 2 else tuple(f"feature{i}" for i in range(count))
+    return frame, tuple(f"mean_{name}" for name in frame)
+
+
+def _check_args(num_videos: int, num_classes: int, num_shards: int, min_frames: int,
+                max_frames: int, feature_sizes: Sequence[int]) -> None:
+    if num_videos < 0 or num_classes < 1 or num_shards < 1:
+        raise ValueError("need num_videos >= 0, num_classes >= 1 and num_shards >= 1")
+    if not 0 <= min_frames <= max_frames:
+        raise ValueError(f"need 0 <= min_frames ({min_frames}) <= max_frames ({max_frames})")
+    if not feature_sizes or min(feature_sizes) < 1:
+        raise ValueError(f"feature_sizes must be positive, got {tuple(feature_sizes)}")
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Write synthetic YouTube-8M-format shards.")
+    parser.add_argument("--out_dir", required=True)
+    parser.add_argument("--num_videos", type=int, required=True)
+    parser.add_argument("--num_classes", type=int, default=100)
+    parser.add_argument("--num_shards", type=int, default=2)
+    parser.add_argument("--id_key", default="id", choices=("id", "video_id"))
+    parser.add_argument("--max_frames", type=int, default=300)
+    parser.add_argument("--min_frames", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--prefix", default="train")
+    parser.add_argument("--no_labels", action="store_true", help="write test shards (empty label lists)")
+    parser.add_argument("--skip_frame_level", action="store_true")
+    parser.add_argument("--skip_video_level", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parse_args(argv)
+    patterns = write_synthetic_dataset(
+        args.out_dir, num_videos=args.num_videos, num_classes=args.num_classes,
+        num_shards=args.num_shards, frame_level=not args.skip_frame_level,
+        video_level=not args.skip_video_level, with_labels=not args.no_labels,
+        id_key=args.id_key, max_frames=args.max_frames, min_frames=args.min_frames,
+        seed=args.seed, prefix=args.prefix)
+    for kind, pattern in patterns.items():
+        print(f"{kind}: {pattern}")
+
+
+if __name__ == "__main__":
+    main()

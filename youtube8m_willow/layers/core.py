@@ -1,0 +1,180 @@
+"""Building blocks shared by every layer: TF1-compatible batch norm, dense,
+slim's L2 regularizer, and the TF1 variable-name protocol.
+
+TF1 names: every layer that owns weights implements ``tf1_weights()``, a dict
+from the variable's name relative to the layer's TF1 scope (for example
+``"cluster_bn/moving_mean"``) to the Keras variable. Models join them with
+their scopes (``collect_tf1_weights``), so an original checkpoint can be
+mapped onto Keras weights name by name (see ``youtube8m_willow.legacy``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Mapping
+
+import keras
+import tensorflow as tf
+
+PACKAGE = "youtube8m_willow"
+
+
+def register(cls):
+    """Registers a class for Keras serialization under this package."""
+    return keras.saving.register_keras_serializable(package=PACKAGE)(cls)
+
+
+def normal(stddev: float, mean: float = 0.0) -> keras.initializers.Initializer:
+    """TF1's ``tf.random_normal_initializer(mean, stddev)``."""
+    return keras.initializers.RandomNormal(mean=mean, stddev=stddev)
+
+
+def inverse_sqrt_normal(size: int) -> keras.initializers.Initializer:
+    """The ubiquitous WILLOW initializer: N(0, 1/sqrt(size))."""
+    return normal(1.0 / math.sqrt(size))
+
+
+@register
+class SlimL2(keras.regularizers.Regularizer):
+    """TF1 slim ``l2_regularizer(scale)``: ``scale * sum(w ** 2) / 2``.
+
+    Keras' own L2 omits the 1/2, so it would double the original penalty.
+    """
+
+    def __init__(self, scale: float):
+        self.scale = float(scale)
+
+    def __call__(self, x):
+        return self.scale * 0.5 * tf.reduce_sum(tf.square(x))
+
+    def get_config(self):
+        return {"scale": self.scale}
+
+
+def collect_tf1_weights(scoped: Mapping[str, object]) -> dict:
+    """Joins ``{scope: layer_or_variable}`` into one TF1 name -> variable dict.
+
+    A layer contributes its ``tf1_weights()`` under ``scope/``; an empty scope
+    adds them at the top level; a variable maps to its scope name directly.
+    """
+    names: dict = {}
+    for scope, item in scoped.items():
+        if item is None:
+            continue
+        if hasattr(item, "tf1_weights"):
+            for name, var in item.tf1_weights().items():
+                names[f"{scope}/{name}" if scope else name] = var
+        else:
+            names[scope] = item
+    return names
+
+
+@register
+class BatchNorm(keras.layers.Layer):
+    """TF1 ``slim.batch_norm(center=True, scale=True)`` over the last axis.
+
+    Training mode normalizes with the batch's moments (population variance)
+    and moves the moving statistics with ``decay``; inference uses the moving
+    statistics. The moving variance is updated with the batch variance as TF1's
+    fused kernel does (Bessel-corrected) when ``bessel_correction`` is set.
+
+    Input: ``[..., C]``; output: same shape.
+    TF1 names: ``beta``, ``gamma``, ``moving_mean``, ``moving_variance``.
+    """
+
+    def __init__(self, decay: float = 0.999, epsilon: float = 0.001,
+                 bessel_correction: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.decay = float(decay)
+        self.epsilon = float(epsilon)
+        self.bessel_correction = bool(bessel_correction)
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        self.beta = self.add_weight(name="beta", shape=(channels,), initializer="zeros")
+        self.gamma = self.add_weight(name="gamma", shape=(channels,), initializer="ones")
+        self.moving_mean = self.add_weight(
+            name="moving_mean", shape=(channels,), initializer="zeros", trainable=False)
+        self.moving_variance = self.add_weight(
+            name="moving_variance", shape=(channels,), initializer="ones", trainable=False)
+
+    def call(self, inputs, training=None):
+        if training:
+            axes = list(range(len(inputs.shape) - 1))
+            mean, variance = tf.nn.moments(inputs, axes=axes)
+            self._update_moving(mean, variance, inputs, axes)
+        else:
+            mean, variance = self.moving_mean, self.moving_variance
+        return tf.nn.batch_normalization(
+            inputs, mean, variance, self.beta, self.gamma, self.epsilon)
+
+    def _update_moving(self, mean, variance, inputs, axes):
+        if self.bessel_correction:
+            count = tf.cast(tf.reduce_prod(tf.gather(tf.shape(inputs), axes)), variance.dtype)
+            variance = variance * count / tf.maximum(count - 1.0, 1.0)
+        rate = 1.0 - self.decay
+        self.moving_mean.assign_sub((self.moving_mean - mean) * rate)
+        self.moving_variance.assign_sub((self.moving_variance - variance) * rate)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def tf1_weights(self):
+        return {"beta": self.beta, "gamma": self.gamma,
+                "moving_mean": self.moving_mean, "moving_variance": self.moving_variance}
+
+    def get_config(self):
+        return {**super().get_config(), "decay": self.decay, "epsilon": self.epsilon,
+                "bessel_correction": self.bessel_correction}
+
+
+@register
+class Dense(keras.layers.Layer):
+    """TF1 ``slim.fully_connected`` without activation: ``x W (+ b)``.
+
+    Glorot-uniform weights (slim's xavier default), zero biases, an optional
+    slim L2 penalty on the weights.
+
+    TF1 names: ``weights`` and, with ``use_bias``, ``biases``.
+    """
+
+    def __init__(self, units: int, use_bias: bool = True, l2: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.units = int(units)
+        self.use_bias = bool(use_bias)
+        self.l2 = float(l2)
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(
+            name="weights", shape=(int(input_shape[-1]), self.units),
+            initializer="glorot_uniform",
+            regularizer=SlimL2(self.l2) if self.l2 > 0 else None)
+        self.bias = (self.add_weight(name="biases", shape=(self.units,), initializer="zeros")
+                     if self.use_bias else None)
+
+    def call(self, inputs):
+        outputs = tf.matmul(inputs, self.kernel)
+        return outputs + self.bias if self.use_bias else outputs
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def tf1_weights(self):
+        names = {"weights": self.kernel}
+        if self.use_bias:
+            names["biases"] = self.bias
+        return names
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "use_bias": self.use_bias,
+                "l2": self.l2}
+
+
+def l2_normalize(x, axis: int = -1):
+    """``tf.nn.l2_normalize`` with TF1's epsilon (1e-12 on the squared sum)."""
+    return tf.math.l2_normalize(x, axis=axis, epsilon=1e-12)
+
+
+def iter_layers(items: Iterable) -> list:
+    """Drops the ``None`` entries of optional sub-layers."""
+    return [item for item in items if item is not None]

@@ -1,0 +1,95 @@
+"""NetFV: a learnable Fisher Vector (Miech et al., 2017, section 3.2; LOUPE)."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from youtube8m_willow.layers.core import inverse_sqrt_normal, l2_normalize, normal, register
+from youtube8m_willow.layers.vlad import ClusterPooling, aggregate, normalize_descriptor
+
+
+@register
+class NetFV(ClusterPooling):
+    """First- and second-order statistics of the frames around learned
+    Gaussian components, weighted by the soft assignment.
+
+    With centers ``c`` ``[D, K]``, ``sigma = covar_weights**2 + 1e-6`` and
+    ``s_k = sum_n a[n, k]``:
+
+    - ``fv1[d, k] = (sum_n a x - s_k c) / sigma``, intra-normalized over ``d``,
+      flattened in ``(d, k)`` order, L2-normalized;
+    - ``fv2[d, k] = (s_k c**2 + sum_n a x**2 - 2 c sum_n a x) / sigma**2 - s_k``,
+      flattened and L2-normalized twice (no intra-normalization, as in the
+      original);
+    - output ``[fv1, fv2]``.
+
+    Args:
+        cluster_size: ``K``.
+        add_batch_norm: batch norm in the assignment (else a bias).
+        couple_weights: centers are ``coupling_factor * cluster_weights``
+            (no extra variable); else their own ``cluster_weights2``.
+        coupling_factor: the coupling scale.
+
+    Input: ``[B, N, D]``; output ``[B, 2*D*K]``.
+    TF1 names: ``cluster_weights``, ``cluster_bn/*`` (or ``cluster_biases``),
+    ``covar_weights`` ``[D, K]`` (init N(1, 1/sqrt(D))), and without
+    coupling ``cluster_weights2`` ``[1, D, K]``.
+
+    Example:
+        >>> NetFV(4)(tf.ones([2, 5, 3])).shape
+        TensorShape([2, 24])
+    """
+
+    def __init__(self, cluster_size: int, add_batch_norm: bool = True,
+                 couple_weights: bool = True, coupling_factor: float = 0.01, **kwargs):
+        super().__init__(cluster_size, add_batch_norm, **kwargs)
+        self.couple_weights = bool(couple_weights)
+        self.coupling_factor = float(coupling_factor)
+
+    def build_pooling(self):
+        size = self.feature_size
+        self.covar_weights = self.add_weight(
+            name="covar_weights", shape=(size, self.cluster_size),
+            initializer=normal(1.0 / size ** 0.5, mean=1.0))
+        self.cluster_weights2 = (None if self.couple_weights else self.add_weight(
+            name="cluster_weights2", shape=(1, size, self.cluster_size),
+            initializer=inverse_sqrt_normal(size)))
+
+    def centers(self):
+        """The Gaussian means ``c`` (``[D, K]`` coupled, ``[1, D, K]`` otherwise)."""
+        if self.couple_weights:
+            return self.coupling_factor * self.assignment.cluster_weights
+        return self.cluster_weights2
+
+    def call(self, frames, training=None):
+        sigma = tf.square(self.covar_weights) + 1e-6
+        assignments = self.assign(frames, training)
+        assignment_sum = tf.reduce_sum(assignments, -2, keepdims=True)
+        centers = self.centers()
+        first_order = aggregate(assignments, frames)
+        second_order = self._second_order(assignments, frames, first_order, assignment_sum,
+                                          centers, sigma)
+        first_order = (first_order - assignment_sum * centers) / sigma
+        return tf.concat([normalize_descriptor(first_order), second_order], 1)
+
+    def _second_order(self, assignments, frames, first_order, assignment_sum, centers, sigma):
+        """The flattened, twice L2-normalized second-order term."""
+        squares = aggregate(assignments, tf.square(frames))
+        second = tf.add_n([assignment_sum * tf.square(centers), squares,
+                           -2.0 * (first_order * centers)])
+        second = second / tf.square(sigma) - assignment_sum
+        second = tf.reshape(second, [-1, self.feature_size * self.cluster_size])
+        return l2_normalize(l2_normalize(second, axis=1), axis=1)
+
+    def output_size(self, feature_size: int) -> int:
+        return 2 * feature_size * self.cluster_size
+
+    def own_tf1_weights(self):
+        names = {"covar_weights": self.covar_weights}
+        if self.cluster_weights2 is not None:
+            names["cluster_weights2"] = self.cluster_weights2
+        return names
+
+    def get_config(self):
+        return {**super().get_config(), "couple_weights": self.couple_weights,
+                "coupling_factor": self.coupling_factor}

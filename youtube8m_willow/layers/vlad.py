@@ -1,0 +1,252 @@
+"""Cluster poolings of a set of frames: the shared cluster assignment, and
+NetVLAD, NetRVLAD and NetVLAGD (Miech et al., 2017, section 3.2; LOUPE).
+
+Every cluster pooling starts the same way: each frame ``x`` (``D`` values) is
+softly assigned to ``K`` clusters, ``a = softmax(BN(x W))``. The math below
+follows the original graphs operation by operation (matmuls on ``[B*N, D]``
+reshapes, batch norm over the ``B*N`` rows, TF1's L2 normalization) so that
+original checkpoints give the original numbers.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from youtube8m_willow.layers.core import (BatchNorm, inverse_sqrt_normal, l2_normalize,
+                                          register)
+
+ASSIGNMENT_ACTIVATIONS = {
+    "softmax": tf.nn.softmax,
+    "linear": tf.identity,
+    "relu6": tf.nn.relu6,
+    "sigmoid": tf.sigmoid,
+}
+
+
+@register
+class ClusterAssignment(keras.layers.Layer):
+    """Assigns each frame to clusters: ``activation(BN(x W))``.
+
+    The soft assignment of every LOUPE pooling (``activation="softmax"``);
+    the DBoF variants use it with another activation (``"linear"``,
+    ``"relu6"``, ``"sigmoid"``).
+
+    Args:
+        cluster_size: number of clusters ``K``.
+        add_batch_norm: batch norm ``cluster_bn`` on the projections; else a
+            bias ``cluster_biases`` ``[K]``, init N(1/sqrt(D)).
+        activation: one of ``ASSIGNMENT_ACTIVATIONS``.
+
+    Input: ``[M, D]`` (frames flattened over batch and time).
+    Output: ``[M, K]``.
+    TF1 names: ``cluster_weights`` ``[D, K]`` (init N(1/sqrt(D))),
+    ``cluster_bn/*`` or ``cluster_biases``.
+
+    Example:
+        >>> ClusterAssignment(4)(tf.ones([6, 3])).shape
+        TensorShape([6, 4])
+    """
+
+    def __init__(self, cluster_size: int, add_batch_norm: bool = True,
+                 activation: str = "softmax", **kwargs):
+        super().__init__(**kwargs)
+        if activation not in ASSIGNMENT_ACTIVATIONS:
+            raise ValueError(f"unknown cluster activation {activation!r}; valid: "
+                             f"{', '.join(ASSIGNMENT_ACTIVATIONS)}")
+        if int(cluster_size) < 1:
+            raise ValueError(f"cluster_size must be positive, got {cluster_size}")
+        self.cluster_size = int(cluster_size)
+        self.add_batch_norm = bool(add_batch_norm)
+        self.activation = activation
+        self.batch_norm = BatchNorm(name="cluster_bn") if self.add_batch_norm else None
+
+    def build(self, input_shape):
+        feature_size = int(input_shape[-1])
+        self.cluster_weights = self.add_weight(
+            name="cluster_weights", shape=(feature_size, self.cluster_size),
+            initializer=inverse_sqrt_normal(feature_size))
+        if self.batch_norm is not None:
+            self.batch_norm.build((None, self.cluster_size))
+            self.cluster_biases = None
+        else:
+            self.cluster_biases = self.add_weight(
+                name="cluster_biases", shape=(self.cluster_size,),
+                initializer=inverse_sqrt_normal(feature_size))
+
+    def call(self, inputs, training=None):
+        activation = tf.matmul(inputs, self.cluster_weights)
+        if self.batch_norm is not None:
+            activation = self.batch_norm(activation, training=training)
+        else:
+            activation += self.cluster_biases
+        return ASSIGNMENT_ACTIVATIONS[self.activation](activation)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.cluster_size)
+
+    def tf1_weights(self):
+        names = {"cluster_weights": self.cluster_weights}
+        if self.batch_norm is not None:
+            names.update({f"cluster_bn/{k}": v for k, v in self.batch_norm.tf1_weights().items()})
+        else:
+            names["cluster_biases"] = self.cluster_biases
+        return names
+
+    def get_config(self):
+        return {**super().get_config(), "cluster_size": self.cluster_size,
+                "add_batch_norm": self.add_batch_norm, "activation": self.activation}
+
+
+class ClusterPooling(keras.layers.Layer):
+    """Base of the poolings over ``[B, N, D]`` frames built on a cluster
+    assignment: subclasses add their weights in ``build_pooling`` and pool in
+    ``call``; ``assign`` gives the ``[B, N, K]`` assignments. ``activation``
+    overrides the class's assignment activation (``assignment_activation``).
+
+    TF1 names (relative to the stream's scope, e.g. ``video_VLAD``): the
+    assignment's, then the subclass's own.
+    """
+
+    assignment_activation = "softmax"
+
+    def __init__(self, cluster_size: int, add_batch_norm: bool = True,
+                 activation: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.cluster_size = int(cluster_size)
+        self.add_batch_norm = bool(add_batch_norm)
+        self.assignment = ClusterAssignment(
+            self.cluster_size, self.add_batch_norm,
+            activation=activation or self.assignment_activation, name="assignment")
+
+    def build(self, input_shape):
+        if len(input_shape) != 3:
+            raise ValueError(f"{type(self).__name__} expects [batch, frames, features] input, "
+                             f"got shape {tuple(input_shape)}")
+        self.feature_size = int(input_shape[-1])
+        self.assignment.build((None, self.feature_size))
+        self.build_pooling()
+
+    def build_pooling(self):
+        """Creates the subclass's own weights (``self.feature_size`` is set)."""
+
+    def assign(self, frames, training=None):
+        """``[B, N, D]`` frames -> ``[B, N, K]`` assignments, computed on the
+        ``[B*N, D]`` reshape as the original does."""
+        flat = tf.reshape(frames, [-1, self.feature_size])
+        activation = self.assignment(flat, training=training)
+        return tf.reshape(activation, [-1, tf.shape(frames)[1], self.cluster_size])
+
+    def own_tf1_weights(self) -> dict:
+        return {}
+
+    def tf1_weights(self):
+        return {**self.assignment.tf1_weights(), **self.own_tf1_weights()}
+
+    def output_size(self, feature_size: int) -> int:
+        """Length of the pooled vector for ``feature_size``-dimensional frames."""
+        return feature_size * self.cluster_size
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.output_size(int(input_shape[-1])))
+
+    def get_config(self):
+        return {**super().get_config(), "cluster_size": self.cluster_size,
+                "add_batch_norm": self.add_batch_norm}
+
+
+def aggregate(assignments, frames):
+    """``sum_n a[b, n, k] * x[b, n, d]`` as ``[B, D, K]`` (the original's
+    transpose, batched matmul, transpose)."""
+    weighted = tf.matmul(tf.transpose(assignments, perm=[0, 2, 1]), frames)
+    return tf.transpose(weighted, perm=[0, 2, 1])
+
+
+def normalize_descriptor(descriptor):
+    """Intra-normalization over ``d`` of ``[B, D, K]``, then flattening in
+    ``(d, k)`` order and a global L2 normalization."""
+    descriptor = l2_normalize(descriptor, axis=1)
+    flat_size = descriptor.shape[1] * descriptor.shape[2]
+    return l2_normalize(tf.reshape(descriptor, [-1, flat_size]), axis=1)
+
+
+@register
+class NetVLAD(ClusterPooling):
+    """NetVLAD: sums of the residuals to learned centers, weighted by the soft
+    assignment, intra-normalized and L2-normalized.
+
+    ``v[b, d, k] = sum_n a[b,n,k] x[b,n,d] - (sum_n a[b,n,k]) c[d,k]``.
+
+    Args:
+        cluster_size: ``K``.
+        add_batch_norm: batch norm in the assignment (else a bias).
+
+    Input: ``[B, N, D]``; output ``[B, D*K]``.
+    TF1 names: ``cluster_weights``, ``cluster_bn/*`` (or ``cluster_biases``),
+    ``cluster_weights2`` ``[1, D, K]`` (the centers ``c``).
+
+    Example:
+        >>> NetVLAD(4)(tf.ones([2, 5, 3])).shape
+        TensorShape([2, 12])
+    """
+
+    def build_pooling(self):
+        self.cluster_weights2 = self.add_weight(
+            name="cluster_weights2", shape=(1, self.feature_size, self.cluster_size),
+            initializer=inverse_sqrt_normal(self.feature_size))
+
+    def call(self, frames, training=None):
+        assignments = self.assign(frames, training)
+        assignment_sum = tf.reduce_sum(assignments, -2, keepdims=True)
+        weighted_centers = assignment_sum * self.cluster_weights2
+        vlad = aggregate(assignments, frames) - weighted_centers
+        return normalize_descriptor(vlad)
+
+    def own_tf1_weights(self):
+        return {"cluster_weights2": self.cluster_weights2}
+
+
+@register
+class NetRVLAD(ClusterPooling):
+    """NetRVLAD (``--lightvlad``): NetVLAD without the centers, i.e. the
+    assignment-weighted sums of the frames, intra- and L2-normalized.
+
+    Input: ``[B, N, D]``; output ``[B, D*K]``.
+    TF1 names: ``cluster_weights``, ``cluster_bn/*`` (or ``cluster_biases``).
+
+    Example:
+        >>> NetRVLAD(4)(tf.ones([2, 5, 3])).shape
+        TensorShape([2, 12])
+    """
+
+    def call(self, frames, training=None):
+        return normalize_descriptor(aggregate(self.assign(frames, training), frames))
+
+
+@register
+class NetVLAGD(ClusterPooling):
+    """NetVLAGD (``--vlagd``): assignment-weighted sums of the frames, each
+    ``(k, d)`` entry scaled by a learned gate ``sigmoid(gate_weights)``.
+
+    Input: ``[B, N, D]``; output ``[B, D*K]``.
+    TF1 names: ``cluster_weights``, ``cluster_bn/*`` (or ``cluster_biases``),
+    ``gate_weights`` ``[1, K, D]``.
+
+    Example:
+        >>> NetVLAGD(4)(tf.ones([2, 5, 3])).shape
+        TensorShape([2, 12])
+    """
+
+    def build_pooling(self):
+        self.gate_weights = self.add_weight(
+            name="gate_weights", shape=(1, self.cluster_size, self.feature_size),
+            initializer=inverse_sqrt_normal(self.feature_size))
+
+    def call(self, frames, training=None):
+        assignments = self.assign(frames, training)
+        weighted = tf.matmul(tf.transpose(assignments, perm=[0, 2, 1]), frames)
+        gated = weighted * tf.sigmoid(self.gate_weights)
+        return normalize_descriptor(tf.transpose(gated, perm=[0, 2, 1]))
+
+    def own_tf1_weights(self):
+        return {"gate_weights": self.gate_weights}

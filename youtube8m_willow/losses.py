@@ -1,0 +1,74 @@
+"""Label losses of the starter code, selected by ``--label_loss``.
+
+Each loss maps ``(predictions [B, V] probabilities, labels [B, V] 0/1)`` to
+a scalar: summed over classes, averaged over the batch.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import tensorflow as tf
+
+
+class CrossEntropyLoss:
+    """Weighted binary cross entropy (WILLOW's, alpha=0.5 is the starter's).
+
+    ``-2 * (alpha * y * log(p + eps) + (1 - alpha) * (1 - y) * log(1 - p + eps))``
+    with ``eps = 1e-5``.
+    """
+
+    def __init__(self, alpha: float = 0.5):
+        self.alpha = float(alpha)
+
+    def __call__(self, predictions, labels):
+        epsilon = 1e-5
+        labels = tf.cast(labels, tf.float32)
+        loss = 2.0 * (self.alpha * labels * tf.math.log(predictions + epsilon)
+                      + (1.0 - self.alpha) * (1.0 - labels) * tf.math.log(1.0 - predictions + epsilon))
+        return tf.reduce_mean(tf.reduce_sum(-loss, axis=1))
+
+
+class HingeLoss:
+    """``sum_v max(0, b - (2y - 1) * p)`` with ``b = 1``, mean over the batch."""
+
+    def __init__(self, b: float = 1.0, **unused):
+        self.b = float(b)
+
+    def __call__(self, predictions, labels):
+        labels = tf.cast(labels, tf.float32)
+        signs = 2.0 * labels - 1.0
+        hinge = tf.maximum(0.0, self.b - signs * predictions)
+        return tf.reduce_mean(tf.reduce_sum(hinge, axis=1))
+
+
+class SoftmaxLoss:
+    """Softmax cross entropy against labels normalized to sum to 1."""
+
+    def __init__(self, **unused):
+        pass
+
+    def __call__(self, predictions, labels):
+        epsilon = 1e-7
+        labels = tf.cast(labels, tf.float32)
+        norm_labels = labels / tf.maximum(tf.reduce_sum(labels, axis=1, keepdims=True), epsilon)
+        log_softmax = tf.nn.log_softmax(predictions, axis=1)
+        return tf.reduce_mean(-tf.reduce_sum(norm_labels * log_softmax, axis=1))
+
+
+_LOSSES: dict[str, Callable[..., Callable]] = {
+    "CrossEntropyLoss": CrossEntropyLoss,
+    "HingeLoss": lambda alpha=0.5: HingeLoss(),
+    "SoftmaxLoss": lambda alpha=0.5: SoftmaxLoss(),
+}
+
+
+def loss_names() -> list[str]:
+    return sorted(_LOSSES)
+
+
+def create_loss(name: str, alpha: float = 0.5):
+    """The loss named by ``--label_loss``; an unknown name lists the valid ones."""
+    if name not in _LOSSES:
+        raise ValueError(f"unknown --label_loss={name!r}; valid losses: {', '.join(loss_names())}")
+    return _LOSSES[name](alpha=alpha)

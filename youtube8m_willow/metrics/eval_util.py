@@ -1,0 +1,282 @@
+"""Evaluation metrics of the YouTube-8M starter code, vectorized with NumPy.
+
+With ``P`` the predictions and ``Y`` the 0/1 labels of a batch, both [B, V]:
+
+* Hit@1: mean over videos of ``Y[b, argmax P[b]]``.
+* PERR: for a video with ``n`` labels, the fraction of its top-``n``
+  predictions that are positives with a prediction > 0; a video with no
+  labels counts 0; mean over videos.
+* GAP: each video keeps its ``top_k`` predictions; all kept (prediction,
+  label) pairs are pooled and ranked; GAP is their average precision with
+  the total number of labels of ``Y`` (kept or not) as recall denominator.
+* Per-class AP: the same, per class, over that class's kept predictions with
+  the class's total labels as denominator (0 for a class without labels).
+  :class:`EvaluationMetrics` reports two means: ``map_all_classes`` over every
+  class (WILLOW's MAP, zeros included) and ``map_positive_classes`` over the
+  classes that had labels (the later starter code's).
+
+The values equal the original per-video loops and heaps whenever predictions
+have no ties. Ties: the kept top-k entries of a video are those of
+``numpy.argpartition``, as in the original (so the kept set is the same even
+with ties); when ranking, tied predictions keep their order of arrival
+(earlier batches first, then earlier videos, then lower class indices)
+instead of the original's seeded shuffle. PERR's top-n among tied
+predictions follows the same order of arrival. Labels are expected to be 0/1.
+"""
+
+from __future__ import annotations
+
+import itertools
+import numbers
+from typing import Dict, List, Tuple
+
+import numpy as np
+
+from youtube8m_willow.metrics.average_precision_calculator import (
+    group_by_segment, rank_descending, ranked_average_precision)
+
+
+def flatten(l):
+    """Merges a list of lists into a single list."""
+    return list(itertools.chain.from_iterable(l))
+
+
+def _as_batch(predictions, actuals) -> Tuple[np.ndarray, np.ndarray]:
+    """Both inputs as arrays [B, V] of the same shape (floating predictions)."""
+    predictions, actuals = np.asarray(predictions), np.asarray(actuals)
+    if predictions.ndim != 2 or predictions.shape != actuals.shape:
+        raise ValueError("predictions and actuals must be matrices of the same shape "
+                         f"[batch, classes]; got {predictions.shape} and {actuals.shape}.")
+    if not np.issubdtype(predictions.dtype, np.floating):
+        predictions = predictions.astype(np.float64)
+    return predictions, actuals
+
+
+def _check_k(k) -> None:
+    if not isinstance(k, numbers.Integral) or k <= 0:
+        raise ValueError("k must be a positive integer.")
+
+
+def _hit_at_one(predictions: np.ndarray, actuals: np.ndarray) -> float:
+    if actuals.shape[0] == 0:
+        return 0.0
+    top = np.argmax(predictions, axis=1)
+    # np.average in the labels' dtype, as the original (float32 labels round).
+    return float(np.average(actuals[np.arange(actuals.shape[0]), top]))
+
+
+def calculate_hit_at_one(predictions, actuals) -> float:
+    """Mean over videos of the label of each video's highest prediction."""
+    return _hit_at_one(*_as_batch(predictions, actuals))
+
+
+def _label_counts(actuals: np.ndarray) -> np.ndarray:
+    """Each video's number of labels (its label sum truncated to int)."""
+    return actuals.sum(axis=1).astype(np.int64)
+
+
+def _top_indices(predictions: np.ndarray, k: int) -> np.ndarray:
+    """Class indices [B, k] of each video's k highest predictions (any order)."""
+    return np.argpartition(predictions, -k, axis=1)[:, -k:]
+
+
+def _precision_at_equal_recall(predictions: np.ndarray, actuals: np.ndarray,
+                               counts: np.ndarray, top: np.ndarray = None) -> float:
+    """PERR from label counts; ``top`` may hold at least max(counts) top indices."""
+    num_videos = counts.size
+    max_count = int(counts.max(initial=0))
+    if max_count == 0:
+        return 0.0
+    if top is None or top.shape[1] < max_count:
+        top = _top_indices(predictions, max_count)
+    rows = np.arange(num_videos)[:, None]
+    by_value = np.argsort(-predictions[rows, top], axis=1, kind="stable")
+    ranked = np.take_along_axis(top, by_value[:, :max_count], axis=1)
+    counted = ((np.arange(max_count) < counts[:, None])
+               & (predictions[rows, ranked] > 0))
+    hits = np.where(counted, actuals[rows, ranked], 0).sum(axis=1, dtype=np.float64)
+    precision = hits / np.maximum(counts, 1)
+    return float(precision.sum() / num_videos)
+
+
+def calculate_precision_at_equal_recall_rate(predictions, actuals) -> float:
+    """Mean over videos of the precision of its top-n predictions, n = its label count."""
+    predictions, actuals = _as_batch(predictions, actuals)
+    return _precision_at_equal_recall(predictions, actuals, _label_counts(actuals))
+
+
+def _kept_entries(predictions: np.ndarray, actuals: np.ndarray, top: np.ndarray):
+    """Flat (class, prediction, label) of the kept entries, by video then class."""
+    top = np.sort(top, axis=1)
+    rows = np.arange(top.shape[0])[:, None]
+    return top.reshape(-1), predictions[rows, top].reshape(-1), actuals[rows, top].reshape(-1)
+
+
+def _global_ap(predictions: np.ndarray, positive: np.ndarray, num_positives: float) -> float:
+    order = rank_descending(predictions)
+    ap = ranked_average_precision(np.zeros(order.size, np.intp), positive[order],
+                                  np.array([num_positives]))
+    return float(ap[0])
+
+
+def calculate_gap(predictions, actuals, top_k: int = 20) -> float:
+    """Global average precision of one batch, keeping each video's top_k predictions."""
+    _check_k(top_k)
+    predictions, actuals = _as_batch(predictions, actuals)
+    if predictions.shape[0] == 0:
+        return 0.0
+    top = _top_indices(predictions, min(top_k, predictions.shape[1]))
+    _, kept_predictions, kept_labels = _kept_entries(predictions, actuals, top)
+    return _global_ap(kept_predictions, kept_labels > 0, actuals.sum(dtype=np.float64))
+
+
+def top_k_by_class(predictions, labels, k: int = 20):
+    """Each video's top k predictions, regrouped by class.
+
+    Returns:
+      (predictions, labels, true_positives): the first two are lists with one
+      1-D array per class (entries in video order), the last the number of
+      labels of each class in ``labels``.
+
+    Raises:
+      ValueError: if k is not a positive integer.
+    """
+    _check_k(k)
+    predictions, labels = _as_batch(predictions, labels)
+    num_classes = predictions.shape[1]
+    top = _top_indices(predictions, min(k, num_classes))
+    class_ids, kept_predictions, kept_labels = _kept_entries(predictions, labels, top)
+    by_class = np.argsort(class_ids, kind="stable")
+    bounds = np.cumsum(np.bincount(class_ids, minlength=num_classes))[:-1]
+    return (np.split(kept_predictions[by_class], bounds),
+            np.split(kept_labels[by_class], bounds),
+            list(labels.sum(axis=0)))
+
+
+def top_k_triplets(predictions, labels, k: int = 20) -> List[tuple]:
+    """The k highest predictions of one video as (class index, prediction, label)."""
+    predictions, labels = np.asarray(predictions), np.asarray(labels)
+    k = min(k, len(predictions))
+    indices = np.argpartition(predictions, -k)[-k:]
+    return list(zip(indices.tolist(), predictions[indices], labels[indices]))
+
+
+class EvaluationMetrics:
+    """Accumulates Hit@1, PERR, loss, GAP and per-class AP over an evaluation.
+
+    Each batch keeps only its videos' top_k (class, prediction, label) entries;
+    GAP and the per-class APs are computed from them at :meth:`get` with one
+    sort over all kept entries.
+
+    Example:
+      >>> metrics = EvaluationMetrics(num_class=3, top_k=1)
+      >>> metrics.accumulate(np.array([[0.9, 0.2, 0.1], [0.1, 0.3, 0.8]]),
+      ...                    np.array([[1, 0, 0], [0, 1, 0]]), loss=np.array([1.0, 3.0]))
+      {'hit_at_one': 0.5, 'perr': 0.5, 'loss': 2.0}
+      >>> metrics.get()["gap"]  # kept: 0.9 (positive), 0.8 (negative); 2 labels
+      0.5
+    """
+
+    def __init__(self, num_class: int, top_k: int):
+        """Args:
+          num_class: number of classes, an integer > 1 (as in the original).
+          top_k: how many predictions of each video are kept for GAP and AP.
+
+        Raises:
+          ValueError: if num_class or top_k is invalid.
+        """
+        if (not isinstance(num_class, numbers.Integral) or isinstance(num_class, bool)
+                or num_class <= 1):
+            raise ValueError("num_class must be a positive integer (greater than 1).")
+        _check_k(top_k)
+        self.num_class = int(num_class)
+        self.top_k = int(top_k)
+        self.clear()
+
+    def accumulate(self, predictions, labels, loss) -> Dict[str, float]:
+        """Adds one batch and returns its own metrics.
+
+        Args:
+          predictions: array [B, num_class] of model outputs.
+          labels: array [B, num_class] of 0/1 ground truth.
+          loss: the batch's loss (per example, or already averaged).
+
+        Returns:
+          {"hit_at_one", "perr", "loss"} of this batch.
+
+        Raises:
+          ValueError: if shapes do not match or the class count differs.
+        """
+        predictions, labels = _as_batch(predictions, labels)
+        if predictions.shape[1] != self.num_class:
+            raise ValueError(f"expected {self.num_class} classes, got {predictions.shape[1]}.")
+        batch_size = labels.shape[0]
+        if batch_size == 0:
+            return {"hit_at_one": 0.0, "perr": 0.0, "loss": 0.0}
+        top = _top_indices(predictions, min(self.top_k, self.num_class))
+        mean_hit_at_one = _hit_at_one(predictions, labels)
+        mean_perr = _precision_at_equal_recall(predictions, labels, _label_counts(labels), top)
+        mean_loss = float(np.mean(loss))
+        self._keep(predictions, labels, top)
+
+        self.num_examples += batch_size
+        self.sum_hit_at_one += mean_hit_at_one * batch_size
+        self.sum_perr += mean_perr * batch_size
+        self.sum_loss += mean_loss * batch_size
+        return {"hit_at_one": mean_hit_at_one, "perr": mean_perr, "loss": mean_loss}
+
+    def _keep(self, predictions: np.ndarray, labels: np.ndarray, top: np.ndarray) -> None:
+        class_ids, kept_predictions, kept_labels = _kept_entries(predictions, labels, top)
+        self._class_ids.append(class_ids.astype(self._class_dtype))
+        self._predictions.append(kept_predictions)
+        self._positive.append(kept_labels > 0)
+        self._num_positives += labels.sum(axis=0)
+
+    def get(self) -> Dict[str, object]:
+        """Metrics of everything accumulated since the last clear().
+
+        Returns:
+          avg_hit_at_one, avg_perr, avg_loss, aps (list of per-class APs), gap,
+          map_all_classes (mean of aps) and map_positive_classes (mean of the
+          aps of classes with labels; 0 if none).
+
+        Raises:
+          ValueError: if no examples were accumulated.
+        """
+        if self.num_examples <= 0:
+            raise ValueError("total_sample must be positive.")
+        aps, gap = self._aps_and_gap()
+        has_labels = self._num_positives > 0
+        return {
+            "avg_hit_at_one": self.sum_hit_at_one / self.num_examples,
+            "avg_perr": self.sum_perr / self.num_examples,
+            "avg_loss": self.sum_loss / self.num_examples,
+            "aps": aps.tolist(),
+            "gap": gap,
+            "map_all_classes": float(np.mean(aps)),
+            "map_positive_classes": float(np.mean(aps[has_labels])) if has_labels.any() else 0.0,
+        }
+
+    def _aps_and_gap(self) -> Tuple[np.ndarray, float]:
+        """Per-class APs and GAP from one ranking of all kept entries."""
+        class_ids = np.concatenate(self._class_ids)
+        positive = np.concatenate(self._positive)
+        order = rank_descending(np.concatenate(self._predictions))
+        gap = ranked_average_precision(np.zeros(order.size, np.intp), positive[order],
+                                       np.array([self._num_positives.sum()]))
+        by_class = group_by_segment(class_ids, order)
+        aps = ranked_average_precision(class_ids[by_class].astype(np.intp),
+                                       positive[by_class], self._num_positives)
+        return aps, float(gap[0])
+
+    def clear(self) -> None:
+        """Resets all accumulated metrics."""
+        self.sum_hit_at_one = 0.0
+        self.sum_perr = 0.0
+        self.sum_loss = 0.0
+        self.num_examples = 0
+        self._class_dtype = np.int16 if self.num_class <= np.iinfo(np.int16).max else np.int32
+        self._class_ids = []
+        self._predictions = []
+        self._positive = []
+        self._num_positives = np.zeros(self.num_class, dtype=np.float64)

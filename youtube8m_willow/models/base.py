@@ -1,0 +1,65 @@
+"""The base of every model: raw features in, class probabilities out."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import tensorflow as tf
+
+from youtube8m_willow.config import ModelConfig
+from youtube8m_willow.layers.core import collect_tf1_weights, l2_normalize
+
+
+class VideoModel(keras.Model):
+    """Maps a batch of raw (dequantized) features to class probabilities.
+
+    Inputs: a dict with ``video_matrix`` (``[B, D]`` video-level or
+    ``[B, T, D]`` frame-level) and ``num_frames`` (``[B]`` int32). The model
+    L2-normalizes the features along the last axis first, as the original
+    train/eval/inference graphs did, so every caller (training, evaluation,
+    inference, the exported SavedModel) computes the same thing.
+
+    Subclasses implement ``predict_probabilities`` and ``tf1_scopes``.
+    """
+
+    def __init__(self, config: ModelConfig, **kwargs):
+        kwargs.setdefault("name", config.model)
+        super().__init__(**kwargs)
+        self.config = config
+
+    def call(self, inputs, training=False):
+        features = l2_normalize(tf.cast(inputs["video_matrix"], tf.float32), axis=-1)
+        num_frames = tf.cast(inputs["num_frames"], tf.int32)
+        return self.predict_probabilities(features, num_frames, training=training)
+
+    def predict_probabilities(self, features, num_frames, training=False):
+        raise NotImplementedError
+
+    def tf1_scopes(self) -> dict:
+        """``{TF1 scope: layer}`` of the sub-layers that own weights."""
+        raise NotImplementedError
+
+    def tf1_weights(self) -> dict:
+        """TF1 variable name -> Keras variable, for checkpoint import."""
+        return collect_tf1_weights(self.tf1_scopes())
+
+    def build_for_config(self):
+        """Creates every weight by running the model once on zeros."""
+        config = self.config
+        shape = ([1, config.max_frames, config.feature_size] if config.frame_features
+                 else [1, config.feature_size])
+        self({"video_matrix": tf.zeros(shape), "num_frames": tf.ones([1], tf.int32)})
+        return self
+
+    def regularization_loss(self):
+        """Sum of the slim L2 penalties of the model's weights."""
+        losses = self.losses
+        return tf.add_n(losses) if losses else tf.constant(0.0)
+
+    def get_config(self):
+        return {"config": dataclasses.asdict(self.config), "name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(ModelConfig.from_dict(config["config"]), name=config.get("name"))

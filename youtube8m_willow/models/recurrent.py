@@ -1,0 +1,90 @@
+"""WILLOW's recurrent frame-level models: LstmModel and GruModel (SPEC section 4).
+
+A stack of TF1 cells reads each video's valid frames in order (or reversed,
+or a random draw of frames), and the video-level classifier sees the final
+state of every layer, concatenated. Nothing is batch-normalized or
+L2-normalized beyond the input normalization every model applies.
+
+Random sequences: the original replaces the input with ``iterations`` frames
+drawn like "random" sampling but keeps ``sequence_length = num_frames``. TF1's
+dynamic_rnn never ran past the time dimension, so a video with more than
+``iterations`` frames reads all the drawn frames; one with fewer reads only its
+first ``num_frames`` draws. Here the length is clipped to the time dimension
+explicitly, which gives the same result, and also makes the random+backward
+combination work (the original's reverse_sequence rejected lengths beyond the
+time dimension).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from youtube8m_willow.config import ModelConfig
+from youtube8m_willow.layers.recurrent import StackedRNN
+from youtube8m_willow.layers.sampling import sample_frames
+from youtube8m_willow.models.base import VideoModel
+from youtube8m_willow.models.registry import create_classifier, register_model
+
+RNN_SCOPE = "RNN/rnn/multi_rnn_cell"
+
+
+class _RecurrentModel(VideoModel):
+    """Frames -> stacked RNN final states -> video-level classifier."""
+
+    frame_level = True
+    cell_type = ""
+
+    def __init__(self, config: ModelConfig, **kwargs):
+        super().__init__(config, **kwargs)
+        units, layers, self.random_sequence, self.backward = self.recurrent_options(config)
+        self.rnn = StackedRNN(self.cell_type, units, layers, name="multi_rnn_cell")
+        self.classifier = create_classifier(config.video_level_classifier_model, config)
+
+    @staticmethod
+    def recurrent_options(config: ModelConfig) -> tuple[int, int, bool, bool]:
+        """(units, layers, random_sequence, backward) from the model's flags."""
+        raise NotImplementedError
+
+    def predict_probabilities(self, features, num_frames, training=False):
+        frames, lengths = self.arrange_frames(features, num_frames)
+        return self.classifier(self.rnn(frames, lengths, training=training), training=training)
+
+    def arrange_frames(self, features, num_frames):
+        """The frames the RNN reads, ``[B, T', D]``, and their lengths ``[B]``."""
+        if self.random_sequence:
+            # The original always drew these like "random"; --frame_sampling overrides.
+            method = self.config.frame_sampling or "random"
+            features = sample_frames(features, num_frames, self.config.iterations, method)
+        lengths = tf.minimum(tf.cast(num_frames, tf.int32), tf.shape(features)[1])
+        if self.backward:
+            features = tf.reverse_sequence(features, lengths, seq_axis=1, batch_axis=0)
+        return features, lengths
+
+    def tf1_scopes(self):
+        return {RNN_SCOPE: self.rnn, "": self.classifier}
+
+
+@register_model("LstmModel")
+class LstmModel(_RecurrentModel):
+    """A stack of ``lstm_layers`` BasicLSTM cells of ``lstm_cells`` units;
+    the classifier input is ``[c1, h1, c2, h2, ...]``."""
+
+    cell_type = "lstm"
+
+    @staticmethod
+    def recurrent_options(config):
+        return (config.lstm_cells, config.lstm_layers, config.lstm_random_sequence,
+                config.lstm_backward)
+
+
+@register_model("GruModel")
+class GruModel(_RecurrentModel):
+    """A stack of ``gru_layers`` GRU cells of ``gru_cells`` units; the
+    classifier input is ``[h1, h2, ...]``."""
+
+    cell_type = "gru"
+
+    @staticmethod
+    def recurrent_options(config):
+        return (config.gru_cells, config.gru_layers, config.gru_random_sequence,
+                config.gru_backward)

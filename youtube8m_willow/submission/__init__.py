@@ -1,0 +1,1 @@
+"""Kaggle submission CSVs: writing them and averaging several (ensembles)."""

@@ -1,0 +1,72 @@
+"""The Kaggle CSV of SPEC section 10.
+
+``VideoId,LabelConfidencePairs`` then one line per video:
+``<id>,<label> <confidence> ...``, labels by confidence descending,
+confidence as ``%f``. The file is written under a temporary name and renamed
+only when complete, so a crash never leaves a partial file under the output
+name.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+HEADER = "VideoId,LabelConfidencePairs"
+
+
+def format_lines(video_ids, class_indexes, scores) -> list[str]:
+    """One CSV line per video from its top-k classes and scores."""
+    class_indexes = np.asarray(class_indexes)
+    scores = np.asarray(scores, dtype=np.float64)
+    k = class_indexes.shape[1]
+    row_format = "%s," + " ".join(["%d %f"] * k)
+    pairs = np.empty((class_indexes.shape[0], 2 * k), dtype=object)
+    pairs[:, 0::2] = class_indexes
+    pairs[:, 1::2] = scores
+    return [row_format % (_text(video_id), *row) for video_id, row in zip(video_ids, pairs)]
+
+
+def _text(video_id) -> str:
+    return video_id.decode("utf-8") if isinstance(video_id, bytes) else str(video_id)
+
+
+class SubmissionWriter:
+    """Writes a submission atomically: lines go to ``<path>.tmp-<pid>`` and
+    the file is renamed to ``path`` on a clean ``close()``."""
+
+    def __init__(self, path: str):
+        self.path = path
+        directory = os.path.dirname(path)
+        if directory:
+            tf.io.gfile.makedirs(directory)
+        self.temporary = f"{path}.tmp-{os.getpid()}"
+        self._handle = tf.io.gfile.GFile(self.temporary, "w")
+        self._handle.write(HEADER + "\n")
+        self.rows = 0
+
+    def write(self, video_ids, class_indexes, scores) -> None:
+        lines = format_lines(video_ids, class_indexes, scores)
+        if lines:
+            self._handle.write("\n".join(lines) + "\n")
+        self.rows += len(lines)
+
+    def close(self) -> None:
+        self._handle.close()
+        tf.io.gfile.rename(self.temporary, self.path, overwrite=True)
+
+    def abort(self) -> None:
+        self._handle.close()
+        if tf.io.gfile.exists(self.temporary):
+            tf.io.gfile.remove(self.temporary)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

@@ -1,0 +1,1 @@
+"""Training: optimizer and learning-rate schedule, the train loop, exports."""

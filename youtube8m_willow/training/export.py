@@ -1,0 +1,53 @@
+"""SavedModel export with the original ``export_model`` serving contract.
+
+The signature takes a batch of serialized ``tf.Example`` (video-level) or
+``tf.SequenceExample`` (frame-level) records, ``example_bytes``, and returns
+``video_id``, ``class_indexes`` (top-k class ids) and ``predictions`` (their
+scores), computed in eval mode with every weight, batch-norm moving
+statistics included (the original exported trainable variables only).
+"""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+
+from youtube8m_willow.config import ModelConfig
+from youtube8m_willow.data.readers import ReaderConfig, parse_serialized_batch
+
+EXPORT_DIR = "export"
+
+
+class ServingModule(tf.Module):
+    """Wraps a model with the parsing of serialized records."""
+
+    def __init__(self, model, model_config: ModelConfig, top_k: int = 20):
+        super().__init__()
+        self.model = model
+        self.top_k = min(int(top_k), model_config.num_classes)
+        self.reader_config = ReaderConfig(
+            feature_names=model_config.feature_names, feature_sizes=model_config.feature_sizes,
+            frame_features=model_config.frame_features, num_classes=model_config.num_classes,
+            max_frames=model_config.max_frames)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="example_bytes")])
+    def serve(self, example_bytes):
+        batch = parse_serialized_batch(example_bytes, self.reader_config)
+        probabilities = self.model(batch, training=False)
+        scores, classes = tf.math.top_k(probabilities, k=self.top_k)
+        return {"video_id": batch["video_ids"], "class_indexes": classes, "predictions": scores}
+
+
+def export_model(model, model_config: ModelConfig, train_dir: str, global_step: int,
+                 top_k: int = 20) -> str:
+    """Writes ``train_dir/export/step_<global_step>`` (atomically, by rename)."""
+    final = os.path.join(train_dir, EXPORT_DIR, f"step_{global_step}")
+    temporary = final + ".tmp"
+    for path in (temporary, final):
+        if tf.io.gfile.exists(path):
+            tf.io.gfile.rmtree(path)
+    module = ServingModule(model, model_config, top_k)
+    tf.saved_model.save(module, temporary, signatures={"serving_default": module.serve})
+    tf.io.gfile.rename(temporary, final)
+    return final
