@@ -13,6 +13,7 @@ import pytest
 from youtube8m_willow import average_precision_calculator as legacy_ap
 from youtube8m_willow import eval_util as legacy_eval_util
 from youtube8m_willow import mean_average_precision_calculator as legacy_map
+from youtube8m_willow.metrics.average_precision_calculator import rank_descending
 from youtube8m_willow.metrics import (
     AveragePrecisionCalculator, EvaluationMetrics, MeanAveragePrecisionCalculator,
     calculate_gap, calculate_hit_at_one, calculate_precision_at_equal_recall_rate, flatten,
@@ -68,11 +69,12 @@ class ReferenceAP:
 
 
 def reference_hit_at_one(predictions, actuals):
-    hits = 0.0
+    hits = []
     for row, labels in zip(predictions, actuals):
         best = max(range(len(row)), key=lambda j: (row[j], -j))
-        hits += labels[best]
-    return hits / len(predictions)
+        hits.append(labels[best])
+    # The original averages with numpy in the labels' dtype (float32 rounds).
+    return float(np.average(np.array(hits, dtype=np.asarray(actuals).dtype)))
 
 
 def reference_perr(predictions, actuals):
@@ -85,7 +87,7 @@ def reference_perr(predictions, actuals):
         precision = 0.0
         for j in top:
             if row[j] > 0:
-                precision += labels[j]
+                precision += float(labels[j])
         total += precision / len(top)
     return total / len(predictions)
 
@@ -98,7 +100,8 @@ def reference_top_k_by_class(predictions, actuals, k):
         for j in sorted(range(num_classes), key=lambda j: row[j], reverse=True)[:k]:
             out_predictions[j].append(row[j])
             out_labels[j].append(labels[j])
-    positives = [sum(labels[j] for labels in actuals) for j in range(num_classes)]
+    # Counted in Python floats: the original's 2017 NumPy promoted to float64.
+    positives = [sum(float(labels[j]) for labels in actuals) for j in range(num_classes)]
     return out_predictions, out_labels, positives
 
 
@@ -443,25 +446,71 @@ def test_evaluation_metrics_match_reference(dtype):
     assert got["map_all_classes"] < got["map_positive_classes"]  # classes 27..29 are empty
 
 
-def test_kept_entries_equal_argpartition_even_with_ties():
-    # Heavily tied predictions: the kept classes are those of the original's
-    # per-video numpy.argpartition.
-    rng = np.random.default_rng(2)
-    predictions = rng.integers(0, 3, (30, 20)).astype(np.float32) / 2
-    labels = (rng.random((30, 20)) < 0.2).astype(np.float32)
-    kept, _, _ = top_k_by_class(predictions, labels, k=6)
-    expected = np.zeros(20, dtype=int)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_top_k_ties_at_the_cut_off_keep_lower_classes(dtype):
+    # Top 3 of each row:
+    # row 0: 0.9 (class 1), then 0.5 tied in classes 0, 2, 3 for two places: 0 and 2;
+    # row 1 (negative values, no integer shortcut): 0.2 (class 2), then -0.5 tied
+    #   in classes 1, 3, 4 for two places: 1 and 3;
+    # row 2: 0.5, 0.4, 0.3 (classes 4, 3, 2).
+    predictions = np.array([[0.5, 0.9, 0.5, 0.5, 0.1],
+                            [-1.0, -0.5, 0.2, -0.5, -0.5],
+                            [0.1, 0.2, 0.3, 0.4, 0.5]], dtype=dtype)
+    kept, _, _ = top_k_by_class(predictions, np.zeros_like(predictions), k=3)
+    assert [x.tolist() for x in kept] == [[0.5], [0.9, -0.5], [0.5, 0.2, 0.3], [-0.5, 0.4],
+                                          [0.5]]
+
+
+def test_top_k_with_nan_does_not_crash():
+    predictions = np.array([[np.nan, -1.0, 0.5, 0.2], [0.1, 0.4, 0.3, 0.2]], dtype=np.float32)
+    kept, _, _ = top_k_by_class(predictions, np.zeros_like(predictions), k=2)
+    assert sum(len(x) for x in kept) == 4
+
+
+def test_large_batch_top_k_matches_argpartition_without_ties():
+    rng = np.random.default_rng(4)
+    predictions = rng.random((300, 500)).astype(np.float32)
+    predictions[:, 7] = 0.0  # zeros, many of them, never in the top 20
+    kept, _, _ = top_k_by_class(predictions, np.zeros_like(predictions), k=20)
+    expected = np.zeros(500, dtype=int)
     for row in predictions:
-        expected[np.argpartition(row, -6)[-6:]] += 1
+        assert np.unique(row[np.argpartition(row, -21)[-21:]]).size == 21  # no tie at cut-off
+        expected[np.argpartition(row, -20)[-20:]] += 1
     assert [len(x) for x in kept] == expected.tolist()
 
 
-def test_ties_are_deterministic():
-    predictions = np.full((8, 10), 0.5)
-    labels = np.eye(8, 10)
-    assert calculate_gap(predictions, labels, 3) == calculate_gap(predictions.copy(), labels, 3)
-    # All-zero predictions: PERR counts no positive (none has a prediction > 0).
-    assert calculate_precision_at_equal_recall_rate(np.zeros((8, 10)), labels) == 0.0
+def test_tie_rule_is_order_of_arrival():
+    # Classes 0 and 1 tie at 0.5 in both videos, class 2 is never kept (top 2).
+    predictions = np.array([[0.5, 0.5, 0.1], [0.5, 0.5, 0.1]])
+    labels = np.array([[0, 1, 0], [1, 0, 0]])
+    # Arrival order: video 0 class 0 (-), class 1 (+), video 1 class 0 (+), class 1 (-):
+    # (1/2 + 2/3) / 2 labels.
+    assert calculate_gap(predictions, labels, top_k=2) == pytest.approx(7 / 12, abs=TOL)
+    metrics = EvaluationMetrics(num_class=3, top_k=2)
+    # PERR: the top 1 among tied classes is the lower class index: video 0 misses.
+    assert metrics.accumulate(predictions, labels, 0.0)["perr"] == pytest.approx(0.5)
+    # Class 0: video 0 (-), video 1 (+): 1/2. Class 1: video 0 (+): 1.
+    assert metrics.get()["aps"] == pytest.approx([0.5, 1.0, 0.0], abs=TOL)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+def test_rank_descending_is_a_stable_descending_sort(dtype):
+    rng = np.random.default_rng(1)
+    if dtype == np.int32:
+        values = rng.integers(-5, 5, 200).astype(dtype)  # many ties
+    else:  # ties, signed zeros and infinities
+        values = np.concatenate([np.round(rng.normal(size=200) * 4) / 4,
+                                 [0.0, -0.0, np.inf, -np.inf]]).astype(dtype)
+        rng.shuffle(values)
+    expected = sorted(range(values.size), key=lambda i: -float(values[i]))  # Python's sort is stable
+    assert rank_descending(values).tolist() == expected
+
+
+def test_all_zero_predictions():
+    # PERR counts only positives with a prediction > 0; hit@1 takes class 0.
+    labels = np.eye(4, 6)
+    assert calculate_precision_at_equal_recall_rate(np.zeros((4, 6)), labels) == 0.0
+    assert calculate_hit_at_one(np.zeros((4, 6)), labels) == pytest.approx(0.25)
 
 
 def test_legacy_module_names():

@@ -57,6 +57,7 @@ import tensorflow as tf
 
 _RECORD_FRAMING_BYTES = 16  # length (8) + length CRC (4) + payload CRC (4)
 _READ_BUFFER_BYTES = 8 << 20
+_CHUNK_RECORDS = 32  # records per framing-check step
 _STAT_THREADS = 32
 _ASSERT_PREFIX = "DataError: "
 
@@ -204,3 +205,341 @@ def _assert_no(bad: tf.Tensor, message_fn) -> tf.Operation:
     return tf.debugging.Assert(tf.logical_not(any_bad), [message])
 
 
+def _first(values: tf.Tensor, bad: tf.Tensor) -> tf.Tensor:
+    """The element of `values` at the first true position of `bad` (which has one)."""
+    return tf.gather(values, tf.argmax(tf.cast(bad, tf.int32)))
+
+
+def _file_records(path: tf.Tensor, size: tf.Tensor, config: ReaderConfig,
+                  stats: ReadStats | None) -> tf.data.Dataset:
+    """(path, index, record, False) for each readable (and, if skipping, valid) record of one file."""
+    if not config.skip_bad_records:
+        return _framing_checked(path, size, skip=False, stats=stats)
+    elements = _validated(_framing_checked(path, size, skip=True, stats=stats), config, stats)
+    return elements.filter(lambda p, i, r, is_end: tf.logical_not(is_end))
+
+
+def _framing_checked(path: tf.Tensor, size: tf.Tensor, skip: bool,
+                     stats: ReadStats | None) -> tf.data.Dataset:
+    """(path, index, record, is_end) for one file's records, in file order.
+
+    Records are read in chunks so the bookkeeping costs little per record. After
+    the last chunk the bytes consumed are compared with the file size: a
+    shortfall is a damaged or truncated record, an error unless `skip`, where it
+    is counted and an end marker (is_end True, index = records read) follows.
+    """
+    chunks = tf.data.TFRecordDataset(path, buffer_size=_READ_BUFFER_BYTES).ignore_errors(
+        log_warning=False).batch(_CHUNK_RECORDS)
+    tagged = chunks.map(lambda c: (c, False)).concatenate(
+        tf.data.Dataset.from_tensors((tf.constant([b""]), True)))
+
+    def step(state, element):
+        index, consumed = state
+        records, is_end = element
+        damaged = tf.logical_and(is_end, tf.not_equal(consumed, size))
+        if skip:
+            check = tf.cond(damaged, lambda: _count_damage(stats, size - consumed), tf.no_op)
+        else:
+            check = _assert_no(damaged, lambda: _message(
+                path, " (record ", index, "): damaged or truncated TFRecord data at byte ", consumed,
+                " of ", size, "; the file is corrupt (copy it again, or set skip_bad_records to "
+                "skip the rest of the file)"))
+        count = tf.size(records, out_type=tf.int64)
+        # The end marker is one element when skipping (it closes the gap count), else none.
+        keep = count if skip else count * (1 - tf.cast(is_end, tf.int64))
+        chunk_bytes = tf.reduce_sum(tf.strings.length(records, unit="BYTE"))
+        advance = 1 - tf.cast(is_end, tf.int64)
+        with tf.control_dependencies([check]):
+            new_state = (index + advance * count,
+                         consumed + advance * (tf.cast(chunk_bytes, tf.int64) + _RECORD_FRAMING_BYTES * count))
+            output = (tf.fill([keep], path), index + tf.range(keep), records[:keep], tf.fill([keep], is_end))
+            return new_state, output
+
+    return tagged.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), step).unbatch()
+
+
+def _count_damage(stats: ReadStats | None, unread: tf.Tensor) -> tf.Operation:
+    if stats is None:
+        return tf.no_op()
+    return tf.group(stats.corrupt_records.assign_add(1), stats.skipped_bytes.assign_add(unread))
+
+
+def _validated(elements: tf.data.Dataset, config: ReaderConfig,
+               stats: ReadStats | None) -> tf.data.Dataset:
+    """Drops records that fail to parse or validate on their own, counting them.
+
+    Failing records raise inside the map and are removed by `ignore_errors`;
+    the gaps this leaves in the record indices are the count.
+    """
+
+    def validate(path, index, record, is_end):
+        def parse_one():
+            parsed = _parse_batch(path[None], index[None], record[None], config, stats=None)
+            with tf.control_dependencies(tf.nest.flatten(parsed)):
+                return tf.identity(record)
+
+        return path, index, tf.cond(is_end, lambda: record, parse_one), is_end
+
+    def count_gaps(previous, element):
+        index = element[1]
+        gap = index - previous - 1
+        update = tf.cond(gap > 0, lambda: _count_malformed(stats, gap), tf.no_op)
+        with tf.control_dependencies([update]):
+            return tf.identity(index), element
+
+    kept = elements.map(validate).ignore_errors(log_warning=False)
+    return kept.scan(tf.constant(-1, tf.int64), count_gaps)
+
+
+def _count_malformed(stats: ReadStats | None, count: tf.Tensor) -> tf.Operation:
+    if stats is None:
+        return tf.no_op()
+    return tf.group(stats.malformed_records.assign_add(count))
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _record_names(paths: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:
+    """"<file> (record <i>)": the example names parse errors and checks report."""
+    return tf.strings.join([paths, " (record ", tf.strings.as_string(indices), ")"])
+
+
+def _id_features(config: ReaderConfig) -> dict[str, tf.io.FixedLenFeature]:
+    if config.id_key:
+        return {config.id_key: tf.io.FixedLenFeature([], tf.string)}
+    return {key: tf.io.FixedLenFeature([], tf.string, default_value="") for key in ("id", "video_id")}
+
+
+def _video_ids(parsed: dict[str, tf.Tensor], config: ReaderConfig,
+               names: tf.Tensor) -> tuple[tf.Tensor, list[tf.Operation]]:
+    """The id of each record: the forced key, or whichever of "id" / "video_id" is set."""
+    if config.id_key:
+        return parsed[config.id_key], []
+    ids = tf.where(tf.strings.length(parsed["id"]) > 0, parsed["id"], parsed["video_id"])
+    missing = tf.equal(tf.strings.length(ids), 0)
+    check = _assert_no(missing, lambda: _message(
+        _first(names, missing), ": no video id (neither an 'id' nor a 'video_id' key)"))
+    return ids, [check]
+
+
+def _dense_labels(labels: tf.SparseTensor, batch_size: tf.Tensor, config: ReaderConfig,
+                  names: tf.Tensor, stats: ReadStats | None) -> tuple[tf.Tensor, list[tf.Operation]]:
+    """Dense 0/1 float labels [B, num_classes]; out-of-range ids fail or are dropped."""
+    values, rows = labels.values, labels.indices[:, 0]
+    bad = tf.logical_or(values < 0, values >= config.num_classes)
+    checks = []
+    if config.drop_out_of_range_labels:
+        keep = tf.logical_not(bad)
+        values, rows = tf.boolean_mask(values, keep), tf.boolean_mask(rows, keep)
+        if stats is not None:
+            checks.append(stats.dropped_labels.assign_add(tf.reduce_sum(tf.cast(bad, tf.int64))))
+    else:
+        checks.append(_assert_no(bad, lambda: _message(
+            tf.gather(names, _first(rows, bad)), ": label ", _first(values, bad),
+            " is out of range for --num_classes=", str(config.num_classes),
+            " (2017 data has 4716 classes, 2018 and later 3862)")))
+    dense = tf.scatter_nd(tf.stack([rows, values], axis=1), tf.ones_like(values, tf.float32),
+                          tf.stack([batch_size, config.num_classes]))
+    return tf.minimum(dense, 1.0), checks
+
+
+def _frame_matrix(frames_dense: tf.Tensor, lengths: tf.Tensor, name: str, size: int,
+                  max_frames: int, names: tf.Tensor) -> tuple[tf.Tensor, tf.Operation]:
+    """Decodes one feature's frames to [B, max_frames, size] floats, zero-padded / clipped."""
+    frames = tf.RaggedTensor.from_tensor(frames_dense, lengths=lengths)
+    byte_counts = tf.strings.length(frames.flat_values)
+    bad = tf.not_equal(byte_counts, size)
+    check = _assert_no(bad, lambda: _message(
+        tf.gather(names, _first(frames.value_rowids(), bad)), ": frame feature '", name,
+        "' has a frame of ", _first(byte_counts, bad), " bytes, expected ", str(size),
+        " (check --feature_names / --feature_sizes)"))
+    with tf.control_dependencies([check]):
+        quantized = tf.reshape(tf.io.decode_raw(frames.flat_values, tf.uint8), [-1, size])
+    values = dequantize(tf.cast(quantized, tf.float32))
+    return frames.with_flat_values(values).to_tensor(0.0, shape=[None, max_frames, size]), check
+
+
+def _parse_frame_batch(records: tf.Tensor, names: tf.Tensor, config: ReaderConfig):
+    context, lists, lengths = tf.io.parse_sequence_example(
+        records,
+        context_features={"labels": tf.io.VarLenFeature(tf.int64), **_id_features(config)},
+        sequence_features={n: tf.io.FixedLenSequenceFeature([], tf.string) for n in config.feature_names},
+        example_names=names)
+    matrices, checks = [], []
+    for name, size in zip(config.feature_names, config.feature_sizes):
+        matrix, check = _frame_matrix(lists[name], lengths[name], name, size, config.max_frames, names)
+        matrices.append(matrix)
+        checks.append(check)
+    # As in the original, the first feature's frame count is the video's.
+    num_frames = tf.cast(tf.minimum(lengths[config.feature_names[0]], config.max_frames), tf.int32)
+    return context, tf.concat(matrices, axis=-1), num_frames, checks
+
+
+def _parse_video_batch(records: tf.Tensor, names: tf.Tensor, config: ReaderConfig):
+    spec = {"labels": tf.io.VarLenFeature(tf.int64), **_id_features(config)}
+    spec.update({n: tf.io.FixedLenFeature([s], tf.float32)
+                 for n, s in zip(config.feature_names, config.feature_sizes)})
+    parsed = tf.io.parse_example(records, spec, example_names=names)
+    matrix = tf.concat([parsed[n] for n in config.feature_names], axis=-1)
+    return parsed, matrix, tf.ones(tf.shape(records), tf.int32), []
+
+
+def _parse_batch(paths: tf.Tensor, indices: tf.Tensor, records: tf.Tensor, config: ReaderConfig,
+                 stats: ReadStats | None) -> dict[str, tf.Tensor]:
+    """Parses a batch of serialized records into the reader's output dict."""
+    names = _record_names(paths, indices)
+    parse = _parse_frame_batch if config.frame_features else _parse_video_batch
+    context, matrix, num_frames, checks = parse(records, names, config)
+    ids, id_checks = _video_ids(context, config, names)
+    batch_size = tf.shape(records, out_type=tf.int64)[0]
+    labels, label_checks = _dense_labels(context["labels"], batch_size, config, names, stats)
+    with tf.control_dependencies(checks + id_checks + label_checks):
+        return {
+            "video_ids": tf.identity(ids),
+            "video_matrix": tf.identity(matrix),
+            "num_frames": tf.identity(num_frames),
+            "labels": tf.identity(labels),
+        }
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+def make_dataset(data_pattern: str | Sequence[str], config: ReaderConfig, batch_size: int, *,
+                 training: bool, num_epochs: int | None = 1, num_readers: int = 8,
+                 shuffle_buffer: int | None = None, seed: int | None = None,
+                 stats: ReadStats | None = None) -> tf.data.Dataset:
+    """Batches of parsed YouTube-8M records.
+
+    Args:
+        data_pattern: glob pattern(s): a comma-separated string or a list.
+        config: what to read (features, classes, frame/video level, tolerance).
+        batch_size: examples per batch; the last partial batch is kept.
+        training: True: files shuffled every epoch, `num_readers` files read at
+            once in nondeterministic order (deterministic when `seed` is set),
+            examples shuffled. False: every record once, in a fixed order: the
+            sorted files are interleaved round-robin, `num_readers` at a time
+            (one record from each in turn; `num_readers=1` reads file after
+            file), records in file order.
+        num_epochs: passes over the data; None repeats forever.
+        num_readers: files read in parallel.
+        shuffle_buffer: examples in the shuffle buffer (training); default
+            5 * batch_size, the original's queue capacity.
+        seed: seed for the file and example shuffles.
+        stats: counters for the tolerant modes (see `ReadStats`).
+
+    Returns:
+        A dataset of dicts: "video_ids" string [B]; "video_matrix" float32
+        [B, D] (video level) or [B, max_frames, D] (frame level, dequantized,
+        zero-padded), raw (not normalized), features concatenated in
+        `feature_names` order; "num_frames" int32 [B]; "labels" float32
+        [B, num_classes] 0/1 (all zeros for records without labels).
+    """
+    if batch_size < 1 or num_readers < 1:
+        raise ValueError(f"batch_size ({batch_size}) and num_readers ({num_readers}) must be >= 1")
+    files = _file_sizes(list_files(data_pattern))
+    if not files:
+        raise DataError(f"data pattern '{data_pattern}' matches only directories")
+    if stats is None and (config.skip_bad_records or config.drop_out_of_range_labels):
+        stats = ReadStats()
+    deterministic = not training or seed is not None
+    paths, sizes = zip(*files)
+    file_ds = tf.data.Dataset.from_tensor_slices((list(paths), tf.constant(sizes, tf.int64)))
+    if training:
+        file_ds = file_ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    if num_epochs != 1:
+        file_ds = file_ds.repeat(num_epochs)
+    readers = min(num_readers, len(paths))
+    records = file_ds.interleave(
+        lambda path, size: _file_records(path, size, config, stats),
+        cycle_length=readers, block_length=1, num_parallel_calls=readers,
+        deterministic=deterministic)
+    if training:
+        records = records.shuffle(shuffle_buffer or 5 * batch_size, seed=seed,
+                                  reshuffle_each_iteration=True)
+    dataset = records.batch(batch_size).map(
+        lambda p, i, r, unused_end: _parse_batch(p, i, r, config, stats),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    dataset = dataset.prefetch(tf.data.AUTOTUNE)
+    dataset.read_stats = stats
+    return dataset
+
+
+def count_records(data_pattern: str | Sequence[str]) -> int:
+    """Number of records in the matching files; raises DataError on a damaged file."""
+    paths, sizes = zip(*_file_sizes(list_files(data_pattern)))
+    file_ds = tf.data.Dataset.from_tensor_slices((list(paths), tf.constant(sizes, tf.int64)))
+    records = file_ds.interleave(lambda p, s: _framing_checked(p, s, skip=False, stats=None),
+                                 cycle_length=8, num_parallel_calls=8)
+    try:
+        return int(records.reduce(tf.constant(0, tf.int64), lambda total, _: total + 1))
+    except tf.errors.OpError as exc:
+        raise (data_error_from(exc) or DataError(exc.message)) from exc
+
+
+# --------------------------------------------------------------------------- error messages
+
+_NAME = r"Name: (?P<name>.*?\(record \d+\)), "
+_MESSAGE_END = r"(?=\s*(?:\n|\[\[|\[Op:|$))"
+_PATTERNS = (
+    ("assert", re.compile(r"assertion failed: \[" + re.escape(_ASSERT_PREFIX) + r"(?P<text>.*?)\]" + _MESSAGE_END)),
+    ("missing", re.compile(_NAME + r"Feature: (?P<key>\S+) \(data type: \w+\) is required but could not be found")),
+    ("missing_context", re.compile(_NAME + r"Context feature '(?P<key>[^']+)' is required but could not be found")),
+    ("missing_list", re.compile(_NAME + r"Feature list '(?P<key>[^']+)' is required but could not be found")),
+    ("size", re.compile(_NAME + r"Key: (?P<key>\S+), Index: \d+\.\s+Number of \w+ values != expected\."
+                        r"\s+Values size: (?P<got>\d+) but output shape: \[(?P<want>[^\]]*)\]")),
+    ("invalid", re.compile(r"Invalid protocol message input, example id: (?P<name>.*?\(record \d+\))")),
+    ("other", re.compile(_NAME + r"(?P<text>.*?)" + _MESSAGE_END)),
+)
+_ID_KEYS = ("id", "video_id")
+
+
+def _describe(kind: str, match: re.Match) -> str:
+    fields = match.groupdict()
+    name, key = fields.get("name"), fields.get("key")
+    if kind == "assert":
+        return fields["text"]
+    if kind in ("missing", "missing_context") and key in _ID_KEYS:
+        return (f"{name}: no '{key}' key, and the video id key is forced to '{key}' "
+                "(2017 data uses 'video_id', 2018 and later 'id')")
+    if kind in ("missing", "missing_context"):
+        return (f"{name}: missing feature '{key}'; check --feature_names, and --frame_features "
+                "(a frame-level SequenceExample read as a video-level Example?)")
+    if kind == "missing_list":
+        return (f"{name}: missing frame feature list '{key}'; check --feature_names, and "
+                "--frame_features (a video-level Example read as a frame-level SequenceExample?)")
+    if kind == "size":
+        return (f"{name}: feature '{key}' has {fields['got']} values, expected {fields['want']} "
+                "(check --feature_names / --feature_sizes)")
+    if kind == "invalid":
+        return f"{name}: not a valid tf.train.Example / SequenceExample record"
+    return f"{name}: {fields['text']}"
+
+
+def data_error_from(exc: BaseException) -> DataError | None:
+    """The DataError for an error raised while iterating a reader dataset, or None.
+
+    Recognizes the reader's own checks and TensorFlow's parse errors (both name
+    the file and record); returns None for errors that are not about the data.
+    """
+    if isinstance(exc, DataError):
+        return exc
+    if not isinstance(exc, tf.errors.OpError):
+        return None
+    for kind, pattern in _PATTERNS:
+        match = pattern.search(exc.message)
+        if match:
+            return DataError(_describe(kind, match))
+    return None
+
+
+def raise_data_errors(iterable: Iterable[Any]) -> Iterator[Any]:
+    """Yields from `iterable`, turning data errors raised by TensorFlow into DataError."""
+    try:
+        yield from iterable
+    except tf.errors.OpError as exc:
+        error = data_error_from(exc)
+        if error is None:
+            raise
+        raise error from exc

@@ -50,7 +50,26 @@ def _as_ranking_keys(predictions) -> np.ndarray:
 
 def rank_descending(predictions) -> np.ndarray:
     """Indices ordering ``predictions`` from highest to lowest; ties keep their order."""
-    return np.argsort(-_as_ranking_keys(predictions), kind="stable")
+    predictions = _as_ranking_keys(predictions)
+    if predictions.dtype == np.float32 and predictions.size < 2**32:
+        return _rank_descending_float32(predictions)
+    return np.argsort(-predictions, kind="stable")
+
+
+def _rank_descending_float32(predictions: np.ndarray) -> np.ndarray:
+    """rank_descending for float32, by one plain sort of unique 64-bit keys.
+
+    Each key packs the prediction's bits, mapped to an unsigned integer whose
+    order is descending in the value, above the item's position; sorting the
+    keys is then a stable descending sort, and much faster than a stable
+    argsort of floats.
+    """
+    bits = (predictions + np.float32(0.0)).view(np.uint32)  # -0.0 becomes +0.0
+    ascending = np.where(bits >> np.uint32(31), ~bits, bits | np.uint32(1 << 31))
+    keys = (~ascending).astype(np.uint64) << np.uint64(32)
+    keys |= np.arange(predictions.size, dtype=np.uint64)
+    keys.sort()
+    return (keys & np.uint64(0xFFFFFFFF)).astype(np.intp)
 
 
 def group_by_segment(segment_ids: np.ndarray, order: np.ndarray) -> np.ndarray:

@@ -16,19 +16,23 @@ With ``P`` the predictions and ``Y`` the 0/1 labels of a batch, both [B, V]:
   classes that had labels (the later starter code's).
 
 The values equal the original per-video loops and heaps whenever predictions
-have no ties. Ties: the kept top-k entries of a video are those of
-``numpy.argpartition``, as in the original (so the kept set is the same even
-with ties); when ranking, tied predictions keep their order of arrival
-(earlier batches first, then earlier videos, then lower class indices)
-instead of the original's seeded shuffle. PERR's top-n among tied
-predictions follows the same order of arrival. Labels are expected to be 0/1.
+have no ties. Ties, which the original ordered arbitrarily (numpy.argpartition,
+then a seeded shuffle), follow fixed rules here:
+
+* within a video, the lower class index comes first: it decides which tied
+  predictions make the video's top-k (GAP, AP) or top-n (PERR);
+* when ranking pooled entries (GAP, per-class AP), tied predictions keep
+  their order of arrival: earlier batches, then earlier videos, then lower
+  class indices.
+
+Labels are expected to be 0/1.
 """
 
 from __future__ import annotations
 
 import itertools
 import numbers
-from typing import Dict, List, Tuple
+from typing import Dict, List, NamedTuple, Tuple
 
 import numpy as np
 
@@ -57,12 +61,80 @@ def _check_k(k) -> None:
         raise ValueError("k must be a positive integer.")
 
 
-def _hit_at_one(predictions: np.ndarray, actuals: np.ndarray) -> float:
-    if actuals.shape[0] == 0:
+class _TopK(NamedTuple):
+    """Each video's top-k entries, [B, k] each, in class order within a video."""
+    classes: np.ndarray
+    predictions: np.ndarray
+    labels: np.ndarray
+
+
+def _partition_keys(predictions: np.ndarray) -> np.ndarray:
+    """An array ordered like ``predictions`` along each row, fast to partition.
+
+    Non-negative float32 values (probabilities) order like their bits read as
+    int32, which NumPy partitions with SIMD code; others are used as they are.
+    """
+    if predictions.dtype == np.float32 and predictions.size:
+        bits = predictions.view(np.int32)
+        if bits.min() >= 0:
+            return bits
+    return predictions
+
+
+def _top_k_mask(keys: np.ndarray, k: int) -> np.ndarray:
+    """Boolean [B, V]: each row's k largest keys, ties at the cut-off to lower classes."""
+    num_classes = keys.shape[1]
+    kth = np.partition(keys, num_classes - k, axis=1)[:, num_classes - k, None]
+    mask = keys >= kth
+    counts = np.count_nonzero(mask, axis=1)
+    for row in np.flatnonzero(counts != k):  # rare: ties at the cut-off, or NaN
+        mask[row] = _top_k_row_with_ties(keys[row], kth[row, 0], k)
+    return mask
+
+
+def _top_k_row_with_ties(keys: np.ndarray, kth, k: int) -> np.ndarray:
+    above = keys > kth
+    tied = keys == kth
+    mask = above | (tied & (np.cumsum(tied) <= k - np.count_nonzero(above)))
+    if np.count_nonzero(mask) != k:  # NaN among negative or float64 keys
+        mask[:] = False
+        mask[np.argpartition(keys, -k)[-k:]] = True
+    return mask
+
+
+def _top_k(predictions: np.ndarray, actuals: np.ndarray, k: int) -> _TopK:
+    """The k highest predictions of each video (k <= number of classes).
+
+    Without ties the set is the original's numpy.argpartition set; ties at
+    the cut-off are resolved in favor of lower class indices.
+    """
+    num_videos, num_classes = predictions.shape
+    if k == num_classes:
+        classes = np.tile(np.arange(num_classes), (num_videos, 1))
+    else:
+        kept = np.flatnonzero(_top_k_mask(_partition_keys(predictions), k))
+        classes = (kept % num_classes).reshape(num_videos, k)
+    rows = np.arange(num_videos)[:, None]
+    return _TopK(classes, predictions[rows, classes], actuals[rows, classes])
+
+
+def _hit_at_one(predictions: np.ndarray, actuals: np.ndarray, top: _TopK = None) -> float:
+    """Hit@1; with ``top``, the argmax is found among the kept entries when exact."""
+    num_videos = actuals.shape[0]
+    if num_videos == 0:
         return 0.0
-    top = np.argmax(predictions, axis=1)
+    if top is None:
+        best = np.argmax(predictions, axis=1)
+    else:
+        column = np.argmax(top.predictions, axis=1)   # lowest kept class among maxima
+        best = top.classes[np.arange(num_videos), column]
+        maximum = top.predictions[np.arange(num_videos), column]
+        # Every maximum of a row is kept unless all kept entries tie with it (or NaN).
+        unsure = ~(top.predictions.min(axis=1) < maximum)
+        if unsure.any():
+            best[unsure] = np.argmax(predictions[unsure], axis=1)
     # np.average in the labels' dtype, as the original (float32 labels round).
-    return float(np.average(actuals[np.arange(actuals.shape[0]), top]))
+    return float(np.average(actuals[np.arange(num_videos), best]))
 
 
 def calculate_hit_at_one(predictions, actuals) -> float:
@@ -75,41 +147,28 @@ def _label_counts(actuals: np.ndarray) -> np.ndarray:
     return actuals.sum(axis=1).astype(np.int64)
 
 
-def _top_indices(predictions: np.ndarray, k: int) -> np.ndarray:
-    """Class indices [B, k] of each video's k highest predictions (any order)."""
-    return np.argpartition(predictions, -k, axis=1)[:, -k:]
-
-
 def _precision_at_equal_recall(predictions: np.ndarray, actuals: np.ndarray,
-                               counts: np.ndarray, top: np.ndarray = None) -> float:
-    """PERR from label counts; ``top`` may hold at least max(counts) top indices."""
-    num_videos = counts.size
+                               top: _TopK = None) -> float:
+    """PERR; ``top`` is reused when it holds at least each video's label count."""
+    num_videos = actuals.shape[0]
+    counts = _label_counts(actuals)
     max_count = int(counts.max(initial=0))
     if max_count == 0:
         return 0.0
-    if top is None or top.shape[1] < max_count:
-        top = _top_indices(predictions, max_count)
-    rows = np.arange(num_videos)[:, None]
-    by_value = np.argsort(-predictions[rows, top], axis=1, kind="stable")
-    ranked = np.take_along_axis(top, by_value[:, :max_count], axis=1)
-    counted = ((np.arange(max_count) < counts[:, None])
-               & (predictions[rows, ranked] > 0))
-    hits = np.where(counted, actuals[rows, ranked], 0).sum(axis=1, dtype=np.float64)
+    if top is None or top.classes.shape[1] < max_count:
+        top = _top_k(predictions, actuals, max_count)
+    by_value = np.argsort(-top.predictions, axis=1, kind="stable")[:, :max_count]
+    values = np.take_along_axis(top.predictions, by_value, axis=1)
+    labels = np.take_along_axis(top.labels, by_value, axis=1)
+    counted = (np.arange(max_count) < counts[:, None]) & (values > 0)
+    hits = np.where(counted, labels, 0).sum(axis=1, dtype=np.float64)
     precision = hits / np.maximum(counts, 1)
     return float(precision.sum() / num_videos)
 
 
 def calculate_precision_at_equal_recall_rate(predictions, actuals) -> float:
     """Mean over videos of the precision of its top-n predictions, n = its label count."""
-    predictions, actuals = _as_batch(predictions, actuals)
-    return _precision_at_equal_recall(predictions, actuals, _label_counts(actuals))
-
-
-def _kept_entries(predictions: np.ndarray, actuals: np.ndarray, top: np.ndarray):
-    """Flat (class, prediction, label) of the kept entries, by video then class."""
-    top = np.sort(top, axis=1)
-    rows = np.arange(top.shape[0])[:, None]
-    return top.reshape(-1), predictions[rows, top].reshape(-1), actuals[rows, top].reshape(-1)
+    return _precision_at_equal_recall(*_as_batch(predictions, actuals))
 
 
 def _global_ap(predictions: np.ndarray, positive: np.ndarray, num_positives: float) -> float:
@@ -125,9 +184,9 @@ def calculate_gap(predictions, actuals, top_k: int = 20) -> float:
     predictions, actuals = _as_batch(predictions, actuals)
     if predictions.shape[0] == 0:
         return 0.0
-    top = _top_indices(predictions, min(top_k, predictions.shape[1]))
-    _, kept_predictions, kept_labels = _kept_entries(predictions, actuals, top)
-    return _global_ap(kept_predictions, kept_labels > 0, actuals.sum(dtype=np.float64))
+    top = _top_k(predictions, actuals, min(top_k, predictions.shape[1]))
+    return _global_ap(top.predictions.reshape(-1), top.labels.reshape(-1) > 0,
+                      actuals.sum(dtype=np.float64))
 
 
 def top_k_by_class(predictions, labels, k: int = 20):
@@ -144,12 +203,12 @@ def top_k_by_class(predictions, labels, k: int = 20):
     _check_k(k)
     predictions, labels = _as_batch(predictions, labels)
     num_classes = predictions.shape[1]
-    top = _top_indices(predictions, min(k, num_classes))
-    class_ids, kept_predictions, kept_labels = _kept_entries(predictions, labels, top)
+    top = _top_k(predictions, labels, min(k, num_classes))
+    class_ids = top.classes.reshape(-1)
     by_class = np.argsort(class_ids, kind="stable")
     bounds = np.cumsum(np.bincount(class_ids, minlength=num_classes))[:-1]
-    return (np.split(kept_predictions[by_class], bounds),
-            np.split(kept_labels[by_class], bounds),
+    return (np.split(top.predictions.reshape(-1)[by_class], bounds),
+            np.split(top.labels.reshape(-1)[by_class], bounds),
             list(labels.sum(axis=0)))
 
 
@@ -213,11 +272,11 @@ class EvaluationMetrics:
         batch_size = labels.shape[0]
         if batch_size == 0:
             return {"hit_at_one": 0.0, "perr": 0.0, "loss": 0.0}
-        top = _top_indices(predictions, min(self.top_k, self.num_class))
-        mean_hit_at_one = _hit_at_one(predictions, labels)
-        mean_perr = _precision_at_equal_recall(predictions, labels, _label_counts(labels), top)
+        top = _top_k(predictions, labels, min(self.top_k, self.num_class))
+        mean_hit_at_one = _hit_at_one(predictions, labels, top)
+        mean_perr = _precision_at_equal_recall(predictions, labels, top)
         mean_loss = float(np.mean(loss))
-        self._keep(predictions, labels, top)
+        self._keep(top, labels)
 
         self.num_examples += batch_size
         self.sum_hit_at_one += mean_hit_at_one * batch_size
@@ -225,11 +284,10 @@ class EvaluationMetrics:
         self.sum_loss += mean_loss * batch_size
         return {"hit_at_one": mean_hit_at_one, "perr": mean_perr, "loss": mean_loss}
 
-    def _keep(self, predictions: np.ndarray, labels: np.ndarray, top: np.ndarray) -> None:
-        class_ids, kept_predictions, kept_labels = _kept_entries(predictions, labels, top)
-        self._class_ids.append(class_ids.astype(self._class_dtype))
-        self._predictions.append(kept_predictions)
-        self._positive.append(kept_labels > 0)
+    def _keep(self, top: _TopK, labels: np.ndarray) -> None:
+        self._class_ids.append(top.classes.astype(self._class_dtype).reshape(-1))
+        self._predictions.append(top.predictions.reshape(-1))
+        self._positive.append(top.labels.reshape(-1) > 0)
         self._num_positives += labels.sum(axis=0)
 
     def get(self) -> Dict[str, object]:

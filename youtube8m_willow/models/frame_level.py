@@ -1,0 +1,442 @@
+"""Frame-level models: a pooling of the ``[B, T, D]`` frames, then a
+video-level classifier (``--video_level_classifier_model``).
+
+WILLOW's four "LF" models (NetVLAD, NetFV, Gated DBoF, Soft-DBoF, plus its
+DBoF) share one front, ``TwoStreamPoolingModel``: frame sampling, ``input_bn``,
+a video stream (the first feature, rgb) and an audio stream (the remaining
+columns) pooled separately, concatenated, a hidden layer, optional Context
+Gating, the classifier. Each model only says which flags it reads and which
+pooling its streams use, exactly as the original does (SPEC section 4).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import keras
+import tensorflow as tf
+
+from youtube8m_willow.config import ModelConfig
+from youtube8m_willow.layers.classifiers import LogisticClassifier
+from youtube8m_willow.layers.core import BatchNorm, normal, register
+from youtube8m_willow.layers.dbof import DBoF, GatedDBoF, SoftDBoF, StarterDBoF
+from youtube8m_willow.layers.fisher import NetFV
+from youtube8m_willow.layers.gating import ContextGating
+from youtube8m_willow.layers.sampling import FrameSampler
+from youtube8m_willow.layers.statistics import FrameStatistics
+from youtube8m_willow.layers.vlad import NetRVLAD, NetVLAD, NetVLAGD
+from youtube8m_willow.models.base import VideoModel
+from youtube8m_willow.models.registry import create_classifier, create_model, register_model
+
+HIDDEN_ACTIVATIONS = {"relu6": tf.nn.relu6, "sigmoid": tf.sigmoid}
+
+# The starter's DbofModel activations; WILLOW's flag default "relu" means relu6.
+STARTER_DBOF_ACTIVATIONS = {"relu": "relu6", "relu6": "relu6", "sigmoid": "sigmoid"}
+
+
+@register
+class HiddenLayer(keras.layers.Layer):
+    """The frame-level models' hidden layer: ``x hidden1_weights``, then batch
+    norm ``hidden1_bn`` or a bias ``hidden1_biases``, then an activation.
+
+    Args:
+        units: ``H``.
+        stddev: init stddev of the weights (the original uses 1/sqrt(K)).
+        batch_norm: batch norm instead of the bias (init N(0.01)).
+        activation: ``None``, ``"relu6"`` or ``"sigmoid"``.
+
+    Input ``[B, F]``; output ``[B, H]``.
+    TF1 names: ``hidden1_weights`` ``[F, H]``, ``hidden1_bn/*`` or
+    ``hidden1_biases`` ``[H]``.
+    """
+
+    def __init__(self, units: int, stddev: float, batch_norm: bool = True,
+                 activation: str | None = "relu6", **kwargs):
+        super().__init__(**kwargs)
+        if activation is not None and activation not in HIDDEN_ACTIVATIONS:
+            raise ValueError(f"unknown hidden activation {activation!r}; valid: None, "
+                             f"{', '.join(HIDDEN_ACTIVATIONS)}")
+        self.units = int(units)
+        self.stddev = float(stddev)
+        self.batch_norm = bool(batch_norm)
+        self.activation = activation
+        self.hidden1_bn = BatchNorm(name="hidden1_bn") if self.batch_norm else None
+
+    def build(self, input_shape):
+        self.hidden1_weights = self.add_weight(
+            name="hidden1_weights", shape=(int(input_shape[-1]), self.units),
+            initializer=normal(self.stddev))
+        if self.hidden1_bn is not None:
+            self.hidden1_bn.build((None, self.units))
+            self.hidden1_biases = None
+        else:
+            self.hidden1_biases = self.add_weight(
+                name="hidden1_biases", shape=(self.units,), initializer=normal(0.01))
+
+    def call(self, inputs, training=None):
+        activation = tf.matmul(inputs, self.hidden1_weights)
+        if self.hidden1_bn is not None:
+            activation = self.hidden1_bn(activation, training=training)
+        else:
+            activation += self.hidden1_biases
+        if self.activation is not None:
+            activation = HIDDEN_ACTIVATIONS[self.activation](activation)
+        return activation
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.units)
+
+    def tf1_weights(self):
+        names = {"hidden1_weights": self.hidden1_weights}
+        if self.hidden1_bn is not None:
+            names.update({f"hidden1_bn/{k}": v for k, v in self.hidden1_bn.tf1_weights().items()})
+        else:
+            names["hidden1_biases"] = self.hidden1_biases
+        return names
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "stddev": self.stddev,
+                "batch_norm": self.batch_norm, "activation": self.activation}
+
+
+class TopLevel:
+    """Several layers whose TF1 names all live at the top level (scope "")."""
+
+    def __init__(self, *layers):
+        self.layers = [layer for layer in layers if layer is not None]
+
+    def tf1_weights(self) -> dict:
+        names: dict = {}
+        for layer in self.layers:
+            weights = layer.tf1_weights()
+            clash = names.keys() & weights.keys()
+            if clash:
+                raise ValueError(f"duplicate TF1 names: {sorted(clash)}")
+            names.update(weights)
+        return names
+
+
+def stream_sizes(config: ModelConfig) -> tuple[int, int]:
+    """(video, audio) widths: the first feature, then all the others.
+
+    With the default ``rgb,audio`` features this is the original's hard-coded
+    1024/128 split; with a single feature there is no audio stream.
+    """
+    video = int(config.feature_sizes[0])
+    return video, config.feature_size - video
+
+
+class FrameLevelModel(VideoModel):
+    """Base of the frame-level models (``[B, T, D]`` input)."""
+
+    frame_level = True
+
+    def get_build_config(self):
+        return {"frame_level": True}
+
+    def build_from_config(self, config):
+        # Weights come from the model config; a run on zeros creates them all.
+        self.build_for_config()
+
+
+@dataclasses.dataclass(frozen=True)
+class FrontSettings:
+    """The flags one LF model reads for its shared front."""
+
+    cluster_size: int
+    hidden_size: int
+    relu: bool
+    add_batch_norm: bool
+    gating: bool = False
+    remove_diag: bool = False
+    fc_dimred: bool = True
+
+
+class TwoStreamPoolingModel(FrameLevelModel):
+    """WILLOW's shared "LF" front (SPEC section 4, "Common front").
+
+    sampled frames ``[B, N, D]`` -> ``[B*N, D]`` -> ``input_bn`` -> video
+    columns pooled with ``K`` clusters (scope ``video_<scope>``), audio columns
+    with ``K // audio_divisor`` (``audio_<scope>``) -> concat -> hidden layer
+    (``hidden1_weights``; ``hidden1_bn`` when batch norm and relu, else
+    ``hidden1_biases``; relu6 when relu) -> Context Gating -> classifier.
+
+    Subclasses set ``scope`` and ``audio_divisor`` and implement
+    ``front_settings`` and ``make_pooling``.
+    """
+
+    scope = ""
+    audio_divisor = 2
+
+    def __init__(self, config: ModelConfig, **kwargs):
+        super().__init__(config, **kwargs)
+        settings = self.front_settings(config)
+        self.settings = settings
+        self.video_size, self.audio_size = stream_sizes(config)
+        self.sampler = FrameSampler(config.iterations, config.sampling, name="sampler")
+        self.input_bn = BatchNorm(name="input_bn") if settings.add_batch_norm else None
+        self.video_pooling = self.make_pooling(config, settings.cluster_size, "video")
+        self.audio_pooling = (
+            self.make_pooling(config, settings.cluster_size // self.audio_divisor, "audio")
+            if self.audio_size else None)
+        self.hidden = (HiddenLayer(
+            settings.hidden_size, stddev=1.0 / math.sqrt(settings.cluster_size),
+            batch_norm=settings.add_batch_norm and settings.relu,
+            activation="relu6" if settings.relu else None, name="hidden")
+            if settings.fc_dimred else None)
+        self.gating = (ContextGating(add_batch_norm=settings.add_batch_norm,
+                                     remove_diag=settings.remove_diag, name="context_gating")
+                       if settings.gating else None)
+        self.classifier = create_classifier(config.video_level_classifier_model, config)
+
+    @classmethod
+    def front_settings(cls, config: ModelConfig) -> FrontSettings:
+        raise NotImplementedError
+
+    def make_pooling(self, config: ModelConfig, cluster_size: int, stream: str):
+        """The pooling layer of one stream (``"video"`` or ``"audio"``)."""
+        raise NotImplementedError
+
+    def pool(self, features, num_frames, training=False):
+        """``[B, T, D]`` normalized frames -> the ``[B, F]`` pooled vector."""
+        frames = self.sampler(features, num_frames)
+        num_samples = self.config.iterations
+        flat = tf.reshape(frames, [-1, self.config.feature_size])
+        if self.input_bn is not None:
+            flat = self.input_bn(flat, training=training)
+        video = tf.reshape(flat[:, :self.video_size], [-1, num_samples, self.video_size])
+        pooled = [self.video_pooling(video, training=training)]
+        if self.audio_pooling is not None:
+            audio = tf.reshape(flat[:, self.video_size:], [-1, num_samples, self.audio_size])
+            pooled.append(self.audio_pooling(audio, training=training))
+        return tf.concat(pooled, 1)
+
+    def predict_probabilities(self, features, num_frames, training=False):
+        activation = self.pool(features, num_frames, training=training)
+        if self.hidden is not None:
+            activation = self.hidden(activation, training=training)
+        if self.gating is not None:
+            activation = self.gating(activation, training=training)
+        return self.classifier(activation, training=training)
+
+    def tf1_scopes(self):
+        return {"input_bn": self.input_bn,
+                f"video_{self.scope}": self.video_pooling,
+                f"audio_{self.scope}": self.audio_pooling,
+                "": TopLevel(self.hidden, self.gating, self.classifier)}
+
+
+@register
+@register_model("NetVLADModelLF")
+class NetVLADModelLF(TwoStreamPoolingModel):
+    """NetVLAD pooling (``--lightvlad``: NetRVLAD, ``--vlagd``: NetVLAGD) of
+    the rgb and audio streams, hidden layer, optional gating, classifier.
+
+    Reads netvlad_cluster_size, netvlad_hidden_size, netvlad_relu,
+    netvlad_add_batch_norm, gating, gating_remove_diag, lightvlad, vlagd.
+    """
+
+    scope = "VLAD"
+    audio_divisor = 2
+
+    @classmethod
+    def front_settings(cls, config):
+        return FrontSettings(
+            cluster_size=config.netvlad_cluster_size, hidden_size=config.netvlad_hidden_size,
+            relu=config.netvlad_relu, add_batch_norm=config.netvlad_add_batch_norm,
+            gating=config.gating, remove_diag=config.gating_remove_diag)
+
+    def make_pooling(self, config, cluster_size, stream):
+        pooling = NetRVLAD if config.lightvlad else NetVLAGD if config.vlagd else NetVLAD
+        return pooling(cluster_size, config.netvlad_add_batch_norm, name=f"{stream}_VLAD")
+
+
+@register
+@register_model("NetFVModelLF")
+class NetFVModelLF(TwoStreamPoolingModel):
+    """NetFV pooling of the rgb and audio streams, hidden layer, optional
+    gating, classifier.
+
+    Reads fv_cluster_size, fv_hidden_size, fv_relu, fv_couple_weights,
+    fv_coupling_factor, gating, and (as the original) netvlad_add_batch_norm
+    for batch norm. Its gating has no remove_diag option in the original.
+    """
+
+    scope = "FV"
+    audio_divisor = 2
+
+    @classmethod
+    def front_settings(cls, config):
+        return FrontSettings(
+            cluster_size=config.fv_cluster_size, hidden_size=config.fv_hidden_size,
+            relu=config.fv_relu, add_batch_norm=config.netvlad_add_batch_norm,
+            gating=config.gating)
+
+    def make_pooling(self, config, cluster_size, stream):
+        return NetFV(cluster_size, config.netvlad_add_batch_norm,
+                     couple_weights=config.fv_couple_weights,
+                     coupling_factor=config.fv_coupling_factor, name=f"{stream}_FV")
+
+
+class _DbofFamilyModel(TwoStreamPoolingModel):
+    """The DBoF "LF" models: dbof_* flags, audio stream with K // 8 clusters."""
+
+    scope = "DBOF"
+    audio_divisor = 8
+
+    @classmethod
+    def front_settings(cls, config):
+        return FrontSettings(
+            cluster_size=config.dbof_cluster_size, hidden_size=config.dbof_hidden_size,
+            relu=config.dbof_relu, add_batch_norm=config.dbof_add_batch_norm,
+            fc_dimred=config.fc_dimred)
+
+
+@register
+@register_model("GatedDbofModelLF")
+class GatedDbofModelLF(_DbofFamilyModel):
+    """Gated Soft-DBoF on the rgb stream, Soft-DBoF on the audio stream,
+    hidden layer when fc_dimred, classifier.
+
+    Reads dbof_cluster_size, dbof_hidden_size, dbof_relu, dbof_add_batch_norm,
+    softdbof_maxpool (audio stream only), fc_dimred.
+    """
+
+    def make_pooling(self, config, cluster_size, stream):
+        if stream == "video":
+            return GatedDBoF(cluster_size, config.dbof_add_batch_norm, name="video_DBOF")
+        return SoftDBoF(cluster_size, config.dbof_add_batch_norm,
+                        max_pool=config.softdbof_maxpool, name="audio_DBOF")
+
+
+@register
+@register_model("SoftDbofModelLF")
+class SoftDbofModelLF(_DbofFamilyModel):
+    """Soft-DBoF on both streams, hidden layer when fc_dimred, classifier.
+
+    Reads dbof_cluster_size, dbof_hidden_size, dbof_relu, dbof_add_batch_norm,
+    softdbof_maxpool, fc_dimred.
+    """
+
+    def make_pooling(self, config, cluster_size, stream):
+        return SoftDBoF(cluster_size, config.dbof_add_batch_norm,
+                        max_pool=config.softdbof_maxpool, name=f"{stream}_DBOF")
+
+
+@register
+@register_model("DbofModelLF")
+class DbofModelLF(_DbofFamilyModel):
+    """WILLOW's DBoF: linear cluster projections of both streams pooled as
+    ``[L2(mean), L2(max)]``, hidden layer, classifier.
+
+    Reads dbof_cluster_size, dbof_hidden_size, dbof_relu, dbof_add_batch_norm.
+    dbof_activation applies no activation (the original's test never fires);
+    ``"glu"`` only doubles the cluster size, as in the original.
+    """
+
+    @classmethod
+    def front_settings(cls, config):
+        settings = super().front_settings(config)
+        factor = 2 if config.dbof_activation == "glu" else 1
+        return dataclasses.replace(settings, cluster_size=factor * settings.cluster_size,
+                                   fc_dimred=True)
+
+    def make_pooling(self, config, cluster_size, stream):
+        return DBoF(cluster_size, config.dbof_add_batch_norm, name=f"{stream}_DBOF")
+
+
+@register
+@register_model("DbofModel")
+class DbofModel(FrameLevelModel):
+    """The starter code's Deep Bag of Frames over all the feature columns:
+    ``input_bn``, cluster layer (``activation(BN(x W))``), pooling over frames
+    (dbof_pooling_method), hidden layer with the same activation, classifier.
+
+    Reads iterations, dbof_add_batch_norm, dbof_cluster_size,
+    dbof_hidden_size, dbof_activation ("relu" means relu6),
+    dbof_pooling_method.
+    """
+
+    def __init__(self, config: ModelConfig, **kwargs):
+        super().__init__(config, **kwargs)
+        if config.dbof_activation not in STARTER_DBOF_ACTIVATIONS:
+            raise ValueError(f"unknown --dbof_activation={config.dbof_activation!r} for DbofModel; "
+                             f"valid: {', '.join(STARTER_DBOF_ACTIVATIONS)}")
+        activation = STARTER_DBOF_ACTIVATIONS[config.dbof_activation]
+        batch_norm = config.dbof_add_batch_norm
+        self.sampler = FrameSampler(config.iterations, config.sampling, name="sampler")
+        self.input_bn = BatchNorm(name="input_bn") if batch_norm else None
+        self.dbof = StarterDBoF(config.dbof_cluster_size, batch_norm, activation=activation,
+                                pooling_method=config.dbof_pooling_method, name="dbof")
+        self.hidden = HiddenLayer(config.dbof_hidden_size,
+                                  stddev=1.0 / math.sqrt(config.dbof_cluster_size),
+                                  batch_norm=batch_norm, activation=activation, name="hidden")
+        self.classifier = create_classifier(config.video_level_classifier_model, config)
+
+    def predict_probabilities(self, features, num_frames, training=False):
+        frames = self.sampler(features, num_frames)
+        feature_size = self.config.feature_size
+        if self.input_bn is not None:
+            flat = self.input_bn(tf.reshape(frames, [-1, feature_size]), training=training)
+            frames = tf.reshape(flat, [-1, self.config.iterations, feature_size])
+        activation = self.hidden(self.dbof(frames, training=training), training=training)
+        return self.classifier(activation, training=training)
+
+    def tf1_scopes(self):
+        return {"input_bn": self.input_bn, "": TopLevel(self.dbof, self.hidden, self.classifier)}
+
+
+@register
+@register_model("FrameLevelLogisticModel")
+class FrameLevelLogisticModel(FrameLevelModel):
+    """The starter's logistic regression over the mean of each video's valid
+    frames (no sampling): ``sigmoid(mean W + b)``, slim L2 1e-8 on ``W``.
+
+    TF1 names: ``fully_connected/weights``, ``fully_connected/biases``.
+    """
+
+    def __init__(self, config: ModelConfig, **kwargs):
+        super().__init__(config, **kwargs)
+        self.logistic = LogisticClassifier(config.num_classes, l2=1e-8, name="logistic")
+
+    def predict_probabilities(self, features, num_frames, training=False):
+        valid = tf.sequence_mask(num_frames, tf.shape(features)[1], dtype=features.dtype)
+        summed = tf.reduce_sum(features * valid[:, :, None], axis=1)
+        average = tf.math.divide_no_nan(summed, tf.cast(num_frames, features.dtype)[:, None])
+        return self.logistic(average, training=training)
+
+    def tf1_scopes(self):
+        return {"": self.logistic}
+
+
+@register
+@register_model("FrameStatisticsModel")
+class FrameStatisticsModel(FrameLevelModel):
+    """The YouTube-8M paper's video-level representation computed on the fly:
+    ``[mean; std; top-k]`` of each video's valid frames (all of them, no
+    sampling; k = stats_top_k), then the video-level classifier.
+    """
+
+    def __init__(self, config: ModelConfig, **kwargs):
+        super().__init__(config, **kwargs)
+        self.statistics = FrameStatistics(config.stats_top_k, name="statistics")
+        self.classifier = create_classifier(config.video_level_classifier_model, config)
+
+    def predict_probabilities(self, features, num_frames, training=False):
+        return self.classifier(self.statistics(features, num_frames), training=training)
+
+    def tf1_scopes(self):
+        return {"": self.classifier}
+
+
+def parameter_count(config: ModelConfig) -> dict[str, int]:
+    """Builds the model of ``config`` and counts its weights.
+
+    Returns ``{"trainable": n, "total": n}`` (``total`` adds the batch-norm
+    moving statistics).
+    """
+    model = create_model(config).build_for_config()
+    trainable = sum(math.prod(v.shape) for v in model.trainable_weights)
+    total = sum(math.prod(v.shape) for v in model.weights)
+    return {"trainable": int(trainable), "total": int(total)}

@@ -34,7 +34,7 @@ def register_classifier(name: str):
 
 def _load_all() -> None:
     # Importing the model modules fills the tables.
-    from youtube8m_willow.models import frame_level, video_level  # noqa: F401
+    from youtube8m_willow.models import frame_level, recurrent, video_level  # noqa: F401
 
 
 def model_names() -> list[str]:

@@ -14,9 +14,17 @@ import os
 import tensorflow as tf
 
 from youtube8m_willow.config import ModelConfig
-from youtube8m_willow.data.readers import ReaderConfig, parse_serialized_batch
+from youtube8m_willow.data import readers
+from youtube8m_willow.data.readers import ReaderConfig
 
 EXPORT_DIR = "export"
+
+
+def parse_serialized_batch(serialized, config: ReaderConfig) -> dict:
+    """Parses a batch of serialized records as the readers do."""
+    names = tf.fill(tf.shape(serialized), "<serving request>")
+    indices = tf.range(tf.shape(serialized, out_type=tf.int64)[0])
+    return readers._parse_batch(names, indices, serialized, config, None)
 
 
 class ServingModule(tf.Module):

@@ -1,0 +1,419 @@
+"""Pooling layers against NumPy re-implementations of their formulas
+(SPEC section 4) on tiny shapes, plus serialization and TF1 names."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import keras
+
+from youtube8m_willow.layers.dbof import DBoF, GatedDBoF, SoftDBoF, StarterDBoF
+from youtube8m_willow.layers.fisher import NetFV
+from youtube8m_willow.layers.statistics import FrameStatistics
+from youtube8m_willow.layers.vlad import ClusterAssignment, NetRVLAD, NetVLAD, NetVLAGD
+
+B, N, D, K = 3, 5, 4, 3
+BN_NAMES = ("beta", "gamma", "moving_mean", "moving_variance")
+
+
+# ---------------------------------------------------------------- references
+
+def np_l2(x, axis):
+    """TF1 l2_normalize: x / sqrt(max(sum x^2, 1e-12))."""
+    return x / np.sqrt(np.maximum(np.sum(x * x, axis=axis, keepdims=True), 1e-12))
+
+
+def np_bn(x, w, scope, batch_stats=False):
+    if batch_stats:
+        mean, var = x.mean(0), x.var(0)
+    else:
+        mean, var = w[f"{scope}/moving_mean"], w[f"{scope}/moving_variance"]
+    return (x - mean) / np.sqrt(var + 1e-3) * w[f"{scope}/gamma"] + w[f"{scope}/beta"]
+
+
+def np_softmax(x):
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+ACTIVATIONS = {"softmax": np_softmax, "linear": lambda x: x,
+               "relu6": lambda x: np.clip(x, 0, 6), "sigmoid": lambda x: 1 / (1 + np.exp(-x))}
+
+
+def np_assign(x, w, activation="softmax", batch_stats=False):
+    """[B, N, D] -> [B, N, K]: activation(BN(x W)) on the [B*N, D] rows."""
+    flat = x.reshape(-1, x.shape[-1]) @ w["cluster_weights"]
+    if "cluster_bn/gamma" in w:
+        flat = np_bn(flat, w, "cluster_bn", batch_stats)
+    else:
+        flat = flat + w["cluster_biases"]
+    return ACTIVATIONS[activation](flat).reshape(x.shape[0], x.shape[1], -1)
+
+
+def np_descriptor(v):
+    """[B, D, K]: intra L2 over d, flatten (d, k), L2."""
+    return np_l2(np_l2(v, 1).reshape(v.shape[0], -1), 1)
+
+
+def np_netvlad(x, w, batch_stats=False):
+    a = np_assign(x, w, batch_stats=batch_stats)
+    v = np.einsum("bnk,bnd->bdk", a, x) - a.sum(1)[:, None, :] * w["cluster_weights2"][0]
+    return np_descriptor(v)
+
+
+def np_netrvlad(x, w):
+    return np_descriptor(np.einsum("bnk,bnd->bdk", np_assign(x, w), x))
+
+
+def np_netvlagd(x, w):
+    a = np_assign(x, w)
+    gate = 1 / (1 + np.exp(-w["gate_weights"][0]))  # [K, D]
+    return np_descriptor(np.einsum("bnk,bnd->bdk", a, x) * gate.T)
+
+
+def np_netfv(x, w, coupling_factor=None):
+    a = np_assign(x, w)
+    c = (coupling_factor * w["cluster_weights"] if coupling_factor is not None
+         else w["cluster_weights2"][0])
+    sigma = w["covar_weights"] ** 2 + 1e-6
+    s = a.sum(1)[:, None, :]
+    first = np.einsum("bnk,bnd->bdk", a, x)
+    second = np.einsum("bnk,bnd->bdk", a, x * x)
+    fv1 = np_descriptor((first - s * c) / sigma)
+    fv2 = (s * c * c + second - 2 * c * first) / sigma ** 2 - s
+    fv2 = np_l2(np_l2(fv2.reshape(len(x), -1), 1), 1)
+    return np.concatenate([fv1, fv2], 1)
+
+
+def np_softdbof(x, w, max_pool=False):
+    a = np_assign(x, w)
+    out = [np_l2(a.sum(1), 1)] + ([np_l2(a.max(1), 1)] if max_pool else [])
+    return np.concatenate(out, 1)
+
+
+def np_gateddbof(x, w):
+    a = np_assign(x, w)
+    gates = np_l2(a.max(1), 1) @ w["dim_red"] @ w["cluster_weights_2"]
+    if "cluster_bn_2/gamma" in w:
+        gates = np_bn(gates, w, "cluster_bn_2")
+    else:
+        gates = gates + w["cluster_biases_2"]
+    return np_l2(ACTIVATIONS["sigmoid"](gates) * a.sum(1), 1)
+
+
+def np_dbof(x, w):
+    a = np_assign(x, w, activation="linear")
+    return np.concatenate([np_l2(a.mean(1), 1), np_l2(a.max(1), 1)], 1)
+
+
+def np_starter_dbof(x, w, activation, method):
+    a = np_assign(x, w, activation=activation)
+    return a.max(1) if method == "max" else a.mean(1)
+
+
+# ---------------------------------------------------------------- helpers
+
+def frames(seed=0, shape=(B, N, D)):
+    return np.random.RandomState(seed).randn(*shape).astype(np.float32)
+
+
+def build_random(layer, shape=(B, N, D), seed=1):
+    """Builds ``layer`` and gives every weight (moving statistics included)
+    non-trivial values; returns its TF1 weights as float64 arrays."""
+    layer.build(shape)
+    rng = np.random.RandomState(seed)
+    for var in layer.weights:
+        if var.name == "moving_variance":
+            value = rng.uniform(0.5, 1.5, var.shape)
+        else:
+            value = rng.randn(*var.shape) * 0.5
+        var.assign(value.astype(np.float32))
+    return {name: var.numpy().astype(np.float64) for name, var in layer.tf1_weights().items()}
+
+
+def run(layer, x, training=False):
+    return layer(tf.constant(x), training=training).numpy()
+
+
+def bn_names(scope, size):
+    return {f"{scope}/{name}": (size,) for name in BN_NAMES}
+
+
+def tf1_shapes(layer):
+    return {name: tuple(var.shape) for name, var in layer.tf1_weights().items()}
+
+
+# ---------------------------------------------------------------- assignment
+
+@pytest.mark.parametrize("activation", ["softmax", "linear", "relu6", "sigmoid"])
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_cluster_assignment_matches_formula(activation, batch_norm):
+    layer = ClusterAssignment(K, add_batch_norm=batch_norm, activation=activation)
+    w = build_random(layer, (None, D))
+    x = frames().reshape(-1, D)
+    expected = np_assign(x[None], w, activation)[0]
+    np.testing.assert_allclose(run(layer, x), expected, atol=1e-5)
+
+
+def test_cluster_assignment_names_and_shapes():
+    with_bn = ClusterAssignment(K)
+    with_bn.build((None, D))
+    assert tf1_shapes(with_bn) == {"cluster_weights": (D, K), **bn_names("cluster_bn", K)}
+    without = ClusterAssignment(K, add_batch_norm=False)
+    without.build((None, D))
+    assert tf1_shapes(without) == {"cluster_weights": (D, K), "cluster_biases": (K,)}
+
+
+def test_cluster_assignment_rejects_unknown_activation():
+    with pytest.raises(ValueError, match="unknown cluster activation 'tanh'"):
+        ClusterAssignment(K, activation="tanh")
+
+
+# ---------------------------------------------------------------- VLAD family
+
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_netvlad_matches_formula(batch_norm):
+    layer = NetVLAD(K, add_batch_norm=batch_norm)
+    w = build_random(layer)
+    x = frames()
+    out = run(layer, x)
+    assert out.shape == (B, D * K)
+    np.testing.assert_allclose(out, np_netvlad(x, w), atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+
+
+def test_netvlad_training_normalizes_over_all_batch_frames():
+    """Training-mode batch norm uses the moments of all B*N rows."""
+    layer = NetVLAD(K)
+    w = build_random(layer)
+    x = frames(3)
+    np.testing.assert_allclose(run(layer, x, training=True),
+                               np_netvlad(x, w, batch_stats=True), atol=1e-5)
+    rows = x.reshape(-1, D) @ w["cluster_weights"]
+    expected_mean = 0.999 * w["cluster_bn/moving_mean"] + 0.001 * rows.mean(0)
+    np.testing.assert_allclose(layer.tf1_weights()["cluster_bn/moving_mean"].numpy(),
+                               expected_mean, atol=1e-6)
+
+
+def test_netrvlad_matches_formula_and_has_no_centers():
+    layer = NetRVLAD(K, add_batch_norm=False)
+    w = build_random(layer)
+    x = frames()
+    np.testing.assert_allclose(run(layer, x), np_netrvlad(x, w), atol=1e-5)
+    assert tf1_shapes(layer) == {"cluster_weights": (D, K), "cluster_biases": (K,)}
+
+
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_netvlagd_matches_formula(batch_norm):
+    layer = NetVLAGD(K, add_batch_norm=batch_norm)
+    w = build_random(layer)
+    x = frames()
+    np.testing.assert_allclose(run(layer, x), np_netvlagd(x, w), atol=1e-5)
+    assert tf1_shapes(layer)["gate_weights"] == (1, K, D)
+
+
+def test_netvlad_names_and_shapes():
+    layer = NetVLAD(K)
+    layer.build((None, N, D))
+    assert tf1_shapes(layer) == {"cluster_weights": (D, K), **bn_names("cluster_bn", K),
+                                 "cluster_weights2": (1, D, K)}
+
+
+def test_netvlad_vector_order_is_feature_major():
+    """With one cluster and no centers in play, the output is the normalized
+    sum of the frames, so the (d, k) flattening is visible."""
+    layer = NetRVLAD(1, add_batch_norm=False)
+    layer.build((None, 2, 3))
+    x = np.array([[[1.0, 0.0, 2.0], [1.0, 0.0, 0.0]]], np.float32)  # sum (2, 0, 2)
+    np.testing.assert_allclose(run(layer, x), [[2 ** -0.5, 0.0, 2 ** -0.5]], atol=1e-6)
+
+
+def test_pooling_rejects_unbatched_frames():
+    with pytest.raises(ValueError, match=r"expects \[batch, frames, features\]"):
+        NetVLAD(K).build((N, D))
+
+
+# ---------------------------------------------------------------- NetFV
+
+@pytest.mark.parametrize("couple", [True, False])
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_netfv_matches_formula(couple, batch_norm):
+    layer = NetFV(K, add_batch_norm=batch_norm, couple_weights=couple, coupling_factor=0.3)
+    w = build_random(layer)
+    x = frames()
+    out = run(layer, x)
+    assert out.shape == (B, 2 * D * K)
+    np.testing.assert_allclose(out, np_netfv(x, w, 0.3 if couple else None), atol=2e-5)
+
+
+def test_netfv_names_coupled_and_uncoupled():
+    coupled = NetFV(K, add_batch_norm=False)
+    coupled.build((None, N, D))
+    assert tf1_shapes(coupled) == {"cluster_weights": (D, K), "cluster_biases": (K,),
+                                   "covar_weights": (D, K)}
+    uncoupled = NetFV(K, couple_weights=False)
+    uncoupled.build((None, N, D))
+    assert tf1_shapes(uncoupled) == {"cluster_weights": (D, K), **bn_names("cluster_bn", K),
+                                     "covar_weights": (D, K), "cluster_weights2": (1, D, K)}
+
+
+def test_netfv_covariance_initializer_is_centered_on_one():
+    layer = NetFV(64)
+    layer.build((None, N, 256))
+    values = layer.covar_weights.numpy()
+    assert abs(values.mean() - 1.0) < 0.01
+    assert abs(values.std() - 1 / 16) < 0.005
+
+
+# ---------------------------------------------------------------- DBoF family
+
+@pytest.mark.parametrize("max_pool", [False, True])
+def test_softdbof_matches_formula(max_pool):
+    layer = SoftDBoF(K, max_pool=max_pool)
+    w = build_random(layer)
+    x = frames()
+    out = run(layer, x)
+    assert out.shape == (B, K * (2 if max_pool else 1))
+    np.testing.assert_allclose(out, np_softdbof(x, w, max_pool), atol=1e-5)
+
+
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_gateddbof_matches_formula(batch_norm):
+    layer = GatedDBoF(K, add_batch_norm=batch_norm)
+    w = build_random(layer)
+    x = frames()
+    np.testing.assert_allclose(run(layer, x), np_gateddbof(x, w), atol=1e-5)
+    shapes = tf1_shapes(layer)
+    assert shapes["dim_red"] == (K, D) and shapes["cluster_weights_2"] == (D, K)
+    second = bn_names("cluster_bn_2", K) if batch_norm else {"cluster_biases_2": (K,)}
+    assert second.items() <= shapes.items()
+
+
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_willow_dbof_is_linear_mean_and_max(batch_norm):
+    layer = DBoF(K, add_batch_norm=batch_norm)
+    w = build_random(layer)
+    x = frames()
+    out = run(layer, x)
+    assert out.shape == (B, 2 * K)
+    np.testing.assert_allclose(out, np_dbof(x, w), atol=1e-5)
+    # Linear: negative projections survive (no relu, no softmax).
+    assert (out < 0).any()
+
+
+@pytest.mark.parametrize("activation,method", [("relu6", "max"), ("sigmoid", "average")])
+def test_starter_dbof_matches_formula(activation, method):
+    layer = StarterDBoF(K, add_batch_norm=False, activation=activation, pooling_method=method)
+    w = build_random(layer)
+    x = frames()
+    np.testing.assert_allclose(run(layer, x), np_starter_dbof(x, w, activation, method),
+                               atol=1e-5)
+
+
+def test_starter_dbof_rejects_unknown_options():
+    with pytest.raises(ValueError, match="unknown DBoF activation 'glu'"):
+        StarterDBoF(K, activation="glu")
+    with pytest.raises(ValueError, match="unknown dbof_pooling_method 'median'"):
+        StarterDBoF(K, pooling_method="median")
+
+
+# ---------------------------------------------------------------- statistics
+
+def test_frame_statistics_hand_checked():
+    x = np.zeros((3, 4, 2), np.float32)
+    x[0, :3] = [[1, 4], [3, 2], [2, 6]]
+    x[0, 3] = [9, 9]            # padding with garbage: must be ignored
+    x[1, 0] = [5, -1]
+    x[1, 1:] = 7.0
+    x[2] = 3.0                  # no valid frame at all
+    out = FrameStatistics(top_k=2)(tf.constant(x), tf.constant([3, 1, 0])).numpy()
+    expected = np.array([
+        [2, 4, np.sqrt(2 / 3), np.sqrt(8 / 3), 3, 2, 6, 4],
+        [5, -1, 0, 0, 5, 5, -1, -1],
+        [0] * 8], np.float32)
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+
+
+def test_frame_statistics_short_sequence_and_finite_gradients():
+    x = tf.constant(frames(5, (2, 2, 3)))
+    num_frames = tf.constant([2, 1])
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        out = FrameStatistics(top_k=3)(x, num_frames)
+        total = tf.reduce_sum(out)
+    assert out.shape == (2, 5 * 3)
+    grads = tape.gradient(total, x).numpy()
+    assert np.isfinite(grads).all()
+    top = out.numpy()[0, 6:].reshape(3, 3)  # dimension-major
+    sorted_desc = -np.sort(-x.numpy()[0], axis=0)  # [2 frames, 3 dims]
+    np.testing.assert_allclose(top, np.stack([sorted_desc[0], sorted_desc[1], sorted_desc[1]], 1))
+
+
+def test_frame_statistics_matches_numpy_on_random_videos():
+    x = frames(6, (4, 7, 3))
+    n = np.array([7, 3, 5, 2])
+    out = FrameStatistics(top_k=4)(tf.constant(x), tf.constant(n)).numpy()
+    for b in range(4):
+        valid = x[b, :n[b]]
+        top = -np.sort(-valid, axis=0)
+        top = np.concatenate([top, np.repeat(top[-1:], max(0, 4 - n[b]), 0)])[:4]
+        expected = np.concatenate([valid.mean(0), valid.std(0), top.T.reshape(-1)])
+        np.testing.assert_allclose(out[b], expected, atol=1e-5)
+
+
+def test_frame_statistics_rejects_nonpositive_k():
+    with pytest.raises(ValueError, match="top_k must be positive"):
+        FrameStatistics(top_k=0)
+
+
+# ---------------------------------------------------------------- serialization
+
+LAYERS = {
+    "assignment": lambda: ClusterAssignment(K, add_batch_norm=False, activation="relu6"),
+    "netvlad": lambda: NetVLAD(K),
+    "netrvlad": lambda: NetRVLAD(K, add_batch_norm=False),
+    "netvlagd": lambda: NetVLAGD(K),
+    "netfv_coupled": lambda: NetFV(K, coupling_factor=0.2),
+    "netfv_uncoupled": lambda: NetFV(K, add_batch_norm=False, couple_weights=False),
+    "softdbof": lambda: SoftDBoF(K, max_pool=True),
+    "gateddbof": lambda: GatedDBoF(K, add_batch_norm=False),
+    "dbof": lambda: DBoF(K),
+    "starterdbof": lambda: StarterDBoF(K, activation="sigmoid", pooling_method="average"),
+}
+
+
+def _outputs(layer, x):
+    if isinstance(layer, ClusterAssignment):
+        return run(layer, x.reshape(-1, D))
+    return run(layer, x)
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_layer_serialization_round_trip(name):
+    layer = LAYERS[name]()
+    shape = (None, D) if name == "assignment" else (B, N, D)
+    build_random(layer, shape)
+    x = frames(7)
+    clones = [type(layer).from_config(layer.get_config()),
+              keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))]
+    for clone in clones:
+        assert type(clone) is type(layer) and clone.get_config() == layer.get_config()
+        if not clone.built:  # keras deserialization rebuilds from the build config
+            clone.build(shape)
+        clone.set_weights(layer.get_weights())
+        assert tf1_shapes(clone) == tf1_shapes(layer)
+        np.testing.assert_array_equal(_outputs(clone, x), _outputs(layer, x))
+
+
+def test_frame_statistics_serialization_round_trip():
+    layer = FrameStatistics(top_k=3)
+    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert isinstance(clone, FrameStatistics) and clone.top_k == 3
+    x, n = tf.constant(frames(8, (2, 4, 3))), tf.constant([4, 2])
+    np.testing.assert_array_equal(clone(x, n).numpy(), layer(x, n).numpy())
+
+
+@pytest.mark.parametrize("name", sorted(set(LAYERS) - {"assignment"}))
+def test_compute_output_shape_matches_call(name):
+    layer = LAYERS[name]()
+    out = layer(tf.constant(frames()))
+    assert tuple(layer.compute_output_shape((B, N, D))) == tuple(out.shape)

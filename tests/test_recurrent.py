@@ -1,0 +1,339 @@
+"""TF1 BasicLSTMCell / GRUCell / dynamic_rnn semantics, LstmModel and GruModel."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from youtube8m_willow.config import ModelConfig
+from youtube8m_willow.layers.recurrent import BasicLSTMCell, GRUCell, StackedRNN
+from youtube8m_willow.models import recurrent  # noqa: F401  (registers the models)
+from youtube8m_willow.models.recurrent import GruModel, LstmModel
+from youtube8m_willow.models.registry import create_model
+
+ATOL = 1e-5
+
+
+# --- NumPy reference: TF1 rnn_cell_impl math, written from its definition ---
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def ref_lstm_cell(weights, forget_bias=1.0):
+    kernel, bias = weights["kernel"], weights["bias"]
+
+    def cell(x, state):
+        c, h = np.split(state, 2, axis=1)
+        i, j, f, o = np.split(np.concatenate([x, h], 1) @ kernel + bias, 4, axis=1)
+        new_c = c * sigmoid(f + forget_bias) + sigmoid(i) * np.tanh(j)
+        new_h = np.tanh(new_c) * sigmoid(o)
+        return new_h, np.concatenate([new_c, new_h], 1)
+    return cell, 2 * kernel.shape[1] // 4
+
+
+def ref_gru_cell(weights):
+    def cell(x, h):
+        gates = sigmoid(np.concatenate([x, h], 1) @ weights["gates/kernel"]
+                        + weights["gates/bias"])
+        r, z = np.split(gates, 2, axis=1)
+        c = np.tanh(np.concatenate([x, r * h], 1) @ weights["candidate/kernel"]
+                    + weights["candidate/bias"])
+        new_h = z * h + (1 - z) * c
+        return new_h, new_h
+    return cell, weights["candidate/bias"].shape[0]
+
+
+def ref_dynamic_rnn(cells, x, lengths):
+    """TF1 dynamic_rnn over MultiRNNCell(state_is_tuple=False): frame by frame
+    through the stack, states copied through once t >= length."""
+    batch, steps = x.shape[:2]
+    states = [np.zeros([batch, size]) for _, size in cells]
+    for t in range(steps):
+        inputs, new_states = x[:, t], []
+        for (cell, _), state in zip(cells, states):
+            inputs, new_state = cell(inputs, state)
+            new_states.append(new_state)
+        valid = (t < np.asarray(lengths))[:, None]
+        states = [np.where(valid, new, old) for new, old in zip(new_states, states)]
+    return np.concatenate(states, axis=1)
+
+
+def ref_cells(layer, forget_bias=1.0):
+    """Reference cells holding the layer's TF1 weights."""
+    weights = {k: v.numpy().astype(np.float64) for k, v in layer.tf1_weights().items()}
+    cells = []
+    for i in range(layer.num_layers):
+        scope = f"cell_{i}/{layer.cells[i].tf1_scope}/"
+        own = {k[len(scope):]: v for k, v in weights.items() if k.startswith(scope)}
+        cells.append(ref_lstm_cell(own, forget_bias) if layer.cell_type == "lstm"
+                     else ref_gru_cell(own))
+    return cells
+
+
+def randomize(tf1_weights, seed=0):
+    """Non-trivial values for every weight (biases included)."""
+    rng = np.random.default_rng(seed)
+    for var in tf1_weights.values():
+        var.assign(rng.normal(0.0, 0.5, var.shape).astype(np.float32))
+
+
+def built_stack(cell_type, units=4, layers=2, depth=3, **kwargs):
+    layer = StackedRNN(cell_type, units, layers, **kwargs)
+    layer.build((None, None, depth))
+    randomize(layer.tf1_weights())
+    return layer
+
+
+def frames(batch=4, steps=5, depth=3, seed=1):
+    return np.random.default_rng(seed).normal(size=[batch, steps, depth]).astype(np.float32)
+
+
+# --- cells and the stacked layer ---
+
+@pytest.mark.parametrize("cell_type", ["lstm", "gru"])
+def test_stack_matches_tf1_dynamic_rnn(cell_type):
+    layer = built_stack(cell_type)
+    x, lengths = frames(), np.array([5, 3, 1, 0], np.int32)
+    got = layer(x, lengths).numpy()
+    want = ref_dynamic_rnn(ref_cells(layer), x.astype(np.float64), lengths)
+    assert got.shape == (4, 2 * (8 if cell_type == "lstm" else 4))
+    np.testing.assert_allclose(got, want, atol=ATOL)
+    np.testing.assert_array_equal(got[3], 0.0)  # length 0: the zero state
+
+
+@pytest.mark.parametrize("cell_type", ["lstm", "gru"])
+def test_state_frozen_after_last_valid_frame(cell_type):
+    layer = built_stack(cell_type)
+    x, lengths = frames(), np.array([5, 3, 1, 0], np.int32)
+    noisy = x.copy()
+    for b, n in enumerate(lengths):
+        noisy[b, n:] = 100.0 * np.random.default_rng(b).normal(size=noisy[b, n:].shape)
+    np.testing.assert_array_equal(layer(x, lengths).numpy(), layer(noisy, lengths).numpy())
+    # Lengths past the time dimension run every frame; no length means all frames.
+    full = layer(x).numpy()
+    np.testing.assert_array_equal(layer(x, np.full([4], 9, np.int32)).numpy(), full)
+    np.testing.assert_allclose(full, ref_dynamic_rnn(ref_cells(layer), x.astype(np.float64),
+                                                     [5] * 4), atol=ATOL)
+
+
+def test_lstm_forget_bias_and_state_layout():
+    layer = built_stack("lstm", layers=1, forget_bias=0.0)
+    x = frames(batch=2)
+    got = layer(x).numpy()
+    np.testing.assert_allclose(got, ref_dynamic_rnn(ref_cells(layer, 0.0), x, [5, 5]),
+                               atol=ATOL)
+    assert not np.allclose(got, ref_dynamic_rnn(ref_cells(layer, 1.0), x, [5, 5]), atol=1e-3)
+    # [c, h] with h = tanh(c) * sigmoid(o): |h| <= |tanh(c)| elementwise.
+    c, h = got[:, :4], got[:, 4:]
+    assert np.all(np.abs(h) <= np.abs(np.tanh(c)) + 1e-7)
+
+
+@pytest.mark.parametrize("cell_cls", [BasicLSTMCell, GRUCell])
+def test_cell_runs_in_keras_rnn(cell_cls):
+    cell = cell_cls(4, name="cell_0")
+    rnn = keras.layers.RNN(cell, return_state=True)
+    x = frames(batch=2)
+    rnn.build(x.shape)
+    randomize(cell.tf1_weights(), seed=3)
+    output, state = rnn(x)
+    ref_cell = (ref_lstm_cell({k: v.numpy() for k, v in cell.tf1_weights().items()})
+                if cell_cls is BasicLSTMCell else
+                ref_gru_cell({k: v.numpy() for k, v in cell.tf1_weights().items()}))
+    want = ref_dynamic_rnn([ref_cell], x.astype(np.float64), [5, 5])
+    np.testing.assert_allclose(state.numpy(), want, atol=ATOL)
+    np.testing.assert_allclose(output.numpy(), want[:, -4:], atol=ATOL)
+
+
+def test_initial_biases_follow_tf1():
+    lstm, gru = StackedRNN("lstm", 3, 1), StackedRNN("gru", 3, 1)
+    lstm.build((None, None, 2))
+    gru.build((None, None, 2))
+    np.testing.assert_array_equal(lstm.cells[0].bias.numpy(), np.zeros(12))
+    np.testing.assert_array_equal(gru.cells[0].gates_bias.numpy(), np.ones(6))
+    np.testing.assert_array_equal(gru.cells[0].candidate_bias.numpy(), np.zeros(3))
+    # Glorot uniform over [D + u, G]: limit sqrt(6 / (5 + 12)).
+    assert np.abs(lstm.cells[0].kernel.numpy()).max() <= np.sqrt(6 / 17)
+
+
+def test_invalid_arguments():
+    with pytest.raises(ValueError, match="unknown cell_type 'rnn'; valid: lstm, gru"):
+        StackedRNN("rnn", 4)
+    with pytest.raises(ValueError, match="num_layers must be at least 1"):
+        StackedRNN("gru", 4, 0)
+
+
+@pytest.mark.parametrize("cell_type", ["lstm", "gru"])
+def test_stack_serialization_round_trip(cell_type):
+    layer = built_stack(cell_type)
+    x, lengths = frames(), np.array([5, 2, 4, 0], np.int32)
+    config = keras.saving.serialize_keras_object(layer)
+    clone = keras.saving.deserialize_keras_object(config)
+    assert clone.get_config() == layer.get_config()
+    if not clone.built:
+        clone.build((None, None, 3))
+    clone.set_weights(layer.get_weights())
+    np.testing.assert_array_equal(clone(x, lengths).numpy(), layer(x, lengths).numpy())
+
+
+def test_gradients_finite_with_empty_video():
+    layer = built_stack("lstm")
+    x = tf.constant(frames())
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer(x, tf.constant([5, 0, 2, 0])) ** 2)
+    grads = tape.gradient(loss, layer.trainable_variables)
+    assert all(np.isfinite(g.numpy()).all() for g in grads)
+    assert all(np.abs(g.numpy()).sum() > 0 for g in grads)
+
+
+# --- LstmModel / GruModel ---
+
+def tiny_config(model, **changes):
+    values = dict(model=model, num_classes=3, feature_names=("rgb",), feature_sizes=(3,),
+                  frame_features=True, max_frames=5, lstm_cells=4, lstm_layers=2,
+                  gru_cells=4, gru_layers=2, iterations=3, moe_num_mixtures=2)
+    values.update(changes)
+    return ModelConfig(**values)
+
+
+def built_model(config):
+    model = create_model(config).build_for_config()
+    randomize(model.tf1_weights(), seed=5)
+    return model
+
+
+def l2_rows(x):
+    return x / np.sqrt(np.maximum((x.astype(np.float64) ** 2).sum(-1, keepdims=True), 1e-12))
+
+
+@pytest.mark.parametrize("model_name, units, state", [("LstmModel", 4, 16), ("GruModel", 4, 8)])
+def test_tf1_names_and_shapes(model_name, units, state):
+    model = built_model(tiny_config(model_name))
+    names = {k: tuple(v.shape) for k, v in model.tf1_weights().items()}
+    scope = "RNN/rnn/multi_rnn_cell"
+    if model_name == "LstmModel":
+        want = {f"{scope}/cell_0/basic_lstm_cell/kernel": (3 + units, 4 * units),
+                f"{scope}/cell_0/basic_lstm_cell/bias": (4 * units,),
+                f"{scope}/cell_1/basic_lstm_cell/kernel": (2 * units, 4 * units),
+                f"{scope}/cell_1/basic_lstm_cell/bias": (4 * units,)}
+    else:
+        want = {}
+        for i, rows in enumerate([3 + units, 2 * units]):
+            cell = f"{scope}/cell_{i}/gru_cell"
+            want.update({f"{cell}/gates/kernel": (rows, 2 * units),
+                         f"{cell}/gates/bias": (2 * units,),
+                         f"{cell}/candidate/kernel": (rows, units),
+                         f"{cell}/candidate/bias": (units,)})
+    assert {k: v for k, v in names.items() if k.startswith("RNN/")} == want
+    # The MoE head sits at the top level and reads the concatenated states.
+    assert names["gates/weights"] == (state, 3 * 3)
+    assert names["experts/weights"] == (state, 3 * 2)
+    assert len(model.trainable_variables) == len(names)
+
+
+def test_single_layer_keeps_cell_0_scope():
+    model = built_model(tiny_config("GruModel", gru_layers=1))
+    rnn_names = sorted(k for k in model.tf1_weights() if k.startswith("RNN/"))
+    assert rnn_names == [f"RNN/rnn/multi_rnn_cell/cell_0/gru_cell/{k}" for k in
+                         ("candidate/bias", "candidate/kernel", "gates/bias", "gates/kernel")]
+
+
+def reference_state(model, x, lengths):
+    return ref_dynamic_rnn(ref_cells(model.rnn), l2_rows(x), lengths)
+
+
+def model_inputs(seed=7):
+    x = frames(batch=4, steps=5, depth=3, seed=seed)
+    return x, np.array([5, 2, 4, 0], np.int32)
+
+
+def predict(model, x, lengths):
+    return model({"video_matrix": x, "num_frames": lengths}).numpy()
+
+
+@pytest.mark.parametrize("model_name", ["LstmModel", "GruModel"])
+def test_model_forward_and_backward_match_reference(model_name):
+    prefix = "lstm" if model_name == "LstmModel" else "gru"
+    x, lengths = model_inputs()
+    forward = built_model(tiny_config(model_name))
+    want = forward.classifier(reference_state(forward, x, lengths)).numpy()
+    np.testing.assert_allclose(predict(forward, x, lengths), want, atol=ATOL)
+
+    backward = built_model(tiny_config(model_name, **{f"{prefix}_backward": True}))
+    flipped = x.copy()
+    for b, n in enumerate(lengths):
+        flipped[b, :n] = x[b, :n][::-1]
+    want = backward.classifier(reference_state(backward, flipped, lengths)).numpy()
+    np.testing.assert_allclose(predict(backward, x, lengths), want, atol=ATOL)
+    assert not np.allclose(predict(backward, x, lengths), predict(forward, x, lengths),
+                           atol=1e-4)
+
+
+@pytest.mark.parametrize("backward", [False, True])
+def test_random_sequence_reads_min_of_num_frames_and_iterations(backward):
+    # Uniform draws make the sampled frames deterministic: floor(i * n / 3).
+    config = tiny_config("LstmModel", lstm_random_sequence=True, lstm_backward=backward,
+                         frame_sampling="uniform")
+    model = built_model(config)
+    x, lengths = model_inputs()
+    sampled = np.stack([x[b, (np.arange(3) * n) // 3] for b, n in enumerate(lengths)])
+    read = np.minimum(lengths, 3)
+    if backward:
+        for b, n in enumerate(read):
+            sampled[b, :n] = sampled[b, :n][::-1].copy()
+    want = model.classifier(reference_state(model, sampled, read)).numpy()
+    np.testing.assert_allclose(predict(model, x, lengths), want, atol=ATOL)
+
+
+def test_random_sequence_draws_valid_frames_with_replacement():
+    model = create_model(tiny_config("GruModel", gru_random_sequence=True, iterations=40,
+                                     max_frames=6))
+    # Frame t of video b holds the value 10 * b + t, to trace which frames were drawn.
+    x = (10.0 * np.arange(3)[:, None] + np.arange(6)[None, :])[:, :, None].astype(np.float32)
+    num_frames = tf.constant([6, 2, 1])
+    drawn, lengths = model.arrange_frames(tf.constant(x), num_frames)
+    drawn = drawn.numpy()[..., 0]
+    assert drawn.shape == (3, 40)
+    np.testing.assert_array_equal(lengths.numpy(), [6, 2, 1])
+    for b, n in enumerate([6, 2, 1]):
+        assert set(drawn[b] - 10 * b) <= set(range(n))
+    assert len(set(drawn[0])) > 1 and not np.all(np.diff(drawn[0]) >= 0)  # unsorted draws
+
+
+@pytest.mark.parametrize("model_name", ["LstmModel", "GruModel"])
+def test_model_serialization_round_trip(model_name):
+    model = built_model(tiny_config(model_name))
+    clone = type(model).from_config(model.get_config()).build_for_config()
+    weights = clone.tf1_weights()
+    for name, var in model.tf1_weights().items():
+        weights[name].assign(var)
+    x, lengths = model_inputs()
+    np.testing.assert_array_equal(predict(clone, x, lengths), predict(model, x, lengths))
+    assert type(clone) is {"LstmModel": LstmModel, "GruModel": GruModel}[model_name]
+    assert clone.frame_level
+
+
+@pytest.mark.parametrize("model_name", ["LstmModel", "GruModel"])
+def test_short_training_run_lowers_loss(model_name):
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=[16, 5, 3]).astype(np.float32)
+    lengths = rng.integers(1, 6, size=16).astype(np.int32)
+    valid = np.arange(5)[None, :] < lengths[:, None]
+    # Class k: the valid frames' feature k sums to a positive value.
+    labels = ((x * valid[..., None]).sum(1) > 0).astype(np.float32)
+    model = create_model(tiny_config(model_name)).build_for_config()
+    optimizer = keras.optimizers.Adam(0.05)
+    inputs = {"video_matrix": tf.constant(x), "num_frames": tf.constant(lengths)}
+
+    @tf.function
+    def train_step():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(keras.losses.binary_crossentropy(
+                labels, model(inputs, training=True)))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    losses = [float(train_step()) for _ in range(60)]
+    assert np.isfinite(losses).all()
+    assert np.mean(losses[-5:]) < 0.6 * losses[0]

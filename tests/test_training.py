@@ -1,0 +1,150 @@
+"""Training semantics: losses, learning-rate staircase, slim L2, optimizer
+constants, TF1-format checkpoints (round trip, atomicity, mismatch errors)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from youtube8m_willow import checkpoint
+from youtube8m_willow.config import ModelConfig
+from youtube8m_willow.layers.core import SlimL2
+from youtube8m_willow.losses import create_loss
+from youtube8m_willow.models.registry import create_model
+from youtube8m_willow.training.batch_metrics import batch_metrics
+from youtube8m_willow.training.optimizers import StaircaseExampleDecay, create_optimizer
+
+P = np.array([[0.9, 0.2, 0.1], [0.3, 0.6, 0.05]], np.float32)
+Y = np.array([[1, 0, 0], [0, 1, 1]], np.float32)
+
+
+def test_cross_entropy_hand_computed():
+    eps = 1e-5
+    # Row 0: -2*(.5*log(.9+e) + .5*log(.8+e) + .5*log(.9+e)); row 1 likewise.
+    row0 = -(math.log(0.9 + eps) + math.log(0.8 + eps) + math.log(0.9 + eps))
+    row1 = -(math.log(0.7 + eps) + math.log(0.6 + eps) + math.log(0.05 + eps))
+    assert float(create_loss("CrossEntropyLoss")(P, Y)) == pytest.approx((row0 + row1) / 2, 1e-6)
+    # alpha=1 keeps only the positives, doubled.
+    pos = -2 * (math.log(0.9 + eps) + math.log(0.6 + eps) + math.log(0.05 + eps)) / 2
+    assert float(create_loss("CrossEntropyLoss", alpha=1.0)(P, Y)) == pytest.approx(pos, 1e-6)
+
+
+def test_hinge_and_softmax_hand_computed():
+    # hinge: row0 max(0,1-.9)+max(0,1+.2)+max(0,1+.1) = .1+1.2+1.1; row1 1.3+.4+.95
+    assert float(create_loss("HingeLoss")(P, Y)) == pytest.approx((2.4 + 2.65) / 2, 1e-6)
+    logsm = P - np.log(np.exp(P).sum(1, keepdims=True))
+    expected = (-logsm[0, 0] - (logsm[1, 1] + logsm[1, 2]) / 2) / 2
+    assert float(create_loss("SoftmaxLoss")(P, Y)) == pytest.approx(expected, 1e-6)
+
+
+def test_unknown_names_list_valid_ones():
+    with pytest.raises(ValueError, match="valid losses: CrossEntropyLoss, HingeLoss, SoftmaxLoss"):
+        create_loss("L1Loss")
+    with pytest.raises(ValueError, match="AdamOptimizer"):
+        create_optimizer("Adamax", 0.1)
+    with pytest.raises(ValueError, match="valid models: .*MoeModel"):
+        create_model(ModelConfig(model="NoSuchModel"))
+
+
+def test_staircase_decays_by_examples():
+    schedule = StaircaseExampleDecay(0.01, 0.5, 50, batch_size=24)
+    # floor(step * 24 / 50): steps 0-2 -> 0, 3-4 -> 1, 5-6 -> 2.
+    rates = [float(schedule(step)) for step in range(7)]
+    assert rates == pytest.approx([0.01] * 3 + [0.005] * 2 + [0.0025] * 2)
+
+
+def test_slim_l2_is_half_sum_of_squares():
+    assert float(SlimL2(0.5)(tf.constant([1.0, 2.0, 3.0]))) == pytest.approx(0.5 * 14 / 2)
+
+
+def test_adam_has_tf1_constants_and_per_tensor_clipping():
+    optimizer = create_optimizer("AdamOptimizer", 0.1, clip_gradient_norm=1.0)
+    assert optimizer.epsilon == 1e-8 and optimizer.beta_1 == 0.9 and optimizer.beta_2 == 0.999
+    a, b = tf.Variable([0.0, 0.0]), tf.Variable([0.0])
+    sgd = create_optimizer("GradientDescentOptimizer", 1.0, clip_gradient_norm=1.0)
+    sgd.apply([tf.constant([3.0, 4.0]), tf.constant([0.5])], [a, b])
+    # Each tensor clipped on its own: [3,4] -> [.6,.8]; [.5] untouched.
+    np.testing.assert_allclose(a.numpy(), [-0.6, -0.8], rtol=1e-6)
+    np.testing.assert_allclose(b.numpy(), [-0.5], rtol=1e-6)
+
+
+def test_batch_metrics_match_eval_util():
+    from youtube8m_willow.metrics import eval_util
+
+    rng = np.random.default_rng(0)
+    predictions = rng.random((64, 30)).astype(np.float32)
+    labels = (rng.random((64, 30)) < 0.1).astype(np.float32)
+    labels[3] = 0  # a video without labels
+    ours = {k: float(v) for k, v in batch_metrics(predictions, labels, top_k=20).items()}
+    assert ours["hit_at_one"] == pytest.approx(eval_util.calculate_hit_at_one(predictions, labels))
+    assert ours["perr"] == pytest.approx(
+        eval_util.calculate_precision_at_equal_recall_rate(predictions, labels))
+    assert ours["gap"] == pytest.approx(eval_util.calculate_gap(predictions, labels, top_k=20),
+                                        rel=1e-5)
+
+
+def _moe(**changes):
+    config = ModelConfig(model="MoeModel", num_classes=7, feature_names=("a",),
+                         feature_sizes=(5,), **changes)
+    return create_model(config).build_for_config()
+
+
+def test_checkpoint_round_trip_with_adam_state(tmp_path):
+    model = _moe()
+    optimizer = create_optimizer("AdamOptimizer", 0.01)
+    optimizer.build(model.trainable_variables)
+    for _ in range(3):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(model({"video_matrix": tf.ones([2, 5]),
+                                        "num_frames": tf.ones([2], tf.int32)}))
+        optimizer.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
+    path = checkpoint.save(str(tmp_path), checkpoint.training_state(model, optimizer, 3), 3)
+    stored = checkpoint.read_checkpoint(path)
+    assert stored["model/beta1_power"] == pytest.approx(0.9 ** 4)  # TF1: beta1^(t+1)
+    assert set(stored) >= {"gates/weights", "gates/weights/Adam", "experts/biases/Adam_1",
+                           "global_step", "model/beta2_power"}
+
+    restored, fresh_optimizer = _moe(), create_optimizer("AdamOptimizer", 0.01)
+    fresh_optimizer.build(restored.trainable_variables)
+    assert checkpoint.restore(checkpoint.latest_checkpoint(str(tmp_path)), restored,
+                              fresh_optimizer) == 3
+    assert int(fresh_optimizer.iterations.numpy()) == 3
+    for name, var in model.tf1_weights().items():
+        np.testing.assert_array_equal(restored.tf1_weights()[name].numpy(), var.numpy())
+    slots = checkpoint.optimizer_slots(optimizer, model)
+    for name, var in checkpoint.optimizer_slots(fresh_optimizer, restored).items():
+        np.testing.assert_array_equal(var.numpy(), slots[name].numpy())
+
+
+def test_checkpoint_mismatch_lists_missing_and_unexpected(tmp_path):
+    model = _moe(moe_prob_gating=True)
+    path = checkpoint.save(str(tmp_path), checkpoint.training_state(model, None, 1), 1)
+    with pytest.raises(checkpoint.CheckpointError) as error:
+        checkpoint.restore(path, _moe(moe_low_rank_gating=3))
+    message = str(error.value)
+    assert "missing variables: gates1/weights, gates2/weights" in message
+    assert "unexpected variables: gates/weights, gating_prob_bn/beta" in message
+    assert "\n" not in message
+
+
+def test_latest_checkpoint_ignores_partial_writes_and_prunes(tmp_path):
+    model = _moe()
+    for step in range(1, 8):
+        checkpoint.save(str(tmp_path), checkpoint.training_state(model, None, step), step, keep=3)
+    assert checkpoint.checkpoint_steps(str(tmp_path)) == [5, 6, 7]
+    # A write killed half-way leaves only a temporary prefix: never the latest.
+    (tmp_path / "model.ckpt-8.tmp999.index").write_bytes(b"partial")
+    assert checkpoint.latest_checkpoint(str(tmp_path)).endswith("model.ckpt-7")
+    assert checkpoint.checkpoint_steps(str(tmp_path)) == [5, 6, 7]
+
+
+def test_missing_train_dir_and_checkpoint_errors(tmp_path):
+    with pytest.raises(checkpoint.CheckpointError, match="does not exist"):
+        checkpoint.checkpoint_path(str(tmp_path / "nope"))
+    with pytest.raises(checkpoint.CheckpointError, match="no checkpoint found"):
+        checkpoint.checkpoint_path(str(tmp_path))
+    with pytest.raises(checkpoint.CheckpointError, match="--check_point=5"):
+        checkpoint.checkpoint_path(str(tmp_path), 5)
