@@ -293,7 +293,10 @@ def np_front(model, w, video, num_frames):
         gates = x @ gate_w
         if settings.remove_diag:
             gates -= np.diag(gate_w) * x
-        gates = np_bn(gates, w, "gating_bn") if "gating_bn/gamma" in w else gates + w["gating_biases"]
+        if "gating_bn/gamma" in w:
+            gates = np_bn(gates, w, "gating_bn")
+        else:
+            gates = gates + w["gating_biases"]
         x = x * np_sigmoid(gates)
     return x
 

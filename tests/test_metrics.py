@@ -448,17 +448,17 @@ def test_evaluation_metrics_match_reference(dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_top_k_ties_at_the_cut_off_keep_lower_classes(dtype):
-    # Top 3 of each row:
-    # row 0: 0.9 (class 1), then 0.5 tied in classes 0, 2, 3 for two places: 0 and 2;
-    # row 1 (negative values, no integer shortcut): 0.2 (class 2), then -0.5 tied
+    # Top 3 of each row (values exact in float32):
+    # row 0: 0.875 (class 1), then 0.5 tied in classes 0, 2, 3 for two places: 0 and 2;
+    # row 1 (negative values, no integer shortcut): 0.25 (class 2), then -0.5 tied
     #   in classes 1, 3, 4 for two places: 1 and 3;
-    # row 2: 0.5, 0.4, 0.3 (classes 4, 3, 2).
-    predictions = np.array([[0.5, 0.9, 0.5, 0.5, 0.1],
-                            [-1.0, -0.5, 0.2, -0.5, -0.5],
-                            [0.1, 0.2, 0.3, 0.4, 0.5]], dtype=dtype)
+    # row 2: 0.625, 0.5, 0.375 (classes 4, 3, 2).
+    predictions = np.array([[0.5, 0.875, 0.5, 0.5, 0.125],
+                            [-1.0, -0.5, 0.25, -0.5, -0.5],
+                            [0.125, 0.25, 0.375, 0.5, 0.625]], dtype=dtype)
     kept, _, _ = top_k_by_class(predictions, np.zeros_like(predictions), k=3)
-    assert [x.tolist() for x in kept] == [[0.5], [0.9, -0.5], [0.5, 0.2, 0.3], [-0.5, 0.4],
-                                          [0.5]]
+    assert [x.tolist() for x in kept] == [[0.5], [0.875, -0.5], [0.5, 0.25, 0.375],
+                                          [-0.5, 0.5], [0.625]]
 
 
 def test_top_k_with_nan_does_not_crash():

@@ -4,7 +4,6 @@ Miech et al., 2017)."""
 
 from __future__ import annotations
 
-import keras
 import tensorflow as tf
 
 from youtube8m_willow.layers.core import BatchNorm, inverse_sqrt_normal, l2_normalize, register

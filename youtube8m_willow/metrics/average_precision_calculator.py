@@ -40,6 +40,12 @@ def _is_positive_int(value) -> bool:
             and value > 0)
 
 
+def check_top_n(top_n) -> None:
+    """Raises ValueError unless ``top_n`` is None or a positive integer."""
+    if top_n is not None and not _is_positive_int(top_n):
+        raise ValueError("top_n must be a positive integer or None.")
+
+
 def _as_ranking_keys(predictions) -> np.ndarray:
     """Predictions as a 1-D float array whose negation sorts them descending."""
     predictions = np.asarray(predictions).reshape(-1)
@@ -186,8 +192,7 @@ class AveragePrecisionCalculator:
         Raises:
           ValueError: if top_n is neither None nor a positive integer.
         """
-        if top_n is not None and not _is_positive_int(top_n):
-            raise ValueError("top_n must be a positive integer or None.")
+        check_top_n(top_n)
         self._top_n = None if top_n is None else int(top_n)
         self.clear()
 

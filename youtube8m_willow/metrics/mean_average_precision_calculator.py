@@ -37,10 +37,9 @@ class MeanAveragePrecisionCalculator:
         if (not isinstance(num_class, numbers.Integral) or isinstance(num_class, bool)
                 or num_class <= 1):
             raise ValueError("num_class must be a positive integer (greater than 1).")
-        # Validates top_n with the single-list calculator's rule.
-        ap_calculator.AveragePrecisionCalculator(top_n)
+        ap_calculator.check_top_n(top_n)
         self._num_class = int(num_class)
-        self._top_n = top_n
+        self._top_n = None if top_n is None else int(top_n)
         self.clear()
 
     @property

@@ -1,0 +1,198 @@
+"""The scripts under bad flags, missing inputs, signals and kills: a clear
+one-line error and a non-zero exit, and nothing already written is lost."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import REPO, read_submission, run_script
+from youtube8m_willow import checkpoint
+from youtube8m_willow.data.synthetic import write_synthetic_dataset
+
+NUM_CLASSES = 12
+VIDEO_FLAGS = ["--model=MoeModel", "--feature_names=mean_rgb,mean_audio",
+               "--feature_sizes=1024,128", f"--num_classes={NUM_CLASSES}"]
+
+
+@pytest.fixture(scope="module")
+def video_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    train = write_synthetic_dataset(str(root), num_videos=400, num_classes=NUM_CLASSES,
+                                    num_shards=4, frame_level=False, prefix="train")["video"]
+    test = write_synthetic_dataset(str(root), num_videos=600, num_classes=NUM_CLASSES,
+                                   num_shards=3, frame_level=False, with_labels=False,
+                                   prefix="test")["video"]
+    return {"train": train, "test": test}
+
+
+@pytest.fixture(scope="module")
+def trained_dir(video_data, tmp_path_factory):
+    train_dir = tmp_path_factory.mktemp("trained")
+    run_script("train.py", f"--train_dir={train_dir}", f"--train_data_pattern={video_data['train']}",
+               "--batch_size=32", "--max_steps=5", *VIDEO_FLAGS)
+    return train_dir
+
+
+def _error_line(result) -> str:
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.startswith("ERROR: ")]
+    assert len(lines) == 1, result.stderr[-3000:]
+    return lines[0]
+
+
+def test_glob_matching_nothing_names_the_pattern(tmp_path):
+    pattern = str(tmp_path / "nothing*.tfrecord")
+    result = run_script("train.py", f"--train_dir={tmp_path / 't'}",
+                        f"--train_data_pattern={pattern}", *VIDEO_FLAGS, check=False)
+    assert pattern in _error_line(result)
+
+
+@pytest.mark.parametrize("script,data_flag", [("eval.py", "--eval_data_pattern"),
+                                              ("inference.py", "--input_data_pattern")])
+def test_missing_train_dir_is_named(script, data_flag, tmp_path, video_data):
+    missing = str(tmp_path / "no_such_dir")
+    result = run_script(script, f"--train_dir={missing}", f"{data_flag}={video_data['test']}",
+                        f"--output_file={tmp_path / 'x.csv'}" if script == "inference.py" else
+                        "--run_once=True", *VIDEO_FLAGS, check=False)
+    assert missing in _error_line(result)
+
+
+@pytest.mark.parametrize("flag,valid", [
+    ("--model=NetVLAD", "NetVLADModelLF"),
+    ("--label_loss=FocalLoss", "CrossEntropyLoss"),
+    ("--optimizer=LambOptimizer", "AdamOptimizer"),
+    ("--video_level_classifier_model=SvmModel", "MoeModel"),
+    ("--frame_sampling=every_other", "uniform"),
+])
+def test_unknown_names_list_the_valid_ones(flag, valid, tmp_path, video_data):
+    result = run_script("train.py", f"--train_dir={tmp_path / 't'}",
+                        f"--train_data_pattern={video_data['train']}", *VIDEO_FLAGS, flag,
+                        check=False)
+    line = _error_line(result)
+    assert flag.split("=")[0].lstrip("-") in line and valid in line
+
+
+def test_checkpoint_that_does_not_fit_lists_variables(trained_dir, video_data, tmp_path):
+    result = run_script("inference.py", f"--train_dir={trained_dir}",
+                        f"--input_data_pattern={video_data['test']}",
+                        f"--output_file={tmp_path / 'x.csv'}", "--moe_low_rank_gating=4",
+                        check=False)
+    line = _error_line(result)
+    assert "missing variables: gates1/weights, gates2/weights" in line
+    assert "unexpected variables: gates/weights" in line
+    assert not (tmp_path / "x.csv").exists()
+
+
+def _start_training(train_dir, pattern, max_steps, extra=()):
+    command = [sys.executable, str(REPO / "train.py"), f"--train_dir={train_dir}",
+               f"--train_data_pattern={pattern}", "--batch_size=16", f"--max_steps={max_steps}",
+               "--num_epochs=0", "--save_checkpoint_secs=1", *VIDEO_FLAGS, *extra]
+    return subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+
+def _wait_for_step(process, step: int) -> list[str]:
+    """Reads the log until `training step <step>` appears."""
+    lines, deadline = [], time.monotonic() + 300
+    for line in process.stderr:
+        lines.append(line)
+        match = re.search(r"training step (\d+) \|", line)
+        if match and int(match.group(1)) >= step:
+            return lines
+        assert time.monotonic() < deadline, "training did not reach the step in time"
+    raise AssertionError("training ended early:\n" + "".join(lines[-30:]))
+
+
+def _steps_logged(text: str) -> list[int]:
+    return [int(s) for s in re.findall(r"training step (\d+) \|", text)]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_checkpoints_and_resumes(sig, video_data, tmp_path):
+    train_dir = tmp_path / "run"
+    process = _start_training(train_dir, video_data["train"], max_steps=100000)
+    _wait_for_step(process, 3)
+    process.send_signal(sig)
+    rest = process.stderr.read()
+    assert process.wait(timeout=120) == 0, rest[-3000:]
+    assert f"received {sig.name}" in rest
+    stopped_at = checkpoint.step_of(checkpoint.latest_checkpoint(str(train_dir)))
+    assert stopped_at >= 3
+    # Resuming continues at the next step, with the schedule of that step,
+    # and ends at max_steps: the same total as an uninterrupted run.
+    resumed = run_script("train.py", f"--train_dir={train_dir}",
+                         f"--train_data_pattern={video_data['train']}", "--batch_size=16",
+                         f"--max_steps={stopped_at + 4}", *VIDEO_FLAGS)
+    assert f"at global step {stopped_at}" in resumed.stderr
+    assert _steps_logged(resumed.stderr) == list(range(stopped_at + 1, stopped_at + 5))
+    assert checkpoint.step_of(checkpoint.latest_checkpoint(str(train_dir))) == stopped_at + 4
+
+
+def test_kill_9_resumes_from_last_complete_checkpoint(video_data, tmp_path):
+    train_dir = tmp_path / "killed"
+    process = _start_training(train_dir, video_data["train"], max_steps=100000)
+    deadline = time.monotonic() + 300
+    while checkpoint.latest_checkpoint(str(train_dir)) is None:
+        assert time.monotonic() < deadline
+        process.stderr.readline()
+    _wait_for_step(process, checkpoint.step_of(checkpoint.latest_checkpoint(str(train_dir))) + 20)
+    process.kill()
+    process.wait(timeout=60)
+    latest = checkpoint.latest_checkpoint(str(train_dir))
+    tensors = checkpoint.read_checkpoint(latest)  # complete and readable
+    assert int(tensors["global_step"]) == checkpoint.step_of(latest)
+    resumed = run_script("train.py", f"--train_dir={train_dir}",
+                         f"--train_data_pattern={video_data['train']}", "--batch_size=16",
+                         f"--max_steps={checkpoint.step_of(latest) + 2}", *VIDEO_FLAGS)
+    assert f"at global step {checkpoint.step_of(latest)}" in resumed.stderr
+
+
+def test_killed_inference_leaves_no_partial_csv(trained_dir, video_data, tmp_path):
+    output = tmp_path / "submission.csv"
+    command = [sys.executable, str(REPO / "inference.py"), f"--train_dir={trained_dir}",
+               f"--input_data_pattern={video_data['test']}", f"--output_file={output}",
+               "--batch_size=10", "--num_readers=3"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    for line in process.stderr:
+        if "num examples processed: 100 " in line:
+            break
+    process.kill()
+    process.wait(timeout=60)
+    assert not output.exists()
+    run_script("inference.py", f"--train_dir={trained_dir}",
+               f"--input_data_pattern={video_data['test']}", f"--output_file={output}",
+               "--batch_size=64", "--num_readers=3")
+    rows = read_submission(output)  # asserts each video at most once
+    assert len(rows) == 600
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(trained_dir, tmp_path):
+    bad = tmp_path / "nan.tfrecord"
+    with tf.io.TFRecordWriter(str(bad)) as writer:
+        for i in range(8):
+            rgb = np.full(1024, np.nan if i == 5 else 0.1, np.float32)
+            example = tf.train.Example(features=tf.train.Features(feature={
+                "id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"v%d" % i])),
+                "labels": tf.train.Feature(int64_list=tf.train.Int64List(value=[1])),
+                "mean_rgb": tf.train.Feature(float_list=tf.train.FloatList(value=rgb)),
+                "mean_audio": tf.train.Feature(float_list=tf.train.FloatList(value=[0.1] * 128)),
+            }))
+            writer.write(example.SerializeToString())
+    train_dir = tmp_path / "nan_run"
+    run_script("train.py", f"--train_dir={train_dir}", f"--train_data_pattern={bad}",
+               "--batch_size=8", "--max_steps=0", *VIDEO_FLAGS, check=False)
+    before = checkpoint.checkpoint_steps(str(train_dir))
+    result = run_script("train.py", f"--train_dir={train_dir}", f"--train_data_pattern={bad}",
+                        "--batch_size=8", "--max_steps=10", *VIDEO_FLAGS, check=False)
+    assert "NaN or Inf" in _error_line(result)
+    assert checkpoint.checkpoint_steps(str(train_dir)) == before
