@@ -342,6 +342,18 @@ class TestValidation:
         with pytest.raises(ValueError, match="num_class"):
             EvaluationMetrics(num_class, top_k=20)
 
+    def test_mean_average_precision_bad_inputs(self):
+        calculator = MeanAveragePrecisionCalculator(2)
+        with pytest.raises(ValueError, match="more than num_class"):
+            calculator.accumulate([[0.1], [0.2], [0.3]], [[1], [0], [0]])
+        with pytest.raises(ValueError, match="shape of predictions and actuals"):
+            calculator.accumulate([[0.1, 0.2], [0.3]], [[1], [0]])
+        with pytest.raises(ValueError, match="num_positives"):
+            calculator.accumulate([[0.1], [0.3]], [[1], [0]], num_positives=[1, -2])
+        with pytest.raises(ValueError, match="class ids"):
+            calculator.accumulate_sparse([0, 2], [0.1, 0.2], [1, 0], [1, 0])
+        assert calculator.is_empty()
+
     def test_bad_k(self):
         predictions = np.array([[0.1, 0.2]])
         with pytest.raises(ValueError, match="k must be a positive integer"):
@@ -407,6 +419,20 @@ def test_ap_calculator_compaction_matches_reference_heap():
         reference.accumulate(predictions, actuals)
     assert calculator.heap_size == 50
     assert calculator.peek_ap_at_n() == pytest.approx(reference.peek(), abs=TOL)
+
+
+def test_mean_average_precision_compaction_matches_reference():
+    # A 2-D array [classes, items], large enough for the calculator to compact.
+    rng = np.random.default_rng(8)
+    calculator = MeanAveragePrecisionCalculator(2, top_n=30)
+    references = [ReferenceAP(30), ReferenceAP(30)]
+    for _ in range(3):
+        predictions, actuals = rng.random((2, 15000)), rng.random((2, 15000)) < 0.02
+        calculator.accumulate(predictions, actuals)
+        for reference, p, a in zip(references, predictions, actuals):
+            reference.accumulate(p, a)
+    expected = [reference.peek() for reference in references]
+    assert calculator.peek_map_at_n() == pytest.approx(expected, abs=TOL)
 
 
 @pytest.mark.parametrize("top_n", [None, 3])
@@ -502,7 +528,8 @@ def test_rank_descending_is_a_stable_descending_sort(dtype):
         values = np.concatenate([np.round(rng.normal(size=200) * 4) / 4,
                                  [0.0, -0.0, np.inf, -np.inf]]).astype(dtype)
         rng.shuffle(values)
-    expected = sorted(range(values.size), key=lambda i: -float(values[i]))  # Python's sort is stable
+    # Python's sort is stable: ties keep their positions' order.
+    expected = sorted(range(values.size), key=lambda i: -float(values[i]))
     assert rank_descending(values).tolist() == expected
 
 

@@ -70,30 +70,38 @@ def _define_once(definer, name, default, help_text) -> None:
         definer(name, default, help_text)
 
 
+def _define_training_flags() -> None:
+    """Flags of train.py only. eval.py and inference.py define them too, inert,
+    because WILLOW's README passes whole training command lines to them."""
+    _define_once(flags.DEFINE_string, "train_data_pattern", "", "Glob of the training TFRecord files.")
+    _define_once(flags.DEFINE_bool, "start_new_model", False, "Delete train_dir's contents and start over.")
+    _define_once(flags.DEFINE_float, "regularization_penalty", 1.0, "Weight of the regularization losses.")
+    _define_once(flags.DEFINE_float, "base_learning_rate", 0.001, "Initial learning rate.")
+    _define_once(flags.DEFINE_float, "learning_rate_decay", 0.9, "Decay factor per decay period.")
+    _define_once(flags.DEFINE_float, "learning_rate_decay_examples", 4000000, "Examples per decay period.")
+    _define_once(flags.DEFINE_integer, "num_epochs", 15, "Passes over the data (0 or less: forever).")
+    _define_once(flags.DEFINE_integer, "max_steps", None, "Stop at this global step.")
+    if "max_step" not in flags.FLAGS:
+        flags.DEFINE_alias("max_step", "max_steps")
+    _define_once(flags.DEFINE_integer, "export_model_steps", 10000, "Steps between SavedModel exports.")
+    _define_once(flags.DEFINE_string, "optimizer", "AdamOptimizer", "TF1 optimizer class name.")
+    _define_once(flags.DEFINE_float, "clip_gradient_norm", 1.0, "Per-tensor gradient norm clip (0: none).")
+    _define_once(flags.DEFINE_bool, "log_device_placement", False, "Log the device of each op.")
+    _define_once(flags.DEFINE_integer, "save_checkpoint_secs", 600, "Seconds between periodic checkpoints.")
+    _define_once(flags.DEFINE_integer, "keep_checkpoints", 5, "Newest checkpoints kept in train_dir.")
+    _define_once(flags.DEFINE_integer, "seed", None, "Random seed (weights, shuffling, sampling).")
+
+
 def define_train_flags() -> None:
     define_model_flags()
     flags.DEFINE_string("train_dir", "/tmp/yt8m_model/", "Checkpoints, summaries and exports.")
-    flags.DEFINE_string("train_data_pattern", "", "Glob of the training TFRecord files.")
-    flags.DEFINE_bool("start_new_model", False, "Delete train_dir's contents and start over.")
-    flags.DEFINE_float("regularization_penalty", 1.0, "Weight of the regularization losses.")
-    flags.DEFINE_float("base_learning_rate", 0.001, "Initial learning rate.")
-    flags.DEFINE_float("learning_rate_decay", 0.9, "Decay factor per decay period.")
-    flags.DEFINE_float("learning_rate_decay_examples", 4000000, "Examples per decay period.")
-    flags.DEFINE_integer("num_epochs", 15, "Passes over the data (0 or less: forever).")
-    flags.DEFINE_integer("max_steps", None, "Stop at this global step.")
-    flags.DEFINE_alias("max_step", "max_steps")
-    flags.DEFINE_integer("export_model_steps", 10000, "Steps between SavedModel exports.")
     flags.DEFINE_integer("num_readers", 8, "Parallel file readers.")
-    flags.DEFINE_string("optimizer", "AdamOptimizer", "TF1 optimizer class name.")
-    flags.DEFINE_float("clip_gradient_norm", 1.0, "Per-tensor gradient norm clip (0: none).")
-    flags.DEFINE_bool("log_device_placement", False, "Log the device of each op.")
-    flags.DEFINE_integer("save_checkpoint_secs", 600, "Seconds between periodic checkpoints.")
-    flags.DEFINE_integer("keep_checkpoints", 5, "Newest checkpoints kept in train_dir.")
-    flags.DEFINE_integer("seed", None, "Random seed (weights, shuffling, sampling).")
+    _define_training_flags()
 
 
 def define_eval_flags() -> None:
     define_model_flags()
+    _define_training_flags()
     flags.DEFINE_string("train_dir", "/tmp/yt8m_model/", "Where the checkpoints are.")
     flags.DEFINE_string("eval_data_pattern", "", "Glob of the evaluation TFRecord files.")
     flags.DEFINE_integer("num_readers", 4, "Parallel file readers.")
@@ -105,6 +113,7 @@ def define_eval_flags() -> None:
 
 def define_inference_flags() -> None:
     define_model_flags()
+    _define_training_flags()
     FLAGS.set_default("batch_size", 8192)
     flags.DEFINE_string("train_dir", "/tmp/yt8m_model/", "Where the checkpoints are.")
     flags.DEFINE_string("output_file", "", "Where to write the submission CSV.")

@@ -61,6 +61,9 @@ _CHUNK_RECORDS = 32  # records per framing-check step
 _STAT_THREADS = 32
 _ASSERT_PREFIX = "DataError: "
 
+# Pipeline functions use no Python control flow on tensors: skip AutoGraph (faster tracing).
+_plain = tf.autograph.experimental.do_not_convert
+
 
 @dataclasses.dataclass(frozen=True)
 class ReaderConfig:
@@ -216,7 +219,7 @@ def _file_records(path: tf.Tensor, size: tf.Tensor, config: ReaderConfig,
     if not config.skip_bad_records:
         return _framing_checked(path, size, skip=False, stats=stats)
     elements = _validated(_framing_checked(path, size, skip=True, stats=stats), config, stats)
-    return elements.filter(lambda p, i, r, is_end: tf.logical_not(is_end))
+    return elements.filter(_plain(lambda p, i, r, is_end: tf.logical_not(is_end)))
 
 
 def _framing_checked(path: tf.Tensor, size: tf.Tensor, skip: bool,
@@ -230,7 +233,7 @@ def _framing_checked(path: tf.Tensor, size: tf.Tensor, skip: bool,
     """
     chunks = tf.data.TFRecordDataset(path, buffer_size=_READ_BUFFER_BYTES).ignore_errors(
         log_warning=False).batch(_CHUNK_RECORDS)
-    tagged = chunks.map(lambda c: (c, False)).concatenate(
+    tagged = chunks.map(_plain(lambda c: (c, False))).concatenate(
         tf.data.Dataset.from_tensors((tf.constant([b""]), True)))
 
     def step(state, element):
@@ -255,7 +258,7 @@ def _framing_checked(path: tf.Tensor, size: tf.Tensor, skip: bool,
             output = (tf.fill([keep], path), index + tf.range(keep), records[:keep], tf.fill([keep], is_end))
             return new_state, output
 
-    return tagged.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), step).unbatch()
+    return tagged.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), _plain(step)).unbatch()
 
 
 def _count_damage(stats: ReadStats | None, unread: tf.Tensor) -> tf.Operation:
@@ -287,8 +290,8 @@ def _validated(elements: tf.data.Dataset, config: ReaderConfig,
         with tf.control_dependencies([update]):
             return tf.identity(index), element
 
-    kept = elements.map(validate).ignore_errors(log_warning=False)
-    return kept.scan(tf.constant(-1, tf.int64), count_gaps)
+    kept = elements.map(_plain(validate)).ignore_errors(log_warning=False)
+    return kept.scan(tf.constant(-1, tf.int64), _plain(count_gaps))
 
 
 def _count_malformed(stats: ReadStats | None, count: tf.Tensor) -> tf.Operation:
@@ -487,14 +490,14 @@ def make_dataset(data_pattern: str | Sequence[str], config: ReaderConfig, batch_
         file_ds = file_ds.repeat(num_epochs)
     readers = min(num_readers, len(paths))
     records = file_ds.interleave(
-        lambda path, size: _file_records(path, size, config, stats),
+        _plain(lambda path, size: _file_records(path, size, config, stats)),
         cycle_length=readers, block_length=1, num_parallel_calls=readers,
         deterministic=deterministic)
     if training:
         records = records.shuffle(shuffle_buffer or 5 * batch_size, seed=seed,
                                   reshuffle_each_iteration=True)
     dataset = records.batch(batch_size).map(
-        lambda p, i, r, unused_end: _parse_batch(p, i, r, config, stats),
+        _plain(lambda p, i, r, unused_end: _parse_batch(p, i, r, config, stats)),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     dataset = dataset.prefetch(tf.data.AUTOTUNE)
     dataset.read_stats = stats
@@ -505,10 +508,10 @@ def count_records(data_pattern: str | Sequence[str]) -> int:
     """Number of records in the matching files; raises DataError on a damaged file."""
     paths, sizes = zip(*_file_sizes(list_files(data_pattern)))
     file_ds = tf.data.Dataset.from_tensor_slices((list(paths), tf.constant(sizes, tf.int64)))
-    records = file_ds.interleave(lambda p, s: _framing_checked(p, s, skip=False, stats=None),
+    records = file_ds.interleave(_plain(lambda p, s: _framing_checked(p, s, skip=False, stats=None)),
                                  cycle_length=8, num_parallel_calls=8)
     try:
-        return int(records.reduce(tf.constant(0, tf.int64), lambda total, _: total + 1))
+        return int(records.reduce(tf.constant(0, tf.int64), _plain(lambda total, _: total + 1)))
     except tf.errors.OpError as exc:
         raise (data_error_from(exc) or DataError(exc.message)) from exc
 

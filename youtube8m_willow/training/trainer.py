@@ -233,9 +233,9 @@ def train(config: TrainConfig, model_config: ModelConfig) -> TrainResult:
 
 def _log_step(step: int, metrics: dict, examples_per_sec: float, learning_rate: float) -> None:
     log.info("training step %d | Loss: %.2f Examples/sec: %.2f | Hit@1: %.2f PERR: %.2f "
-             "GAP: %.2f", step, metrics["loss"], examples_per_sec, metrics["hit_at_one"],
-             metrics["perr"], metrics["gap"])
-    for name in ("loss", "hit_at_one", "perr", "gap"):
+             "GAP: %.2f | Total loss: %.4f", step, metrics["loss"], examples_per_sec,
+             metrics["hit_at_one"], metrics["perr"], metrics["gap"], metrics["total_loss"])
+    for name in ("loss", "total_loss", "hit_at_one", "perr", "gap"):
         tf.summary.scalar(f"train/{name}", metrics[name], step=step)
     tf.summary.scalar("train/examples_per_sec", examples_per_sec, step=step)
     tf.summary.scalar("train/learning_rate", learning_rate, step=step)
