@@ -183,7 +183,7 @@ def test_both_id_keys_accepted_and_forced(tmp_path):
 
 def test_synthetic_video_id_key(tmp_path):
     patterns = write_synthetic_dataset(str(tmp_path), num_videos=3, num_classes=NUM_CLASSES, num_shards=1,
-                                       feature_sizes=SIZES, max_frames=4, id_key="video_id")
+                                       feature_sizes=SIZES, min_frames=1, max_frames=4, id_key="video_id")
     assert list(read_all(patterns["frame"], FRAME)["video_ids"]) == [b"train000000", b"train000001", b"train000002"]
 
 
@@ -379,7 +379,7 @@ def test_missing_feature_key(tmp_path):
 def test_wrong_kind_of_file(synth):
     data_error(synth["video"], FRAME, r"video/train0000\.tfrecord \(record 0\): missing frame feature list .*"
                r"--frame_features \(a video-level Example read as a frame-level SequenceExample\?\)")
-    data_error(synth["frame"], VIDEO, r"frame/train0000\.tfrecord \(record 0\): missing feature 'mean_rgb'.*"
+    data_error(synth["frame"], VIDEO, r"frame/train0000\.tfrecord \(record 0\): missing feature 'mean_(rgb|audio)'.*"
                r"--frame_features \(a frame-level SequenceExample read as a video-level Example\?\)")
 
 

@@ -11,7 +11,7 @@ mapped onto Keras weights name by name (see ``youtube8m_willow.legacy``).
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping
+from typing import Mapping
 
 import keras
 import tensorflow as tf
@@ -52,20 +52,22 @@ class SlimL2(keras.regularizers.Regularizer):
 
 
 def collect_tf1_weights(scoped: Mapping[str, object]) -> dict:
-    """Joins ``{scope: layer_or_variable}`` into one TF1 name -> variable dict.
+    """Joins ``{scope: layer(s)}`` into one TF1 name -> variable dict.
 
-    A layer contributes its ``tf1_weights()`` under ``scope/``; an empty scope
-    adds them at the top level; a variable maps to its scope name directly.
+    A layer (or each layer of a list) contributes its ``tf1_weights()`` under
+    ``scope/``; an empty scope adds them at the top level; ``None`` entries
+    (optional sub-layers) are skipped. Two layers claiming one name is a bug.
     """
     names: dict = {}
-    for scope, item in scoped.items():
-        if item is None:
-            continue
-        if hasattr(item, "tf1_weights"):
-            for name, var in item.tf1_weights().items():
-                names[f"{scope}/{name}" if scope else name] = var
-        else:
-            names[scope] = item
+    for scope, items in scoped.items():
+        for layer in items if isinstance(items, (list, tuple)) else [items]:
+            if layer is None:
+                continue
+            for name, var in layer.tf1_weights().items():
+                full = f"{scope}/{name}" if scope else name
+                if full in names:
+                    raise ValueError(f"two layers claim the TF1 name {full!r}")
+                names[full] = var
     return names
 
 
@@ -173,8 +175,3 @@ class Dense(keras.layers.Layer):
 def l2_normalize(x, axis: int = -1):
     """``tf.nn.l2_normalize`` with TF1's epsilon (1e-12 on the squared sum)."""
     return tf.math.l2_normalize(x, axis=axis, epsilon=1e-12)
-
-
-def iter_layers(items: Iterable) -> list:
-    """Drops the ``None`` entries of optional sub-layers."""
-    return [item for item in items if item is not None]

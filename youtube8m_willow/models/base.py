@@ -52,6 +52,14 @@ class VideoModel(keras.Model):
         self({"video_matrix": tf.zeros(shape), "num_frames": tf.ones([1], tf.int32)})
         return self
 
+    def get_build_config(self):
+        return {"built_from_model_config": True}
+
+    def build_from_config(self, config):
+        # Weights follow from the model config: a run on zeros creates them all,
+        # so a reloaded ``.keras`` model can receive its saved weights.
+        self.build_for_config()
+
     def regularization_loss(self):
         """Sum of the slim L2 penalties of the model's weights."""
         losses = self.losses

@@ -100,23 +100,6 @@ class HiddenLayer(keras.layers.Layer):
                 "batch_norm": self.batch_norm, "activation": self.activation}
 
 
-class TopLevel:
-    """Several layers whose TF1 names all live at the top level (scope "")."""
-
-    def __init__(self, *layers):
-        self.layers = [layer for layer in layers if layer is not None]
-
-    def tf1_weights(self) -> dict:
-        names: dict = {}
-        for layer in self.layers:
-            weights = layer.tf1_weights()
-            clash = names.keys() & weights.keys()
-            if clash:
-                raise ValueError(f"duplicate TF1 names: {sorted(clash)}")
-            names.update(weights)
-        return names
-
-
 def stream_sizes(config: ModelConfig) -> tuple[int, int]:
     """(video, audio) widths: the first feature, then all the others.
 
@@ -131,13 +114,6 @@ class FrameLevelModel(VideoModel):
     """Base of the frame-level models (``[B, T, D]`` input)."""
 
     frame_level = True
-
-    def get_build_config(self):
-        return {"frame_level": True}
-
-    def build_from_config(self, config):
-        # Weights come from the model config; a run on zeros creates them all.
-        self.build_for_config()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,7 +200,7 @@ class TwoStreamPoolingModel(FrameLevelModel):
         return {"input_bn": self.input_bn,
                 f"video_{self.scope}": self.video_pooling,
                 f"audio_{self.scope}": self.audio_pooling,
-                "": TopLevel(self.hidden, self.gating, self.classifier)}
+                "": [self.hidden, self.gating, self.classifier]}
 
 
 @register
@@ -384,7 +360,7 @@ class DbofModel(FrameLevelModel):
         return self.classifier(activation, training=training)
 
     def tf1_scopes(self):
-        return {"input_bn": self.input_bn, "": TopLevel(self.dbof, self.hidden, self.classifier)}
+        return {"input_bn": self.input_bn, "": [self.dbof, self.hidden, self.classifier]}
 
 
 @register
