@@ -17,6 +17,7 @@ def main(argv):
     del argv
     cli.setup_logging()
     from youtube8m_willow.evaluation import EvalConfig, run_inference
+    from youtube8m_willow.submission.vocabulary import load_vocabulary
 
     def run():
         if not FLAGS.output_file:
@@ -27,7 +28,9 @@ def main(argv):
             batch_size=FLAGS.batch_size, num_readers=FLAGS.num_readers, top_k=FLAGS.top_k,
             check_point=FLAGS.check_point, skip_bad_records=FLAGS.skip_bad_records,
             drop_out_of_range_labels=FLAGS.drop_out_of_range_labels)
-        return run_inference(config, model_config, FLAGS.output_file)
+        vocabulary = load_vocabulary(FLAGS.vocabulary_file) if FLAGS.vocabulary_file else None
+        return run_inference(config, model_config, FLAGS.output_file, vocabulary=vocabulary,
+                             print_top_videos=FLAGS.print_top_videos)
 
     cli.run_guarded(run)
 

@@ -4,6 +4,8 @@
         --model=MoeModel --train_dir=/tmp/yt8m_model
 """
 
+import dataclasses
+
 from absl import app, flags
 
 from youtube8m_willow import cli
@@ -16,7 +18,7 @@ yt_flags.define_train_flags()
 def main(argv):
     del argv
     cli.setup_logging()
-    from youtube8m_willow.training.trainer import TrainConfig, train
+    from youtube8m_willow.training.trainer import TrainConfig, prepare_train_dir, train
 
     def run():
         model_config = yt_flags.model_config_from_flags()
@@ -36,11 +38,10 @@ def main(argv):
             keep_checkpoints=FLAGS.keep_checkpoints, skip_bad_records=FLAGS.skip_bad_records,
             drop_out_of_range_labels=FLAGS.drop_out_of_range_labels, seed=FLAGS.seed)
         yt_flags.validate_train_config(config)
-        if config.start_new_model:
-            from youtube8m_willow.training.trainer import prepare_train_dir
-            prepare_train_dir(config)
+        # Clear the train_dir (start_new_model) before recording the flags in it.
+        prepare_train_dir(config)
         yt_flags.save_model_flags(config.train_dir, model_config)
-        return train(config, model_config)
+        return train(dataclasses.replace(config, start_new_model=False), model_config)
 
     cli.run_guarded(run)
 

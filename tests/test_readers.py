@@ -472,7 +472,7 @@ def _mutate(data: st.DataObject) -> tuple[list[bytes] | None, bytes | None]:
     return records, kind
 
 
-@hypothesis.settings(max_examples=24, deadline=20000, derandomize=True,
+@hypothesis.settings(max_examples=16, deadline=20000, derandomize=True,
                      suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture,
                                             hypothesis.HealthCheck.too_slow])
 @hypothesis.given(data=st.data())
@@ -491,7 +491,7 @@ def test_fuzz_bad_records_fail_cleanly(tmp_path, data):
             path.write_bytes(bytes(blob))
     else:
         path.write_bytes(raw)
-    skip = data.draw(st.booleans())
+    skip = data.draw(st.sampled_from([False, False, True]))  # skip mode costs twice as much to build
     config = ReaderConfig(("rgb", "audio"), SIZES, True, num_classes=NUM_CLASSES, max_frames=MAX_FRAMES,
                           skip_bad_records=skip)
     try:

@@ -23,6 +23,7 @@ from youtube8m_willow.losses import create_loss
 from youtube8m_willow.metrics.eval_util import EvaluationMetrics
 from youtube8m_willow.models.registry import create_model
 from youtube8m_willow.submission.csv_writer import SubmissionWriter
+from youtube8m_willow.submission.vocabulary import describe_batch
 
 log = logging.getLogger("youtube8m_willow")
 
@@ -145,8 +146,11 @@ def predict_top_k(predictor: Predictor, config: EvalConfig, model_config: ModelC
         yield batch["video_ids"].numpy(), classes.numpy(), scores.numpy()
 
 
-def run_inference(config: EvalConfig, model_config: ModelConfig, output_file: str) -> int:
-    """inference.py: writes the submission CSV; returns the number of videos."""
+def run_inference(config: EvalConfig, model_config: ModelConfig, output_file: str,
+                  vocabulary: dict | None = None, print_top_videos: int = 5) -> int:
+    """inference.py: writes the submission CSV; returns the number of videos.
+    With a ``vocabulary``, logs the first ``print_top_videos`` videos' top
+    predictions with class names."""
     predictor = Predictor(model_config)
     path = checkpoint.checkpoint_path(config.train_dir, config.check_point)
     step = predictor.restore(path)
@@ -154,6 +158,10 @@ def run_inference(config: EvalConfig, model_config: ModelConfig, output_file: st
     start = time.monotonic()
     with SubmissionWriter(output_file) as writer:
         for video_ids, classes, scores in predict_top_k(predictor, config, model_config):
+            if vocabulary is not None and writer.rows < print_top_videos:
+                for line in describe_batch(video_ids, classes, scores, vocabulary,
+                                           print_top_videos - writer.rows):
+                    log.info("%s", line)
             writer.write(video_ids, classes, scores)
             log.info("num examples processed: %d elapsed seconds: %.2f", writer.rows,
                      time.monotonic() - start)

@@ -94,33 +94,40 @@ def _define_training_flags() -> None:
 
 def define_train_flags() -> None:
     define_model_flags()
-    flags.DEFINE_string("train_dir", "/tmp/yt8m_model/", "Checkpoints, summaries and exports.")
-    flags.DEFINE_integer("num_readers", 8, "Parallel file readers.")
+    _define_once(flags.DEFINE_string, "train_dir", "/tmp/yt8m_model/", "Checkpoints, summaries and exports.")
+    _define_once(flags.DEFINE_integer, "num_readers", 8, "Parallel file readers.")
     _define_training_flags()
 
 
 def define_eval_flags() -> None:
     define_model_flags()
     _define_training_flags()
-    flags.DEFINE_string("train_dir", "/tmp/yt8m_model/", "Where the checkpoints are.")
-    flags.DEFINE_string("eval_data_pattern", "", "Glob of the evaluation TFRecord files.")
-    flags.DEFINE_integer("num_readers", 4, "Parallel file readers.")
-    flags.DEFINE_bool("run_once", False, "Evaluate the latest checkpoint once and exit.")
-    flags.DEFINE_integer("top_k", 20, "Predictions per video kept for GAP and MAP.")
-    flags.DEFINE_integer("check_point", -1, "Checkpoint step to evaluate (-1: latest).")
-    flags.DEFINE_integer("poll_secs", 60, "Seconds between looks for a new checkpoint.")
+    _define_once(flags.DEFINE_string, "train_dir", "/tmp/yt8m_model/", "Where the checkpoints are.")
+    _define_once(flags.DEFINE_string, "eval_data_pattern", "", "Glob of the evaluation TFRecord files.")
+    _define_once(flags.DEFINE_integer, "num_readers", 4, "Parallel file readers.")
+    _define_once(flags.DEFINE_bool, "run_once", False, "Evaluate the latest checkpoint once and exit.")
+    _define_once(flags.DEFINE_integer, "top_k", 20, "Predictions per video kept for GAP and MAP.")
+    _define_once(flags.DEFINE_integer, "check_point", -1, "Checkpoint step to evaluate (-1: latest).")
+    _define_once(flags.DEFINE_integer, "poll_secs", 60, "Seconds between looks for a new checkpoint.")
 
 
 def define_inference_flags() -> None:
     define_model_flags()
     _define_training_flags()
     FLAGS.set_default("batch_size", 8192)
-    flags.DEFINE_string("train_dir", "/tmp/yt8m_model/", "Where the checkpoints are.")
-    flags.DEFINE_string("output_file", "", "Where to write the submission CSV.")
-    flags.DEFINE_string("input_data_pattern", "", "Glob of the TFRecord files to predict.")
-    flags.DEFINE_integer("num_readers", 4, "Parallel file readers.")
-    flags.DEFINE_integer("top_k", 20, "Labels per video in the CSV.")
-    flags.DEFINE_integer("check_point", -1, "Checkpoint step to use (-1: latest).")
+    _define_once(flags.DEFINE_string, "train_dir", "/tmp/yt8m_model/", "Where the checkpoints are.")
+    _define_once(flags.DEFINE_string, "output_file", "", "Where to write the submission CSV.")
+    _define_once(flags.DEFINE_string, "input_data_pattern", "", "Glob of the TFRecord files to predict.")
+    _define_once(flags.DEFINE_integer, "num_readers", 4, "Parallel file readers.")
+    _define_once(flags.DEFINE_integer, "top_k", 20, "Labels per video in the CSV.")
+    _define_once(flags.DEFINE_integer, "check_point", -1, "Checkpoint step to use (-1: latest).")
+    _define_once(flags.DEFINE_bool, "run_once", False,
+                 "Inert in inference.py; accepted because WILLOW's README passes it.")
+    _define_once(flags.DEFINE_string, "vocabulary_file", "",
+                        "vocabulary.csv (2018+) or label_names.csv (2017): log the first "
+                        "videos' top predictions with class names.")
+    _define_once(flags.DEFINE_integer, "print_top_videos", 5,
+                         "Videos logged with class names when --vocabulary_file is set.")
 
 
 # ---------------------------------------------------------------- configs

@@ -57,7 +57,9 @@ import tensorflow as tf
 
 _RECORD_FRAMING_BYTES = 16  # length (8) + length CRC (4) + payload CRC (4)
 _READ_BUFFER_BYTES = 8 << 20
-_CHUNK_RECORDS = 32  # records per framing-check step
+# Records per framing-check step: amortizes its cost over small video-level
+# records, bounds the memory held per reader for large frame-level ones.
+_CHUNK_RECORDS = {False: 128, True: 16}  # keyed by frame_features
 _STAT_THREADS = 32
 _ASSERT_PREFIX = "DataError: "
 
@@ -217,12 +219,13 @@ def _file_records(path: tf.Tensor, size: tf.Tensor, config: ReaderConfig,
                   stats: ReadStats | None) -> tf.data.Dataset:
     """(path, index, record, False) for each readable (and, if skipping, valid) record of one file."""
     if not config.skip_bad_records:
-        return _framing_checked(path, size, skip=False, stats=stats)
-    elements = _validated(_framing_checked(path, size, skip=True, stats=stats), config, stats)
+        return _framing_checked(path, size, config.frame_features, skip=False, stats=stats)
+    elements = _framing_checked(path, size, config.frame_features, skip=True, stats=stats)
+    elements = _validated(elements, config, stats)
     return elements.filter(_plain(lambda p, i, r, is_end: tf.logical_not(is_end)))
 
 
-def _framing_checked(path: tf.Tensor, size: tf.Tensor, skip: bool,
+def _framing_checked(path: tf.Tensor, size: tf.Tensor, frame_features: bool, skip: bool,
                      stats: ReadStats | None) -> tf.data.Dataset:
     """(path, index, record, is_end) for one file's records, in file order.
 
@@ -232,7 +235,7 @@ def _framing_checked(path: tf.Tensor, size: tf.Tensor, skip: bool,
     is counted and an end marker (is_end True, index = records read) follows.
     """
     chunks = tf.data.TFRecordDataset(path, buffer_size=_READ_BUFFER_BYTES).ignore_errors(
-        log_warning=False).batch(_CHUNK_RECORDS)
+        log_warning=False).batch(_CHUNK_RECORDS[frame_features])
     tagged = chunks.map(_plain(lambda c: (c, False))).concatenate(
         tf.data.Dataset.from_tensors((tf.constant([b""]), True)))
 
@@ -348,8 +351,9 @@ def _dense_labels(labels: tf.SparseTensor, batch_size: tf.Tensor, config: Reader
             tf.gather(names, _first(rows, bad)), ": label ", _first(values, bad),
             " is out of range for --num_classes=", str(config.num_classes),
             " (2017 data has 4716 classes, 2018 and later 3862)")))
-    dense = tf.scatter_nd(tf.stack([rows, values], axis=1), tf.ones_like(values, tf.float32),
-                          tf.stack([batch_size, config.num_classes]))
+    with tf.control_dependencies(checks):  # scatter_nd would fail first on a bad label
+        dense = tf.scatter_nd(tf.stack([rows, values], axis=1), tf.ones_like(values, tf.float32),
+                              tf.stack([batch_size, config.num_classes]))
     return tf.minimum(dense, 1.0), checks
 
 
@@ -508,7 +512,7 @@ def count_records(data_pattern: str | Sequence[str]) -> int:
     """Number of records in the matching files; raises DataError on a damaged file."""
     paths, sizes = zip(*_file_sizes(list_files(data_pattern)))
     file_ds = tf.data.Dataset.from_tensor_slices((list(paths), tf.constant(sizes, tf.int64)))
-    records = file_ds.interleave(_plain(lambda p, s: _framing_checked(p, s, skip=False, stats=None)),
+    records = file_ds.interleave(_plain(lambda p, s: _framing_checked(p, s, False, skip=False, stats=None)),
                                  cycle_length=8, num_parallel_calls=8)
     try:
         return int(records.reduce(tf.constant(0, tf.int64), _plain(lambda total, _: total + 1)))

@@ -1,0 +1,151 @@
+"""Tests of the synthetic YouTube-8M-format generator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from youtube8m_willow.data import synthetic
+from youtube8m_willow.data.synthetic import write_synthetic_dataset
+
+SIZES = (24, 8)
+
+
+def _records(pattern: str, proto):
+    files = sorted(tf.io.gfile.glob(pattern))
+    return [proto.FromString(r.numpy()) for f in files for r in tf.data.TFRecordDataset(f)]
+
+
+def _frames(example: tf.train.SequenceExample, name: str, size: int) -> np.ndarray:
+    values = [f.bytes_list.value[0] for f in example.feature_lists.feature_list[name].feature]
+    return np.frombuffer(b"".join(values), np.uint8).reshape(-1, size)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synthetic")
+    patterns = write_synthetic_dataset(str(out), num_videos=30, num_classes=12, num_shards=3,
+                                       feature_sizes=SIZES, min_frames=0, max_frames=7, seed=5)
+    return out, patterns
+
+
+def test_layout_and_patterns(small):
+    out, patterns = small
+    assert patterns == {"frame": str(out / "frame" / "train*.tfrecord"),
+                        "video": str(out / "video" / "train*.tfrecord")}
+    for kind in ("frame", "video"):
+        names = sorted(p.name for p in (out / kind).iterdir())
+        assert names == ["train0000.tfrecord", "train0001.tfrecord", "train0002.tfrecord"]
+
+
+def test_records_have_the_youtube8m_format(small):
+    _, patterns = small
+    frames = _records(patterns["frame"], tf.train.SequenceExample)
+    videos = _records(patterns["video"], tf.train.Example)
+    assert len(frames) == len(videos) == 30
+    counts = []
+    for i, (seq, vid) in enumerate(zip(frames, videos)):
+        labels = list(seq.context.feature["labels"].int64_list.value)
+        assert seq.context.feature["id"].bytes_list.value == [f"train{i:06d}".encode()]
+        assert 1 <= len(labels) <= 4 and len(set(labels)) == len(labels) and max(labels) < 12
+        assert list(vid.features.feature["labels"].int64_list.value) == labels
+        rgb, audio = _frames(seq, "rgb", SIZES[0]), _frames(seq, "audio", SIZES[1])
+        assert len(rgb) == len(audio) <= 7
+        counts.append(len(rgb))
+        assert set(vid.features.feature) == {"id", "labels", "mean_rgb", "mean_audio"}
+    assert min(counts) < max(counts)
+
+
+def test_video_level_is_the_dequantized_frame_mean(small):
+    _, patterns = small
+    frames = _records(patterns["frame"], tf.train.SequenceExample)
+    videos = _records(patterns["video"], tf.train.Example)
+    for seq, vid in zip(frames, videos):
+        for name, size in zip(("rgb", "audio"), SIZES):
+            q = _frames(seq, name, size).astype(np.float64)
+            expected = (q * (4 / 255) + (4 / 512 - 2)).mean(axis=0) if len(q) else np.zeros(size)
+            got = np.array(vid.features.feature[f"mean_{name}"].float_list.value)
+            np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
+def test_zero_frame_video_keeps_empty_feature_lists(tmp_path):
+    patterns = write_synthetic_dataset(str(tmp_path), num_videos=4, num_classes=3, num_shards=1,
+                                       feature_sizes=SIZES, min_frames=0, max_frames=0)
+    seq = _records(patterns["frame"], tf.train.SequenceExample)[0]
+    assert set(seq.feature_lists.feature_list) == {"rgb", "audio"}
+    assert len(seq.feature_lists.feature_list["rgb"].feature) == 0
+    vid = _records(patterns["video"], tf.train.Example)[0]
+    assert list(vid.features.feature["mean_rgb"].float_list.value) == [0.0] * SIZES[0]
+
+
+def test_feature_list_bytes_match_the_proto_library():
+    frames = np.random.default_rng(0).integers(0, 256, (5, 300), dtype=np.uint8)  # 2-byte varints
+    reference = tf.train.FeatureList(feature=[
+        tf.train.Feature(bytes_list=tf.train.BytesList(value=[row.tobytes()])) for row in frames])
+    assert synthetic._feature_list_bytes(frames) == reference.SerializeToString()
+    assert synthetic._varint(300) == bytes([0xAC, 0x02])
+
+
+def test_deterministic_given_seed_and_prefix(tmp_path):
+    def draw(name, **kwargs):
+        out = tmp_path / name
+        write_synthetic_dataset(str(out), num_videos=6, num_classes=5, num_shards=1, feature_sizes=SIZES,
+                                max_frames=5, min_frames=1, **kwargs)
+        return (out / "frame" / f"{kwargs.get('prefix', 'train')}0000.tfrecord").read_bytes()
+
+    assert draw("a", seed=1) == draw("b", seed=1)
+    assert draw("c", seed=2) != draw("a", seed=1)
+    assert draw("d", seed=1, prefix="validate") != draw("a", seed=1)
+
+
+def test_test_shards_have_empty_labels_and_video_id_key(tmp_path):
+    patterns = write_synthetic_dataset(str(tmp_path), num_videos=3, num_classes=5, num_shards=1,
+                                       feature_sizes=SIZES, max_frames=3, min_frames=1,
+                                       with_labels=False, id_key="video_id", prefix="test",
+                                       frame_level=False)
+    assert set(patterns) == {"video"} and not (tmp_path / "frame").exists()
+    for example in _records(patterns["video"], tf.train.Example):
+        feature = example.features.feature
+        assert "id" not in feature and feature["video_id"].bytes_list.value[0].startswith(b"test")
+        assert "labels" in feature and len(feature["labels"].int64_list.value) == 0
+
+
+def _video_level(pattern: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    examples = _records(pattern, tf.train.Example)
+    x = np.array([list(e.features.feature["mean_rgb"].float_list.value)
+                  + list(e.features.feature["mean_audio"].float_list.value) for e in examples])
+    y = np.zeros((len(examples), num_classes))
+    for i, e in enumerate(examples):
+        y[i, list(e.features.feature["labels"].int64_list.value)] = 1
+    return x, y
+
+
+def test_structure_is_learnable_and_shared_across_prefixes(tmp_path):
+    """A ridge-regression probe fit on "train" ranks a true label first on "validate" videos."""
+    kwargs = dict(num_classes=20, num_shards=1, frame_level=False, feature_sizes=(64, 16),
+                  min_frames=5, max_frames=20, seed=11)
+    train = write_synthetic_dataset(str(tmp_path), num_videos=400, prefix="train", **kwargs)
+    valid = write_synthetic_dataset(str(tmp_path), num_videos=200, prefix="validate", **kwargs)
+    x, y = _video_level(train["video"], 20)
+    xv, yv = _video_level(valid["video"], 20)
+    weights = np.linalg.solve(x.T @ x + 1.0 * np.eye(x.shape[1]), x.T @ (y - y.mean(0)))
+    hit_at_1 = yv[np.arange(len(yv)), np.argmax(xv @ weights, axis=1)].mean()
+    assert hit_at_1 > 0.8  # chance (always the most frequent class) is about 0.3
+    frequencies = y.sum(0)
+    assert frequencies[:5].sum() > 2 * frequencies[-5:].sum()  # skewed class frequencies
+
+
+def test_command_line(tmp_path, capsys):
+    synthetic.main(["--out_dir", str(tmp_path), "--num_videos", "4", "--num_classes", "6", "--num_shards", "2",
+                    "--max_frames", "3", "--min_frames", "1", "--skip_video_level"])
+    assert sorted(p.name for p in (tmp_path / "frame").iterdir()) == ["train0000.tfrecord", "train0001.tfrecord"]
+    assert not Path(tmp_path / "video").exists()
+    assert "frame:" in capsys.readouterr().out
+
+
+def test_rejects_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="min_frames"):
+        write_synthetic_dataset(str(tmp_path), num_videos=1, min_frames=5, max_frames=2)
