@@ -232,12 +232,14 @@ def _framing_checked(path: tf.Tensor, size: tf.Tensor, frame_features: bool, ski
     Records are read in chunks so the bookkeeping costs little per record. After
     the last chunk the bytes consumed are compared with the file size: a
     shortfall is a damaged or truncated record, an error unless `skip`, where it
-    is counted and an end marker (is_end True, index = records read) follows.
+    is counted and one end marker (is_end True, index = records read) follows
+    the records (it closes the malformed-record count of `_validated`).
     """
     chunks = tf.data.TFRecordDataset(path, buffer_size=_READ_BUFFER_BYTES).ignore_errors(
         log_warning=False).batch(_CHUNK_RECORDS[frame_features])
+    marker = tf.constant([b""]) if skip else tf.zeros([0], tf.string)
     tagged = chunks.map(_plain(lambda c: (c, False))).concatenate(
-        tf.data.Dataset.from_tensors((tf.constant([b""]), True)))
+        tf.data.Dataset.from_tensors((marker, True)))
 
     def step(state, element):
         index, consumed = state
@@ -251,14 +253,12 @@ def _framing_checked(path: tf.Tensor, size: tf.Tensor, frame_features: bool, ski
                 " of ", size, "; the file is corrupt (copy it again, or set skip_bad_records to "
                 "skip the rest of the file)"))
         count = tf.size(records, out_type=tf.int64)
-        # The end marker is one element when skipping (it closes the gap count), else none.
-        keep = count if skip else count * (1 - tf.cast(is_end, tf.int64))
-        chunk_bytes = tf.reduce_sum(tf.strings.length(records, unit="BYTE"))
-        advance = 1 - tf.cast(is_end, tf.int64)
+        advance = 1 - tf.cast(is_end, tf.int64)  # the end marker is not a record
+        chunk_bytes = tf.cast(tf.reduce_sum(tf.strings.length(records)), tf.int64)
         with tf.control_dependencies([check]):
             new_state = (index + advance * count,
-                         consumed + advance * (tf.cast(chunk_bytes, tf.int64) + _RECORD_FRAMING_BYTES * count))
-            output = (tf.fill([keep], path), index + tf.range(keep), records[:keep], tf.fill([keep], is_end))
+                         consumed + advance * (chunk_bytes + _RECORD_FRAMING_BYTES * count))
+            output = (tf.fill([count], path), index + tf.range(count), records, tf.fill([count], is_end))
             return new_state, output
 
     return tagged.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), _plain(step)).unbatch()
