@@ -307,7 +307,7 @@ def _count_malformed(stats: ReadStats | None, count: tf.Tensor) -> tf.Operation:
 
 
 def _record_names(paths: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:
-    """"<file> (record <i>)": the example names parse errors and checks report."""
+    """Names such as "<file> (record <i>)", which parse errors and checks report."""
     return tf.strings.join([paths, " (record ", tf.strings.as_string(indices), ")"])
 
 
@@ -436,12 +436,13 @@ def _parse_batch(paths: tf.Tensor, indices: tf.Tensor, records: tf.Tensor, confi
     ids, id_checks = _video_ids(context, config, names)
     batch_size = tf.shape(records, out_type=tf.int64)[0]
     labels, label_checks = _dense_labels(context["labels"], batch_size, config, names, stats)
+    matrix_shape = [None, config.max_frames] if config.frame_features else [None]
     with tf.control_dependencies(checks + id_checks + label_checks):
         return {
-            "video_ids": tf.identity(ids),
-            "video_matrix": tf.identity(matrix),
-            "num_frames": tf.identity(num_frames),
-            "labels": tf.identity(labels),
+            "video_ids": tf.ensure_shape(ids, [None]),
+            "video_matrix": tf.ensure_shape(matrix, matrix_shape + [config.feature_size]),
+            "num_frames": tf.ensure_shape(num_frames, [None]),
+            "labels": tf.ensure_shape(labels, [None, config.num_classes]),
         }
 
 
@@ -512,7 +513,8 @@ def count_records(data_pattern: str | Sequence[str]) -> int:
     """Number of records in the matching files; raises DataError on a damaged file."""
     paths, sizes = zip(*_file_sizes(list_files(data_pattern)))
     file_ds = tf.data.Dataset.from_tensor_slices((list(paths), tf.constant(sizes, tf.int64)))
-    records = file_ds.interleave(_plain(lambda p, s: _framing_checked(p, s, False, skip=False, stats=None)),
+    # Small chunks whatever the kind of records: only their count matters here.
+    records = file_ds.interleave(_plain(lambda p, s: _framing_checked(p, s, True, skip=False, stats=None)),
                                  cycle_length=8, num_parallel_calls=8)
     try:
         return int(records.reduce(tf.constant(0, tf.int64), _plain(lambda total, _: total + 1)))
