@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import json
 from pathlib import Path
 
 import hypothesis
@@ -323,6 +324,25 @@ def test_real_2017_video_level_with_and_without_labels():
     assert all(len(v) == 11 for v in got["video_ids"]) and got["labels"].sum(axis=1).min() >= 1
     test = _check_against_protos(str(folder / "testa0.tfrecord"), config, "video_id")
     assert test["labels"].sum() == 0
+
+
+@pytest.mark.parametrize("name", ["netvlad_gated", "moe_video"])
+def test_fixture_records_match_their_metadata(name):
+    folder = SHARED / "fixtures" / name
+    if not folder.exists():
+        pytest.skip(f"{folder} not available")
+    meta = json.loads((folder / "meta.json").read_text())
+    flags = dict(flag.lstrip("-").split("=", 1) for flag in meta["model_flags"])
+    config = ReaderConfig(tuple(flags["feature_names"].split(",")),
+                          tuple(int(s) for s in flags["feature_sizes"].split(",")),
+                          flags.get("frame_features") == "True", num_classes=meta["num_classes"])
+    got = read_all(str(folder / "data.tfrecord"), config, batch_size=10)
+    assert [v.decode() for v in got["video_ids"]] == meta["video_ids"]
+    assert list(got["num_frames"]) == meta["num_frames"]
+    if config.frame_features:  # padding after each video's frames is exactly zero
+        frames = np.arange(config.max_frames)[None, :] >= got["num_frames"][:, None]
+        assert np.all(got["video_matrix"][frames] == 0)
+        assert np.all(np.abs(got["video_matrix"][~frames]).max(axis=-1) > 0)
 
 
 # --------------------------------------------------------------------------- bad data

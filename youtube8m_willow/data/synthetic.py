@@ -7,9 +7,11 @@ so every reader, model and script can run end to end without the real data.
 
 The structure a model can learn: each class owns a random prototype direction
 over the concatenated feature dimensions; a video draws 1-4 labels from a
-skewed (Zipf-like) class distribution, and each of its frames is the sum of its
-labels' prototypes plus per-video and per-frame noise, quantized to uint8 over
-the original's dequantization range [-2, 2].
+skewed (Zipf-like) class distribution, and each of its frames mixes its labels'
+prototypes (their sum, with one label drawn per frame weighted up) with
+per-video and per-frame noise, quantized to uint8 over the original's
+dequantization range [-2, 2]. Frame counts are uniform in
+[min_frames, max_frames].
 
 Determinism: `seed` fixes the class prototypes and frequencies (the "world");
 `prefix` selects an independent draw of videos from that world, so
@@ -39,6 +41,7 @@ _QUANT_BIAS = 4.0 / 512.0 - 2.0
 _PROTOTYPE_SCALE = 0.6   # per-component size of a class prototype (dequantized units)
 _BACKGROUND_SCALE = 0.2  # per-video nuisance offset shared by all its frames
 _FRAME_NOISE = 0.35      # per-frame noise (dequantized units)
+_FRAME_EMPHASIS = 0.5    # weight of the one label prototype a frame stresses
 _NOISE_BANK_SIZE = 512   # per-frame noise is drawn from a bank of this many frames
 _LABEL_COUNT_PROBS = (0.4, 0.3, 0.2, 0.1)  # P(1, 2, 3, 4 labels)
 _ZIPF_EXPONENT = 0.7
@@ -92,8 +95,8 @@ def _draw_videos(rng: np.random.Generator, world: _World, num_videos: int, prefi
     labels = _sample_labels(rng, world, num_videos)
     feature_dim = world.prototypes.shape[1]
     membership = np.zeros((num_videos, world.class_probs.size), np.float32)
-    for v, lab in enumerate(labels):
-        membership[v, lab] = 1.0
+    rows = np.repeat(np.arange(num_videos), [len(lab) for lab in labels])
+    membership[rows, np.concatenate(labels) if labels else []] = 1.0
     background = rng.standard_normal((num_videos, feature_dim)).astype(np.float32)
     centers = membership @ world.prototypes + _BACKGROUND_SCALE * background
     num_frames = rng.integers(min_frames, max_frames + 1, size=num_videos)
@@ -101,23 +104,27 @@ def _draw_videos(rng: np.random.Generator, world: _World, num_videos: int, prefi
     return _Videos(ids=ids, labels=labels, num_frames=num_frames, centers=centers)
 
 
-def _quantize(values: np.ndarray) -> np.ndarray:
-    """Inverse of the dequantization map, rounded and clipped to uint8."""
-    q = np.rint((values - _QUANT_BIAS) / _QUANT_SCALE)
-    return np.clip(q, 0, 255).astype(np.uint8)
-
-
-def _frames_for(rng: np.random.Generator, centers: np.ndarray, num_frames: np.ndarray,
+def _frames_for(rng: np.random.Generator, world: _World, videos: _Videos, chunk: slice,
                 noise_bank: np.ndarray) -> np.ndarray:
     """Quantized frames of a chunk of videos, concatenated: [sum(num_frames), D] uint8.
 
-    Works in quantized units (int16) so the per-frame cost is a gather and an add.
+    A frame is its video's center (sum of its labels' prototypes plus a
+    background), plus one of its labels' prototypes again (drawn per frame, so
+    the content changes over time), plus noise. Works in quantized units
+    (int16): per frame, two gathers and adds.
     """
-    centers_q = np.rint((centers - _QUANT_BIAS) / _QUANT_SCALE).astype(np.int16)
+    num_frames = videos.num_frames[chunk]
+    labels = videos.labels[chunk]
+    centers_q = np.rint((videos.centers[chunk] - _QUANT_BIAS) / _QUANT_SCALE).astype(np.int16)
+    slots = len(_LABEL_COUNT_PROBS)
+    slot_labels = np.stack([lab[np.minimum(np.arange(slots), len(lab) - 1)] for lab in labels])
+    emphasis_q = np.rint(world.prototypes[slot_labels] * (_FRAME_EMPHASIS / _QUANT_SCALE)).astype(np.int16)
     owner = np.repeat(np.arange(len(num_frames)), num_frames)
-    pick = rng.integers(0, noise_bank.shape[0], size=owner.size)
+    label_counts = np.array([len(lab) for lab in labels])[owner]
+    slot = (rng.random(owner.size) * label_counts).astype(np.int64)
     frames = centers_q[owner]
-    frames += noise_bank[pick]
+    frames += emphasis_q[owner, slot]
+    frames += noise_bank[rng.integers(0, noise_bank.shape[0], size=owner.size)]
     np.clip(frames, 0, 255, out=frames)
     return frames.astype(np.uint8)
 
@@ -202,10 +209,6 @@ def _dequantized_means(frames: np.ndarray, num_frames: np.ndarray) -> np.ndarray
     return means.astype(np.float32)
 
 
-def _shard_names(out_dir: str, kind: str, prefix: str, num_shards: int) -> list[str]:
-    return [os.path.join(out_dir, kind, f"{prefix}{i:04d}.tfrecord") for i in range(num_shards)]
-
-
 def write_synthetic_dataset(out_dir: str, *, num_videos: int, num_classes: int = 100,
                             num_shards: int = 2, frame_level: bool = True,
                             video_level: bool = True, with_labels: bool = True,
@@ -232,30 +235,47 @@ def write_synthetic_dataset(out_dir: str, *, num_videos: int, num_classes: int =
                          * (_FRAME_NOISE / _QUANT_SCALE)).astype(np.int16)
 
     kinds = [k for k, on in (("frame", frame_level), ("video", video_level)) if on]
-    writers = {}
-    for kind in kinds:
-        os.makedirs(os.path.join(out_dir, kind), exist_ok=True)
-        writers[kind] = [tf.io.TFRecordWriter(p) for p in _shard_names(out_dir, kind, prefix, num_shards)]
-    shard_of = np.repeat(np.arange(num_shards), [len(a) for a in np.array_split(np.arange(num_videos), num_shards)])
+    writers = {kind: _open_shards(out_dir, kind, prefix, num_shards) for kind in kinds}
+    shard_sizes = [len(part) for part in np.array_split(np.arange(num_videos), num_shards)]
+    shard_of = np.repeat(np.arange(num_shards), shard_sizes)
     try:
         for start in range(0, num_videos, _CHUNK_VIDEOS):
-            stop = min(start + _CHUNK_VIDEOS, num_videos)
-            counts = videos.num_frames[start:stop]
-            frames = _frames_for(rng, videos.centers[start:stop], counts, noise_bank)
-            means = _dequantized_means(frames, counts) if video_level else None
-            offsets = np.concatenate([[0], np.cumsum(counts)])
-            for j, v in enumerate(range(start, stop)):
-                context = _context(videos.ids[v], videos.labels[v], id_key, with_labels)
-                if frame_level:
-                    record = _sequence_example(context, frames[offsets[j]:offsets[j + 1]], frame_names, feature_sizes)
-                    writers["frame"][shard_of[v]].write(record)
-                if video_level:
-                    writers["video"][shard_of[v]].write(_example(context, means[j], video_names, feature_sizes))
+            chunk = slice(start, min(start + _CHUNK_VIDEOS, num_videos))
+            frames = _frames_for(rng, world, videos, chunk, noise_bank)
+            records = _chunk_records(videos, chunk, frames, kinds, id_key, with_labels,
+                                     frame_names, video_names, tuple(feature_sizes))
+            for kind, per_video in records.items():
+                for v, record in zip(range(chunk.start, chunk.stop), per_video):
+                    writers[kind][shard_of[v]].write(record)
     finally:
         for shard_writers in writers.values():
             for writer in shard_writers:
                 writer.close()
     return {kind: os.path.join(out_dir, kind, f"{prefix}*.tfrecord") for kind in kinds}
+
+
+def _open_shards(out_dir: str, kind: str, prefix: str, num_shards: int) -> list[tf.io.TFRecordWriter]:
+    os.makedirs(os.path.join(out_dir, kind), exist_ok=True)
+    return [tf.io.TFRecordWriter(os.path.join(out_dir, kind, f"{prefix}{i:04d}.tfrecord"))
+            for i in range(num_shards)]
+
+
+def _chunk_records(videos: _Videos, chunk: slice, frames: np.ndarray, kinds: Sequence[str],
+                   id_key: str, with_labels: bool, frame_names: Sequence[str],
+                   video_names: Sequence[str], sizes: Sequence[int]) -> dict[str, list[bytes]]:
+    """Serialized records of a chunk of videos, per kind ("frame", "video")."""
+    counts = videos.num_frames[chunk]
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    means = _dequantized_means(frames, counts) if "video" in kinds else None
+    records: dict[str, list[bytes]] = {kind: [] for kind in kinds}
+    for j, v in enumerate(range(chunk.start, chunk.stop)):
+        context = _context(videos.ids[v], videos.labels[v], id_key, with_labels)
+        if "frame" in kinds:
+            video_frames = frames[offsets[j]:offsets[j + 1]]
+            records["frame"].append(_sequence_example(context, video_frames, frame_names, sizes))
+        if "video" in kinds:
+            records["video"].append(_example(context, means[j], video_names, sizes))
+    return records
 
 
 def _feature_names(count: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
