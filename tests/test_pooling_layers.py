@@ -65,7 +65,8 @@ def np_netrvlad(x, w):
 
 
 def np_netvlagd(x, w):
-    a = np_assign(x, w)
+    # The original never adds NetVLAGD's cluster_biases (it only creates them).
+    a = np_assign(x, {**w, "cluster_biases": 0.0})
     gate = 1 / (1 + np.exp(-w["gate_weights"][0]))  # [K, D]
     return np_descriptor(np.einsum("bnk,bnd->bdk", a, x) * gate.T)
 
@@ -209,6 +210,10 @@ def test_netvlagd_matches_formula(batch_norm):
     x = frames()
     np.testing.assert_allclose(run(layer, x), np_netvlagd(x, w), atol=1e-5)
     assert tf1_shapes(layer)["gate_weights"] == (1, K, D)
+    if not batch_norm:
+        # Kept for checkpoints, but unused: no gradient, so not trainable.
+        assert np.any(w["cluster_biases"] != 0)
+        assert all(v is not layer.assignment.cluster_biases for v in layer.trainable_weights)
 
 
 def test_netvlad_names_and_shapes():

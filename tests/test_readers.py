@@ -166,7 +166,8 @@ def test_video_level_round_trip(synth):
 
 
 def test_feature_order_follows_feature_names(synth):
-    swapped = ReaderConfig(("audio", "rgb"), SIZES[::-1], True, num_classes=NUM_CLASSES, max_frames=MAX_FRAMES)
+    swapped = ReaderConfig(("audio", "rgb"), SIZES[::-1], True, num_classes=NUM_CLASSES,
+                           max_frames=MAX_FRAMES)
     normal = read_all(synth["frame"], FRAME, num_readers=1)["video_matrix"]
     got = read_all(synth["frame"], swapped, num_readers=1)["video_matrix"]
     np.testing.assert_array_equal(got[..., :SIZES[1]], normal[..., SIZES[0]:])
@@ -178,14 +179,16 @@ def test_both_id_keys_accepted_and_forced(tmp_path):
         video_example({"mean_rgb": [0.5] * 16, "mean_audio": [0.0] * 4}, vid=b"old", id_key="video_id"),
         video_example({"mean_rgb": [0.5] * 16, "mean_audio": [0.0] * 4}, vid=b"new", id_key="id")])
     assert list(read_all(path, VIDEO)["video_ids"]) == [b"old", b"new"]
-    forced = ReaderConfig(("mean_rgb", "mean_audio"), SIZES, False, num_classes=NUM_CLASSES, id_key="video_id")
+    forced = ReaderConfig(("mean_rgb", "mean_audio"), SIZES, False, num_classes=NUM_CLASSES,
+                          id_key="video_id")
     data_error(path, forced, r"ids\.tfrecord \(record 1\): no video id under the key video_id")
 
 
 def test_synthetic_video_id_key(tmp_path):
     patterns = write_synthetic_dataset(str(tmp_path), num_videos=3, num_classes=NUM_CLASSES, num_shards=1,
                                        feature_sizes=SIZES, min_frames=1, max_frames=4, id_key="video_id")
-    assert list(read_all(patterns["frame"], FRAME)["video_ids"]) == [b"train000000", b"train000001", b"train000002"]
+    ids = read_all(patterns["frame"], FRAME)["video_ids"]
+    assert list(ids) == [b"train000000", b"train000001", b"train000002"]
 
 
 def test_zero_frames_unequal_counts_and_clipping(tmp_path):
@@ -213,6 +216,19 @@ def test_labels_duplicates_and_missing_key(tmp_path):
     labels = read_all(path, VIDEO)["labels"]
     np.testing.assert_array_equal(labels[0], np.eye(NUM_CLASSES)[[0, 3, 9]].sum(0))
     np.testing.assert_array_equal(labels[1], np.zeros(NUM_CLASSES))
+
+
+def test_parse_serialized_matches_the_dataset(synth):
+    records = raw_records(synth["frame"])
+    parsed = readers.parse_serialized(tf.constant(records), FRAME)
+    got = read_all(synth["frame"], FRAME, num_readers=1)
+    for key in ("video_ids", "video_matrix", "num_frames", "labels"):
+        np.testing.assert_array_equal(parsed[key].numpy(), got[key])
+    bad = tf.constant([records[0], seq_example({"rgb": [b"x"], "audio": [b"y" * 4]})])
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        readers.parse_serialized(bad, FRAME, source="request")
+    message = str(readers.data_error_from(info.value))
+    assert message.startswith("request (record 1): frame feature rgb has a frame of 1 bytes")
 
 
 # --------------------------------------------------------------------------- order and epochs
@@ -388,7 +404,8 @@ def test_crc_mismatch(tmp_path):
 
 def test_missing_feature_key(tmp_path):
     frames = good_frames(2)
-    path = write_records(tmp_path / "noaudio.tfrecord", [seq_example(frames), seq_example({"rgb": frames["rgb"]})])
+    path = write_records(tmp_path / "noaudio.tfrecord",
+                         [seq_example(frames), seq_example({"rgb": frames["rgb"]})])
     message = data_error(path, FRAME, r"noaudio\.tfrecord \(record 1\): missing frame feature list 'audio'")
     assert "--feature_names" in message and "--frame_features" in message
     vpath = write_records(tmp_path / "v.tfrecord", [video_example({"mean_rgb": [0.0] * 16})])
@@ -399,7 +416,8 @@ def test_missing_feature_key(tmp_path):
 def test_wrong_kind_of_file(synth):
     data_error(synth["video"], FRAME, r"video/train0000\.tfrecord \(record 0\): missing frame feature list .*"
                r"--frame_features \(a video-level Example read as a frame-level SequenceExample\?\)")
-    data_error(synth["frame"], VIDEO, r"frame/train0000\.tfrecord \(record 0\): missing feature 'mean_(rgb|audio)'.*"
+    data_error(synth["frame"], VIDEO, r"frame/train0000\.tfrecord \(record 0\): "
+               r"missing feature 'mean_(rgb|audio)'.*"
                r"--frame_features \(a frame-level SequenceExample read as a video-level Example\?\)")
 
 
@@ -409,7 +427,8 @@ def test_wrong_feature_sizes(tmp_path):
     path = write_records(tmp_path / "size.tfrecord", [seq_example(good_frames(2)), seq_example(frames)])
     data_error(path, FRAME, r"size\.tfrecord \(record 1\): frame feature rgb has a frame of 15 bytes, "
                r"expected 16 \(check --feature_names / --feature_sizes\)")
-    vpath = write_records(tmp_path / "vsize.tfrecord", [video_example({"mean_rgb": [0.0] * 16, "mean_audio": [0.0] * 5})])
+    vpath = write_records(tmp_path / "vsize.tfrecord",
+                          [video_example({"mean_rgb": [0.0] * 16, "mean_audio": [0.0] * 5})])
     data_error(vpath, VIDEO, r"vsize\.tfrecord \(record 0\): feature 'mean_audio' has 5 values, expected 4")
 
 
@@ -458,6 +477,16 @@ def test_data_error_from_ignores_other_errors():
     assert readers.data_error_from(error) is error
 
 
+def test_data_error_from_eager_and_unrelated_asserts():
+    def failing(message):
+        with pytest.raises(tf.errors.InvalidArgumentError) as info:
+            tf.debugging.Assert(False, [tf.constant(message)])
+        return info.value
+
+    assert str(readers.data_error_from(failing("DataError: f's (record 2): bad"))) == "f's (record 2): bad"
+    assert readers.data_error_from(failing("something else")) is None
+
+
 # --------------------------------------------------------------------------- fuzzing
 
 _BASE_RECORDS = [seq_example(good_frames(n, seed=n), labels=(n % NUM_CLASSES,), vid=b"id%d" % n)
@@ -475,7 +504,8 @@ def _mutate(data: st.DataObject) -> tuple[list[bytes] | None, bytes | None]:
         return records, None
     if kind == "edit_proto":
         example = tf.train.SequenceExample.FromString(records[1])
-        edit = data.draw(st.sampled_from(["drop_audio", "drop_id", "bad_label", "short_frame", "video_example"]))
+        edit = data.draw(st.sampled_from(
+            ["drop_audio", "drop_id", "bad_label", "short_frame", "video_example"]))
         if edit == "drop_audio":
             del example.feature_lists.feature_list["audio"]
         elif edit == "drop_id":
@@ -520,9 +550,11 @@ def test_fuzz_bad_records_fail_cleanly(tmp_path, data):
         assert not skip, f"skip mode raised {error}"
         assert "fuzz.tfrecord" in str(error)
         return
+    if not got:  # every record skipped
+        return
     for key in ("video_ids", "num_frames", "labels"):  # whatever parsed is well formed
-        if got:
-            assert len(got[key]) == len(got["video_matrix"])
-    if got:
-        assert got["video_matrix"].shape[1:] == (MAX_FRAMES, 20)
-        assert set(np.unique(got["labels"])) <= {0.0, 1.0}
+        assert len(got[key]) == len(got["video_matrix"])
+    assert got["video_matrix"].shape[1:] == (MAX_FRAMES, 20)
+    assert set(np.unique(got["labels"])) <= {0.0, 1.0}
+    assert np.all((got["num_frames"] >= 0) & (got["num_frames"] <= MAX_FRAMES))
+

@@ -139,9 +139,10 @@ def test_structure_is_learnable_and_shared_across_prefixes(tmp_path):
 
 
 def test_command_line(tmp_path, capsys):
-    synthetic.main(["--out_dir", str(tmp_path), "--num_videos", "4", "--num_classes", "6", "--num_shards", "2",
-                    "--max_frames", "3", "--min_frames", "1", "--skip_video_level"])
-    assert sorted(p.name for p in (tmp_path / "frame").iterdir()) == ["train0000.tfrecord", "train0001.tfrecord"]
+    synthetic.main(["--out_dir", str(tmp_path), "--num_videos", "4", "--num_classes", "6",
+                    "--num_shards", "2", "--max_frames", "3", "--min_frames", "1", "--skip_video_level"])
+    names = sorted(p.name for p in (tmp_path / "frame").iterdir())
+    assert names == ["train0000.tfrecord", "train0001.tfrecord"]
     assert not Path(tmp_path / "video").exists()
     assert "frame:" in capsys.readouterr().out
 

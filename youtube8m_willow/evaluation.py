@@ -72,6 +72,8 @@ class Predictor:
 
 
 def _dataset(config: EvalConfig, model_config: ModelConfig):
+    """The eval-order dataset; its ``read_stats`` counts what the tolerant
+    modes skipped (reported by ``_report_skipped``)."""
     return make_dataset(config.data_pattern, reader_config(model_config, config),
                         config.batch_size, training=False, num_epochs=1,
                         num_readers=config.num_readers)
@@ -85,7 +87,8 @@ def evaluate_checkpoint(predictor: Predictor, path: str, config: EvalConfig) -> 
     metrics = EvaluationMetrics(predictor.model_config.num_classes, config.top_k)
     examples = 0
     start = time.monotonic()
-    for batch in _dataset(config, predictor.model_config):
+    dataset = _dataset(config, predictor.model_config)
+    for batch in dataset:
         predictions = predictor(batch)
         loss = float(loss_fn(predictions, batch["labels"]))
         labels = batch["labels"].numpy()
@@ -93,6 +96,7 @@ def evaluate_checkpoint(predictor: Predictor, path: str, config: EvalConfig) -> 
         examples += labels.shape[0]
         log.info("examples_processed: %d | Hit@1: %.3f PERR: %.3f Loss: %.5f", examples,
                  batch_result["hit_at_one"], batch_result["perr"], batch_result["loss"])
+    _report_skipped(dataset)
     result = metrics.get()
     result.update(global_step=step, examples=examples,
                   seconds=time.monotonic() - start)
@@ -100,6 +104,12 @@ def evaluate_checkpoint(predictor: Predictor, path: str, config: EvalConfig) -> 
              "Avg_Loss: %f", step, result["avg_hit_at_one"], result["avg_perr"],
              result["map_all_classes"], result["gap"], result["avg_loss"])
     return result
+
+
+def _report_skipped(dataset) -> None:
+    stats = getattr(dataset, "read_stats", None)
+    if stats is not None:
+        log.warning("skipped or dropped input: %s", stats.summary())
 
 
 def write_eval_summaries(train_dir: str, result: dict) -> None:
@@ -141,9 +151,11 @@ def evaluate(config: EvalConfig, model_config: ModelConfig, max_evaluations: int
 def predict_top_k(predictor: Predictor, config: EvalConfig, model_config: ModelConfig):
     """Yields ``(video_ids, class_indexes, scores)`` for every video once."""
     k = min(config.top_k, model_config.num_classes)
-    for batch in _dataset(config, model_config):
+    dataset = _dataset(config, model_config)
+    for batch in dataset:
         scores, classes = tf.math.top_k(predictor(batch), k=k)
         yield batch["video_ids"].numpy(), classes.numpy(), scores.numpy()
+    _report_skipped(dataset)
 
 
 def run_inference(config: EvalConfig, model_config: ModelConfig, output_file: str,

@@ -9,6 +9,7 @@ from youtube8m_willow.data.readers import (
     dequantize,
     list_files,
     make_dataset,
+    parse_serialized,
     raise_data_errors,
 )
 from youtube8m_willow.data.synthetic import write_synthetic_dataset
@@ -22,6 +23,7 @@ __all__ = [
     "dequantize",
     "list_files",
     "make_dataset",
+    "parse_serialized",
     "raise_data_errors",
     "write_synthetic_dataset",
 ]

@@ -47,6 +47,7 @@ distribution strategy scope.
 
 from __future__ import annotations
 
+import ast
 import concurrent.futures
 import dataclasses
 import re
@@ -446,6 +447,18 @@ def _parse_batch(paths: tf.Tensor, indices: tf.Tensor, records: tf.Tensor, confi
         }
 
 
+def parse_serialized(serialized: tf.Tensor, config: ReaderConfig,
+                     source: str = "<serialized input>") -> dict[str, tf.Tensor]:
+    """Parses a batch of serialized records (e.g. a serving request) as `make_dataset` does.
+
+    `source` stands for the file name in error messages; records are numbered
+    by their position in the batch. Returns the same dict as the dataset.
+    """
+    paths = tf.fill(tf.shape(serialized), source)
+    indices = tf.range(tf.shape(serialized, out_type=tf.int64)[0])
+    return _parse_batch(paths, indices, serialized, config, stats=None)
+
+
 # --------------------------------------------------------------------------- datasets
 
 
@@ -527,8 +540,14 @@ def count_records(data_pattern: str | Sequence[str]) -> int:
 _NAME = r"Name: (?P<name>.*?\(record \d+\)), "
 _MESSAGE_END = r"(?=\s*(?:\n|\[\[|\[Op:|$))"
 _PATTERNS = (
-    ("assert", re.compile(r"assertion failed: \[" + re.escape(_ASSERT_PREFIX) + r"(?P<text>.*?)\]" + _MESSAGE_END)),
-    ("missing", re.compile(_NAME + r"Feature: (?P<key>\S+) \(data type: \w+\) is required but could not be found")),
+    # A check that failed in a graph (a dataset or tf.function): C-escaped text.
+    ("assert", re.compile(r"assertion failed: \[" + re.escape(_ASSERT_PREFIX) + r"(?P<text>.*?)\]"
+                          + _MESSAGE_END)),
+    # A check that failed eagerly: the message as a Python bytes literal.
+    ("eager_assert", re.compile(rf"Summarized data: (?P<literal>b'{_ASSERT_PREFIX}(?:[^'\\]|\\.)*'"
+                                rf"|b\"{_ASSERT_PREFIX}(?:[^\"\\]|\\.)*\")")),
+    ("missing", re.compile(_NAME + r"Feature: (?P<key>\S+) \(data type: \w+\) is required "
+                           r"but could not be found")),
     ("missing_list", re.compile(_NAME + r"Feature list '(?P<key>[^']+)' is required but could not be found")),
     ("size", re.compile(_NAME + r"Key: (?P<key>\S+), Index: \d+\.\s+Number of \w+ values != expected\."
                         r"\s+Values size: (?P<got>\d+) but output shape: \[(?P<want>[^\]]*)\]")),
@@ -542,6 +561,9 @@ def _describe(kind: str, match: re.Match) -> str:
     name, key = fields.get("name"), fields.get("key")
     if kind == "assert":  # Assert escapes quotes and backslashes in its message
         return re.sub(r"\\(['\"\\])", r"\1", fields["text"])
+    if kind == "eager_assert":
+        text = ast.literal_eval(fields["literal"]).decode("utf-8", "replace")
+        return text.removeprefix(_ASSERT_PREFIX)
     if kind == "missing":
         return (f"{name}: missing feature '{key}'; check --feature_names, and --frame_features "
                 "(a frame-level SequenceExample read as a video-level Example?)")

@@ -45,8 +45,9 @@ class MixtureOfExperts(keras.layers.Layer):
     logistic experts plus a "nothing" expert that always predicts 0.
 
     ``p[b, v] = sum_m softmax(gates)[b, v, m] * sigmoid(experts)[b, v, m]``.
-    Options: low-rank gates (``low_rank_gating > 0``: ``gates1`` then
-    ``gates2``), and Context Gating of the output probabilities
+    Options: low-rank gates (``low_rank_gating`` other than -1: ``gates1``
+    then ``gates2``; as in the original, 0 is a rank-0 product whose gates are
+    all zero), and Context Gating of the output probabilities
     (``prob_gating``), computed from the probabilities (``"prob"``) or from
     the classifier input (``"input"``).
 
@@ -62,6 +63,9 @@ class MixtureOfExperts(keras.layers.Layer):
         super().__init__(**kwargs)
         if prob_gating_input not in ("prob", "input"):
             raise ValueError(f"prob_gating_input must be 'prob' or 'input', got {prob_gating_input!r}")
+        if int(low_rank_gating) < -1:
+            raise ValueError(f"low_rank_gating must be -1 (full-rank gates) or a rank >= 0, "
+                             f"got {low_rank_gating}")
         self.num_classes = int(num_classes)
         self.num_mixtures = int(num_mixtures)
         self.l2 = float(l2)
@@ -70,7 +74,7 @@ class MixtureOfExperts(keras.layers.Layer):
         self.prob_gating_input = prob_gating_input
         self.remove_diag = bool(remove_diag)
         gate_units = self.num_classes * (self.num_mixtures + 1)
-        if self.low_rank_gating > 0:
+        if self.low_rank_gating != -1:
             self.gates = [Dense(self.low_rank_gating, use_bias=False, l2=self.l2, name="gates1"),
                           Dense(gate_units, use_bias=False, l2=self.l2, name="gates2")]
         else:

@@ -37,6 +37,9 @@ class ClusterAssignment(keras.layers.Layer):
         add_batch_norm: batch norm ``cluster_bn`` on the projections; else a
             bias ``cluster_biases`` ``[K]``, init N(1/sqrt(D)).
         activation: one of ``ASSIGNMENT_ACTIVATIONS``.
+        apply_biases: add ``cluster_biases`` (without batch norm). NetVLAGD's
+            original creates them but never adds them: there they are kept,
+            untrained, for checkpoint compatibility.
 
     Input: ``[M, D]`` (frames flattened over batch and time).
     Output: ``[M, K]``.
@@ -49,7 +52,7 @@ class ClusterAssignment(keras.layers.Layer):
     """
 
     def __init__(self, cluster_size: int, add_batch_norm: bool = True,
-                 activation: str = "softmax", **kwargs):
+                 activation: str = "softmax", apply_biases: bool = True, **kwargs):
         super().__init__(**kwargs)
         if activation not in ASSIGNMENT_ACTIVATIONS:
             raise ValueError(f"unknown cluster activation {activation!r}; valid: "
@@ -59,6 +62,7 @@ class ClusterAssignment(keras.layers.Layer):
         self.cluster_size = int(cluster_size)
         self.add_batch_norm = bool(add_batch_norm)
         self.activation = activation
+        self.apply_biases = bool(apply_biases)
         self.batch_norm = BatchNorm(name="cluster_bn") if self.add_batch_norm else None
 
     def build(self, input_shape):
@@ -72,13 +76,13 @@ class ClusterAssignment(keras.layers.Layer):
         else:
             self.cluster_biases = self.add_weight(
                 name="cluster_biases", shape=(self.cluster_size,),
-                initializer=inverse_sqrt_normal(feature_size))
+                initializer=inverse_sqrt_normal(feature_size), trainable=self.apply_biases)
 
     def call(self, inputs, training=None):
         activation = tf.matmul(inputs, self.cluster_weights)
         if self.batch_norm is not None:
             activation = self.batch_norm(activation, training=training)
-        else:
+        elif self.apply_biases:
             activation += self.cluster_biases
         return ASSIGNMENT_ACTIVATIONS[self.activation](activation)
 
@@ -95,7 +99,8 @@ class ClusterAssignment(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "cluster_size": self.cluster_size,
-                "add_batch_norm": self.add_batch_norm, "activation": self.activation}
+                "add_batch_norm": self.add_batch_norm, "activation": self.activation,
+                "apply_biases": self.apply_biases}
 
 
 class ClusterPooling(keras.layers.Layer):
@@ -109,6 +114,7 @@ class ClusterPooling(keras.layers.Layer):
     """
 
     assignment_activation = "softmax"
+    applies_cluster_biases = True
 
     def __init__(self, cluster_size: int, add_batch_norm: bool = True,
                  activation: str | None = None, **kwargs):
@@ -117,7 +123,8 @@ class ClusterPooling(keras.layers.Layer):
         self.add_batch_norm = bool(add_batch_norm)
         self.assignment = ClusterAssignment(
             self.cluster_size, self.add_batch_norm,
-            activation=activation or self.assignment_activation, name="assignment")
+            activation=activation or self.assignment_activation,
+            apply_biases=self.applies_cluster_biases, name="assignment")
 
     def build(self, input_shape):
         if len(input_shape) != 3:
@@ -228,6 +235,10 @@ class NetVLAGD(ClusterPooling):
     """NetVLAGD (``--vlagd``): assignment-weighted sums of the frames, each
     ``(k, d)`` entry scaled by a learned gate ``sigmoid(gate_weights)``.
 
+    Without batch norm the original creates ``cluster_biases`` but never adds
+    them to the assignment logits; so does this layer (the variable is kept,
+    not trained, so original checkpoints load).
+
     Input: ``[B, N, D]``; output ``[B, D*K]``.
     TF1 names: ``cluster_weights``, ``cluster_bn/*`` (or ``cluster_biases``),
     ``gate_weights`` ``[1, K, D]``.
@@ -236,6 +247,8 @@ class NetVLAGD(ClusterPooling):
         >>> NetVLAGD(4)(tf.ones([2, 5, 3])).shape
         TensorShape([2, 12])
     """
+
+    applies_cluster_biases = False
 
     def build_pooling(self):
         self.gate_weights = self.add_weight(

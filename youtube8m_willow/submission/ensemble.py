@@ -40,7 +40,6 @@ _CLASS_BITS = 32                   # key = video << 32 | class
 _CLASS_MASK = (1 << _CLASS_BITS) - 1
 _MAX_CLASS = 2 ** 31 - 1
 _WRITE_CHUNK = 10_000              # videos formatted per write
-_WHITESPACE = np.frombuffer(b" \t\n\r\x0b\x0c", np.uint8)
 
 
 class SubmissionFormatError(ValueError):
@@ -126,7 +125,7 @@ def _parse_pairs(path: str, pair_text: list[str],
         return np.zeros(0, np.int64), np.zeros(0, np.float64)
     joined = "\n".join(pair_text)
     data = np.frombuffer(joined.encode("utf-8"), np.uint8)
-    blank = np.isin(data, _WHITESPACE)
+    blank = data <= ord(" ")  # whitespace (other control bytes fail parsing below)
     token_starts = np.flatnonzero(~blank & np.concatenate(([True], blank[:-1])))
     rows = np.searchsorted(np.flatnonzero(data == ord("\n")), token_starts)
     del data, blank, token_starts
@@ -220,7 +219,8 @@ def _top_k_entries(accumulator: _Accumulator, top_k: int, total_weight: float):
     videos = accumulator.keys >> _CLASS_BITS
     classes = accumulator.keys & _CLASS_MASK
     scores = accumulator.sums / total_weight
-    order = np.lexsort((classes, -scores, videos))
+    # Stable: equal scores keep the key order, i.e. lower class first.
+    order = np.lexsort((-scores, videos))
     videos, classes, scores = videos[order], classes[order], scores[order]
     num_videos = len(accumulator.video_index)
     counts = np.bincount(videos, minlength=num_videos)

@@ -14,17 +14,9 @@ import os
 import tensorflow as tf
 
 from youtube8m_willow.config import ModelConfig
-from youtube8m_willow.data import readers
-from youtube8m_willow.data.readers import ReaderConfig
+from youtube8m_willow.data.readers import ReaderConfig, parse_serialized
 
 EXPORT_DIR = "export"
-
-
-def parse_serialized_batch(serialized, config: ReaderConfig) -> dict:
-    """Parses a batch of serialized records as the readers do."""
-    names = tf.fill(tf.shape(serialized), "<serving request>")
-    indices = tf.range(tf.shape(serialized, out_type=tf.int64)[0])
-    return readers._parse_batch(names, indices, serialized, config, None)
 
 
 class ServingModule(tf.Module):
@@ -37,11 +29,13 @@ class ServingModule(tf.Module):
         self.reader_config = ReaderConfig(
             feature_names=model_config.feature_names, feature_sizes=model_config.feature_sizes,
             frame_features=model_config.frame_features, num_classes=model_config.num_classes,
-            max_frames=model_config.max_frames)
+            max_frames=model_config.max_frames,
+            # Labels do not matter for serving; a stray one must not fail a request.
+            drop_out_of_range_labels=True)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="example_bytes")])
     def serve(self, example_bytes):
-        batch = parse_serialized_batch(example_bytes, self.reader_config)
+        batch = parse_serialized(example_bytes, self.reader_config, source="<serving request>")
         probabilities = self.model(batch, training=False)
         scores, classes = tf.math.top_k(probabilities, k=self.top_k)
         return {"video_id": batch["video_ids"], "class_indexes": classes, "predictions": scores}

@@ -1,0 +1,171 @@
+"""Distributed training with tf.distribute: which strategy, who is chief,
+how the global batch is split and how the input is sharded.
+
+Strategy (``select_strategy``), in order:
+- ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` names a cluster of more
+  than one task (``chief`` and ``worker`` tasks; the original starter code
+  also read its cluster from ``TF_CONFIG``). Every task runs train.py with
+  the same flags; each trains on its own share of the input.
+- ``MirroredStrategy`` over the local GPUs when there are several.
+- The default strategy otherwise (one device, no collective ops).
+
+Batches: ``--batch_size`` is the GLOBAL batch (the learning-rate schedule is
+defined on it); each replica gets ``batch_size / num_replicas`` examples, so
+the batch size must be divisible by the number of replicas.
+
+Input sharding (``shard_input``): with several workers, each worker reads its
+own files (``files[worker::num_workers]``) when there are at least as many
+files as workers; otherwise every worker reads all the files and keeps every
+``num_workers``-th per-replica batch (with a seed shared by all workers, so
+the shuffled order is the same on each). Within a worker, the per-replica
+batches go to the local replicas in turn, so one global step consumes
+``batch_size`` consecutive examples of the worker's stream.
+
+The chief (task ``chief``, or ``worker`` 0 when there is none, or the only
+process) alone writes checkpoints, exports, model_flags.json and summaries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Sequence
+
+import tensorflow as tf
+
+TF_CONFIG = "TF_CONFIG"
+_TRAINING_TASKS = ("chief", "worker")
+
+
+def tf_config(environ=None) -> dict:
+    """The parsed ``TF_CONFIG`` environment variable ({} when unset)."""
+    text = (os.environ if environ is None else environ).get(TF_CONFIG, "")
+    if not text.strip():
+        return {}
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"TF_CONFIG is not valid JSON: {error}") from None
+    if not isinstance(config, dict):
+        raise ValueError("TF_CONFIG must be a JSON object with 'cluster' and 'task'")
+    return config
+
+
+def num_cluster_tasks(config: dict) -> int:
+    """How many tasks the cluster of a ``TF_CONFIG`` lists."""
+    return sum(len(addresses) for addresses in config.get("cluster", {}).values())
+
+
+def is_multi_worker(config: dict | None = None) -> bool:
+    """Whether ``TF_CONFIG`` asks for multi-worker training."""
+    config = tf_config() if config is None else config
+    if num_cluster_tasks(config) <= 1:
+        return False
+    unsupported = sorted(set(config["cluster"]) - set(_TRAINING_TASKS) - {"evaluator"})
+    if unsupported:
+        raise ValueError(
+            f"TF_CONFIG cluster has task types {unsupported}: training runs with "
+            "MultiWorkerMirroredStrategy, whose cluster holds 'chief' and 'worker' tasks "
+            "(parameter servers are not used)")
+    return True
+
+
+def is_chief(config: dict | None = None) -> bool:
+    """Whether this process is the chief: the ``chief`` task, ``worker`` 0 of a
+    cluster without chief, or a process outside any multi-task cluster."""
+    config = tf_config() if config is None else config
+    if num_cluster_tasks(config) <= 1:
+        return True
+    task = config.get("task", {})
+    task_type, index = task.get("type"), int(task.get("index", 0))
+    if task_type == "chief":
+        return True
+    return task_type == "worker" and index == 0 and "chief" not in config.get("cluster", {})
+
+
+def select_strategy(config: dict | None = None) -> tf.distribute.Strategy:
+    """The strategy for this process (see the module docstring).
+
+    Create it before any other TensorFlow work: a multi-worker strategy
+    configures the collective ops of the process.
+    """
+    config = tf_config() if config is None else config
+    if is_multi_worker(config):
+        task = config.get("task", {})
+        if task.get("type") not in _TRAINING_TASKS:
+            raise ValueError(f"TF_CONFIG task {task!r} is not a 'chief' or 'worker' task")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy([gpu.name for gpu in gpus])
+    return tf.distribute.get_strategy()
+
+
+def is_default_strategy(strategy: tf.distribute.Strategy) -> bool:
+    """Whether ``strategy`` is TensorFlow's default one: one device, no replica
+    functions, no collective ops (call it outside any strategy scope)."""
+    return not tf.distribute.has_strategy() and strategy is tf.distribute.get_strategy()
+
+
+def num_workers(strategy: tf.distribute.Strategy) -> int:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return 1
+    spec = resolver.cluster_spec().as_dict()
+    return sum(len(spec.get(task, [])) for task in _TRAINING_TASKS)
+
+
+def per_replica_batch_size(global_batch_size: int, num_replicas: int) -> int:
+    """``global_batch_size / num_replicas``; fails clearly if not an integer."""
+    if global_batch_size % num_replicas:
+        raise ValueError(
+            f"--batch_size={global_batch_size} is the global batch: it must be divisible by "
+            f"the number of replicas ({num_replicas}); e.g. --batch_size="
+            f"{max(1, round(global_batch_size / num_replicas)) * num_replicas}")
+    return global_batch_size // num_replicas
+
+
+def shard_files(files: Sequence[str], num_pipelines: int, pipeline_id: int) -> list[str] | None:
+    """The files of one input pipeline (worker), or None when there are fewer
+    files than pipelines (the caller then shards the batches instead)."""
+    if num_pipelines <= 1:
+        return list(files)
+    if len(files) < num_pipelines:
+        return None
+    return list(files[pipeline_id::num_pipelines])
+
+
+def broadcast_from_chief(strategy: tf.distribute.Strategy, variables: Sequence) -> None:
+    """Gives every replica the chief's (replica 0's) values of ``variables``.
+
+    Used after the chief alone restored a checkpoint. A sum of the chief's
+    values and zeros from the other replicas is exact. Collective: every
+    worker must call it.
+    """
+    variables = list(variables)
+    if not variables:
+        return
+
+    def replica_fn():
+        context = tf.distribute.get_replica_context()
+        keep = tf.cast(tf.equal(context.replica_id_in_sync_group, 0), tf.float32)
+        values = [tf.convert_to_tensor(v) for v in variables]
+        masked = [v * tf.cast(keep, v.dtype) for v in values]
+        summed = context.all_reduce(tf.distribute.ReduceOp.SUM, masked)
+        for var, value in zip(variables, summed):
+            var.assign(value)
+
+    tf.function(lambda: strategy.run(replica_fn))()
+
+
+def broadcast_scalar(strategy: tf.distribute.Strategy, value: int) -> int:
+    """The chief's ``value`` (an integer below 2**53) on every worker."""
+
+    def replica_fn():
+        context = tf.distribute.get_replica_context()
+        keep = tf.cast(tf.equal(context.replica_id_in_sync_group, 0), tf.float64)
+        return context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                  tf.constant(float(value), tf.float64) * keep)
+
+    result = tf.function(lambda: strategy.run(replica_fn))()
+    return int(strategy.experimental_local_results(result)[0].numpy())
