@@ -369,7 +369,7 @@ def dynamic_rnn(cells, inputs, sequence_length):
 
 def reverse_sequence(x, lengths):
     out = x.copy()
-    for b, n in enumerate(lengths):
+    for b, n in enumerate(np.minimum(lengths, x.shape[1])):
         out[b, :n] = x[b, :n][::-1]
     return out
 
@@ -454,6 +454,8 @@ FRAME_CASES = {
     "lstm_backward_one_layer": dict(model="LstmModel", lstm_backward=True, lstm_layers=1),
     "lstm_random_sequence": dict(model="LstmModel", lstm_random_sequence=True),
     "gru": dict(model="GruModel", video_level_classifier_model="LogisticModel"),
+    # The original's reverse_sequence rejects num_frames > iterations (the 12-frame
+    # video): the port clips the length to the sampled frames, as dynamic_rnn does.
     "gru_backward_random_sequence": dict(model="GruModel", gru_backward=True,
                                          gru_random_sequence=True, gru_layers=3),
     # Classifier options under a frame-level model.
@@ -527,6 +529,11 @@ VIDEO_CASES = {
     "moe_input_gating_remove_diag": dict(model="MoeModel", moe_prob_gating=True,
                                          moe_prob_gating_input="input",
                                          gating_remove_diag=True),
+    # The original takes the low-rank branch for any value but -1: rank 0 gives zero gates.
+    "moe_rank_zero_gating": dict(model="MoeModel", moe_low_rank_gating=0),
+    # ... and gates on the input for any moe_prob_gating_input but "prob".
+    "moe_other_gating_input_means_input": dict(model="MoeModel", moe_prob_gating=True,
+                                               moe_prob_gating_input="features"),
     "logistic": dict(model="LogisticModel"),
 }
 
@@ -545,6 +552,12 @@ def test_video_level_model_matches_original_graph(case):
 
     w = check_against_reference(config, raw, np.ones(4, np.int32), reference)
     assert set(w) == w.read
+
+
+def test_moe_rejects_a_negative_rank_other_than_minus_one():
+    config = ModelConfig(model="MoeModel", num_classes=CLASSES, moe_low_rank_gating=-2)
+    with pytest.raises(ValueError, match="low_rank_gating"):
+        create_model(config)
 
 
 def test_batch_norm_eval_equals_slim_with_moving_statistics():

@@ -196,3 +196,38 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(trained_dir, tmp_path):
                         "--batch_size=8", "--max_steps=10", *VIDEO_FLAGS, check=False)
     assert "NaN or Inf" in _error_line(result)
     assert checkpoint.checkpoint_steps(str(train_dir)) == before
+
+
+def test_truncated_file_is_named_and_skippable(trained_dir, video_data, tmp_path):
+    source = sorted(tf.io.gfile.glob(video_data["test"]))[0]
+    data = open(source, "rb").read()
+    truncated = tmp_path / "truncated.tfrecord"
+    truncated.write_bytes(data[: len(data) // 2 + 100])  # cut inside a record
+    output = tmp_path / "out.csv"
+    args = [f"--train_dir={trained_dir}", f"--input_data_pattern={truncated}",
+            f"--output_file={output}", "--batch_size=64"]
+    result = run_script("inference.py", *args, check=False)
+    assert str(truncated) in _error_line(result)
+    assert not output.exists()
+    skipped = run_script("inference.py", *args, "--skip_bad_records=True")
+    assert "corrupt_records=1" in skipped.stderr
+    assert 0 < len(read_submission(output)) < 200
+
+
+def test_video_level_records_given_to_a_frame_level_model(video_data, tmp_path):
+    result = run_script("train.py", f"--train_dir={tmp_path / 't'}",
+                        f"--train_data_pattern={video_data['train']}", "--model=NetVLADModelLF",
+                        "--frame_features=True", "--feature_names=rgb,audio",
+                        "--feature_sizes=1024,128", f"--num_classes={NUM_CLASSES}",
+                        "--max_steps=2", check=False)
+    line = _error_line(result)
+    assert "--frame_features" in line and "train0000.tfrecord" in line
+
+
+def test_label_out_of_range_names_the_flag(video_data, tmp_path):
+    result = run_script("train.py", f"--train_dir={tmp_path / 't'}",
+                        f"--train_data_pattern={video_data['train']}", "--model=MoeModel",
+                        "--feature_names=mean_rgb,mean_audio", "--feature_sizes=1024,128",
+                        "--num_classes=3", "--max_steps=2", check=False)
+    line = _error_line(result)
+    assert "--num_classes" in line and "tfrecord" in line

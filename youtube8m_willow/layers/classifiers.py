@@ -49,7 +49,8 @@ class MixtureOfExperts(keras.layers.Layer):
     then ``gates2``; as in the original, 0 is a rank-0 product whose gates are
     all zero), and Context Gating of the output probabilities
     (``prob_gating``), computed from the probabilities (``"prob"``) or from
-    the classifier input (``"input"``).
+    the classifier input (``"input"``; as in the original, any value other
+    than ``"prob"`` gates on the input).
 
     Input ``[B, F]``; output probabilities ``[B, num_classes]``.
     TF1 names: ``gates/weights`` (or ``gates1/weights``, ``gates2/weights``),
@@ -61,8 +62,6 @@ class MixtureOfExperts(keras.layers.Layer):
                  low_rank_gating: int = -1, prob_gating: bool = False,
                  prob_gating_input: str = "prob", remove_diag: bool = False, **kwargs):
         super().__init__(**kwargs)
-        if prob_gating_input not in ("prob", "input"):
-            raise ValueError(f"prob_gating_input must be 'prob' or 'input', got {prob_gating_input!r}")
         if int(low_rank_gating) < -1:
             raise ValueError(f"low_rank_gating must be -1 (full-rank gates) or a rank >= 0, "
                              f"got {low_rank_gating}")
@@ -92,7 +91,7 @@ class MixtureOfExperts(keras.layers.Layer):
             shape = dense.compute_output_shape(shape)
         self.experts.build(input_shape)
         if self.output_gating is not None:
-            context = input_shape if self.prob_gating_input == "input" else None
+            context = None if self.prob_gating_input == "prob" else input_shape
             self.output_gating.build((None, self.num_classes), context)
 
     def call(self, inputs, training=None):
@@ -104,7 +103,7 @@ class MixtureOfExperts(keras.layers.Layer):
         probabilities = tf.reduce_sum(gates[:, :self.num_mixtures] * experts, axis=1)
         probabilities = tf.reshape(probabilities, [-1, self.num_classes])
         if self.output_gating is not None:
-            context = inputs if self.prob_gating_input == "input" else None
+            context = None if self.prob_gating_input == "prob" else inputs
             probabilities = self.output_gating(probabilities, context=context, training=training)
         return probabilities
 
