@@ -18,6 +18,7 @@ yt_flags.define_train_flags()
 def main(argv):
     del argv
     cli.setup_logging()
+    from youtube8m_willow.training import distribute
     from youtube8m_willow.training.trainer import TrainConfig, prepare_train_dir, train
 
     def run():
@@ -36,12 +37,15 @@ def main(argv):
             start_new_model=FLAGS.start_new_model,
             save_checkpoint_secs=FLAGS.save_checkpoint_secs,
             keep_checkpoints=FLAGS.keep_checkpoints, skip_bad_records=FLAGS.skip_bad_records,
-            drop_out_of_range_labels=FLAGS.drop_out_of_range_labels, seed=FLAGS.seed)
+            drop_out_of_range_labels=FLAGS.drop_out_of_range_labels, seed=FLAGS.seed,
+            shuffle=FLAGS.shuffle, xla=FLAGS.xla, precision=FLAGS.precision)
         yt_flags.validate_train_config(config)
-        # Clear the train_dir (start_new_model) before recording the flags in it.
-        prepare_train_dir(config)
-        yt_flags.save_model_flags(config.train_dir, model_config)
-        return train(dataclasses.replace(config, start_new_model=False), model_config)
+        strategy = distribute.select_strategy()  # first: it sets up the collective ops
+        if distribute.strategy_is_chief(strategy):  # the other workers write nothing
+            # Clear the train_dir (start_new_model) before recording the flags in it.
+            prepare_train_dir(config)
+            yt_flags.save_model_flags(config.train_dir, model_config)
+        return train(dataclasses.replace(config, start_new_model=False), model_config, strategy)
 
     cli.run_guarded(run)
 

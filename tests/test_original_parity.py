@@ -411,8 +411,9 @@ FRAME_CASES = {
     "netvlad": dict(model="NetVLADModelLF"),
     "netvlad_gating_remove_diag": dict(model="NetVLADModelLF", gating=True,
                                        gating_remove_diag=True),
-    "netvlad_norelu_gating_logistic": dict(model="NetVLADModelLF", netvlad_relu=False,
-                                           gating=True, video_level_classifier_model="LogisticModel"),
+    "netvlad_norelu_gating_logistic": dict(
+        model="NetVLADModelLF", netvlad_relu=False, gating=True,
+        video_level_classifier_model="LogisticModel"),
     "netvlad_no_bn_gating": dict(model="NetVLADModelLF", netvlad_add_batch_norm=False,
                                  gating=True, gating_remove_diag=True),
     "netrvlad": dict(model="NetVLADModelLF", lightvlad=True, gating=True),
@@ -573,4 +574,5 @@ def test_batch_norm_eval_equals_slim_with_moving_statistics():
     expected = batch_norm(x.astype(np.float64), w, "bn")
     np.testing.assert_allclose(layer(x, training=False).numpy(), expected, atol=1e-6)
     # Inference never moves the statistics.
-    np.testing.assert_array_equal(layer.moving_mean.numpy(), values["moving_mean"].astype(np.float32))
+    np.testing.assert_array_equal(layer.moving_mean.numpy(),
+                                  values["moving_mean"].astype(np.float32))

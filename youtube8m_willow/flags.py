@@ -90,6 +90,14 @@ def _define_training_flags() -> None:
     _define_once(flags.DEFINE_integer, "save_checkpoint_secs", 600, "Seconds between periodic checkpoints.")
     _define_once(flags.DEFINE_integer, "keep_checkpoints", 5, "Newest checkpoints kept in train_dir.")
     _define_once(flags.DEFINE_integer, "seed", None, "Random seed (weights, shuffling, sampling).")
+    _define_once(flags.DEFINE_bool, "shuffle", True,
+                 "Shuffle files and examples; False reads them in order (deterministic batches).")
+    _define_once(flags.DEFINE_bool, "xla", False,
+                 "Compile the training step with XLA (numerics may differ slightly).")
+    if "precision" not in flags.FLAGS:
+        flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16", "float16"],
+                          "Compute precision of training: float32, or mixed bfloat16/float16 "
+                          "(float32 weights; float16 with dynamic loss scaling).")
 
 
 def define_train_flags() -> None:

@@ -24,6 +24,7 @@ arrays of (video, class, score) and merged into one sorted array of
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import warnings
 from collections.abc import Sequence
@@ -40,6 +41,7 @@ _CLASS_BITS = 32                   # key = video << 32 | class
 _CLASS_MASK = (1 << _CLASS_BITS) - 1
 _MAX_CLASS = 2 ** 31 - 1
 _WRITE_CHUNK = 10_000              # videos formatted per write
+_CHUNK_LINES = 20_000              # lines parsed at once
 
 
 class SubmissionFormatError(ValueError):
@@ -73,6 +75,9 @@ class Submission:
 def read_submission(path: str) -> Submission:
     """Parses a submission CSV, reading every pair of every line.
 
+    The file is parsed in chunks of lines, so the text and its temporaries
+    never all live in memory at once; only the flat arrays are kept.
+
     Raises:
         FileNotFoundError: no such file.
         SubmissionFormatError: bad header or a malformed line (one line naming
@@ -80,11 +85,35 @@ def read_submission(path: str) -> Submission:
     """
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"{path}: no such submission file")
+    chunks = []
     with tf.io.gfile.GFile(path) as handle:
-        lines = handle.read().splitlines()
-    _check_header(path, lines)
-    body = pd.Series(lines[1:], dtype=object)
-    line_numbers = np.arange(2, len(lines) + 1)
+        _check_header(path, handle.readline())
+        first_line = 2
+        while lines := list(itertools.islice(handle, _CHUNK_LINES)):
+            chunks.append(_parse_chunk(path, lines, first_line))
+            first_line += len(lines)
+    return _concatenate(path, chunks)
+
+
+def _check_header(path: str, header: str) -> None:
+    # Case-insensitive, so WILLOW's own "VideoID" outputs can be re-averaged.
+    if header.strip().lower() != HEADER.lower():
+        found = repr(header.strip()[:60]) if header else "an empty file"
+        raise SubmissionFormatError(f"{path}:1: expected header {HEADER!r}, found {found}")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Chunk:
+    video_ids: np.ndarray     # [V] object
+    line_numbers: np.ndarray  # [V] int64, line of each video in the file
+    rows: np.ndarray          # [P] int64, index into this chunk's videos
+    classes: np.ndarray       # [P] int64
+    scores: np.ndarray        # [P] float64
+
+
+def _parse_chunk(path: str, lines: list[str], first_line: int) -> _Chunk:
+    body = pd.Series(lines, dtype=object).str.rstrip("\r\n")
+    line_numbers = np.arange(first_line, first_line + len(lines))
     keep = (body.str.strip() != "").to_numpy()
     body, line_numbers = body[keep], line_numbers[keep]
     parts = body.str.partition(",")
@@ -92,15 +121,25 @@ def read_submission(path: str) -> Submission:
     pair_text = parts[2].tolist()
     rows, values = _parse_pairs(path, pair_text, line_numbers)
     classes, scores = _check_pairs(path, rows, values, line_numbers)
-    return Submission(video_ids=parts[0].to_numpy(dtype=object), rows=rows,
-                      classes=classes, scores=scores)
+    return _Chunk(parts[0].to_numpy(dtype=object), line_numbers, rows, classes, scores)
 
 
-def _check_header(path: str, lines: list[str]) -> None:
-    # Case-insensitive, so WILLOW's own "VideoID" outputs can be re-averaged.
-    if not lines or lines[0].strip().lower() != HEADER.lower():
-        found = repr(lines[0][:60]) if lines else "an empty file"
-        raise SubmissionFormatError(f"{path}:1: expected header {HEADER!r}, found {found}")
+def _concatenate(path: str, chunks: list[_Chunk]) -> Submission:
+    """One Submission from its chunks; a video may appear only once per file."""
+    if not chunks:
+        empty = np.zeros(0, np.int64)
+        return Submission(np.zeros(0, object), empty, empty, np.zeros(0, np.float64))
+    video_ids = np.concatenate([chunk.video_ids for chunk in chunks])
+    duplicated = pd.Index(video_ids).duplicated()
+    if duplicated.any():
+        index = int(np.argmax(duplicated))
+        line_numbers = np.concatenate([chunk.line_numbers for chunk in chunks])
+        _fail(path, line_numbers[index], f"video {video_ids[index]!r} appears twice")
+    offsets = np.cumsum([0] + [chunk.video_ids.size for chunk in chunks[:-1]])
+    rows = np.concatenate([chunk.rows + offset for chunk, offset in zip(chunks, offsets)])
+    return Submission(video_ids=video_ids, rows=rows,
+                      classes=np.concatenate([chunk.classes for chunk in chunks]),
+                      scores=np.concatenate([chunk.scores for chunk in chunks]))
 
 
 def _fail(path: str, line: int, reason: str) -> None:
@@ -112,10 +151,6 @@ def _check_ids(path: str, ids: pd.Series, commas: pd.Series, line_numbers: np.nd
     if bad.any():
         _fail(path, line_numbers[np.argmax(bad)],
               "expected '<video id>,<label> <confidence> ...'")
-    duplicated = ids.duplicated().to_numpy()
-    if duplicated.any():
-        index = np.argmax(duplicated)
-        _fail(path, line_numbers[index], f"video {ids.iloc[index]!r} appears twice")
 
 
 def _parse_pairs(path: str, pair_text: list[str],

@@ -13,7 +13,7 @@ Batches: ``--batch_size`` is the GLOBAL batch (the learning-rate schedule is
 defined on it); each replica gets ``batch_size / num_replicas`` examples, so
 the batch size must be divisible by the number of replicas.
 
-Input sharding (``shard_input``): with several workers, each worker reads its
+Input sharding (``shard_files``, used by ``Trainer.make_dataset``): with several workers, each worker reads its
 own files (``files[worker::num_workers]``) when there are at least as many
 files as workers; otherwise every worker reads all the files and keeps every
 ``num_workers``-th per-replica batch (with a seed shared by all workers, so
@@ -107,12 +107,24 @@ def is_default_strategy(strategy: tf.distribute.Strategy) -> bool:
     return not tf.distribute.has_strategy() and strategy is tf.distribute.get_strategy()
 
 
-def num_workers(strategy: tf.distribute.Strategy) -> int:
+def _cluster_of(strategy: tf.distribute.Strategy) -> dict:
+    """The strategy's cluster as a TF_CONFIG-like dict ({} without cluster)."""
     resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.cluster_spec().as_dict():
-        return 1
-    spec = resolver.cluster_spec().as_dict()
-    return sum(len(spec.get(task, [])) for task in _TRAINING_TASKS)
+    spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    if not spec:
+        return {}
+    return {"cluster": spec, "task": {"type": resolver.task_type, "index": resolver.task_id}}
+
+
+def num_workers(strategy: tf.distribute.Strategy) -> int:
+    """Training processes (chief and workers) taking part in the strategy."""
+    spec = _cluster_of(strategy).get("cluster", {})
+    return max(1, sum(len(spec.get(task, [])) for task in _TRAINING_TASKS))
+
+
+def strategy_is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process is the chief of the strategy's cluster."""
+    return is_chief(_cluster_of(strategy))
 
 
 def per_replica_batch_size(global_batch_size: int, num_replicas: int) -> int:
@@ -169,3 +181,50 @@ def broadcast_scalar(strategy: tf.distribute.Strategy, value: int) -> int:
 
     result = tf.function(lambda: strategy.run(replica_fn))()
     return int(strategy.experimental_local_results(result)[0].numpy())
+
+
+# ------------------------------------------- batch metrics over the replicas
+
+def metric_parts(predictions: tf.Tensor, labels: tf.Tensor, rows: int,
+                 top_k: int = 20) -> dict[str, tf.Tensor]:
+    """One replica's share of the batch metrics (``training.batch_metrics``).
+
+    Hit@1 and PERR are means over videos, so each replica contributes sums;
+    GAP ranks the top-k predictions of the whole batch, so each replica
+    contributes its top-k scores and their labels, padded to ``rows`` rows
+    with scores of -1 (below every probability) and no labels.
+    """
+    from youtube8m_willow.training import batch_metrics
+
+    labels = tf.cast(labels, tf.float32)
+    size = tf.cast(tf.shape(labels)[0], tf.float32)
+    k = min(top_k, predictions.shape[1])
+    values, indices = tf.math.top_k(predictions, k=k)
+    kept = tf.gather(labels, indices, axis=1, batch_dims=1)
+    padding = [[0, rows - tf.shape(values)[0]], [0, 0]]
+    return {"hit_at_one": batch_metrics.hit_at_one(predictions, labels) * size,
+            "perr": batch_metrics.precision_at_equal_recall_rate(predictions, labels) * size,
+            "positives": tf.reduce_sum(labels),
+            "top_values": tf.pad(values, padding, constant_values=-1.0),
+            "top_labels": tf.pad(kept, padding)}
+
+
+def empty_metric_parts(rows: int, top_k: int) -> dict[str, tf.Tensor]:
+    """The share of a replica that got no examples."""
+    zero = tf.constant(0.0)
+    return {"hit_at_one": zero, "perr": zero, "positives": zero,
+            "top_values": tf.fill([rows, top_k], -1.0), "top_labels": tf.zeros([rows, top_k])}
+
+
+def reduce_metric_parts(context: tf.distribute.ReplicaContext, parts: dict,
+                        global_size: tf.Tensor) -> dict[str, tf.Tensor]:
+    """Hit@1, PERR and GAP of the global batch from every replica's parts
+    (collective). GAP ties rank in batch order, as in one process."""
+    sums = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                              [parts["hit_at_one"], parts["perr"], parts["positives"]])
+    values, labels = context.all_gather([parts["top_values"], parts["top_labels"]], axis=0)
+    order = tf.argsort(tf.reshape(values, [-1]), direction="DESCENDING", stable=True)
+    ranked = tf.gather(tf.reshape(labels, [-1]), order)
+    precision = tf.cumsum(ranked) / tf.cast(tf.range(1, tf.size(ranked) + 1), tf.float32)
+    return {"hit_at_one": sums[0] / global_size, "perr": sums[1] / global_size,
+            "gap": tf.math.divide_no_nan(tf.reduce_sum(precision * ranked), sums[2])}

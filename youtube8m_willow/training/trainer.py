@@ -2,39 +2,64 @@
 
 One step = forward in training mode (batch norm on batch statistics, moving
 statistics updated), label loss + regularization_penalty * slim L2 losses,
-per-tensor clipped gradients, one optimizer update. Checkpoints (TF1 format,
-see ``youtube8m_willow.checkpoint``) are written every
-``save_checkpoint_secs``, at every export, on SIGTERM/SIGINT and when
-training ends however it ends (the original lost its final model when it
-stopped on num_epochs).
+per-tensor clipped gradients, one optimizer update (Adam: TF1's fused
+kernel, see ``training.updates``). Checkpoints (TF1 format, see
+``youtube8m_willow.checkpoint``) are written every ``save_checkpoint_secs``,
+at every export, on SIGTERM/SIGINT and when training ends however it ends
+(the original lost its final model when it stopped on num_epochs).
+
+Distribution (``training.distribute``): under a multi-replica strategy each
+replica runs the step on ``batch_size / num_replicas`` examples. Its loss is
+``label_loss * local_size / global_size + regularization / num_replicas``, so
+the summed gradients are the gradient of the global batch's loss; they are
+summed across replicas first, then clipped tensor by tensor and applied on
+every replica, as one process would. Batch norm normalizes with each
+replica's own batch statistics (exact with one replica); the moving
+statistics are averaged over the replicas after every step, so all copies
+stay equal. A replica left without examples at the end of the data takes
+part in the collectives with zero gradients. Signals stop every worker at
+the same step; only the chief writes checkpoints, exports and summaries.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
-import os
+import random
 import signal
 import time
 
+import keras
 import tensorflow as tf
 
 from youtube8m_willow import checkpoint
 from youtube8m_willow.config import ModelConfig
-from youtube8m_willow.data.readers import ReaderConfig, make_dataset
+from youtube8m_willow.data.readers import ReaderConfig, list_files, make_dataset
 from youtube8m_willow.losses import create_loss
 from youtube8m_willow.models.registry import create_model
+from youtube8m_willow.training import distribute, updates
 from youtube8m_willow.training.batch_metrics import batch_metrics
 from youtube8m_willow.training.export import export_model
 from youtube8m_willow.training.optimizers import StaircaseExampleDecay, create_optimizer
 
 log = logging.getLogger("youtube8m_willow")
 
+# --precision: the Keras dtype policy of the model (variables stay float32).
+PRECISIONS = {"float32": None, "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+TOP_K = 20  # predictions per video ranked by the batch GAP
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """The train.py flags that are not model flags."""
+    """The train.py flags that are not model flags.
+
+    ``shuffle=False`` reads the files in order, every epoch the same
+    (deterministic batches); ``xla`` compiles the step with XLA (numerics may
+    differ slightly); ``precision`` is float32, bfloat16 or float16 (mixed
+    precision: float32 variables and probabilities, float16 with loss scaling).
+    """
 
     train_dir: str
     train_data_pattern: str
@@ -57,13 +82,21 @@ class TrainConfig:
     skip_bad_records: bool = False
     drop_out_of_range_labels: bool = False
     seed: int | None = None
+    shuffle: bool = True
+    xla: bool = False
+    precision: str = "float32"
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown --precision={self.precision!r}; valid: "
+                             f"{', '.join(PRECISIONS)}")
 
 
 @dataclasses.dataclass
 class TrainResult:
     global_step: int
     last_loss: float
-    checkpoint_path: str
+    checkpoint_path: str  # "" on a worker that is not the chief
     stopped_by: str  # "max_steps" | "end_of_data" | "signal" | "nan"
 
 
@@ -110,57 +143,139 @@ def prepare_train_dir(config: TrainConfig) -> None:
     tf.io.gfile.makedirs(config.train_dir)
 
 
-class Trainer:
-    """Holds the model, optimizer and compiled step of one training run."""
+@contextlib.contextmanager
+def _dtype_policy(name: str | None):
+    """Builds layers under a Keras dtype policy (None: leave it unchanged)."""
+    if name is None:
+        yield
+        return
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
-    def __init__(self, config: TrainConfig, model_config: ModelConfig):
+
+class Trainer:
+    """Holds the model, optimizer and compiled step of one training run.
+
+    Args:
+        config: the training flags.
+        model_config: the model flags.
+        strategy: a ``tf.distribute`` strategy; default: ``distribute.select_strategy()``.
+    """
+
+    def __init__(self, config: TrainConfig, model_config: ModelConfig,
+                 strategy: tf.distribute.Strategy | None = None):
         self.config = config
         self.model_config = model_config
+        self.strategy = strategy or distribute.select_strategy()
+        self.distributed = not distribute.is_default_strategy(self.strategy)
+        self.num_replicas = self.strategy.num_replicas_in_sync
+        self.replica_batch_size = distribute.per_replica_batch_size(config.batch_size,
+                                                                    self.num_replicas)
+        self.num_workers = distribute.num_workers(self.strategy)
+        self.is_chief = distribute.strategy_is_chief(self.strategy)
         if config.seed is not None:
             tf.keras.utils.set_random_seed(config.seed)
-        self.model = create_model(model_config).build_for_config()
-        schedule = StaircaseExampleDecay(config.base_learning_rate, config.learning_rate_decay,
-                                         config.learning_rate_decay_examples, config.batch_size)
-        self.optimizer = create_optimizer(config.optimizer, schedule, config.clip_gradient_norm)
-        self.optimizer.build(self.model.trainable_variables)
+        with self.strategy.scope():
+            with _dtype_policy(PRECISIONS[config.precision]):
+                self.model = create_model(model_config).build_for_config()
+            schedule = StaircaseExampleDecay(config.base_learning_rate, config.learning_rate_decay,
+                                             config.learning_rate_decay_examples,
+                                             config.batch_size)
+            # Clipping is done by the step, on the gradient summed over replicas.
+            self.optimizer = create_optimizer(config.optimizer, schedule, 0.0)
+            self.optimizer.build(self.model.trainable_variables)
+            self.loss_scale = (updates.DynamicLossScale() if config.precision == "float16"
+                               else None)
+        self.fused_adam = updates.supports_fused_adam(self.optimizer)
+        if self.distributed and self.loss_scale is not None and not self.fused_adam:
+            raise ValueError("--precision=float16 with several replicas needs "
+                             "--optimizer=AdamOptimizer")
         self.loss_fn = create_loss(config.label_loss, config.alpha)
         self.global_step = 0
-        self._step_fn = tf.function(self._train_step, reduce_retracing=True)
+        self._moving_statistics = [v for v in self.model.tf1_weights().values()
+                                   if not v.trainable]
+        self._forward_backward_fn = (tf.function(self._forward_backward, jit_compile=True)
+                                     if config.xla else self._forward_backward)
+        step = self._distributed_step if self.distributed else self._single_step
+        self._step_fn = tf.function(step, reduce_retracing=True)
+
+    # ------------------------------------------------------------ state
 
     def restore_latest(self) -> str | None:
-        path = checkpoint.latest_checkpoint(self.config.train_dir)
+        """Restores the latest checkpoint of train_dir (the chief reads it;
+        with several workers, the others receive its state)."""
+        path = checkpoint.latest_checkpoint(self.config.train_dir) if self.is_chief else None
         if path is not None:
             self.global_step = checkpoint.restore(path, self.model, self.optimizer)
             log.info("restored %s at global step %d", path, self.global_step)
+        if self.num_workers > 1:
+            state = self.model.weights + self.optimizer.variables
+            distribute.broadcast_from_chief(self.strategy, state)
+            self.global_step = distribute.broadcast_scalar(self.strategy, self.global_step)
         return path
-
-    def _train_step(self, batch):
-        with tf.GradientTape() as tape:
-            predictions = self.model(batch, training=True)
-            label_loss = self.loss_fn(predictions, batch["labels"])
-            total_loss = (label_loss + self.config.regularization_penalty
-                          * self.model.regularization_loss())
-        variables = self.model.trainable_variables
-        gradients = tape.gradient(total_loss, variables)
-        # A non-finite loss stops the run before anything is saved, so the
-        # update below never reaches a checkpoint.
-        self.optimizer.apply(gradients, variables)
-        metrics = batch_metrics(predictions, batch["labels"])
-        metrics["loss"] = label_loss
-        metrics["total_loss"] = total_loss
-        return metrics
 
     def learning_rate(self) -> float:
         return float(self.optimizer.learning_rate.numpy()) if hasattr(
             self.optimizer.learning_rate, "numpy") else float(self.optimizer.learning_rate)
 
     def save(self) -> str:
+        """Writes a checkpoint (the chief only; returns "" elsewhere)."""
+        if not self.is_chief:
+            return ""
         tensors = checkpoint.training_state(self.model, self.optimizer, self.global_step)
         return checkpoint.save(self.config.train_dir, tensors, self.global_step,
                                keep=self.config.keep_checkpoints)
 
-    def step(self, batch) -> dict:
-        metrics = self._step_fn(batch)
+    # ------------------------------------------------------------ input
+
+    def make_dataset(self):
+        """The training batches: a tf.data.Dataset of global batches, or
+        under a multi-replica strategy a distributed dataset of per-replica
+        batches (input sharding: see ``training.distribute``)."""
+        config = self.config
+        reader = reader_config(self.model_config, config.skip_bad_records,
+                               config.drop_out_of_range_labels)
+        options = dict(training=config.shuffle, num_readers=config.num_readers,
+                       num_epochs=config.num_epochs if config.num_epochs and config.num_epochs > 0
+                       else None)
+        if not self.distributed:
+            return make_dataset(config.train_data_pattern, reader, config.batch_size,
+                                seed=config.seed, **options)
+        files = list_files(config.train_data_pattern)
+        seed = config.seed
+        if seed is None and config.shuffle and len(files) < self.num_workers:
+            # Workers sharding one shuffled stream must shuffle it alike.
+            seed = distribute.broadcast_scalar(self.strategy, random.randrange(2 ** 31))
+
+        def dataset_fn(context: tf.distribute.InputContext):
+            batch_size = context.get_per_replica_batch_size(config.batch_size)
+            shard = distribute.shard_files(files, context.num_input_pipelines,
+                                           context.input_pipeline_id)
+            dataset = make_dataset(shard or files, reader, batch_size, seed=seed, **options)
+            if shard is None:
+                dataset = dataset.shard(context.num_input_pipelines, context.input_pipeline_id)
+            return dataset
+
+        return self.strategy.distribute_datasets_from_function(dataset_fn)
+
+    # ------------------------------------------------------------ steps
+
+    def step(self, batch, stop: bool = False) -> dict:
+        """One training step on a batch (per-replica batches when distributed).
+
+        ``stop`` tells the other workers that this one wants to stop. Returns
+        the metrics of the global batch as floats: loss, total_loss,
+        hit_at_one, perr, gap, examples, and (distributed) stop, whether a
+        worker asked to stop.
+        """
+        if self.distributed:
+            metrics = self._step_fn(batch, tf.constant(stop))
+        else:
+            metrics = self._step_fn(batch)
         metrics = {k: float(v) for k, v in metrics.items()}
         if not math.isfinite(metrics["total_loss"]):
             raise NonFiniteLossError(
@@ -169,23 +284,126 @@ class Trainer:
         self.global_step += 1
         return metrics
 
+    def _forward_backward(self, batch, label_weight=None, regularization_weight=None):
+        """Predictions, label loss, regularization and the gradients of
+        ``label_weight * label_loss + regularization_weight * regularization``
+        (weights None: 1), times the loss scale under float16."""
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            predictions = tf.cast(self.model(batch, training=True), tf.float32)
+            label_loss = self.loss_fn(predictions, batch["labels"])
+            regularization = (self.config.regularization_penalty
+                              * self.model.regularization_loss())
+            objective = (label_loss if label_weight is None else label_loss * label_weight) + (
+                regularization if regularization_weight is None
+                else regularization * regularization_weight)
+            if self.loss_scale is not None:
+                objective = self.loss_scale.scaled(objective)
+        gradients = tape.gradient(objective, variables)
+        return predictions, label_loss, regularization, gradients
 
-def train(config: TrainConfig, model_config: ModelConfig) -> TrainResult:
+    def _apply(self, gradients) -> None:
+        """Unscales (float16), clips each tensor and updates the weights."""
+        variables = self.model.trainable_variables
+        if self.loss_scale is None:
+            self._update(updates.clip_each(gradients, self.config.clip_gradient_norm), variables)
+            return
+        gradients, finite = self.loss_scale.unscaled(gradients)
+        clipped = updates.clip_each(gradients, self.config.clip_gradient_norm)
+
+        def update():
+            self._update(clipped, variables)
+            return tf.constant(True)
+
+        tf.cond(finite, update, lambda: tf.constant(False))  # an overflow skips the step
+        self.loss_scale.update(finite)
+
+    def _update(self, gradients, variables) -> None:
+        if self.fused_adam:
+            updates.apply_adam(self.optimizer, gradients, variables)
+        elif self.distributed:
+            # Keras sums the gradients over the replicas again: give it shares.
+            share = 1.0 / self.num_replicas
+            self.optimizer.apply([g * share for g in gradients], variables)
+        else:
+            self.optimizer.apply(gradients, variables)
+
+    def _single_step(self, batch):
+        predictions, label_loss, regularization, gradients = self._forward_backward_fn(batch)
+        self._apply(gradients)
+        metrics = batch_metrics(predictions, batch["labels"], TOP_K)
+        metrics["loss"] = label_loss
+        metrics["total_loss"] = label_loss + regularization
+        metrics["examples"] = tf.shape(batch["labels"])[0]
+        return metrics
+
+    def _distributed_step(self, batch, stop):
+        metrics = self.strategy.run(self._replica_step, args=(batch, stop))
+        return {name: self.strategy.experimental_local_results(value)[0]
+                for name, value in metrics.items()}
+
+    def _replica_step(self, batch, stop):
+        context = tf.distribute.get_replica_context()
+        sum_ = tf.distribute.ReduceOp.SUM
+        local_size = tf.shape(batch["labels"])[0]
+        global_size, stops = context.all_reduce(
+            sum_, [tf.cast(local_size, tf.float32), tf.cast(stop, tf.float32)])
+        weight = tf.cast(local_size, tf.float32) / global_size
+        top_k = min(TOP_K, self.model_config.num_classes)
+        rows = self.replica_batch_size
+
+        def compute():
+            predictions, label_loss, regularization, gradients = self._forward_backward_fn(
+                batch, weight, 1.0 / self.num_replicas)
+            parts = distribute.metric_parts(predictions, batch["labels"], rows, top_k)
+            return gradients, label_loss * weight, regularization, parts
+
+        def skip():
+            gradients = [tf.zeros(v.shape, tf.float32) for v in self.model.trainable_variables]
+            regularization = (self.config.regularization_penalty
+                              * self.model.regularization_loss())
+            return gradients, tf.constant(0.0), regularization, distribute.empty_metric_parts(
+                rows, top_k)
+
+        has_data = local_size > 0
+        gradients, loss, regularization, parts = tf.cond(has_data, compute, skip)
+        gradients = context.all_reduce(sum_, gradients)
+        self._average_moving_statistics(context, has_data)
+        self._apply(gradients)
+        metrics = distribute.reduce_metric_parts(context, parts, global_size)
+        metrics["loss"] = context.all_reduce(sum_, loss)
+        metrics["total_loss"] = metrics["loss"] + regularization
+        metrics["examples"] = global_size
+        metrics["stop"] = stops > 0
+        return metrics
+
+    def _average_moving_statistics(self, context, has_data) -> None:
+        """Sets every replica's batch-norm moving statistics to their mean over
+        the replicas that had examples."""
+        if not self._moving_statistics:
+            return
+        weight = tf.cast(has_data, tf.float32)
+        totals = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                    [v.value * weight for v in self._moving_statistics] + [weight])
+        for variable, total in zip(self._moving_statistics, totals[:-1]):
+            variable.assign(total / totals[-1])
+
+
+def train(config: TrainConfig, model_config: ModelConfig,
+          strategy: tf.distribute.Strategy | None = None) -> TrainResult:
     """Runs training until max_steps, the end of num_epochs, a signal or NaN."""
-    prepare_train_dir(config)
-    trainer = Trainer(config, model_config)
+    strategy = strategy or distribute.select_strategy()  # before any other TF work
+    if distribute.strategy_is_chief(strategy):
+        prepare_train_dir(config)
+    trainer = Trainer(config, model_config, strategy)
     trainer.restore_latest()
     if config.max_steps is not None and trainer.global_step >= config.max_steps:
         log.info("global step %d already reached --max_steps=%d", trainer.global_step,
                  config.max_steps)
         return TrainResult(trainer.global_step, float("nan"), trainer.save(), "max_steps")
-    dataset = make_dataset(
-        config.train_data_pattern,
-        reader_config(model_config, config.skip_bad_records, config.drop_out_of_range_labels),
-        config.batch_size, training=True,
-        num_epochs=config.num_epochs if config.num_epochs and config.num_epochs > 0 else None,
-        num_readers=config.num_readers, seed=config.seed)
-    writer = tf.summary.create_file_writer(config.train_dir)
+    dataset = trainer.make_dataset()
+    writer = (tf.summary.create_file_writer(config.train_dir) if trainer.is_chief
+              else tf.summary.create_noop_writer())
     stopped_by, last_loss = "end_of_data", float("nan")
     last_save = time.monotonic()
     with _StopRequest() as stop, writer.as_default():
@@ -193,25 +411,26 @@ def train(config: TrainConfig, model_config: ModelConfig) -> TrainResult:
             start = time.monotonic()
             learning_rate = trainer.learning_rate()
             try:
-                metrics = trainer.step(batch)
+                metrics = trainer.step(batch, stop=bool(stop.signal_name))
             except NonFiniteLossError:
                 log.error("non-finite loss at global step %d; stopping", trainer.global_step + 1)
                 stopped_by = "nan"
                 break
             seconds = time.monotonic() - start
             last_loss = metrics["loss"]
-            _log_step(trainer.global_step, metrics, int(batch["labels"].shape[0]) / seconds,
-                      learning_rate)
+            _log_step(trainer.global_step, metrics, metrics["examples"] / seconds, learning_rate)
             step = trainer.global_step
             if config.export_model_steps > 0 and step % config.export_model_steps == 0:
                 trainer.save()
                 last_save = time.monotonic()
-                export_model(trainer.model, model_config, config.train_dir, step)
+                if trainer.is_chief:
+                    export_model(trainer.model, model_config, config.train_dir, step)
             elif time.monotonic() - last_save >= config.save_checkpoint_secs:
                 trainer.save()
                 last_save = time.monotonic()
-            if stop.signal_name:
-                log.info("received %s: checkpointing at global step %d", stop.signal_name, step)
+            if stop.signal_name or metrics.get("stop"):
+                log.info("received %s: checkpointing at global step %d",
+                         stop.signal_name or "a stop request from another worker", step)
                 stopped_by = "signal"
                 break
             if config.max_steps is not None and step >= config.max_steps:
@@ -219,15 +438,15 @@ def train(config: TrainConfig, model_config: ModelConfig) -> TrainResult:
                 break
     writer.flush()
     if stopped_by == "nan":
-        path = checkpoint.latest_checkpoint(config.train_dir) or ""
+        path = checkpoint.latest_checkpoint(config.train_dir) if trainer.is_chief else None
         raise NonFiniteLossError(
             f"loss became NaN or Inf at global step {trainer.global_step + 1}; "
             f"last good checkpoint: {path or 'none'}")
     path = trainer.save()
-    if stopped_by != "signal":
+    if stopped_by != "signal" and trainer.is_chief:
         export_model(trainer.model, model_config, config.train_dir, trainer.global_step)
     log.info("training stopped (%s) at global step %d; checkpoint %s", stopped_by,
-             trainer.global_step, path)
+             trainer.global_step, path or "written by the chief")
     return TrainResult(trainer.global_step, last_loss, path, stopped_by)
 
 
