@@ -45,7 +45,7 @@ def gru_step(projected, state, gates_kernel, candidate_kernel):
     The reset gate scales the state before the candidate matmul (Keras'
     ``reset_after=False``); ``h' = z * h + (1 - z) * c``.
     """
-    units = candidate_kernel.shape[0]
+    units = tf.shape(candidate_kernel)[0]
     gates_input, candidate_input = projected[..., :2 * units], projected[..., 2 * units:]
     gates = tf.sigmoid(gates_input + tf.matmul(state, gates_kernel))
     reset, update = tf.split(gates, 2, axis=-1)
@@ -65,7 +65,8 @@ def scan_states(cell_type: str, projected, lengths, recurrent_weights):
     eager call does not dispatch ops frame by frame.
     """
     step = _STEPS[cell_type]
-    units = int(recurrent_weights[0].shape[0])
+    # Dynamic: a retraced (shape-relaxed) function may not know the size.
+    units = tf.shape(recurrent_weights[0])[0]
     state_size = 2 * units if cell_type == "lstm" else units
     initial = tf.zeros([tf.shape(projected)[1], state_size], projected.dtype)
     lengths = tf.reshape(lengths, [-1, 1])
