@@ -42,7 +42,10 @@
 set -euo pipefail
 
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-path_to_features="$(cd "${1:?usage: $0 PATH_TO_FEATURES [WORK_DIR]}" && pwd)"
+path_to_features="${1:?usage: $0 PATH_TO_FEATURES [WORK_DIR]}"
+if [[ -d "${path_to_features}" ]]; then  # local folder: absolute, as we cd to WORK_DIR
+    path_to_features="$(cd "${path_to_features}" && pwd)"
+fi
 WORK_DIR="${2:-.}"
 PYTHON="${PYTHON:-python3}"
 TRAIN_FLAGS="${TRAIN_FLAGS:-}"

@@ -132,10 +132,10 @@ def define_inference_flags() -> None:
     _define_once(flags.DEFINE_bool, "run_once", False,
                  "Inert in inference.py; accepted because WILLOW's README passes it.")
     _define_once(flags.DEFINE_string, "vocabulary_file", "",
-                        "vocabulary.csv (2018+) or label_names.csv (2017): log the first "
-                        "videos' top predictions with class names.")
+                 "vocabulary.csv (2018+) or label_names.csv (2017): log the first "
+                 "videos' top predictions with class names.")
     _define_once(flags.DEFINE_integer, "print_top_videos", 5,
-                         "Videos logged with class names when --vocabulary_file is set.")
+                 "Videos logged with class names when --vocabulary_file is set.")
 
 
 # ---------------------------------------------------------------- configs

@@ -41,7 +41,7 @@ _CLASS_BITS = 32                   # key = video << 32 | class
 _CLASS_MASK = (1 << _CLASS_BITS) - 1
 _MAX_CLASS = 2 ** 31 - 1
 _WRITE_CHUNK = 10_000              # videos formatted per write
-_CHUNK_LINES = 20_000              # lines parsed at once
+_CHUNK_LINES = 10_000              # lines parsed at once
 
 
 class SubmissionFormatError(ValueError):
@@ -57,8 +57,8 @@ class Submission:
     """
 
     video_ids: np.ndarray   # [V] object (str)
-    rows: np.ndarray        # [P] int64, index into video_ids
-    classes: np.ndarray     # [P] int64
+    rows: np.ndarray        # [P] int32, index into video_ids
+    classes: np.ndarray     # [P] int32
     scores: np.ndarray      # [P] float64
 
     def to_dense(self, num_classes: int) -> np.ndarray:
@@ -106,8 +106,8 @@ def _check_header(path: str, header: str) -> None:
 class _Chunk:
     video_ids: np.ndarray     # [V] object
     line_numbers: np.ndarray  # [V] int64, line of each video in the file
-    rows: np.ndarray          # [P] int64, index into this chunk's videos
-    classes: np.ndarray       # [P] int64
+    rows: np.ndarray          # [P] int32, index into this chunk's videos
+    classes: np.ndarray       # [P] int32
     scores: np.ndarray        # [P] float64
 
 
@@ -127,7 +127,7 @@ def _parse_chunk(path: str, lines: list[str], first_line: int) -> _Chunk:
 def _concatenate(path: str, chunks: list[_Chunk]) -> Submission:
     """One Submission from its chunks; a video may appear only once per file."""
     if not chunks:
-        empty = np.zeros(0, np.int64)
+        empty = np.zeros(0, np.int32)
         return Submission(np.zeros(0, object), empty, empty, np.zeros(0, np.float64))
     video_ids = np.concatenate([chunk.video_ids for chunk in chunks])
     duplicated = pd.Index(video_ids).duplicated()
@@ -136,7 +136,7 @@ def _concatenate(path: str, chunks: list[_Chunk]) -> Submission:
         line_numbers = np.concatenate([chunk.line_numbers for chunk in chunks])
         _fail(path, line_numbers[index], f"video {video_ids[index]!r} appears twice")
     offsets = np.cumsum([0] + [chunk.video_ids.size for chunk in chunks[:-1]])
-    rows = np.concatenate([chunk.rows + offset for chunk, offset in zip(chunks, offsets)])
+    rows = np.concatenate([chunk.rows + np.int32(offset) for chunk, offset in zip(chunks, offsets)])
     return Submission(video_ids=video_ids, rows=rows,
                       classes=np.concatenate([chunk.classes for chunk in chunks]),
                       scores=np.concatenate([chunk.scores for chunk in chunks]))
@@ -157,7 +157,7 @@ def _parse_pairs(path: str, pair_text: list[str],
                  line_numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Numbers of all lines at once, and the line (row) of each number."""
     if not pair_text:
-        return np.zeros(0, np.int64), np.zeros(0, np.float64)
+        return np.zeros(0, np.int32), np.zeros(0, np.float64)
     joined = "\n".join(pair_text)
     data = np.frombuffer(joined.encode("utf-8"), np.uint8)
     blank = data <= ord(" ")  # whitespace (other control bytes fail parsing below)
@@ -172,7 +172,7 @@ def _parse_pairs(path: str, pair_text: list[str],
     if odd.any():
         _fail(path, line_numbers[np.argmax(odd)],
               "odd number of values: expected '<label> <confidence>' pairs")
-    return rows[0::2].astype(np.int64), values
+    return rows[0::2].astype(np.int32), values
 
 
 def _numbers(text: str) -> np.ndarray | None:
@@ -207,8 +207,8 @@ def _check_pairs(path: str, rows: np.ndarray, values: np.ndarray,
     if not np.isfinite(scores).all():
         _fail(path, line_numbers[rows[np.argmax(~np.isfinite(scores))]],
               "confidence is not a finite number")
-    classes = labels.astype(np.int64)
-    keys = np.sort((rows << _CLASS_BITS) | classes)
+    classes = labels.astype(np.int32)
+    keys = np.sort((rows.astype(np.int64) << _CLASS_BITS) | classes)
     repeated = np.flatnonzero(keys[1:] == keys[:-1])
     if repeated.size:
         key = keys[repeated[0]]
