@@ -56,3 +56,23 @@ def test_model_learns_synthetic_data(name, frame_data, tmp_path):
     last = {k: np.mean([h[k] for h in history[-10:]]) for k in ("loss", "gap")}
     assert last["loss"] < 0.6 * first["loss"], (first, last)
     assert last["gap"] > first["gap"] + 0.2 and last["gap"] > 0.6, (first, last)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_video_without_frames_gets_a_defined_prediction(name):
+    import tensorflow as tf
+
+    from youtube8m_willow.models.registry import create_model
+
+    config = ModelConfig(model=name.split("-")[0], num_classes=NUM_CLASSES, frame_features=True,
+                         feature_names=("rgb", "audio"), feature_sizes=(1024, 128),
+                         max_frames=MAX_FRAMES, iterations=12, frame_sampling="random",
+                         **MODELS[name])
+    model = create_model(config).build_for_config()
+    frames = tf.concat([tf.zeros([1, MAX_FRAMES, 1152]),
+                        tf.random.uniform([1, MAX_FRAMES, 1152], -2, 2)], axis=0)
+    for training in (False, True):
+        predictions = model({"video_matrix": frames, "num_frames": tf.constant([0, 7])},
+                            training=training).numpy()
+        assert np.isfinite(predictions).all(), (name, training)
+        assert ((predictions >= 0) & (predictions <= 1)).all()
