@@ -3,9 +3,11 @@ how the global batch is split and how the input is sharded.
 
 Strategy (``select_strategy``), in order:
 - ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` names a cluster of more
-  than one task (``chief`` and ``worker`` tasks; the original starter code
-  also read its cluster from ``TF_CONFIG``). Every task runs train.py with
-  the same flags; each trains on its own share of the input.
+  than one training task (``chief`` and ``worker`` tasks; the original
+  starter code also read its cluster from ``TF_CONFIG``, with ``master`` for
+  the chief and parameter servers, which this port does not use). Every task
+  runs train.py with the same flags; each trains on its own share of the
+  input.
 - ``MirroredStrategy`` over the local GPUs when there are several.
 - The default strategy otherwise (one device, no collective ops).
 
@@ -13,13 +15,16 @@ Batches: ``--batch_size`` is the GLOBAL batch (the learning-rate schedule is
 defined on it); each replica gets ``batch_size / num_replicas`` examples, so
 the batch size must be divisible by the number of replicas.
 
-Input sharding (``shard_files``, used by ``Trainer.make_dataset``): with several workers, each worker reads its
-own files (``files[worker::num_workers]``) when there are at least as many
-files as workers; otherwise every worker reads all the files and keeps every
+Input sharding (``shard_files``, used by ``Trainer.make_dataset``): with
+several workers, each worker reads its own files
+(``files[worker::num_workers]``) when there are at least as many files as
+workers; otherwise every worker reads all the files and keeps every
 ``num_workers``-th per-replica batch (with a seed shared by all workers, so
 the shuffled order is the same on each). Within a worker, the per-replica
-batches go to the local replicas in turn, so one global step consumes
-``batch_size`` consecutive examples of the worker's stream.
+batches go to the local replicas in turn: with one worker, a global step
+consumes ``batch_size`` consecutive examples of the input stream, as a
+single process does. At the end of the data, replicas left without a batch
+take part in the step with no examples.
 
 The chief (task ``chief``, or ``worker`` 0 when there is none, or the only
 process) alone writes checkpoints, exports, model_flags.json and summaries.
@@ -51,30 +56,29 @@ def tf_config(environ=None) -> dict:
     return config
 
 
-def num_cluster_tasks(config: dict) -> int:
-    """How many tasks the cluster of a ``TF_CONFIG`` lists."""
-    return sum(len(addresses) for addresses in config.get("cluster", {}).values())
+def num_training_tasks(config: dict) -> int:
+    """How many training tasks (chief and workers) a ``TF_CONFIG`` cluster lists."""
+    cluster = config.get("cluster", {})
+    return sum(len(cluster.get(task, [])) for task in _TRAINING_TASKS)
 
 
 def is_multi_worker(config: dict | None = None) -> bool:
     """Whether ``TF_CONFIG`` asks for multi-worker training."""
     config = tf_config() if config is None else config
-    if num_cluster_tasks(config) <= 1:
-        return False
-    unsupported = sorted(set(config["cluster"]) - set(_TRAINING_TASKS) - {"evaluator"})
+    unsupported = sorted(set(config.get("cluster", {})) - set(_TRAINING_TASKS) - {"evaluator"})
     if unsupported:
         raise ValueError(
             f"TF_CONFIG cluster has task types {unsupported}: training runs with "
             "MultiWorkerMirroredStrategy, whose cluster holds 'chief' and 'worker' tasks "
-            "(parameter servers are not used)")
-    return True
+            "(the original's 'master' is the 'chief'; parameter servers are not used)")
+    return num_training_tasks(config) > 1
 
 
 def is_chief(config: dict | None = None) -> bool:
     """Whether this process is the chief: the ``chief`` task, ``worker`` 0 of a
     cluster without chief, or a process outside any multi-task cluster."""
     config = tf_config() if config is None else config
-    if num_cluster_tasks(config) <= 1:
+    if num_training_tasks(config) <= 1:
         return True
     task = config.get("task", {})
     task_type, index = task.get("type"), int(task.get("index", 0))
@@ -160,12 +164,16 @@ def broadcast_from_chief(strategy: tf.distribute.Strategy, variables: Sequence) 
 
     def replica_fn():
         context = tf.distribute.get_replica_context()
-        keep = tf.cast(tf.equal(context.replica_id_in_sync_group, 0), tf.float32)
-        values = [tf.convert_to_tensor(v) for v in variables]
-        masked = [v * tf.cast(keep, v.dtype) for v in values]
-        summed = context.all_reduce(tf.distribute.ReduceOp.SUM, masked)
-        for var, value in zip(variables, summed):
-            var.assign(value)
+        is_chief_replica = tf.equal(context.replica_id_in_sync_group, 0)
+        by_dtype = {}  # collectives pack tensors together: one all-reduce per dtype
+        for var in variables:
+            by_dtype.setdefault(tf.as_dtype(var.dtype), []).append(var)
+        for dtype, group in by_dtype.items():
+            keep = tf.cast(is_chief_replica, dtype)
+            summed = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                        [tf.convert_to_tensor(v) * keep for v in group])
+            for var, value in zip(group, summed):
+                var.assign(value)
 
     tf.function(lambda: strategy.run(replica_fn))()
 

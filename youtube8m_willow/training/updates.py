@@ -98,6 +98,7 @@ class DynamicLossScale:
     def update(self, finite: tf.Tensor) -> None:
         """Grows or shrinks the scale after a step."""
         grow = tf.logical_and(finite, self.good_steps + 1 >= self.growth_interval)
+        shrunk = tf.maximum(self.scale * 0.5, 1.0)
         self.scale.assign(tf.where(grow, self.scale * 2.0,
-                                   tf.where(finite, self.scale, tf.maximum(self.scale * 0.5, 1.0))))
+                                   tf.where(finite, self.scale, shrunk)))
         self.good_steps.assign(tf.where(finite & ~grow, self.good_steps + 1, 0))

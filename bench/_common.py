@@ -1,0 +1,82 @@
+"""What the benchmarks share: the machine they ran on, peak memory, running
+one measurement in a fresh process (so its peak memory is its own), and the
+machine's float32 matmul rate (the compute floor of the models)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULT_PREFIX = "RESULT "
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def machine() -> str:
+    """CPU model, cores, memory, TensorFlow/Keras versions, oneDNN setting."""
+    import keras
+    import tensorflow as tf
+
+    cpu = re.search(r"model name\s*:\s*(.+)", _read("/proc/cpuinfo"))
+    memory = re.search(r"MemTotal:\s+(\d+) kB", _read("/proc/meminfo"))
+    flags = re.search(r"^flags\s*:\s*(.+)$", _read("/proc/cpuinfo"), re.M)
+    extensions = [name for name in ("avx512f", "avx512_bf16", "amx_bf16")
+                  if flags and name in flags.group(1).split()]
+    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "on")
+    name = cpu.group(1).strip() if cpu else (platform.processor() or platform.machine())
+    total = f"{int(memory.group(1)) / 2**20:.0f} GiB memory" if memory else "memory unknown"
+    return (f"{name}, {os.cpu_count()} cores, {total}, {'/'.join(extensions) or 'no AVX-512'}; "
+            f"TensorFlow {tf.__version__}, Keras {keras.__version__}, oneDNN {onednn}, "
+            f"Python {platform.python_version()}")
+
+
+def peak_memory_gb() -> float:
+    """Peak resident memory of this process (VmHWM; ru_maxrss elsewhere)."""
+    match = re.search(r"VmHWM:\s+(\d+) kB", _read("/proc/self/status"))
+    if match:
+        return int(match.group(1)) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def run_child(script: str, args: list[str], timeout: float = 3600) -> dict:
+    """Runs ``script args`` in a new process; returns the dict it printed
+    after ``RESULT_PREFIX`` (its stderr passes through)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    result = subprocess.run([sys.executable, script, *args], stdout=subprocess.PIPE, text=True,
+                            timeout=timeout, env=env)
+    if result.returncode != 0:
+        raise RuntimeError(f"{Path(script).name} {' '.join(args)} failed ({result.returncode})")
+    line = next(l for l in result.stdout.splitlines() if l.startswith(RESULT_PREFIX))
+    return json.loads(line[len(RESULT_PREFIX):])
+
+
+def print_result(result: dict) -> None:
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
+
+
+def matmul_rate_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """Best float32 matmul rate of this machine (GFLOP/s) on square matrices."""
+    import tensorflow as tf
+
+    a = tf.random.normal([size, size])
+    b = tf.random.normal([size, size])
+    matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)[:1, :1]))
+    matmul()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul().numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best / 1e9
