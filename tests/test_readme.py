@@ -34,3 +34,9 @@ def test_flags_in_the_table_exist():
     assert len(documented) >= 10
     for name in documented:
         assert name in flags.FLAGS, name
+
+
+def test_frame_level_example_is_the_recipes_first_line():
+    block = README.split("Gated\nNetVLAD, exactly as WILLOW's README trains it")[1].split("```")[1]
+    recipe = (REPO / "recipes" / "willow_ensemble.sh").read_text()
+    assert block.strip() + " ${TRAIN_FLAGS}" in recipe
