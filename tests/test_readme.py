@@ -30,6 +30,7 @@ def test_flags_in_the_table_exist():
     from youtube8m_willow import flags as yt_flags
 
     yt_flags.define_eval_flags()
+    yt_flags.define_inference_flags()
     documented = re.findall(r"^\| `--(\w+)`", README, re.M)
     assert len(documented) >= 10
     for name in documented:
