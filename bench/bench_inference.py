@@ -69,10 +69,7 @@ def measure(args) -> dict:
             num_shards=4, frame_level=config.frame_features,
             video_level=not config.frame_features, max_frames=config.max_frames,
             min_frames=config.max_frames)
-        reader = ReaderConfig(feature_names=config.feature_names,
-                              feature_sizes=config.feature_sizes,
-                              frame_features=config.frame_features,
-                              num_classes=config.num_classes, max_frames=config.max_frames)
+        reader = ReaderConfig.for_model(config)
         dataset = make_dataset(patterns["frame" if config.frame_features else "video"], reader,
                                batch_size, training=False, num_readers=args.num_readers)
         videos = 0

@@ -15,13 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import re
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402  (the bench directory's shared helpers)
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes" / "willow_ensemble.sh"
@@ -39,11 +39,6 @@ def recipe_train_lines() -> dict[str, list[str]]:
         name = next(a.split("=", 1)[1] for a in args if a.startswith("--train_dir="))
         lines[name] = [a for a in args if not a.startswith(NOT_MODEL_FLAGS)]
     return lines
-
-
-def peak_rss_gb() -> float:
-    status = Path("/proc/self/status").read_text()
-    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 2**20
 
 
 def run_one(flag_args: list[str], steps: int, warmup: int) -> dict:
@@ -77,16 +72,7 @@ def run_one(flag_args: list[str], steps: int, warmup: int) -> dict:
     parameters = sum(int(tf.size(v)) for v in trainer.model.trainable_variables)
     return {"model": model_config.model, "batch_size": batch_size, "parameters": parameters,
             "seconds_per_step": seconds, "examples_per_second": batch_size / seconds,
-            "peak_memory_gb": peak_rss_gb()}
-
-
-def machine() -> str:
-    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                if l.startswith("model name")), platform.processor())
-    memory = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
-    import tensorflow as tf
-    return (f"{cpu}, {os.cpu_count()} cores, {memory / 2**20:.0f} GB, "
-            f"TensorFlow {tf.__version__}")
+            "peak_memory_gb": _common.peak_memory_gb()}
 
 
 def main() -> None:
@@ -97,22 +83,20 @@ def main() -> None:
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(run_one(json.loads(args.child), args.steps, args.warmup)))
+        _common.print_result(run_one(json.loads(args.child), args.steps, args.warmup))
         return
-    print(f"machine: {machine()}")
+    print(f"machine: {_common.machine()}")
     print("| model (WILLOW train_dir) | parameters | batch | s/step | examples/s | peak memory |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, flag_args in recipe_train_lines().items():
         if args.only not in name:
             continue
-        child = subprocess.run(
-            [sys.executable, __file__, f"--steps={args.steps}", f"--warmup={args.warmup}",
-             f"--child={json.dumps(flag_args)}"], capture_output=True, text=True,
-            env={**os.environ, "PYTHONPATH": str(REPO)})
-        if child.returncode != 0:
-            print(f"| {name} | failed: {child.stderr.strip().splitlines()[-1]} |")
+        try:
+            r = _common.run_child(__file__, [f"--steps={args.steps}", f"--warmup={args.warmup}",
+                                             f"--child={json.dumps(flag_args)}"])
+        except RuntimeError as error:
+            print(f"| {name} | failed: {error} |")
             continue
-        r = json.loads(child.stdout.strip().splitlines()[-1])
         print(f"| {r['model']} ({name}) | {r['parameters'] / 1e6:.1f}M | {r['batch_size']} | "
               f"{r['seconds_per_step']:.2f} | {r['examples_per_second']:.1f} | "
               f"{r['peak_memory_gb']:.1f} GB |", flush=True)

@@ -71,7 +71,9 @@ def test_expected_csv_matches_top_20(name, tmp_path):
         assert [label for label, _ in ours[video_id]] == [label for label, _ in pairs]
 
 
-def test_train_continues_original_run(tmp_path):
+# --xla compiles the step: it must keep the original's numbers too.
+@pytest.mark.parametrize("extra", [[], ["--xla=True"]], ids=["default", "xla"])
+def test_train_continues_original_run(extra, tmp_path):
     fixture = shared_path("train_fixtures", "train_netvlad")
     meta = json.loads((fixture / "meta.json").read_text())
     train_dir = tmp_path / "train_dir"
@@ -81,7 +83,7 @@ def test_train_continues_original_run(tmp_path):
         "train.py", f"--train_dir={train_dir}", f"--train_data_pattern={fixture / 'data.tfrecord'}",
         f"--batch_size={meta['batch_size']}", f"--max_steps={step + 1}", "--num_epochs=1",
         f"--num_classes={meta['num_classes']}", "--frame_sampling=uniform",
-        *meta["model_flags"], *meta["train_flags"])
+        *meta["model_flags"], *meta["train_flags"], *extra)
     assert f"training step {step + 1} " in result.stderr
     # The fixture records the total loss (label loss + L2 penalties).
     line = result.stderr.split(f"training step {step + 1} | ")[1].splitlines()[0]

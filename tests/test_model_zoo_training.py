@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from youtube8m_willow.config import ModelConfig
-from youtube8m_willow.data.readers import make_dataset
+from youtube8m_willow.data.readers import ReaderConfig, make_dataset
 from youtube8m_willow.data.synthetic import write_synthetic_dataset
-from youtube8m_willow.training.trainer import Trainer, TrainConfig, reader_config
+from youtube8m_willow.training.trainer import Trainer, TrainConfig
 
 NUM_CLASSES = 20
 MAX_FRAMES = 24
@@ -49,7 +49,7 @@ def test_model_learns_synthetic_data(name, frame_data, tmp_path):
     train_config = TrainConfig(train_dir=str(tmp_path), train_data_pattern=frame_data,
                                batch_size=32, base_learning_rate=0.005, seed=1)
     trainer = Trainer(train_config, config)
-    dataset = make_dataset(frame_data, reader_config(config), 32, training=True, num_epochs=None,
+    dataset = make_dataset(frame_data, ReaderConfig.for_model(config), 32, training=True, num_epochs=None,
                            num_readers=2, seed=1)
     history = [trainer.step(batch) for batch, _ in zip(dataset, range(STEPS))]
     first = {k: np.mean([h[k] for h in history[:10]]) for k in ("loss", "gap")}

@@ -212,6 +212,10 @@ def test_truncated_file_is_named_and_skippable(trained_dir, video_data, tmp_path
     skipped = run_script("inference.py", *args, "--skip_bad_records=True")
     assert "corrupt_records=1" in skipped.stderr
     assert 0 < len(read_submission(output)) < 200
+    trained = run_script("train.py", f"--train_dir={tmp_path / 'skip'}",
+                         f"--train_data_pattern={truncated}", "--batch_size=64", "--num_epochs=1",
+                         "--skip_bad_records=True", *VIDEO_FLAGS)
+    assert "corrupt_records=1" in trained.stderr
 
 
 def test_video_level_records_given_to_a_frame_level_model(video_data, tmp_path):

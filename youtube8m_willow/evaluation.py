@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from youtube8m_willow import checkpoint
 from youtube8m_willow.config import ModelConfig
-from youtube8m_willow.data.readers import ReaderConfig, make_dataset
+from youtube8m_willow.data.readers import ReaderConfig, make_dataset, report_skipped
 from youtube8m_willow.losses import create_loss
 from youtube8m_willow.metrics.eval_util import EvaluationMetrics
 from youtube8m_willow.models.registry import create_model
@@ -46,14 +46,6 @@ class EvalConfig:
     drop_out_of_range_labels: bool = False
 
 
-def reader_config(model_config: ModelConfig, config: EvalConfig) -> ReaderConfig:
-    return ReaderConfig(
-        feature_names=model_config.feature_names, feature_sizes=model_config.feature_sizes,
-        frame_features=model_config.frame_features, num_classes=model_config.num_classes,
-        max_frames=model_config.max_frames, skip_bad_records=config.skip_bad_records,
-        drop_out_of_range_labels=config.drop_out_of_range_labels)
-
-
 class Predictor:
     """A model restored from a checkpoint, predicting in eval mode."""
 
@@ -73,8 +65,9 @@ class Predictor:
 
 def _dataset(config: EvalConfig, model_config: ModelConfig):
     """The eval-order dataset; its ``read_stats`` counts what the tolerant
-    modes skipped (reported by ``_report_skipped``)."""
-    return make_dataset(config.data_pattern, reader_config(model_config, config),
+    modes skipped (reported by ``report_skipped``)."""
+    return make_dataset(config.data_pattern, ReaderConfig.for_model(
+                            model_config, config.skip_bad_records, config.drop_out_of_range_labels),
                         config.batch_size, training=False, num_epochs=1,
                         num_readers=config.num_readers)
 
@@ -96,7 +89,7 @@ def evaluate_checkpoint(predictor: Predictor, path: str, config: EvalConfig) -> 
         examples += labels.shape[0]
         log.info("examples_processed: %d | Hit@1: %.3f PERR: %.3f Loss: %.5f", examples,
                  batch_result["hit_at_one"], batch_result["perr"], batch_result["loss"])
-    _report_skipped(dataset)
+    report_skipped(dataset, log)
     result = metrics.get()
     result.update(global_step=step, examples=examples,
                   seconds=time.monotonic() - start)
@@ -104,12 +97,6 @@ def evaluate_checkpoint(predictor: Predictor, path: str, config: EvalConfig) -> 
              "Avg_Loss: %f", step, result["avg_hit_at_one"], result["avg_perr"],
              result["map_all_classes"], result["gap"], result["avg_loss"])
     return result
-
-
-def _report_skipped(dataset) -> None:
-    stats = getattr(dataset, "read_stats", None)
-    if stats is not None:
-        log.warning("skipped or dropped input: %s", stats.summary())
 
 
 def write_eval_summaries(train_dir: str, result: dict) -> None:
@@ -155,7 +142,7 @@ def predict_top_k(predictor: Predictor, config: EvalConfig, model_config: ModelC
     for batch in dataset:
         scores, classes = tf.math.top_k(predictor(batch), k=k)
         yield batch["video_ids"].numpy(), classes.numpy(), scores.numpy()
-    _report_skipped(dataset)
+    report_skipped(dataset, log)
 
 
 def run_inference(config: EvalConfig, model_config: ModelConfig, output_file: str,

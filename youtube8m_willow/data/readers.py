@@ -109,6 +109,18 @@ class ReaderConfig:
     def feature_size(self) -> int:
         return sum(self.feature_sizes)
 
+    @classmethod
+    def for_model(cls, model_config, skip_bad_records: bool = False,
+                  drop_out_of_range_labels: bool = False) -> "ReaderConfig":
+        """The input layout a model expects (a ``ModelConfig``'s features,
+        classes and frames), with the tolerant modes as given."""
+        return cls(feature_names=model_config.feature_names,
+                   feature_sizes=model_config.feature_sizes,
+                   frame_features=model_config.frame_features,
+                   num_classes=model_config.num_classes, max_frames=model_config.max_frames,
+                   skip_bad_records=skip_bad_records,
+                   drop_out_of_range_labels=drop_out_of_range_labels)
+
 
 class DataError(Exception):
     """Bad input data: a one-line message naming the file, the record and the problem."""
@@ -520,6 +532,15 @@ def make_dataset(data_pattern: str | Sequence[str], config: ReaderConfig, batch_
     dataset = dataset.prefetch(tf.data.AUTOTUNE)
     dataset.read_stats = stats
     return dataset
+
+
+def report_skipped(dataset, logger) -> None:
+    """Logs what the tolerant modes skipped or dropped, for a dataset made
+    by `make_dataset` with `skip_bad_records` / `drop_out_of_range_labels`
+    (no-op otherwise). Call it after iterating."""
+    stats = getattr(dataset, "read_stats", None)
+    if stats is not None:
+        logger.warning("skipped or dropped input: %s", stats.summary())
 
 
 def count_records(data_pattern: str | Sequence[str]) -> int:

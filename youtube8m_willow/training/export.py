@@ -26,12 +26,8 @@ class ServingModule(tf.Module):
         super().__init__()
         self.model = model
         self.top_k = min(int(top_k), model_config.num_classes)
-        self.reader_config = ReaderConfig(
-            feature_names=model_config.feature_names, feature_sizes=model_config.feature_sizes,
-            frame_features=model_config.frame_features, num_classes=model_config.num_classes,
-            max_frames=model_config.max_frames,
-            # Labels do not matter for serving; a stray one must not fail a request.
-            drop_out_of_range_labels=True)
+        # Labels do not matter for serving; a stray one must not fail a request.
+        self.reader_config = ReaderConfig.for_model(model_config, drop_out_of_range_labels=True)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="example_bytes")])
     def serve(self, example_bytes):

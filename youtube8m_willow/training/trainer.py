@@ -41,7 +41,8 @@ import tensorflow as tf
 
 from youtube8m_willow import checkpoint
 from youtube8m_willow.config import ModelConfig
-from youtube8m_willow.data.readers import ReaderConfig, list_files, make_dataset
+from youtube8m_willow.data.readers import (ReaderConfig, list_files, make_dataset,
+                                            report_skipped)
 from youtube8m_willow.losses import create_loss
 from youtube8m_willow.models.registry import create_model
 from youtube8m_willow.training import distribute, updates
@@ -107,15 +108,6 @@ class TrainResult:
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or Inf; the last good checkpoint is kept."""
-
-
-def reader_config(model_config: ModelConfig, skip_bad_records=False,
-                  drop_out_of_range_labels=False) -> ReaderConfig:
-    return ReaderConfig(
-        feature_names=model_config.feature_names, feature_sizes=model_config.feature_sizes,
-        frame_features=model_config.frame_features, num_classes=model_config.num_classes,
-        max_frames=model_config.max_frames, skip_bad_records=skip_bad_records,
-        drop_out_of_range_labels=drop_out_of_range_labels)
 
 
 class _StopRequest:
@@ -257,8 +249,8 @@ class Trainer:
         under a multi-replica strategy a distributed dataset of per-replica
         batches (input sharding: see ``training.distribute``)."""
         config = self.config
-        reader = reader_config(self.model_config, config.skip_bad_records,
-                               config.drop_out_of_range_labels)
+        reader = ReaderConfig.for_model(self.model_config, config.skip_bad_records,
+                                        config.drop_out_of_range_labels)
         options = dict(training=config.shuffle, num_readers=config.num_readers,
                        num_epochs=config.num_epochs if config.num_epochs and config.num_epochs > 0
                        else None)
@@ -464,6 +456,7 @@ def train(config: TrainConfig, model_config: ModelConfig,
                 stopped_by = "max_steps"
                 break
     writer.flush()
+    report_skipped(dataset, log)
     if stopped_by == "nan":
         path = checkpoint.latest_checkpoint(config.train_dir) if trainer.is_chief else None
         raise NonFiniteLossError(
