@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
-from bench_train import model_config, random_batch  # noqa: E402
+from bench_train import add_model_args, model_config, random_batch  # noqa: E402
 
 MODELS = ("moe", "netvlad")
 WARMUP_BATCHES = 2
@@ -34,10 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="default: 1024 (moe), 128 (netvlad)")
     parser.add_argument("--batches", type=int, default=None,
                         help="timed batches (default: 20 moe, 8 netvlad)")
-    parser.add_argument("--num_classes", type=int, default=None, help="default: 3862 / 4716")
-    parser.add_argument("--cluster_size", type=int, default=256)
-    parser.add_argument("--hidden_size", type=int, default=1024)
-    parser.add_argument("--iterations", type=int, default=300)
+    add_model_args(parser)
     parser.add_argument("--num_readers", type=int, default=4)
     parser.add_argument("--top_k", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)

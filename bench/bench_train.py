@@ -41,15 +41,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=None,
                         help="timed steps (default: 5 netvlad, 30 moe)")
     parser.add_argument("--batch_size", type=int, default=None, help="default: 80 / 256")
-    parser.add_argument("--num_classes", type=int, default=None, help="default: 4716 / 3862")
-    parser.add_argument("--cluster_size", type=int, default=256, help="NetVLAD clusters")
-    parser.add_argument("--hidden_size", type=int, default=1024, help="NetVLAD hidden size")
-    parser.add_argument("--iterations", type=int, default=300, help="NetVLAD frames sampled")
+    add_model_args(parser)
     parser.add_argument("--precision", choices=("float32", "bfloat16", "float16"),
                         default="float32")
     parser.add_argument("--xla", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    """The flags ``model_config`` reads (shared with bench_inference.py)."""
+    parser.add_argument("--num_classes", type=int, default=None,
+                        help="default: 4716 (netvlad) / 3862 (moe)")
+    parser.add_argument("--cluster_size", type=int, default=256, help="NetVLAD clusters")
+    parser.add_argument("--hidden_size", type=int, default=1024, help="NetVLAD hidden size")
+    parser.add_argument("--iterations", type=int, default=300, help="NetVLAD frames sampled")
 
 
 def model_config(args):
