@@ -106,7 +106,7 @@ def assign_model_weights(model_weights: dict, tensors: dict[str, np.ndarray], pa
             parts.append(f"shape mismatches: {', '.join(wrong_shape)}")
         raise CheckpointError("; ".join(parts))
     for name, var in model_weights.items():
-        var.assign(tensors[name].astype(var.dtype.name if hasattr(var.dtype, "name") else var.dtype))
+        var.assign(tensors[name])  # Keras casts to the variable's dtype
 
 
 def restore(path: str, model, optimizer=None) -> int:
@@ -157,8 +157,7 @@ def optimizer_slots(optimizer, model) -> dict:
 
 def training_state(model, optimizer, global_step: int) -> dict[str, tf.Tensor]:
     """Every tensor a resumable checkpoint holds, by its TF1 name."""
-    tensors = {name: var.value if hasattr(var, "value") else var
-               for name, var in model.tf1_weights().items()}
+    tensors = {name: var.value for name, var in model.tf1_weights().items()}
     tensors["global_step"] = tf.constant(global_step, tf.int64)
     if optimizer is not None:
         tensors.update({name: var.value for name, var in optimizer_slots(optimizer, model).items()})
