@@ -16,9 +16,12 @@ yt_flags.define_eval_flags()
 def main(argv):
     del argv
     cli.setup_logging()
-    from youtube8m_willow.evaluation import EvalConfig, evaluate
+    from youtube8m_willow.evaluation import EvalConfig, evaluate, wait_for_checkpoint
 
     def run():
+        if not FLAGS.run_once and FLAGS.check_point < 0:
+            # Started beside train.py: the model flags appear with its first checkpoint.
+            wait_for_checkpoint(FLAGS.train_dir, FLAGS.poll_secs)
         model_config = yt_flags.model_config_for_train_dir(FLAGS.train_dir)
         config = EvalConfig(
             train_dir=FLAGS.train_dir, data_pattern=FLAGS.eval_data_pattern,

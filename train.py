@@ -22,8 +22,7 @@ def main(argv):
     from youtube8m_willow.training.trainer import TrainConfig, prepare_train_dir, train
 
     def run():
-        model_config = yt_flags.model_config_from_flags()
-        yt_flags.validate_model_config(model_config)
+        model_config = yt_flags.model_config_for_training(FLAGS.train_dir, FLAGS.start_new_model)
         config = TrainConfig(
             train_dir=FLAGS.train_dir, train_data_pattern=FLAGS.train_data_pattern,
             batch_size=FLAGS.batch_size, label_loss=FLAGS.label_loss, alpha=FLAGS.alpha,
@@ -42,9 +41,7 @@ def main(argv):
         yt_flags.validate_train_config(config)
         strategy = distribute.select_strategy()  # first: it sets up the collective ops
         if distribute.strategy_is_chief(strategy):  # the other workers write nothing
-            # Clear the train_dir (start_new_model) before recording the flags in it.
-            prepare_train_dir(config)
-            yt_flags.save_model_flags(config.train_dir, model_config)
+            prepare_train_dir(config)  # start_new_model clears it once, here
         return train(dataclasses.replace(config, start_new_model=False), model_config, strategy)
 
     cli.run_guarded(run)

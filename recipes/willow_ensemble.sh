@@ -25,12 +25,11 @@
 #   --train_dir=gateddboflf-4096-1024-80-0002-300iter but ran inference from
 #   --train_dir=gateddboflf-4096-1024-80-0002-300iter-gatedmoe, a directory
 #   that no training line writes. Inference uses the trained directory.
-# FIX 2 (same line): it passed --moe_prob_gating=True, a model flag the
+# Kept (same line): it passes --moe_prob_gating=True, a model flag the
 #   training line did not set. The original inference restored the saved
-#   graph, so model flags on its command line were inert; here model flags
-#   given on the command line override the train_dir's saved ones, so the
-#   flag would ask for a model that was never trained. It is dropped.
-# FIX 3 (averaging): WILLOW's file_averaging.py read hard-coded names, two of
+#   graph, so the flag was inert; here the train_dir's model_flags.json
+#   defines the graph too, and inference.py warns that the flag is ignored.
+# FIX 2 (averaging): WILLOW's file_averaging.py read hard-coded names, two of
 #   which inference never writes (test-GRU-0002-1200-2.csv and
 #   test-gateddboflf-4096-1024-80-0002-300iter.csv). This project's
 #   file_averaging.py, run without arguments, averages the seven files the
@@ -82,8 +81,7 @@ run_inference() {
     python inference.py --output_file=test-gatedlightvladLF-256k-1024-80-0002-300iter-norelu-basic-gatedmoe.csv --input_data_pattern="$path_to_features/test*.tfrecord" --model=NetVLADModelLF --train_dir=gatedlightvladLF-256k-1024-80-0002-300iter-norelu-basic-gatedmoe --frame_features=True --feature_names="rgb,audio" --feature_sizes="1024,128" --batch_size=1024 --base_learning_rate=0.0002 --netvlad_cluster_size=256 --netvlad_hidden_size=1024 --moe_l2=1e-6 --iterations=300 --learning_rate_decay=0.8 --netvlad_relu=False --gating=True --moe_prob_gating=True --lightvlad=True --run_once=True  --top_k=50 ${INFERENCE_FLAGS}
 
     # FIX 1: --train_dir=gateddboflf-4096-1024-80-0002-300iter (README: ...-300iter-gatedmoe).
-    # FIX 2: --moe_prob_gating=True dropped (the training line does not set it).
-    python inference.py --output_file=test-gateddboflf-4096-1024-80-0002-300iter-gatedmoe.csv --input_data_pattern="$path_to_features/test*.tfrecord" --model=GatedDbofModelLF --train_dir=gateddboflf-4096-1024-80-0002-300iter --frame_features=True --feature_names="rgb,audio" --feature_sizes="1024,128" --batch_size=512 --base_learning_rate=0.0002 --dbof_cluster_size=4096 --dbof_hidden_size=1024 --moe_l2=1e-6 --iterations=300 --dbof_relu=False --run_once=True --top_k=50 ${INFERENCE_FLAGS}
+    python inference.py --output_file=test-gateddboflf-4096-1024-80-0002-300iter-gatedmoe.csv --input_data_pattern="$path_to_features/test*.tfrecord" --model=GatedDbofModelLF --train_dir=gateddboflf-4096-1024-80-0002-300iter --frame_features=True --feature_names="rgb,audio" --feature_sizes="1024,128" --batch_size=512 --base_learning_rate=0.0002 --dbof_cluster_size=4096 --dbof_hidden_size=1024 --moe_l2=1e-6 --iterations=300 --dbof_relu=False --moe_prob_gating=True --run_once=True --top_k=50 ${INFERENCE_FLAGS}
 
     python inference.py --output_file=test-gatednetfvLF-128k-1024-80-0002-300iter-norelu-basic-gatedmoe.csv --input_data_pattern="$path_to_features/test*.tfrecord" --model=NetFVModelLF --train_dir=gatednetfvLF-128k-1024-80-0002-300iter-norelu-basic-gatedmoe --frame_features=True --feature_names="rgb,audio" --feature_sizes="1024,128" --batch_size=1024 --base_learning_rate=0.0002 --fv_cluster_size=128 --fv_hidden_size=1024 --moe_l2=1e-6 --iterations=300 --learning_rate_decay=0.8 --fv_relu=False --gating=True --moe_prob_gating=True --fv_couple_weights=False --top_k=50 ${INFERENCE_FLAGS}
 
@@ -95,7 +93,7 @@ run_inference() {
 }
 
 average() {
-    # FIX 3: without arguments, averages the seven CSVs written above.
+    # FIX 2: without arguments, averages the seven CSVs written above.
     python file_averaging.py
 }
 

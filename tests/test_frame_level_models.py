@@ -5,20 +5,19 @@ a few training steps."""
 import dataclasses
 import json
 import math
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import SHARED, shared_path
 from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.layers.statistics import FrameStatistics
 from youtube8m_willow.models.frame_level import (HiddenLayer, TwoStreamPoolingModel,
                                                  parameter_count)
 from youtube8m_willow.models.registry import create_model, is_frame_level, model_names
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 FIXTURE = SHARED / "fixtures" / "netvlad_gated"
 BN = ("beta", "gamma", "moving_mean", "moving_variance")
 
@@ -211,8 +210,7 @@ def _fixture_inputs(path, id_key, max_frames=300):
 
 
 def test_netvlad_gated_matches_original_checkpoint():
-    if not FIXTURE.exists():
-        pytest.skip("shared fixtures are absent")
+    shared_path("fixtures", "netvlad_gated")  # fails when absent
     meta = json.loads((FIXTURE / "meta.json").read_text())
     config = _fixture_config(meta)
     ids, videos, num_frames = _fixture_inputs(FIXTURE / "data.tfrecord", meta["id_key"])

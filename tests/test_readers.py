@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import shared_path
 from youtube8m_willow.data import readers
 from youtube8m_willow.data.readers import DataError, ReaderConfig, ReadStats
 from youtube8m_willow.data.synthetic import write_synthetic_dataset
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SIZES = (16, 4)
 NUM_CLASSES = 10
 MAX_FRAMES = 6
@@ -307,10 +307,7 @@ def test_config_validation():
 
 
 def _real(name: str) -> Path:
-    path = SHARED / "data" / name
-    if not path.exists():
-        pytest.skip(f"{path} not available")
-    return path
+    return shared_path("data", name)
 
 
 def _check_against_protos(pattern: str, config: ReaderConfig, id_key: str, count: int = 40):
@@ -344,9 +341,7 @@ def test_real_2017_video_level_with_and_without_labels():
 
 @pytest.mark.parametrize("name", ["netvlad_gated", "moe_video"])
 def test_fixture_records_match_their_metadata(name):
-    folder = SHARED / "fixtures" / name
-    if not folder.exists():
-        pytest.skip(f"{folder} not available")
+    folder = shared_path("fixtures", name)
     meta = json.loads((folder / "meta.json").read_text())
     flags = dict(flag.lstrip("-").split("=", 1) for flag in meta["model_flags"])
     config = ReaderConfig(tuple(flags["feature_names"].split(",")),

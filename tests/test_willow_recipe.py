@@ -50,7 +50,7 @@ def _assert_sorted_pairs(rows: dict, video_ids: list[str], pairs: int) -> None:
 
 
 def test_averaging_stage_reads_the_files_inference_writes(tmp_path):
-    # FIX 3: the seven names written by the README's inference lines.
+    # FIX 2: the seven names written by the README's inference lines.
     for i, name in enumerate(CSVS):
         (tmp_path / name).write_text(f"VideoId,LabelConfidencePairs\n007,{i} 0.7 99 0.2\n")
     result = _run_recipe(tmp_path, tmp_path, 300, STAGES="average")

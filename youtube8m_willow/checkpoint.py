@@ -74,11 +74,11 @@ def step_of(path: str) -> int:
 
 def read_checkpoint(path: str) -> dict[str, np.ndarray]:
     """All tensors of a checkpoint, by name."""
-    try:
+    try:  # the files may vanish while being read (rotated away by a trainer)
         reader = tf.train.load_checkpoint(path)
+        return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
     except (tf.errors.OpError, ValueError) as error:
         raise CheckpointError(f"cannot read checkpoint {path!r}: {_first_line(error)}") from None
-    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
 
 
 def _is_optimizer_name(name: str) -> bool:
@@ -168,9 +168,42 @@ def training_state(model, optimizer, global_step: int) -> dict[str, tf.Tensor]:
     return tensors
 
 
-def save(train_dir: str, tensors: dict[str, tf.Tensor], global_step: int,
-         keep: int = 5) -> str:
-    """Writes ``model.ckpt-<global_step>`` atomically and makes it the latest."""
+def save(train_dir: str, tensors: dict[str, tf.Tensor], global_step: int) -> str:
+    """Writes ``model.ckpt-<global_step>`` atomically and makes it the latest.
+    Deletes nothing (rotation: ``CheckpointWriter``)."""
+    final = _write_tensors(train_dir, tensors, global_step)
+    _write_state(train_dir, final)
+    return final
+
+
+class CheckpointWriter:
+    """Writes one training run's checkpoints and rotates them.
+
+    Keeps the newest ``keep`` checkpoints of those this writer wrote (0: all,
+    as TF1's ``max_to_keep=0``); a checkpoint it did not write (an earlier
+    run's, or the original code's in a continued train_dir) is never deleted.
+    """
+
+    def __init__(self, train_dir: str, keep: int = 5):
+        self.train_dir = train_dir
+        self.keep = int(keep)
+        self.written: list[str] = []
+
+    def save(self, tensors: dict[str, tf.Tensor], global_step: int) -> str:
+        final = _write_tensors(self.train_dir, tensors, global_step)
+        if final not in self.written:
+            self.written.append(final)
+        stale = self.written[:-self.keep] if self.keep > 0 else []
+        self.written = self.written[len(stale):]
+        _write_state(self.train_dir, final, dropped=stale)
+        for old in stale:  # only after the state file stopped naming them
+            for path in tf.io.gfile.glob(old + ".*"):
+                tf.io.gfile.remove(path)
+        return final
+
+
+def _write_tensors(train_dir: str, tensors: dict[str, tf.Tensor], global_step: int) -> str:
+    """Writes the tensors under a temporary prefix, then renames it into place."""
     tf.io.gfile.makedirs(train_dir)
     final = os.path.join(train_dir, f"{CHECKPOINT_PREFIX}-{global_step}")
     temporary = f"{final}.tmp{os.getpid()}"
@@ -179,7 +212,6 @@ def save(train_dir: str, tensors: dict[str, tf.Tensor], global_step: int,
                       tensors=[tf.convert_to_tensor(tensors[n]) for n in names])
     for suffix in _files_of(temporary):
         tf.io.gfile.rename(temporary + suffix, final + suffix, overwrite=True)
-    _write_state(train_dir, final, keep)
     return final
 
 
@@ -187,19 +219,16 @@ def _files_of(prefix: str) -> list[str]:
     return [path[len(prefix):] for path in tf.io.gfile.glob(prefix + ".*")]
 
 
-def _write_state(train_dir: str, newest: str, keep: int) -> None:
-    """Points the state file at ``newest`` and prunes the oldest checkpoints."""
-    existing = [os.path.join(train_dir, f"{CHECKPOINT_PREFIX}-{step}")
-                for step in checkpoint_steps(train_dir)]
-    kept = [p for p in existing if p != newest][-(keep - 1):] if keep > 1 else []
-    kept.append(newest)
+def _write_state(train_dir: str, newest: str, dropped: Iterable[str] = ()) -> None:
+    """Points the state file at ``newest``; it lists every other complete
+    checkpoint of train_dir but the ``dropped`` ones, oldest first."""
+    dropped = set(dropped)
+    others = [os.path.join(train_dir, f"{CHECKPOINT_PREFIX}-{step}")
+              for step in checkpoint_steps(train_dir)]
+    kept = [p for p in others if p != newest and p not in dropped] + [newest]
     lines = [f'model_checkpoint_path: "{os.path.basename(newest)}"']
     lines += [f'all_model_checkpoint_paths: "{os.path.basename(p)}"' for p in kept]
     _write_text_atomic(os.path.join(train_dir, STATE_FILE), "\n".join(lines) + "\n")
-    for old in existing:
-        if old not in kept:
-            for path in tf.io.gfile.glob(old + ".*"):
-                tf.io.gfile.remove(path)
 
 
 # ---------------------------------------------------------------- helpers

@@ -20,22 +20,35 @@ def setup_logging() -> None:
     logging.getLogger("youtube8m_willow").setLevel(logging.INFO)
 
 
+TRACEBACK_ENV = "YT8M_TRACEBACK"  # set to 1: known user errors keep their traceback too
+
+
 def run_guarded(main: Callable[[], object]) -> object:
-    """Runs ``main``; known user-facing errors exit 1 with a one-line message."""
+    """Runs ``main``; known user errors (bad flags, files, data, checkpoints)
+    exit 1 with a one-line message. Any other exception is a bug and keeps
+    its traceback; with ``YT8M_TRACEBACK=1`` every error does."""
     import tensorflow as tf
     from absl import flags
 
     from youtube8m_willow.checkpoint import CheckpointError
     from youtube8m_willow.data.readers import DataError, data_error_from
+    from youtube8m_willow.errors import UserError
     from youtube8m_willow.training.trainer import NonFiniteLossError
 
+    if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
+        return main()
     try:
         return main()
-    except (DataError, CheckpointError, NonFiniteLossError, flags.ValidationError,
-            ValueError, FileNotFoundError) as error:
+    except (UserError, DataError, CheckpointError, NonFiniteLossError, flags.ValidationError,
+            FileNotFoundError) as error:
         _fail(error)
+    except (tf.errors.NotFoundError, tf.errors.PermissionDeniedError) as error:
+        _fail(error)  # a path that does not exist or cannot be written
     except tf.errors.OpError as error:
-        _fail(data_error_from(error) or error)
+        known = data_error_from(error)
+        if known is None:
+            raise
+        _fail(known)
 
 
 def _fail(error: BaseException) -> None:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from typing import Any
+
+MODEL_FLAGS_FILE = "model_flags.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,3 +110,32 @@ class ModelConfig:
     @classmethod
     def from_json(cls, text: str) -> "ModelConfig":
         return cls.from_dict(json.loads(text))
+
+
+def load_model_config(train_dir: str) -> ModelConfig | None:
+    """The model a train_dir holds, if this project trained it
+    (``model_flags.json``); None for an original train_dir."""
+    import tensorflow as tf  # deferred: configs stay importable without TensorFlow work
+
+    path = os.path.join(train_dir, MODEL_FLAGS_FILE)
+    if not tf.io.gfile.exists(path):
+        return None
+    try:
+        with tf.io.gfile.GFile(path) as handle:
+            return ModelConfig.from_dict(json.load(handle))
+    except (ValueError, TypeError) as error:
+        from youtube8m_willow.errors import ConfigError
+
+        raise ConfigError(f"{path} is not a valid model flags file: {error}") from None
+
+
+def save_model_config(train_dir: str, config: ModelConfig) -> None:
+    """Records the model in train_dir atomically, for eval, inference and resumes."""
+    import tensorflow as tf
+
+    tf.io.gfile.makedirs(train_dir)
+    path = os.path.join(train_dir, MODEL_FLAGS_FILE)
+    temporary = f"{path}.tmp{os.getpid()}"
+    with tf.io.gfile.GFile(temporary, "w") as handle:
+        handle.write(config.to_json())
+    tf.io.gfile.rename(temporary, path, overwrite=True)

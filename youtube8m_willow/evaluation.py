@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from youtube8m_willow import checkpoint
 from youtube8m_willow.config import ModelConfig
-from youtube8m_willow.data.readers import ReaderConfig, make_dataset, report_skipped
+from youtube8m_willow.data.readers import DataError, ReaderConfig, make_dataset, report_skipped
 from youtube8m_willow.losses import create_loss
 from youtube8m_willow.metrics.eval_util import EvaluationMetrics
 from youtube8m_willow.models.registry import create_model
@@ -51,16 +51,27 @@ class Predictor:
 
     def __init__(self, model_config: ModelConfig):
         self.model_config = model_config
+        self.path = ""
         self.model = create_model(model_config).build_for_config()
         self._predict = tf.function(lambda batch: self.model(batch, training=False),
                                     reduce_retracing=True)
 
     def restore(self, path: str) -> int:
-        return checkpoint.restore(path, self.model)
+        step = checkpoint.restore(path, self.model)
+        self.path = path
+        return step
 
     def __call__(self, batch):
-        return self._predict({"video_matrix": batch["video_matrix"],
-                              "num_frames": batch["num_frames"]})
+        """Probabilities ``[B, classes]``; non-finite ones are an error (bad weights)."""
+        predictions = self._predict({"video_matrix": batch["video_matrix"],
+                                     "num_frames": batch["num_frames"]})
+        finite = tf.reduce_all(tf.math.is_finite(predictions), axis=1)
+        if not bool(tf.reduce_all(finite)):
+            video = batch["video_ids"][int(tf.argmin(tf.cast(finite, tf.int32)))].numpy()
+            raise checkpoint.CheckpointError(
+                f"the model predicts NaN or Inf for video {video.decode('utf-8', 'replace')} "
+                f"(its input is finite): checkpoint {self.path!r} holds non-finite weights")
+        return predictions
 
 
 def _dataset(config: EvalConfig, model_config: ModelConfig):
@@ -90,6 +101,9 @@ def evaluate_checkpoint(predictor: Predictor, path: str, config: EvalConfig) -> 
         log.info("examples_processed: %d | Hit@1: %.3f PERR: %.3f Loss: %.5f", examples,
                  batch_result["hit_at_one"], batch_result["perr"], batch_result["loss"])
     report_skipped(dataset, log)
+    if examples == 0:
+        raise DataError(f"no records to evaluate in --eval_data_pattern '{config.data_pattern}' "
+                        "(empty files?)")
     result = metrics.get()
     result.update(global_step=step, examples=examples,
                   seconds=time.monotonic() - start)
@@ -109,10 +123,28 @@ def write_eval_summaries(train_dir: str, result: dict) -> None:
     writer.flush()
 
 
+def wait_for_checkpoint(train_dir: str, poll_secs: float) -> str:
+    """Waits for train_dir's first checkpoint (eval.py started beside
+    train.py), saying so once; returns its path."""
+    said = False
+    while True:
+        path = (checkpoint.latest_checkpoint(train_dir) if tf.io.gfile.isdir(train_dir)
+                else None)
+        if path is not None:
+            return path
+        if not said:
+            log.info("waiting for a first checkpoint in %s (looking every %ss)", train_dir,
+                     poll_secs)
+            said = True
+        time.sleep(poll_secs)
+
+
 def evaluate(config: EvalConfig, model_config: ModelConfig, max_evaluations: int | None = None
              ) -> list[dict]:
     """eval.py: evaluates the chosen checkpoint once (run_once or
-    check_point), or polls train_dir and evaluates each new checkpoint once."""
+    check_point), or polls train_dir and evaluates each new checkpoint once.
+    A checkpoint the trainer's rotation deletes before it is read is skipped
+    with a warning."""
     predictor = Predictor(model_config)
     if config.run_once or config.check_point >= 0:
         path = checkpoint.checkpoint_path(config.train_dir, config.check_point)
@@ -120,15 +152,20 @@ def evaluate(config: EvalConfig, model_config: ModelConfig, max_evaluations: int
         write_eval_summaries(config.train_dir, result)
         return [result]
     results, last_step = [], None
-    checkpoint.checkpoint_path(config.train_dir)  # fails clearly if there is none yet
     while max_evaluations is None or len(results) < max_evaluations:
-        path = checkpoint.latest_checkpoint(config.train_dir)
-        step = checkpoint.step_of(path) if path else None
-        if path is None or step == last_step:
+        path = wait_for_checkpoint(config.train_dir, config.poll_secs)
+        step = checkpoint.step_of(path)
+        if step == last_step:
             log.info("no new checkpoint in %s; waiting %ss", config.train_dir, config.poll_secs)
             time.sleep(config.poll_secs)
             continue
-        result = evaluate_checkpoint(predictor, path, config)
+        try:
+            result = evaluate_checkpoint(predictor, path, config)
+        except checkpoint.CheckpointError:
+            if tf.io.gfile.exists(path + ".index"):
+                raise
+            log.warning("skipped %s: deleted by the trainer's rotation before it was read", path)
+            continue
         write_eval_summaries(config.train_dir, result)
         results.append(result)
         last_step = step
@@ -164,5 +201,8 @@ def run_inference(config: EvalConfig, model_config: ModelConfig, output_file: st
             writer.write(video_ids, classes, scores)
             log.info("num examples processed: %d elapsed seconds: %.2f", writer.rows,
                      time.monotonic() - start)
+        if writer.rows == 0:  # raised inside: the CSV is not written
+            raise DataError(f"no records to predict in --input_data_pattern "
+                            f"'{config.data_pattern}' (empty files?)")
     log.info("wrote %d videos to %s", writer.rows, output_file)
     return writer.rows

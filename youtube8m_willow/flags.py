@@ -13,10 +13,9 @@ import os
 
 from absl import flags
 
-from youtube8m_willow.config import ModelConfig
+from youtube8m_willow.config import ModelConfig, load_model_config
 
 FLAGS = flags.FLAGS
-MODEL_FLAGS_FILE = "model_flags.json"
 
 _MODEL_FLAG_HELP = {
     "model": "Model class name (e.g. LogisticModel, MoeModel, NetVLADModelLF).",
@@ -140,24 +139,38 @@ def define_inference_flags() -> None:
 
 # ---------------------------------------------------------------- configs
 
-def _parse_list(value, cast):
+def _parse_list(value, cast, flag: str):
     if isinstance(value, (list, tuple)):
-        return tuple(cast(v) for v in value)
-    return tuple(cast(v.strip()) for v in str(value).split(",") if v.strip())
+        items = list(value)
+    else:
+        items = [v.strip() for v in str(value).split(",") if v.strip()]
+    try:
+        return tuple(cast(v) for v in items)
+    except ValueError:
+        raise flags.ValidationError(
+            f"--{flag}={value!r} is not a comma-separated list of "
+            f"{'integers' if cast is int else 'names'}") from None
 
 
-def model_config_from_flags(saved: dict | None = None) -> ModelConfig:
-    """ModelConfig from the flags; ``saved`` (a train_dir's model_flags.json)
-    fills every flag not given explicitly on the command line."""
-    values = {}
-    for field in dataclasses.fields(ModelConfig):
-        flag = FLAGS[field.name]
-        if saved is not None and field.name in saved and not flag.present:
-            values[field.name] = saved[field.name]
-        else:
-            values[field.name] = flag.value
-    names = _parse_list(values["feature_names"], str)
-    sizes = _parse_list(values["feature_sizes"], int)
+# Fields that choose how a model runs, not what its weights are: a value given
+# on the command line may differ from the train_dir's saved one.
+RUNTIME_MODEL_FIELDS = frozenset({"frame_sampling"})
+
+
+def _flag_values() -> dict:
+    """The model flags' values, as ModelConfig fields."""
+    return {field.name: FLAGS[field.name].value for field in dataclasses.fields(ModelConfig)}
+
+
+def _given_model_flags() -> set[str]:
+    """Model flags given explicitly on the command line."""
+    return {field.name for field in dataclasses.fields(ModelConfig) if FLAGS[field.name].present}
+
+
+def _config_from_values(values: dict) -> ModelConfig:
+    values = dict(values)
+    names = _parse_list(values["feature_names"], str, "feature_names")
+    sizes = _parse_list(values["feature_sizes"], int, "feature_sizes")
     if len(names) != len(sizes):
         raise flags.ValidationError(
             f"--feature_names has {len(names)} entries but --feature_sizes has {len(sizes)}")
@@ -165,36 +178,73 @@ def model_config_from_flags(saved: dict | None = None) -> ModelConfig:
     return ModelConfig.from_dict(values)
 
 
-def load_saved_model_flags(train_dir: str) -> dict | None:
-    """The model flags a train_dir was trained with, if this project wrote it."""
-    import tensorflow as tf  # deferred: keeps flag parsing light
-
-    path = os.path.join(train_dir, MODEL_FLAGS_FILE)
-    if not tf.io.gfile.exists(path):
-        return None
-    with tf.io.gfile.GFile(path) as handle:
-        return json.load(handle)
+def model_config_from_flags() -> ModelConfig:
+    """ModelConfig from the command-line flags alone."""
+    return _config_from_values(_flag_values())
 
 
-def save_model_flags(train_dir: str, config: ModelConfig) -> None:
-    import tensorflow as tf
+def contradicting_flags(saved: ModelConfig, given: ModelConfig) -> list[tuple[str, object, object]]:
+    """(flag, saved value, given value) for each model flag given on the
+    command line whose value differs from the train_dir's saved one."""
+    rows = []
+    for name in sorted(_given_model_flags() - RUNTIME_MODEL_FIELDS):
+        saved_value, given_value = getattr(saved, name), getattr(given, name)
+        if saved_value != given_value:
+            rows.append((name, _flag_text(saved_value), _flag_text(given_value)))
+    return rows
 
-    tf.io.gfile.makedirs(train_dir)
-    path = os.path.join(train_dir, MODEL_FLAGS_FILE)
-    temporary = path + ".tmp"
-    with tf.io.gfile.GFile(temporary, "w") as handle:
-        handle.write(config.to_json())
-    tf.io.gfile.rename(temporary, path, overwrite=True)
+
+def _flag_text(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def _with_runtime_flags(saved: ModelConfig, given: ModelConfig) -> ModelConfig:
+    """The saved model, with the runtime flags given on the command line."""
+    changes = {name: getattr(given, name) for name in _given_model_flags() & RUNTIME_MODEL_FIELDS}
+    return saved.replace(**changes)
+
+
+def model_config_for_training(train_dir: str, start_new_model: bool) -> ModelConfig:
+    """train.py: the model saved in train_dir when resuming one (model flags
+    need not be repeated; one that contradicts it is an error naming the flag
+    and both values), else the command-line flags."""
+    given = model_config_from_flags()
+    saved = None if start_new_model else load_model_config(train_dir)
+    if saved is None:
+        validate_model_config(given)
+        return given
+    conflicts = contradicting_flags(saved, given)
+    if conflicts:
+        name, saved_value, given_value = conflicts[0]
+        raise flags.ValidationError(
+            f"--{name}={given_value} contradicts the model saved in {train_dir} "
+            f"({name}={saved_value}); drop the flag to resume that model, or pass "
+            f"--start_new_model to train a new one"
+            + (f" ({len(conflicts) - 1} more flags differ)" if len(conflicts) > 1 else ""))
+    config = _with_runtime_flags(saved, given)
+    validate_model_config(config)
+    return config
 
 
 def model_config_for_train_dir(train_dir: str) -> ModelConfig:
-    """eval/inference: the train_dir's saved model flags, overridden by the
-    flags given on the command line; fails clearly if train_dir is missing."""
+    """eval/inference: the model saved in train_dir defines the graph; a model
+    flag that contradicts it is ignored with one warning naming it. Without
+    model_flags.json (an original train_dir) the flags build the graph."""
     import tensorflow as tf
+    from absl import logging as absl_logging
 
     if not tf.io.gfile.isdir(train_dir):
         raise flags.ValidationError(f"--train_dir {train_dir!r} does not exist")
-    config = model_config_from_flags(load_saved_model_flags(train_dir))
+    given = model_config_from_flags()
+    saved = load_model_config(train_dir)
+    if saved is None:
+        config = given
+    else:
+        for name, saved_value, given_value in contradicting_flags(saved, given):
+            absl_logging.warning(
+                "--%s=%s ignored: the model saved in %s has %s=%s", name, given_value,
+                train_dir, name, saved_value)
+        config = _with_runtime_flags(saved, given)
     validate_model_config(config)
     return config
 
@@ -217,6 +267,11 @@ def validate_model_config(config: ModelConfig) -> None:
         raise flags.ValidationError(
             f"--model={config.model} is a frame-level model: pass --frame_features=True "
             "with frame-level feature names (e.g. --feature_names=rgb,audio)")
+    if config.frame_features and not is_frame_level(config.model):
+        raise flags.ValidationError(
+            f"--model={config.model} is a video-level model but --frame_features=True: "
+            "pass --frame_features=False with video-level features (e.g. "
+            "--feature_names=mean_rgb,mean_audio), or a frame-level --model")
     if config.num_classes <= 0:
         raise flags.ValidationError("--num_classes must be positive")
 

@@ -10,6 +10,8 @@ from typing import Callable
 
 import tensorflow as tf
 
+from youtube8m_willow.errors import ConfigError
+
 
 class CrossEntropyLoss:
     """Weighted binary cross entropy (WILLOW's, alpha=0.5 is the starter's).
@@ -70,5 +72,5 @@ def loss_names() -> list[str]:
 def create_loss(name: str, alpha: float = 0.5):
     """The loss named by ``--label_loss``; an unknown name lists the valid ones."""
     if name not in _LOSSES:
-        raise ValueError(f"unknown --label_loss={name!r}; valid losses: {', '.join(loss_names())}")
+        raise ConfigError(f"unknown --label_loss={name!r}; valid losses: {', '.join(loss_names())}")
     return _LOSSES[name](alpha=alpha)

@@ -437,7 +437,25 @@ def _parse_video_batch(records: tf.Tensor, names: tf.Tensor, config: ReaderConfi
                  for n, s in zip(config.feature_names, config.feature_sizes)})
     parsed = tf.io.parse_example(records, spec, example_names=names)
     matrix = tf.concat([parsed[n] for n in config.feature_names], axis=-1)
-    return parsed, matrix, tf.ones(tf.shape(records), tf.int32), []
+    return parsed, matrix, tf.ones(tf.shape(records), tf.int32), [_check_finite(matrix, names, config)]
+
+
+def _check_finite(matrix: tf.Tensor, names: tf.Tensor, config: ReaderConfig) -> tf.Operation:
+    """Fails on the first record with a NaN or Inf value, naming it and its feature
+    (float features only: frame-level bytes are always finite)."""
+    finite = tf.math.is_finite(matrix)
+    bad = tf.logical_not(tf.reduce_all(finite, axis=1))
+
+    def message():
+        row = tf.argmax(tf.cast(bad, tf.int32))
+        column = tf.argmin(tf.cast(finite[row], tf.int32))
+        ends = tf.cumsum(tf.constant(config.feature_sizes, tf.int64))
+        feature = tf.gather(tf.constant(config.feature_names),
+                            tf.searchsorted(ends, column[None], side="right")[0])
+        return _message(tf.gather(names, row), ": feature ", feature, " has a NaN or Inf value "
+                        "(set skip_bad_records to skip such records)")
+
+    return _assert_no(bad, message)
 
 
 def _parse_batch(paths: tf.Tensor, indices: tf.Tensor, records: tf.Tensor, config: ReaderConfig,

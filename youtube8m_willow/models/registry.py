@@ -11,6 +11,7 @@ from typing import Callable
 import keras
 
 from youtube8m_willow.config import ModelConfig
+from youtube8m_willow.errors import ConfigError
 
 _MODELS: dict[str, Callable] = {}
 _CLASSIFIERS: dict[str, Callable] = {}
@@ -50,7 +51,7 @@ def classifier_names() -> list[str]:
 def model_class(name: str):
     _load_all()
     if name not in _MODELS:
-        raise ValueError(f"unknown --model={name!r}; valid models: {', '.join(sorted(_MODELS))}")
+        raise ConfigError(f"unknown --model={name!r}; valid models: {', '.join(sorted(_MODELS))}")
     return _MODELS[name]
 
 
@@ -68,6 +69,6 @@ def create_classifier(name: str, config: ModelConfig) -> keras.layers.Layer:
     """Builds the video-level classifier head named ``name``."""
     _load_all()
     if name not in _CLASSIFIERS:
-        raise ValueError(f"unknown --video_level_classifier_model={name!r}; valid classifiers: "
+        raise ConfigError(f"unknown --video_level_classifier_model={name!r}; valid classifiers: "
                          f"{', '.join(sorted(_CLASSIFIERS))}")
     return _CLASSIFIERS[name](config)

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from youtube8m_willow.errors import ConfigError, UserError
 from youtube8m_willow.submission.csv_writer import HEADER, SubmissionWriter
 
 log = logging.getLogger("youtube8m_willow")
@@ -44,7 +45,7 @@ _WRITE_CHUNK = 10_000              # videos formatted per write
 _CHUNK_LINES = 10_000              # lines parsed at once
 
 
-class SubmissionFormatError(ValueError):
+class SubmissionFormatError(UserError, ValueError):
     """A submission CSV that cannot be read; the message names file and line."""
 
 
@@ -64,7 +65,7 @@ class Submission:
     def to_dense(self, num_classes: int) -> np.ndarray:
         """``[V, num_classes]`` float32 scores, 0 where a class is not listed."""
         if self.classes.size and self.classes.max() >= num_classes:
-            raise ValueError(f"class {self.classes.max()} >= num_classes={num_classes}")
+            raise ConfigError(f"class {self.classes.max()} >= num_classes={num_classes}")
         dense = np.zeros((self.video_ids.size, num_classes), np.float32)
         dense[self.rows, self.classes] = self.scores
         return dense
@@ -290,14 +291,14 @@ def _write(output_path: str, video_ids: np.ndarray, classes: np.ndarray, scores:
 
 def _check_weights(paths: Sequence[str], weights: Sequence[float] | None) -> np.ndarray:
     if not paths:
-        raise ValueError("no submission files to average")
+        raise ConfigError("no submission files to average")
     if weights is None:
         return np.ones(len(paths))
     weights = np.asarray(weights, dtype=np.float64)
     if weights.shape != (len(paths),):
-        raise ValueError(f"{weights.size} weights for {len(paths)} submission files")
+        raise ConfigError(f"{weights.size} weights for {len(paths)} submission files")
     if not np.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0:
-        raise ValueError(f"weights must be non-negative with a positive sum, got "
+        raise ConfigError(f"weights must be non-negative with a positive sum, got "
                          f"{weights.tolist()}")
     return weights
 
@@ -315,7 +316,7 @@ def average_submissions(paths: Sequence[str], weights: Sequence[float] | None,
     """
     weights = _check_weights(paths, weights)
     if top_k < 1:
-        raise ValueError(f"top_k must be at least 1, got {top_k}")
+        raise ConfigError(f"top_k must be at least 1, got {top_k}")
     accumulator = _Accumulator()
     for path, weight in zip(paths, weights):
         submission = read_submission(path)

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from youtube8m_willow.errors import ConfigError, UserError
+
 # (id column, name column, fallback name column) per format.
 _FORMATS = {
     "vocabulary.csv (2018+)": ("Index", "Name", "KnowledgeGraphId"),
@@ -27,7 +29,7 @@ _FORMATS = {
 }
 
 
-class VocabularyError(ValueError):
+class VocabularyError(UserError, ValueError):
     """A file that is neither vocabulary format; the message names the file."""
 
 
@@ -118,7 +120,7 @@ def _parse_line(path: str, line_number: int, line: str):
     try:
         values = np.array(pairs.split(), dtype=np.float64).reshape(-1, 2)
     except ValueError:
-        raise ValueError(f"{path}:{line_number}: expected '<video id>,<label> <confidence> "
+        raise ConfigError(f"{path}:{line_number}: expected '<video id>,<label> <confidence> "
                          "...'") from None
     return video_id, values[:, 0].astype(np.int64), values[:, 1]
 

@@ -38,6 +38,8 @@ from typing import Sequence
 
 import tensorflow as tf
 
+from youtube8m_willow.errors import ConfigError
+
 TF_CONFIG = "TF_CONFIG"
 _TRAINING_TASKS = ("chief", "worker")
 
@@ -50,9 +52,9 @@ def tf_config(environ=None) -> dict:
     try:
         config = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ValueError(f"TF_CONFIG is not valid JSON: {error}") from None
+        raise ConfigError(f"TF_CONFIG is not valid JSON: {error}") from None
     if not isinstance(config, dict):
-        raise ValueError("TF_CONFIG must be a JSON object with 'cluster' and 'task'")
+        raise ConfigError("TF_CONFIG must be a JSON object with 'cluster' and 'task'")
     return config
 
 
@@ -67,7 +69,7 @@ def is_multi_worker(config: dict | None = None) -> bool:
     config = tf_config() if config is None else config
     unsupported = sorted(set(config.get("cluster", {})) - set(_TRAINING_TASKS) - {"evaluator"})
     if unsupported:
-        raise ValueError(
+        raise ConfigError(
             f"TF_CONFIG cluster has task types {unsupported}: training runs with "
             "MultiWorkerMirroredStrategy, whose cluster holds 'chief' and 'worker' tasks "
             "(the original's 'master' is the 'chief'; parameter servers are not used)")
@@ -97,7 +99,7 @@ def select_strategy(config: dict | None = None) -> tf.distribute.Strategy:
     if is_multi_worker(config):
         task = config.get("task", {})
         if task.get("type") not in _TRAINING_TASKS:
-            raise ValueError(f"TF_CONFIG task {task!r} is not a 'chief' or 'worker' task")
+            raise ConfigError(f"TF_CONFIG task {task!r} is not a 'chief' or 'worker' task")
         return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if len(gpus) > 1:
@@ -134,7 +136,7 @@ def strategy_is_chief(strategy: tf.distribute.Strategy) -> bool:
 def per_replica_batch_size(global_batch_size: int, num_replicas: int) -> int:
     """``global_batch_size / num_replicas``; fails clearly if not an integer."""
     if global_batch_size % num_replicas:
-        raise ValueError(
+        raise ConfigError(
             f"--batch_size={global_batch_size} is the global batch: it must be divisible by "
             f"the number of replicas ({num_replicas}); e.g. --batch_size="
             f"{max(1, round(global_batch_size / num_replicas)) * num_replicas}")

@@ -40,9 +40,10 @@ import keras
 import tensorflow as tf
 
 from youtube8m_willow import checkpoint
-from youtube8m_willow.config import ModelConfig
-from youtube8m_willow.data.readers import (ReaderConfig, list_files, make_dataset,
+from youtube8m_willow.config import ModelConfig, save_model_config
+from youtube8m_willow.data.readers import (DataError, ReaderConfig, list_files, make_dataset,
                                             report_skipped)
+from youtube8m_willow.errors import ConfigError
 from youtube8m_willow.losses import create_loss
 from youtube8m_willow.models.registry import create_model
 from youtube8m_willow.training import distribute, updates
@@ -94,7 +95,7 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
-            raise ValueError(f"unknown --precision={self.precision!r}; valid: "
+            raise ConfigError(f"unknown --precision={self.precision!r}; valid: "
                              f"{', '.join(PRECISIONS)}")
 
 
@@ -111,7 +112,10 @@ class NonFiniteLossError(RuntimeError):
 
 
 class _StopRequest:
-    """Turns SIGTERM/SIGINT into a flag checked between steps."""
+    """Turns the first SIGTERM/SIGINT into a flag checked between steps (the
+    loop then checkpoints and stops); a second one stops the process at once
+    (the signal's default action: checkpoints are written atomically, so the
+    last complete one stays the latest)."""
 
     def __init__(self):
         self.signal_name = None
@@ -127,6 +131,10 @@ class _StopRequest:
 
     def _handle(self, signum, frame):
         self.signal_name = signal.Signals(signum).name
+        log.warning("received %s: checkpointing after this step; send it again to stop "
+                    "at once", self.signal_name)
+        for sig in self._previous:
+            signal.signal(sig, signal.SIG_DFL)
 
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
@@ -191,10 +199,12 @@ class Trainer:
                                else None)
         self.fused_adam = updates.supports_fused_adam(self.optimizer)
         if self.distributed and self.loss_scale is not None and not self.fused_adam:
-            raise ValueError("--precision=float16 with several replicas needs "
+            raise ConfigError("--precision=float16 with several replicas needs "
                              "--optimizer=AdamOptimizer")
         self.loss_fn = create_loss(config.label_loss, config.alpha)
         self.global_step = 0
+        self._checkpoints = checkpoint.CheckpointWriter(config.train_dir, config.keep_checkpoints)
+        self.last_checkpoint = ""
         self._moving_statistics = [v for v in self.model.tf1_weights().values()
                                    if not v.trainable]
         self._forward_backward_fn = (tf.function(self._forward_backward, jit_compile=True)
@@ -225,9 +235,13 @@ class Trainer:
         """Writes a checkpoint (the chief only; returns "" elsewhere)."""
         if not self.is_chief:
             return ""
+        if not self._checkpoints.written:
+            # The flags are known to fit the train_dir's checkpoint (restored, or none).
+            save_model_config(self.config.train_dir, self.model_config)
         tensors = checkpoint.training_state(self.model, self.optimizer, self.global_step)
-        return checkpoint.save(self.config.train_dir, tensors, self.global_step,
-                               keep=self.config.keep_checkpoints)
+        self.last_checkpoint = self._checkpoints.save(tensors, self.global_step)
+        log.info("wrote checkpoint %s", self.last_checkpoint)
+        return self.last_checkpoint
 
     def export(self) -> str:
         """Writes a SavedModel of the current weights (the chief only; returns
@@ -240,7 +254,9 @@ class Trainer:
             model = create_model(self.model_config).build_for_config()
             for name, variable in model.tf1_weights().items():
                 variable.assign(self.model.tf1_weights()[name])
-        return export_model(model, self.model_config, self.config.train_dir, self.global_step)
+        path = export_model(model, self.model_config, self.config.train_dir, self.global_step)
+        log.info("exported the model at global step %d to %s", self.global_step, path)
+        return path
 
     # ------------------------------------------------------------ input
 
@@ -415,15 +431,20 @@ def train(config: TrainConfig, model_config: ModelConfig,
     if distribute.strategy_is_chief(strategy):
         prepare_train_dir(config)
     trainer = Trainer(config, model_config, strategy)
-    trainer.restore_latest()
+    restored = trainer.restore_latest()
     if config.max_steps is not None and trainer.global_step >= config.max_steps:
         log.info("global step %d already reached --max_steps=%d", trainer.global_step,
                  config.max_steps)
-        return TrainResult(trainer.global_step, float("nan"), trainer.save(), "max_steps")
+        # A train_dir without a checkpoint gets the initial weights; one with
+        # a checkpoint is left as it is.
+        return TrainResult(trainer.global_step, float("nan"), restored or trainer.save(),
+                           "max_steps")
+    first_step = trainer.global_step
     dataset = trainer.make_dataset()
     writer = (tf.summary.create_file_writer(config.train_dir) if trainer.is_chief
               else tf.summary.create_noop_writer())
     stopped_by, last_loss = "end_of_data", float("nan")
+    saved_step = exported_step = None
     last_save = time.monotonic()
     with _StopRequest() as stop, writer.as_default():
         for batch in dataset:
@@ -441,11 +462,12 @@ def train(config: TrainConfig, model_config: ModelConfig,
             step = trainer.global_step
             if config.export_model_steps > 0 and step % config.export_model_steps == 0:
                 trainer.save()
-                last_save = time.monotonic()
                 trainer.export()
+                saved_step = exported_step = step
+                last_save = time.monotonic()
             elif time.monotonic() - last_save >= config.save_checkpoint_secs:
                 trainer.save()
-                last_save = time.monotonic()
+                saved_step, last_save = step, time.monotonic()
             # Workers stop together: on the stop flag all-reduced by the step.
             if metrics["stop"] if trainer.distributed else stop.signal_name:
                 log.info("received %s: checkpointing at global step %d",
@@ -462,12 +484,16 @@ def train(config: TrainConfig, model_config: ModelConfig,
         raise NonFiniteLossError(
             f"loss became NaN or Inf at global step {trainer.global_step + 1}; "
             f"last good checkpoint: {path or 'none'}")
-    path = trainer.save()
-    if stopped_by != "signal":
+    if trainer.global_step == first_step:
+        raise DataError(f"no records to train on in --train_data_pattern "
+                        f"'{config.train_data_pattern}' (empty files?)")
+    step = trainer.global_step
+    path = trainer.save() if saved_step != step else trainer.last_checkpoint
+    if stopped_by != "signal" and exported_step != step:
         trainer.export()
     log.info("training stopped (%s) at global step %d; checkpoint %s", stopped_by,
-             trainer.global_step, path or "written by the chief")
-    return TrainResult(trainer.global_step, last_loss, path, stopped_by)
+             step, path or "written by the chief")
+    return TrainResult(step, last_loss, path, stopped_by)
 
 
 def _log_step(step: int, metrics: dict, examples_per_sec: float, learning_rate: float) -> None:

@@ -1,0 +1,201 @@
+"""The daily workflow on one train_dir: resuming without repeating the model
+flags, contradicting flags, checkpoint rotation that spares what this run did
+not write, exports, and eval.py started beside train.py."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO, run_script, shared_path
+from youtube8m_willow import checkpoint, evaluation
+from youtube8m_willow.config import ModelConfig
+from youtube8m_willow.data.synthetic import write_synthetic_dataset
+from youtube8m_willow.evaluation import EvalConfig
+
+NUM_CLASSES = 10
+MODEL_FLAGS = ["--model=MoeModel", "--feature_names=mean_rgb,mean_audio",
+               "--feature_sizes=1024,128", f"--num_classes={NUM_CLASSES}",
+               "--moe_num_mixtures=3"]
+
+
+@pytest.fixture(scope="module")
+def pattern(tmp_path_factory):
+    return write_synthetic_dataset(str(tmp_path_factory.mktemp("data")), num_videos=64,
+                                   num_classes=NUM_CLASSES, num_shards=1,
+                                   frame_level=False)["video"]
+
+
+def _train(train_dir, pattern, *flags, check=True):
+    return run_script("train.py", f"--train_dir={train_dir}", f"--train_data_pattern={pattern}",
+                      "--batch_size=16", "--export_model_steps=0", *flags, check=check)
+
+
+def _error_line(result) -> str:
+    assert result.returncode == 1, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("ERROR: ")]
+    assert len(lines) == 1, result.stderr[-3000:]
+    return lines[0]
+
+
+def _files(folder) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()
+            and not p.name.startswith("events.")}
+
+
+def test_resume_without_model_flags_and_contradicting_flags(pattern, tmp_path):
+    train_dir = tmp_path / "run"
+    _train(train_dir, pattern, "--max_steps=2", *MODEL_FLAGS)
+    saved = (train_dir / "model_flags.json").read_text()
+    assert json.loads(saved)["moe_num_mixtures"] == 3
+
+    # No model flags: the saved MoeModel (not the default LogisticModel) resumes.
+    resumed = _train(train_dir, pattern, "--max_steps=4")
+    assert "restored" in resumed.stderr and "model.ckpt-2" in resumed.stderr
+    assert checkpoint.checkpoint_steps(str(train_dir)) == [2, 4]
+    assert (train_dir / "model_flags.json").read_text() == saved
+
+    # A contradicting flag: one line naming it and both values; nothing changes.
+    before = _files(train_dir)
+    refused = _train(train_dir, pattern, "--max_steps=6", "--moe_num_mixtures=2", check=False)
+    line = _error_line(refused)
+    assert "--moe_num_mixtures=2" in line and "moe_num_mixtures=3" in line
+    assert "--start_new_model" in line
+    assert _files(train_dir) == before
+
+    # The same flag with --start_new_model trains a new model.
+    _train(train_dir, pattern, "--max_steps=1", "--moe_num_mixtures=2", "--start_new_model")
+    assert json.loads((train_dir / "model_flags.json").read_text())["moe_num_mixtures"] == 2
+    assert checkpoint.checkpoint_steps(str(train_dir)) == [1]
+
+
+def test_eval_and_inference_ignore_a_contradicting_model_flag(pattern, tmp_path):
+    # WILLOW's Gated Soft-DBoF inference line passes a model flag its training
+    # line never set: the saved model defines the graph, the flag is ignored.
+    train_dir = tmp_path / "run"
+    _train(train_dir, pattern, "--max_steps=2", *MODEL_FLAGS)
+    plain, flagged = tmp_path / "plain.csv", tmp_path / "flagged.csv"
+    run_script("inference.py", f"--train_dir={train_dir}", f"--input_data_pattern={pattern}",
+               f"--output_file={plain}")
+    result = run_script("inference.py", f"--train_dir={train_dir}",
+                        f"--input_data_pattern={pattern}", f"--output_file={flagged}",
+                        "--moe_prob_gating=True", "--moe_num_mixtures=3")
+    warnings = [line for line in result.stderr.splitlines() if "ignored" in line]
+    assert len(warnings) == 1, result.stderr[-3000:]
+    assert "--moe_prob_gating=True" in warnings[0] and "moe_prob_gating=False" in warnings[0]
+    assert flagged.read_text() == plain.read_text()
+    evaluated = run_script("eval.py", f"--train_dir={train_dir}", f"--eval_data_pattern={pattern}",
+                           "--run_once=True", "--moe_num_mixtures=5")
+    assert "--moe_num_mixtures=5 ignored" in evaluated.stderr
+    assert "epoch/eval number 2 " in evaluated.stderr
+
+
+def _original_train_dir(tmp_path):
+    """A copy of an original (TF1) train_dir, with its records and model flags."""
+    fixture = shared_path("fixtures", "moe_video")
+    meta = json.loads((fixture / "meta.json").read_text())
+    train_dir = tmp_path / "original"
+    shutil.copytree(fixture / "train_dir", train_dir)
+    flags = [*meta["model_flags"], f"--num_classes={meta['num_classes']}"]
+    return train_dir, str(fixture / "data.tfrecord"), flags
+
+
+def test_flags_that_do_not_fit_an_original_checkpoint_record_nothing(tmp_path):
+    train_dir, data, flags = _original_train_dir(tmp_path)
+    before = _files(train_dir)
+    result = _train(train_dir, data, "--max_steps=124", *flags, "--moe_num_mixtures=4",
+                    check=False)
+    assert "does not fit the model flags" in _error_line(result)
+    assert _files(train_dir) == before  # no model_flags.json, the checkpoint untouched
+
+
+def test_continuing_an_original_train_dir_never_deletes_its_checkpoints(tmp_path):
+    train_dir, data, flags = _original_train_dir(tmp_path)
+    original = _files(train_dir)
+    # Checkpoint every step, keep one: only this run's own checkpoints rotate.
+    _train(train_dir, data, "--max_steps=126", "--keep_checkpoints=1",
+           "--save_checkpoint_secs=0", *flags)
+    assert checkpoint.checkpoint_steps(str(train_dir)) == [123, 126]
+    for name in ("model.ckpt-123.index", "model.ckpt-123.data-00000-of-00001"):
+        assert (train_dir / name).read_bytes() == original[name]
+    assert checkpoint.latest_checkpoint(str(train_dir)).endswith("model.ckpt-126")
+    # --keep_checkpoints=0 keeps every checkpoint, as TF1's max_to_keep=0.
+    _train(train_dir, data, "--max_steps=129", "--keep_checkpoints=0",
+           "--save_checkpoint_secs=0")
+    assert checkpoint.checkpoint_steps(str(train_dir)) == [123, 126, 127, 128, 129]
+    state = (train_dir / "checkpoint").read_text()
+    assert state.count("all_model_checkpoint_paths") == 5
+
+
+def test_exports_every_export_model_steps_and_once_at_the_end(pattern, tmp_path):
+    train_dir = tmp_path / "run"
+    result = run_script("train.py", f"--train_dir={train_dir}", f"--train_data_pattern={pattern}",
+                        "--batch_size=16", "--max_steps=4", "--export_model_steps=2",
+                        "--save_checkpoint_secs=100000", *MODEL_FLAGS)
+    exports = re.findall(r"exported the model at global step (\d+)", result.stderr)
+    written = re.findall(r"wrote checkpoint \S+model\.ckpt-(\d+)", result.stderr)
+    assert exports == ["2", "4"] and written == ["2", "4"]  # step 4 once, not twice
+    assert sorted(p.name for p in (train_dir / "export").iterdir()) == ["step_2", "step_4"]
+    # Continued to a step that is no multiple: one more export, at the end.
+    result = run_script("train.py", f"--train_dir={train_dir}", f"--train_data_pattern={pattern}",
+                        "--batch_size=16", "--max_steps=5", "--export_model_steps=2")
+    assert re.findall(r"exported the model at global step (\d+)", result.stderr) == ["5"]
+    assert sorted(p.name for p in (train_dir / "export").iterdir()) == [
+        "step_2", "step_4", "step_5"]
+
+
+def test_eval_started_before_train_waits_for_the_first_checkpoint(pattern, tmp_path):
+    train_dir = tmp_path / "run"  # does not exist yet
+    command = [sys.executable, str(REPO / "eval.py"), f"--train_dir={train_dir}",
+               f"--eval_data_pattern={pattern}", "--poll_secs=1", "--batch_size=32"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    lines, trained = [], False
+    deadline = time.monotonic() + 300
+    try:
+        for line in process.stderr:
+            lines.append(line)
+            if "waiting for a first checkpoint" in line and not trained:
+                time.sleep(2)  # a few polls go by before training starts
+                _train(train_dir, pattern, "--max_steps=2", *MODEL_FLAGS)
+                trained = True
+            if "epoch/eval number" in line:
+                break
+            assert time.monotonic() < deadline, "eval.py did not evaluate in time"
+    finally:
+        process.terminate()
+        process.communicate(timeout=60)
+    text = "".join(lines)
+    assert trained, text[-3000:]
+    assert text.count("waiting for a first checkpoint") == 1
+    assert "epoch/eval number 2 " in text
+
+
+def test_a_checkpoint_rotated_away_before_it_is_read_is_skipped(pattern, tmp_path, monkeypatch,
+                                                                  caplog):
+    train_dir = tmp_path / "run"
+    _train(train_dir, pattern, "--max_steps=3", "--save_checkpoint_secs=0",
+           "--model=LogisticModel", "--feature_names=mean_rgb,mean_audio",
+           "--feature_sizes=1024,128", f"--num_classes={NUM_CLASSES}")
+    gone = str(train_dir / "model.ckpt-2")
+    for path in train_dir.glob("model.ckpt-2.*"):
+        path.unlink()  # as the trainer's rotation does, after eval listed it
+    answers = iter([gone])
+    real = evaluation.wait_for_checkpoint
+    monkeypatch.setattr(evaluation, "wait_for_checkpoint",
+                        lambda *args: next(answers, None) or real(*args))
+    config = EvalConfig(train_dir=str(train_dir), data_pattern=pattern, batch_size=32,
+                        poll_secs=0)
+    model_config = ModelConfig.from_json((train_dir / "model_flags.json").read_text())
+    with caplog.at_level(logging.WARNING, logger="youtube8m_willow"):
+        results = evaluation.evaluate(config, model_config, max_evaluations=1)
+    assert [r["global_step"] for r in results] == [3]
+    assert any("model.ckpt-2" in r.message and "rotation" in r.message for r in caplog.records)
