@@ -57,9 +57,11 @@ def test_check_point_selects_a_step(tmp_path):
                                       num_shards=1, frame_level=False)["video"]
     train_dir = tmp_path / "run"
     _train(train_dir, pattern, 3)
+    _train(train_dir, pattern, 5)  # the latest is now step 5
     result = run_script("eval.py", f"--train_dir={train_dir}", f"--eval_data_pattern={pattern}",
                         "--check_point=3", "--batch_size=32")
     assert "epoch/eval number 3 " in result.stderr
+    assert "epoch/eval number 5 " not in result.stderr
     missing = run_script("eval.py", f"--train_dir={train_dir}", f"--eval_data_pattern={pattern}",
                          "--check_point=99", check=False)
     assert missing.returncode == 1 and "--check_point=99" in missing.stderr

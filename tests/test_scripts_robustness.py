@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -82,10 +83,14 @@ def test_unknown_names_list_the_valid_ones(flag, valid, tmp_path, video_data):
 
 
 def test_checkpoint_that_does_not_fit_lists_variables(trained_dir, video_data, tmp_path):
-    result = run_script("inference.py", f"--train_dir={trained_dir}",
+    # An original train_dir (no model_flags.json): the flags build the graph.
+    original = tmp_path / "original"
+    shutil.copytree(trained_dir, original)
+    (original / "model_flags.json").unlink()
+    result = run_script("inference.py", f"--train_dir={original}",
                         f"--input_data_pattern={video_data['test']}",
-                        f"--output_file={tmp_path / 'x.csv'}", "--moe_low_rank_gating=4",
-                        check=False)
+                        f"--output_file={tmp_path / 'x.csv'}", *VIDEO_FLAGS,
+                        "--moe_low_rank_gating=4", check=False)
     line = _error_line(result)
     assert "missing variables: gates1/weights, gates2/weights" in line
     assert "unexpected variables: gates/weights" in line
@@ -176,26 +181,125 @@ def test_killed_inference_leaves_no_partial_csv(trained_dir, video_data, tmp_pat
     assert len(rows) == 600
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(trained_dir, tmp_path):
-    bad = tmp_path / "nan.tfrecord"
-    with tf.io.TFRecordWriter(str(bad)) as writer:
-        for i in range(8):
-            rgb = np.full(1024, np.nan if i == 5 else 0.1, np.float32)
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(video_data, tmp_path):
+    train_dir = tmp_path / "nan_run"
+    run_script("train.py", f"--train_dir={train_dir}", f"--train_data_pattern={video_data['train']}",
+               "--batch_size=8", "--max_steps=1", *VIDEO_FLAGS)
+    before = checkpoint.checkpoint_steps(str(train_dir))
+    assert before == [1]
+    # Adam steps of 1e38 overflow the weights: the loss is NaN within a few steps.
+    result = run_script("train.py", f"--train_dir={train_dir}",
+                        f"--train_data_pattern={video_data['train']}", "--batch_size=8",
+                        "--max_steps=20", "--base_learning_rate=1e38", check=False)
+    line = _error_line(result)
+    assert "NaN or Inf" in line and "model.ckpt-1" in line
+    assert checkpoint.checkpoint_steps(str(train_dir)) == before
+
+
+def _write_video_records(path, count: int, nan_at: int | None = None) -> str:
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for i in range(count):
+            audio = np.full(128, np.inf if i == nan_at else 0.1, np.float32)
             example = tf.train.Example(features=tf.train.Features(feature={
                 "id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"v%d" % i])),
                 "labels": tf.train.Feature(int64_list=tf.train.Int64List(value=[1])),
-                "mean_rgb": tf.train.Feature(float_list=tf.train.FloatList(value=rgb)),
-                "mean_audio": tf.train.Feature(float_list=tf.train.FloatList(value=[0.1] * 128)),
+                "mean_rgb": tf.train.Feature(float_list=tf.train.FloatList(
+                    value=np.full(1024, np.nan if i == nan_at else 0.1, np.float32))),
+                "mean_audio": tf.train.Feature(float_list=tf.train.FloatList(value=audio)),
             }))
             writer.write(example.SerializeToString())
-    train_dir = tmp_path / "nan_run"
-    run_script("train.py", f"--train_dir={train_dir}", f"--train_data_pattern={bad}",
-               "--batch_size=8", "--max_steps=0", *VIDEO_FLAGS, check=False)
-    before = checkpoint.checkpoint_steps(str(train_dir))
-    result = run_script("train.py", f"--train_dir={train_dir}", f"--train_data_pattern={bad}",
-                        "--batch_size=8", "--max_steps=10", *VIDEO_FLAGS, check=False)
-    assert "NaN or Inf" in _error_line(result)
-    assert checkpoint.checkpoint_steps(str(train_dir)) == before
+    return str(path)
+
+
+def test_nan_input_is_named_or_skipped_in_all_three_scripts(trained_dir, tmp_path):
+    bad = _write_video_records(tmp_path / "nan.tfrecord", 8, nan_at=5)
+    output = tmp_path / "out.csv"
+    runs = {
+        "train.py": [f"--train_dir={tmp_path / 't'}", f"--train_data_pattern={bad}",
+                     "--max_steps=3", *VIDEO_FLAGS],
+        "eval.py": [f"--train_dir={trained_dir}", f"--eval_data_pattern={bad}", "--run_once=True"],
+        "inference.py": [f"--train_dir={trained_dir}", f"--input_data_pattern={bad}",
+                         f"--output_file={output}"],
+    }
+    for script, args in runs.items():
+        line = _error_line(run_script(script, *args, "--batch_size=4", check=False))
+        assert f"{bad} (record 5)" in line and "mean_rgb" in line and "NaN or Inf" in line, script
+    assert not output.exists() and not (tmp_path / "t" / "checkpoint").exists()
+    skipped = run_script("inference.py", *runs["inference.py"], "--skip_bad_records=True")
+    assert "malformed_records=1" in skipped.stderr
+    assert sorted(read_submission(output)) == [f"v{i}" for i in range(8) if i != 5]
+
+
+def test_input_without_records_is_an_error_in_all_three_scripts(trained_dir, tmp_path):
+    empty = tmp_path / "empty.tfrecord"
+    empty.write_bytes(b"")
+    output = tmp_path / "out.csv"
+    new_dir = tmp_path / "new"
+    runs = {
+        "train.py": [f"--train_dir={new_dir}", f"--train_data_pattern={empty}", *VIDEO_FLAGS],
+        "eval.py": [f"--train_dir={trained_dir}", f"--eval_data_pattern={empty}", "--run_once=True"],
+        "inference.py": [f"--train_dir={trained_dir}", f"--input_data_pattern={empty}",
+                         f"--output_file={output}"],
+    }
+    for script, args in runs.items():
+        line = _error_line(run_script(script, *args, check=False))
+        assert f"'{empty}'" in line and "no records" in line, script
+    assert not output.exists()
+    assert not (new_dir / "export").exists() and not (new_dir / "checkpoint").exists()
+
+
+@pytest.mark.parametrize("flag,named", [
+    ("--feature_sizes=abc", "--feature_sizes"),
+    ("--feature_sizes=1024,x", "--feature_sizes"),
+    ("--frame_features=True", "--frame_features"),
+])
+def test_bad_or_contradicting_flags_are_named(flag, named, video_data, tmp_path):
+    result = run_script("train.py", f"--train_dir={tmp_path / 't'}",
+                        f"--train_data_pattern={video_data['train']}", *VIDEO_FLAGS, flag,
+                        check=False)
+    line = _error_line(result)
+    assert named in line
+    if flag.startswith("--frame_features"):
+        assert "--model=MoeModel" in line  # a video-level model on frame-level input
+    assert not (tmp_path / "t").exists()
+
+
+def test_known_errors_are_one_line_internal_errors_keep_their_traceback(monkeypatch, capsys):
+    from youtube8m_willow import cli
+    from youtube8m_willow.data.readers import DataError
+
+    def bad_data():
+        raise DataError("data.tfrecord (record 3): broken")
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run_guarded(bad_data)
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err == "ERROR: data.tfrecord (record 3): broken\n"
+
+    def bug():
+        raise KeyError("an internal bug")
+
+    with pytest.raises(KeyError):  # propagates: Python prints its traceback
+        cli.run_guarded(bug)
+    monkeypatch.setenv(cli.TRACEBACK_ENV, "1")
+    with pytest.raises(DataError):  # the full traceback of a known error, on request
+        cli.run_guarded(bad_data)
+
+
+def test_second_interrupt_stops_at_once(video_data, tmp_path):
+    train_dir = tmp_path / "run"
+    process = _start_training(train_dir, video_data["train"], max_steps=100000)
+    _wait_for_step(process, 3)
+    process.send_signal(signal.SIGINT)
+    for line in process.stderr:
+        if "received SIGINT" in line:
+            process.send_signal(signal.SIGINT)
+            break
+    rest = process.stderr.read()
+    assert process.wait(timeout=120) == -signal.SIGINT, rest[-3000:]
+    assert "training stopped" not in rest
+    latest = checkpoint.latest_checkpoint(str(train_dir))
+    assert int(checkpoint.read_checkpoint(latest)["global_step"]) == checkpoint.step_of(latest)
 
 
 def test_truncated_file_is_named_and_skippable(trained_dir, video_data, tmp_path):

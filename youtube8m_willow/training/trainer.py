@@ -130,11 +130,11 @@ class _StopRequest:
         return self
 
     def _handle(self, signum, frame):
+        for sig in self._previous:
+            signal.signal(sig, signal.SIG_DFL)
         self.signal_name = signal.Signals(signum).name
         log.warning("received %s: checkpointing after this step; send it again to stop "
                     "at once", self.signal_name)
-        for sig in self._previous:
-            signal.signal(sig, signal.SIG_DFL)
 
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
