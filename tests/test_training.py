@@ -132,13 +132,26 @@ def test_checkpoint_mismatch_lists_missing_and_unexpected(tmp_path):
 
 def test_latest_checkpoint_ignores_partial_writes_and_prunes(tmp_path):
     model = _moe()
+    checkpoint.save(str(tmp_path), checkpoint.training_state(model, None, 0), 0)  # not this run's
+    writer = checkpoint.CheckpointWriter(str(tmp_path), keep=3)
     for step in range(1, 8):
-        checkpoint.save(str(tmp_path), checkpoint.training_state(model, None, step), step, keep=3)
-    assert checkpoint.checkpoint_steps(str(tmp_path)) == [5, 6, 7]
+        writer.save(checkpoint.training_state(model, None, step), step)
+    assert checkpoint.checkpoint_steps(str(tmp_path)) == [0, 5, 6, 7]
     # A write killed half-way leaves only a temporary prefix: never the latest.
     (tmp_path / "model.ckpt-8.tmp999.index").write_bytes(b"partial")
     assert checkpoint.latest_checkpoint(str(tmp_path)).endswith("model.ckpt-7")
-    assert checkpoint.checkpoint_steps(str(tmp_path)) == [5, 6, 7]
+    assert checkpoint.checkpoint_steps(str(tmp_path)) == [0, 5, 6, 7]
+    state = (tmp_path / "checkpoint").read_text().splitlines()
+    assert state == ['model_checkpoint_path: "model.ckpt-7"'] + [
+        f'all_model_checkpoint_paths: "model.ckpt-{step}"' for step in (0, 5, 6, 7)]
+
+
+def test_keep_zero_keeps_every_checkpoint(tmp_path):
+    model = _moe()
+    writer = checkpoint.CheckpointWriter(str(tmp_path), keep=0)
+    for step in range(1, 8):
+        writer.save(checkpoint.training_state(model, None, step), step)
+    assert checkpoint.checkpoint_steps(str(tmp_path)) == list(range(1, 8))
 
 
 def test_missing_train_dir_and_checkpoint_errors(tmp_path):
