@@ -102,9 +102,12 @@ class ModelConfig:
         """Builds a config from a dict, ignoring unknown keys (forward compatible)."""
         names = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in values.items() if k in names}
-        for key in ("feature_names", "feature_sizes"):
-            if key in kwargs:
-                kwargs[key] = tuple(kwargs[key])
+        for key, cast in (("feature_names", str), ("feature_sizes", int)):
+            if key in kwargs:  # a list, or a comma-separated string (the original's files)
+                value = kwargs[key]
+                items = value.split(",") if isinstance(value, str) else value
+                kwargs[key] = tuple(cast(v.strip() if isinstance(v, str) else v)
+                                    for v in items if str(v).strip())
         return cls(**kwargs)
 
     @classmethod
@@ -112,9 +115,11 @@ class ModelConfig:
         return cls.from_dict(json.loads(text))
 
 
-def load_model_config(train_dir: str) -> ModelConfig | None:
-    """The model a train_dir holds, if this project trained it
-    (``model_flags.json``); None for an original train_dir."""
+def load_model_flags(train_dir: str) -> dict[str, Any] | None:
+    """The model flags a train_dir records in ``model_flags.json``, as
+    written (None for a train_dir without one). This project records every
+    ModelConfig field; the original starter code recorded only a few
+    (model, feature names and sizes, frame_features, label_loss)."""
     import tensorflow as tf  # deferred: configs stay importable without TensorFlow work
 
     path = os.path.join(train_dir, MODEL_FLAGS_FILE)
@@ -122,11 +127,14 @@ def load_model_config(train_dir: str) -> ModelConfig | None:
         return None
     try:
         with tf.io.gfile.GFile(path) as handle:
-            return ModelConfig.from_dict(json.load(handle))
-    except (ValueError, TypeError) as error:
+            values = json.load(handle)
+        if not isinstance(values, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as error:
         from youtube8m_willow.errors import ConfigError
 
         raise ConfigError(f"{path} is not a valid model flags file: {error}") from None
+    return values
 
 
 def save_model_config(train_dir: str, config: ModelConfig) -> None:

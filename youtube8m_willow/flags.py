@@ -13,7 +13,7 @@ import os
 
 from absl import flags
 
-from youtube8m_willow.config import ModelConfig, load_model_config
+from youtube8m_willow.config import ModelConfig, load_model_flags
 
 FLAGS = flags.FLAGS
 
@@ -183,45 +183,47 @@ def model_config_from_flags() -> ModelConfig:
     return _config_from_values(_flag_values())
 
 
-def contradicting_flags(saved: ModelConfig, given: ModelConfig) -> list[tuple[str, object, object]]:
-    """(flag, saved value, given value) for each model flag given on the
-    command line whose value differs from the train_dir's saved one."""
-    rows = []
-    for name in sorted(_given_model_flags() - RUNTIME_MODEL_FIELDS):
-        saved_value, given_value = getattr(saved, name), getattr(given, name)
-        if saved_value != given_value:
-            rows.append((name, _flag_text(saved_value), _flag_text(given_value)))
-    return rows
+class _SavedModel:
+    """A train_dir's recorded model flags resolved against the command line:
+    recorded flags define the model, the others come from the flags."""
+
+    def __init__(self, saved: dict):
+        self.recorded = set(saved) & {f.name for f in dataclasses.fields(ModelConfig)}
+        flag_values = _flag_values()
+        self.given = _config_from_values(flag_values)
+        self.config = _config_from_values(
+            {**flag_values, **{name: saved[name] for name in self.recorded}})
+        given_names = _given_model_flags()
+        self.config = self.config.replace(**{  # runtime flags may always be given
+            name: getattr(self.given, name) for name in given_names & RUNTIME_MODEL_FIELDS})
+        self.conflicts = [
+            (name, _flag_text(getattr(self.config, name)), _flag_text(getattr(self.given, name)))
+            for name in sorted((given_names & self.recorded) - RUNTIME_MODEL_FIELDS)
+            if getattr(self.config, name) != getattr(self.given, name)]
 
 
 def _flag_text(value) -> str:
     return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
-def _with_runtime_flags(saved: ModelConfig, given: ModelConfig) -> ModelConfig:
-    """The saved model, with the runtime flags given on the command line."""
-    changes = {name: getattr(given, name) for name in _given_model_flags() & RUNTIME_MODEL_FIELDS}
-    return saved.replace(**changes)
-
-
 def model_config_for_training(train_dir: str, start_new_model: bool) -> ModelConfig:
     """train.py: the model saved in train_dir when resuming one (model flags
     need not be repeated; one that contradicts it is an error naming the flag
     and both values), else the command-line flags."""
-    given = model_config_from_flags()
-    saved = None if start_new_model else load_model_config(train_dir)
+    saved = None if start_new_model else load_model_flags(train_dir)
     if saved is None:
-        validate_model_config(given)
-        return given
-    conflicts = contradicting_flags(saved, given)
-    if conflicts:
-        name, saved_value, given_value = conflicts[0]
-        raise flags.ValidationError(
-            f"--{name}={given_value} contradicts the model saved in {train_dir} "
-            f"({name}={saved_value}); drop the flag to resume that model, or pass "
-            f"--start_new_model to train a new one"
-            + (f" ({len(conflicts) - 1} more flags differ)" if len(conflicts) > 1 else ""))
-    config = _with_runtime_flags(saved, given)
+        config = model_config_from_flags()
+    else:
+        resolved = _SavedModel(saved)
+        if resolved.conflicts:
+            name, saved_value, given_value = resolved.conflicts[0]
+            more = len(resolved.conflicts) - 1
+            raise flags.ValidationError(
+                f"--{name}={given_value} contradicts the model saved in {train_dir} "
+                f"({name}={saved_value}); drop the flag to resume that model, or pass "
+                "--start_new_model to train a new one"
+                + (f" ({more} more flags differ)" if more else ""))
+        config = resolved.config
     validate_model_config(config)
     return config
 
@@ -229,22 +231,23 @@ def model_config_for_training(train_dir: str, start_new_model: bool) -> ModelCon
 def model_config_for_train_dir(train_dir: str) -> ModelConfig:
     """eval/inference: the model saved in train_dir defines the graph; a model
     flag that contradicts it is ignored with one warning naming it. Without
-    model_flags.json (an original train_dir) the flags build the graph."""
+    model_flags.json (an original train_dir) the flags build the graph; the
+    original's partial model_flags.json defines only what it records."""
     import tensorflow as tf
     from absl import logging as absl_logging
 
     if not tf.io.gfile.isdir(train_dir):
         raise flags.ValidationError(f"--train_dir {train_dir!r} does not exist")
-    given = model_config_from_flags()
-    saved = load_model_config(train_dir)
+    saved = load_model_flags(train_dir)
     if saved is None:
-        config = given
+        config = model_config_from_flags()
     else:
-        for name, saved_value, given_value in contradicting_flags(saved, given):
+        resolved = _SavedModel(saved)
+        for name, saved_value, given_value in resolved.conflicts:
             absl_logging.warning(
                 "--%s=%s ignored: the model saved in %s has %s=%s", name, given_value,
                 train_dir, name, saved_value)
-        config = _with_runtime_flags(saved, given)
+        config = resolved.config
     validate_model_config(config)
     return config
 
