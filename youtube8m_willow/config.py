@@ -69,6 +69,9 @@ class ModelConfig:
     gru_backward: bool = False
     lstm_backward: bool = False
     fc_dimred: bool = True
+    # Segment-level (2019) records: train and evaluate on rated 5-frame
+    # segments, predict every 5-frame segment (``data.segments``).
+    segment_labels: bool = False
     # --- frame statistics model (new) ---
     stats_top_k: int = 5
     # --- video-level model flags (WILLOW video_level_models.py) ---

@@ -19,6 +19,7 @@ import tensorflow as tf
 from youtube8m_willow import checkpoint
 from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.data.readers import DataError, ReaderConfig, make_dataset, report_skipped
+from youtube8m_willow.data.segments import make_rated_segment_dataset
 from youtube8m_willow.losses import create_loss
 from youtube8m_willow.metrics.eval_util import EvaluationMetrics
 from youtube8m_willow.models.registry import create_model
@@ -77,10 +78,10 @@ class Predictor:
 def _dataset(config: EvalConfig, model_config: ModelConfig):
     """The eval-order dataset; its ``read_stats`` counts what the tolerant
     modes skipped (reported by ``report_skipped``)."""
-    return make_dataset(config.data_pattern, ReaderConfig.for_model(
-                            model_config, config.skip_bad_records, config.drop_out_of_range_labels),
-                        config.batch_size, training=False, num_epochs=1,
-                        num_readers=config.num_readers)
+    read = make_rated_segment_dataset if model_config.segment_labels else make_dataset
+    return read(config.data_pattern, ReaderConfig.for_model(
+                    model_config, config.skip_bad_records, config.drop_out_of_range_labels),
+                config.batch_size, training=False, num_epochs=1, num_readers=config.num_readers)
 
 
 def evaluate_checkpoint(predictor: Predictor, path: str, config: EvalConfig) -> dict:
@@ -92,9 +93,12 @@ def evaluate_checkpoint(predictor: Predictor, path: str, config: EvalConfig) -> 
     examples = 0
     start = time.monotonic()
     dataset = _dataset(config, predictor.model_config)
+    segments = predictor.model_config.segment_labels
     for batch in dataset:
         predictions = predictor(batch)
         loss = float(loss_fn(predictions, batch["labels"]))
+        if segments:  # as the original: metrics only see the rated classes
+            predictions = predictions * batch["label_weights"]
         labels = batch["labels"].numpy()
         batch_result = metrics.accumulate(predictions.numpy(), labels, loss)
         examples += labels.shape[0]
@@ -107,9 +111,15 @@ def evaluate_checkpoint(predictor: Predictor, path: str, config: EvalConfig) -> 
     result = metrics.get()
     result.update(global_step=step, examples=examples,
                   seconds=time.monotonic() - start)
-    log.info("epoch/eval number %d | Avg_Hit@1: %.3f | Avg_PERR: %.3f | MAP: %.3f | GAP: %.3f | "
-             "Avg_Loss: %f", step, result["avg_hit_at_one"], result["avg_perr"],
-             result["map_all_classes"], result["gap"], result["avg_loss"])
+    if segments:  # the later starter's line: MAP over the classes with positives
+        log.info("epoch/eval number %d | Avg_Hit@1: %.3f | Avg_PERR: %.3f | MAP: %.3f | "
+                 "GAP: %.3f | Avg_Loss: %f | num_classes: %d", step, result["avg_hit_at_one"],
+                 result["avg_perr"], result["map_positive_classes"], result["gap"],
+                 result["avg_loss"], result["num_positive_classes"])
+    else:
+        log.info("epoch/eval number %d | Avg_Hit@1: %.3f | Avg_PERR: %.3f | MAP: %.3f | "
+                 "GAP: %.3f | Avg_Loss: %f", step, result["avg_hit_at_one"], result["avg_perr"],
+                 result["map_all_classes"], result["gap"], result["avg_loss"])
     return result
 
 

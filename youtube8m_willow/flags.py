@@ -30,6 +30,8 @@ _MODEL_FLAG_HELP = {
     "iterations": "Number of frames sampled per video.",
     "video_level_classifier_model": "Classifier on top of frame-level models.",
     "l2_penalty": "L2 penalty of LogisticModel.",
+    "segment_labels": "Segment-level (2019) data: train and evaluate on the rated 5-frame "
+                      "segments of the records, predict every 5-frame segment.",
 }
 
 
@@ -154,7 +156,7 @@ def _parse_list(value, cast, flag: str):
 
 # Fields that choose how a model runs, not what its weights are: a value given
 # on the command line may differ from the train_dir's saved one.
-RUNTIME_MODEL_FIELDS = frozenset({"frame_sampling"})
+RUNTIME_MODEL_FIELDS = frozenset({"frame_sampling", "segment_labels"})
 
 
 def _flag_values() -> dict:
@@ -213,6 +215,11 @@ def model_config_for_training(train_dir: str, start_new_model: bool) -> ModelCon
     saved = None if start_new_model else load_model_flags(train_dir)
     if saved is None:
         config = model_config_from_flags()
+    elif "num_classes" not in saved and not FLAGS["num_classes"].present:
+        # An original 2019 train_dir: its model_flags.json lacks the class count.
+        raise flags.ValidationError(
+            f"{train_dir} records no class count: pass --num_classes (3862 for the 2018 "
+            "and later data)")
     else:
         resolved = _SavedModel(saved)
         if resolved.conflicts:

@@ -419,10 +419,15 @@ def _frame_matrix(lists: dict[str, tf.Tensor], lengths: dict[str, tf.Tensor], co
     return tf.cond(same, joined, separate), checks
 
 
-def _parse_frame_batch(records: tf.Tensor, names: tf.Tensor, config: ReaderConfig):
+def parse_frame_records(records: tf.Tensor, names: tf.Tensor, config: ReaderConfig,
+                        extra_context: dict | None = None):
+    """Parses frame-level records: (context, dequantized frames [B, max_frames, D],
+    num_frames [B], checks). ``extra_context`` adds context features (e.g. the
+    segment ratings of ``data.segments``)."""
     context, lists, lengths = tf.io.parse_sequence_example(
         records,
-        context_features={"labels": tf.io.VarLenFeature(tf.int64), **_id_features(config)},
+        context_features={"labels": tf.io.VarLenFeature(tf.int64), **_id_features(config),
+                          **(extra_context or {})},
         sequence_features={n: tf.io.FixedLenSequenceFeature([], tf.string) for n in config.feature_names},
         example_names=names)
     matrix, checks = _frame_matrix(lists, lengths, config, names)
@@ -462,7 +467,7 @@ def _parse_batch(paths: tf.Tensor, indices: tf.Tensor, records: tf.Tensor, confi
                  stats: ReadStats | None) -> dict[str, tf.Tensor]:
     """Parses a batch of serialized records into the reader's output dict."""
     names = _record_names(paths, indices)
-    parse = _parse_frame_batch if config.frame_features else _parse_video_batch
+    parse = parse_frame_records if config.frame_features else _parse_video_batch
     context, matrix, num_frames, checks = parse(records, names, config)
     ids, id_checks = _video_ids(context, config, names)
     batch_size = tf.shape(records, out_type=tf.int64)[0]
@@ -522,6 +527,23 @@ def make_dataset(data_pattern: str | Sequence[str], config: ReaderConfig, batch_
         `feature_names` order; "num_frames" int32 [B]; "labels" float32
         [B, num_classes] 0/1 (all zeros for records without labels).
     """
+    records, stats, deterministic = read_records(
+        data_pattern, config, batch_size, training=training, num_epochs=num_epochs,
+        num_readers=num_readers, shuffle_buffer=shuffle_buffer, seed=seed, stats=stats)
+    dataset = records.batch(batch_size).map(
+        _plain(lambda p, i, r, unused_end: _parse_batch(p, i, r, config, stats)),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    dataset = dataset.prefetch(tf.data.AUTOTUNE)
+    dataset.read_stats = stats
+    return dataset
+
+
+def read_records(data_pattern: str | Sequence[str], config: ReaderConfig, batch_size: int, *,
+                 training: bool, num_epochs: int | None = 1, num_readers: int = 8,
+                 shuffle_buffer: int | None = None, seed: int | None = None,
+                 stats: ReadStats | None = None):
+    """The serialized records of `make_dataset`, before batching and parsing:
+    (dataset of (path, index, record, is_end), stats, deterministic)."""
     if batch_size < 1 or num_readers < 1:
         raise ValueError(f"batch_size ({batch_size}) and num_readers ({num_readers}) must be >= 1")
     files = _file_sizes(list_files(data_pattern))
@@ -544,12 +566,7 @@ def make_dataset(data_pattern: str | Sequence[str], config: ReaderConfig, batch_
     if training:
         records = records.shuffle(shuffle_buffer or 5 * batch_size, seed=seed,
                                   reshuffle_each_iteration=True)
-    dataset = records.batch(batch_size).map(
-        _plain(lambda p, i, r, unused_end: _parse_batch(p, i, r, config, stats)),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-    dataset = dataset.prefetch(tf.data.AUTOTUNE)
-    dataset.read_stats = stats
-    return dataset
+    return records, stats, deterministic
 
 
 def report_skipped(dataset, logger) -> None:
@@ -559,6 +576,21 @@ def report_skipped(dataset, logger) -> None:
     stats = getattr(dataset, "read_stats", None)
     if stats is not None:
         logger.warning("skipped or dropped input: %s", stats.summary())
+
+
+# Classes of the YouTube-8M releases, told apart by their video id key.
+CLASSES_BY_ID_KEY = {"video_id": 4716, "id": 3862}
+
+
+def first_record_id_key(data_pattern: str | Sequence[str], frame_features: bool) -> str | None:
+    """The video id key ("id" or "video_id") of the first record matched, or
+    None (no record, or neither key)."""
+    for path in list_files(data_pattern):
+        for record in tf.data.TFRecordDataset(path).take(1):
+            proto = (tf.train.SequenceExample.FromString(record.numpy()).context if frame_features
+                     else tf.train.Example.FromString(record.numpy()).features)
+            return next((key for key in CLASSES_BY_ID_KEY if key in proto.feature), None)
+    return None
 
 
 def count_records(data_pattern: str | Sequence[str]) -> int:

@@ -311,7 +311,7 @@ class EvaluationMetrics:
         Returns:
           avg_hit_at_one, avg_perr, avg_loss, aps (list of per-class APs), gap,
           map_all_classes (mean of aps) and map_positive_classes (mean of the
-          aps of classes with labels; 0 if none).
+          aps of classes with labels; 0 if none), num_positive_classes.
 
         Raises:
           ValueError: if no examples were accumulated.
@@ -328,6 +328,7 @@ class EvaluationMetrics:
             "gap": gap,
             "map_all_classes": float(np.mean(aps)),
             "map_positive_classes": float(np.mean(aps[has_labels])) if has_labels.any() else 0.0,
+            "num_positive_classes": int(has_labels.sum()),
         }
 
     def _aps_and_gap(self) -> Tuple[np.ndarray, float]:

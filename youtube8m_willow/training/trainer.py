@@ -43,6 +43,7 @@ from youtube8m_willow import checkpoint
 from youtube8m_willow.config import ModelConfig, save_model_config
 from youtube8m_willow.data.readers import (DataError, ReaderConfig, list_files, make_dataset,
                                             report_skipped)
+from youtube8m_willow.data.segments import make_rated_segment_dataset
 from youtube8m_willow.errors import ConfigError
 from youtube8m_willow.losses import create_loss
 from youtube8m_willow.models.registry import create_model
@@ -270,9 +271,10 @@ class Trainer:
         options = dict(training=config.shuffle, num_readers=config.num_readers,
                        num_epochs=config.num_epochs if config.num_epochs and config.num_epochs > 0
                        else None)
+        read = make_rated_segment_dataset if self.model_config.segment_labels else make_dataset
         if not self.distributed:
-            return make_dataset(config.train_data_pattern, reader, config.batch_size,
-                                seed=config.seed, **options)
+            return read(config.train_data_pattern, reader, config.batch_size, seed=config.seed,
+                        **options)
         files = list_files(config.train_data_pattern)
         seed = config.seed
         if seed is None and config.shuffle and len(files) < self.num_workers:
@@ -283,7 +285,7 @@ class Trainer:
             batch_size = context.get_per_replica_batch_size(config.batch_size)
             shard = distribute.shard_files(files, context.num_input_pipelines,
                                            context.input_pipeline_id)
-            dataset = make_dataset(shard or files, reader, batch_size, seed=seed, **options)
+            dataset = read(shard or files, reader, batch_size, seed=seed, **options)
             if shard is None:
                 dataset = dataset.shard(context.num_input_pipelines, context.input_pipeline_id)
             return dataset
