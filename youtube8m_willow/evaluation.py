@@ -16,7 +16,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from youtube8m_willow import checkpoint
+from youtube8m_willow import checkpoint, summaries
 from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.data.readers import ReaderConfig, make_dataset, report_skipped
 from youtube8m_willow.losses import create_loss
@@ -74,7 +74,11 @@ def _dataset(config: EvalConfig, model_config: ModelConfig):
 
 def evaluate_checkpoint(predictor: Predictor, path: str, config: EvalConfig) -> dict:
     """Evaluates one checkpoint over the whole eval set; returns the
-    epoch metrics (avg_hit_at_one, avg_perr, map, gap, avg_loss, ...)."""
+    epoch metrics (avg_hit_at_one, avg_perr, map, gap, avg_loss, ...).
+
+    Each batch's metrics also go to the default summary writer, if one is
+    set, at the checkpoint's global step (``GlobalStep/Eval_*``, as the
+    original eval.py)."""
     step = predictor.restore(path)
     loss_fn = create_loss(config.label_loss, config.alpha)
     metrics = EvaluationMetrics(predictor.model_config.num_classes, config.top_k)
@@ -82,43 +86,53 @@ def evaluate_checkpoint(predictor: Predictor, path: str, config: EvalConfig) -> 
     start = time.monotonic()
     dataset = _dataset(config, predictor.model_config)
     for batch in dataset:
+        batch_start = time.monotonic()
         predictions = predictor(batch)
         loss = float(loss_fn(predictions, batch["labels"]))
         labels = batch["labels"].numpy()
         batch_result = metrics.accumulate(predictions.numpy(), labels, loss)
         examples += labels.shape[0]
+        batch_result["examples_per_second"] = labels.shape[0] / max(
+            time.monotonic() - batch_start, 1e-9)
+        summaries.write_scalars(summaries.EVAL_BATCH_TAGS, batch_result, step)
         log.info("examples_processed: %d | Hit@1: %.3f PERR: %.3f Loss: %.5f", examples,
                  batch_result["hit_at_one"], batch_result["perr"], batch_result["loss"])
     report_skipped(dataset, log)
     result = metrics.get()
     result.update(global_step=step, examples=examples,
                   seconds=time.monotonic() - start)
-    log.info("epoch/eval number %d | Avg_Hit@1: %.3f | Avg_PERR: %.3f | MAP: %.3f | GAP: %.3f | "
+    log.info("epoch/eval number %d | Avg_Hit@1: %.3f | Avg_PERR: %.3f | MAP: %.3f | GAP: %.4f | "
              "Avg_Loss: %f", step, result["avg_hit_at_one"], result["avg_perr"],
              result["map_all_classes"], result["gap"], result["avg_loss"])
     return result
 
 
-def write_eval_summaries(train_dir: str, result: dict) -> None:
-    writer = tf.summary.create_file_writer(f"{train_dir}/eval")
-    step = int(result["global_step"])
+def write_eval_summaries(result: dict) -> None:
+    """Writes an evaluation's epoch metrics (``Epoch/Eval_*``, at its global
+    step) to the default summary writer."""
+    summaries.write_scalars(summaries.EVAL_EPOCH_TAGS, result, int(result["global_step"]))
+
+
+def _evaluate_and_summarize(predictor: Predictor, path: str, config: EvalConfig,
+                            writer) -> dict:
+    """One checkpoint's evaluation, its batch and epoch summaries in ``writer``."""
     with writer.as_default():
-        for name in ("avg_hit_at_one", "avg_perr", "map_all_classes", "map_positive_classes",
-                     "gap", "avg_loss"):
-            tf.summary.scalar(f"eval/{name}", float(result[name]), step=step)
+        result = evaluate_checkpoint(predictor, path, config)
+        write_eval_summaries(result)
     writer.flush()
+    return result
 
 
 def evaluate(config: EvalConfig, model_config: ModelConfig, max_evaluations: int | None = None
              ) -> list[dict]:
     """eval.py: evaluates the chosen checkpoint once (run_once or
-    check_point), or polls train_dir and evaluates each new checkpoint once."""
+    check_point), or polls train_dir and evaluates each new checkpoint once.
+    Summaries go into the train_dir itself, where the original wrote them."""
     predictor = Predictor(model_config)
+    writer = tf.summary.create_file_writer(config.train_dir)
     if config.run_once or config.check_point >= 0:
         path = checkpoint.checkpoint_path(config.train_dir, config.check_point)
-        result = evaluate_checkpoint(predictor, path, config)
-        write_eval_summaries(config.train_dir, result)
-        return [result]
+        return [_evaluate_and_summarize(predictor, path, config, writer)]
     results, last_step = [], None
     checkpoint.checkpoint_path(config.train_dir)  # fails clearly if there is none yet
     while max_evaluations is None or len(results) < max_evaluations:
@@ -128,9 +142,7 @@ def evaluate(config: EvalConfig, model_config: ModelConfig, max_evaluations: int
             log.info("no new checkpoint in %s; waiting %ss", config.train_dir, config.poll_secs)
             time.sleep(config.poll_secs)
             continue
-        result = evaluate_checkpoint(predictor, path, config)
-        write_eval_summaries(config.train_dir, result)
-        results.append(result)
+        results.append(_evaluate_and_summarize(predictor, path, config, writer))
         last_step = step
     return results
 
