@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from youtube8m_willow.cli import quiet_tensorflow_startup
+
 REPO = Path(__file__).resolve().parents[1]
 
 MODEL_FLAGS = [
@@ -54,6 +56,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out_dir", default="demo_output")
     parser.add_argument("--max_steps", type=int, default=300)
     args = parser.parse_args(argv)
+    quiet_tensorflow_startup()  # before the data generator imports TensorFlow
     out_dir = os.path.abspath(args.out_dir)
     data_dir, train_dir = os.path.join(out_dir, "data"), os.path.join(out_dir, "train_dir")
     submission = os.path.join(out_dir, "submission.csv")
