@@ -227,11 +227,12 @@ def test_ensemble_of_two_models_beats_its_best_member(tmp_path):
     # errors differ; the average must rank at least as well as either.
     train = write_synthetic_dataset(str(tmp_path / "data"), num_videos=300,
                                     num_classes=NUM_CLASSES, num_shards=2, frame_level=False,
-                                    feature_sizes=(64, 16), seed=3, prefix="train")["video"]
+                                    feature_sizes=(64, 16), seed=3, prefix="train",
+                                    difficulty="easy")["video"]
     validate = write_synthetic_dataset(str(tmp_path / "data"), num_videos=300,
                                        num_classes=NUM_CLASSES, num_shards=1,
                                        frame_level=False, feature_sizes=(64, 16), seed=3,
-                                       prefix="validate")["video"]
+                                       prefix="validate", difficulty="easy")["video"]
     jobs = [("LogisticModel", train.replace("*", "0000")), ("MoeModel", train.replace("*", "0001"))]
     with ThreadPoolExecutor(len(jobs)) as pool:
         members = list(pool.map(lambda job: _train_and_predict(tmp_path, *job, validate), jobs))
