@@ -43,6 +43,25 @@ def run_script(script: str, *args: str, check: bool = True, timeout: float = 900
     return result
 
 
+# What TensorFlow prints at start-up and export unless told not to.
+TF_CHATTER = ("absl::InitializeLog", "cpu_feature_guard", "rebuild TensorFlow", "oneDNN",
+              "TF_ENABLE_ONEDNN_OPTS", "cuda", "CUDA", "signature_serialization",
+              "will be renamed to", "Sharding callback", "Assets written", "fingerprint")
+
+
+def user_env(**extra: str) -> dict:
+    """The environment of a user who set nothing: no TF_CPP_MIN_LOG_LEVEL
+    (which this suite sets for itself) and no YT8M_VERBOSE_TF."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TF_CPP_MIN_LOG_LEVEL", "YT8M_VERBOSE_TF")}
+    return {**env, **extra}
+
+
+def chatter(stderr: str) -> list[str]:
+    """The lines of ``stderr`` that are TensorFlow's start-up or export chatter."""
+    return [line for line in stderr.splitlines() if any(mark in line for mark in TF_CHATTER)]
+
+
 def read_submission(path) -> dict[str, list[tuple[int, float]]]:
     """Parses a submission CSV into {video_id: [(label, score), ...]}."""
     lines = Path(path).read_text().splitlines()

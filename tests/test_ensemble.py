@@ -235,11 +235,12 @@ def test_ensemble_of_two_trained_models_is_their_average(tmp_path):
     # ensemble's ranking is that of the mean of their full score matrices.
     train = write_synthetic_dataset(str(tmp_path / "data"), num_videos=300,
                                     num_classes=NUM_CLASSES, num_shards=2, frame_level=False,
-                                    feature_sizes=(64, 16), seed=3, prefix="train")["video"]
+                                    feature_sizes=(64, 16), seed=3, prefix="train",
+                                    difficulty="easy")["video"]
     validate = write_synthetic_dataset(str(tmp_path / "data"), num_videos=300,
                                        num_classes=NUM_CLASSES, num_shards=1,
                                        frame_level=False, feature_sizes=(64, 16), seed=3,
-                                       prefix="validate")["video"]
+                                       prefix="validate", difficulty="easy")["video"]
     jobs = [("LogisticModel", train.replace("*", "0000")), ("MoeModel", train.replace("*", "0001"))]
     members = [_train_and_predict(tmp_path, *job, validate) for job in jobs]
     average_submissions(members, None, str(tmp_path / "ensemble.csv"))

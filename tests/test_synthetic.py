@@ -50,7 +50,8 @@ def test_records_have_the_youtube8m_format(small):
     for i, (seq, vid) in enumerate(zip(frames, videos)):
         labels = list(seq.context.feature["labels"].int64_list.value)
         assert seq.context.feature["id"].bytes_list.value == [f"train{i:06d}".encode()]
-        assert 1 <= len(labels) <= 4 and len(set(labels)) == len(labels) and max(labels) < 12
+        # Up to 5 true labels, some missing, plus at most one spurious label.
+        assert 1 <= len(labels) <= 6 and len(set(labels)) == len(labels) and max(labels) < 12
         assert list(vid.features.feature["labels"].int64_list.value) == labels
         rgb, audio = _frames(seq, "rgb", SIZES[0]), _frames(seq, "audio", SIZES[1])
         assert len(rgb) == len(audio) <= 7
@@ -123,10 +124,10 @@ def _video_level(pattern: str, num_classes: int) -> tuple[np.ndarray, np.ndarray
     return x, y
 
 
-def test_structure_is_learnable_and_shared_across_prefixes(tmp_path):
+def test_easy_structure_is_learnable_and_shared_across_prefixes(tmp_path):
     """A ridge-regression probe fit on "train" ranks a true label first on "validate" videos."""
     kwargs = dict(num_classes=20, num_shards=1, frame_level=False, feature_sizes=(64, 16),
-                  min_frames=5, max_frames=20, seed=11)
+                  min_frames=5, max_frames=20, seed=11, difficulty="easy")
     train = write_synthetic_dataset(str(tmp_path), num_videos=400, prefix="train", **kwargs)
     valid = write_synthetic_dataset(str(tmp_path), num_videos=200, prefix="validate", **kwargs)
     x, y = _video_level(train["video"], 20)
@@ -150,3 +151,68 @@ def test_command_line(tmp_path, capsys):
 def test_rejects_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="min_frames"):
         write_synthetic_dataset(str(tmp_path), num_videos=1, min_frames=5, max_frames=2)
+
+
+def _frame_statistics(pattern: str, num_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per video: mean and std of the L2-normalized dequantized frames, and labels."""
+    means, stds, labels = [], [], np.zeros((0, num_classes))
+    for seq in _records(pattern, tf.train.SequenceExample):
+        frames = np.hstack([_frames(seq, "rgb", 1024), _frames(seq, "audio", 128)])
+        frames = frames * (4 / 255) + (4 / 512 - 2)
+        frames /= np.linalg.norm(frames, axis=1, keepdims=True)
+        means.append(frames.mean(0))
+        stds.append(frames.std(0))
+        row = np.zeros((1, num_classes))
+        row[0, list(seq.context.feature["labels"].int64_list.value)] = 1
+        labels = np.vstack([labels, row])
+    return np.array(means), np.array(stds), labels
+
+
+def _ridge_gap(x, y, xv, yv, penalty=1000.0) -> float:
+    from youtube8m_willow.metrics.eval_util import calculate_gap
+
+    center, scale = x.mean(0), x.std(0) + 1e-6
+    x, xv = (x - center) / scale, (xv - center) / scale
+    weights = np.linalg.solve(x.T @ x + penalty * np.eye(x.shape[1]), x.T @ (y - y.mean(0)))
+    return calculate_gap(xv @ weights, yv)
+
+
+@pytest.mark.parametrize("difficulty", ["realistic", "easy"])
+def test_difficulty_sets_how_far_a_linear_probe_gets(difficulty, tmp_path):
+    """Realistic data (the default): a linear probe on the video means stays
+    far from perfect, frame statistics add to it, the labels are several per
+    video and long-tailed. Easy data: the same probe is nearly perfect."""
+    kwargs = dict(num_classes=20, num_shards=1, video_level=False, min_frames=5, max_frames=20,
+                  seed=4, difficulty=difficulty)
+    train = write_synthetic_dataset(str(tmp_path), num_videos=600, prefix="train", **kwargs)
+    valid = write_synthetic_dataset(str(tmp_path), num_videos=300, prefix="validate", **kwargs)
+    x, s, y = _frame_statistics(train["frame"], 20)
+    xv, sv, yv = _frame_statistics(valid["frame"], 20)
+    mean_gap = _ridge_gap(x, y, xv, yv)
+    if difficulty == "easy":
+        assert mean_gap > 0.95
+        return
+    both_gap = _ridge_gap(np.hstack([x, s]), y, np.hstack([xv, sv]), yv)
+    assert 0.2 < mean_gap < 0.8 and both_gap > mean_gap + 0.05, (mean_gap, both_gap)
+    counts, frequencies = y.sum(1), y.sum(0)
+    assert 2 <= counts.mean() <= 3.5 and counts.max() >= 5
+    assert np.sort(frequencies)[-1] > 8 * np.sort(frequencies)[0]  # a long tail
+
+
+def test_label_noise_of_the_realistic_setting():
+    """Written labels lose true labels and gain spurious ones at the stated rates."""
+    rng = np.random.default_rng(0)
+    knobs = synthetic.DIFFICULTIES["realistic"]
+    world = synthetic._make_world(0, 30, 8, knobs)
+    ranked, counts = synthetic._true_labels(rng, world, 20000, knobs)
+    written = synthetic._written_labels(rng, world, ranked, counts, knobs)
+    true = [set(ranked[v, :counts[v]]) for v in range(len(counts))]
+    missing = sum(len(t - set(w)) for t, w in zip(true, written)) / (counts - 1).sum()
+    spurious = np.mean([len(set(w) - t) for t, w in zip(true, written)])
+    assert all(len(w) >= 1 for w in written)
+    # Each true label but the first may go missing; a spurious draw may bring one back.
+    assert 0.8 * knobs.missing_rate < missing < knobs.missing_rate
+    assert 0.8 * knobs.spurious_rate < spurious <= knobs.spurious_rate + 0.01
+    same_topic = np.mean([world.topics[ranked[v, 0]] == world.topics[ranked[v, 1]]
+                          for v in range(len(counts)) if counts[v] > 1])
+    assert same_topic > 0.3  # labels of a video tend to share a topic (chance: about 0.1)

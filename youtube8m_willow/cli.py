@@ -1,5 +1,15 @@
-"""What the three scripts share: logging set-up and turning known failures
-into one clear line on stderr with a non-zero exit."""
+"""What the scripts share: quiet TensorFlow start-up, logging set-up and
+turning known failures into one clear line on stderr with a non-zero exit.
+
+TensorFlow's start-up notices (CPU instruction and oneDNN notes, absl's
+"All log messages before absl::InitializeLog()", CUDA absence notes, and the
+INFO lines of SavedModel export such as signature renaming) are hidden by
+default: importing this module, before TensorFlow is imported, raises TF's
+C++ log level to 2 (warnings and info hidden, errors shown) unless
+TF_CPP_MIN_LOG_LEVEL is already set, and ``setup_logging`` keeps TF's
+Python logger at WARNING. ``YT8M_VERBOSE_TF=1`` leaves both as TensorFlow
+has them.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +18,34 @@ import os
 import sys
 from typing import Callable
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
+VERBOSE_ENV = "YT8M_VERBOSE_TF"
 EXIT_FAILURE = 1
 
 
+def verbose_tensorflow() -> bool:
+    """Whether the user asked for TensorFlow's own start-up messages."""
+    return os.environ.get(VERBOSE_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def quiet_tensorflow_startup() -> None:
+    """Raises TF's C++ log level (an explicit TF_CPP_MIN_LOG_LEVEL wins).
+    Takes effect only before TensorFlow is imported."""
+    if not verbose_tensorflow():
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+quiet_tensorflow_startup()
+
+
 def setup_logging() -> None:
+    """INFO for this project's log lines. TensorFlow logs from Python through
+    both absl's logger and its own; unless YT8M_VERBOSE_TF is set, both stay
+    at WARNING (their INFO lines are export and checkpoint internals)."""
     from absl import logging as absl_logging
 
-    absl_logging.set_verbosity(absl_logging.INFO)
+    verbose = verbose_tensorflow()
+    absl_logging.set_verbosity(absl_logging.INFO if verbose else absl_logging.WARNING)
+    logging.getLogger("tensorflow").setLevel(logging.INFO if verbose else logging.WARNING)
     logging.getLogger("youtube8m_willow").setLevel(logging.INFO)
 
 

@@ -16,7 +16,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from youtube8m_willow import checkpoint
+from youtube8m_willow import checkpoint, summaries
 from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.data.readers import DataError, ReaderConfig, make_dataset, report_skipped
 from youtube8m_willow.data.segments import make_rated_segment_dataset
@@ -86,7 +86,11 @@ def _dataset(config: EvalConfig, model_config: ModelConfig):
 
 def evaluate_checkpoint(predictor: Predictor, path: str, config: EvalConfig) -> dict:
     """Evaluates one checkpoint over the whole eval set; returns the
-    epoch metrics (avg_hit_at_one, avg_perr, map, gap, avg_loss, ...)."""
+    epoch metrics (avg_hit_at_one, avg_perr, map, gap, avg_loss, ...).
+
+    Each batch's metrics also go to the default summary writer, if one is
+    set, at the checkpoint's global step (``GlobalStep/Eval_*``, as the
+    original eval.py)."""
     step = predictor.restore(path)
     loss_fn = create_loss(config.label_loss, config.alpha)
     metrics = EvaluationMetrics(predictor.model_config.num_classes, config.top_k)
@@ -95,6 +99,7 @@ def evaluate_checkpoint(predictor: Predictor, path: str, config: EvalConfig) -> 
     dataset = _dataset(config, predictor.model_config)
     segments = predictor.model_config.segment_labels
     for batch in dataset:
+        batch_start = time.monotonic()
         predictions = predictor(batch)
         loss = float(loss_fn(predictions, batch["labels"]))
         if segments:  # as the original: metrics only see the rated classes
@@ -102,6 +107,9 @@ def evaluate_checkpoint(predictor: Predictor, path: str, config: EvalConfig) -> 
         labels = batch["labels"].numpy()
         batch_result = metrics.accumulate(predictions.numpy(), labels, loss)
         examples += labels.shape[0]
+        batch_result["examples_per_second"] = labels.shape[0] / max(
+            time.monotonic() - batch_start, 1e-9)
+        summaries.write_scalars(summaries.eval_batch_tags(segments), batch_result, step)
         log.info("examples_processed: %d | Hit@1: %.3f PERR: %.3f Loss: %.5f", examples,
                  batch_result["hit_at_one"], batch_result["perr"], batch_result["loss"])
     report_skipped(dataset, log)
@@ -118,19 +126,27 @@ def evaluate_checkpoint(predictor: Predictor, path: str, config: EvalConfig) -> 
                  result["avg_loss"], result["num_positive_classes"])
     else:
         log.info("epoch/eval number %d | Avg_Hit@1: %.3f | Avg_PERR: %.3f | MAP: %.3f | "
-                 "GAP: %.3f | Avg_Loss: %f", step, result["avg_hit_at_one"], result["avg_perr"],
+                 "GAP: %.4f | Avg_Loss: %f", step, result["avg_hit_at_one"], result["avg_perr"],
                  result["map_all_classes"], result["gap"], result["avg_loss"])
     return result
 
 
-def write_eval_summaries(train_dir: str, result: dict) -> None:
-    writer = tf.summary.create_file_writer(f"{train_dir}/eval")
-    step = int(result["global_step"])
+def write_eval_summaries(result: dict, segments: bool = False) -> None:
+    """Writes an evaluation's epoch metrics (``Epoch/Eval_*``, or
+    ``Epoch/SegEval_*`` for segments, at its global step) to the default
+    summary writer."""
+    summaries.write_scalars(summaries.eval_epoch_tags(segments), result,
+                            int(result["global_step"]))
+
+
+def _evaluate_and_summarize(predictor: Predictor, path: str, config: EvalConfig,
+                            writer) -> dict:
+    """One checkpoint's evaluation, its batch and epoch summaries in ``writer``."""
     with writer.as_default():
-        for name in ("avg_hit_at_one", "avg_perr", "map_all_classes", "map_positive_classes",
-                     "gap", "avg_loss"):
-            tf.summary.scalar(f"eval/{name}", float(result[name]), step=step)
+        result = evaluate_checkpoint(predictor, path, config)
+        write_eval_summaries(result, predictor.model_config.segment_labels)
     writer.flush()
+    return result
 
 
 def wait_for_checkpoint(train_dir: str, poll_secs: float) -> str:
@@ -154,13 +170,13 @@ def evaluate(config: EvalConfig, model_config: ModelConfig, max_evaluations: int
     """eval.py: evaluates the chosen checkpoint once (run_once or
     check_point), or polls train_dir and evaluates each new checkpoint once.
     A checkpoint the trainer's rotation deletes before it is read is skipped
-    with a warning."""
+    with a warning. Summaries go into the train_dir itself, where the
+    original wrote them."""
     predictor = Predictor(model_config)
+    writer = tf.summary.create_file_writer(config.train_dir)
     if config.run_once or config.check_point >= 0:
         path = checkpoint.checkpoint_path(config.train_dir, config.check_point)
-        result = evaluate_checkpoint(predictor, path, config)
-        write_eval_summaries(config.train_dir, result)
-        return [result]
+        return [_evaluate_and_summarize(predictor, path, config, writer)]
     results, last_step = [], None
     while max_evaluations is None or len(results) < max_evaluations:
         path = wait_for_checkpoint(config.train_dir, config.poll_secs)
@@ -170,13 +186,12 @@ def evaluate(config: EvalConfig, model_config: ModelConfig, max_evaluations: int
             time.sleep(config.poll_secs)
             continue
         try:
-            result = evaluate_checkpoint(predictor, path, config)
+            result = _evaluate_and_summarize(predictor, path, config, writer)
         except checkpoint.CheckpointError:
             if tf.io.gfile.exists(path + ".index"):
                 raise
             log.warning("skipped %s: deleted by the trainer's rotation before it was read", path)
             continue
-        write_eval_summaries(config.train_dir, result)
         results.append(result)
         last_step = step
     return results

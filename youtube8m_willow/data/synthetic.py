@@ -5,13 +5,29 @@ one uint8 bytes entry per frame and feature) and matching video-level shards
 (`Example`s whose float features are the dequantized mean of the same frames),
 so every reader, model and script can run end to end without the real data.
 
-The structure a model can learn: each class owns a random prototype direction
-over the concatenated feature dimensions; a video draws 1-4 labels from a
-skewed (Zipf-like) class distribution, and each of its frames mixes its labels'
-prototypes (their sum, with one label drawn per frame weighted up) with
-per-video and per-frame noise, quantized to uint8 over the original's
-dequantization range [-2, 2]. Frame counts are uniform in
-[min_frames, max_frames].
+The structure a model can learn: each class owns a prototype direction over
+the concatenated feature dimensions; a video draws its labels from a
+long-tailed (Zipf-like) class distribution, and each of its frames mixes its
+labels' prototypes (their sum, with one label drawn per frame weighted up)
+with per-video and per-frame noise, quantized to uint8 over the original's
+dequantization range [-2, 2]. Frame counts are uniform in [min_frames,
+max_frames].
+
+`difficulty` chooses how hard that structure is to learn:
+
+* ``"realistic"`` (the default): classes come in topics of a few classes whose
+  prototypes share most of their direction (siblings are easily confused), a
+  video's labels tend to come from one topic, the class frequencies fall off
+  steeply, a video has 1-5 labels, the per-video nuisance is as large as the
+  class signal, part of each class's appearance changes sign from frame to
+  frame (visible to frame-level pooling, averaged away in the video-level
+  mean), and the written labels are noisy: each true label but a video's
+  first is missing with probability 0.15 and a video gets a spurious label
+  with probability 0.15. A trained model ends well below a perfect
+  score (the demo's Gated NetVLAD: see README), and models differ.
+* ``"easy"``: well-separated independent classes, 1-4 clean labels; a small
+  model ranks the labels almost perfectly after a few hundred steps. For
+  tests that need a model to learn within a few steps.
 
 Determinism: `seed` fixes the class prototypes and frequencies (the "world");
 `prefix` selects an independent draw of videos from that world, so
@@ -38,14 +54,48 @@ import tensorflow as tf
 _QUANT_SCALE = 4.0 / 255.0
 _QUANT_BIAS = 4.0 / 512.0 - 2.0
 
-_PROTOTYPE_SCALE = 0.6   # per-component size of a class prototype (dequantized units)
-_BACKGROUND_SCALE = 0.2  # per-video nuisance offset shared by all its frames
-_FRAME_NOISE = 0.35      # per-frame noise (dequantized units)
-_FRAME_EMPHASIS = 0.5    # weight of the one label prototype a frame stresses
 _NOISE_BANK_SIZE = 512   # per-frame noise is drawn from a bank of this many frames
-_LABEL_COUNT_PROBS = (0.4, 0.3, 0.2, 0.1)  # P(1, 2, 3, 4 labels)
-_ZIPF_EXPONENT = 0.7
 _CHUNK_VIDEOS = 64  # videos quantized at once (bounds memory)
+
+
+@dataclasses.dataclass(frozen=True)
+class Difficulty:
+    """The knobs of the generated structure (dequantized units per component).
+
+    prototype_scale: size of a class prototype; background_scale: per-video
+    nuisance offset shared by its frames; frame_noise: per-frame noise;
+    frame_emphasis: weight of the one label prototype a frame stresses;
+    label_count_probs: P(1, 2, ... true labels); zipf_exponent: class
+    frequency ~ rank ** -zipf_exponent; topic_size / topic_share: classes per
+    topic and the share of a prototype's variance common to its topic;
+    topic_bonus: log-odds boost of a video's own topic when drawing labels;
+    frame_variation: size of the per-class appearance whose sign changes per
+    frame; missing_rate / spurious_rate: label noise of the written labels.
+    """
+
+    prototype_scale: float
+    background_scale: float
+    frame_noise: float
+    frame_emphasis: float
+    label_count_probs: tuple[float, ...]
+    zipf_exponent: float
+    topic_size: int = 1
+    topic_share: float = 0.0
+    topic_bonus: float = 0.0
+    frame_variation: float = 0.0
+    missing_rate: float = 0.0
+    spurious_rate: float = 0.0
+
+
+DIFFICULTIES = {
+    "easy": Difficulty(prototype_scale=0.6, background_scale=0.2, frame_noise=0.35,
+                       frame_emphasis=0.5, label_count_probs=(0.4, 0.3, 0.2, 0.1),
+                       zipf_exponent=0.7),
+    "realistic": Difficulty(prototype_scale=0.018, background_scale=0.15, frame_noise=0.45,
+                            frame_emphasis=0.5, label_count_probs=(0.3, 0.3, 0.2, 0.12, 0.08),
+                            zipf_exponent=1.0, topic_size=4, topic_share=0.6, topic_bonus=2.5,
+                            frame_variation=0.27, missing_rate=0.15, spurious_rate=0.15),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,25 +103,36 @@ class _World:
     """Class structure shared by all draws with the same seed."""
 
     prototypes: np.ndarray   # [num_classes, feature_dim] float32
+    variations: np.ndarray   # [num_classes, feature_dim] float32, sign flips per frame
     class_probs: np.ndarray  # [num_classes] float64, sums to 1
+    topics: np.ndarray       # [num_classes] int64, the topic of each class
 
 
 @dataclasses.dataclass(frozen=True)
 class _Videos:
-    """One draw of videos: ids, labels, frame counts, per-video mean vectors."""
+    """One draw of videos: ids, written labels, content, frame counts, centers."""
 
     ids: list[str]
-    labels: list[np.ndarray]     # each int64 [k]
+    labels: list[np.ndarray]     # written labels (noisy), each int64 [k]
+    slots: np.ndarray            # [V, S] int64: true labels, the last repeated to fill S
+    label_counts: np.ndarray     # [V] int64: number of true labels
     num_frames: np.ndarray       # [V] int64
     centers: np.ndarray          # [V, feature_dim] float32 (dequantized units)
 
 
-def _make_world(seed: int, num_classes: int, feature_dim: int) -> _World:
+def _make_world(seed: int, num_classes: int, feature_dim: int, knobs: Difficulty) -> _World:
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
-    protos = rng.standard_normal((num_classes, feature_dim)).astype(np.float32)
-    protos *= _PROTOTYPE_SCALE
-    weights = 1.0 / np.arange(1, num_classes + 1) ** _ZIPF_EXPONENT
-    return _World(prototypes=protos, class_probs=weights / weights.sum())
+    own = rng.standard_normal((num_classes, feature_dim)).astype(np.float32)
+    # Topics group classes of spread-out frequency ranks (not the top ones together).
+    topics = rng.permutation(np.arange(num_classes) // knobs.topic_size)
+    shared = rng.standard_normal((int(topics.max()) + 1, feature_dim)).astype(np.float32)
+    protos = (np.sqrt(1.0 - knobs.topic_share) * own + np.sqrt(knobs.topic_share) * shared[topics])
+    protos *= knobs.prototype_scale
+    variations = rng.standard_normal((num_classes, feature_dim)).astype(np.float32)
+    variations *= knobs.frame_variation
+    weights = 1.0 / np.arange(1, num_classes + 1) ** knobs.zipf_exponent
+    return _World(prototypes=protos, variations=variations, class_probs=weights / weights.sum(),
+                  topics=topics)
 
 
 def _prefix_rng(seed: int, prefix: str) -> np.random.Generator:
@@ -79,51 +140,81 @@ def _prefix_rng(seed: int, prefix: str) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, 1, zlib.crc32(prefix.encode())]))
 
 
-def _sample_labels(rng: np.random.Generator, world: _World, num_videos: int) -> list[np.ndarray]:
-    """1-4 distinct labels per video, drawn by frequency (Gumbel top-k, vectorized)."""
+def _true_labels(rng: np.random.Generator, world: _World, num_videos: int,
+                 knobs: Difficulty) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct labels per video by frequency, favoring one topic per video
+    (Gumbel top-k, vectorized). Returns ranked labels [V, max_k] and counts [V]."""
     num_classes = world.class_probs.size
-    max_k = min(len(_LABEL_COUNT_PROBS), num_classes)
-    probs = np.asarray(_LABEL_COUNT_PROBS[:max_k]) / np.sum(_LABEL_COUNT_PROBS[:max_k])
-    counts = rng.choice(np.arange(1, max_k + 1), size=num_videos, p=probs)
+    max_k = min(len(knobs.label_count_probs), num_classes)
+    probs = np.asarray(knobs.label_count_probs[:max_k])
+    counts = rng.choice(np.arange(1, max_k + 1), size=num_videos, p=probs / probs.sum())
     keys = np.log(world.class_probs)[None, :] + rng.gumbel(size=(num_videos, num_classes))
-    top = np.argsort(-keys, axis=1)[:, :max_k]
-    return [np.sort(top[v, : counts[v]]).astype(np.int64) for v in range(num_videos)]
+    if knobs.topic_bonus:
+        topic = world.topics[np.argmax(keys, axis=1)]  # the topic of the first label
+        keys = keys + knobs.topic_bonus * (world.topics[None, :] == topic[:, None])
+    return np.argsort(-keys, axis=1)[:, :max_k], counts
+
+
+def _written_labels(rng: np.random.Generator, world: _World, ranked: np.ndarray,
+                    counts: np.ndarray, knobs: Difficulty) -> list[np.ndarray]:
+    """The labels written to the records: the true ones, each missing with
+    probability missing_rate (the first never), plus a spurious one with
+    probability spurious_rate (drawn by frequency). Sorted, distinct."""
+    num_videos, num_classes = len(counts), world.class_probs.size
+    keep = np.arange(ranked.shape[1])[None, :] < counts[:, None]
+    keep &= rng.random(ranked.shape) >= knobs.missing_rate
+    keep[:, 0] = counts > 0
+    membership = np.zeros((num_videos, num_classes), bool)
+    membership[np.nonzero(keep)[0], ranked[keep]] = True
+    spurious = np.argmax(np.log(world.class_probs)[None, :]
+                         + rng.gumbel(size=(num_videos, num_classes)), axis=1)
+    add = rng.random(num_videos) < knobs.spurious_rate
+    membership[np.arange(num_videos)[add], spurious[add]] = True
+    rows, classes = np.nonzero(membership)
+    return np.split(classes.astype(np.int64), np.cumsum(np.bincount(rows, minlength=num_videos))[:-1])
 
 
 def _draw_videos(rng: np.random.Generator, world: _World, num_videos: int, prefix: str,
-                 min_frames: int, max_frames: int) -> _Videos:
-    labels = _sample_labels(rng, world, num_videos)
+                 min_frames: int, max_frames: int, knobs: Difficulty) -> _Videos:
+    ranked, counts = _true_labels(rng, world, num_videos, knobs)
+    labels = _written_labels(rng, world, ranked, counts, knobs)
+    slots = ranked[np.arange(num_videos)[:, None],
+                   np.minimum(np.arange(ranked.shape[1])[None, :], counts[:, None] - 1)]
     feature_dim = world.prototypes.shape[1]
     membership = np.zeros((num_videos, world.class_probs.size), np.float32)
-    rows = np.repeat(np.arange(num_videos), [len(lab) for lab in labels])
-    membership[rows, np.concatenate(labels) if labels else []] = 1.0
+    true = np.arange(ranked.shape[1])[None, :] < counts[:, None]
+    membership[np.nonzero(true)[0], ranked[true]] = 1.0
     background = rng.standard_normal((num_videos, feature_dim)).astype(np.float32)
-    centers = membership @ world.prototypes + _BACKGROUND_SCALE * background
+    centers = membership @ world.prototypes + knobs.background_scale * background
     num_frames = rng.integers(min_frames, max_frames + 1, size=num_videos)
     ids = [f"{prefix}{i:06d}" for i in range(num_videos)]
-    return _Videos(ids=ids, labels=labels, num_frames=num_frames, centers=centers)
+    return _Videos(ids=ids, labels=labels, slots=slots, label_counts=counts,
+                   num_frames=num_frames, centers=centers)
 
 
 def _frames_for(rng: np.random.Generator, world: _World, videos: _Videos, chunk: slice,
-                noise_bank: np.ndarray) -> np.ndarray:
+                noise_bank: np.ndarray, knobs: Difficulty) -> np.ndarray:
     """Quantized frames of a chunk of videos, concatenated: [sum(num_frames), D] uint8.
 
-    A frame is its video's center (sum of its labels' prototypes plus a
+    A frame is its video's center (sum of its true labels' prototypes plus a
     background), plus one of its labels' prototypes again (drawn per frame, so
-    the content changes over time), plus noise. Works in quantized units
-    (int16): per frame, two gathers and adds.
+    the content changes over time) and that label's variation with a random
+    sign, plus noise. Works in quantized units (int16): per frame, a few
+    gathers and adds.
     """
     num_frames = videos.num_frames[chunk]
-    labels = videos.labels[chunk]
+    slots = videos.slots[chunk]
     centers_q = np.rint((videos.centers[chunk] - _QUANT_BIAS) / _QUANT_SCALE).astype(np.int16)
-    slots = len(_LABEL_COUNT_PROBS)
-    slot_labels = np.stack([lab[np.minimum(np.arange(slots), len(lab) - 1)] for lab in labels])
-    emphasis_q = np.rint(world.prototypes[slot_labels] * (_FRAME_EMPHASIS / _QUANT_SCALE)).astype(np.int16)
+    emphasis_q = np.rint(world.prototypes[slots] * (knobs.frame_emphasis / _QUANT_SCALE)
+                         ).astype(np.int16)
     owner = np.repeat(np.arange(len(num_frames)), num_frames)
-    label_counts = np.array([len(lab) for lab in labels])[owner]
-    slot = (rng.random(owner.size) * label_counts).astype(np.int64)
+    slot = (rng.random(owner.size) * videos.label_counts[chunk][owner]).astype(np.int64)
     frames = centers_q[owner]
     frames += emphasis_q[owner, slot]
+    if knobs.frame_variation:
+        variation_q = np.rint(world.variations[slots] / _QUANT_SCALE).astype(np.int16)
+        sign = rng.integers(0, 2, size=owner.size).astype(np.int16) * 2 - 1
+        frames += variation_q[owner, slot] * sign[:, None]
     frames += noise_bank[rng.integers(0, noise_bank.shape[0], size=owner.size)]
     np.clip(frames, 0, 255, out=frames)
     return frames.astype(np.uint8)
@@ -214,7 +305,8 @@ def write_synthetic_dataset(out_dir: str, *, num_videos: int, num_classes: int =
                             video_level: bool = True, with_labels: bool = True,
                             id_key: str = "id", feature_sizes: Sequence[int] = (1024, 128),
                             max_frames: int = 300, min_frames: int = 10, seed: int = 0,
-                            prefix: str = "train") -> dict[str, str]:
+                            prefix: str = "train",
+                            difficulty: str = "realistic") -> dict[str, str]:
     """Writes synthetic YouTube-8M shards and returns their glob patterns.
 
     Frame-level shards go to `<out_dir>/frame/<prefix>NNNN.tfrecord`
@@ -223,16 +315,23 @@ def write_synthetic_dataset(out_dir: str, *, num_videos: int, num_classes: int =
     With two feature sizes the names are rgb/audio; with other counts the names
     are `feature0`, `feature1`, ... (and `mean_feature0`, ...).
 
+    `difficulty` is "realistic" (noisy labels, confusable classes) or "easy"
+    (see the module docstring); the train and validate draws of one dataset
+    need the same seed and difficulty.
+
     Returns:
         {"frame": pattern, "video": pattern} for the kinds written.
     """
     _check_args(num_videos, num_classes, num_shards, min_frames, max_frames, feature_sizes)
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f"unknown difficulty {difficulty!r}; valid: {sorted(DIFFICULTIES)}")
+    knobs = DIFFICULTIES[difficulty]
     frame_names, video_names = _feature_names(len(feature_sizes))
-    world = _make_world(seed, num_classes, int(sum(feature_sizes)))
+    world = _make_world(seed, num_classes, int(sum(feature_sizes)), knobs)
     rng = _prefix_rng(seed, prefix)
-    videos = _draw_videos(rng, world, num_videos, prefix, min_frames, max_frames)
+    videos = _draw_videos(rng, world, num_videos, prefix, min_frames, max_frames, knobs)
     noise_bank = np.rint(rng.standard_normal((_NOISE_BANK_SIZE, int(sum(feature_sizes))))
-                         * (_FRAME_NOISE / _QUANT_SCALE)).astype(np.int16)
+                         * (knobs.frame_noise / _QUANT_SCALE)).astype(np.int16)
 
     kinds = [k for k, on in (("frame", frame_level), ("video", video_level)) if on]
     writers = {kind: _open_shards(out_dir, kind, prefix, num_shards) for kind in kinds}
@@ -241,7 +340,7 @@ def write_synthetic_dataset(out_dir: str, *, num_videos: int, num_classes: int =
     try:
         for start in range(0, num_videos, _CHUNK_VIDEOS):
             chunk = slice(start, min(start + _CHUNK_VIDEOS, num_videos))
-            frames = _frames_for(rng, world, videos, chunk, noise_bank)
+            frames = _frames_for(rng, world, videos, chunk, noise_bank, knobs)
             records = _chunk_records(videos, chunk, frames, kinds, id_key, with_labels,
                                      frame_names, video_names, tuple(feature_sizes))
             for kind, per_video in records.items():
@@ -305,6 +404,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--min_frames", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--prefix", default="train")
+    parser.add_argument("--difficulty", default="realistic", choices=sorted(DIFFICULTIES))
     parser.add_argument("--no_labels", action="store_true", help="write test shards (empty label lists)")
     parser.add_argument("--skip_frame_level", action="store_true")
     parser.add_argument("--skip_video_level", action="store_true")
@@ -318,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         num_shards=args.num_shards, frame_level=not args.skip_frame_level,
         video_level=not args.skip_video_level, with_labels=not args.no_labels,
         id_key=args.id_key, max_frames=args.max_frames, min_frames=args.min_frames,
-        seed=args.seed, prefix=args.prefix)
+        seed=args.seed, prefix=args.prefix, difficulty=args.difficulty)
     for kind, pattern in patterns.items():
         print(f"{kind}: {pattern}")
 

@@ -39,7 +39,7 @@ import time
 import keras
 import tensorflow as tf
 
-from youtube8m_willow import checkpoint
+from youtube8m_willow import checkpoint, summaries
 from youtube8m_willow.config import ModelConfig, save_model_config
 from youtube8m_willow.data.readers import (DataError, ReaderConfig, list_files, make_dataset,
                                             report_skipped)
@@ -298,9 +298,10 @@ class Trainer:
         """One training step on a batch (per-replica batches when distributed).
 
         ``stop`` tells the other workers that this one wants to stop. Returns
-        the metrics of the global batch as floats: loss, total_loss,
-        hit_at_one, perr, gap, examples, and (distributed) stop, whether a
-        worker asked to stop.
+        the metrics of the global batch as floats: loss (the label loss),
+        reg_loss (the unweighted sum of the L2 losses), total_loss, hit_at_one,
+        perr, gap, examples, and (distributed) stop, whether a worker asked to
+        stop.
         """
         if self.distributed:
             metrics = self._step_fn(batch, tf.constant(stop))
@@ -315,22 +316,23 @@ class Trainer:
         return metrics
 
     def _forward_backward(self, batch, label_weight=None, regularization_weight=None):
-        """Predictions, label loss, regularization and the gradients of
-        ``label_weight * label_loss + regularization_weight * regularization``
-        (weights None: 1), times the loss scale under float16."""
+        """Predictions, label loss, the unweighted sum of the L2 losses and the
+        gradients of ``label_weight * label_loss + regularization_weight *
+        regularization_penalty * l2_sum`` (weights None: 1), times the loss
+        scale under float16."""
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             predictions = tf.cast(self.model(batch, training=True), tf.float32)
             label_loss = self.loss_fn(predictions, batch["labels"])
-            regularization = (self.config.regularization_penalty
-                              * self.model.regularization_loss())
+            l2_sum = self.model.regularization_loss()
+            regularization = self.config.regularization_penalty * l2_sum
             objective = (label_loss if label_weight is None else label_loss * label_weight) + (
                 regularization if regularization_weight is None
                 else regularization * regularization_weight)
             if self.loss_scale is not None:
                 objective = self.loss_scale.scaled(objective)
         gradients = tape.gradient(objective, variables)
-        return predictions, label_loss, regularization, gradients
+        return predictions, label_loss, l2_sum, gradients
 
     def _apply(self, gradients) -> None:
         """Unscales (float16), clips each tensor and updates the weights."""
@@ -359,12 +361,13 @@ class Trainer:
             self.optimizer.apply(gradients, variables)
 
     def _single_step(self, batch):
-        predictions, label_loss, regularization, gradients = self._forward_backward_fn(
+        predictions, label_loss, l2_sum, gradients = self._forward_backward_fn(
             _model_inputs(batch))
         self._apply(gradients)
         metrics = batch_metrics(predictions, batch["labels"], TOP_K)
         metrics["loss"] = label_loss
-        metrics["total_loss"] = label_loss + regularization
+        metrics["reg_loss"] = l2_sum
+        metrics["total_loss"] = label_loss + self.config.regularization_penalty * l2_sum
         metrics["examples"] = tf.shape(batch["labels"])[0]
         return metrics
 
@@ -386,25 +389,24 @@ class Trainer:
         rows = self.replica_batch_size
 
         def compute():
-            predictions, label_loss, regularization, gradients = self._forward_backward_fn(
+            predictions, label_loss, l2_sum, gradients = self._forward_backward_fn(
                 _model_inputs(batch), weight, 1.0 / replicas_with_data)
             parts = distribute.metric_parts(predictions, batch["labels"], rows, top_k)
-            return gradients, label_loss * weight, regularization, parts
+            return gradients, label_loss * weight, l2_sum, parts
 
         def skip():
             gradients = [tf.zeros(v.shape, tf.float32) for v in self.model.trainable_variables]
-            regularization = (self.config.regularization_penalty
-                              * self.model.regularization_loss())
-            return gradients, tf.constant(0.0), regularization, distribute.empty_metric_parts(
-                rows, top_k)
+            return (gradients, tf.constant(0.0), self.model.regularization_loss(),
+                    distribute.empty_metric_parts(rows, top_k))
 
-        gradients, loss, regularization, parts = tf.cond(has_data, compute, skip)
+        gradients, loss, l2_sum, parts = tf.cond(has_data, compute, skip)
         gradients = context.all_reduce(sum_, gradients)
         self._average_moving_statistics(context, has_data)
         self._apply(gradients)
         metrics = distribute.reduce_metric_parts(context, parts, global_size)
         metrics["loss"] = context.all_reduce(sum_, loss)
-        metrics["total_loss"] = metrics["loss"] + regularization
+        metrics["reg_loss"] = l2_sum
+        metrics["total_loss"] = metrics["loss"] + self.config.regularization_penalty * l2_sum
         metrics["examples"] = global_size
         metrics["stop"] = stops > 0
         return metrics
@@ -460,7 +462,8 @@ def train(config: TrainConfig, model_config: ModelConfig,
                 break
             seconds = time.monotonic() - start
             last_loss = metrics["loss"]
-            _log_step(trainer.global_step, metrics, metrics["examples"] / seconds, learning_rate)
+            _log_step(trainer.global_step, metrics, metrics["examples"] / seconds, learning_rate,
+                      config.regularization_penalty)
             step = trainer.global_step
             if config.export_model_steps > 0 and step % config.export_model_steps == 0:
                 trainer.save()
@@ -498,11 +501,16 @@ def train(config: TrainConfig, model_config: ModelConfig,
     return TrainResult(step, last_loss, path, stopped_by)
 
 
-def _log_step(step: int, metrics: dict, examples_per_sec: float, learning_rate: float) -> None:
+def _log_step(step: int, metrics: dict, examples_per_sec: float, learning_rate: float,
+              regularization_penalty: float) -> None:
+    """Logs the step in the original's line format (plus the total loss) and
+    writes its TensorBoard scalars under the original's tags
+    (``youtube8m_willow.summaries``); ``model/reg_loss`` only when the
+    penalty is not 0, as the original."""
     log.info("training step %d | Loss: %.2f Examples/sec: %.2f | Hit@1: %.2f PERR: %.2f "
              "GAP: %.2f | Total loss: %.4f", step, metrics["loss"], examples_per_sec,
              metrics["hit_at_one"], metrics["perr"], metrics["gap"], metrics["total_loss"])
-    for name in ("loss", "total_loss", "hit_at_one", "perr", "gap"):
-        tf.summary.scalar(f"train/{name}", metrics[name], step=step)
-    tf.summary.scalar("train/examples_per_sec", examples_per_sec, step=step)
-    tf.summary.scalar("train/learning_rate", learning_rate, step=step)
+    values = dict(metrics, examples_per_second=examples_per_sec, learning_rate=learning_rate)
+    if regularization_penalty == 0:
+        del values["reg_loss"]
+    summaries.write_scalars(summaries.TRAIN_TAGS, values, step)

@@ -1,0 +1,68 @@
+"""TensorBoard scalars under the original code's tag names.
+
+The original train.py and eval.py wrote their event files into the
+train_dir itself, with the tags below; writing the same tags into the same
+directory lets dashboards built on the original runs show runs of this port
+next to them. Training (per step, at the global step after the update):
+``model/Training_Hit@1``, ``model/Training_Perr``, ``model/Training_GAP``,
+``global_step/Examples/Second``, ``model/label_loss``, ``model/reg_loss``
+(the unweighted sum of the L2 losses, written only when
+regularization_penalty != 0, as the original), ``learning_rate``; the port
+adds ``model/total_loss``. Evaluation (at the checkpoint's global step):
+``GlobalStep/Eval_*`` once per batch and ``Epoch/Eval_*`` once per
+evaluation; the port adds ``Epoch/Eval_MAP_positive_classes``.
+
+Values are written as float64 tensors (``tf.summary.scalar`` would round
+them to float32), so an event file holds exactly what was logged.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+from tensorboard.plugins.scalar import metadata as scalar_metadata
+
+# Per batch of an evaluation (the original utils.AddGlobalStepSummary).
+EVAL_BATCH_TAGS = {"hit_at_one": "GlobalStep/Eval_Hit@1", "perr": "GlobalStep/Eval_Perr",
+                   "loss": "GlobalStep/Eval_Loss",
+                   "examples_per_second": "GlobalStep/Eval_Example_Second"}
+# Per evaluation (the original utils.AddEpochSummary, plus the port's MAP
+# over the classes with positives).
+EVAL_EPOCH_TAGS = {"avg_hit_at_one": "Epoch/Eval_Avg_Hit@1", "avg_perr": "Epoch/Eval_Avg_Perr",
+                   "avg_loss": "Epoch/Eval_Avg_Loss", "map_all_classes": "Epoch/Eval_MAP",
+                   "gap": "Epoch/Eval_GAP",
+                   "map_positive_classes": "Epoch/Eval_MAP_positive_classes"}
+# Segment-level evaluation (the later starter): the same names under
+# SegEval, and its MAP is the mean over the classes with positives.
+SEGMENT_EVAL_BATCH_TAGS = {name: tag.replace("/Eval_", "/SegEval_")
+                           for name, tag in EVAL_BATCH_TAGS.items()}
+SEGMENT_EVAL_EPOCH_TAGS = {"avg_hit_at_one": "Epoch/SegEval_Avg_Hit@1",
+                           "avg_perr": "Epoch/SegEval_Avg_Perr",
+                           "avg_loss": "Epoch/SegEval_Avg_Loss",
+                           "map_positive_classes": "Epoch/SegEval_MAP",
+                           "gap": "Epoch/SegEval_GAP"}
+
+
+def eval_batch_tags(segments: bool) -> dict[str, str]:
+    return SEGMENT_EVAL_BATCH_TAGS if segments else EVAL_BATCH_TAGS
+
+
+def eval_epoch_tags(segments: bool) -> dict[str, str]:
+    return SEGMENT_EVAL_EPOCH_TAGS if segments else EVAL_EPOCH_TAGS
+
+
+# Per training step (the original train.py).
+TRAIN_TAGS = {"hit_at_one": "model/Training_Hit@1", "perr": "model/Training_Perr",
+              "gap": "model/Training_GAP", "examples_per_second": "global_step/Examples/Second",
+              "loss": "model/label_loss", "reg_loss": "model/reg_loss",
+              "learning_rate": "learning_rate", "total_loss": "model/total_loss"}
+
+_METADATA = scalar_metadata.create_summary_metadata(display_name=None, description=None)
+
+
+def write_scalars(tags: dict[str, str], values: dict[str, float], step: int) -> None:
+    """Writes ``values[name]`` under ``tags[name]`` for every name present in
+    both, at ``step``, to the default summary writer (none set: nothing)."""
+    for name, tag in tags.items():
+        if name in values:
+            tf.summary.write(tag, tf.constant(float(values[name]), tf.float64), step=step,
+                             metadata=_METADATA)
