@@ -19,7 +19,8 @@ def main(argv):
     del argv
     cli.setup_logging()
     from youtube8m_willow.training import distribute
-    from youtube8m_willow.training.trainer import TrainConfig, prepare_train_dir, train
+    from youtube8m_willow.training.trainer import (TrainConfig, model_config_for_train_dir,
+                                                   prepare_train_dir, train)
 
     def run():
         model_config = yt_flags.model_config_from_flags()
@@ -44,6 +45,8 @@ def main(argv):
         if distribute.strategy_is_chief(strategy):  # the other workers write nothing
             # Clear the train_dir (start_new_model) before recording the flags in it.
             prepare_train_dir(config)
+            # A continued run records the graph its checkpoint's names chose.
+            model_config = model_config_for_train_dir(config.train_dir, model_config)
             yt_flags.save_model_flags(config.train_dir, model_config)
         return train(dataclasses.replace(config, start_new_model=False), model_config, strategy)
 

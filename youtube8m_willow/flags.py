@@ -31,6 +31,9 @@ _MODEL_FLAG_HELP = {
     "iterations": "Number of frames sampled per video.",
     "video_level_classifier_model": "Classifier on top of frame-level models.",
     "l2_penalty": "L2 penalty of LogisticModel.",
+    "lstm_variant": "LstmModel's graph for a new run: willow (every layer's final state) or "
+                    "starter (the Google starter's: last layer's final h). A checkpoint's "
+                    "variable names choose it when continuing, evaluating or predicting.",
 }
 
 
@@ -202,6 +205,7 @@ def model_config_for_train_dir(train_dir: str) -> ModelConfig:
 def validate_model_config(config: ModelConfig) -> None:
     """Rejects unknown names and inconsistent flags with the flag named."""
     from youtube8m_willow.layers.sampling import SAMPLING_METHODS
+    from youtube8m_willow.models.recurrent import LSTM_VARIANTS
     from youtube8m_willow.models.registry import (classifier_names, is_frame_level,
                                                   model_class)
 
@@ -219,6 +223,9 @@ def validate_model_config(config: ModelConfig) -> None:
             "with frame-level feature names (e.g. --feature_names=rgb,audio)")
     if config.num_classes <= 0:
         raise flags.ValidationError("--num_classes must be positive")
+    if config.lstm_variant not in LSTM_VARIANTS:
+        raise flags.ValidationError(f"unknown --lstm_variant={config.lstm_variant!r}; "
+                                    f"valid: {', '.join(LSTM_VARIANTS)}")
 
 
 def validate_train_config(config) -> None:
