@@ -23,6 +23,14 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
+def fixture_path(*parts: str) -> Path:
+    """A fixture under ../shared that a test needs: failing, not skipping,
+    when it is absent (a missing fixture must not pass as a green run)."""
+    path = SHARED.joinpath(*parts)
+    assert path.exists(), f"fixture missing: {path}"
+    return path
+
+
 def run_script(script: str, *args: str, check: bool = True, timeout: float = 900,
                env: dict | None = None) -> subprocess.CompletedProcess:
     """Runs train.py / eval.py / inference.py as a user would."""
