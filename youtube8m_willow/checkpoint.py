@@ -168,11 +168,11 @@ def restore(path: str, model, optimizer=None) -> int:
     assign_model_weights(model.tf1_weights(), tensors, path, naming)
     step = int(tensors[GLOBAL_STEP]) if GLOBAL_STEP in tensors else max(step_of(path), 0)
     if optimizer is not None:
-        _restore_optimizer(optimizer, model, tensors, step)
+        _restore_optimizer(optimizer, model, tensors, step, path)
     return step
 
 
-def _restore_optimizer(optimizer, model, tensors, step: int) -> None:
+def _restore_optimizer(optimizer, model, tensors, step: int, path: str) -> None:
     optimizer.iterations.assign(step)
     slots = optimizer_slots(optimizer, model)
     beta1_power = next((v for k, v in tensors.items() if k.endswith("beta1_power")), None)
