@@ -23,6 +23,7 @@ checkpoint as the latest one.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -122,8 +123,14 @@ def model_config_for_checkpoint(config, path: str | None):
 
     stored = list(_reader(path).get_variable_to_shape_map())
     naming = detect_naming(stored)
-    return model_class(config.model).config_for_tf1_names(
+    chosen = model_class(config.model).config_for_tf1_names(
         config, [naming.to_port(name) for name in stored])
+    changed = {k: v for k, v in dataclasses.asdict(chosen).items()
+               if v != getattr(config, k)}
+    if changed:
+        log.info("checkpoint %s (%s names) holds the graph of %s", path, naming.description,
+                 ", ".join(f"{k}={v}" for k, v in changed.items()))
+    return chosen
 
 
 def _is_optimizer_name(name: str) -> bool:
