@@ -1,10 +1,11 @@
-"""The original code's numbers, reproduced through the command line (SPEC 12).
+"""The original code's numbers, reproduced through the command line (SPEC 12, 14).
 
-Each fixture holds an original TF1 train_dir, its input records and the
-original's eval-mode predictions; inference.py must reproduce them to 1e-5.
-The train fixture holds an original run after K steps (with Adam slots):
-train.py continues it one step and inference.py must then match the
-original's predictions after that step to 2e-4.
+Each fixture holds an original TF1 train_dir (WILLOW's names, or the Google
+starter's ``tower/`` names), its input records and the original's eval-mode
+predictions; inference.py must reproduce them to 1e-5. The train fixtures
+hold an original run after K steps (with its optimizer's slots): train.py
+continues it one step and inference.py must then match the original's
+predictions after that step to 2e-4. A missing fixture fails the test.
 """
 
 from __future__ import annotations
@@ -15,9 +16,22 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import read_submission, run_script, shared_path
+from conftest import shared_path, read_submission, run_script
+from youtube8m_willow import checkpoint
 
-FIXTURES = ["moe_video", "netvlad_gated"]
+FIXTURES = [("fixtures", "moe_video"), ("fixtures", "netvlad_gated"),
+            ("starter_fixtures", "starter_moe_video")]
+# (folder, name, extra train.py flags); --xla compiles the step: it must
+# keep the original's numbers too.
+TRAIN_FIXTURES = [("train_fixtures", "train_netvlad", ()),
+                  ("train_fixtures", "train_netvlad", ("--xla=True",)),
+                  ("starter_fixtures/train", "starter_train_moe_rmsprop", ())]
+TRAIN_IDS = ["netvlad", "netvlad-xla", "starter-rmsprop"]
+
+
+def _load(folder, name):
+    fixture = shared_path(folder, name)
+    return fixture, json.loads((fixture / "meta.json").read_text())
 
 
 def _predictions_from_csv(path, video_ids, num_classes) -> np.ndarray:
@@ -42,10 +56,9 @@ def _infer(train_dir, data, meta, output, extra=()):
     return _predictions_from_csv(output, meta["video_ids"], classes)
 
 
-@pytest.mark.parametrize("name", FIXTURES)
-def test_inference_reproduces_original_predictions(name, tmp_path):
-    fixture = shared_path("fixtures", name)
-    meta = json.loads((fixture / "meta.json").read_text())
+@pytest.mark.parametrize("folder,name", FIXTURES, ids=[name for _, name in FIXTURES])
+def test_inference_reproduces_original_predictions(folder, name, tmp_path):
+    fixture, meta = _load(folder, name)
     expected = np.load(fixture / "expected_predictions.npy")
     predictions = _infer(fixture / "train_dir", fixture / "data.tfrecord", meta,
                          tmp_path / "out.csv")
@@ -54,10 +67,9 @@ def test_inference_reproduces_original_predictions(name, tmp_path):
     assert (tmp_path / "out.csv").read_text().splitlines()[1].split(",")[0] == meta["video_ids"][0]
 
 
-@pytest.mark.parametrize("name", FIXTURES)
-def test_expected_csv_matches_top_20(name, tmp_path):
-    fixture = shared_path("fixtures", name)
-    meta = json.loads((fixture / "meta.json").read_text())
+@pytest.mark.parametrize("folder,name", FIXTURES, ids=[name for _, name in FIXTURES])
+def test_expected_csv_matches_top_20(folder, name, tmp_path):
+    fixture, meta = _load(folder, name)
     out = tmp_path / "top20.csv"
     run_script("inference.py", f"--train_dir={fixture / 'train_dir'}",
                f"--input_data_pattern={fixture / 'data.tfrecord'}", f"--output_file={out}",
@@ -71,11 +83,9 @@ def test_expected_csv_matches_top_20(name, tmp_path):
         assert [label for label, _ in ours[video_id]] == [label for label, _ in pairs]
 
 
-# --xla compiles the step: it must keep the original's numbers too.
-@pytest.mark.parametrize("extra", [[], ["--xla=True"]], ids=["default", "xla"])
-def test_train_continues_original_run(extra, tmp_path):
-    fixture = shared_path("train_fixtures", "train_netvlad")
-    meta = json.loads((fixture / "meta.json").read_text())
+@pytest.mark.parametrize("folder,name,extra", TRAIN_FIXTURES, ids=TRAIN_IDS)
+def test_train_continues_original_run(folder, name, extra, tmp_path):
+    fixture, meta = _load(folder, name)
     train_dir = tmp_path / "train_dir"
     shutil.copytree(fixture / "train_dir", train_dir)
     step = meta["checkpoint_step"]
@@ -89,7 +99,10 @@ def test_train_continues_original_run(extra, tmp_path):
     line = result.stderr.split(f"training step {step + 1} | ")[1].splitlines()[0]
     total_loss = float(line.split("Total loss: ")[1])
     assert total_loss == pytest.approx(meta["loss_of_checked_step"], rel=1e-4)
-    assert (train_dir / f"model.ckpt-{step + 1}.index").exists()
+    # The continued run keeps the original's names (the starter's tower/ and
+    # its optimizer's slots), so the original's own tools can read it.
+    written = checkpoint.read_checkpoint(str(train_dir / f"model.ckpt-{step + 1}"))
+    assert set(written) == set(meta["variables"])
     predictions = _infer(train_dir, fixture / "data.tfrecord", meta, tmp_path / "after.csv")
     expected = np.load(fixture / "expected_predictions.npy")
     np.testing.assert_allclose(predictions, expected, atol=2e-4, rtol=0)

@@ -2,9 +2,18 @@
 
 The project reads and writes one format: the TF1 ``Saver`` layout, keyed by
 the original variable names (``hidden1_weights``, ``gates/weights``,
-``<name>/Adam``, ``<name>/Adam_1``, ``model/beta1_power``, ``global_step``).
-So a train_dir written by the original code and one written here are
-interchangeable: eval, inference and continued training accept both.
+``<name>/Adam``, ``<name>/Adam_1``, ``<name>/RMSProp``, ``model/beta1_power``,
+``global_step``). So a train_dir written by the original code and one
+written here are interchangeable: eval, inference and continued training
+accept both.
+
+Which original wrote a checkpoint (WILLOW, the Google starter's ``tower/``
+names, TF 1.0/0.12 RNN spellings) is read from its names
+(``youtube8m_willow.legacy``): tensors are renamed to the port's names on
+reading, and ``training_state`` writes a continued run's names back in the
+checkpoint's own naming, so the original's tools can still read it. The
+names also pick the graph where one model name had two (``LstmModel``:
+``model_config_for_checkpoint``).
 
 Writes are atomic: the tensors go to a temporary prefix that is renamed into
 place, and only then does the ``checkpoint`` state file (rewritten through a
@@ -14,6 +23,8 @@ checkpoint as the latest one.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
 import os
 import re
@@ -22,11 +33,17 @@ from typing import Iterable
 import numpy as np
 import tensorflow as tf
 
+from youtube8m_willow.legacy import PORT_NAMING, Naming, detect_naming
+from youtube8m_willow.training.tf1_optimizers import SLOT_SUFFIXES, slots_of
+
+log = logging.getLogger("youtube8m_willow")
+
 CHECKPOINT_PREFIX = "model.ckpt"
 STATE_FILE = "checkpoint"
+# Port names (WILLOW's) of the non-model state; legacy.Naming maps the others.
+GLOBAL_STEP = "global_step"
 BETA1_POWER = "model/beta1_power"
 BETA2_POWER = "model/beta2_power"
-_ADAM_SLOTS = ("Adam", "Adam_1")
 
 
 class CheckpointError(Exception):
@@ -72,28 +89,69 @@ def step_of(path: str) -> int:
 
 # ---------------------------------------------------------------- reading
 
+def _reader(path: str):
+    try:
+        return tf.train.load_checkpoint(path)
+    except (tf.errors.OpError, ValueError) as error:
+        raise CheckpointError(f"cannot read checkpoint {path!r}: {_first_line(error)}") from None
+
+
 def read_checkpoint(path: str) -> dict[str, np.ndarray]:
-    """All tensors of a checkpoint, by name."""
+    """All tensors of a checkpoint, by their stored names."""
+    reader = _reader(path)
     try:  # the files may vanish while being read (rotated away by a trainer)
-        reader = tf.train.load_checkpoint(path)
         return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
     except (tf.errors.OpError, ValueError) as error:
         raise CheckpointError(f"cannot read checkpoint {path!r}: {_first_line(error)}") from None
 
 
+def naming_of(path: str) -> Naming:
+    """The naming (origin, RNN spelling) of a checkpoint, from its index."""
+    return detect_naming(_reader(path).get_variable_to_shape_map())
+
+
+def read_port_tensors(path: str) -> tuple[dict[str, np.ndarray], Naming]:
+    """All tensors of a checkpoint under the port's names, and its naming."""
+    tensors = read_checkpoint(path)
+    naming = detect_naming(tensors)
+    return {naming.to_port(name): value for name, value in tensors.items()}, naming
+
+
+def model_config_for_checkpoint(config, path: str | None):
+    """``config`` with the graph variant the checkpoint's names call for
+    (``LstmModel``: WILLOW's or the starter's); unchanged without a path."""
+    if path is None:
+        return config
+    from youtube8m_willow.models.registry import model_class  # models import layers only
+
+    stored = list(_reader(path).get_variable_to_shape_map())
+    naming = detect_naming(stored)
+    chosen = model_class(config.model).config_for_tf1_names(
+        config, [naming.to_port(name) for name in stored])
+    changed = {k: v for k, v in dataclasses.asdict(chosen).items()
+               if v != getattr(config, k)}
+    if changed:
+        log.info("checkpoint %s (%s names) holds the graph of %s", path, naming.description,
+                 ", ".join(f"{k}={v}" for k, v in changed.items()))
+    return chosen
+
+
 def _is_optimizer_name(name: str) -> bool:
     return (name.endswith("beta1_power") or name.endswith("beta2_power")
-            or name.rsplit("/", 1)[-1] in _ADAM_SLOTS or name == "global_step")
+            or name.rsplit("/", 1)[-1] in SLOT_SUFFIXES or name == GLOBAL_STEP)
 
 
-def assign_model_weights(model_weights: dict, tensors: dict[str, np.ndarray], path: str) -> None:
-    """Assigns tensors to ``{TF1 name: variable}``; a mismatch lists the
-    missing, unexpected and mis-shaped variables."""
+def assign_model_weights(model_weights: dict, tensors: dict[str, np.ndarray], path: str,
+                         naming: Naming = PORT_NAMING) -> None:
+    """Assigns tensors to ``{TF1 name: variable}`` (both in port names); a
+    mismatch lists the missing, unexpected and mis-shaped variables, named as
+    the checkpoint's ``naming`` stores them."""
     stored = {name for name in tensors if not _is_optimizer_name(name)}
-    missing = sorted(set(model_weights) - stored)
-    unexpected = sorted(stored - set(model_weights))
+    shown = naming.to_stored
+    missing = sorted(map(shown, set(model_weights) - stored))
+    unexpected = sorted(map(shown, stored - set(model_weights)))
     wrong_shape = sorted(
-        f"{name} {list(tensors[name].shape)} vs model {list(var.shape)}"
+        f"{shown(name)} {list(tensors[name].shape)} vs model {list(var.shape)}"
         for name, var in model_weights.items()
         if name in tensors and tuple(tensors[name].shape) != tuple(var.shape))
     if missing or unexpected or wrong_shape:
@@ -110,28 +168,31 @@ def assign_model_weights(model_weights: dict, tensors: dict[str, np.ndarray], pa
 
 
 def restore(path: str, model, optimizer=None) -> int:
-    """Loads model weights (and Adam state when present) from a checkpoint.
+    """Loads model weights (and the optimizer's slots when present) from a
+    checkpoint of any origin.
 
     Returns the global step. Adam's step count is recovered from
     ``beta1_power`` (TF1 keeps ``beta1 ** (step + 1)`` there).
     """
-    tensors = read_checkpoint(path)
-    assign_model_weights(model.tf1_weights(), tensors, path)
-    step = int(tensors["global_step"]) if "global_step" in tensors else max(step_of(path), 0)
+    tensors, naming = read_port_tensors(path)
+    assign_model_weights(model.tf1_weights(), tensors, path, naming)
+    step = int(tensors[GLOBAL_STEP]) if GLOBAL_STEP in tensors else max(step_of(path), 0)
     if optimizer is not None:
-        _restore_optimizer(optimizer, model, tensors, step)
+        _restore_optimizer(optimizer, model, tensors, step, path)
     return step
 
 
-def _restore_optimizer(optimizer, model, tensors, step: int) -> None:
+def _restore_optimizer(optimizer, model, tensors, step: int, path: str) -> None:
     optimizer.iterations.assign(step)
     slots = optimizer_slots(optimizer, model)
-    if not slots:
-        return
     beta1_power = next((v for k, v in tensors.items() if k.endswith("beta1_power")), None)
-    if beta1_power is not None and float(beta1_power) > 0:
+    if hasattr(optimizer, "beta_1") and beta1_power is not None and float(beta1_power) > 0:
         adam_step = round(math.log(float(beta1_power)) / math.log(optimizer.beta_1)) - 1
         optimizer.iterations.assign(adam_step)
+    absent = [name for name in slots if name not in tensors]
+    if absent:
+        log.warning("checkpoint %s has no %d of the optimizer's %d slots (e.g. %s): they "
+                    "start at their initial values", path, len(absent), len(slots), absent[0])
     for name, var in slots.items():
         if name in tensors:
             var.assign(tensors[name])
@@ -140,32 +201,29 @@ def _restore_optimizer(optimizer, model, tensors, step: int) -> None:
 # ---------------------------------------------------------------- writing
 
 def optimizer_slots(optimizer, model) -> dict:
-    """``{"<var>/Adam": m, "<var>/Adam_1": v}`` for a built Keras Adam."""
-    momentums = getattr(optimizer, "_momentums", None)
-    velocities = getattr(optimizer, "_velocities", None)
-    if not momentums or not velocities:
+    """``{"<var>/<TF1 slot>": slot variable}`` (``<var>/Adam``,
+    ``<var>/RMSProp_1``, ...) of a built optimizer, in port names."""
+    if not optimizer.built:
         return {}
-    slots = {}
-    for name, var in model.tf1_weights().items():
-        if not var.trainable:
-            continue
-        index = optimizer._get_variable_index(var)
-        slots[f"{name}/Adam"] = momentums[index]
-        slots[f"{name}/Adam_1"] = velocities[index]
-    return slots
+    return {f"{name}/{suffix}": slot
+            for name, var in model.tf1_weights().items() if var.trainable
+            for suffix, slot in slots_of(optimizer, var).items()}
 
 
-def training_state(model, optimizer, global_step: int) -> dict[str, tf.Tensor]:
-    """Every tensor a resumable checkpoint holds, by its TF1 name."""
+def training_state(model, optimizer, global_step: int,
+                   naming: Naming = PORT_NAMING) -> dict[str, tf.Tensor]:
+    """Every tensor a resumable checkpoint holds, named as ``naming`` stores
+    them (the port's names by default; a continued original run keeps its
+    origin's)."""
     tensors = {name: var.value for name, var in model.tf1_weights().items()}
-    tensors["global_step"] = tf.constant(global_step, tf.int64)
+    tensors[GLOBAL_STEP] = tf.constant(global_step, tf.int64)
     if optimizer is not None:
         tensors.update({name: var.value for name, var in optimizer_slots(optimizer, model).items()})
         if hasattr(optimizer, "beta_1"):
             adam_step = int(optimizer.iterations.numpy()) + 1
             tensors[BETA1_POWER] = tf.constant(optimizer.beta_1 ** adam_step, tf.float32)
             tensors[BETA2_POWER] = tf.constant(optimizer.beta_2 ** adam_step, tf.float32)
-    return tensors
+    return {naming.to_stored(name): value for name, value in tensors.items()}
 
 
 def save(train_dir: str, tensors: dict[str, tf.Tensor], global_step: int) -> str:

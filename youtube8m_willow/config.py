@@ -68,6 +68,10 @@ class ModelConfig:
     gru_random_sequence: bool = False
     gru_backward: bool = False
     lstm_backward: bool = False
+    # LstmModel's graph for a new run: "willow" (every layer's final state)
+    # or "starter" (the Google starter's: the last layer's final h). A
+    # checkpoint's variable names override it.
+    lstm_variant: str = "willow"
     fc_dimred: bool = True
     # Segment-level (2019) records: train and evaluate on rated 5-frame
     # segments, predict every 5-frame segment (``data.segments``).

@@ -48,9 +48,16 @@ class EvalConfig:
 
 
 class Predictor:
-    """A model restored from a checkpoint, predicting in eval mode."""
+    """A model restored from a checkpoint, predicting in eval mode.
+
+    ``restore`` rebuilds the model when a checkpoint's names call for another
+    graph of the same model name (the starter's LstmModel vs WILLOW's).
+    """
 
     def __init__(self, model_config: ModelConfig):
+        self._build(model_config)
+
+    def _build(self, model_config: ModelConfig) -> None:
         self.model_config = model_config
         self.path = ""
         self.model = create_model(model_config).build_for_config()
@@ -58,6 +65,9 @@ class Predictor:
                                     reduce_retracing=True)
 
     def restore(self, path: str) -> int:
+        config = checkpoint.model_config_for_checkpoint(self.model_config, path)
+        if config != self.model_config:
+            self._build(config)
         step = checkpoint.restore(path, self.model)
         self.path = path
         return step

@@ -32,6 +32,9 @@ _MODEL_FLAG_HELP = {
     "l2_penalty": "L2 penalty of LogisticModel.",
     "segment_labels": "Segment-level (2019) data: train and evaluate on the rated 5-frame "
                       "segments of the records, predict every 5-frame segment.",
+    "lstm_variant": "LstmModel's graph for a new run: willow (every layer's final state) or "
+                    "starter (the Google starter's: last layer's final h). A checkpoint's "
+                    "variable names choose it when continuing, evaluating or predicting.",
 }
 
 
@@ -262,6 +265,7 @@ def model_config_for_train_dir(train_dir: str) -> ModelConfig:
 def validate_model_config(config: ModelConfig) -> None:
     """Rejects unknown names and inconsistent flags with the flag named."""
     from youtube8m_willow.layers.sampling import SAMPLING_METHODS
+    from youtube8m_willow.models.recurrent import LSTM_VARIANTS
     from youtube8m_willow.models.registry import (classifier_names, is_frame_level,
                                                   model_class)
 
@@ -284,6 +288,9 @@ def validate_model_config(config: ModelConfig) -> None:
             "--feature_names=mean_rgb,mean_audio), or a frame-level --model")
     if config.num_classes <= 0:
         raise flags.ValidationError("--num_classes must be positive")
+    if config.lstm_variant not in LSTM_VARIANTS:
+        raise flags.ValidationError(f"unknown --lstm_variant={config.lstm_variant!r}; "
+                                    f"valid: {', '.join(LSTM_VARIANTS)}")
 
 
 def validate_train_config(config) -> None:

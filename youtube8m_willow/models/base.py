@@ -44,6 +44,12 @@ class VideoModel(keras.Model):
         """TF1 variable name -> Keras variable, for checkpoint import."""
         return collect_tf1_weights(self.tf1_scopes())
 
+    @classmethod
+    def config_for_tf1_names(cls, config: ModelConfig, names) -> ModelConfig:
+        """The config whose graph a checkpoint with these TF1 names (port
+        names) was trained with; models with one graph per name keep ``config``."""
+        return config
+
     def build_for_config(self):
         """Creates every weight by running the model once on zeros."""
         config = self.config

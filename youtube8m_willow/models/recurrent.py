@@ -1,9 +1,16 @@
-"""WILLOW's recurrent frame-level models: LstmModel and GruModel (SPEC section 4).
+"""WILLOW's recurrent frame-level models: LstmModel and GruModel (SPEC section 4),
+and the Google starter's LstmModel (SPEC section 14).
 
 A stack of TF1 cells reads each video's valid frames in order (or reversed,
 or a random draw of frames), and the video-level classifier sees the final
 state of every layer, concatenated. Nothing is batch-normalized or
 L2-normalized beyond the input normalization every model applies.
+
+Two originals call a different graph ``LstmModel``: WILLOW's (every layer's
+``[c, h]`` under ``RNN/rnn/multi_rnn_cell``) and the starter's (the last
+layer's final ``h`` only, under ``rnn/multi_rnn_cell``, frames read in order
+up to ``num_frames``). ``--lstm_variant`` chooses for a new run; a
+checkpoint's names choose otherwise (``config_for_tf1_names``).
 
 Random sequences: the original replaces the input with ``iterations`` frames
 drawn like "random" sampling but keeps ``sequence_length = num_frames``. TF1's
@@ -17,6 +24,8 @@ time dimension).
 
 from __future__ import annotations
 
+import dataclasses
+
 import tensorflow as tf
 
 from youtube8m_willow.config import ModelConfig
@@ -28,6 +37,23 @@ from youtube8m_willow.models.registry import create_classifier, register_model
 RNN_SCOPE = "RNN/rnn/multi_rnn_cell"
 
 
+@dataclasses.dataclass(frozen=True)
+class LstmVariant:
+    """One original's LstmModel graph: where its cells' TF1 names live and
+    whether the classifier reads only the last layer's final ``h``."""
+
+    scope: str
+    last_h_only: bool
+
+    def readout(self, states, units: int):
+        """The classifier input from the stacked final states ``[c1, h1, ...]``."""
+        return states[:, -units:] if self.last_h_only else states
+
+
+LSTM_VARIANTS = {"willow": LstmVariant(RNN_SCOPE, last_h_only=False),
+                 "starter": LstmVariant("rnn/multi_rnn_cell", last_h_only=True)}
+
+
 class _RecurrentModel(VideoModel):
     """Frames -> stacked RNN final states -> video-level classifier."""
 
@@ -37,8 +63,14 @@ class _RecurrentModel(VideoModel):
     def __init__(self, config: ModelConfig, **kwargs):
         super().__init__(config, **kwargs)
         units, layers, self.random_sequence, self.backward = self.recurrent_options(config)
+        self.variant = self.graph_variant(config)
         self.rnn = StackedRNN(self.cell_type, units, layers, name="multi_rnn_cell")
         self.classifier = create_classifier(config.video_level_classifier_model, config)
+
+    @staticmethod
+    def graph_variant(config: ModelConfig) -> LstmVariant:
+        """WILLOW's graph (every model but the starter's LstmModel)."""
+        return LSTM_VARIANTS["willow"]
 
     @staticmethod
     def recurrent_options(config: ModelConfig) -> tuple[int, int, bool, bool]:
@@ -47,7 +79,8 @@ class _RecurrentModel(VideoModel):
 
     def predict_probabilities(self, features, num_frames, training=False):
         frames, lengths = self.arrange_frames(features, num_frames)
-        return self.classifier(self.rnn(frames, lengths, training=training), training=training)
+        states = self.rnn(frames, lengths, training=training)
+        return self.classifier(self.variant.readout(states, self.rnn.units), training=training)
 
     def arrange_frames(self, features, num_frames):
         """The frames the RNN reads, ``[B, T', D]``, and their lengths ``[B]``."""
@@ -61,13 +94,15 @@ class _RecurrentModel(VideoModel):
         return features, lengths
 
     def tf1_scopes(self):
-        return {RNN_SCOPE: self.rnn, "": self.classifier}
+        return {self.variant.scope: self.rnn, "": self.classifier}
 
 
 @register_model("LstmModel")
 class LstmModel(_RecurrentModel):
     """A stack of ``lstm_layers`` BasicLSTM cells of ``lstm_cells`` units;
-    the classifier input is ``[c1, h1, c2, h2, ...]``."""
+    the classifier input is ``[c1, h1, c2, h2, ...]`` (WILLOW) or the last
+    layer's ``h`` (``lstm_variant="starter"``, which reads the frames in
+    order: no random sequence, no backward)."""
 
     cell_type = "lstm"
 
@@ -75,6 +110,25 @@ class LstmModel(_RecurrentModel):
     def recurrent_options(config):
         return (config.lstm_cells, config.lstm_layers, config.lstm_random_sequence,
                 config.lstm_backward)
+
+    @staticmethod
+    def graph_variant(config: ModelConfig) -> LstmVariant:
+        if config.lstm_variant not in LSTM_VARIANTS:
+            raise ValueError(f"unknown lstm_variant {config.lstm_variant!r}; valid: "
+                             f"{', '.join(LSTM_VARIANTS)}")
+        if config.lstm_variant == "starter" and (config.lstm_random_sequence
+                                                 or config.lstm_backward):
+            raise ValueError("the starter's LstmModel reads the frames in order: it takes "
+                             "neither --lstm_random_sequence nor --lstm_backward")
+        return LSTM_VARIANTS[config.lstm_variant]
+
+    @classmethod
+    def config_for_tf1_names(cls, config, names):
+        """The variant whose cell scope the checkpoint's names use."""
+        for variant, spec in LSTM_VARIANTS.items():
+            if any(name.startswith(spec.scope + "/") for name in names):
+                return config.replace(lstm_variant=variant)
+        return config
 
 
 @register_model("GruModel")

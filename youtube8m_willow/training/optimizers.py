@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from youtube8m_willow.training.tf1_optimizers import RULES, TF1Optimizer
+
 
 @keras.saving.register_keras_serializable(package="youtube8m_willow")
 class StaircaseExampleDecay(keras.optimizers.schedules.LearningRateSchedule):
@@ -37,33 +39,24 @@ def _adam(lr, **clip):
     return keras.optimizers.Adam(lr, beta_1=0.9, beta_2=0.999, epsilon=1e-8, **clip)
 
 
-_OPTIMIZERS = {
-    "AdamOptimizer": _adam,
-    "GradientDescentOptimizer": lambda lr, **clip: keras.optimizers.SGD(lr, **clip),
-    "MomentumOptimizer": lambda lr, **clip: keras.optimizers.SGD(lr, momentum=0.9, **clip),
-    "AdagradOptimizer": lambda lr, **clip: keras.optimizers.Adagrad(
-        lr, initial_accumulator_value=0.1, epsilon=1e-7, **clip),
-    "RMSPropOptimizer": lambda lr, **clip: keras.optimizers.RMSprop(
-        lr, rho=0.9, momentum=0.0, epsilon=1e-10, **clip),
-    "AdadeltaOptimizer": lambda lr, **clip: keras.optimizers.Adadelta(
-        lr, rho=0.95, epsilon=1e-8, **clip),
-    "FtrlOptimizer": lambda lr, **clip: keras.optimizers.Ftrl(lr, **clip),
-}
-
-
 def optimizer_names() -> list[str]:
-    return sorted(_OPTIMIZERS)
+    return sorted(["AdamOptimizer", *RULES])
 
 
 def create_optimizer(name: str, learning_rate, clip_gradient_norm: float = 0.0):
-    """The Keras equivalent of a TF1 optimizer class name.
+    """The optimizer of a TF1 class name, with TF1's defaults and slots.
 
-    Gradients are clipped tensor by tensor (``clipnorm``), as the starter's
-    ``clip_gradient_norms`` did; 0 disables clipping. MomentumOptimizer, which
-    the original could not build without a momentum, uses 0.9.
+    AdamOptimizer is Keras' Adam with TF1's constants (and TF1's fused kernel
+    in the trainer); every other name is a ``TF1Optimizer`` running TF1's own
+    kernel (``training.tf1_optimizers``). Gradients are clipped tensor by
+    tensor (``clipnorm``), as the starter's ``clip_gradient_norms`` did; 0
+    disables clipping. MomentumOptimizer, which the original could not build
+    without a momentum, uses 0.9.
     """
-    if name not in _OPTIMIZERS:
+    if name not in optimizer_names():
         raise ValueError(f"unknown --optimizer={name!r}; valid optimizers: "
                          f"{', '.join(optimizer_names())}")
     clip = {"clipnorm": clip_gradient_norm} if clip_gradient_norm > 0 else {}
-    return _OPTIMIZERS[name](learning_rate, **clip)
+    if name == "AdamOptimizer":
+        return _adam(learning_rate, **clip)
+    return TF1Optimizer(name, learning_rate, **clip)

@@ -2,11 +2,14 @@
 
 One step = forward in training mode (batch norm on batch statistics, moving
 statistics updated), label loss + regularization_penalty * slim L2 losses,
-per-tensor clipped gradients, one optimizer update (Adam: TF1's fused
-kernel, see ``training.updates``). Checkpoints (TF1 format, see
-``youtube8m_willow.checkpoint``) are written every ``save_checkpoint_secs``,
-at every export, on SIGTERM/SIGINT and when training ends however it ends
-(the original lost its final model when it stopped on num_epochs).
+per-tensor clipped gradients, one optimizer update with the original's TF1
+kernel (``training.updates``, ``training.tf1_optimizers``). Checkpoints (TF1
+format, see ``youtube8m_willow.checkpoint``) are written every
+``save_checkpoint_secs``, at every export, on SIGTERM/SIGINT and when
+training ends however it ends (the original lost its final model when it
+stopped on num_epochs). A run continued from an original's train_dir keeps
+writing that original's variable names (the starter's ``tower/``, old RNN
+spellings), so the original's own tools can still read it.
 
 Distribution (``training.distribute``): under a multi-replica strategy each
 replica runs the step on ``batch_size / num_replicas`` examples with the loss
@@ -142,6 +145,17 @@ class _StopRequest:
             signal.signal(sig, handler)
 
 
+def model_config_for_checkpoint_names(train_dir: str, model_config: ModelConfig) -> ModelConfig:
+    """``model_config`` with the graph variant of train_dir's latest checkpoint
+    (the starter's or WILLOW's LstmModel); unchanged for a new train_dir.
+
+    Every worker reads it, so with several workers each must see train_dir
+    (or be given the same ``--lstm_variant``).
+    """
+    return checkpoint.model_config_for_checkpoint(
+        model_config, checkpoint.latest_checkpoint(train_dir))
+
+
 def prepare_train_dir(config: TrainConfig) -> None:
     if config.start_new_model and tf.io.gfile.exists(config.train_dir):
         log.info("start_new_model: removing %s", config.train_dir)
@@ -177,7 +191,9 @@ class Trainer:
     def __init__(self, config: TrainConfig, model_config: ModelConfig,
                  strategy: tf.distribute.Strategy | None = None):
         self.config = config
-        self.model_config = model_config
+        self.model_config = model_config = model_config_for_train_dir(config.train_dir,
+                                                                      model_config)
+        self.naming = PORT_NAMING  # a restored checkpoint's naming is kept on saves
         self.strategy = strategy or distribute.select_strategy()
         self.distributed = not distribute.is_default_strategy(self.strategy)
         self.num_replicas = self.strategy.num_replicas_in_sync
@@ -198,10 +214,10 @@ class Trainer:
             self.optimizer.build(self.model.trainable_variables)
             self.loss_scale = (updates.DynamicLossScale() if config.precision == "float16"
                                else None)
-        self.fused_adam = updates.supports_fused_adam(self.optimizer)
-        if self.distributed and self.loss_scale is not None and not self.fused_adam:
-            raise ConfigError("--precision=float16 with several replicas needs "
-                             "--optimizer=AdamOptimizer")
+        self.in_place = updates.supports_in_place(self.optimizer)
+        if self.distributed and self.loss_scale is not None and not self.in_place:
+            raise ConfigError(f"--precision=float16 with several replicas cannot use "
+                              f"--optimizer={config.optimizer}")
         self.loss_fn = create_loss(config.label_loss, config.alpha)
         self.global_step = 0
         self._checkpoints = checkpoint.CheckpointWriter(config.train_dir, config.keep_checkpoints)
@@ -221,7 +237,9 @@ class Trainer:
         path = checkpoint.latest_checkpoint(self.config.train_dir) if self.is_chief else None
         if path is not None:
             self.global_step = checkpoint.restore(path, self.model, self.optimizer)
-            log.info("restored %s at global step %d", path, self.global_step)
+            self.naming = checkpoint.naming_of(path)
+            log.info("restored %s (%s names) at global step %d", path,
+                     self.naming.description, self.global_step)
         if self.num_workers > 1:
             state = self.model.weights + self.optimizer.variables
             distribute.broadcast_from_chief(self.strategy, state)
@@ -239,7 +257,8 @@ class Trainer:
         if not self._checkpoints.written:
             # The flags are known to fit the train_dir's checkpoint (restored, or none).
             save_model_config(self.config.train_dir, self.model_config)
-        tensors = checkpoint.training_state(self.model, self.optimizer, self.global_step)
+        tensors = checkpoint.training_state(self.model, self.optimizer, self.global_step,
+                                            self.naming)
         self.last_checkpoint = self._checkpoints.save(tensors, self.global_step)
         log.info("wrote checkpoint %s", self.last_checkpoint)
         return self.last_checkpoint
@@ -351,8 +370,8 @@ class Trainer:
         self.loss_scale.update(finite)
 
     def _update(self, gradients, variables) -> None:
-        if self.fused_adam:
-            updates.apply_adam(self.optimizer, gradients, variables)
+        if self.in_place:
+            updates.apply_in_place(self.optimizer, gradients, variables)
         elif self.distributed:
             # Keras sums the gradients over the replicas again: give it shares.
             share = 1.0 / self.num_replicas

@@ -1,5 +1,6 @@
 """The parameter update of one training step: per-tensor clipping, the
-original's fused Adam kernel, and dynamic loss scaling for float16.
+original's kernels (fused Adam; the other TF1 optimizers in
+``training.tf1_optimizers``), and dynamic loss scaling for float16.
 
 Clipping happens here rather than in the Keras optimizer (``clipnorm``)
 because under tf.distribute Keras clips each replica's gradient before
@@ -10,7 +11,8 @@ update the original trained with, on the Keras optimizer's own slots
 (``_momentums``/``_velocities``) and step counter, so checkpoints keep their
 layout. One kernel per variable reads the gradient once and updates the
 weight and both slots in place: Keras' update creates several temporaries
-the size of each weight (333M parameters for Gated NetVLAD).
+the size of each weight (333M parameters for Gated NetVLAD). The other TF1
+optimizers run their TF1 kernels the same way (``apply_in_place``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import Sequence
 
 import keras
 import tensorflow as tf
+
+from youtube8m_willow.training.tf1_optimizers import TF1Optimizer, handle
 
 
 def clip_by_norm(gradient: tf.Tensor, clip_norm: float) -> tf.Tensor:
@@ -41,6 +45,20 @@ def supports_fused_adam(optimizer) -> bool:
     return type(optimizer) is keras.optimizers.Adam and not optimizer.amsgrad
 
 
+def supports_in_place(optimizer) -> bool:
+    """Whether ``apply_in_place`` can run this optimizer's update (TF1 kernels
+    on each replica's own copies)."""
+    return supports_fused_adam(optimizer) or isinstance(optimizer, TF1Optimizer)
+
+
+def apply_in_place(optimizer, gradients: Sequence[tf.Tensor], variables: Sequence) -> None:
+    """One update with the original's kernel: fused Adam or a TF1Optimizer."""
+    if isinstance(optimizer, TF1Optimizer):
+        optimizer.apply_in_place(gradients, variables)
+    else:
+        apply_adam(optimizer, gradients, variables)
+
+
 def apply_adam(optimizer: keras.optimizers.Adam, gradients: Sequence[tf.Tensor],
                variables: Sequence) -> None:
     """One Adam step with TF1's kernel, then ``optimizer.iterations += 1``.
@@ -59,16 +77,10 @@ def apply_adam(optimizer: keras.optimizers.Adam, gradients: Sequence[tf.Tensor],
     for variable, gradient in zip(variables, gradients):
         index = optimizer._get_variable_index(variable)
         tf.raw_ops.ResourceApplyAdam(
-            var=_handle(variable), m=_handle(optimizer._momentums[index]),
-            v=_handle(optimizer._velocities[index]), grad=tf.cast(gradient, tf.float32),
+            var=handle(variable), m=handle(optimizer._momentums[index]),
+            v=handle(optimizer._velocities[index]), grad=tf.cast(gradient, tf.float32),
             use_locking=False, **hyper)
     optimizer.iterations.assign_add(1)
-
-
-def _handle(variable) -> tf.Tensor:
-    """The resource handle of a Keras (or tf) variable; the local copy's in a
-    replica context."""
-    return getattr(variable, "value", variable).handle
 
 
 class DynamicLossScale:

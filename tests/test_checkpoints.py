@@ -1,0 +1,227 @@
+"""Original checkpoints of every origin load (SPEC sections 8 and 14).
+
+* The Google starter's LstmModel: a checkpoint under the starter's names
+  (``tower/rnn/multi_rnn_cell/...``) picks the starter's graph through
+  inference.py with ``--model=LstmModel`` alone, and predicts what a NumPy
+  LSTM (last layer's final h) and MoE compute from its tensors.
+* TF 1.0/1.1 and TF 0.12 RNN spellings load with equal predictions, and a
+  continued run writes them back.
+* The naming of each origin round-trips.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import read_submission, run_script
+from test_recurrent import l2_rows, ref_dynamic_rnn, ref_lstm_cell, sigmoid
+from youtube8m_willow import checkpoint
+from youtube8m_willow.config import ModelConfig
+from youtube8m_willow.data.readers import ReaderConfig, make_dataset
+from youtube8m_willow.data.synthetic import write_synthetic_dataset
+from youtube8m_willow.evaluation import Predictor
+from youtube8m_willow.legacy import PORT_NAMING, Naming, detect_naming, starter2017
+from youtube8m_willow.legacy.rnn_spellings import CURRENT, TF0_12, TF1_0
+from youtube8m_willow.models.registry import create_model
+from youtube8m_willow.training.trainer import TrainConfig, Trainer
+
+CLASSES, MIXTURES, UNITS, FEATURES = 5, 2, 4, (6, 4)
+LSTM_FLAGS = ["--model=LstmModel", "--frame_features=True", "--feature_names=rgb,audio",
+              f"--feature_sizes={FEATURES[0]},{FEATURES[1]}", f"--lstm_cells={UNITS}",
+              "--lstm_layers=2", f"--moe_num_mixtures={MIXTURES}", f"--num_classes={CLASSES}",
+              "--max_frames=8"]
+
+
+def _starter_lstm_tensors(seed=0) -> dict[str, np.ndarray]:
+    """Random tensors under the starter's names: 2 LSTM layers, MoE head,
+    plus the optimizer state eval ignores."""
+    rng = np.random.default_rng(seed)
+    depth, cell = sum(FEATURES), "tower/rnn/multi_rnn_cell/cell_{}/basic_lstm_cell"
+    shapes = {f"{cell.format(0)}/kernel": [depth + UNITS, 4 * UNITS],
+              f"{cell.format(0)}/bias": [4 * UNITS],
+              f"{cell.format(1)}/kernel": [2 * UNITS, 4 * UNITS],
+              f"{cell.format(1)}/bias": [4 * UNITS],
+              "tower/gates/weights": [UNITS, CLASSES * (MIXTURES + 1)],
+              "tower/experts/weights": [UNITS, CLASSES * MIXTURES],
+              "tower/experts/biases": [CLASSES * MIXTURES]}
+    tensors = {name: rng.normal(0, 0.7, shape).astype(np.float32) for name, shape in shapes.items()}
+    tensors["tower/gates/weights/Adam"] = np.zeros(shapes["tower/gates/weights"], np.float32)
+    tensors.update(global_step=np.int64(7), beta1_power=np.float32(0.9 ** 8))
+    return tensors
+
+
+def _numpy_starter_lstm(tensors, video_matrix, num_frames) -> np.ndarray:
+    """The starter's LstmModel from its definition: MultiRNNCell of
+    BasicLSTMCell(forget_bias=1), dynamic_rnn(sequence_length=num_frames),
+    MoE on the last layer's final h."""
+    cell = "tower/rnn/multi_rnn_cell/cell_{}/basic_lstm_cell/"
+    cells = [ref_lstm_cell({k: tensors[cell.format(i) + k].astype(np.float64)
+                            for k in ("kernel", "bias")}) for i in range(2)]
+    states = ref_dynamic_rnn(cells, l2_rows(video_matrix), num_frames)
+    last_h = states[:, -UNITS:]
+    gates = last_h @ tensors["tower/gates/weights"]
+    gates = np.exp(gates.reshape(-1, MIXTURES + 1))
+    gates /= gates.sum(1, keepdims=True)
+    experts = sigmoid(last_h @ tensors["tower/experts/weights"] + tensors["tower/experts/biases"])
+    probabilities = (gates[:, :MIXTURES] * experts.reshape(-1, MIXTURES)).sum(1)
+    return probabilities.reshape(-1, CLASSES)
+
+
+@pytest.fixture(scope="module")
+def frame_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("checkpoint_frames")
+    return write_synthetic_dataset(str(root), num_videos=6, num_classes=CLASSES, num_shards=1,
+                                   video_level=False, max_frames=8, min_frames=1,
+                                   feature_sizes=FEATURES, seed=3)["frame"]
+
+
+def _records(pattern, config):
+    batch = next(iter(make_dataset(pattern, ReaderConfig.for_model(config), 64, training=False,
+                                   num_epochs=1, num_readers=1)))
+    return ([v.decode() for v in batch["video_ids"].numpy()], batch["video_matrix"].numpy(),
+            batch["num_frames"].numpy())
+
+
+def test_starter_lstm_checkpoint_picks_the_starters_graph(frame_data, tmp_path):
+    tensors = _starter_lstm_tensors()
+    checkpoint.save(str(tmp_path / "train_dir"), tensors, 7)
+    out = tmp_path / "out.csv"
+    run_script("inference.py", f"--train_dir={tmp_path / 'train_dir'}",
+               f"--input_data_pattern={frame_data}", f"--output_file={out}",
+               f"--top_k={CLASSES}", *LSTM_FLAGS)
+    config = ModelConfig(model="LstmModel", num_classes=CLASSES, frame_features=True,
+                         feature_names=("rgb", "audio"), feature_sizes=FEATURES, max_frames=8)
+    video_ids, video_matrix, num_frames = _records(frame_data, config)
+    assert sorted(set(num_frames)) != [num_frames[0]], "videos of several lengths"
+    expected = _numpy_starter_lstm(tensors, video_matrix, num_frames)
+    rows = read_submission(out)
+    assert list(rows) == video_ids
+    for video_id, want in zip(video_ids, expected):
+        got = np.zeros(CLASSES)
+        for label, score in rows[video_id]:
+            got[label] = score
+        np.testing.assert_allclose(got, want, atol=2e-6)  # the CSV keeps 6 decimals
+
+
+def test_lstm_variant_flag_chooses_for_a_new_run():
+    config = ModelConfig(model="LstmModel", num_classes=3, frame_features=True,
+                         feature_names=("rgb",), feature_sizes=(3,), max_frames=4,
+                         lstm_cells=UNITS, lstm_layers=2)
+    willow = create_model(config).build_for_config()
+    starter = create_model(config.replace(lstm_variant="starter")).build_for_config()
+    assert "RNN/rnn/multi_rnn_cell/cell_1/basic_lstm_cell/kernel" in willow.tf1_weights()
+    assert "rnn/multi_rnn_cell/cell_1/basic_lstm_cell/kernel" in starter.tf1_weights()
+    # WILLOW's head reads [c1, h1, c2, h2]; the starter's the last h only.
+    assert willow.tf1_weights()["gates/weights"].shape == (4 * UNITS, 9)
+    assert starter.tf1_weights()["gates/weights"].shape == (UNITS, 9)
+    for model, variant in ((willow, "willow"), (starter, "starter")):
+        names = list(model.tf1_weights())
+        assert type(model).config_for_tf1_names(config, names).lstm_variant == variant
+    with pytest.raises(ValueError, match="reads the frames in order"):
+        create_model(config.replace(lstm_variant="starter", lstm_backward=True))
+
+
+# --- old RNN spellings --------------------------------------------------------
+
+RNN_MODELS = {  # id: (model flags, the naming a checkpoint of it is stored with)
+    "willow-lstm": (dict(model="LstmModel"), PORT_NAMING),
+    "willow-gru": (dict(model="GruModel"), PORT_NAMING),
+    "starter-lstm": (dict(model="LstmModel", lstm_variant="starter"), Naming(starter2017)),
+}
+OLD_FRAGMENTS = {TF1_0: ("cell/weights", "cell/biases", "gates/weights", "candidate/biases"),
+                 TF0_12: ("MultiRNNCell/Cell1/", "/Linear/Matrix", "/Linear/Bias")}
+
+
+def _rnn_config(flags) -> ModelConfig:
+    return ModelConfig(num_classes=3, frame_features=True, feature_names=("rgb",),
+                       feature_sizes=(3,), max_frames=5, lstm_cells=UNITS, lstm_layers=2,
+                       gru_cells=UNITS, gru_layers=2, moe_num_mixtures=2, **flags)
+
+
+def _saved_rnn_checkpoint(train_dir, flags, naming) -> tuple[str, np.ndarray, dict]:
+    """A checkpoint of a random model in ``naming``, predictions on fixed frames."""
+    model = create_model(_rnn_config(flags)).build_for_config()
+    rng = np.random.default_rng(2)
+    for var in model.tf1_weights().values():
+        var.assign(rng.normal(0, 0.5, var.shape).astype(np.float32))
+    inputs = {"video_matrix": rng.normal(size=[3, 5, 3]).astype(np.float32),
+              "num_frames": np.array([5, 2, 4], np.int32)}
+    path = checkpoint.save(str(train_dir), checkpoint.training_state(model, None, 4, naming), 4)
+    return path, model(inputs).numpy(), inputs
+
+
+def _respelled(path, spelling, train_dir) -> tuple[str, list[str]]:
+    """The checkpoint at ``path`` with its RNN variables renamed to ``spelling``."""
+    tensors = {spelling.to_old(name): value
+               for name, value in checkpoint.read_checkpoint(path).items()}
+    return checkpoint.save(str(train_dir), tensors, 4), sorted(tensors)
+
+
+@pytest.mark.parametrize("spelling", [TF1_0, TF0_12], ids=lambda s: s.name)
+@pytest.mark.parametrize("model_id", list(RNN_MODELS))
+def test_old_rnn_spellings_load_with_equal_predictions(model_id, spelling, tmp_path):
+    flags, naming = RNN_MODELS[model_id]
+    path, want, inputs = _saved_rnn_checkpoint(tmp_path / "current", flags, naming)
+    old_path, old_names = _respelled(path, spelling, tmp_path / "old")
+    assert any(f in name for f in OLD_FRAGMENTS[spelling] for name in old_names)
+    assert not any(name.endswith(("/kernel", "/bias")) for name in old_names)
+    assert detect_naming(old_names).spelling is spelling
+    # No --lstm_variant: the names choose the starter's graph where they are its.
+    predictor = Predictor(_rnn_config({"model": flags["model"]}))
+    assert predictor.restore(old_path) == 4
+    assert predictor.model_config.lstm_variant == flags.get("lstm_variant", "willow")
+    np.testing.assert_array_equal(predictor(inputs).numpy(), want)
+
+
+@pytest.mark.parametrize("model_id", ["willow-gru", "starter-lstm"])
+def test_continued_run_writes_the_old_spelling_back(model_id, tmp_path):
+    flags, naming = RNN_MODELS[model_id]
+    path, _, _ = _saved_rnn_checkpoint(tmp_path / "current", flags, naming)
+    old_path, old_names = _respelled(path, TF0_12, tmp_path / "train_dir")
+    trainer = Trainer(TrainConfig(train_dir=str(tmp_path / "train_dir"), train_data_pattern=""),
+                      _rnn_config({"model": flags["model"]}))
+    assert trainer.restore_latest() == old_path
+    saved = checkpoint.read_checkpoint(trainer.save())
+    assert set(old_names) <= set(saved)  # model variables under their old names
+    assert detect_naming(saved).spelling is TF0_12 and detect_naming(saved).origin is naming.origin
+    assert not any(name.endswith(("/kernel", "/bias")) or "kernel/" in name for name in saved)
+    assert any(name.endswith("Linear/Matrix/Adam_1") for name in saved)
+
+
+# --- naming round trips --------------------------------------------------------
+
+@pytest.mark.parametrize("stored, port, origin", [
+    ("tower/gates/weights", "gates/weights", "starter2017"),
+    ("tower/experts/biases/RMSProp_1", "experts/biases/RMSProp_1", "starter2017"),
+    ("beta1_power", "model/beta1_power", "starter2017"),
+    ("global_step", "global_step", "starter2017"),
+    ("tower/rnn/multi_rnn_cell/cell_0/basic_lstm_cell/weights",
+     "rnn/multi_rnn_cell/cell_0/basic_lstm_cell/kernel", "starter2017"),
+    ("RNN/RNN/MultiRNNCell/Cell1/GRUCell/Candidate/Linear/Bias",
+     "RNN/rnn/multi_rnn_cell/cell_1/gru_cell/candidate/bias", "willow"),
+    ("model/beta2_power", "model/beta2_power", "willow"),
+    ("hidden1_weights", "hidden1_weights", "willow"),
+])
+def test_naming_round_trip(stored, port, origin):
+    names = [stored, "tower/gates/weights"] if origin == "starter2017" else [stored]
+    naming = detect_naming(names)
+    assert naming.origin.NAME == origin
+    assert naming.to_port(stored) == port
+    assert naming.to_stored(port) == stored
+
+
+def test_current_names_are_the_ports():
+    naming = detect_naming(["RNN/rnn/multi_rnn_cell/cell_0/basic_lstm_cell/kernel",
+                            "gates/weights", "model/beta1_power"])
+    assert naming == PORT_NAMING and naming.spelling is CURRENT
+
+
+def test_mismatch_names_the_stored_variables(tmp_path):
+    tensors = {k: v for k, v in _starter_lstm_tensors().items() if "experts/biases" not in k}
+    path = checkpoint.save(str(tmp_path), tensors, 7)
+    predictor = Predictor(_rnn_config({"model": "LstmModel"}).replace(num_classes=CLASSES))
+    with pytest.raises(checkpoint.CheckpointError, match="missing variables: tower/experts/biases"):
+        predictor.restore(path)
+    assert tf.io.gfile.exists(path + ".index")
