@@ -19,8 +19,7 @@ def main(argv):
     del argv
     cli.setup_logging()
     from youtube8m_willow.training import distribute
-    from youtube8m_willow.training.trainer import (TrainConfig, model_config_for_checkpoint_names,
-                                                   prepare_train_dir, train)
+    from youtube8m_willow.training.trainer import TrainConfig, prepare_train_dir, train
 
     def run():
         model_config = yt_flags.model_config_for_training(FLAGS.train_dir, FLAGS.start_new_model)
@@ -43,8 +42,6 @@ def main(argv):
         strategy = distribute.select_strategy()  # first: it sets up the collective ops
         if distribute.strategy_is_chief(strategy):  # the other workers write nothing
             prepare_train_dir(config)  # start_new_model clears it once, here
-        # A continued run builds the graph its checkpoint's names call for.
-        model_config = model_config_for_checkpoint_names(config.train_dir, model_config)
         return train(dataclasses.replace(config, start_new_model=False), model_config, strategy)
 
     cli.run_guarded(run)

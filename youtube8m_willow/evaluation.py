@@ -13,7 +13,6 @@ import dataclasses
 import logging
 import time
 
-import numpy as np
 import tensorflow as tf
 
 from youtube8m_willow import checkpoint, summaries

@@ -8,8 +8,6 @@ generated from ``ModelConfig``'s fields so the two can never drift apart.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 
 from absl import flags
 

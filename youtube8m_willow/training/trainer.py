@@ -48,6 +48,7 @@ from youtube8m_willow.data.readers import (DataError, ReaderConfig, list_files, 
                                             report_skipped)
 from youtube8m_willow.data.segments import make_rated_segment_dataset
 from youtube8m_willow.errors import ConfigError
+from youtube8m_willow.legacy import PORT_NAMING
 from youtube8m_willow.losses import create_loss
 from youtube8m_willow.models.registry import create_model
 from youtube8m_willow.training import distribute, updates
@@ -191,8 +192,8 @@ class Trainer:
     def __init__(self, config: TrainConfig, model_config: ModelConfig,
                  strategy: tf.distribute.Strategy | None = None):
         self.config = config
-        self.model_config = model_config = model_config_for_train_dir(config.train_dir,
-                                                                      model_config)
+        self.model_config = model_config = model_config_for_checkpoint_names(
+            config.train_dir, model_config)
         self.naming = PORT_NAMING  # a restored checkpoint's naming is kept on saves
         self.strategy = strategy or distribute.select_strategy()
         self.distributed = not distribute.is_default_strategy(self.strategy)
