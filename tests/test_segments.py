@@ -1,0 +1,151 @@
+"""Segment-level (2019) reading, training and evaluation: hand-built records,
+and the original's SegEval numbers on its own train_dir (SPEC section 15)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import run_script, shared_path
+from youtube8m_willow.data.readers import ReaderConfig
+from youtube8m_willow.data.segments import make_rated_segment_dataset, make_test_segment_dataset
+
+SIZES = (4, 2)
+CONFIG = ReaderConfig(("rgb", "audio"), SIZES, True, num_classes=6, max_frames=12)
+
+
+def _frames(num_frames: int, size: int, offset: int) -> list[tf.train.Feature]:
+    """Frame t holds the byte (offset + t) in every dimension."""
+    return [tf.train.Feature(bytes_list=tf.train.BytesList(
+        value=[bytes([(offset + t) % 256] * size)])) for t in range(num_frames)]
+
+
+def _record(video_id: str, num_frames: int, ratings=()) -> bytes:
+    """ratings: (start, class, score) triples."""
+    context = {"id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[video_id.encode()])),
+               "labels": tf.train.Feature(int64_list=tf.train.Int64List(value=[1]))}
+    if ratings:
+        starts, classes, scores = zip(*ratings)
+        context["segment_start_times"] = tf.train.Feature(
+            int64_list=tf.train.Int64List(value=starts))
+        context["segment_end_times"] = tf.train.Feature(
+            int64_list=tf.train.Int64List(value=[s + 5 for s in starts]))
+        context["segment_labels"] = tf.train.Feature(int64_list=tf.train.Int64List(value=classes))
+        context["segment_scores"] = tf.train.Feature(float_list=tf.train.FloatList(value=scores))
+    lists = {name: tf.train.FeatureList(feature=_frames(num_frames, size, 10 * (i + 1)))
+             for i, (name, size) in enumerate(zip(("rgb", "audio"), SIZES))}
+    return tf.train.SequenceExample(context=tf.train.Features(feature=context),
+                                    feature_lists=tf.train.FeatureLists(
+                                        feature_list=lists)).SerializeToString()
+
+
+def _write(path, records) -> str:
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for record in records:
+            writer.write(record)
+    return str(path)
+
+
+def _dequantized(byte: int) -> float:
+    return byte * 4 / 255 + 4 / 512 - 2
+
+
+def _all(dataset) -> dict[str, np.ndarray]:
+    batches = list(dataset)
+    return {key: np.concatenate([b[key].numpy() for b in batches]) for key in batches[0]}
+
+
+def test_rated_segments_one_per_start_time_with_labels_and_weights(tmp_path):
+    path = _write(tmp_path / "v.tfrecord", [
+        _record("a", 12, [(5, 2, 1.0), (0, 3, 0.0), (5, 4, 0.0)]),
+        _record("b", 8, [(5, 1, 1.0)]),  # frames 5..9 of an 8-frame video: 3 real, 2 zero
+    ])
+    got = _all(make_rated_segment_dataset(path, CONFIG, 2, training=False, num_readers=1))
+    assert got["video_ids"].tolist() == [b"a", b"a", b"b"]  # first seen start first
+    assert got["num_frames"].tolist() == [5, 5, 5]
+    expected_labels = np.zeros((3, 6), np.float32)
+    expected_labels[0, 2] = expected_labels[2, 1] = 1
+    np.testing.assert_array_equal(got["labels"], expected_labels)
+    weights = np.zeros((3, 6), np.float32)
+    weights[0, [2, 4]] = weights[1, 3] = weights[2, 1] = 1
+    np.testing.assert_array_equal(got["label_weights"], weights)
+    matrix = got["video_matrix"]
+    assert matrix.shape == (3, 5, 6)
+    np.testing.assert_allclose(matrix[0, :, 0], [_dequantized(10 + t) for t in range(5, 10)],
+                               rtol=1e-6)
+    np.testing.assert_allclose(matrix[1, :, 4], [_dequantized(20 + t) for t in range(5)],
+                               rtol=1e-6)
+    np.testing.assert_allclose(matrix[2, :3, 0], [_dequantized(10 + t) for t in (5, 6, 7)],
+                               rtol=1e-6)
+    assert not matrix[2, 3:].any()
+
+
+def test_test_records_cut_into_segments_with_a_partial_last_one(tmp_path):
+    path = _write(tmp_path / "t.tfrecord", [_record("x", 12), _record("y", 5), _record("z", 3)])
+    got = _all(make_test_segment_dataset(path, CONFIG, 4, num_readers=1))
+    assert got["video_ids"].tolist() == [b"x:0", b"x:5", b"x:10", b"y:0", b"z:0"]
+    assert got["num_frames"].tolist() == [5, 5, 2, 5, 3]
+    np.testing.assert_allclose(got["video_matrix"][2, :2, 0],
+                               [_dequantized(20), _dequantized(21)], rtol=1e-6)
+    assert not got["video_matrix"][2, 2:].any() and not got["video_matrix"][4, 3:].any()
+
+
+def test_an_out_of_range_segment_label_names_the_record(tmp_path):
+    path = _write(tmp_path / "v.tfrecord", [_record("a", 10, [(0, 9, 1.0)])])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"v.tfrecord \(record 0\).*9"):
+        _all(make_rated_segment_dataset(path, CONFIG, 2, training=False, num_readers=1))
+
+
+# ------------------------------------------------------------------ the original's train_dir
+
+FIXTURE = ("segment_fixtures", "frame_logistic")
+TAGS = {"Avg_Hit@1": "Epoch/SegEval_Avg_Hit@1", "Avg_PERR": "Epoch/SegEval_Avg_Perr",
+        "MAP": "Epoch/SegEval_MAP", "GAP": "Epoch/SegEval_GAP",
+        "Avg_Loss": "Epoch/SegEval_Avg_Loss"}
+
+
+def _event_scalars(folder) -> dict[str, list[float]]:
+    values: dict[str, list[float]] = {}
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                values.setdefault(value.tag, []).append(
+                    float(tf.make_ndarray(value.tensor)) if value.HasField("tensor")
+                    else value.simple_value)
+    return values
+
+
+def in_folder(flags: list[str], folder) -> list[str]:
+    """The fixture's command line, its relative paths made absolute."""
+    def absolute(flag: str) -> str:
+        name, _, value = flag.partition("=")
+        return f"{name}={folder / value}" if value and (folder / value).exists() else flag
+    return [absolute(flag) for flag in flags]
+
+
+@pytest.fixture
+def original_segment_dir(tmp_path):
+    fixture = shared_path(*FIXTURE)
+    shutil.copytree(fixture, tmp_path / "fixture")
+    return tmp_path / "fixture", json.loads((fixture / "meta.json").read_text())
+
+
+def test_segment_eval_matches_the_original(original_segment_dir):
+    folder, meta = original_segment_dir
+    expected = json.loads((folder / "expected_eval.json").read_text())
+    result = run_script("eval.py", *in_folder(meta["eval_flags"], folder), f"--num_classes={meta['num_classes']}",
+                        "--frame_sampling=uniform")
+    # The original's epoch line; Avg_Loss's 6th decimal may differ (float32 sums).
+    head, tail = expected["epoch_line"].split(" | Avg_Loss: ")
+    line = next(line for line in result.stderr.splitlines() if "epoch/eval number" in line)
+    assert head in line and line.endswith(tail.split(" | ")[1])
+    scalars = _event_scalars(folder / "train_dir")
+    for name, tag in TAGS.items():
+        assert scalars[tag] == [pytest.approx(expected[name], abs=1e-5)], tag
+    assert len(scalars["GlobalStep/SegEval_Hit@1"]) == len(expected["batches"])
+    assert scalars["GlobalStep/SegEval_Hit@1"][0] == pytest.approx(
+        expected["batches"][0]["hit_at_one"], abs=1e-5)
