@@ -26,7 +26,9 @@ def main(argv):
         config = EvalConfig(
             train_dir=FLAGS.train_dir, data_pattern=FLAGS.eval_data_pattern,
             batch_size=FLAGS.batch_size, num_readers=FLAGS.num_readers, top_k=FLAGS.top_k,
-            check_point=FLAGS.check_point, label_loss=FLAGS.label_loss, alpha=FLAGS.alpha,
+            check_point=FLAGS.check_point,
+            num_classes_from_checkpoint=yt_flags.num_classes_unknown(FLAGS.train_dir),
+            label_loss=FLAGS.label_loss, alpha=FLAGS.alpha,
             run_once=FLAGS.run_once, poll_secs=FLAGS.poll_secs,
             skip_bad_records=FLAGS.skip_bad_records,
             drop_out_of_range_labels=FLAGS.drop_out_of_range_labels)

@@ -26,7 +26,9 @@ def main(argv):
         config = EvalConfig(
             train_dir=FLAGS.train_dir, data_pattern=FLAGS.input_data_pattern,
             batch_size=FLAGS.batch_size, num_readers=FLAGS.num_readers, top_k=FLAGS.top_k,
-            check_point=FLAGS.check_point, skip_bad_records=FLAGS.skip_bad_records,
+            check_point=FLAGS.check_point,
+            num_classes_from_checkpoint=yt_flags.num_classes_unknown(FLAGS.train_dir),
+            skip_bad_records=FLAGS.skip_bad_records,
             drop_out_of_range_labels=FLAGS.drop_out_of_range_labels)
         vocabulary = load_vocabulary(FLAGS.vocabulary_file) if FLAGS.vocabulary_file else None
         return run_inference(config, model_config, FLAGS.output_file, vocabulary=vocabulary,

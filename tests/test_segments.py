@@ -149,3 +149,26 @@ def test_segment_eval_matches_the_original(original_segment_dir):
     assert len(scalars["GlobalStep/SegEval_Hit@1"]) == len(expected["batches"])
     assert scalars["GlobalStep/SegEval_Hit@1"][0] == pytest.approx(
         expected["batches"][0]["hit_at_one"], abs=1e-5)
+
+
+def test_class_count_comes_from_the_checkpoint_and_segments_train(original_segment_dir):
+    # The original's 2019 train_dir records no class count (its readers
+    # hard-coded it): eval reads it off the checkpoint, and so does a
+    # continued segment-level training run, which then records it.
+    folder, meta = original_segment_dir
+    expected = json.loads((folder / "expected_eval.json").read_text())
+    train_dir = folder / "train_dir"
+    evaluated = run_script("eval.py", *in_folder(meta["eval_flags"], folder),
+                           "--frame_sampling=uniform")
+    assert "num_classes=100, from the checkpoint" in evaluated.stderr
+    assert f"GAP: {expected['GAP']:.3f}" in evaluated.stderr
+    run_script("train.py", f"--train_dir={train_dir}",
+               f"--train_data_pattern={folder / 'validate.tfrecord'}", "--segment_labels=True",
+               "--batch_size=32", "--max_steps=62", "--num_readers=1")
+    recorded = json.loads((train_dir / "model_flags.json").read_text())
+    assert recorded["num_classes"] == 100 and recorded["segment_labels"] is True
+    assert recorded["model"] == "FrameLevelLogisticModel"
+    # eval.py now needs no flags but the data: the train_dir says segments.
+    again = run_script("eval.py", f"--train_dir={train_dir}",
+                       f"--eval_data_pattern={folder / 'validate.tfrecord'}", "--run_once=True")
+    assert "epoch/eval number 62 " in again.stderr and "num_classes: 28" in again.stderr

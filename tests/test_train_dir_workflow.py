@@ -199,3 +199,15 @@ def test_a_checkpoint_rotated_away_before_it_is_read_is_skipped(pattern, tmp_pat
         results = evaluation.evaluate(config, model_config, max_evaluations=1)
     assert [r["global_step"] for r in results] == [3]
     assert any("model.ckpt-2" in r.message and "rotation" in r.message for r in caplog.records)
+
+
+@pytest.mark.parametrize("id_key,classes", [("id", 3862), ("video_id", 4716)])
+def test_a_new_run_without_num_classes_takes_it_from_the_id_key(id_key, classes, tmp_path):
+    pattern = write_synthetic_dataset(str(tmp_path / "data"), num_videos=16, num_classes=20,
+                                      num_shards=1, frame_level=False, id_key=id_key)["video"]
+    result = _train(tmp_path / "run", pattern, "--max_steps=1", "--model=LogisticModel",
+                    "--feature_names=mean_rgb,mean_audio", "--feature_sizes=1024,128")
+    if classes != 4716:  # 4716 is the default: nothing to say
+        assert f"num_classes={classes}, from the records' video id key '{id_key}'" in result.stderr
+    assert json.loads((tmp_path / "run" / "model_flags.json").read_text())[
+        "num_classes"] == classes

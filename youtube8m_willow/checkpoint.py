@@ -117,6 +117,28 @@ def read_port_tensors(path: str) -> tuple[dict[str, np.ndarray], Naming]:
     return {naming.to_port(name): value for name, value in tensors.items()}, naming
 
 
+def num_classes_in_checkpoint(model, path: str) -> int | None:
+    """The class count a checkpoint was trained with, read off the shapes of
+    ``model``'s class-sized weights (each is a multiple of the model's
+    ``num_classes``: C, C * mixtures, ...); None when every shape fits or the
+    shapes disagree. The original's later readers hard-code 3862 classes and
+    its model_flags.json does not record them."""
+    stored = _reader(path).get_variable_to_shape_map()
+    naming = detect_naming(list(stored))
+    shapes = {naming.to_port(name): shape for name, shape in stored.items()}
+    classes = model.config.num_classes
+    found = set()
+    for name, variable in model.tf1_weights().items():
+        shape = shapes.get(name)
+        if shape is None or len(shape) != len(variable.shape):
+            continue
+        for got, want in zip(shape, variable.shape):
+            per_class = want // classes
+            if got != want and want % classes == 0 and got % per_class == 0:
+                found.add(got // per_class)
+    return found.pop() if len(found) == 1 else None
+
+
 def model_config_for_checkpoint(config, path: str | None):
     """``config`` with the graph variant the checkpoint's names call for
     (``LstmModel``: WILLOW's or the starter's); unchanged without a path."""

@@ -42,6 +42,7 @@ class EvalConfig:
     alpha: float = 0.5
     run_once: bool = False
     poll_secs: float = 60
+    num_classes_from_checkpoint: bool = False  # --num_classes neither given nor recorded
     skip_bad_records: bool = False
     drop_out_of_range_labels: bool = False
 
@@ -53,7 +54,8 @@ class Predictor:
     graph of the same model name (the starter's LstmModel vs WILLOW's).
     """
 
-    def __init__(self, model_config: ModelConfig):
+    def __init__(self, model_config: ModelConfig, num_classes_from_checkpoint: bool = False):
+        self.num_classes_from_checkpoint = num_classes_from_checkpoint
         self._build(model_config)
 
     def _build(self, model_config: ModelConfig) -> None:
@@ -65,6 +67,12 @@ class Predictor:
 
     def restore(self, path: str) -> int:
         config = checkpoint.model_config_for_checkpoint(self.model_config, path)
+        classes = (checkpoint.num_classes_in_checkpoint(self.model, path)
+                   if self.num_classes_from_checkpoint else None)
+        if classes is not None and classes != config.num_classes:
+            log.info("num_classes=%d, from the checkpoint %s (pass --num_classes to set it)",
+                     classes, path)
+            config = config.replace(num_classes=classes)
         if config != self.model_config:
             self._build(config)
         step = checkpoint.restore(path, self.model)
@@ -181,7 +189,7 @@ def evaluate(config: EvalConfig, model_config: ModelConfig, max_evaluations: int
     A checkpoint the trainer's rotation deletes before it is read is skipped
     with a warning. Summaries go into the train_dir itself, where the
     original wrote them."""
-    predictor = Predictor(model_config)
+    predictor = Predictor(model_config, config.num_classes_from_checkpoint)
     writer = tf.summary.create_file_writer(config.train_dir)
     if config.run_once or config.check_point >= 0:
         path = checkpoint.checkpoint_path(config.train_dir, config.check_point)
@@ -206,10 +214,11 @@ def evaluate(config: EvalConfig, model_config: ModelConfig, max_evaluations: int
     return results
 
 
-def predict_top_k(predictor: Predictor, config: EvalConfig, model_config: ModelConfig):
-    """Yields ``(video_ids, class_indexes, scores)`` for every video once."""
-    k = min(config.top_k, model_config.num_classes)
-    dataset = _dataset(config, model_config)
+def predict_top_k(predictor: Predictor, config: EvalConfig):
+    """Yields ``(video_ids, class_indexes, scores)`` for every video once
+    (the predictor restored: its model config is the checkpoint's)."""
+    k = min(config.top_k, predictor.model_config.num_classes)
+    dataset = _dataset(config, predictor.model_config)
     for batch in dataset:
         scores, classes = tf.math.top_k(predictor(batch), k=k)
         yield batch["video_ids"].numpy(), classes.numpy(), scores.numpy()
@@ -221,13 +230,13 @@ def run_inference(config: EvalConfig, model_config: ModelConfig, output_file: st
     """inference.py: writes the submission CSV; returns the number of videos.
     With a ``vocabulary``, logs the first ``print_top_videos`` videos' top
     predictions with class names."""
-    predictor = Predictor(model_config)
+    predictor = Predictor(model_config, config.num_classes_from_checkpoint)
     path = checkpoint.checkpoint_path(config.train_dir, config.check_point)
     step = predictor.restore(path)
     log.info("predicting with %s (global step %d)", path, step)
     start = time.monotonic()
     with SubmissionWriter(output_file) as writer:
-        for video_ids, classes, scores in predict_top_k(predictor, config, model_config):
+        for video_ids, classes, scores in predict_top_k(predictor, config):
             if vocabulary is not None and writer.rows < print_top_videos:
                 for line in describe_batch(video_ids, classes, scores, vocabulary,
                                            print_top_videos - writer.rows):

@@ -216,11 +216,6 @@ def model_config_for_training(train_dir: str, start_new_model: bool) -> ModelCon
     saved = None if start_new_model else load_model_flags(train_dir)
     if saved is None:
         config = model_config_from_flags()
-    elif "num_classes" not in saved and not FLAGS["num_classes"].present:
-        # An original 2019 train_dir: its model_flags.json lacks the class count.
-        raise flags.ValidationError(
-            f"{train_dir} records no class count: pass --num_classes (3862 for the 2018 "
-            "and later data)")
     else:
         resolved = _SavedModel(saved)
         if resolved.conflicts:
@@ -234,6 +229,14 @@ def model_config_for_training(train_dir: str, start_new_model: bool) -> ModelCon
         config = resolved.config
     validate_model_config(config)
     return config
+
+
+def num_classes_unknown(train_dir: str, start_new_model: bool = False) -> bool:
+    """Whether --num_classes is neither given nor recorded in train_dir (an
+    original or a new train_dir): the checkpoint's shapes, or for a new run
+    the records' id key, then tell it."""
+    saved = None if start_new_model or not train_dir else load_model_flags(train_dir)
+    return not FLAGS["num_classes"].present and "num_classes" not in (saved or {})
 
 
 def model_config_for_train_dir(train_dir: str) -> ModelConfig:

@@ -44,7 +44,8 @@ import tensorflow as tf
 
 from youtube8m_willow import checkpoint, summaries
 from youtube8m_willow.config import ModelConfig, save_model_config
-from youtube8m_willow.data.readers import (DataError, ReaderConfig, list_files, make_dataset,
+from youtube8m_willow.data.readers import (CLASSES_BY_ID_KEY, DataError, ReaderConfig,
+                                            first_record_id_key, list_files, make_dataset,
                                             report_skipped)
 from youtube8m_willow.data.segments import make_rated_segment_dataset
 from youtube8m_willow.errors import ConfigError
@@ -155,6 +156,25 @@ def model_config_for_checkpoint_names(train_dir: str, model_config: ModelConfig)
     """
     return checkpoint.model_config_for_checkpoint(
         model_config, checkpoint.latest_checkpoint(train_dir))
+
+
+def with_inferred_num_classes(train_dir: str, data_pattern: str,
+                                model_config: ModelConfig) -> ModelConfig:
+    """``model_config`` with the class count of a run given no --num_classes:
+    the checkpoint's, when continuing an original train_dir; else the one
+    the records' video id key implies (``video_id``: 2017, 4716 classes;
+    ``id``: 2018 and later, 3862), said in the log."""
+    path = checkpoint.latest_checkpoint(train_dir) if tf.io.gfile.isdir(train_dir) else None
+    if path is not None:
+        probe = create_model(model_config).build_for_config()
+        classes, source = checkpoint.num_classes_in_checkpoint(probe, path), f"checkpoint {path}"
+    else:
+        key = first_record_id_key(data_pattern, model_config.frame_features)
+        classes, source = CLASSES_BY_ID_KEY.get(key), f"the records' video id key {key!r}"
+    if classes is None or classes == model_config.num_classes:
+        return model_config
+    log.info("num_classes=%d, from %s (pass --num_classes to set it)", classes, source)
+    return model_config.replace(num_classes=classes)
 
 
 def prepare_train_dir(config: TrainConfig) -> None:
