@@ -115,10 +115,13 @@ def top_k_mask(scores: np.ndarray, k: int) -> np.ndarray:
     if k >= num_classes:
         return np.ones(scores.shape, bool)
     cut = np.partition(scores, num_classes - k, axis=1)[:, num_classes - k, None]
-    above = scores > cut
-    at_cut = scores == cut
-    room = k - above.sum(axis=1, keepdims=True)
-    return above | (at_cut & (np.cumsum(at_cut, axis=1) <= room))
+    chosen = scores >= cut
+    room = k - (scores > cut).sum(axis=1)
+    tied = np.flatnonzero(chosen.sum(axis=1) > k)     # more than one score at the cut
+    if tied.size:
+        at_cut = scores[tied] == cut[tied]
+        chosen[tied] &= ~at_cut | (np.cumsum(at_cut, axis=1) <= room[tied, None])
+    return chosen
 
 
 def as_id_bytes(segment_ids) -> np.ndarray:
@@ -179,16 +182,20 @@ class SegmentSubmissionWriter(AtomicTextFile):
         self._num_ids = 0
         self._closed = False
 
+    @property
+    def num_entries(self) -> int:
+        """(class, score, segment) entries held now, kept and pending."""
+        return self._kept[0].size + self._num_pending
+
     # -- adding
     def add(self, segment_ids, scores) -> None:
         """One batch: ``segment_ids`` [B] (str or bytes), ``scores`` [B, C]."""
         if self._closed:
             raise ValueError("add() after close()")
         ids, scores = as_id_bytes(segment_ids).reshape(-1), self._check(segment_ids, scores)
-        masked = scores * self._mask
-        chosen = top_k_mask(masked, self.top_k)[:, self.classes]
-        rows, columns = np.nonzero(chosen)
-        raw = masked[rows, self.classes[columns]]
+        whitelisted = scores[:, self.classes]
+        rows, columns = np.nonzero(self._chosen(scores, whitelisted))
+        raw = whitelisted[rows, columns]
         self._note_first_seen(rows, columns, raw)
         rounded = round_g(raw).astype(np.float32)
         first = self._append_ids(ids)
@@ -217,6 +224,18 @@ class SegmentSubmissionWriter(AtomicTextFile):
         if not np.isfinite(scores).all():
             raise ValueError("segment scores must be finite")
         return scores
+
+    def _chosen(self, scores: np.ndarray, whitelisted: np.ndarray) -> np.ndarray:
+        """``[B, W]``: the whitelisted classes in each segment's top_k of the
+        masked scores. Where k whitelisted scores are > 0, the masked zeros
+        cannot reach the top_k, so the whitelisted columns alone decide."""
+        fast = (whitelisted > 0).sum(axis=1) >= self.top_k
+        if fast.all():
+            return top_k_mask(whitelisted, self.top_k)
+        chosen = np.zeros(whitelisted.shape, bool)
+        chosen[fast] = top_k_mask(whitelisted[fast], self.top_k)
+        chosen[~fast] = top_k_mask(scores[~fast] * self._mask, self.top_k)[:, self.classes]
+        return chosen
 
     def _note_first_seen(self, rows, columns, raw) -> None:
         new = ~self._seen[columns]
