@@ -26,11 +26,13 @@ inference.py:
 Memory: the original wrote every segment's line to a temporary file and
 kept a Python heap per class (several GB at 2.4M segments). Here the kept
 entries are flat arrays of (class, rounded score as float32, segment index),
-16 bytes each, pruned to each class's best ``max_pred`` whenever the pending
-candidates outnumber the kept ones: at most about 2 x min(classes x max_pred,
-candidates) + one prune chunk entries, plus the ids of the segments still
-referenced (compacted at each prune). A candidate below its class's current
-cut is dropped on arrival.
+16 bytes each. A candidate below its class's current cut is dropped on
+arrival; the arrays are pruned to each class's best ``max_pred`` whenever
+that would drop more than half as many entries as it keeps (and at least
+2**20). So at most about 1.5 x min(classes x max_pred, candidates) + 2**20
+entries are held, plus the ids of the segments they refer to (compacted at
+each prune); each prune costs a sort of what is held, and all prunes
+together about three sorts of all candidates.
 """
 
 from __future__ import annotations
@@ -178,6 +180,7 @@ class SegmentSubmissionWriter(AtomicTextFile):
         self._kept = _empty_entries()
         self._pending: list[tuple[np.ndarray, ...]] = []
         self._num_pending = 0
+        self._counts = np.zeros(classes.size, np.int64)   # entries held per class
         self._ids = np.zeros(0, "S1")
         self._num_ids = 0
         self._closed = False
@@ -203,8 +206,10 @@ class SegmentSubmissionWriter(AtomicTextFile):
         self._pending.append((columns[keep].astype(np.int32), rounded[keep],
                               rows[keep].astype(np.int64) + first))
         self._num_pending += int(keep.sum())
+        self._counts += np.bincount(columns[keep], minlength=self.classes.size)
         self.num_segments += ids.size
-        if self._num_pending > max(_MIN_PRUNE, self._kept[0].size):
+        useful = np.minimum(self._counts, self.max_pred).sum()
+        if self._counts.sum() - useful > max(_MIN_PRUNE, useful // 2):
             self._prune()
 
     def _check(self, segment_ids, scores) -> np.ndarray:
@@ -261,8 +266,8 @@ class SegmentSubmissionWriter(AtomicTextFile):
 
     # -- pruning
     def _prune(self) -> None:
-        """Keeps each class's best ``max_pred``; updates the cuts; drops ids
-        no kept entry refers to."""
+        """Keeps each class's best ``max_pred``; updates the cuts (a full
+        class's last kept score); drops ids no kept entry refers to."""
         columns, scores, segments = (np.concatenate(part) for part in
                                      zip(self._kept, *self._pending))
         self._pending, self._num_pending = [], 0
@@ -274,6 +279,7 @@ class SegmentSubmissionWriter(AtomicTextFile):
         full = rank == self.max_pred - 1
         self._cut[columns[full]] = scores[full]
         self._kept = (columns[keep], scores[keep], segments[keep])
+        self._counts = np.bincount(self._kept[0], minlength=self.classes.size)
         self._compact_ids()
 
     def _heap_order(self, columns, scores, segments) -> np.ndarray:
