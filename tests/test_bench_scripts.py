@@ -21,6 +21,8 @@ RUNS = {
                        "--video_train_rate=10"],
     "bench_inference.py": ["--model=all", "--batch_size=8", "--batches=2", *SMALL_NETVLAD],
     "bench_paper_models.py": ["--only=gateddboflf", "--steps=1", "--warmup=0"],
+    "bench_segments.py": ["--num_segments=3000", "--num_classes=200", "--whitelist=50",
+                          "--segment_max_pred=100"],
     "param_counts.py": ["--markdown"],
 }
 

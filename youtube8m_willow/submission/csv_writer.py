@@ -33,9 +33,10 @@ def _text(video_id) -> str:
     return video_id.decode("utf-8") if isinstance(video_id, bytes) else str(video_id)
 
 
-class SubmissionWriter:
-    """Writes a submission atomically: lines go to ``<path>.tmp-<pid>`` and
-    the file is renamed to ``path`` on a clean ``close()``."""
+class AtomicTextFile:
+    """A text file written under ``<path>.tmp-<pid>`` and renamed to ``path``
+    only by a clean ``close()``; ``abort()`` (or an exception inside ``with``)
+    removes it, so a crash never leaves a partial file under ``path``."""
 
     def __init__(self, path: str):
         self.path = path
@@ -44,14 +45,9 @@ class SubmissionWriter:
             tf.io.gfile.makedirs(directory)
         self.temporary = f"{path}.tmp-{os.getpid()}"
         self._handle = tf.io.gfile.GFile(self.temporary, "w")
-        self._handle.write(HEADER + "\n")
-        self.rows = 0
 
-    def write(self, video_ids, class_indexes, scores) -> None:
-        lines = format_lines(video_ids, class_indexes, scores)
-        if lines:
-            self._handle.write("\n".join(lines) + "\n")
-        self.rows += len(lines)
+    def write_text(self, text: str) -> None:
+        self._handle.write(text)
 
     def close(self) -> None:
         self._handle.close()
@@ -70,3 +66,18 @@ class SubmissionWriter:
             self.close()
         else:
             self.abort()
+
+
+class SubmissionWriter(AtomicTextFile):
+    """Writes a submission atomically (see ``AtomicTextFile``)."""
+
+    def __init__(self, path: str):
+        super().__init__(path)
+        self.write_text(HEADER + "\n")
+        self.rows = 0
+
+    def write(self, video_ids, class_indexes, scores) -> None:
+        lines = format_lines(video_ids, class_indexes, scores)
+        if lines:
+            self.write_text("\n".join(lines) + "\n")
+        self.rows += len(lines)
