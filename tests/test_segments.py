@@ -4,6 +4,7 @@ and the original's SegEval numbers on its own train_dir (SPEC section 15)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -172,3 +173,68 @@ def test_class_count_comes_from_the_checkpoint_and_segments_train(original_segme
     again = run_script("eval.py", f"--train_dir={train_dir}",
                        f"--eval_data_pattern={folder / 'validate.tfrecord'}", "--run_once=True")
     assert "epoch/eval number 62 " in again.stderr and "num_classes: 28" in again.stderr
+
+
+def _segment_inference(folder, meta, which: str, *extra: str) -> str:
+    flags = in_folder(meta[f"inference_flags_{which}"], folder)
+    output = next(f.split("=", 1)[1] for f in flags if f.startswith("--output_file="))
+    output = str(folder / output) if not output.startswith("/") else output
+    flags = [f for f in flags if not f.startswith("--output_file=")]
+    run_script("inference.py", *flags, f"--output_file={output}",
+               f"--num_classes={meta['num_classes']}", "--frame_sampling=uniform", *extra)
+    return output
+
+
+def _class_lines(path) -> dict[str, list[str]]:
+    lines = open(path).read().splitlines()
+    assert lines[0] == "Class,Segments"
+    return {c: ids.split() for c, ids in (line.split(",", 1) for line in lines[1:])}
+
+
+def test_segment_inference_and_map_match_the_original(original_segment_dir, tmp_path):
+    folder, meta = original_segment_dir
+    # The Class,Segments CSV: the same classes in the same order, per class the
+    # same segments in the same order (the fixture has no near ties here).
+    output = _segment_inference(folder, meta, "test", f"--output_model_tgz={tmp_path / 'm.tgz'}")
+    got, expected = _class_lines(output), _class_lines(folder / "expected_submission.csv")
+    assert list(got) == list(expected)
+    scores = json.loads((folder / "expected_segment_scores.json").read_text())["classes"]
+    for name, ids in expected.items():
+        ties = {i for pair in scores[name]["near_tie_adjacent_pairs"] for i in pair}
+        assert [i for i in got[name] if i not in ties] == [i for i in ids if i not in ties], name
+    # On the validation records, from the tarball (no model flags), then mAP@N.
+    validate = tmp_path / "validate.csv"
+    run_script("inference.py", f"--input_model_tgz={tmp_path / 'm.tgz'}",
+               f"--untar_model_dir={tmp_path / 'untar'}",
+               f"--input_data_pattern={folder / 'validate.tfrecord'}", f"--output_file={validate}",
+               f"--segment_label_ids_file={folder / 'segment_label_ids.csv'}",
+               "--segment_max_pred=50", "--num_readers=1", "--frame_sampling=uniform")
+    assert _class_lines(validate) == _class_lines(folder / "expected_validate_submission.csv")
+    scored = run_script("segment_eval_inference.py",
+                        f"--eval_data_pattern={folder / 'validate.tfrecord'}",
+                        f"--submission_file={validate}", "--top_n=50")
+    map_at_n = float(re.search(r"mAP@50: ([0-9.]+)", scored.stdout + scored.stderr).group(1))
+    expected_map = json.loads((folder / "expected_map.json").read_text())
+    assert map_at_n == pytest.approx(expected_map["map_at_n_newline_stripped"], abs=1e-6)
+
+
+def test_model_tgz_round_trip_for_a_video_level_model(tmp_path):
+    from youtube8m_willow.data.synthetic import write_synthetic_dataset
+
+    pattern = write_synthetic_dataset(str(tmp_path / "data"), num_videos=24, num_classes=8,
+                                      num_shards=1, frame_level=False)["video"]
+    flags = ["--model=MoeModel", "--feature_names=mean_rgb,mean_audio",
+             "--feature_sizes=1024,128", "--num_classes=8"]
+    run_script("train.py", f"--train_dir={tmp_path / 'run'}", f"--train_data_pattern={pattern}",
+               "--batch_size=8", "--max_steps=2", "--export_model_steps=0", *flags)
+    direct, packed = tmp_path / "direct.csv", tmp_path / "packed.csv"
+    run_script("inference.py", f"--train_dir={tmp_path / 'run'}", f"--input_data_pattern={pattern}",
+               f"--output_file={direct}", f"--output_model_tgz={tmp_path / 'model.tgz'}")
+    run_script("inference.py", f"--input_model_tgz={tmp_path / 'model.tgz'}",
+               f"--untar_model_dir={tmp_path / 'untar'}", f"--input_data_pattern={pattern}",
+               f"--output_file={packed}")
+    assert packed.read_text() == direct.read_text()
+    refused = run_script("inference.py", f"--input_model_tgz={tmp_path / 'model.tgz'}",
+                         f"--train_dir={tmp_path / 'run'}", f"--input_data_pattern={pattern}",
+                         f"--output_file={tmp_path / 'x.csv'}", check=False)
+    assert refused.returncode == 1 and "--input_model_tgz" in refused.stderr

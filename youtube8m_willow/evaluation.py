@@ -225,15 +225,21 @@ def predict_top_k(predictor: Predictor, config: EvalConfig):
     report_skipped(dataset, log)
 
 
-def run_inference(config: EvalConfig, model_config: ModelConfig, output_file: str,
-                  vocabulary: dict | None = None, print_top_videos: int = 5) -> int:
-    """inference.py: writes the submission CSV; returns the number of videos.
-    With a ``vocabulary``, logs the first ``print_top_videos`` videos' top
-    predictions with class names."""
+def restored_predictor(config: EvalConfig, model_config: ModelConfig) -> Predictor:
+    """A predictor restored from the checkpoint inference.py uses (the latest,
+    or ``--check_point``); its ``model_config`` and ``path`` are the checkpoint's."""
     predictor = Predictor(model_config, config.num_classes_from_checkpoint)
     path = checkpoint.checkpoint_path(config.train_dir, config.check_point)
     step = predictor.restore(path)
     log.info("predicting with %s (global step %d)", path, step)
+    return predictor
+
+
+def run_inference(predictor: Predictor, config: EvalConfig, output_file: str,
+                  vocabulary: dict | None = None, print_top_videos: int = 5) -> int:
+    """inference.py: writes the submission CSV with a restored ``predictor``;
+    returns the number of videos. With a ``vocabulary``, logs the first
+    ``print_top_videos`` videos' top predictions with class names."""
     start = time.monotonic()
     with SubmissionWriter(output_file) as writer:
         for video_ids, classes, scores in predict_top_k(predictor, config):

@@ -138,6 +138,19 @@ def define_inference_flags() -> None:
                  "videos' top predictions with class names.")
     _define_once(flags.DEFINE_integer, "print_top_videos", 5,
                  "Videos logged with class names when --vocabulary_file is set.")
+    _define_once(flags.DEFINE_string, "segment_label_ids_file", "",
+                 "With --segment_labels: the whitelisted class ids, one per line (local or "
+                 "gs:// path). Default: the 2019 challenge's 1000 classes, shipped with the "
+                 "package.")
+    _define_once(flags.DEFINE_integer, "segment_max_pred", 100000,
+                 "With --segment_labels: segments written per class.")
+    _define_once(flags.DEFINE_string, "output_model_tgz", "",
+                 "Also write the model (checkpoint and model_flags.json) to this .tgz.")
+    _define_once(flags.DEFINE_string, "input_model_tgz", "",
+                 "Predict with the model of this .tgz (written by --output_model_tgz), "
+                 "unpacked into --untar_model_dir; --train_dir must not be given.")
+    _define_once(flags.DEFINE_string, "untar_model_dir", "/tmp/yt8m-model",
+                 "Where --input_model_tgz is unpacked.")
 
 
 # ---------------------------------------------------------------- configs
