@@ -147,14 +147,17 @@ def main(argv=None) -> int:
     out_dir = os.path.abspath(args.out_dir)
     if args.segments:
         return segment_demo(out_dir, args.max_steps or 1000)
-    args.max_steps = args.max_steps or 300
+    return video_demo(out_dir, args.max_steps or 300)
+
+
+def video_demo(out_dir: str, max_steps: int) -> int:
     data_dir, train_dir = os.path.join(out_dir, "data"), os.path.join(out_dir, "train_dir")
     submission = os.path.join(out_dir, "submission.csv")
 
     print(f"Writing synthetic YouTube-8M data to {data_dir}", flush=True)
     patterns = make_data(data_dir)
     _run("train.py", f"--train_dir={train_dir}", f"--train_data_pattern={patterns['train']}",
-         "--start_new_model=True", f"--max_steps={args.max_steps}", "--batch_size=64",
+         "--start_new_model=True", f"--max_steps={max_steps}", "--batch_size=64",
          "--base_learning_rate=0.005", "--export_model_steps=100000", *MODEL_FLAGS)
     _run("eval.py", f"--train_dir={train_dir}", f"--eval_data_pattern={patterns['validate']}",
          "--run_once=True", "--batch_size=200")
