@@ -1,5 +1,6 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   synthetic YouTube-8M data -> train -> eval -> submission CSV
+#   make demo-segments   the same for the segment-level (2019) workflow
 #   make test   the test suite
 PYTHON ?= python3
 VENV := .venv
@@ -7,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo_output
 
-.PHONY: demo test bench clean
+.PHONY: demo demo-segments test bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +19,9 @@ $(STAMP): requirements.txt pyproject.toml
 
 demo: $(STAMP)
 	$(PY) -m youtube8m_willow.demo --out_dir=$(DEMO_DIR)
+
+demo-segments: $(STAMP)
+	$(PY) -m youtube8m_willow.demo --segments --out_dir=$(DEMO_DIR)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

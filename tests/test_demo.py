@@ -24,3 +24,40 @@ def test_make_demo(tmp_path):
     assert f"between {EXPECTED_GAP[0]:.2f} and {EXPECTED_GAP[1]:.2f}" in result.stdout
     assert EXPECTED_GAP[0] <= gap <= EXPECTED_GAP[1], gap
     assert chatter(result.stderr) == []  # TensorFlow's start-up notices stay hidden
+
+
+def test_segment_demo(tmp_path):
+    """The README's segment-level demo command: files, whitelist, stated ranges."""
+    import sys
+
+    from youtube8m_willow.demo import (EXPECTED_SEGMENT_GAP, EXPECTED_SEGMENT_MAP,
+                                       SEGMENT_CLASSES, SEGMENT_MAX_PRED)
+
+    out = tmp_path / "demo"
+    result = subprocess.run([sys.executable, "-m", "youtube8m_willow.demo", "--segments",
+                             f"--out_dir={out}"], cwd=REPO, capture_output=True, text=True,
+                            timeout=1200, env=user_env())
+    assert result.returncode == 0, result.stderr[-3000:]
+    whitelist = (out / "segment_label_ids.csv").read_text().split()
+    assert whitelist == ["Index"] + [str(c) for c in range(SEGMENT_CLASSES)]
+    for name in ("test", "validate"):
+        lines = (out / f"{name}_segments.csv").read_text().splitlines()
+        assert lines[0] == "Class,Segments" and len(lines) > 1
+        rows = dict(line.split(",", 1) for line in lines[1:])
+        assert set(rows) <= set(whitelist[1:])
+        assert all(0 < len(ids.split()) <= SEGMENT_MAX_PRED for ids in rows.values())
+        assert all(re.fullmatch(rf"{name}\d{{6}}:\d+", i) for i in next(iter(rows.values())).split())
+    assert f"submission:  {out / 'test_segments.csv'}" in result.stdout
+    gap = float(re.search(r"epoch/eval number \d+ .*\| GAP: ([\d.]+)", result.stderr).group(1))
+    map_at_n = float(re.search(rf"mAP@{SEGMENT_MAX_PRED}: ([\d.]+)", result.stdout).group(1))
+    assert (f"between {EXPECTED_SEGMENT_GAP[0]:.2f} and {EXPECTED_SEGMENT_GAP[1]:.2f}"
+            in result.stdout)
+    assert EXPECTED_SEGMENT_GAP[0] <= gap <= EXPECTED_SEGMENT_GAP[1], gap
+    assert EXPECTED_SEGMENT_MAP[0] <= map_at_n <= EXPECTED_SEGMENT_MAP[1], map_at_n
+    assert chatter(result.stderr) == []
+
+
+def test_make_demo_segments_runs_the_segment_demo():
+    recipe = subprocess.run(["make", "-n", "demo-segments", "DEMO_DIR=x"], cwd=REPO,
+                            capture_output=True, text=True).stdout
+    assert "-m youtube8m_willow.demo --segments --out_dir=x" in recipe

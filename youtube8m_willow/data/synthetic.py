@@ -29,6 +29,16 @@ max_frames].
   model ranks the labels almost perfectly after a few hundred steps. For
   tests that need a model to learn within a few steps.
 
+Segment ratings (the 2019 challenge, ``segments=True``): a video's true
+labels are present only in some of its 5-frame segments (each in about half,
+at least one), and only there do its frames carry those labels' prototypes;
+a segment with none of them is background and noise. Frame-level records of
+labeled draws then carry a few rated segments (``segment_start_times``,
+multiples of 5, full segments only; ``segment_end_times`` = start + 5;
+``segment_labels``; ``segment_scores`` 1.0 where the class is present in the
+segment, 0.0 where it is rated but absent). Unlabeled draws
+(``with_labels=False``) are 2019 test records: ``id`` and frames only.
+
 Determinism: `seed` fixes the class prototypes and frequencies (the "world");
 `prefix` selects an independent draw of videos from that world, so
 `prefix="train"` and `prefix="validate"` with the same seed share classes but
@@ -36,7 +46,7 @@ not videos. Test shards (`with_labels=False`) keep the `labels` key with an
 empty list (readers treat a missing key the same way).
 
 Command line:
-    python -m youtube8m_willow.data.synthetic --out_dir=/tmp/yt8m --num_videos=2000
+    python -m youtube8m_willow.data.synthetic --out_dir=/tmp/yt8m --num_videos=2000 [--segments]
 """
 
 from __future__ import annotations
@@ -50,10 +60,15 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from youtube8m_willow.data.segments import SEGMENT_FRAMES
+
 # The original's quantization range and its dequantization affine map.
 _QUANT_SCALE = 4.0 / 255.0
 _QUANT_BIAS = 4.0 / 512.0 - 2.0
 
+_SEGMENT_PRESENCE = 0.5  # P(a true label is present in a given 5-frame segment)
+_MAX_RATED_SEGMENTS = 5  # rated segments per video: 1..5 (at most its full segments)
+_EXTRA_RATING = 0.3      # P(a rated segment is rated for another true label too)
 _NOISE_BANK_SIZE = 512   # per-frame noise is drawn from a bank of this many frames
 _CHUNK_VIDEOS = 64  # videos quantized at once (bounds memory)
 
@@ -109,6 +124,15 @@ class _World:
 
 
 @dataclasses.dataclass(frozen=True)
+class _Segments:
+    """Which true labels each 5-frame segment shows, and the ratings written."""
+
+    offsets: np.ndarray        # [V + 1] int64: first segment of each video in `present`
+    present: np.ndarray        # [sum(ceil(num_frames / 5)), S] bool: label slot shown
+    ratings: list[np.ndarray]  # per video [R, 3] int64: (start time, class, score 0/1)
+
+
+@dataclasses.dataclass(frozen=True)
 class _Videos:
     """One draw of videos: ids, written labels, content, frame counts, centers."""
 
@@ -118,6 +142,7 @@ class _Videos:
     label_counts: np.ndarray     # [V] int64: number of true labels
     num_frames: np.ndarray       # [V] int64
     centers: np.ndarray          # [V, feature_dim] float32 (dequantized units)
+    segments: _Segments | None = None  # segment-level content and ratings
 
 
 def _make_world(seed: int, num_classes: int, feature_dim: int, knobs: Difficulty) -> _World:
@@ -174,8 +199,61 @@ def _written_labels(rng: np.random.Generator, world: _World, ranked: np.ndarray,
     return np.split(classes.astype(np.int64), np.cumsum(np.bincount(rows, minlength=num_videos))[:-1])
 
 
+def _draw_presence(rng: np.random.Generator, num_frames: np.ndarray, counts: np.ndarray,
+                   width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per 5-frame segment (the trailing partial one included), which of its
+    video's true label slots it shows: each with probability
+    _SEGMENT_PRESENCE, and each label in at least one (full, if any) segment.
+    Returns segment offsets [V + 1] and presence [segments, width]."""
+    per_video = -(-num_frames // SEGMENT_FRAMES)
+    offsets = np.concatenate([[0], np.cumsum(per_video)]).astype(np.int64)
+    real = np.arange(width)[None, :] < counts[:, None]
+    present = (rng.random((int(offsets[-1]), width)) < _SEGMENT_PRESENCE) & np.repeat(
+        real, per_video, axis=0)
+    full = np.maximum(num_frames // SEGMENT_FRAMES, 1)
+    forced = offsets[:-1, None] + (rng.random(real.shape) * full[:, None]).astype(np.int64)
+    real &= (per_video > 0)[:, None]
+    present[forced[real], np.nonzero(real)[1]] = True
+    return offsets, present
+
+
+def _draw_ratings(rng: np.random.Generator, slots: np.ndarray, counts: np.ndarray,
+                  num_frames: np.ndarray, offsets: np.ndarray,
+                  present: np.ndarray) -> list[np.ndarray]:
+    """Rated segments: per video 1.._MAX_RATED_SEGMENTS distinct full segments
+    (in random order), each rated for one of its true labels and, each with
+    probability _EXTRA_RATING, for its others; score 1 where the label is
+    present in the segment, 0 where not. Per video [R, 3] (start, class, score)."""
+    num_videos, width = slots.shape
+    full = num_frames // SEGMENT_FRAMES
+    owner = np.repeat(np.arange(num_videos), full)
+    index = np.arange(owner.size) - np.repeat(np.cumsum(full) - full, full)
+    order = np.lexsort((rng.random(owner.size), owner))  # by video, shuffled within
+    wanted = np.minimum(full, rng.integers(1, _MAX_RATED_SEGMENTS + 1, size=num_videos))
+    chosen = order[index < wanted[owner]]
+    video, segment = owner[chosen], index[chosen]
+    primary = (rng.random(video.size) * counts[video]).astype(np.int64)
+    columns = np.arange(width)[None, :]
+    rated = (columns < counts[video][:, None]) & (
+        (columns == primary[:, None]) | (rng.random((video.size, width)) < _EXTRA_RATING))
+    row, slot = np.nonzero(rated)
+    rated_video, rated_segment = video[row], segment[row]
+    table = np.stack([rated_segment * SEGMENT_FRAMES, slots[rated_video, slot],
+                      present[offsets[rated_video] + rated_segment, slot]], axis=1)
+    per_video = np.bincount(rated_video, minlength=num_videos)
+    return np.split(table.astype(np.int64), np.cumsum(per_video)[:-1])
+
+
+def _draw_segments(rng: np.random.Generator, slots: np.ndarray, counts: np.ndarray,
+                   num_frames: np.ndarray) -> _Segments:
+    offsets, present = _draw_presence(rng, num_frames, counts, slots.shape[1])
+    ratings = _draw_ratings(rng, slots, counts, num_frames, offsets, present)
+    return _Segments(offsets=offsets, present=present, ratings=ratings)
+
+
 def _draw_videos(rng: np.random.Generator, world: _World, num_videos: int, prefix: str,
-                 min_frames: int, max_frames: int, knobs: Difficulty) -> _Videos:
+                 min_frames: int, max_frames: int, knobs: Difficulty,
+                 segments: bool = False) -> _Videos:
     ranked, counts = _true_labels(rng, world, num_videos, knobs)
     labels = _written_labels(rng, world, ranked, counts, knobs)
     slots = ranked[np.arange(num_videos)[:, None],
@@ -185,11 +263,14 @@ def _draw_videos(rng: np.random.Generator, world: _World, num_videos: int, prefi
     true = np.arange(ranked.shape[1])[None, :] < counts[:, None]
     membership[np.nonzero(true)[0], ranked[true]] = 1.0
     background = rng.standard_normal((num_videos, feature_dim)).astype(np.float32)
-    centers = membership @ world.prototypes + knobs.background_scale * background
+    centers = knobs.background_scale * background
+    if not segments:  # with segments, labels show only in their segments (_frames_for)
+        centers = membership @ world.prototypes + centers
     num_frames = rng.integers(min_frames, max_frames + 1, size=num_videos)
     ids = [f"{prefix}{i:06d}" for i in range(num_videos)]
     return _Videos(ids=ids, labels=labels, slots=slots, label_counts=counts,
-                   num_frames=num_frames, centers=centers)
+                   num_frames=num_frames, centers=centers,
+                   segments=_draw_segments(rng, slots, counts, num_frames) if segments else None)
 
 
 def _frames_for(rng: np.random.Generator, world: _World, videos: _Videos, chunk: slice,
@@ -197,27 +278,54 @@ def _frames_for(rng: np.random.Generator, world: _World, videos: _Videos, chunk:
     """Quantized frames of a chunk of videos, concatenated: [sum(num_frames), D] uint8.
 
     A frame is its video's center (sum of its true labels' prototypes plus a
-    background), plus one of its labels' prototypes again (drawn per frame, so
-    the content changes over time) and that label's variation with a random
-    sign, plus noise. Works in quantized units (int16): per frame, a few
-    gathers and adds.
+    background; with segments, the labels its segment shows), plus one of
+    those labels' prototypes again (drawn per frame, so the content changes
+    over time) and that label's variation with a random sign, plus noise.
+    Works in quantized units (int16): per frame, a few gathers and adds.
     """
     num_frames = videos.num_frames[chunk]
     slots = videos.slots[chunk]
-    centers_q = np.rint((videos.centers[chunk] - _QUANT_BIAS) / _QUANT_SCALE).astype(np.int16)
+    owner = np.repeat(np.arange(len(num_frames)), num_frames)
+    if videos.segments is None:
+        centers_q = np.rint((videos.centers[chunk] - _QUANT_BIAS) / _QUANT_SCALE).astype(np.int16)
+        frames = centers_q[owner]
+        slot = (rng.random(owner.size) * videos.label_counts[chunk][owner]).astype(np.int64)
+        shown = None
+    else:
+        frames, slot, shown = _segment_frames(rng, world, videos, chunk, owner)
     emphasis_q = np.rint(world.prototypes[slots] * (knobs.frame_emphasis / _QUANT_SCALE)
                          ).astype(np.int16)
-    owner = np.repeat(np.arange(len(num_frames)), num_frames)
-    slot = (rng.random(owner.size) * videos.label_counts[chunk][owner]).astype(np.int64)
-    frames = centers_q[owner]
-    frames += emphasis_q[owner, slot]
+    emphasis = emphasis_q[owner, slot]
     if knobs.frame_variation:
         variation_q = np.rint(world.variations[slots] / _QUANT_SCALE).astype(np.int16)
         sign = rng.integers(0, 2, size=owner.size).astype(np.int16) * 2 - 1
-        frames += variation_q[owner, slot] * sign[:, None]
+        emphasis += variation_q[owner, slot] * sign[:, None]
+    frames += emphasis if shown is None else emphasis * shown[:, None]
     frames += noise_bank[rng.integers(0, noise_bank.shape[0], size=owner.size)]
     np.clip(frames, 0, 255, out=frames)
     return frames.astype(np.uint8)
+
+
+def _segment_frames(rng: np.random.Generator, world: _World, videos: _Videos, chunk: slice,
+                    owner: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Segment-level centers of a chunk's frames ([F, D] int16: background plus
+    the prototypes of the labels the frame's segment shows), the label slot
+    each frame stresses (one of those shown) and whether it shows any."""
+    segments, num_frames = videos.segments, videos.num_frames[chunk]
+    first, last = segments.offsets[chunk.start], segments.offsets[chunk.stop]
+    present = segments.present[first:last]
+    per_video = np.diff(segments.offsets[chunk.start:chunk.stop + 1])
+    segment_video = np.repeat(np.arange(len(num_frames)), per_video)
+    membership = np.zeros((present.shape[0], world.class_probs.size), np.float32)
+    rows, slot_of = np.nonzero(present)
+    membership[rows, videos.slots[chunk][segment_video[rows], slot_of]] = 1.0
+    centers = videos.centers[chunk][segment_video] + membership @ world.prototypes
+    centers_q = np.rint((centers - _QUANT_BIAS) / _QUANT_SCALE).astype(np.int16)
+    frame_index = np.arange(owner.size) - np.repeat(np.cumsum(num_frames) - num_frames, num_frames)
+    segment_of_frame = segments.offsets[chunk.start + owner] - first + frame_index // SEGMENT_FRAMES
+    shown = present[segment_of_frame]
+    slot = np.argmax(rng.random(shown.shape) * shown, axis=1)
+    return centers_q[segment_of_frame], slot, shown.any(axis=1)
 
 
 def _bytes_feature(values: Sequence[bytes]) -> tf.train.Feature:
@@ -236,6 +344,15 @@ def _context(video_id: str, labels: np.ndarray, id_key: str,
              with_labels: bool) -> dict[str, tf.train.Feature]:
     label_values = labels if with_labels else np.zeros([0], np.int64)
     return {id_key: _bytes_feature([video_id.encode()]), "labels": _int64_feature(label_values)}
+
+
+def _rating_context(ratings: np.ndarray) -> dict[str, tf.train.Feature]:
+    """The 2019 segment ratings of one video ([R, 3]: start, class, score)."""
+    starts, classes, scores = ratings.T
+    return {"segment_start_times": _int64_feature(starts),
+            "segment_end_times": _int64_feature(starts + SEGMENT_FRAMES),
+            "segment_labels": _int64_feature(classes),
+            "segment_scores": _float_feature(scores.astype(np.float32))}
 
 
 def _varint(value: int) -> bytes:
@@ -305,8 +422,8 @@ def write_synthetic_dataset(out_dir: str, *, num_videos: int, num_classes: int =
                             video_level: bool = True, with_labels: bool = True,
                             id_key: str = "id", feature_sizes: Sequence[int] = (1024, 128),
                             max_frames: int = 300, min_frames: int = 10, seed: int = 0,
-                            prefix: str = "train",
-                            difficulty: str = "realistic") -> dict[str, str]:
+                            prefix: str = "train", difficulty: str = "realistic",
+                            segments: bool = False) -> dict[str, str]:
     """Writes synthetic YouTube-8M shards and returns their glob patterns.
 
     Frame-level shards go to `<out_dir>/frame/<prefix>NNNN.tfrecord`
@@ -319,6 +436,11 @@ def write_synthetic_dataset(out_dir: str, *, num_videos: int, num_classes: int =
     (see the module docstring); the train and validate draws of one dataset
     need the same seed and difficulty.
 
+    `segments=True` gives labels segment-level content and, with labels,
+    writes segment ratings into the frame-level records; without labels, the
+    frame-level records hold only the id and the frames (2019 test records;
+    see the module docstring).
+
     Returns:
         {"frame": pattern, "video": pattern} for the kinds written.
     """
@@ -329,7 +451,7 @@ def write_synthetic_dataset(out_dir: str, *, num_videos: int, num_classes: int =
     frame_names, video_names = _feature_names(len(feature_sizes))
     world = _make_world(seed, num_classes, int(sum(feature_sizes)), knobs)
     rng = _prefix_rng(seed, prefix)
-    videos = _draw_videos(rng, world, num_videos, prefix, min_frames, max_frames, knobs)
+    videos = _draw_videos(rng, world, num_videos, prefix, min_frames, max_frames, knobs, segments)
     noise_bank = np.rint(rng.standard_normal((_NOISE_BANK_SIZE, int(sum(feature_sizes))))
                          * (knobs.frame_noise / _QUANT_SCALE)).astype(np.int16)
 
@@ -371,10 +493,23 @@ def _chunk_records(videos: _Videos, chunk: slice, frames: np.ndarray, kinds: Seq
         context = _context(videos.ids[v], videos.labels[v], id_key, with_labels)
         if "frame" in kinds:
             video_frames = frames[offsets[j]:offsets[j + 1]]
-            records["frame"].append(_sequence_example(context, video_frames, frame_names, sizes))
+            records["frame"].append(_sequence_example(
+                _frame_context(context, videos, v, id_key, with_labels), video_frames,
+                frame_names, sizes))
         if "video" in kinds:
             records["video"].append(_example(context, means[j], video_names, sizes))
     return records
+
+
+def _frame_context(context: dict[str, tf.train.Feature], videos: _Videos, v: int, id_key: str,
+                   with_labels: bool) -> dict[str, tf.train.Feature]:
+    """A frame-level record's context: with segments, plus the ratings
+    (labeled draws) or only the id (test draws)."""
+    if videos.segments is None:
+        return context
+    if not with_labels:
+        return {id_key: context[id_key]}
+    return {**context, **_rating_context(videos.segments.ratings[v])}
 
 
 def _feature_names(count: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -406,6 +541,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--prefix", default="train")
     parser.add_argument("--difficulty", default="realistic", choices=sorted(DIFFICULTIES))
     parser.add_argument("--no_labels", action="store_true", help="write test shards (empty label lists)")
+    parser.add_argument("--segments", action="store_true",
+                        help="segment-level content; rated segments in labeled frame-level records")
     parser.add_argument("--skip_frame_level", action="store_true")
     parser.add_argument("--skip_video_level", action="store_true")
     return parser.parse_args(argv)
@@ -418,7 +555,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         num_shards=args.num_shards, frame_level=not args.skip_frame_level,
         video_level=not args.skip_video_level, with_labels=not args.no_labels,
         id_key=args.id_key, max_frames=args.max_frames, min_frames=args.min_frames,
-        seed=args.seed, prefix=args.prefix, difficulty=args.difficulty)
+        seed=args.seed, prefix=args.prefix, difficulty=args.difficulty, segments=args.segments)
     for kind, pattern in patterns.items():
         print(f"{kind}: {pattern}")
 
