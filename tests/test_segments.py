@@ -238,3 +238,14 @@ def test_model_tgz_round_trip_for_a_video_level_model(tmp_path):
                          f"--train_dir={tmp_path / 'run'}", f"--input_data_pattern={pattern}",
                          f"--output_file={tmp_path / 'x.csv'}", check=False)
     assert refused.returncode == 1 and "--input_model_tgz" in refused.stderr
+
+
+def test_the_whitelist_is_a_path_never_a_url_and_ships_by_default():
+    from youtube8m_willow.errors import ConfigError
+    from youtube8m_willow.segments.inference import DEFAULT_SEGMENT_LABEL_IDS
+    from youtube8m_willow.segments.submission import read_segment_label_ids
+
+    with pytest.raises(ConfigError, match="a URL"):
+        read_segment_label_ids("https://example.com/segment_label_ids.csv")
+    shipped = read_segment_label_ids(DEFAULT_SEGMENT_LABEL_IDS)
+    assert shipped.size == 1000 and shipped.min() >= 0 and shipped.max() < 3862

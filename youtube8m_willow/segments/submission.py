@@ -54,7 +54,12 @@ _EXACT_DECIMALS = 22          # 10**k is an exact float64 for |k| <= 22
 def read_segment_label_ids(path: str) -> np.ndarray:
     """Class ids of a ``--segment_label_ids_file`` (one per line), sorted and
     unique; lines that are not integers, such as the ``Index`` header, are
-    skipped, as in the original. Local paths or gs:// (tf.io.gfile)."""
+    skipped, as in the original. Local paths or gs:// (tf.io.gfile); an
+    http(s) URL (the original's default) is refused: nothing is downloaded."""
+    if path.startswith(("http://", "https://")):
+        raise ConfigError(f"--segment_label_ids_file={path}: a URL; download the file and pass "
+                          "its path (or leave the flag unset for the 2019 challenge's list, "
+                          "shipped with the package)")
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"{path}: no such segment label ids file")
     ids = []
