@@ -35,3 +35,39 @@ def test_bench_script_reports(script):
                                  "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "/s" in result.stdout or "333.2M" in result.stdout, result.stdout[-2000:]
+
+
+def _vs_original(tmp_path, instrument: str | None, *args):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("SIDE_BY_SIDE", None)
+    if instrument is not None:
+        script = tmp_path / "instrument.sh"
+        script.write_text(instrument)
+        args = (f"--instrument={script}", *args)
+    return subprocess.run([sys.executable, str(REPO / "bench" / "bench_vs_original.py"), *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_vs_original_without_an_instrument_measures_nothing(tmp_path):
+    result = _vs_original(tmp_path, None)
+    assert result.returncode == 1
+    assert "no side-by-side instrument" in result.stderr
+    assert "ratio" not in result.stdout and "x |" not in result.stdout
+
+
+def test_vs_original_tabulates_the_instruments_line(tmp_path):
+    # A stand-in instrument: echoes its arguments' model and one result line.
+    line = ('echo "$1: original 2.000 s/step (runs 2.000 2.100) 10.00 GB, project 1.000 s/step '
+            '(runs 1.000 1.050) 6.00 GB, ratio 2.00, memory ratio 0.60"; '
+            'echo "$4" > "$(dirname "$0")/flags_$1"\n')
+    result = _vs_original(tmp_path, line, "--only=GRU", "--rounds=1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| GRU-0002-1200 | 2.000 | 1.000 | 2.00x | 10.00 GB | 6.00 GB | 0.60 |" in result.stdout
+    flags = (tmp_path / "flags_GRU-0002-1200").read_text()
+    assert "--gru_cells=1200" in flags and "--train_dir" not in flags
+
+
+def test_vs_original_reports_a_failed_run(tmp_path):
+    result = _vs_original(tmp_path, "echo 'reference not set up'; exit 1\n", "--only=lstm")
+    assert result.returncode == 0
+    assert "the instrument failed (1): reference not set up" in result.stdout

@@ -28,7 +28,7 @@ import logging
 import math
 import os
 import re
-from typing import Iterable
+from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -110,11 +110,36 @@ def naming_of(path: str) -> Naming:
     return detect_naming(_reader(path).get_variable_to_shape_map())
 
 
-def read_port_tensors(path: str) -> tuple[dict[str, np.ndarray], Naming]:
-    """All tensors of a checkpoint under the port's names, and its naming."""
-    tensors = read_checkpoint(path)
-    naming = detect_naming(tensors)
-    return {naming.to_port(name): value for name, value in tensors.items()}, naming
+class StoredTensors(Mapping):
+    """A checkpoint's tensors under the port's names, each read when it is
+    asked for: a restore holds one stored tensor beside the model, never the
+    whole checkpoint (Gated NetVLAD's weights with their Adam slots are 4 GB,
+    of which inference needs a third). ``shapes`` come from the index alone.
+    """
+
+    def __init__(self, path: str):
+        reader = _reader(path)
+        stored_shapes = reader.get_variable_to_shape_map()
+        self.path = path
+        self.naming = detect_naming(list(stored_shapes))
+        self._stored = {self.naming.to_port(name): name for name in stored_shapes}
+        self._dtypes = reader.get_variable_to_dtype_map()
+        self.shapes = {port: tuple(stored_shapes[name]) for port, name in self._stored.items()}
+
+    def __getitem__(self, name: str) -> tf.Tensor:
+        stored = self._stored[name]
+        try:  # the files may vanish while being read (rotated away by a trainer)
+            return tf.raw_ops.RestoreV2(prefix=self.path, tensor_names=[stored],
+                                        shape_and_slices=[""], dtypes=[self._dtypes[stored]])[0]
+        except tf.errors.OpError as error:
+            raise CheckpointError(f"cannot read checkpoint {self.path!r}: "
+                                  f"{_first_line(error)}") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._stored)
+
+    def __len__(self) -> int:
+        return len(self._stored)
 
 
 def num_classes_in_checkpoint(model, path: str) -> int | None:
@@ -163,19 +188,18 @@ def _is_optimizer_name(name: str) -> bool:
             or name.rsplit("/", 1)[-1] in SLOT_SUFFIXES or name == GLOBAL_STEP)
 
 
-def assign_model_weights(model_weights: dict, tensors: dict[str, np.ndarray], path: str,
-                         naming: Naming = PORT_NAMING) -> None:
-    """Assigns tensors to ``{TF1 name: variable}`` (both in port names); a
-    mismatch lists the missing, unexpected and mis-shaped variables, named as
-    the checkpoint's ``naming`` stores them."""
+def assign_model_weights(model_weights: dict, tensors: StoredTensors, path: str) -> None:
+    """Assigns a checkpoint's tensors to ``{TF1 name: variable}`` (port names),
+    one at a time; a mismatch lists the missing, unexpected and mis-shaped
+    variables, named as the checkpoint stores them."""
     stored = {name for name in tensors if not _is_optimizer_name(name)}
-    shown = naming.to_stored
+    shown = tensors.naming.to_stored
     missing = sorted(map(shown, set(model_weights) - stored))
     unexpected = sorted(map(shown, stored - set(model_weights)))
     wrong_shape = sorted(
-        f"{shown(name)} {list(tensors[name].shape)} vs model {list(var.shape)}"
+        f"{shown(name)} {list(tensors.shapes[name])} vs model {list(var.shape)}"
         for name, var in model_weights.items()
-        if name in tensors and tuple(tensors[name].shape) != tuple(var.shape))
+        if name in stored and tensors.shapes[name] != tuple(var.shape))
     if missing or unexpected or wrong_shape:
         parts = [f"checkpoint {path!r} does not fit the model flags"]
         if missing:
@@ -196,8 +220,8 @@ def restore(path: str, model, optimizer=None) -> int:
     Returns the global step. Adam's step count is recovered from
     ``beta1_power`` (TF1 keeps ``beta1 ** (step + 1)`` there).
     """
-    tensors, naming = read_port_tensors(path)
-    assign_model_weights(model.tf1_weights(), tensors, path, naming)
+    tensors = StoredTensors(path)
+    assign_model_weights(model.tf1_weights(), tensors, path)
     step = int(tensors[GLOBAL_STEP]) if GLOBAL_STEP in tensors else max(step_of(path), 0)
     if optimizer is not None:
         _restore_optimizer(optimizer, model, tensors, step, path)
@@ -207,9 +231,10 @@ def restore(path: str, model, optimizer=None) -> int:
 def _restore_optimizer(optimizer, model, tensors, step: int, path: str) -> None:
     optimizer.iterations.assign(step)
     slots = optimizer_slots(optimizer, model)
-    beta1_power = next((v for k, v in tensors.items() if k.endswith("beta1_power")), None)
-    if hasattr(optimizer, "beta_1") and beta1_power is not None and float(beta1_power) > 0:
-        adam_step = round(math.log(float(beta1_power)) / math.log(optimizer.beta_1)) - 1
+    beta1_name = next((name for name in tensors if name.endswith("beta1_power")), None)
+    beta1_power = float(tensors[beta1_name]) if beta1_name is not None else 0.0
+    if hasattr(optimizer, "beta_1") and beta1_power > 0:
+        adam_step = round(math.log(beta1_power) / math.log(optimizer.beta_1)) - 1
         optimizer.iterations.assign(adam_step)
     absent = [name for name in slots if name not in tensors]
     if absent:

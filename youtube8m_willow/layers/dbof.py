@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from youtube8m_willow.layers.core import BatchNorm, inverse_sqrt_normal, l2_normalize, register
+from youtube8m_willow.layers.core import (BatchNorm, inverse_sqrt_normal, l2_normalize, register,
+                                          video_matmul)
 from youtube8m_willow.layers.vlad import ClusterPooling
 
 POOLING_METHODS = {"max": tf.reduce_max, "average": tf.reduce_mean}
@@ -83,7 +84,7 @@ class GatedDBoF(ClusterPooling):
         assignments = self.assign(frames, training)
         summed = tf.reduce_sum(assignments, 1)
         maximum = l2_normalize(tf.reduce_max(assignments, 1), axis=1)
-        gates = tf.matmul(tf.matmul(maximum, self.dim_red), self.cluster_weights_2)
+        gates = video_matmul(video_matmul(maximum, self.dim_red), self.cluster_weights_2)
         if self.gate_batch_norm is not None:
             gates = self.gate_batch_norm(gates, training=training)
         else:

@@ -7,7 +7,7 @@ import math
 import keras
 import tensorflow as tf
 
-from youtube8m_willow.layers.core import BatchNorm, normal, register
+from youtube8m_willow.layers.core import BatchNorm, normal, register, video_matmul
 
 
 @register
@@ -61,7 +61,7 @@ class ContextGating(keras.layers.Layer):
                 name="gating_biases", shape=(units,), initializer=normal(1.0 / math.sqrt(in_units)))
 
     def call(self, inputs, context=None, training=None):
-        gates = tf.matmul(inputs if context is None else context, self.gating_weights)
+        gates = video_matmul(inputs if context is None else context, self.gating_weights)
         if self.remove_diag:
             gates -= tf.linalg.diag_part(self.gating_weights) * inputs
         if self.batch_norm is not None:

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.layers.classifiers import LogisticClassifier
-from youtube8m_willow.layers.core import BatchNorm, normal, register
+from youtube8m_willow.layers.core import BatchNorm, normal, register, video_matmul
 from youtube8m_willow.layers.dbof import DBoF, GatedDBoF, SoftDBoF, StarterDBoF
 from youtube8m_willow.layers.fisher import NetFV
 from youtube8m_willow.layers.gating import ContextGating
@@ -75,7 +75,7 @@ class HiddenLayer(keras.layers.Layer):
                 name="hidden1_biases", shape=(self.units,), initializer=normal(0.01))
 
     def call(self, inputs, training=None):
-        activation = tf.matmul(inputs, self.hidden1_weights)
+        activation = video_matmul(inputs, self.hidden1_weights)
         if self.hidden1_bn is not None:
             activation = self.hidden1_bn(activation, training=training)
         else:
