@@ -161,3 +161,26 @@ def test_missing_train_dir_and_checkpoint_errors(tmp_path):
         checkpoint.checkpoint_path(str(tmp_path))
     with pytest.raises(checkpoint.CheckpointError, match="--check_point=5"):
         checkpoint.checkpoint_path(str(tmp_path), 5)
+
+
+def test_largest_gradients_are_computed_last_with_the_same_values():
+    from youtube8m_willow.training import updates
+
+    big = tf.Variable(tf.random.stateless_normal([40, 30], seed=[1, 2]))
+    small = tf.Variable(tf.random.stateless_normal([30, 2], seed=[3, 4]))
+    x = tf.random.stateless_normal([5, 40], seed=[5, 6])
+
+    def gradients(defer: bool):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.tanh(tf.matmul(tf.matmul(x, big), small)))
+        grads = tape.gradient(loss, [big, small])
+        if defer:
+            grads = updates.computed_last(grads, min_elements=1000)
+            waits_for = {op.name for op in grads[0].op.control_inputs}
+            assert grads[1].op.name in waits_for and not grads[1].op.control_inputs
+        return grads
+
+    deferred = tf.function(lambda: gradients(True))()
+    plain = gradients(False)
+    for a, b in zip(deferred, plain):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())

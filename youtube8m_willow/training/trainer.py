@@ -371,7 +371,7 @@ class Trainer:
                 else regularization * regularization_weight)
             if self.loss_scale is not None:
                 objective = self.loss_scale.scaled(objective)
-        gradients = tape.gradient(objective, variables)
+        gradients = updates.computed_last(tape.gradient(objective, variables))
         return predictions, label_loss, l2_sum, gradients
 
     def _apply(self, gradients) -> None:

@@ -41,6 +41,30 @@ def clip_each(gradients: Sequence[tf.Tensor], clip_norm: float) -> list[tf.Tenso
     return [clip_by_norm(g, clip_norm) for g in gradients]
 
 
+# Weights at least this large get their gradient computed last (see computed_last).
+LARGE_GRADIENT_ELEMENTS = 1 << 24
+
+
+def computed_last(gradients: Sequence[tf.Tensor],
+                  min_elements: int = LARGE_GRADIENT_ELEMENTS) -> list[tf.Tensor]:
+    """The gradients, with those of the largest weights made to wait for all
+    the others (graph mode; no effect eagerly).
+
+    The backward pass can compute a weight's gradient as soon as its layer's
+    upstream gradient exists; for Gated NetVLAD's hidden layer (1.1 GB of
+    gradient) that is while every pooling activation is still held. Computed
+    last, it reuses their memory: a lower peak, the same values.
+    """
+    if tf.executing_eagerly():
+        return list(gradients)
+    large = [g for g in gradients
+             if g is not None and (g.shape.num_elements() or 0) >= min_elements]
+    others = [g.op for g in gradients if g is not None and not any(g is l for l in large)]
+    for gradient in large:
+        gradient.op._add_control_inputs(others)  # pylint: disable=protected-access
+    return list(gradients)
+
+
 def supports_fused_adam(optimizer) -> bool:
     return type(optimizer) is keras.optimizers.Adam and not optimizer.amsgrad
 
