@@ -15,7 +15,7 @@ ran here, in one run, on one machine.
 
     SIDE_BY_SIDE=/path/to/side_by_side.sh PYTHONPATH=. .venv/bin/python \\
         bench/bench_vs_original.py --only=gatednetvlad --steps=10 --first=4
-    ... --only=moe --video_data='/data/yt8m-2017-video/validatea*.tfrecord'
+    ... --only=MoeModel --video_data='/data/yt8m-2017-video/validatea*.tfrecord'
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def rows(video_data: str | None) -> dict[str, list[str]]:
     """``{name: model flags}``: the recipe's seven lines, then the MoE."""
     table = dict(recipe_train_lines())
     if video_data:
-        table["moe"] = MOE_FLAGS
+        table["MoeModel-video-level"] = MOE_FLAGS
     return table
 
 

@@ -36,7 +36,8 @@ def inverse_sqrt_normal(size: int) -> keras.initializers.Initializer:
 
 @register
 class SlimL2(keras.regularizers.Regularizer):
-    """TF1 slim ``l2_regularizer(scale)``: ``scale * sum(w ** 2) / 2``.
+    """TF1 slim ``l2_regularizer(scale)``: ``scale * sum(w ** 2) / 2``, with
+    slim's own kernel (``l2_loss``: one pass, no squared copy of the weight).
 
     Keras' own L2 omits the 1/2, so it would double the original penalty.
     """
@@ -45,7 +46,7 @@ class SlimL2(keras.regularizers.Regularizer):
         self.scale = float(scale)
 
     def __call__(self, x):
-        return self.scale * 0.5 * tf.reduce_sum(tf.square(x))
+        return self.scale * tf.nn.l2_loss(x)
 
     def get_config(self):
         return {"scale": self.scale}
