@@ -225,3 +225,19 @@ def test_mismatch_names_the_stored_variables(tmp_path):
     with pytest.raises(checkpoint.CheckpointError, match="missing variables: tower/experts/biases"):
         predictor.restore(path)
     assert tf.io.gfile.exists(path + ".index")
+
+
+def test_stored_tensors_are_read_only_when_asked_for(tmp_path, monkeypatch):
+    from youtube8m_willow import checkpoint as ckpt
+
+    path = ckpt.save(str(tmp_path), {"a": tf.reshape(tf.range(6.0), [2, 3]),
+                                     "global_step": tf.constant(3, tf.int64)}, 3)
+    stored = ckpt.StoredTensors(path)
+    reads = []
+    monkeypatch.setattr(tf.raw_ops, "RestoreV2",
+                        lambda **kw: reads.append(kw["tensor_names"]) or [tf.constant(0)])
+    assert "a" in stored and "b" not in stored and sorted(stored) == ["a", "global_step"]
+    assert stored.shapes == {"a": (2, 3), "global_step": ()}
+    assert reads == []  # membership, names and shapes come from the index
+    stored["a"]
+    assert reads == [["a"]]

@@ -135,6 +135,9 @@ class StoredTensors(Mapping):
             raise CheckpointError(f"cannot read checkpoint {self.path!r}: "
                                   f"{_first_line(error)}") from None
 
+    def __contains__(self, name) -> bool:  # from the index: Mapping's would read the tensor
+        return name in self._stored
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._stored)
 
