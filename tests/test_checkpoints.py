@@ -241,3 +241,18 @@ def test_stored_tensors_are_read_only_when_asked_for(tmp_path, monkeypatch):
     assert reads == []  # membership, names and shapes come from the index
     stored["a"]
     assert reads == [["a"]]
+
+
+def test_weights_to_be_restored_skip_only_the_random_initializers():
+    from youtube8m_willow.layers.core import Dense, weights_to_be_restored
+    from youtube8m_willow.layers.gating import ContextGating
+
+    with weights_to_be_restored():
+        dense, gating = Dense(3), ContextGating(add_batch_norm=True)
+        dense.build((None, 4))
+        gating.build((None, 5))
+    assert not np.any(dense.kernel.numpy()) and not np.any(gating.gating_weights.numpy())
+    assert np.all(gating.batch_norm.gamma.numpy() == 1.0)  # constant initializers kept
+    later = Dense(3)
+    later.build((None, 4))
+    assert np.any(later.kernel.numpy())  # the context ended

@@ -19,6 +19,7 @@ from youtube8m_willow import checkpoint, summaries
 from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.data.readers import DataError, ReaderConfig, make_dataset, report_skipped
 from youtube8m_willow.data.segments import make_rated_segment_dataset
+from youtube8m_willow.layers.core import weights_to_be_restored
 from youtube8m_willow.losses import create_loss
 from youtube8m_willow.metrics.eval_util import EvaluationMetrics
 from youtube8m_willow.models.registry import create_model
@@ -51,7 +52,9 @@ class Predictor:
     """A model restored from a checkpoint, predicting in eval mode.
 
     ``restore`` rebuilds the model when a checkpoint's names call for another
-    graph of the same model name (the starter's LstmModel vs WILLOW's).
+    graph of the same model name (the starter's LstmModel vs WILLOW's). The
+    weights are zeros until ``restore`` (no random initialization to throw
+    away: seconds for the 333M-parameter models).
     """
 
     def __init__(self, model_config: ModelConfig, num_classes_from_checkpoint: bool = False):
@@ -61,7 +64,8 @@ class Predictor:
     def _build(self, model_config: ModelConfig) -> None:
         self.model_config = model_config
         self.path = ""
-        self.model = create_model(model_config).build_for_config()
+        with weights_to_be_restored():  # restore() overwrites every weight
+            self.model = create_model(model_config).build_for_config()
         self._predict = tf.function(lambda batch: self.model(batch, training=False),
                                     reduce_retracing=True)
 

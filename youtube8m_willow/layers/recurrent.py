@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from youtube8m_willow.layers.core import register
+from youtube8m_willow.layers.core import glorot_uniform, register
 
 CELL_TYPES = ("lstm", "gru")
 
@@ -158,7 +158,7 @@ class BasicLSTMCell(_TF1Cell):
         self.input_size = int(input_shape[-1])
         self.kernel = self.add_weight(
             name="kernel", shape=(self.input_size + self.units, 4 * self.units),
-            initializer="glorot_uniform")
+            initializer=glorot_uniform())
         self.bias = self.add_weight(name="bias", shape=(4 * self.units,), initializer="zeros")
 
     def project_inputs(self, inputs):
@@ -202,11 +202,11 @@ class GRUCell(_TF1Cell):
         self.input_size = int(input_shape[-1])
         rows = self.input_size + self.units
         self.gates_kernel = self.add_weight(
-            name="gates_kernel", shape=(rows, 2 * self.units), initializer="glorot_uniform")
+            name="gates_kernel", shape=(rows, 2 * self.units), initializer=glorot_uniform())
         self.gates_bias = self.add_weight(
             name="gates_bias", shape=(2 * self.units,), initializer="ones")
         self.candidate_kernel = self.add_weight(
-            name="candidate_kernel", shape=(rows, self.units), initializer="glorot_uniform")
+            name="candidate_kernel", shape=(rows, self.units), initializer=glorot_uniform())
         self.candidate_bias = self.add_weight(
             name="candidate_bias", shape=(self.units,), initializer="zeros")
 
