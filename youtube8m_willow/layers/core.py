@@ -179,9 +179,9 @@ def video_matmul(inputs, kernel):
 
     Same values and gradients as ``tf.matmul``; only the input gradient is
     computed as ``(kernel dy^T)^T``, which streams the weight in its own row
-    order: on CPU about 2.5x faster than ``dy kernel^T`` for these shapes
-    (measured in bench/bench_train.py). Not for the frame-level matmuls
-    (``[B*N, D]`` rows), where the plain form is faster.
+    order: on a 2-core AVX2 CPU 0.73 s instead of 1.86 s for 80 rows against
+    278528 x 1024, and no slower for the smaller per-video shapes. Not for the
+    frame-level matmuls (``[B*N, D]`` rows), where the plain form is faster.
     """
     if inputs.shape.rank != 2:
         return tf.matmul(inputs, kernel)

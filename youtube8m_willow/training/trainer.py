@@ -378,12 +378,7 @@ class Trainer:
         """Unscales (float16), clips each tensor and updates the weights."""
         variables = self.model.trainable_variables
         if self.loss_scale is None:
-            with tf.control_dependencies(gradients):
-                # Every read of the weights is consumed before the first in-place
-                # update: an update of a weight whose value is still held would
-                # copy it first (1.1 GB for Gated NetVLAD's hidden weights).
-                self._update(updates.clip_each(gradients, self.config.clip_gradient_norm),
-                             variables)
+            self._update(updates.clip_each(gradients, self.config.clip_gradient_norm), variables)
             return
         gradients, finite = self.loss_scale.unscaled(gradients)
         clipped = updates.clip_each(gradients, self.config.clip_gradient_norm)
@@ -396,14 +391,18 @@ class Trainer:
         self.loss_scale.update(finite)
 
     def _update(self, gradients, variables) -> None:
-        if self.in_place:
-            updates.apply_in_place(self.optimizer, gradients, variables)
-        elif self.distributed:
-            # Keras sums the gradients over the replicas again: give it shares.
-            share = 1.0 / self.num_replicas
-            self.optimizer.apply([g * share for g in gradients], variables)
-        else:
-            self.optimizer.apply(gradients, variables)
+        with tf.control_dependencies(gradients):
+            # Every read of the weights is consumed before the first in-place
+            # update: an update of a weight whose value is still held would copy
+            # it first (1.1 GB for Gated NetVLAD's hidden weights).
+            if self.in_place:
+                updates.apply_in_place(self.optimizer, gradients, variables)
+            elif self.distributed:
+                # Keras sums the gradients over the replicas again: give it shares.
+                share = 1.0 / self.num_replicas
+                self.optimizer.apply([g * share for g in gradients], variables)
+            else:
+                self.optimizer.apply(gradients, variables)
 
     def _single_step(self, batch):
         predictions, label_loss, l2_sum, gradients = self._forward_backward_fn(

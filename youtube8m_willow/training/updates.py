@@ -57,11 +57,13 @@ def computed_last(gradients: Sequence[tf.Tensor],
     """
     if tf.executing_eagerly():
         return list(gradients)
-    large = [g for g in gradients
-             if g is not None and (g.shape.num_elements() or 0) >= min_elements]
-    others = [g.op for g in gradients if g is not None and not any(g is l for l in large)]
-    for gradient in large:
-        gradient.op._add_control_inputs(others)  # pylint: disable=protected-access
+    large, others = [], []
+    for gradient in gradients:
+        if gradient is not None:
+            size = gradient.shape.num_elements() or 0
+            (large if size >= min_elements else others).append(gradient.op)
+    for op in large:
+        op._add_control_inputs(others)  # pylint: disable=protected-access
     return list(gradients)
 
 
