@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 from pathlib import Path
 
@@ -205,6 +206,29 @@ def test_zero_frames_unequal_counts_and_clipping(tmp_path):
     for i, record in enumerate(raw_records(path)):
         np.testing.assert_allclose(got["video_matrix"][i], expected_frame(record)[0], atol=1e-6)
     assert np.all(got["video_matrix"][1, 2, 16:] == 0) and np.any(got["video_matrix"][1, 2, :16] != 0)
+
+
+@pytest.mark.parametrize("uneven_batch", [False, True])
+def test_quantized_frames_dequantize_to_the_float_reader_bitwise(tmp_path, uneven_batch):
+    """uint8 frames plus per-feature counts give back the float matrix bit for bit
+    (padding +0.0), whether a batch's features share frame counts or not."""
+    frames = good_frames(9, seed=5)
+    records = [seq_example({"rgb": [], "audio": []}, vid=b"empty"),
+               seq_example({k: v[:4] for k, v in frames.items()}, vid=b"four"),
+               seq_example(frames, vid=b"long")]
+    if uneven_batch:
+        records.append(seq_example({"rgb": frames["rgb"][:5], "audio": frames["audio"][:2]}))
+    path = write_records(tmp_path / "frames.tfrecord", records)
+    floats = read_all(path, FRAME)
+    quantized = read_all(path, dataclasses.replace(FRAME, quantized_frames=True))
+    assert quantized["video_matrix"].dtype == np.uint8
+    expected_counts = [[0, 0], [4, 4], [MAX_FRAMES, MAX_FRAMES]] + ([[5, 2]] if uneven_batch else [])
+    np.testing.assert_array_equal(quantized["feature_frames"], expected_counts)
+    np.testing.assert_array_equal(quantized["num_frames"], floats["num_frames"])
+    restored = readers.dequantize_frames(quantized["video_matrix"], quantized["feature_frames"],
+                                         SIZES).numpy()
+    assert restored.dtype == np.float32
+    np.testing.assert_array_equal(restored.view(np.uint32), floats["video_matrix"].view(np.uint32))
 
 
 def test_labels_duplicates_and_missing_key(tmp_path):

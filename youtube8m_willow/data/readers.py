@@ -54,6 +54,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 _RECORD_FRAMING_BYTES = 16  # length (8) + length CRC (4) + payload CRC (4)
@@ -82,6 +83,10 @@ class ReaderConfig:
         id_key: force the video id key; None accepts "id" or "video_id" per record.
         skip_bad_records: skip (and count) damaged or malformed records.
         drop_out_of_range_labels: drop (and count) labels >= num_classes or < 0.
+        quantized_frames: frame level: keep ``video_matrix`` as the records'
+            uint8 bytes (zero bytes as padding) and add ``feature_frames``
+            [B, features]; ``dequantize_frames`` then gives the float frames
+            (a quarter of the memory in the pipeline's buffers).
     """
 
     feature_names: tuple[str, ...]
@@ -92,6 +97,7 @@ class ReaderConfig:
     id_key: str | None = None
     skip_bad_records: bool = False
     drop_out_of_range_labels: bool = False
+    quantized_frames: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "feature_names", tuple(self.feature_names))
@@ -111,7 +117,8 @@ class ReaderConfig:
 
     @classmethod
     def for_model(cls, model_config, skip_bad_records: bool = False,
-                  drop_out_of_range_labels: bool = False) -> "ReaderConfig":
+                  drop_out_of_range_labels: bool = False,
+                  quantized_frames: bool = False) -> "ReaderConfig":
         """The input layout a model expects (a ``ModelConfig``'s features,
         classes and frames), with the tolerant modes as given."""
         return cls(feature_names=model_config.feature_names,
@@ -119,7 +126,8 @@ class ReaderConfig:
                    frame_features=model_config.frame_features,
                    num_classes=model_config.num_classes, max_frames=model_config.max_frames,
                    skip_bad_records=skip_bad_records,
-                   drop_out_of_range_labels=drop_out_of_range_labels)
+                   drop_out_of_range_labels=drop_out_of_range_labels,
+                   quantized_frames=quantized_frames and model_config.frame_features)
 
 
 class DataError(Exception):
@@ -397,19 +405,21 @@ def _decode_frames(frames: tf.RaggedTensor, name: str, size: int,
 
 def _frame_matrix(lists: dict[str, tf.Tensor], lengths: dict[str, tf.Tensor], config: ReaderConfig,
                   names: tf.Tensor) -> tuple[tf.Tensor, list[tf.Operation]]:
-    """Dequantized frames [B, max_frames, D], features concatenated, zero-padded / clipped."""
+    """Frames [B, max_frames, D], features concatenated, zero-padded / clipped:
+    dequantized floats, or with ``config.quantized_frames`` the uint8 bytes."""
     frames = [tf.RaggedTensor.from_tensor(lists[n], lengths=lengths[n]) for n in config.feature_names]
     decoded = [_decode_frames(f, n, s, names)
                for f, n, s in zip(frames, config.feature_names, config.feature_sizes)]
     quantized, checks = [q for q, _ in decoded], [c for _, c in decoded]
     shape = [None, config.max_frames]
+    convert, pad = ((tf.identity, 0) if config.quantized_frames else (_dequantize_bytes, 0.0))
 
     def joined():  # all features have the same frame counts (the normal case): one pass
-        values = _dequantize_bytes(tf.concat(quantized, axis=1))
-        return frames[0].with_flat_values(values).to_tensor(0.0, shape=shape + [config.feature_size])
+        values = convert(tf.concat(quantized, axis=1))
+        return frames[0].with_flat_values(values).to_tensor(pad, shape=shape + [config.feature_size])
 
     def separate():  # frame counts differ between features: each padded on its own
-        return tf.concat([f.with_flat_values(_dequantize_bytes(q)).to_tensor(0.0, shape=shape + [s])
+        return tf.concat([f.with_flat_values(convert(q)).to_tensor(pad, shape=shape + [s])
                           for f, q, s in zip(frames, quantized, config.feature_sizes)], axis=-1)
 
     if len(frames) == 1:
@@ -417,6 +427,29 @@ def _frame_matrix(lists: dict[str, tf.Tensor], lengths: dict[str, tf.Tensor], co
     first = lengths[config.feature_names[0]]
     same = tf.reduce_all([tf.reduce_all(tf.equal(lengths[n], first)) for n in config.feature_names[1:]])
     return tf.cond(same, joined, separate), checks
+
+
+def _feature_frames(lengths: dict[str, tf.Tensor], config: ReaderConfig) -> tf.Tensor:
+    """Frames kept of each feature [B, features] (int32, at most max_frames)."""
+    counts = tf.stack([lengths[n] for n in config.feature_names], axis=1)
+    return tf.cast(tf.minimum(counts, config.max_frames), tf.int32)
+
+
+def dequantize_frames(video_matrix: tf.Tensor, feature_frames: tf.Tensor,
+                      feature_sizes: Sequence[int]) -> tf.Tensor:
+    """The float frames of a ``quantized_frames`` batch: bitwise the
+    ``video_matrix`` the reader gives without it (padding exactly 0.0).
+
+    Args:
+        video_matrix: uint8 [B, T, D], features concatenated.
+        feature_frames: int32 [B, features], the frames of each feature.
+        feature_sizes: D split per feature.
+    """
+    values = _dequantize_bytes(video_matrix)
+    column_feature = tf.constant(np.repeat(np.arange(len(feature_sizes)), feature_sizes), tf.int32)
+    frames_of_column = tf.gather(feature_frames, column_feature, axis=1)  # [B, D]
+    steps = tf.range(tf.shape(video_matrix)[1])[None, :, None]
+    return tf.where(steps < frames_of_column[:, None, :], values, 0.0)
 
 
 def parse_frame_records(records: tf.Tensor, names: tf.Tensor, config: ReaderConfig,
@@ -431,6 +464,8 @@ def parse_frame_records(records: tf.Tensor, names: tf.Tensor, config: ReaderConf
         sequence_features={n: tf.io.FixedLenSequenceFeature([], tf.string) for n in config.feature_names},
         example_names=names)
     matrix, checks = _frame_matrix(lists, lengths, config, names)
+    if config.quantized_frames:
+        context = {**context, "feature_frames": _feature_frames(lengths, config)}
     # As in the original, the first feature's frame count is the video's.
     num_frames = tf.cast(tf.minimum(lengths[config.feature_names[0]], config.max_frames), tf.int32)
     return context, matrix, num_frames, checks
@@ -474,12 +509,15 @@ def _parse_batch(paths: tf.Tensor, indices: tf.Tensor, records: tf.Tensor, confi
     labels, label_checks = _dense_labels(context["labels"], batch_size, config, names, stats)
     matrix_shape = [None, config.max_frames] if config.frame_features else [None]
     with tf.control_dependencies(checks + id_checks + label_checks):
-        return {
+        batch = {
             "video_ids": tf.ensure_shape(ids, [None]),
             "video_matrix": tf.ensure_shape(matrix, matrix_shape + [config.feature_size]),
             "num_frames": tf.ensure_shape(num_frames, [None]),
             "labels": tf.ensure_shape(labels, [None, config.num_classes]),
         }
+        if "feature_frames" in context:
+            batch["feature_frames"] = tf.identity(context["feature_frames"])
+        return batch
 
 
 def parse_serialized(serialized: tf.Tensor, config: ReaderConfig,
@@ -525,7 +563,9 @@ def make_dataset(data_pattern: str | Sequence[str], config: ReaderConfig, batch_
         [B, D] (video level) or [B, max_frames, D] (frame level, dequantized,
         zero-padded), raw (not normalized), features concatenated in
         `feature_names` order; "num_frames" int32 [B]; "labels" float32
-        [B, num_classes] 0/1 (all zeros for records without labels).
+        [B, num_classes] 0/1 (all zeros for records without labels). With
+        ``config.quantized_frames``: "video_matrix" uint8 and "feature_frames"
+        int32 [B, features] (see `dequantize_frames`).
     """
     records, stats, deterministic = read_records(
         data_pattern, config, batch_size, training=training, num_epochs=num_epochs,

@@ -113,6 +113,8 @@ def _segment_dataset(cut, data_pattern, config: ReaderConfig, batch_size: int, *
     if not config.frame_features:
         raise readers.DataError("segment-level reading needs frame-level records "
                                 "(--frame_features=True)")
+    if config.quantized_frames:
+        raise ValueError("segment windows are cut from float frames: quantized_frames must be off")
     records, stats, deterministic = readers.read_records(
         data_pattern, config, _VIDEOS_PER_PARSE, training=training, num_epochs=num_epochs,
         num_readers=num_readers, seed=seed, stats=stats)

@@ -45,8 +45,8 @@ import tensorflow as tf
 from youtube8m_willow import checkpoint, summaries
 from youtube8m_willow.config import ModelConfig, save_model_config
 from youtube8m_willow.data.readers import (CLASSES_BY_ID_KEY, DataError, ReaderConfig,
-                                            first_record_id_key, list_files, make_dataset,
-                                            report_skipped)
+                                            dequantize_frames, first_record_id_key, list_files,
+                                            make_dataset, report_skipped)
 from youtube8m_willow.data.segments import make_rated_segment_dataset
 from youtube8m_willow.errors import ConfigError
 from youtube8m_willow.legacy import PORT_NAMING
@@ -306,8 +306,11 @@ class Trainer:
         under a multi-replica strategy a distributed dataset of per-replica
         batches (input sharding: see ``training.distribute``)."""
         config = self.config
+        # Frames stay uint8 until the step (_model_inputs): a quarter of the
+        # memory in the pipeline's buffers. Segment windows are cut from floats.
         reader = ReaderConfig.for_model(self.model_config, config.skip_bad_records,
-                                        config.drop_out_of_range_labels)
+                                        config.drop_out_of_range_labels,
+                                        quantized_frames=not self.model_config.segment_labels)
         options = dict(training=config.shuffle, num_readers=config.num_readers,
                        num_epochs=config.num_epochs if config.num_epochs and config.num_epochs > 0
                        else None)
@@ -406,7 +409,7 @@ class Trainer:
 
     def _single_step(self, batch):
         predictions, label_loss, l2_sum, gradients = self._forward_backward_fn(
-            _model_inputs(batch))
+            _model_inputs(batch, self.model_config.feature_sizes))
         self._apply(gradients)
         metrics = batch_metrics(predictions, batch["labels"], TOP_K)
         metrics["loss"] = label_loss
@@ -434,7 +437,8 @@ class Trainer:
 
         def compute():
             predictions, label_loss, l2_sum, gradients = self._forward_backward_fn(
-                _model_inputs(batch), weight, 1.0 / replicas_with_data)
+                _model_inputs(batch, self.model_config.feature_sizes), weight,
+                1.0 / replicas_with_data)
             parts = distribute.metric_parts(predictions, batch["labels"], rows, top_k)
             return gradients, label_loss * weight, l2_sum, parts
 
@@ -467,9 +471,14 @@ class Trainer:
             variable.assign(total / totals[-1])
 
 
-def _model_inputs(batch: dict) -> dict:
-    """The tensors a step needs (not the string video ids, which XLA cannot take)."""
-    return {name: batch[name] for name in ("video_matrix", "num_frames", "labels")}
+def _model_inputs(batch: dict, feature_sizes) -> dict:
+    """The tensors a step needs (not the string video ids, which XLA cannot
+    take), frames dequantized if the reader kept them as bytes."""
+    inputs = {name: batch[name] for name in ("video_matrix", "num_frames", "labels")}
+    if "feature_frames" in batch:
+        inputs["video_matrix"] = dequantize_frames(batch["video_matrix"], batch["feature_frames"],
+                                                   feature_sizes)
+    return inputs
 
 
 def train(config: TrainConfig, model_config: ModelConfig,
