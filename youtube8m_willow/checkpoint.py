@@ -297,8 +297,11 @@ class CheckpointWriter:
         self.keep = int(keep)
         self.written: list[str] = []
 
-    def save(self, tensors: dict[str, tf.Tensor], global_step: int) -> str:
-        final = _write_tensors(self.train_dir, tensors, global_step)
+    def save(self, tensors: dict[str, tf.Tensor], global_step: int,
+             companions: dict[str, str] | None = None) -> str:
+        """Writes the checkpoint of ``global_step`` and its ``companions``
+        (``{suffix: text}``, e.g. the input state), then rotates."""
+        final = _write_tensors(self.train_dir, tensors, global_step, companions or {})
         if final not in self.written:
             self.written.append(final)
         stale = self.written[:-self.keep] if self.keep > 0 else []
@@ -310,15 +313,21 @@ class CheckpointWriter:
         return final
 
 
-def _write_tensors(train_dir: str, tensors: dict[str, tf.Tensor], global_step: int) -> str:
-    """Writes the tensors under a temporary prefix, then renames it into place."""
+def _write_tensors(train_dir: str, tensors: dict[str, tf.Tensor], global_step: int,
+                   companions: dict[str, str] | None = None) -> str:
+    """Writes the tensors under a temporary prefix, then renames it into place:
+    the data files, then the companions, and the index last (a checkpoint is
+    complete when its index exists)."""
     tf.io.gfile.makedirs(train_dir)
     final = os.path.join(train_dir, f"{CHECKPOINT_PREFIX}-{global_step}")
     temporary = f"{final}.tmp{os.getpid()}"
     names = sorted(tensors)
     tf.raw_ops.SaveV2(prefix=temporary, tensor_names=names, shape_and_slices=[""] * len(names),
                       tensors=[tf.convert_to_tensor(tensors[n]) for n in names])
-    for suffix in _files_of(temporary):
+    for suffix in sorted(_files_of(temporary), key=lambda s: s == ".index"):
+        if suffix == ".index":
+            for companion, text in (companions or {}).items():
+                _write_text_atomic(final + companion, text)
         tf.io.gfile.rename(temporary + suffix, final + suffix, overwrite=True)
     return final
 

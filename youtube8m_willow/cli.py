@@ -38,15 +38,18 @@ quiet_tensorflow_startup()
 
 
 def setup_logging() -> None:
-    """INFO for this project's log lines. TensorFlow logs from Python through
-    both absl's logger and its own; unless YT8M_VERBOSE_TF is set, both stay
-    at WARNING (their INFO lines are export and checkpoint internals)."""
+    """INFO for this project's log lines (DEBUG with absl's ``--verbosity=1``,
+    e.g. the video ids of every training batch). TensorFlow logs from Python
+    through both absl's logger and its own; unless YT8M_VERBOSE_TF is set,
+    both stay at WARNING (their INFO lines are export and checkpoint
+    internals)."""
     from absl import logging as absl_logging
 
+    debug = absl_logging.get_verbosity() >= absl_logging.DEBUG
     verbose = verbose_tensorflow()
-    absl_logging.set_verbosity(absl_logging.INFO if verbose else absl_logging.WARNING)
+    absl_logging.set_verbosity(absl_logging.INFO if verbose or debug else absl_logging.WARNING)
     logging.getLogger("tensorflow").setLevel(logging.INFO if verbose else logging.WARNING)
-    logging.getLogger("youtube8m_willow").setLevel(logging.INFO)
+    logging.getLogger("youtube8m_willow").setLevel(logging.DEBUG if debug else logging.INFO)
 
 
 TRACEBACK_ENV = "YT8M_TRACEBACK"  # set to 1: known user errors keep their traceback too

@@ -57,6 +57,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from youtube8m_willow.data.resumable import InputPosition, Plan, planned_records
+
 _RECORD_FRAMING_BYTES = 16  # length (8) + length CRC (4) + payload CRC (4)
 _READ_BUFFER_BYTES = 8 << 20
 # Records per framing-check step: amortizes its cost over small video-level
@@ -570,12 +572,54 @@ def make_dataset(data_pattern: str | Sequence[str], config: ReaderConfig, batch_
     records, stats, deterministic = read_records(
         data_pattern, config, batch_size, training=training, num_epochs=num_epochs,
         num_readers=num_readers, shuffle_buffer=shuffle_buffer, seed=seed, stats=stats)
-    dataset = records.batch(batch_size).map(
-        _plain(lambda p, i, r, unused_end: _parse_batch(p, i, r, config, stats)),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    return _parsed_batches(records, config, batch_size, deterministic, stats)
+
+
+def make_planned_dataset(plan: Plan, config: ReaderConfig, batch_size: int, *,
+                         num_epochs: int | None, position: InputPosition = InputPosition(),
+                         shard: tuple[int, int, int] | None = None,
+                         stats: ReadStats | None = None) -> tf.data.Dataset:
+    """The batches of `make_dataset` in the resumable order of ``plan``
+    (``data.resumable``), from ``position``; each batch also has
+    "input_position" int64 [B, 5], the position after each of its records.
+    ``shard``: see ``resumable.planned_records``."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size ({batch_size}) must be >= 1")
+    stats = _stats_for(config, stats)
+    records = planned_records(
+        plan, _plain(lambda path, size: _file_records(path, size, config, stats)),
+        num_epochs=num_epochs, start=position, shard=shard)
+    return _parsed_batches(records, config, batch_size, True, stats)
+
+
+def _parsed_batches(records: tf.data.Dataset, config: ReaderConfig, batch_size: int,
+                    deterministic: bool, stats: ReadStats | None) -> tf.data.Dataset:
+    """Batches and parses a record stream; a fifth element (the planned
+    position) passes through as "input_position"."""
+
+    def parse(paths, indices, batch, unused_end, *position):
+        parsed = _parse_batch(paths, indices, batch, config, stats)
+        return {**parsed, "input_position": position[0]} if position else parsed
+
+    dataset = records.batch(batch_size).map(_plain(parse), num_parallel_calls=tf.data.AUTOTUNE,
+                                            deterministic=deterministic)
     dataset = dataset.prefetch(tf.data.AUTOTUNE)
     dataset.read_stats = stats
     return dataset
+
+
+def file_sizes(data_pattern: str | Sequence[str]) -> list[tuple[str, int]]:
+    """(path, size) of the regular files matching the pattern(s), sorted."""
+    files = _file_sizes(list_files(data_pattern))
+    if not files:
+        raise DataError(f"data pattern '{data_pattern}' matches only directories")
+    return files
+
+
+def _stats_for(config: ReaderConfig, stats: ReadStats | None) -> ReadStats | None:
+    if stats is None and (config.skip_bad_records or config.drop_out_of_range_labels):
+        return ReadStats()
+    return stats
 
 
 def read_records(data_pattern: str | Sequence[str], config: ReaderConfig, batch_size: int, *,
@@ -586,11 +630,8 @@ def read_records(data_pattern: str | Sequence[str], config: ReaderConfig, batch_
     (dataset of (path, index, record, is_end), stats, deterministic)."""
     if batch_size < 1 or num_readers < 1:
         raise ValueError(f"batch_size ({batch_size}) and num_readers ({num_readers}) must be >= 1")
-    files = _file_sizes(list_files(data_pattern))
-    if not files:
-        raise DataError(f"data pattern '{data_pattern}' matches only directories")
-    if stats is None and (config.skip_bad_records or config.drop_out_of_range_labels):
-        stats = ReadStats()
+    files = file_sizes(data_pattern)
+    stats = _stats_for(config, stats)
     deterministic = not training or seed is not None
     paths, sizes = zip(*files)
     file_ds = tf.data.Dataset.from_tensor_slices((list(paths), tf.constant(sizes, tf.int64)))

@@ -15,7 +15,10 @@ class VideoModel(keras.Model):
     """Maps a batch of raw (dequantized) features to class probabilities.
 
     Inputs: a dict with ``video_matrix`` (``[B, D]`` video-level or
-    ``[B, T, D]`` frame-level) and ``num_frames`` (``[B]`` int32). The model
+    ``[B, T, D]`` frame-level) and ``num_frames`` (``[B]`` int32), and
+    optionally ``sampling_seed`` (int ``[2]``: random frame sampling becomes a
+    function of it, which training sets per step so that a resumed run
+    samples what the uninterrupted one did). The model
     L2-normalizes the features along the last axis first, as the original
     train/eval/inference graphs did, so every caller (training, evaluation,
     inference, the exported SavedModel) computes the same thing.
@@ -31,9 +34,10 @@ class VideoModel(keras.Model):
     def call(self, inputs, training=False):
         features = l2_normalize(tf.cast(inputs["video_matrix"], tf.float32), axis=-1)
         num_frames = tf.cast(inputs["num_frames"], tf.int32)
-        return self.predict_probabilities(features, num_frames, training=training)
+        return self.predict_probabilities(features, num_frames, training=training,
+                                          sampling_seed=inputs.get("sampling_seed"))
 
-    def predict_probabilities(self, features, num_frames, training=False):
+    def predict_probabilities(self, features, num_frames, training=False, sampling_seed=None):
         raise NotImplementedError
 
     def tf1_scopes(self) -> dict:

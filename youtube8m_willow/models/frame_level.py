@@ -174,9 +174,9 @@ class TwoStreamPoolingModel(FrameLevelModel):
         """The pooling layer of one stream (``"video"`` or ``"audio"``)."""
         raise NotImplementedError
 
-    def pool(self, features, num_frames, training=False):
+    def pool(self, features, num_frames, training=False, sampling_seed=None):
         """``[B, T, D]`` normalized frames -> the ``[B, F]`` pooled vector."""
-        frames = self.sampler(features, num_frames)
+        frames = self.sampler(features, num_frames, sampling_seed)
         num_samples = self.config.iterations
         flat = tf.reshape(frames, [-1, self.config.feature_size])
         if self.input_bn is not None:
@@ -188,8 +188,9 @@ class TwoStreamPoolingModel(FrameLevelModel):
             pooled.append(self.audio_pooling(audio, training=training))
         return tf.concat(pooled, 1)
 
-    def predict_probabilities(self, features, num_frames, training=False):
-        activation = self.pool(features, num_frames, training=training)
+    def predict_probabilities(self, features, num_frames, training=False, sampling_seed=None):
+        activation = self.pool(features, num_frames, training=training,
+                               sampling_seed=sampling_seed)
         if self.hidden is not None:
             activation = self.hidden(activation, training=training)
         if self.gating is not None:
@@ -350,8 +351,8 @@ class DbofModel(FrameLevelModel):
                                   batch_norm=batch_norm, activation=activation, name="hidden")
         self.classifier = create_classifier(config.video_level_classifier_model, config)
 
-    def predict_probabilities(self, features, num_frames, training=False):
-        frames = self.sampler(features, num_frames)
+    def predict_probabilities(self, features, num_frames, training=False, sampling_seed=None):
+        frames = self.sampler(features, num_frames, sampling_seed)
         feature_size = self.config.feature_size
         if self.input_bn is not None:
             flat = self.input_bn(tf.reshape(frames, [-1, feature_size]), training=training)
@@ -376,7 +377,7 @@ class FrameLevelLogisticModel(FrameLevelModel):
         super().__init__(config, **kwargs)
         self.logistic = LogisticClassifier(config.num_classes, l2=1e-8, name="logistic")
 
-    def predict_probabilities(self, features, num_frames, training=False):
+    def predict_probabilities(self, features, num_frames, training=False, sampling_seed=None):
         valid = tf.sequence_mask(num_frames, tf.shape(features)[1], dtype=features.dtype)
         summed = tf.reduce_sum(features * valid[:, :, None], axis=1)
         average = tf.math.divide_no_nan(summed, tf.cast(num_frames, features.dtype)[:, None])
@@ -399,7 +400,7 @@ class FrameStatisticsModel(FrameLevelModel):
         self.statistics = FrameStatistics(config.stats_top_k, name="statistics")
         self.classifier = create_classifier(config.video_level_classifier_model, config)
 
-    def predict_probabilities(self, features, num_frames, training=False):
+    def predict_probabilities(self, features, num_frames, training=False, sampling_seed=None):
         return self.classifier(self.statistics(features, num_frames), training=training)
 
     def tf1_scopes(self):

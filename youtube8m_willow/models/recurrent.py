@@ -77,17 +77,18 @@ class _RecurrentModel(VideoModel):
         """(units, layers, random_sequence, backward) from the model's flags."""
         raise NotImplementedError
 
-    def predict_probabilities(self, features, num_frames, training=False):
-        frames, lengths = self.arrange_frames(features, num_frames)
+    def predict_probabilities(self, features, num_frames, training=False, sampling_seed=None):
+        frames, lengths = self.arrange_frames(features, num_frames, sampling_seed)
         states = self.rnn(frames, lengths, training=training)
         return self.classifier(self.variant.readout(states, self.rnn.units), training=training)
 
-    def arrange_frames(self, features, num_frames):
+    def arrange_frames(self, features, num_frames, sampling_seed=None):
         """The frames the RNN reads, ``[B, T', D]``, and their lengths ``[B]``."""
         if self.random_sequence:
             # The original always drew these like "random"; --frame_sampling overrides.
             method = self.config.frame_sampling or "random"
-            features = sample_frames(features, num_frames, self.config.iterations, method)
+            features = sample_frames(features, num_frames, self.config.iterations, method,
+                                     sampling_seed=sampling_seed)
         lengths = tf.minimum(tf.cast(num_frames, tf.int32), tf.shape(features)[1])
         if self.backward:
             features = tf.reverse_sequence(features, lengths, seq_axis=1, batch_axis=0)

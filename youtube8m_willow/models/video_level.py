@@ -36,7 +36,7 @@ class _VideoLevelModel(VideoModel):
         super().__init__(config, **kwargs)
         self.classifier = create_classifier(self.classifier_name, config)
 
-    def predict_probabilities(self, features, num_frames, training=False):
+    def predict_probabilities(self, features, num_frames, training=False, sampling_seed=None):
         return self.classifier(features, training=training)
 
     def tf1_scopes(self):

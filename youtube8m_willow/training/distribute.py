@@ -180,17 +180,17 @@ def broadcast_from_chief(strategy: tf.distribute.Strategy, variables: Sequence) 
     tf.function(lambda: strategy.run(replica_fn))()
 
 
-def broadcast_scalar(strategy: tf.distribute.Strategy, value: int) -> int:
-    """The chief's ``value`` (an integer below 2**53) on every worker."""
+def broadcast_values(strategy: tf.distribute.Strategy, values: Sequence[int]) -> list[int]:
+    """The chief's ``values`` (integers below 2**53) on every worker (collective)."""
 
     def replica_fn():
         context = tf.distribute.get_replica_context()
         keep = tf.cast(tf.equal(context.replica_id_in_sync_group, 0), tf.float64)
         return context.all_reduce(tf.distribute.ReduceOp.SUM,
-                                  tf.constant(float(value), tf.float64) * keep)
+                                  tf.constant([float(v) for v in values], tf.float64) * keep)
 
     result = tf.function(lambda: strategy.run(replica_fn))()
-    return int(strategy.experimental_local_results(result)[0].numpy())
+    return [int(v) for v in strategy.experimental_local_results(result)[0].numpy()]
 
 
 # ------------------------------------------- batch metrics over the replicas

@@ -45,14 +45,15 @@ import tensorflow as tf
 from youtube8m_willow import checkpoint, summaries
 from youtube8m_willow.config import ModelConfig, save_model_config
 from youtube8m_willow.data.readers import (CLASSES_BY_ID_KEY, DataError, ReaderConfig,
-                                            dequantize_frames, first_record_id_key, list_files,
-                                            make_dataset, report_skipped)
+                                            dequantize_frames, file_sizes, first_record_id_key,
+                                            make_planned_dataset, report_skipped)
+from youtube8m_willow.data.resumable import InputPosition, Plan
 from youtube8m_willow.data.segments import make_rated_segment_dataset
 from youtube8m_willow.errors import ConfigError
 from youtube8m_willow.legacy import PORT_NAMING
 from youtube8m_willow.losses import create_loss
 from youtube8m_willow.models.registry import create_model
-from youtube8m_willow.training import distribute, updates
+from youtube8m_willow.training import distribute, resume, updates
 from youtube8m_willow.training.batch_metrics import batch_metrics
 from youtube8m_willow.training.export import export_model
 from youtube8m_willow.training.optimizers import StaircaseExampleDecay, create_optimizer
@@ -224,6 +225,13 @@ class Trainer:
         self.is_chief = distribute.strategy_is_chief(self.strategy)
         if config.seed is not None:
             tf.keras.utils.set_random_seed(config.seed)
+        # The run's seed: the input order and the frame sampling of each step
+        # (kept in the input state, so a resumed run goes on with it).
+        self.seed = config.seed if config.seed is not None else random.randrange(2 ** 31)
+        # Segment windows are shuffled after cutting: that input is not planned.
+        self.resumable_input = not model_config.segment_labels
+        self.input_positions = [InputPosition()] * self.num_workers
+        self._plans: list[Plan] | None = None
         with self.strategy.scope():
             with _dtype_policy(PRECISIONS[config.precision]):
                 self.model = create_model(model_config).build_for_config()
@@ -261,11 +269,34 @@ class Trainer:
             self.naming = checkpoint.naming_of(path)
             log.info("restored %s (%s names) at global step %d", path,
                      self.naming.description, self.global_step)
+            if self.resumable_input:
+                self._restore_input(path)
         if self.num_workers > 1:
             state = self.model.weights + self.optimizer.variables
             distribute.broadcast_from_chief(self.strategy, state)
-            self.global_step = distribute.broadcast_scalar(self.strategy, self.global_step)
+            values = distribute.broadcast_values(self.strategy, [self.global_step, self.seed] + [
+                v for p in self.input_positions for v in p.as_list()])
+            self.global_step, self.seed = values[:2]
+            fields = len(InputPosition.FIELDS)
+            self.input_positions = [InputPosition.from_row(values[i:i + fields])
+                                    for i in range(2, len(values), fields)]
         return path
+
+    def _restore_input(self, path: str) -> None:
+        """The input positions (and seed) saved with checkpoint ``path``."""
+        state = resume.read(path)
+        if state is not None and self.config.seed is None:
+            self.seed = state.seed
+        plans = self.input_plans()
+        positions = [resume.position_for(state, worker, self.num_workers, plan, path)
+                     for worker, plan in enumerate(plans)]
+        self.input_positions = [position for position, _ in positions]
+        warning = next((w for _, w in positions if w), None)
+        if warning:
+            log.warning("%s", warning)
+        else:
+            log.info("the input resumes at %s", ", ".join(
+                f"epoch {p.epoch} window {p.window} (+{p.taken})" for p in self.input_positions))
 
     def learning_rate(self) -> float:
         return float(self.optimizer.learning_rate.numpy()) if hasattr(
@@ -280,7 +311,12 @@ class Trainer:
             save_model_config(self.config.train_dir, self.model_config)
         tensors = checkpoint.training_state(self.model, self.optimizer, self.global_step,
                                             self.naming)
-        self.last_checkpoint = self._checkpoints.save(tensors, self.global_step)
+        companions = {}
+        if self.resumable_input:
+            state = resume.InputState(self.seed, tuple(map(resume.describe, self.input_plans())),
+                                      tuple(self.input_positions))
+            companions[resume.SUFFIX] = state.to_json()
+        self.last_checkpoint = self._checkpoints.save(tensors, self.global_step, companions)
         log.info("wrote checkpoint %s", self.last_checkpoint)
         return self.last_checkpoint
 
@@ -301,34 +337,76 @@ class Trainer:
 
     # ------------------------------------------------------------ input
 
+    @property
+    def num_epochs(self) -> int | None:
+        epochs = self.config.num_epochs
+        return epochs if epochs and epochs > 0 else None
+
+    def input_plans(self) -> list[Plan]:
+        """Each worker's input order (``data.resumable``): its share of the
+        files (all of them when there are fewer files than workers), the
+        run's seed, the readers and a shuffle window of five pipeline batches
+        (the original's queue capacity)."""
+        if self._plans is None:
+            files = file_sizes(self.config.train_data_pattern)
+            window = 5 * (self.replica_batch_size if self.distributed else self.config.batch_size)
+            self._plans = [Plan(tuple(distribute.shard_files(files, self.num_workers, worker)
+                                      or files), self.config.shuffle, self.seed,
+                                self.config.num_readers, window)
+                           for worker in range(self.num_workers)]
+        return self._plans
+
+    def epochs_done(self) -> bool:
+        """Whether every worker's input has made its --num_epochs passes."""
+        return (self.resumable_input and self.num_epochs is not None
+                and min(p.epoch for p in self.input_positions) >= self.num_epochs)
+
     def make_dataset(self):
-        """The training batches: a tf.data.Dataset of global batches, or
-        under a multi-replica strategy a distributed dataset of per-replica
-        batches (input sharding: see ``training.distribute``)."""
+        """The training batches from the input positions: a tf.data.Dataset of
+        global batches, or under a multi-replica strategy a distributed dataset
+        of per-replica batches (input sharding: see ``training.distribute``)."""
         config = self.config
+        if not self.resumable_input:
+            return self._segment_dataset()
         # Frames stay uint8 until the step (_model_inputs): a quarter of the
-        # memory in the pipeline's buffers. Segment windows are cut from floats.
+        # memory in the pipeline's buffers.
         reader = ReaderConfig.for_model(self.model_config, config.skip_bad_records,
-                                        config.drop_out_of_range_labels,
-                                        quantized_frames=not self.model_config.segment_labels)
-        options = dict(training=config.shuffle, num_readers=config.num_readers,
-                       num_epochs=config.num_epochs if config.num_epochs and config.num_epochs > 0
-                       else None)
-        read = make_rated_segment_dataset if self.model_config.segment_labels else make_dataset
+                                        config.drop_out_of_range_labels, quantized_frames=True)
+        plans = self.input_plans()
         if not self.distributed:
-            return read(config.train_data_pattern, reader, config.batch_size, seed=config.seed,
-                        **options)
-        files = list_files(config.train_data_pattern)
-        seed = config.seed
-        if seed is None and config.shuffle and len(files) < self.num_workers:
-            # Workers sharding one shuffled stream must shuffle it alike.
-            seed = distribute.broadcast_scalar(self.strategy, random.randrange(2 ** 31))
+            return make_planned_dataset(plans[0], reader, config.batch_size,
+                                        num_epochs=self.num_epochs,
+                                        position=self.input_positions[0])
+        files_shared = len(plans) > 1 and plans[0].files == plans[1].files
+
+        def dataset_fn(context: tf.distribute.InputContext):
+            batch_size = context.get_per_replica_batch_size(config.batch_size)
+            worker = context.input_pipeline_id
+            shard = (context.num_input_pipelines, worker, batch_size) if files_shared else None
+            return make_planned_dataset(plans[worker], reader, batch_size,
+                                        num_epochs=self.num_epochs,
+                                        position=self.input_positions[worker], shard=shard)
+
+        return self.strategy.distribute_datasets_from_function(dataset_fn)
+
+    def _segment_dataset(self):
+        """Rated 5-frame segments (their shuffle is not planned: a resumed
+        run's input starts over)."""
+        config = self.config
+        reader = ReaderConfig.for_model(self.model_config, config.skip_bad_records,
+                                        config.drop_out_of_range_labels)
+        options = dict(training=config.shuffle, num_readers=config.num_readers,
+                       num_epochs=self.num_epochs, seed=self.seed)
+        if not self.distributed:
+            return make_rated_segment_dataset(config.train_data_pattern, reader,
+                                              config.batch_size, **options)
+        files = [path for path, _ in file_sizes(config.train_data_pattern)]
 
         def dataset_fn(context: tf.distribute.InputContext):
             batch_size = context.get_per_replica_batch_size(config.batch_size)
             shard = distribute.shard_files(files, context.num_input_pipelines,
                                            context.input_pipeline_id)
-            dataset = read(shard or files, reader, batch_size, seed=seed, **options)
+            dataset = make_rated_segment_dataset(shard or files, reader, batch_size, **options)
             if shard is None:
                 dataset = dataset.shard(context.num_input_pipelines, context.input_pipeline_id)
             return dataset
@@ -346,10 +424,17 @@ class Trainer:
         perr, gap, examples, and (distributed) stop, whether a worker asked to
         stop.
         """
+        # Random frame sampling is a function of the run's seed and the step.
+        batch = {**batch, "sampling_seed": tf.constant([self.seed, self.global_step + 1], tf.int64)}
         if self.distributed:
             metrics = self._step_fn(batch, tf.constant(stop))
+            if "input_positions" in metrics:
+                self._advance_input(metrics.pop("input_positions").numpy())
         else:
             metrics = self._step_fn(batch)
+            rows = batch.get("input_position")
+            if rows is not None and rows.shape[0]:
+                self.input_positions = [InputPosition.from_row(rows[-1].numpy())]
         metrics = {k: float(v) for k, v in metrics.items()}
         if not math.isfinite(metrics["total_loss"]):
             raise NonFiniteLossError(
@@ -357,6 +442,17 @@ class Trainer:
                 "training stopped, the last good checkpoint is kept")
         self.global_step += 1
         return metrics
+
+    def _advance_input(self, table) -> None:
+        """Each worker's position after a distributed step, from the last
+        record of its last replica that had one (``table``: a row per
+        replica, worker by worker; -1 rows for replicas without records)."""
+        per_worker = len(table) // self.num_workers
+        for worker in range(self.num_workers):
+            rows = [row for row in table[worker * per_worker:(worker + 1) * per_worker]
+                    if row[0] >= 0]
+            if rows:
+                self.input_positions[worker] = InputPosition.from_row(rows[-1])
 
     def _forward_backward(self, batch, label_weight=None, regularization_weight=None):
         """Predictions, label loss, the unweighted sum of the L2 losses and the
@@ -457,6 +553,9 @@ class Trainer:
         metrics["total_loss"] = metrics["loss"] + self.config.regularization_penalty * l2_sum
         metrics["examples"] = global_size
         metrics["stop"] = stops > 0
+        if "input_position" in batch:
+            metrics["input_positions"] = _replica_positions(context, batch["input_position"],
+                                                            has_data)
         return metrics
 
     def _average_moving_statistics(self, context, has_data) -> None:
@@ -471,10 +570,19 @@ class Trainer:
             variable.assign(total / totals[-1])
 
 
+def _replica_positions(context, rows, has_data):
+    """Every replica's position after its last record (-1s without one): [R, 5]."""
+    fields = len(InputPosition.FIELDS)
+    last = tf.cond(has_data, lambda: tf.cast(rows[-1], tf.float64),
+                   lambda: tf.fill([fields], tf.constant(-1.0, tf.float64)))
+    return context.all_gather(last[None], axis=0)
+
+
 def _model_inputs(batch: dict, feature_sizes) -> dict:
     """The tensors a step needs (not the string video ids, which XLA cannot
     take), frames dequantized if the reader kept them as bytes."""
-    inputs = {name: batch[name] for name in ("video_matrix", "num_frames", "labels")}
+    inputs = {name: batch[name] for name in ("video_matrix", "num_frames", "labels",
+                                             "sampling_seed") if name in batch}
     if "feature_frames" in batch:
         inputs["video_matrix"] = dequantize_frames(batch["video_matrix"], batch["feature_frames"],
                                                    feature_sizes)
@@ -496,7 +604,12 @@ def train(config: TrainConfig, model_config: ModelConfig,
         # a checkpoint is left as it is.
         return TrainResult(trainer.global_step, float("nan"), restored or trainer.save(),
                            "max_steps")
+    if trainer.epochs_done():
+        log.info("the input's --num_epochs=%d passes are done (global step %d)",
+                 trainer.num_epochs, trainer.global_step)
+        return TrainResult(trainer.global_step, float("nan"), restored, "end_of_data")
     first_step = trainer.global_step
+    resumed_mid_input = any(p != InputPosition() for p in trainer.input_positions)
     dataset = trainer.make_dataset()
     writer = (tf.summary.create_file_writer(config.train_dir) if trainer.is_chief
               else tf.summary.create_noop_writer())
@@ -514,6 +627,9 @@ def train(config: TrainConfig, model_config: ModelConfig,
                 stopped_by = "nan"
                 break
             seconds = time.monotonic() - start
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("global step %d fed videos %s", trainer.global_step,
+                          ",".join(_video_ids(trainer, batch)))
             last_loss = metrics["loss"]
             _log_step(trainer.global_step, metrics, metrics["examples"] / seconds, learning_rate,
                       config.regularization_penalty)
@@ -543,8 +659,13 @@ def train(config: TrainConfig, model_config: ModelConfig,
             f"loss became NaN or Inf at global step {trainer.global_step + 1}; "
             f"last good checkpoint: {path or 'none'}")
     if trainer.global_step == first_step:
-        raise DataError(f"no records to train on in --train_data_pattern "
-                        f"'{config.train_data_pattern}' (empty files?)")
+        if not resumed_mid_input:
+            raise DataError(f"no records to train on in --train_data_pattern "
+                            f"'{config.train_data_pattern}' (empty files?)")
+        # A resumed input with nothing left: its passes were done.
+        log.info("the input's --num_epochs=%d passes are done (global step %d)",
+                 trainer.num_epochs, first_step)
+        return TrainResult(first_step, float("nan"), restored or "", "end_of_data")
     step = trainer.global_step
     path = trainer.save() if saved_step != step else trainer.last_checkpoint
     if stopped_by != "signal" and exported_step != step:
@@ -552,6 +673,13 @@ def train(config: TrainConfig, model_config: ModelConfig,
     log.info("training stopped (%s) at global step %d; checkpoint %s", stopped_by,
              step, path or "written by the chief")
     return TrainResult(step, last_loss, path, stopped_by)
+
+
+def _video_ids(trainer: Trainer, batch: dict) -> list[str]:
+    """The ids of a (global) batch's videos, replica after replica."""
+    ids = batch["video_ids"]
+    parts = trainer.strategy.experimental_local_results(ids) if trainer.distributed else [ids]
+    return [i.decode("utf-8", "replace") for part in parts for i in part.numpy()]
 
 
 def _log_step(step: int, metrics: dict, examples_per_sec: float, learning_rate: float,
