@@ -5,7 +5,11 @@ level with 300 frames of rgb+audio per video, and the matching video-level
 records), then reads them with the training reader (``make_dataset``,
 training mode: shuffled files and examples, parallel interleave, batched
 parsing, prefetch) and reports:
-- videos/s of the pipeline alone, and its CPU cost per video;
+- videos/s of the pipeline alone, and its CPU cost per video, for each reader:
+  ``buffer`` (``make_dataset``: a shuffle buffer, nondeterministic reads),
+  ``planned`` (``make_planned_dataset``, the resumable order training uses,
+  deterministic reads) and ``planned-uint8`` (the same with frames kept as
+  bytes, as training reads them);
 - the training consumption rate: Gated NetVLAD at the paper configuration
   (``bench_train.py --model=netvlad``, run in a child process) for frame
   level, the video-level MoE for video level, or ``--train_rate``;
@@ -75,13 +79,29 @@ def reader(args, frame_level: bool):
                         max_frames=args.frames, **features)
 
 
-def pipeline_rate(pattern: str, config, batch_size: int, args) -> tuple[float, float]:
-    """(videos/s, CPU-ms per video) of make_dataset over ``args.passes`` epochs."""
-    from youtube8m_willow.data.readers import make_dataset
+READERS = ("buffer", "planned", "planned-uint8")
 
-    dataset = make_dataset(pattern, config, batch_size, training=True, num_epochs=None,
-                           num_readers=args.num_readers)
-    iterator = iter(dataset)
+
+def training_dataset(kind: str, pattern: str, config, batch_size: int, num_readers: int):
+    """The training batches of one of READERS, repeated forever."""
+    import dataclasses
+
+    from youtube8m_willow.data.readers import file_sizes, make_dataset, make_planned_dataset
+    from youtube8m_willow.data.resumable import Plan
+
+    if kind == "buffer":
+        return make_dataset(pattern, config, batch_size, training=True, num_epochs=None,
+                            num_readers=num_readers)
+    if kind == "planned-uint8":
+        config = dataclasses.replace(config, quantized_frames=config.frame_features)
+    plan = Plan(tuple(file_sizes(pattern)), True, 1, num_readers, 5 * batch_size)
+    return make_planned_dataset(plan, config, batch_size, num_epochs=None)
+
+
+def pipeline_rate(kind: str, pattern: str, config, batch_size: int,
+                  args) -> tuple[float, float]:
+    """(videos/s, CPU-ms per video) of one reader over ``args.passes`` epochs."""
+    iterator = iter(training_dataset(kind, pattern, config, batch_size, args.num_readers))
     warmup = max(2, args.num_videos // batch_size // 2)
     for _ in range(warmup):
         next(iterator)
@@ -104,7 +124,6 @@ def end_to_end(pattern: str, args) -> float:
     """Examples/s of Gated NetVLAD (paper configuration) fed by the pipeline."""
     from bench_train import model_config
 
-    from youtube8m_willow.data.readers import make_dataset
     from youtube8m_willow.training.trainer import TrainConfig, Trainer
 
     config = model_config(argparse.Namespace(
@@ -112,8 +131,8 @@ def end_to_end(pattern: str, args) -> float:
         hidden_size=1024))
     trainer = Trainer(TrainConfig(train_dir="/nonexistent", train_data_pattern=pattern,
                                   batch_size=args.batch_size), config)
-    dataset = make_dataset(pattern, reader(args, True), args.batch_size, training=True,
-                           num_epochs=None, num_readers=args.num_readers)
+    dataset = training_dataset("planned-uint8", pattern, reader(args, True), args.batch_size,
+                               args.num_readers)
     iterator = iter(dataset)
     trainer.step(next(iterator))
     start = time.perf_counter()
@@ -134,16 +153,18 @@ def main(argv=None) -> None:
     print(f"machine: {_common.machine()}", flush=True)
     with tempfile.TemporaryDirectory() as scratch:
         patterns = write_data(args, args.data_dir or scratch)
-        frame_rate, frame_cpu = pipeline_rate(patterns["frame"], reader(args, True),
-                                              args.batch_size, args)
-        video_rate, video_cpu = pipeline_rate(patterns["video"], reader(args, False),
-                                              args.video_batch_size, args)
+        frame = {kind: pipeline_rate(kind, patterns["frame"], reader(args, True),
+                                     args.batch_size, args) for kind in READERS}
+        video = {kind: pipeline_rate(kind, patterns["video"], reader(args, False),
+                                     args.video_batch_size, args) for kind in READERS[:2]}
         train_rate = args.train_rate or consumption_rate("netvlad", args)
         video_train_rate = args.video_train_rate or consumption_rate("moe", args)
-        print(verdict(f"frame level ({args.frames} frames, batch {args.batch_size}, "
-                      "Gated NetVLAD)", frame_rate, frame_cpu, train_rate))
-        print(verdict(f"video level (batch {args.video_batch_size}, MoE)", video_rate,
-                      video_cpu, video_train_rate))
+        for kind, (rate, cpu) in frame.items():
+            print(verdict(f"frame level, {kind} ({args.frames} frames, batch {args.batch_size}, "
+                          "Gated NetVLAD)", rate, cpu, train_rate))
+        for kind, (rate, cpu) in video.items():
+            print(verdict(f"video level, {kind} (batch {args.video_batch_size}, MoE)", rate,
+                          cpu, video_train_rate))
         if args.end_to_end:
             rate = end_to_end(patterns["frame"], args)
             print(f"end to end: Gated NetVLAD fed by the pipeline trains at {rate:.1f} "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -73,3 +74,17 @@ def read_submission(path) -> dict[str, list[tuple[int, float]]]:
         assert video_id not in rows, f"duplicate video {video_id}"
         rows[video_id] = [(int(values[i]), float(values[i + 1])) for i in range(0, len(values), 2)]
     return rows
+
+
+FED_VIDEOS = re.compile(r"global step (\d+) fed videos (\S+)")  # train.py --verbosity=1
+
+
+def fed_videos(logs) -> dict[int, str]:
+    """Global step -> the videos of its batch (comma-separated), from the
+    debug lines of train.py runs; a step done again after a restart must have
+    been fed the same videos."""
+    fed = {}
+    for log in logs:
+        for step, ids in FED_VIDEOS.findall(log):
+            assert fed.setdefault(int(step), ids) == ids, f"step {step} fed other videos"
+    return fed

@@ -256,3 +256,23 @@ def test_weights_to_be_restored_skip_only_the_random_initializers():
     later = Dense(3)
     later.build((None, 4))
     assert np.any(later.kernel.numpy())  # the context ended
+
+
+# --- companions (the input state) ----------------------------------------------
+
+def test_companions_are_in_place_before_the_index_and_rotate_with_it(tmp_path, monkeypatch):
+    """A checkpoint is complete when its index exists: the data and the
+    companion files are renamed into place first, and rotation removes all."""
+    order = []
+    rename = tf.io.gfile.rename
+    monkeypatch.setattr(tf.io.gfile, "rename", lambda old, new, overwrite=False: (
+        order.append(new.rsplit("model.ckpt-", 1)[1]), rename(old, new, overwrite))[1])
+    writer = checkpoint.CheckpointWriter(str(tmp_path), keep=1)
+    tensors = {"w": tf.ones([3]), "global_step": tf.constant(1, tf.int64)}
+    writer.save(tensors, 1, {".input.json": "{}\n"})
+    assert order[-1] == "1.index" and order.index("1.input.json") < len(order) - 1
+    assert order[0].startswith("1.data-")
+    assert (tmp_path / "model.ckpt-1.input.json").read_text() == "{}\n"
+    writer.save(tensors, 2, {".input.json": "{}\n"})
+    assert sorted(p.name for p in tmp_path.glob("model.ckpt-1*")) == []
+    assert (tmp_path / "model.ckpt-2.input.json").exists()

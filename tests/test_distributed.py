@@ -31,7 +31,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, fed_videos
 from youtube8m_willow import checkpoint
 from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.data.synthetic import write_synthetic_dataset
@@ -169,6 +169,51 @@ def test_signal_to_a_worker_stops_every_worker_at_one_step(runs):
     latest = checkpoint.latest_checkpoint(str(chief_dir))
     assert checkpoint.step_of(latest) == stopped[0]
     assert not worker_dir.exists()
+
+
+RESUME_FLAGS = ["--batch_size=16", "--num_epochs=3", "--num_readers=1", "--seed=4",
+                "--save_checkpoint_secs=0", "--export_model_steps=0", "--verbosity=1",
+                "--max_steps=12"]  # 72 videos x 3 epochs: 13.5 global batches
+
+
+def test_two_workers_resume_exactly_after_one_is_killed(runs):
+    """Shuffled, three epochs, fewer files than workers: worker 1 is killed
+    with kill -9 mid-run, then the chief (blocked in the next collective);
+    both restart. Every worker gets the same videos at every step as in the
+    uninterrupted run, and the chief ends with the same weights."""
+    root = runs["root"] / "resumed"
+    flags = [f"--train_data_pattern={runs['data']}", *RESUME_FLAGS]
+    reference = [root / "reference_chief", root / "reference_worker"]
+    (root / "reference").mkdir(parents=True)
+    reference_logs = _finish(_start_workers(reference, flags, root / "reference"),
+                             root / "reference")
+    dirs = [root / "chief", root / "worker"]
+    (root / "killed").mkdir()
+    processes = _start_workers(dirs, flags, root / "killed")
+    try:
+        _wait_for_log(root / "killed" / "worker1.log", "training step 4 |", processes)
+        processes[1].kill()
+        processes[1].wait()
+        time.sleep(2)
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+    killed_logs = [(root / "killed" / f"worker{i}.log").read_text() for i in range(2)]
+    stopped_at = checkpoint.step_of(checkpoint.latest_checkpoint(str(dirs[0])))
+    assert 4 <= stopped_at < 12, killed_logs[0][-2000:]
+    (root / "restarted").mkdir()
+    logs = _finish(_start_workers(dirs, flags, root / "restarted"), root / "restarted")
+    assert "the input resumes at epoch" in logs[0]  # the chief's log
+    for worker in range(2):
+        fed = fed_videos([reference_logs[worker]])
+        assert sorted(fed) == list(range(1, 13))
+        assert fed_videos([killed_logs[worker], logs[worker]]) == fed
+    ours = checkpoint.read_checkpoint(checkpoint.latest_checkpoint(str(dirs[0])))
+    expected = checkpoint.read_checkpoint(checkpoint.latest_checkpoint(str(reference[0])))
+    assert sorted(ours) == sorted(expected) and int(ours["global_step"]) == 12
+    for name, value in expected.items():
+        np.testing.assert_array_equal(ours[name], value, err_msg=name)
 
 
 _MIRRORED_SCRIPT = textwrap.dedent("""

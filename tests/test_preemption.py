@@ -13,7 +13,6 @@ from __future__ import annotations
 import collections
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
@@ -21,14 +20,13 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, fed_videos
 from youtube8m_willow import checkpoint
 from youtube8m_willow.data.synthetic import write_synthetic_dataset
 from youtube8m_willow.training import resume
 
 STEPS = 14
 TIMEOUT = 180
-FED = re.compile(r"global step (\d+) fed videos (\S+)")
 MODEL_FLAGS = ["--frame_features=True", "--feature_names=rgb,audio", "--feature_sizes=16,8",
                "--num_classes=10", "--model=NetVLADModelLF", "--netvlad_cluster_size=4",
                "--netvlad_hidden_size=8", "--iterations=5", "--sample_random_frames=True"]
@@ -96,16 +94,6 @@ def _run(flags, log_path, stop=None):
     return result.returncode, log_path.read_text()
 
 
-def _fed(logs) -> dict[int, str]:
-    """Global step -> the videos of its batch, over every run; a step done
-    again after a restart must have been fed the same videos."""
-    fed = {}
-    for log in logs:
-        for step, ids in FED.findall(log):
-            assert fed.setdefault(int(step), ids) == ids, f"step {step} fed other videos"
-    return fed
-
-
 def _final_tensors(train_dir):
     return checkpoint.read_checkpoint(checkpoint.latest_checkpoint(str(train_dir)))
 
@@ -122,7 +110,7 @@ def uninterrupted(data):
     code, log = _run(_command(train_dir, data["frame"], [f"--max_steps={STEPS}"]),
                      data["root"] / "uninterrupted.log")
     assert code == 0, log[-3000:]
-    return {"dir": train_dir, "fed": _fed([log]), "log": log}
+    return {"dir": train_dir, "fed": fed_videos([log]), "log": log}
 
 
 def test_uninterrupted_runs_are_identical(data, uninterrupted):
@@ -131,7 +119,7 @@ def test_uninterrupted_runs_are_identical(data, uninterrupted):
                      data["root"] / "again.log")
     assert code == 0, log[-3000:]
     assert sorted(uninterrupted["fed"]) == list(range(1, STEPS + 1))
-    assert _fed([log]) == uninterrupted["fed"]
+    assert fed_videos([log]) == uninterrupted["fed"]
     _assert_same_tensors(_final_tensors(train_dir), _final_tensors(uninterrupted["dir"]))
 
 
@@ -158,8 +146,10 @@ def test_killed_four_times_and_restarted_is_the_same_run(data, uninterrupted):
     assert code == 0, log[-3000:]
     logs.append(log)
     assert "the input resumes at epoch" in log and "starts over" not in "".join(logs)
-    assert _fed(logs) == uninterrupted["fed"]
+    assert fed_videos(logs) == uninterrupted["fed"]
     _assert_same_tensors(_final_tensors(train_dir), _final_tensors(uninterrupted["dir"]))
+    # The input state is a few hundred bytes, whatever the data.
+    assert os.path.getsize(resume.companion(checkpoint.latest_checkpoint(str(train_dir)))) < 1024
 
 
 def test_num_epochs_counts_passes_across_restarts(data):
@@ -178,7 +168,7 @@ def test_num_epochs_counts_passes_across_restarts(data):
     code, log = _run(command, data["root"] / "epochs_last.log")
     assert code == 0 and "stopped (end_of_data)" in log, log[-3000:]
     logs.append(log)
-    fed = _fed(logs)
+    fed = fed_videos(logs)
     assert sorted(fed) == list(range(1, 7))  # 42 videos: 5 batches of 8, one of 2
     counts = collections.Counter(i for ids in fed.values() for i in ids.split(","))
     assert len(counts) == 21 and set(counts.values()) == {2}

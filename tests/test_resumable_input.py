@@ -14,6 +14,7 @@ from youtube8m_willow.data import readers
 from youtube8m_willow.data.readers import ReaderConfig
 from youtube8m_willow.data.resumable import InputPosition, Plan
 from youtube8m_willow.data.synthetic import write_synthetic_dataset
+from youtube8m_willow.training import resume
 
 SIZES = (8, 4)
 NUM_CLASSES = 6
@@ -114,3 +115,41 @@ def test_positions_are_small_and_valid():
     assert InputPosition.from_row([1, 2, 3, 4, 5]).as_list() == [1, 2, 3, 4, 5]
     with pytest.raises(ValueError, match="negative"):
         InputPosition(epoch=-1)
+
+
+# --------------------------------------------------------------------------- the saved state
+
+
+def _state(plan, positions):
+    return resume.InputState(plan.seed, tuple(resume.describe(plan) for _ in positions),
+                             tuple(positions))
+
+
+def test_input_state_round_trip_and_size(data):
+    plan = _plan(data["video"])
+    state = _state(plan, [InputPosition(2, 3, 1, 9, 4), InputPosition(2, 3, 1, 9, 5)])
+    text = state.to_json()
+    assert resume.InputState.from_json(text, "x") == state
+    assert len(text) < 700  # two workers, whatever the data
+    for broken in ("", "[]", '{"format": 2}', '{"format": 1, "seed": 1, "plans": [],'
+                   ' "positions": [[1, 2, 3, 4, -5]]}'):
+        with pytest.raises(resume.InputStateError, match="^ckpt.input.json: not a readable "
+                           "input state .*; delete it to resume with the input from the start"):
+            resume.InputState.from_json(broken, "ckpt.input.json")
+
+
+def test_where_a_resumed_worker_starts(data):
+    plan = _plan(data["video"])
+    saved = InputPosition(1, 2, 0, 3, 1)
+    state = _state(plan, [saved])
+    assert resume.position_for(state, 0, 1, plan, "ckpt") == (saved, None)
+    position, warning = resume.position_for(None, 0, 1, plan, "ckpt")
+    assert position == InputPosition() and "ckpt has no saved input position" in warning
+    position, warning = resume.position_for(state, 0, 2, plan, "ckpt")
+    assert position == InputPosition(epoch=1) and "1 worker(s), this run has 2" in warning
+    for changed, name in ((dataclasses.replace(plan, files=plan.files[1:]), "files, fingerprint"),
+                          (dataclasses.replace(plan, window=8), "window"),
+                          (dataclasses.replace(plan, seed=3), "seed")):
+        position, warning = resume.position_for(state, 0, 1, changed, "ckpt")
+        assert position == InputPosition(epoch=1)
+        assert f"({name} changed): the input starts over at epoch 1" in warning

@@ -121,15 +121,19 @@ def test_continuing_an_original_train_dir_never_deletes_its_checkpoints(tmp_path
     train_dir, data, flags = _original_train_dir(tmp_path)
     original = _files(train_dir)
     # Checkpoint every step, keep one: only this run's own checkpoints rotate.
-    _train(train_dir, data, "--max_steps=126", "--keep_checkpoints=1",
-           "--save_checkpoint_secs=0", *flags)
+    first = _train(train_dir, data, "--max_steps=126", "--keep_checkpoints=1",
+                   "--save_checkpoint_secs=0", *flags)
+    assert "has no saved input position" in first.stderr  # the input starts over
     assert checkpoint.checkpoint_steps(str(train_dir)) == [123, 126]
+    # Each of this run's checkpoints has its input state; rotation removes it too.
+    assert sorted(p.name for p in train_dir.glob("*.input.json")) == ["model.ckpt-126.input.json"]
     for name in ("model.ckpt-123.index", "model.ckpt-123.data-00000-of-00001"):
         assert (train_dir / name).read_bytes() == original[name]
     assert checkpoint.latest_checkpoint(str(train_dir)).endswith("model.ckpt-126")
     # --keep_checkpoints=0 keeps every checkpoint, as TF1's max_to_keep=0.
-    _train(train_dir, data, "--max_steps=129", "--keep_checkpoints=0",
-           "--save_checkpoint_secs=0")
+    second = _train(train_dir, data, "--max_steps=129", "--keep_checkpoints=0",
+                    "--save_checkpoint_secs=0")
+    assert "the input resumes at epoch" in second.stderr
     assert checkpoint.checkpoint_steps(str(train_dir)) == [123, 126, 127, 128, 129]
     state = (train_dir / "checkpoint").read_text()
     assert state.count("all_model_checkpoint_paths") == 5

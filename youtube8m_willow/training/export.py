@@ -29,7 +29,9 @@ class ServingModule(tf.Module):
         # Labels do not matter for serving; a stray one must not fail a request.
         self.reader_config = ReaderConfig.for_model(model_config, drop_out_of_range_labels=True)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="example_bytes")])
+    # No AutoGraph: the parsing and the model use no Python control flow on tensors.
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="example_bytes")],
+                 autograph=False)
     def serve(self, example_bytes):
         batch = parse_serialized(example_bytes, self.reader_config, source="<serving request>")
         probabilities = self.model(batch, training=False)

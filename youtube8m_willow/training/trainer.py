@@ -232,6 +232,9 @@ class Trainer:
         self.resumable_input = not model_config.segment_labels
         self.input_positions = [InputPosition()] * self.num_workers
         self._plans: list[Plan] | None = None
+        # The restored checkpoint and its input state, until the positions are resolved.
+        self._saved_input: tuple[str, resume.InputState | None] | None = None
+        self._positions_resolved = False
         with self.strategy.scope():
             with _dtype_policy(PRECISIONS[config.precision]):
                 self.model = create_model(model_config).build_for_config()
@@ -270,33 +273,42 @@ class Trainer:
             log.info("restored %s (%s names) at global step %d", path,
                      self.naming.description, self.global_step)
             if self.resumable_input:
-                self._restore_input(path)
+                state = resume.read(path)
+                if state is not None and self.config.seed is None:
+                    self.seed = state.seed
+                self._saved_input = (path, state)  # positions: resolve_input_positions
         if self.num_workers > 1:
             state = self.model.weights + self.optimizer.variables
             distribute.broadcast_from_chief(self.strategy, state)
-            values = distribute.broadcast_values(self.strategy, [self.global_step, self.seed] + [
-                v for p in self.input_positions for v in p.as_list()])
-            self.global_step, self.seed = values[:2]
-            fields = len(InputPosition.FIELDS)
-            self.input_positions = [InputPosition.from_row(values[i:i + fields])
-                                    for i in range(2, len(values), fields)]
+            self.global_step, self.seed = distribute.broadcast_values(
+                self.strategy, [self.global_step, self.seed])
         return path
 
-    def _restore_input(self, path: str) -> None:
-        """The input positions (and seed) saved with checkpoint ``path``."""
-        state = resume.read(path)
-        if state is not None and self.config.seed is None:
-            self.seed = state.seed
-        plans = self.input_plans()
-        positions = [resume.position_for(state, worker, self.num_workers, plan, path)
-                     for worker, plan in enumerate(plans)]
-        self.input_positions = [position for position, _ in positions]
-        warning = next((w for _, w in positions if w), None)
-        if warning:
-            log.warning("%s", warning)
-        else:
-            log.info("the input resumes at %s", ", ".join(
-                f"epoch {p.epoch} window {p.window} (+{p.taken})" for p in self.input_positions))
+    def resolve_input_positions(self) -> None:
+        """Sets each worker's input position from the restored checkpoint's
+        input state (the chief decides, from every worker's plan; collective
+        with several workers). Once, before the first dataset."""
+        if self._positions_resolved:
+            return
+        if self._saved_input is not None:
+            path, state = self._saved_input
+            resolved = [resume.position_for(state, worker, self.num_workers, plan, path)
+                        for worker, plan in enumerate(self.input_plans())]
+            self.input_positions = [position for position, _ in resolved]
+            warning = next((w for _, w in resolved if w), None)
+            if warning:
+                log.warning("%s", warning)
+            else:
+                log.info("the input resumes at %s", ", ".join(
+                    f"epoch {p.epoch} window {p.window} (+{p.taken})"
+                    for p in self.input_positions))
+        if self.num_workers > 1:
+            values = distribute.broadcast_values(
+                self.strategy, [v for p in self.input_positions for v in p.as_list()])
+            fields = len(InputPosition.FIELDS)
+            self.input_positions = [InputPosition.from_row(values[i:i + fields])
+                                    for i in range(0, len(values), fields)]
+        self._saved_input, self._positions_resolved = None, True
 
     def learning_rate(self) -> float:
         return float(self.optimizer.learning_rate.numpy()) if hasattr(
@@ -312,7 +324,7 @@ class Trainer:
         tensors = checkpoint.training_state(self.model, self.optimizer, self.global_step,
                                             self.naming)
         companions = {}
-        if self.resumable_input:
+        if self.resumable_input and self._plans is not None:  # an input was planned
             state = resume.InputState(self.seed, tuple(map(resume.describe, self.input_plans())),
                                       tuple(self.input_positions))
             companions[resume.SUFFIX] = state.to_json()
@@ -358,7 +370,10 @@ class Trainer:
 
     def epochs_done(self) -> bool:
         """Whether every worker's input has made its --num_epochs passes."""
-        return (self.resumable_input and self.num_epochs is not None
+        if not self.resumable_input:
+            return False
+        self.resolve_input_positions()
+        return (self.num_epochs is not None
                 and min(p.epoch for p in self.input_positions) >= self.num_epochs)
 
     def make_dataset(self):
@@ -372,6 +387,7 @@ class Trainer:
         # memory in the pipeline's buffers.
         reader = ReaderConfig.for_model(self.model_config, config.skip_bad_records,
                                         config.drop_out_of_range_labels, quantized_frames=True)
+        self.resolve_input_positions()
         plans = self.input_plans()
         if not self.distributed:
             return make_planned_dataset(plans[0], reader, config.batch_size,
