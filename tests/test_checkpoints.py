@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -266,11 +268,13 @@ def test_companions_are_in_place_before_the_index_and_rotate_with_it(tmp_path, m
     order = []
     rename = tf.io.gfile.rename
     monkeypatch.setattr(tf.io.gfile, "rename", lambda old, new, overwrite=False: (
-        order.append(new.rsplit("model.ckpt-", 1)[1]), rename(old, new, overwrite))[1])
+        order.append(os.path.basename(new).removeprefix("model.ckpt-")),
+        rename(old, new, overwrite))[1])
     writer = checkpoint.CheckpointWriter(str(tmp_path), keep=1)
     tensors = {"w": tf.ones([3]), "global_step": tf.constant(1, tf.int64)}
     writer.save(tensors, 1, {".input.json": "{}\n"})
-    assert order[-1] == "1.index" and order.index("1.input.json") < len(order) - 1
+    assert order[-1] == "checkpoint"  # the state file names it once it is complete
+    assert order[-2] == "1.index" and order.index("1.input.json") < len(order) - 2
     assert order[0].startswith("1.data-")
     assert (tmp_path / "model.ckpt-1.input.json").read_text() == "{}\n"
     writer.save(tensors, 2, {".input.json": "{}\n"})
