@@ -93,9 +93,10 @@ def position_for(state: InputState | None, worker: int, num_workers: int, plan: 
             f"{checkpoint_path} has no saved input position (written by the original code or "
             "an earlier version): the input starts over from the first file")
     if len(state.positions) != num_workers:
-        return InputPosition(epoch=min(p.epoch for p in state.positions)), (
+        epoch = min(p.epoch for p in state.positions)
+        return InputPosition(epoch=epoch), (
             f"{checkpoint_path} was written by {len(state.positions)} worker(s), this run has "
-            f"{num_workers}: the input starts over at epoch {min(p.epoch for p in state.positions)}")
+            f"{num_workers}: the input starts over at epoch {epoch}")
     saved, position = state.plans[worker], state.positions[worker]
     now = describe(plan)
     changed = [key for key in now if saved.get(key) != now[key]]
