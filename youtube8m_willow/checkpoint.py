@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from youtube8m_willow.legacy import PORT_NAMING, Naming, detect_naming
+from youtube8m_willow.legacy.fit import fit_problems
 from youtube8m_willow.training.tf1_optimizers import SLOT_SUFFIXES, slots_of
 
 log = logging.getLogger("youtube8m_willow")
@@ -186,7 +187,8 @@ def model_config_for_checkpoint(config, path: str | None):
     return chosen
 
 
-def _is_optimizer_name(name: str) -> bool:
+def is_optimizer_name(name: str) -> bool:
+    """An optimizer's slot or step power, or the global step: not a model weight."""
     return (name.endswith("beta1_power") or name.endswith("beta2_power")
             or name.rsplit("/", 1)[-1] in SLOT_SUFFIXES or name == GLOBAL_STEP)
 
@@ -195,23 +197,12 @@ def assign_model_weights(model_weights: dict, tensors: StoredTensors, path: str)
     """Assigns a checkpoint's tensors to ``{TF1 name: variable}`` (port names),
     one at a time; a mismatch lists the missing, unexpected and mis-shaped
     variables, named as the checkpoint stores them."""
-    stored = {name for name in tensors if not _is_optimizer_name(name)}
-    shown = tensors.naming.to_stored
-    missing = sorted(map(shown, set(model_weights) - stored))
-    unexpected = sorted(map(shown, stored - set(model_weights)))
-    wrong_shape = sorted(
-        f"{shown(name)} {list(tensors.shapes[name])} vs model {list(var.shape)}"
-        for name, var in model_weights.items()
-        if name in stored and tensors.shapes[name] != tuple(var.shape))
-    if missing or unexpected or wrong_shape:
-        parts = [f"checkpoint {path!r} does not fit the model flags"]
-        if missing:
-            parts.append(f"missing variables: {', '.join(missing)}")
-        if unexpected:
-            parts.append(f"unexpected variables: {', '.join(unexpected)}")
-        if wrong_shape:
-            parts.append(f"shape mismatches: {', '.join(wrong_shape)}")
-        raise CheckpointError("; ".join(parts))
+    stored = {name: shape for name, shape in tensors.shapes.items()
+              if not is_optimizer_name(name)}
+    problems = fit_problems(model_weights, stored, tensors.naming.to_stored)
+    if problems:
+        raise CheckpointError("; ".join(
+            [f"checkpoint {path!r} does not fit the model flags", *problems]))
     for name, var in model_weights.items():
         var.assign(tensors[name])  # Keras casts to the variable's dtype
 

@@ -153,6 +153,16 @@ def define_inference_flags() -> None:
                  "Where --input_model_tgz is unpacked.")
 
 
+def define_convert_flags() -> None:
+    """The weights converter: inference.py's model flags, train_dir,
+    check_point, and the weights file to write."""
+    define_model_flags()
+    _define_once(flags.DEFINE_string, "train_dir", "/tmp/yt8m_model/", "Where the checkpoints are.")
+    _define_once(flags.DEFINE_integer, "check_point", -1, "Checkpoint step to use (-1: latest).")
+    _define_once(flags.DEFINE_string, "output_file", "",
+                 "The portable weights file (.npz) to write.")
+
+
 # ---------------------------------------------------------------- configs
 
 def _parse_list(value, cast, flag: str):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
+from keras import ops
 
-from youtube8m_willow.layers.core import Dense, register
+from youtube8m_willow.layers.core import Dense, register, softmax
 from youtube8m_willow.layers.gating import ContextGating
 
 
@@ -27,7 +27,7 @@ class LogisticClassifier(keras.layers.Layer):
         self.fully_connected.build(input_shape)
 
     def call(self, inputs, training=None):
-        return tf.sigmoid(self.fully_connected(inputs))
+        return ops.sigmoid(self.fully_connected(inputs))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_classes)
@@ -98,10 +98,10 @@ class MixtureOfExperts(keras.layers.Layer):
         gate_activations = inputs
         for dense in self.gates:
             gate_activations = dense(gate_activations)
-        gates = tf.nn.softmax(tf.reshape(gate_activations, [-1, self.num_mixtures + 1]))
-        experts = tf.sigmoid(tf.reshape(self.experts(inputs), [-1, self.num_mixtures]))
-        probabilities = tf.reduce_sum(gates[:, :self.num_mixtures] * experts, axis=1)
-        probabilities = tf.reshape(probabilities, [-1, self.num_classes])
+        gates = softmax(ops.reshape(gate_activations, (-1, self.num_mixtures + 1)))
+        experts = ops.sigmoid(ops.reshape(self.experts(inputs), (-1, self.num_mixtures)))
+        probabilities = ops.sum(gates[:, :self.num_mixtures] * experts, axis=1)
+        probabilities = ops.reshape(probabilities, (-1, self.num_classes))
         if self.output_gating is not None:
             context = None if self.prob_gating_input == "prob" else inputs
             probabilities = self.output_gating(probabilities, context=context, training=training)

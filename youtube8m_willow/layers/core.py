@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from typing import Mapping
 
 import keras
-import tensorflow as tf
+from keras import ops
+
+from youtube8m_willow.layers import kernels
 
 PACKAGE = "youtube8m_willow"
 
@@ -73,7 +76,7 @@ class SlimL2(keras.regularizers.Regularizer):
         self.scale = float(scale)
 
     def __call__(self, x):
-        return self.scale * tf.nn.l2_loss(x)
+        return self.scale * kernels.half_squared_norm(x)
 
     def get_config(self):
         return {"scale": self.scale}
@@ -134,27 +137,27 @@ class BatchNorm(keras.layers.Layer):
     def call(self, inputs, training=None):
         if training:
             return self._normalize_batch(inputs)
-        mean, variance, beta, gamma = (tf.cast(v, inputs.dtype) for v in (
+        mean, variance, beta, gamma = (ops.cast(v, inputs.dtype) for v in (
             self.moving_mean, self.moving_variance, self.beta, self.gamma))
-        return tf.nn.batch_normalization(inputs, mean, variance, beta, gamma, self.epsilon)
+        # tf.nn.batch_normalization's arithmetic, operation by operation.
+        scale = ops.rsqrt(variance + self.epsilon) * gamma
+        return inputs * scale + (beta - mean * scale)
 
     def _normalize_batch(self, inputs):
-        """Training mode with TF1's fused kernel (what slim ran for 2-D inputs):
-        one pass for the moments, one for the output, and a fused gradient,
-        instead of the dozen element-wise passes of the unfused graph. The
-        kernel's variance output is Bessel-corrected."""
+        """Training mode: the batch's moments over every axis but the last
+        (TF1's fused kernel on TensorFlow, see ``kernels.normalize_batch``),
+        whose variance comes Bessel-corrected."""
         channels = inputs.shape[-1]
-        outputs, mean, corrected_variance, *_ = tf.raw_ops.FusedBatchNormV3(
-            x=tf.reshape(inputs, [-1, 1, 1, channels]), scale=self.gamma, offset=self.beta,
-            mean=tf.zeros([0]), variance=tf.zeros([0]), epsilon=self.epsilon,
-            exponential_avg_factor=1.0, data_format="NHWC", is_training=True)
+        flat = ops.reshape(inputs, (-1, channels))
+        outputs, mean, corrected_variance = kernels.normalize_batch(
+            flat, self.gamma, self.beta, self.epsilon)
         if self.bessel_correction:
             variance = corrected_variance
         else:
-            count = tf.cast(tf.size(inputs) // channels, corrected_variance.dtype)
-            variance = corrected_variance * tf.maximum(count - 1.0, 1.0) / count
+            count = ops.cast(ops.shape(flat)[0], corrected_variance.dtype)
+            variance = corrected_variance * ops.maximum(count - 1.0, 1.0) / count
         self._update_moving(mean, variance)
-        return tf.reshape(outputs, tf.shape(inputs))
+        return ops.reshape(outputs, ops.shape(inputs))
 
     def _update_moving(self, mean, variance):
         rate = 1.0 - self.decay
@@ -171,30 +174,6 @@ class BatchNorm(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "decay": self.decay, "epsilon": self.epsilon,
                 "bessel_correction": self.bessel_correction}
-
-
-def video_matmul(inputs, kernel):
-    """``inputs @ kernel`` for the per-video layers (a batch of rows against
-    a large weight, e.g. Gated NetVLAD's 278528 x 1024 hidden weights).
-
-    Same values and gradients as ``tf.matmul``; only the input gradient is
-    computed as ``(kernel dy^T)^T``, which streams the weight in its own row
-    order: on a 2-core AVX2 CPU 0.73 s instead of 1.86 s for 80 rows against
-    278528 x 1024, and no slower for the smaller per-video shapes. Not for the
-    frame-level matmuls (``[B*N, D]`` rows), where the plain form is faster.
-    """
-    if inputs.shape.rank != 2:
-        return tf.matmul(inputs, kernel)
-    return _video_matmul(inputs, tf.convert_to_tensor(kernel))
-
-
-@tf.custom_gradient
-def _video_matmul(inputs, kernel):
-    def gradient(upstream):
-        return (tf.transpose(tf.matmul(kernel, upstream, transpose_b=True)),
-                tf.matmul(inputs, upstream, transpose_a=True))
-
-    return tf.matmul(inputs, kernel), gradient
 
 
 @register
@@ -222,7 +201,7 @@ class Dense(keras.layers.Layer):
                      if self.use_bias else None)
 
     def call(self, inputs):
-        outputs = video_matmul(inputs, self.kernel)
+        outputs = kernels.video_matmul(inputs, self.kernel)
         return outputs + self.bias if self.use_bias else outputs
 
     def compute_output_shape(self, input_shape):
@@ -240,5 +219,27 @@ class Dense(keras.layers.Layer):
 
 
 def l2_normalize(x, axis: int = -1):
-    """``tf.nn.l2_normalize`` with TF1's epsilon (1e-12 on the squared sum)."""
-    return tf.math.l2_normalize(x, axis=axis, epsilon=1e-12)
+    """``tf.nn.l2_normalize`` with TF1's epsilon (1e-12 on the squared sum),
+    operation by operation: ``x * rsqrt(max(sum(x ** 2), 1e-12))``."""
+    squared_sum = ops.sum(ops.square(x), axis=axis, keepdims=True)
+    return x * ops.rsqrt(ops.maximum(squared_sum, 1e-12))
+
+
+def sequence_mask(lengths, max_length):
+    """``[B, max_length]`` booleans: position ``t`` is before ``lengths[b]``."""
+    return ops.arange(max_length, dtype="int32")[None, :] < ops.cast(lengths, "int32")[:, None]
+
+
+def divide_no_nan(x, y):
+    """``x / y``, and 0 where ``y == 0`` (``tf.math.divide_no_nan``)."""
+    nonzero = y != 0
+    return ops.where(nonzero, x / ops.where(nonzero, y, ops.ones_like(y)), ops.zeros_like(x))
+
+
+def softmax(x):
+    """``softmax`` over the last axis. Keras warns when that axis has one
+    entry; here that is legal (the original's one-cluster assignments and
+    one-mixture gates), so the warning is kept quiet."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="You are using a softmax over axis")
+        return ops.softmax(x)

@@ -4,13 +4,13 @@ Miech et al., 2017)."""
 
 from __future__ import annotations
 
-import tensorflow as tf
+from keras import ops
 
-from youtube8m_willow.layers.core import (BatchNorm, inverse_sqrt_normal, l2_normalize, register,
-                                          video_matmul)
+from youtube8m_willow.layers.core import BatchNorm, inverse_sqrt_normal, l2_normalize, register
+from youtube8m_willow.layers.kernels import video_matmul
 from youtube8m_willow.layers.vlad import ClusterPooling
 
-POOLING_METHODS = {"max": tf.reduce_max, "average": tf.reduce_mean}
+POOLING_METHODS = {"max": ops.max, "average": ops.mean}
 
 
 @register
@@ -23,8 +23,8 @@ class SoftDBoF(ClusterPooling):
     TF1 names: ``cluster_weights``, ``cluster_bn/*`` (or ``cluster_biases``).
 
     Example:
-        >>> SoftDBoF(4, max_pool=True)(tf.ones([2, 5, 3])).shape
-        TensorShape([2, 8])
+        >>> tuple(SoftDBoF(4, max_pool=True)(np.ones([2, 5, 3], "float32")).shape)
+        (2, 8)
     """
 
     def __init__(self, cluster_size: int, add_batch_norm: bool = True, max_pool: bool = False,
@@ -34,10 +34,10 @@ class SoftDBoF(ClusterPooling):
 
     def call(self, frames, training=None):
         assignments = self.assign(frames, training)
-        pooled = l2_normalize(tf.reduce_sum(assignments, 1), axis=1)
+        pooled = l2_normalize(ops.sum(assignments, 1), axis=1)
         if self.max_pool:
-            maximum = l2_normalize(tf.reduce_max(assignments, 1), axis=1)
-            pooled = tf.concat([pooled, maximum], 1)
+            maximum = l2_normalize(ops.max(assignments, 1), axis=1)
+            pooled = ops.concatenate([pooled, maximum], 1)
         return pooled
 
     def output_size(self, feature_size: int) -> int:
@@ -59,8 +59,8 @@ class GatedDBoF(ClusterPooling):
     N(1/sqrt(D))), ``cluster_bn_2/*`` (or ``cluster_biases_2`` ``[K]``).
 
     Example:
-        >>> GatedDBoF(4)(tf.ones([2, 5, 3])).shape
-        TensorShape([2, 4])
+        >>> tuple(GatedDBoF(4)(np.ones([2, 5, 3], "float32")).shape)
+        (2, 4)
     """
 
     def __init__(self, cluster_size: int, add_batch_norm: bool = True, **kwargs):
@@ -82,14 +82,14 @@ class GatedDBoF(ClusterPooling):
 
     def call(self, frames, training=None):
         assignments = self.assign(frames, training)
-        summed = tf.reduce_sum(assignments, 1)
-        maximum = l2_normalize(tf.reduce_max(assignments, 1), axis=1)
+        summed = ops.sum(assignments, 1)
+        maximum = l2_normalize(ops.max(assignments, 1), axis=1)
         gates = video_matmul(video_matmul(maximum, self.dim_red), self.cluster_weights_2)
         if self.gate_batch_norm is not None:
             gates = self.gate_batch_norm(gates, training=training)
         else:
             gates += self.cluster_biases_2
-        return l2_normalize(tf.sigmoid(gates) * summed, axis=1)
+        return l2_normalize(ops.sigmoid(gates) * summed, axis=1)
 
     def output_size(self, feature_size: int) -> int:
         return self.cluster_size
@@ -114,17 +114,17 @@ class DBoF(ClusterPooling):
     TF1 names: ``cluster_weights``, ``cluster_bn/*`` (or ``cluster_biases``).
 
     Example:
-        >>> DBoF(4)(tf.ones([2, 5, 3])).shape
-        TensorShape([2, 8])
+        >>> tuple(DBoF(4)(np.ones([2, 5, 3], "float32")).shape)
+        (2, 8)
     """
 
     assignment_activation = "linear"
 
     def call(self, frames, training=None):
         projections = self.assign(frames, training)
-        average = l2_normalize(tf.reduce_mean(projections, 1), axis=1)
-        maximum = l2_normalize(tf.reduce_max(projections, 1), axis=1)
-        return tf.concat([average, maximum], 1)
+        average = l2_normalize(ops.mean(projections, 1), axis=1)
+        maximum = l2_normalize(ops.max(projections, 1), axis=1)
+        return ops.concatenate([average, maximum], 1)
 
     def output_size(self, feature_size: int) -> int:
         return 2 * self.cluster_size
@@ -145,8 +145,8 @@ class StarterDBoF(ClusterPooling):
     TF1 names: ``cluster_weights``, ``cluster_bn/*`` (or ``cluster_biases``).
 
     Example:
-        >>> StarterDBoF(4, pooling_method="average")(tf.ones([2, 5, 3])).shape
-        TensorShape([2, 4])
+        >>> tuple(StarterDBoF(4, pooling_method="average")(np.ones([2, 5, 3], "float32")).shape)
+        (2, 4)
     """
 
     ACTIVATIONS = ("relu6", "sigmoid")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import tensorflow as tf
+from keras import ops
 
 from youtube8m_willow.layers.core import inverse_sqrt_normal, l2_normalize, normal, register
 from youtube8m_willow.layers.vlad import ClusterPooling, aggregate, normalize_descriptor
@@ -36,8 +36,8 @@ class NetFV(ClusterPooling):
     coupling ``cluster_weights2`` ``[1, D, K]``.
 
     Example:
-        >>> NetFV(4)(tf.ones([2, 5, 3])).shape
-        TensorShape([2, 24])
+        >>> tuple(NetFV(4)(np.ones([2, 5, 3], "float32")).shape)
+        (2, 24)
     """
 
     def __init__(self, cluster_size: int, add_batch_norm: bool = True,
@@ -62,23 +62,22 @@ class NetFV(ClusterPooling):
         return self.cluster_weights2
 
     def call(self, frames, training=None):
-        sigma = tf.square(self.covar_weights) + 1e-6
+        sigma = ops.square(self.covar_weights) + 1e-6
         assignments = self.assign(frames, training)
-        assignment_sum = tf.reduce_sum(assignments, -2, keepdims=True)
+        assignment_sum = ops.sum(assignments, -2, keepdims=True)
         centers = self.centers()
         first_order = aggregate(assignments, frames)
         second_order = self._second_order(assignments, frames, first_order, assignment_sum,
                                           centers, sigma)
         first_order = (first_order - assignment_sum * centers) / sigma
-        return tf.concat([normalize_descriptor(first_order), second_order], 1)
+        return ops.concatenate([normalize_descriptor(first_order), second_order], 1)
 
     def _second_order(self, assignments, frames, first_order, assignment_sum, centers, sigma):
         """The flattened, twice L2-normalized second-order term."""
-        squares = aggregate(assignments, tf.square(frames))
-        second = tf.add_n([assignment_sum * tf.square(centers), squares,
-                           -2.0 * (first_order * centers)])
-        second = second / tf.square(sigma) - assignment_sum
-        second = tf.reshape(second, [-1, self.feature_size * self.cluster_size])
+        squares = aggregate(assignments, ops.square(frames))
+        second = (assignment_sum * ops.square(centers) + squares) - 2.0 * (first_order * centers)
+        second = second / ops.square(sigma) - assignment_sum
+        second = ops.reshape(second, (-1, self.feature_size * self.cluster_size))
         return l2_normalize(l2_normalize(second, axis=1), axis=1)
 
     def output_size(self, feature_size: int) -> int:

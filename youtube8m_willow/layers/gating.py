@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 
 import keras
-import tensorflow as tf
+from keras import ops
 
-from youtube8m_willow.layers.core import BatchNorm, normal, register, video_matmul
+from youtube8m_willow.layers.core import BatchNorm, normal, register
+from youtube8m_willow.layers.kernels import video_matmul
 
 
 @register
@@ -31,7 +32,7 @@ class ContextGating(keras.layers.Layer):
     Output: ``[B, U]``.
 
     Example:
-        >>> gated = ContextGating()(tf.ones([2, 8]))
+        >>> gated = ContextGating()(np.ones([2, 8], "float32"))
     """
 
     def __init__(self, weights_name: str = "gating_weights_2", bn_name: str = "gating_bn",
@@ -63,12 +64,12 @@ class ContextGating(keras.layers.Layer):
     def call(self, inputs, context=None, training=None):
         gates = video_matmul(inputs if context is None else context, self.gating_weights)
         if self.remove_diag:
-            gates -= tf.linalg.diag_part(self.gating_weights) * inputs
+            gates -= ops.diagonal(self.gating_weights) * inputs
         if self.batch_norm is not None:
             gates = self.batch_norm(gates, training=training)
         else:
             gates += self.gating_biases
-        return inputs * tf.sigmoid(gates)
+        return inputs * ops.sigmoid(gates)
 
     def compute_output_shape(self, inputs_shape, context_shape=None):
         return inputs_shape

@@ -8,7 +8,7 @@ initializers, so a TF1 checkpoint loads onto them name by name.
 False)`` of such cells, returning the final state only.
 
 How it runs: each layer projects all its inputs at once (one large matmul for
-the whole sequence), then a compiled scan applies the recurrent part frame by
+the whole sequence), then a scan (compiled on TensorFlow) applies the recurrent part frame by
 frame. Layers run one after another over the whole sequence, which equals
 TF1's frame-by-frame walk through the stack. A state stops changing after its
 video's last valid frame, as with dynamic_rnn's ``sequence_length``.
@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
+from youtube8m_willow.layers import kernels
 from youtube8m_willow.layers.core import glorot_uniform, register
 
 CELL_TYPES = ("lstm", "gru")
@@ -31,12 +32,12 @@ def lstm_step(projected, state, recurrent_kernel):
     ``state`` is ``[c, h]`` concatenated; gates are split in TF1's order
     ``i, j, f, o`` (the forget bias is already in ``f``).
     """
-    c, h = tf.split(state, 2, axis=-1)
-    gates = projected + tf.matmul(h, recurrent_kernel)
-    i, j, f, o = tf.split(gates, 4, axis=-1)
-    new_c = c * tf.sigmoid(f) + tf.sigmoid(i) * tf.tanh(j)
-    new_h = tf.tanh(new_c) * tf.sigmoid(o)
-    return tf.concat([new_c, new_h], axis=-1)
+    c, h = ops.split(state, 2, axis=-1)
+    gates = projected + ops.matmul(h, recurrent_kernel)
+    i, j, f, o = ops.split(gates, 4, axis=-1)
+    new_c = c * ops.sigmoid(f) + ops.sigmoid(i) * ops.tanh(j)
+    new_h = ops.tanh(new_c) * ops.sigmoid(o)
+    return ops.concatenate([new_c, new_h], axis=-1)
 
 
 def gru_step(projected, state, gates_kernel, candidate_kernel):
@@ -45,38 +46,40 @@ def gru_step(projected, state, gates_kernel, candidate_kernel):
     The reset gate scales the state before the candidate matmul (Keras'
     ``reset_after=False``); ``h' = z * h + (1 - z) * c``.
     """
-    units = tf.shape(candidate_kernel)[0]
+    units = ops.shape(candidate_kernel)[0]
     gates_input, candidate_input = projected[..., :2 * units], projected[..., 2 * units:]
-    gates = tf.sigmoid(gates_input + tf.matmul(state, gates_kernel))
-    reset, update = tf.split(gates, 2, axis=-1)
-    candidate = tf.tanh(candidate_input + tf.matmul(reset * state, candidate_kernel))
+    gates = ops.sigmoid(gates_input + ops.matmul(state, gates_kernel))
+    reset, update = ops.split(gates, 2, axis=-1)
+    candidate = ops.tanh(candidate_input + ops.matmul(reset * state, candidate_kernel))
     return update * state + (1.0 - update) * candidate
 
 
 _STEPS = {"lstm": lstm_step, "gru": gru_step}
 
 
-@tf.function(reduce_retracing=True)
-def scan_states(cell_type: str, projected, lengths, recurrent_weights):
+def _scan_states(cell_type: str, projected, lengths, recurrent_weights):
     """Runs one layer over time-major ``projected`` ``[T, B, G]``.
 
     Returns the state after every frame, ``[T, B, S]``; a video's state is
-    frozen once ``t >= lengths[b]`` (zero if its length is 0). Compiled, so an
-    eager call does not dispatch ops frame by frame.
+    frozen once ``t >= lengths[b]`` (zero if its length is 0).
     """
     step = _STEPS[cell_type]
-    # Dynamic: a retraced (shape-relaxed) function may not know the size.
-    units = tf.shape(recurrent_weights[0])[0]
+    # Dynamic where unknown: a retraced (shape-relaxed) function may not know the size.
+    units = ops.shape(recurrent_weights[0])[0]
     state_size = 2 * units if cell_type == "lstm" else units
-    initial = tf.zeros([tf.shape(projected)[1], state_size], projected.dtype)
-    lengths = tf.reshape(lengths, [-1, 1])
+    initial = ops.zeros((ops.shape(projected)[1], state_size), projected.dtype)
+    lengths = ops.reshape(lengths, (-1, 1))
 
     def advance(state, frame):
         projected_t, t = frame
-        return tf.where(t < lengths, step(projected_t, state, *recurrent_weights), state)
+        return ops.where(t < lengths, step(projected_t, state, *recurrent_weights), state)
 
-    times = tf.range(tf.shape(projected)[0], dtype=lengths.dtype)
-    return tf.scan(advance, (projected, times), initializer=initial)
+    times = ops.arange(ops.shape(projected)[0], dtype="int32")
+    return kernels.scan(advance, initial, (projected, times))
+
+
+# Compiled on TensorFlow, so an eager call does not dispatch ops frame by frame.
+scan_states = kernels.compiled(_scan_states, reduce_retracing=True)
 
 
 class _TF1Cell(keras.layers.Layer):
@@ -118,7 +121,7 @@ class _TF1Cell(keras.layers.Layer):
         return self.output(new_state), [new_state]
 
     def get_initial_state(self, batch_size=None):
-        return [tf.zeros([batch_size, self.state_size], self.compute_dtype)]
+        return [ops.zeros((batch_size, self.state_size), self.compute_dtype)]
 
     def get_config(self):
         return {**super().get_config(), "units": self.units}
@@ -163,7 +166,7 @@ class BasicLSTMCell(_TF1Cell):
 
     def project_inputs(self, inputs):
         offset = np.repeat([0.0, 0.0, self.forget_bias, 0.0], self.units)  # i, j, f, o
-        bias = self.bias + tf.constant(offset, self.bias.dtype)
+        bias = self.bias + ops.convert_to_tensor(offset, self.bias.dtype)
         return _matmul_last(inputs, self.kernel[:self.input_size]) + bias
 
     def recurrent_weights(self):
@@ -212,8 +215,8 @@ class GRUCell(_TF1Cell):
 
     def project_inputs(self, inputs):
         rows = self.input_size
-        kernel = tf.concat([self.gates_kernel[:rows], self.candidate_kernel[:rows]], axis=1)
-        bias = tf.concat([self.gates_bias, self.candidate_bias], axis=0)
+        kernel = ops.concatenate([self.gates_kernel[:rows], self.candidate_kernel[:rows]], axis=1)
+        bias = ops.concatenate([self.gates_bias, self.candidate_bias], axis=0)
         return _matmul_last(inputs, kernel) + bias
 
     def recurrent_weights(self):
@@ -232,10 +235,9 @@ _CELLS = {"lstm": BasicLSTMCell, "gru": GRUCell}
 def _matmul_last(inputs, kernel):
     """``inputs @ kernel`` over the last axis, for inputs of any rank."""
     if len(inputs.shape) == 2:
-        return tf.matmul(inputs, kernel)
-    flat = tf.reshape(inputs, [-1, tf.shape(inputs)[-1]])
-    outputs = tf.matmul(flat, kernel)
-    return tf.reshape(outputs, tf.concat([tf.shape(inputs)[:-1], [kernel.shape[-1]]], 0))
+        return ops.matmul(inputs, kernel)
+    outputs = ops.matmul(ops.reshape(inputs, (-1, inputs.shape[-1])), kernel)
+    return ops.reshape(outputs, (*ops.shape(inputs)[:-1], kernel.shape[-1]))
 
 
 @register
@@ -262,7 +264,7 @@ class StackedRNN(keras.layers.Layer):
     ``cell_<i>/gru_cell/{gates,candidate}/{kernel,bias}``.
 
     Example:
-        >>> StackedRNN("lstm", 8, 2)(tf.ones([3, 5, 4]), tf.constant([5, 2, 0]))
+        >>> StackedRNN("lstm", 8, 2)(np.ones([3, 5, 4], "float32"), np.array([5, 2, 0]))
     """
 
     def __init__(self, cell_type: str, units: int, num_layers: int = 1,
@@ -287,19 +289,19 @@ class StackedRNN(keras.layers.Layer):
             size = cell.output_size
 
     def call(self, inputs, sequence_length=None, training=None):
-        sequence = tf.transpose(inputs, [1, 0, 2])  # time-major [T, B, D]
-        steps = tf.shape(sequence)[0]
+        sequence = ops.transpose(inputs, (1, 0, 2))  # time-major [T, B, D]
+        steps = ops.shape(sequence)[0]
         if sequence_length is None:
-            lengths = tf.fill([tf.shape(sequence)[1]], steps)
+            lengths = ops.full((ops.shape(sequence)[1],), steps, dtype="int32")
         else:
-            lengths = tf.clip_by_value(tf.cast(sequence_length, tf.int32), 0, steps)
+            lengths = ops.clip(ops.cast(sequence_length, "int32"), 0, steps)
         finals = []
         for cell in self.cells:
             states = scan_states(self.cell_type, cell.project_inputs(sequence), lengths,
                                  cell.recurrent_weights())
             finals.append(states[-1])
             sequence = cell.output(states)
-        return tf.concat(finals, axis=-1)
+        return ops.concatenate(finals, axis=-1)
 
     def compute_output_shape(self, inputs_shape, sequence_length_shape=None):
         return (inputs_shape[0], self.num_layers * self.cells[0].state_size)

@@ -4,44 +4,34 @@
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
+from keras import ops
 
+from youtube8m_willow.layers import kernels
 from youtube8m_willow.layers.core import register
 
 SAMPLING_METHODS = ("random", "sequence", "uniform")
 
 
-def _uniform(shape, seed=None, sampling_seed=None):
-    """U[0, 1) draws: stateless from ``sampling_seed`` (int [2]) when given,
-    else TensorFlow's stateful op (seeded by ``seed``), as the original."""
-    if sampling_seed is not None:
-        return tf.random.stateless_uniform(shape, seed=tf.cast(sampling_seed, tf.int64))
-    return tf.random.uniform(shape, seed=seed)
-
-
-def random_indices(num_frames, num_samples: int, seed=None, sampling_seed=None):
+def random_indices(num_frames, num_samples: int, draw):
     """``floor(u * num_frames)`` with u ~ U[0, 1): with replacement, unsorted."""
-    batch = tf.shape(num_frames)[0]
-    u = _uniform([batch, num_samples], seed, sampling_seed)
-    frames = tf.cast(num_frames, tf.float32)[:, None]
-    return tf.cast(u * frames, tf.int32)
+    u = draw((ops.shape(num_frames)[0], num_samples))
+    frames = ops.cast(num_frames, "float32")[:, None]
+    return ops.cast(u * frames, "int32")
 
 
-def sequence_indices(num_frames, num_samples: int, seed=None, sampling_seed=None):
+def sequence_indices(num_frames, num_samples: int, draw):
     """A random window of consecutive frames, clipped to the last valid one."""
-    batch = tf.shape(num_frames)[0]
-    num_frames = tf.cast(num_frames, tf.int32)
-    starts_range = tf.cast(tf.maximum(num_frames - num_samples, 0) + 1, tf.float32)
-    start = tf.cast(_uniform([batch], seed, sampling_seed) * starts_range, tf.int32)
-    indices = start[:, None] + tf.range(num_samples)[None, :]
-    return tf.minimum(indices, tf.maximum(num_frames - 1, 0)[:, None])
+    num_frames = ops.cast(num_frames, "int32")
+    starts_range = ops.cast(ops.maximum(num_frames - num_samples, 0) + 1, "float32")
+    start = ops.cast(draw((ops.shape(num_frames)[0],)) * starts_range, "int32")
+    indices = start[:, None] + ops.arange(num_samples, dtype="int32")[None, :]
+    return ops.minimum(indices, ops.maximum(num_frames - 1, 0)[:, None])
 
 
-def uniform_indices(num_frames, num_samples: int, seed=None, sampling_seed=None):
+def uniform_indices(num_frames, num_samples: int, draw=None):
     """Deterministic, evenly spread: ``floor(i * num_frames / num_samples)``."""
-    steps = tf.range(num_samples, dtype=tf.int64)[None, :]
-    frames = tf.cast(num_frames, tf.int64)[:, None]
-    return tf.cast(steps * frames // num_samples, tf.int32)
+    steps = ops.arange(num_samples, dtype="int32")[None, :]
+    return steps * ops.cast(num_frames, "int32")[:, None] // num_samples
 
 
 _INDEXERS = {"random": random_indices, "sequence": sequence_indices,
@@ -49,13 +39,21 @@ _INDEXERS = {"random": random_indices, "sequence": sequence_indices,
 
 
 def sample_frames(frames, num_frames, num_samples: int, method: str, seed=None,
-                  sampling_seed=None):
-    """Gathers ``[B, num_samples, D]`` frames from ``[B, T, D]`` (random
-    methods: see ``_uniform`` for ``seed`` and ``sampling_seed``)."""
+                  sampling_seed=None, generator=None):
+    """Gathers ``[B, num_samples, D]`` frames from ``[B, T, D]``.
+
+    Random methods draw from ``sampling_seed`` (int ``[2]``) statelessly when
+    given, else from ``seed`` (TensorFlow's stateful op) or ``generator``
+    (other backends): see ``kernels.uniform``.
+    """
     if method not in _INDEXERS:
         raise ValueError(f"unknown frame sampling {method!r}; valid: {', '.join(SAMPLING_METHODS)}")
-    indices = _INDEXERS[method](num_frames, num_samples, seed, sampling_seed)
-    return tf.gather(frames, indices, batch_dims=1)
+
+    def draw(shape):
+        return kernels.uniform(shape, seed, generator, sampling_seed)
+
+    indices = _INDEXERS[method](num_frames, num_samples, draw)
+    return kernels.gather_frames(frames, indices)
 
 
 @register
@@ -72,7 +70,7 @@ class FrameSampler(keras.layers.Layer):
     Output: ``[B, num_samples, D]``.
 
     Example:
-        >>> FrameSampler(4, "uniform")(tf.ones([2, 10, 3]), tf.constant([10, 5]))
+        >>> FrameSampler(4, "uniform")(np.ones([2, 10, 3], "float32"), np.array([10, 5]))
     """
 
     def __init__(self, num_samples: int, method: str = "random", seed: int | None = None,
@@ -83,10 +81,11 @@ class FrameSampler(keras.layers.Layer):
         self.num_samples = int(num_samples)
         self.method = method
         self.seed = seed
+        self.generator = kernels.seed_generator(seed) if method != "uniform" else None
 
     def call(self, frames, num_frames, sampling_seed=None):
         return sample_frames(frames, num_frames, self.num_samples, self.method, self.seed,
-                             sampling_seed)
+                             sampling_seed, self.generator)
 
     def compute_output_shape(self, frames_shape, num_frames_shape=None):
         return (frames_shape[0], self.num_samples, frames_shape[-1])

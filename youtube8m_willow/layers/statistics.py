@@ -5,15 +5,17 @@ representation, ``[mu; sigma; top-k]`` over a video's frames
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
+import numpy as np
+from keras import ops
 
-from youtube8m_willow.layers.core import register
+from youtube8m_willow.layers.core import divide_no_nan, register, sequence_mask
 
 
 def _safe_sqrt(x):
     """``sqrt(x)`` whose gradient stays finite where ``x == 0``."""
     positive = x > 0
-    return tf.where(positive, tf.sqrt(tf.where(positive, x, tf.ones_like(x))), tf.zeros_like(x))
+    return ops.where(positive, ops.sqrt(ops.where(positive, x, ops.ones_like(x))),
+                     ops.zeros_like(x))
 
 
 @register
@@ -36,8 +38,8 @@ class FrameStatistics(keras.layers.Layer):
     Output: ``[B, (2 + top_k) * D]``.
 
     Example:
-        >>> FrameStatistics(2)(tf.ones([1, 4, 3]), tf.constant([2])).shape
-        TensorShape([1, 12])
+        >>> tuple(FrameStatistics(2)(np.ones([1, 4, 3], "float32"), np.array([2])).shape)
+        (1, 12)
     """
 
     def __init__(self, top_k: int = 5, **kwargs):
@@ -47,29 +49,34 @@ class FrameStatistics(keras.layers.Layer):
         self.top_k = int(top_k)
 
     def call(self, frames, num_frames):
-        frames = tf.convert_to_tensor(frames)
-        max_frames = tf.shape(frames)[1]
-        num_frames = tf.minimum(tf.cast(num_frames, tf.int32), max_frames)
-        valid = tf.sequence_mask(num_frames, max_frames)[:, :, None]
-        mask = tf.cast(valid, frames.dtype)
-        count = tf.cast(num_frames, frames.dtype)[:, None]
-        mean = tf.math.divide_no_nan(tf.reduce_sum(frames * mask, 1), count)
+        frames = ops.convert_to_tensor(frames)
+        max_frames = ops.shape(frames)[1]
+        num_frames = ops.minimum(ops.cast(num_frames, "int32"), max_frames)
+        valid = sequence_mask(num_frames, max_frames)[:, :, None]
+        mask = ops.cast(valid, frames.dtype)
+        count = ops.cast(num_frames, frames.dtype)[:, None]
+        mean = divide_no_nan(ops.sum(frames * mask, 1), count)
         centered = (frames - mean[:, None, :]) * mask
-        variance = tf.math.divide_no_nan(tf.reduce_sum(tf.square(centered), 1), count)
+        variance = divide_no_nan(ops.sum(ops.square(centered), 1), count)
         top = self._top_values(frames, valid, num_frames)
-        top = tf.reshape(top, [-1, frames.shape[-1] * self.top_k])
-        return tf.concat([mean, _safe_sqrt(variance), top], 1)
+        top = ops.reshape(top, (-1, frames.shape[-1] * self.top_k))
+        return ops.concatenate([mean, _safe_sqrt(variance), top], 1)
 
     def _top_values(self, frames, valid, num_frames):
         """``[B, D, top_k]``: each dimension's largest valid values, descending."""
-        lowest = tf.fill(tf.shape(frames), frames.dtype.min)
-        candidates = tf.transpose(tf.where(valid, frames, lowest), perm=[0, 2, 1])
-        available = tf.minimum(self.top_k, tf.shape(frames)[1])
-        top = tf.math.top_k(candidates, k=available).values
+        lowest = ops.full_like(frames, np.finfo(keras.backend.standardize_dtype(frames.dtype)).min)
+        candidates = ops.transpose(ops.where(valid, frames, lowest), (0, 2, 1))
+        frames_known = frames.shape[1]
+        available = (min(self.top_k, frames_known) if frames_known is not None
+                     else ops.minimum(self.top_k, ops.shape(frames)[1]))  # a TF graph only
+        top, _ = ops.top_k(candidates, k=available)
         # Rank j reads rank min(j, num_frames - 1): short videos repeat their minimum.
-        ranks = tf.minimum(tf.range(self.top_k)[None, :], tf.maximum(num_frames - 1, 0)[:, None])
-        top = tf.gather(top, ranks, axis=2, batch_dims=1)
-        return tf.where((num_frames > 0)[:, None, None], top, tf.zeros_like(top))
+        ranks = ops.minimum(ops.arange(self.top_k, dtype="int32")[None, :],
+                            ops.maximum(num_frames - 1, 0)[:, None])
+        ranks = ops.broadcast_to(ranks[:, None, :], (ops.shape(top)[0], ops.shape(top)[1],
+                                                     self.top_k))
+        top = ops.take_along_axis(top, ranks, axis=2)
+        return ops.where((num_frames > 0)[:, None, None], top, ops.zeros_like(top))
 
     def compute_output_shape(self, frames_shape, num_frames_shape=None):
         return (frames_shape[0], (2 + self.top_k) * frames_shape[-1])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.layers.core import collect_tf1_weights, l2_normalize
@@ -32,8 +32,8 @@ class VideoModel(keras.Model):
         self.config = config
 
     def call(self, inputs, training=False):
-        features = l2_normalize(tf.cast(inputs["video_matrix"], tf.float32), axis=-1)
-        num_frames = tf.cast(inputs["num_frames"], tf.int32)
+        features = l2_normalize(ops.cast(inputs["video_matrix"], "float32"), axis=-1)
+        num_frames = ops.cast(inputs["num_frames"], "int32")
         return self.predict_probabilities(features, num_frames, training=training,
                                           sampling_seed=inputs.get("sampling_seed"))
 
@@ -59,7 +59,7 @@ class VideoModel(keras.Model):
         config = self.config
         shape = ([1, config.max_frames, config.feature_size] if config.frame_features
                  else [1, config.feature_size])
-        self({"video_matrix": tf.zeros(shape), "num_frames": tf.ones([1], tf.int32)})
+        self({"video_matrix": ops.zeros(shape), "num_frames": ops.ones((1,), "int32")})
         return self
 
     def get_build_config(self):
@@ -73,7 +73,7 @@ class VideoModel(keras.Model):
     def regularization_loss(self):
         """Sum of the slim L2 penalties of the model's weights."""
         losses = self.losses
-        return tf.add_n(losses) if losses else tf.constant(0.0)
+        return sum(losses[1:], losses[0]) if losses else ops.convert_to_tensor(0.0)
 
     def get_config(self):
         return {"config": dataclasses.asdict(self.config), "name": self.name}

@@ -15,11 +15,13 @@ import dataclasses
 import math
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.layers.classifiers import LogisticClassifier
-from youtube8m_willow.layers.core import BatchNorm, normal, register, video_matmul
+from youtube8m_willow.layers.core import (BatchNorm, divide_no_nan, normal, register,
+                                          sequence_mask)
+from youtube8m_willow.layers.kernels import video_matmul
 from youtube8m_willow.layers.dbof import DBoF, GatedDBoF, SoftDBoF, StarterDBoF
 from youtube8m_willow.layers.fisher import NetFV
 from youtube8m_willow.layers.gating import ContextGating
@@ -29,7 +31,7 @@ from youtube8m_willow.layers.vlad import NetRVLAD, NetVLAD, NetVLAGD
 from youtube8m_willow.models.base import VideoModel
 from youtube8m_willow.models.registry import create_classifier, create_model, register_model
 
-HIDDEN_ACTIVATIONS = {"relu6": tf.nn.relu6, "sigmoid": tf.sigmoid}
+HIDDEN_ACTIVATIONS = {"relu6": ops.relu6, "sigmoid": ops.sigmoid}
 
 # The starter's DbofModel activations; WILLOW's flag default "relu" means relu6.
 STARTER_DBOF_ACTIVATIONS = {"relu": "relu6", "relu6": "relu6", "sigmoid": "sigmoid"}
@@ -178,15 +180,15 @@ class TwoStreamPoolingModel(FrameLevelModel):
         """``[B, T, D]`` normalized frames -> the ``[B, F]`` pooled vector."""
         frames = self.sampler(features, num_frames, sampling_seed)
         num_samples = self.config.iterations
-        flat = tf.reshape(frames, [-1, self.config.feature_size])
+        flat = ops.reshape(frames, (-1, self.config.feature_size))
         if self.input_bn is not None:
             flat = self.input_bn(flat, training=training)
-        video = tf.reshape(flat[:, :self.video_size], [-1, num_samples, self.video_size])
+        video = ops.reshape(flat[:, :self.video_size], (-1, num_samples, self.video_size))
         pooled = [self.video_pooling(video, training=training)]
         if self.audio_pooling is not None:
-            audio = tf.reshape(flat[:, self.video_size:], [-1, num_samples, self.audio_size])
+            audio = ops.reshape(flat[:, self.video_size:], (-1, num_samples, self.audio_size))
             pooled.append(self.audio_pooling(audio, training=training))
-        return tf.concat(pooled, 1)
+        return ops.concatenate(pooled, 1)
 
     def predict_probabilities(self, features, num_frames, training=False, sampling_seed=None):
         activation = self.pool(features, num_frames, training=training,
@@ -355,8 +357,8 @@ class DbofModel(FrameLevelModel):
         frames = self.sampler(features, num_frames, sampling_seed)
         feature_size = self.config.feature_size
         if self.input_bn is not None:
-            flat = self.input_bn(tf.reshape(frames, [-1, feature_size]), training=training)
-            frames = tf.reshape(flat, [-1, self.config.iterations, feature_size])
+            flat = self.input_bn(ops.reshape(frames, (-1, feature_size)), training=training)
+            frames = ops.reshape(flat, (-1, self.config.iterations, feature_size))
         activation = self.hidden(self.dbof(frames, training=training), training=training)
         return self.classifier(activation, training=training)
 
@@ -378,9 +380,9 @@ class FrameLevelLogisticModel(FrameLevelModel):
         self.logistic = LogisticClassifier(config.num_classes, l2=1e-8, name="logistic")
 
     def predict_probabilities(self, features, num_frames, training=False, sampling_seed=None):
-        valid = tf.sequence_mask(num_frames, tf.shape(features)[1], dtype=features.dtype)
-        summed = tf.reduce_sum(features * valid[:, :, None], axis=1)
-        average = tf.math.divide_no_nan(summed, tf.cast(num_frames, features.dtype)[:, None])
+        valid = ops.cast(sequence_mask(num_frames, ops.shape(features)[1]), features.dtype)
+        summed = ops.sum(features * valid[:, :, None], axis=1)
+        average = divide_no_nan(summed, ops.cast(num_frames, features.dtype)[:, None])
         return self.logistic(average, training=training)
 
     def tf1_scopes(self):

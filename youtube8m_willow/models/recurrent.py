@@ -26,15 +26,24 @@ from __future__ import annotations
 
 import dataclasses
 
-import tensorflow as tf
+from keras import ops
 
 from youtube8m_willow.config import ModelConfig
+from youtube8m_willow.layers.kernels import gather_frames
 from youtube8m_willow.layers.recurrent import StackedRNN
 from youtube8m_willow.layers.sampling import sample_frames
 from youtube8m_willow.models.base import VideoModel
 from youtube8m_willow.models.registry import create_classifier, register_model
 
 RNN_SCOPE = "RNN/rnn/multi_rnn_cell"
+
+
+def reverse_valid_frames(features, lengths):
+    """Each video's first ``lengths[b]`` frames in reverse order, the padding
+    after them in place (``tf.reverse_sequence`` along time)."""
+    times = ops.arange(ops.shape(features)[1], dtype="int32")[None, :]
+    lengths = lengths[:, None]
+    return gather_frames(features, ops.where(times < lengths, lengths - 1 - times, times))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,9 +98,9 @@ class _RecurrentModel(VideoModel):
             method = self.config.frame_sampling or "random"
             features = sample_frames(features, num_frames, self.config.iterations, method,
                                      sampling_seed=sampling_seed)
-        lengths = tf.minimum(tf.cast(num_frames, tf.int32), tf.shape(features)[1])
+        lengths = ops.minimum(ops.cast(num_frames, "int32"), ops.shape(features)[1])
         if self.backward:
-            features = tf.reverse_sequence(features, lengths, seq_axis=1, batch_axis=0)
+            features = reverse_valid_frames(features, lengths)
         return features, lengths
 
     def tf1_scopes(self):
