@@ -13,6 +13,10 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = Path(__file__).resolve().parents[1]
+
+# tests/backends runs in its own processes, one per Keras backend
+# (tests/test_backends.py), never in this TensorFlow one.
+collect_ignore = ["backends"]
 SHARED = REPO.parent / "shared"
 
 
