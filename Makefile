@@ -24,7 +24,7 @@ demo-segments: $(STAMP)
 	$(PY) -m youtube8m_willow.demo --segments --out_dir=$(DEMO_DIR)
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 tests
 
 bench: $(STAMP)
 	$(PY) bench/bench_metrics.py

@@ -36,6 +36,11 @@ def quiet_tensorflow_startup() -> None:
 
 quiet_tensorflow_startup()
 
+# The scripts are TensorFlow pipelines (tf.data, TF1 checkpoints, SavedModel):
+# a KERAS_BACKEND chosen for the layers elsewhere (jax, torch) must not reach
+# them. Set before Keras is imported.
+os.environ["KERAS_BACKEND"] = "tensorflow"
+
 
 def setup_logging() -> None:
     """INFO for this project's log lines (DEBUG with absl's ``--verbosity=1``,

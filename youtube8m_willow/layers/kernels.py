@@ -102,10 +102,14 @@ def uniform(shape, seed=None, generator=None, sampling_seed=None):
 
 
 def _stateless_uniform(shape, sampling_seed):
+    """Draws that are a function of the int ``[2]`` seed: TensorFlow's and
+    JAX's stateless generators take both halves; PyTorch's generator takes
+    one integer, mixed from both."""
     if ON_TENSORFLOW:
         return tf.random.stateless_uniform(shape, seed=tf.cast(sampling_seed, tf.int64))
     if BACKEND == "jax":
         import jax
+
         key = jax.numpy.asarray(sampling_seed).astype("uint32")
         return jax.random.uniform(key, shape)
     first, second = (int(v) for v in ops.convert_to_numpy(sampling_seed))

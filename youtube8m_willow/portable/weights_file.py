@@ -66,6 +66,8 @@ def write_weights(path: str, arrays: Mapping[str, np.ndarray],
 
 def read_weights(path: str) -> WeightsFile:
     """Reads a weights file written by ``write_weights``."""
+    if os.path.isfile(path) and not zipfile.is_zipfile(path):
+        raise WeightsFileError(f"{path!r} is not a weights file (.npz): not a zip archive")
     try:
         with np.load(path, allow_pickle=False) as stored:
             entries = {name: stored[name] for name in stored.files}
