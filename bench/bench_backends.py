@@ -2,9 +2,10 @@
 
 Runs the backend suite of ``tests/test_backends.py`` (TensorFlow, JAX and
 PyTorch, each in its own process) with ``YT8M_BACKEND_REPORT`` set, so each
-backend's run records, per layer case, the largest absolute difference from
-the TensorFlow backend's forward outputs (inference and training mode, batch
-norm statistics) and gradients; prints them as a Markdown table.
+backend's run records, per layer case, the worst difference from the
+TensorFlow backend's forward outputs (inference and training mode, batch norm
+statistics) and gradients, as ``|diff| / (1 + |TensorFlow's value|)`` (what
+the suite checks against 1e-5 and 1e-4); prints them as a Markdown table.
 
     PYTHONPATH=. .venv/bin/python bench/bench_backends.py
 """

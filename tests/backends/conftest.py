@@ -40,7 +40,8 @@ def reference(reference_dir) -> dict:
 
 @pytest.fixture(scope="session")
 def agreement():
-    """``{case: {"forward": max |diff|, "gradients": max |diff|}}``, written
+    """``{case: {"forward": worst, "gradients": worst}}``, the worst
+    ``|diff| / (1 + |TensorFlow's value|)`` of each (test_layers), written
     to ``$YT8M_BACKEND_REPORT/<backend>.json`` at the end when that is set."""
     import keras
 

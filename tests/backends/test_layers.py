@@ -17,13 +17,17 @@ GRADIENT_TOLERANCE = 1e-4
 
 
 def _compare(results, reference, case_name, keys, tolerance):
+    """Asserts ``|actual - expected| <= tolerance * (1 + |expected|)`` for
+    every key; returns the worst ``|actual - expected| / (1 + |expected|)``
+    (absolute for small values, relative for large ones, as the check)."""
     worst = 0.0
     for key in keys:
         expected = reference[f"{case_name}/{key}"]
         actual = results[key]
         assert actual.shape == expected.shape, key
         np.testing.assert_allclose(actual, expected, rtol=tolerance, atol=tolerance, err_msg=key)
-        worst = max(worst, float(np.max(np.abs(actual - expected), initial=0.0)))
+        scaled = np.abs(actual - expected) / (1.0 + np.abs(expected))
+        worst = max(worst, float(np.max(scaled, initial=0.0)))
     return worst
 
 
