@@ -337,3 +337,15 @@ def test_short_training_run_lowers_loss(model_name):
     losses = [float(train_step()) for _ in range(60)]
     assert np.isfinite(losses).all()
     assert np.mean(losses[-5:]) < 0.6 * losses[0]
+
+
+def test_stack_runs_in_a_trace_that_knows_no_input_size():
+    """A shape-relaxed trace (the predictor's reduce_retracing) sees
+    ``[None, None, None]`` frames: the stack takes the sizes from its kernels."""
+    rnn = StackedRNN("lstm", 8, 2)
+    frames = np.random.default_rng(0).random([3, 4, 3]).astype("float32")
+    lengths = np.array([4, 1, 0], "int32")
+    eager = rnn(frames, lengths).numpy()
+    traced = tf.function(lambda x, n: rnn(x, n), input_signature=[
+        tf.TensorSpec([None, None, None]), tf.TensorSpec([None], tf.int32)])
+    np.testing.assert_array_equal(traced(frames, lengths).numpy(), eager)

@@ -147,7 +147,7 @@ class BatchNorm(keras.layers.Layer):
         """Training mode: the batch's moments over every axis but the last
         (TF1's fused kernel on TensorFlow, see ``kernels.normalize_batch``),
         whose variance comes Bessel-corrected."""
-        channels = inputs.shape[-1]
+        channels = self.gamma.shape[0]  # known even where a relaxed trace does not know it
         flat = ops.reshape(inputs, (-1, channels))
         outputs, mean, corrected_variance = kernels.normalize_batch(
             flat, self.gamma, self.beta, self.epsilon)

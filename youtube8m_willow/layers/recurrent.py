@@ -236,7 +236,8 @@ def _matmul_last(inputs, kernel):
     """``inputs @ kernel`` over the last axis, for inputs of any rank."""
     if len(inputs.shape) == 2:
         return ops.matmul(inputs, kernel)
-    outputs = ops.matmul(ops.reshape(inputs, (-1, inputs.shape[-1])), kernel)
+    # The kernel's rows give the size: a shape-relaxed trace may not know it.
+    outputs = ops.matmul(ops.reshape(inputs, (-1, kernel.shape[0])), kernel)
     return ops.reshape(outputs, (*ops.shape(inputs)[:-1], kernel.shape[-1]))
 
 
