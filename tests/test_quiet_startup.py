@@ -61,3 +61,23 @@ def test_verbose_switch_brings_tensorflow_messages_back(pattern, tmp_path):
 def test_an_explicit_tf_log_level_is_respected(pattern, tmp_path):
     stderr = train(tmp_path, pattern, TF_CPP_MIN_LOG_LEVEL="0")
     assert any(line.startswith("I") and ".cc:" in line for line in stderr.splitlines())
+
+
+FILTER_PROBE = """
+import os, sys
+from youtube8m_willow.cli import stderr_without
+with stderr_without((b"notice A", b"notice B")):
+    os.write(2, b"before\\nnotice A from C++\\n")
+    print("python line", file=sys.stderr)
+    os.write(2, b"notice B again\\nafter\\n")
+os.write(2, b"notice A once the block is over\\n")
+"""
+
+
+def test_stderr_filter_drops_only_the_notices():
+    # Writes straight to file descriptor 2, as TensorFlow's C++ code does.
+    result = subprocess.run([sys.executable, "-c", FILTER_PROBE], capture_output=True,
+                            text=True, timeout=120, cwd=str(REPO))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == ["before", "python line", "after",
+                                          "notice A once the block is over"]

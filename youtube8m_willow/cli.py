@@ -7,16 +7,20 @@ INFO lines of SavedModel export such as signature renaming) are hidden by
 default: importing this module, before TensorFlow is imported, raises TF's
 C++ log level to 2 (warnings and info hidden, errors shown) unless
 TF_CPP_MIN_LOG_LEVEL is already set, and ``setup_logging`` keeps TF's
-Python logger at WARNING. ``YT8M_VERBOSE_TF=1`` leaves both as TensorFlow
-has them.
+Python logger at WARNING and imports TensorFlow with its absl start-up
+notices held back (``import_tensorflow_quietly``: on CPUs where oneDNN is
+on by default, TF logs those through absl, which no log level reaches).
+``YT8M_VERBOSE_TF=1`` leaves all of it as TensorFlow has it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
-from typing import Callable
+import threading
+from typing import Callable, Iterator
 
 VERBOSE_ENV = "YT8M_VERBOSE_TF"
 EXIT_FAILURE = 1
@@ -36,10 +40,52 @@ def quiet_tensorflow_startup() -> None:
 
 quiet_tensorflow_startup()
 
+# What TensorFlow's libraries print through absl while they load, whatever
+# TF_CPP_MIN_LOG_LEVEL says: one preamble and the oneDNN note per library.
+ABSL_STARTUP_NOTICES = (b"All log messages before absl::InitializeLog() is called",
+                        b"oneDNN custom operations are on")
+
 # The scripts are TensorFlow pipelines (tf.data, TF1 checkpoints, SavedModel):
 # a KERAS_BACKEND chosen for the layers elsewhere (jax, torch) must not reach
 # them. Set before Keras is imported.
 os.environ["KERAS_BACKEND"] = "tensorflow"
+
+
+@contextlib.contextmanager
+def stderr_without(notices: tuple[bytes, ...]) -> Iterator[None]:
+    """Within the block, drops the lines of file descriptor 2 (C++ code's
+    stderr too) that contain one of ``notices``; every other line passes on
+    as it comes, so nothing else printed meanwhile is lost or held back."""
+    sys.stderr.flush()
+    original = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def forward() -> None:
+        with os.fdopen(read_end, "rb") as pipe:
+            for line in pipe:
+                if not any(notice in line for notice in notices):
+                    os.write(original, line)
+
+    forwarder = threading.Thread(target=forward, name="stderr-filter", daemon=True)
+    forwarder.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(original, 2)  # closes the pipe's last write end: the forwarder ends
+        forwarder.join()
+        os.close(original)
+
+
+def import_tensorflow_quietly() -> None:
+    """Imports TensorFlow without its absl start-up notices on stderr (unless
+    YT8M_VERBOSE_TF is set or TensorFlow is already imported)."""
+    if verbose_tensorflow() or "tensorflow" in sys.modules:
+        return
+    with stderr_without(ABSL_STARTUP_NOTICES):
+        import tensorflow  # noqa: F401
 
 
 def setup_logging() -> None:
@@ -47,7 +93,7 @@ def setup_logging() -> None:
     e.g. the video ids of every training batch). TensorFlow logs from Python
     through both absl's logger and its own; unless YT8M_VERBOSE_TF is set,
     both stay at WARNING (their INFO lines are export and checkpoint
-    internals)."""
+    internals). Then imports TensorFlow quietly, before the scripts do."""
     from absl import logging as absl_logging
 
     debug = absl_logging.get_verbosity() >= absl_logging.DEBUG
@@ -55,6 +101,7 @@ def setup_logging() -> None:
     absl_logging.set_verbosity(absl_logging.INFO if verbose or debug else absl_logging.WARNING)
     logging.getLogger("tensorflow").setLevel(logging.INFO if verbose else logging.WARNING)
     logging.getLogger("youtube8m_willow").setLevel(logging.DEBUG if debug else logging.INFO)
+    import_tensorflow_quietly()
 
 
 TRACEBACK_ENV = "YT8M_TRACEBACK"  # set to 1: known user errors keep their traceback too

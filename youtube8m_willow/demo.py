@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from youtube8m_willow.cli import quiet_tensorflow_startup
+from youtube8m_willow.cli import import_tensorflow_quietly
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -143,7 +143,7 @@ def main(argv=None) -> int:
     parser.add_argument("--segments", action="store_true",
                         help="the segment-level (2019) workflow")
     args = parser.parse_args(argv)
-    quiet_tensorflow_startup()  # before the data generator imports TensorFlow
+    import_tensorflow_quietly()  # before the data generator imports it
     out_dir = os.path.abspath(args.out_dir)
     if args.segments:
         return segment_demo(out_dir, args.max_steps or 1000)
