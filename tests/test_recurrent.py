@@ -349,3 +349,17 @@ def test_stack_runs_in_a_trace_that_knows_no_input_size():
     traced = tf.function(lambda x, n: rnn(x, n), input_signature=[
         tf.TensorSpec([None, None, None]), tf.TensorSpec([None], tf.int32)])
     np.testing.assert_array_equal(traced(frames, lengths).numpy(), eager)
+
+
+def test_traced_output_keeps_the_state_size_after_a_relaxed_scan_trace():
+    """Calls with other state sizes relax the compiled scan's trace to an
+    unknown size; a traced call (e.g. Keras' automatic build of an enclosing
+    model) must still see the stack's output size, or the layers after it
+    cannot build."""
+    frames, lengths = np.ones([2, 3, 4], "float32"), np.ones([2], "int32")
+    for units in (3, 4, 5):
+        StackedRNN("lstm", units)(frames, lengths)
+    rnn = StackedRNN("lstm", 6, 2)
+    traced = tf.function(lambda x, n: rnn(x, n)).get_concrete_function(
+        tf.TensorSpec([2, 3, 4]), tf.TensorSpec([2], tf.int32))
+    assert traced.structured_outputs.shape.as_list() == [2, 24]

@@ -291,15 +291,18 @@ class StackedRNN(keras.layers.Layer):
 
     def call(self, inputs, sequence_length=None, training=None):
         sequence = ops.transpose(inputs, (1, 0, 2))  # time-major [T, B, D]
-        steps = ops.shape(sequence)[0]
+        steps, batch = ops.shape(sequence)[0], ops.shape(sequence)[1]
         if sequence_length is None:
-            lengths = ops.full((ops.shape(sequence)[1],), steps, dtype="int32")
+            lengths = ops.full((batch,), steps, dtype="int32")
         else:
             lengths = ops.clip(ops.cast(sequence_length, "int32"), 0, steps)
         finals = []
         for cell in self.cells:
             states = scan_states(self.cell_type, cell.project_inputs(sequence), lengths,
                                  cell.recurrent_weights())
+            # A shape-relaxed trace of the scan forgets the sizes; restore them, since
+            # the layers after this one build from them.
+            states = ops.reshape(states, (steps, batch, cell.state_size))
             finals.append(states[-1])
             sequence = cell.output(states)
         return ops.concatenate(finals, axis=-1)
