@@ -27,7 +27,7 @@ def main(argv):
             train_dir=FLAGS.train_dir, data_pattern=FLAGS.eval_data_pattern,
             batch_size=FLAGS.batch_size, num_readers=FLAGS.num_readers, top_k=FLAGS.top_k,
             check_point=FLAGS.check_point,
-            num_classes_from_checkpoint=yt_flags.num_classes_unknown(FLAGS.train_dir),
+            free_model_fields=yt_flags.free_model_fields(FLAGS.train_dir),
             label_loss=FLAGS.label_loss, alpha=FLAGS.alpha,
             run_once=FLAGS.run_once, poll_secs=FLAGS.poll_secs,
             skip_bad_records=FLAGS.skip_bad_records,

@@ -35,7 +35,7 @@ def main(argv):
             train_dir=train_dir, data_pattern=FLAGS.input_data_pattern,
             batch_size=FLAGS.batch_size, num_readers=FLAGS.num_readers, top_k=FLAGS.top_k,
             check_point=FLAGS.check_point,
-            num_classes_from_checkpoint=yt_flags.num_classes_unknown(train_dir),
+            free_model_fields=yt_flags.free_model_fields(train_dir),
             skip_bad_records=FLAGS.skip_bad_records,
             drop_out_of_range_labels=FLAGS.drop_out_of_range_labels)
         predictor = restored_predictor(config, model_config)

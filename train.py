@@ -19,8 +19,8 @@ def main(argv):
     del argv
     cli.setup_logging()
     from youtube8m_willow.training import distribute
-    from youtube8m_willow.training.trainer import (TrainConfig, prepare_train_dir, train,
-                                                   with_inferred_num_classes)
+    from youtube8m_willow.training.trainer import (TrainConfig, prepare_train_dir,
+                                                   resolved_model_config, train)
 
     def run():
         model_config = yt_flags.model_config_for_training(FLAGS.train_dir, FLAGS.start_new_model)
@@ -40,10 +40,9 @@ def main(argv):
             drop_out_of_range_labels=FLAGS.drop_out_of_range_labels, seed=FLAGS.seed,
             shuffle=FLAGS.shuffle, xla=FLAGS.xla, precision=FLAGS.precision)
         yt_flags.validate_train_config(config)
-        if yt_flags.num_classes_unknown(FLAGS.train_dir, FLAGS.start_new_model):
-            model_config = with_inferred_num_classes(
-                "" if FLAGS.start_new_model else FLAGS.train_dir, FLAGS.train_data_pattern,
-                model_config)
+        model_config = resolved_model_config(
+            "" if FLAGS.start_new_model else FLAGS.train_dir, FLAGS.train_data_pattern,
+            model_config, yt_flags.free_model_fields(FLAGS.train_dir, FLAGS.start_new_model))
         strategy = distribute.select_strategy()  # first: it sets up the collective ops
         if distribute.strategy_is_chief(strategy):  # the other workers write nothing
             prepare_train_dir(config)  # start_new_model clears it once, here

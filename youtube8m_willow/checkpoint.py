@@ -11,9 +11,10 @@ Which original wrote a checkpoint (WILLOW, the Google starter's ``tower/``
 names, TF 1.0/0.12 RNN spellings) is read from its names
 (``youtube8m_willow.legacy``): tensors are renamed to the port's names on
 reading, and ``training_state`` writes a continued run's names back in the
-checkpoint's own naming, so the original's tools can still read it. The
-names also pick the graph where one model name had two (``LstmModel``:
-``model_config_for_checkpoint``).
+checkpoint's own naming, so the original's tools can still read it. What
+else a checkpoint says about its model (the graph variant its names call
+for, sizes, the ``.meta`` graph's ops) is read by
+``models.original_train_dir``.
 
 Writes are atomic: the tensors go to a temporary prefix that is renamed into
 place, and only then does the ``checkpoint`` state file (rewritten through a
@@ -23,7 +24,6 @@ checkpoint as the latest one.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
@@ -144,47 +144,6 @@ class StoredTensors(Mapping):
 
     def __len__(self) -> int:
         return len(self._stored)
-
-
-def num_classes_in_checkpoint(model, path: str) -> int | None:
-    """The class count a checkpoint was trained with, read off the shapes of
-    ``model``'s class-sized weights (each is a multiple of the model's
-    ``num_classes``: C, C * mixtures, ...); None when every shape fits or the
-    shapes disagree. The original's later readers hard-code 3862 classes and
-    its model_flags.json does not record them."""
-    stored = _reader(path).get_variable_to_shape_map()
-    naming = detect_naming(list(stored))
-    shapes = {naming.to_port(name): shape for name, shape in stored.items()}
-    classes = model.config.num_classes
-    found = set()
-    for name, variable in model.tf1_weights().items():
-        shape = shapes.get(name)
-        if shape is None or len(shape) != len(variable.shape):
-            continue
-        for got, want in zip(shape, variable.shape):
-            per_class = want // classes
-            if got != want and want % classes == 0 and got % per_class == 0:
-                found.add(got // per_class)
-    return found.pop() if len(found) == 1 else None
-
-
-def model_config_for_checkpoint(config, path: str | None):
-    """``config`` with the graph variant the checkpoint's names call for
-    (``LstmModel``: WILLOW's or the starter's); unchanged without a path."""
-    if path is None:
-        return config
-    from youtube8m_willow.models.registry import model_class  # models import layers only
-
-    stored = list(_reader(path).get_variable_to_shape_map())
-    naming = detect_naming(stored)
-    chosen = model_class(config.model).config_for_tf1_names(
-        config, [naming.to_port(name) for name in stored])
-    changed = {k: v for k, v in dataclasses.asdict(chosen).items()
-               if v != getattr(config, k)}
-    if changed:
-        log.info("checkpoint %s (%s names) holds the graph of %s", path, naming.description,
-                 ", ".join(f"{k}={v}" for k, v in changed.items()))
-    return chosen
 
 
 def is_optimizer_name(name: str) -> bool:

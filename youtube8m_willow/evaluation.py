@@ -22,6 +22,7 @@ from youtube8m_willow.data.segments import make_rated_segment_dataset
 from youtube8m_willow.layers.core import weights_to_be_restored
 from youtube8m_willow.losses import create_loss
 from youtube8m_willow.metrics.eval_util import EvaluationMetrics
+from youtube8m_willow.models import original_train_dir
 from youtube8m_willow.models.registry import create_model
 from youtube8m_willow.submission.csv_writer import SubmissionWriter
 from youtube8m_willow.submission.vocabulary import describe_batch
@@ -43,7 +44,8 @@ class EvalConfig:
     alpha: float = 0.5
     run_once: bool = False
     poll_secs: float = 60
-    num_classes_from_checkpoint: bool = False  # --num_classes neither given nor recorded
+    # Model flags neither given nor recorded: read off the checkpoint.
+    free_model_fields: frozenset = frozenset()
     skip_bad_records: bool = False
     drop_out_of_range_labels: bool = False
 
@@ -57,8 +59,9 @@ class Predictor:
     away: seconds for the 333M-parameter models).
     """
 
-    def __init__(self, model_config: ModelConfig, num_classes_from_checkpoint: bool = False):
-        self.num_classes_from_checkpoint = num_classes_from_checkpoint
+    def __init__(self, model_config: ModelConfig, free_model_fields: frozenset = frozenset()):
+        self.flag_config = model_config
+        self.free_model_fields = free_model_fields
         self._build(model_config)
 
     def _build(self, model_config: ModelConfig) -> None:
@@ -70,13 +73,7 @@ class Predictor:
                                     reduce_retracing=True)
 
     def restore(self, path: str) -> int:
-        config = checkpoint.model_config_for_checkpoint(self.model_config, path)
-        classes = (checkpoint.num_classes_in_checkpoint(self.model, path)
-                   if self.num_classes_from_checkpoint else None)
-        if classes is not None and classes != config.num_classes:
-            log.info("num_classes=%d, from the checkpoint %s (pass --num_classes to set it)",
-                     classes, path)
-            config = config.replace(num_classes=classes)
+        config = original_train_dir.resolve(self.flag_config, path, self.free_model_fields)
         if config != self.model_config:
             self._build(config)
         step = checkpoint.restore(path, self.model)
@@ -193,7 +190,7 @@ def evaluate(config: EvalConfig, model_config: ModelConfig, max_evaluations: int
     A checkpoint the trainer's rotation deletes before it is read is skipped
     with a warning. Summaries go into the train_dir itself, where the
     original wrote them."""
-    predictor = Predictor(model_config, config.num_classes_from_checkpoint)
+    predictor = Predictor(model_config, config.free_model_fields)
     writer = tf.summary.create_file_writer(config.train_dir)
     if config.run_once or config.check_point >= 0:
         path = checkpoint.checkpoint_path(config.train_dir, config.check_point)
@@ -232,7 +229,7 @@ def predict_top_k(predictor: Predictor, config: EvalConfig):
 def restored_predictor(config: EvalConfig, model_config: ModelConfig) -> Predictor:
     """A predictor restored from the checkpoint inference.py uses (the latest,
     or ``--check_point``); its ``model_config`` and ``path`` are the checkpoint's."""
-    predictor = Predictor(model_config, config.num_classes_from_checkpoint)
+    predictor = Predictor(model_config, config.free_model_fields)
     path = checkpoint.checkpoint_path(config.train_dir, config.check_point)
     step = predictor.restore(path)
     log.info("predicting with %s (global step %d)", path, step)

@@ -254,12 +254,15 @@ def model_config_for_training(train_dir: str, start_new_model: bool) -> ModelCon
     return config
 
 
-def num_classes_unknown(train_dir: str, start_new_model: bool = False) -> bool:
-    """Whether --num_classes is neither given nor recorded in train_dir (an
-    original or a new train_dir): the checkpoint's shapes, or for a new run
-    the records' id key, then tell it."""
+def free_model_fields(train_dir: str, start_new_model: bool = False) -> frozenset[str]:
+    """The model flags neither given on the command line nor recorded in
+    train_dir's model_flags.json (all of them in an original train_dir but
+    the few the original recorded): a checkpoint's names, shapes and graph
+    may set them (``models.original_train_dir``), and for a new run the
+    records' id key sets ``num_classes``."""
     saved = None if start_new_model or not train_dir else load_model_flags(train_dir)
-    return not FLAGS["num_classes"].present and "num_classes" not in (saved or {})
+    return frozenset(field.name for field in dataclasses.fields(ModelConfig)
+                     if not FLAGS[field.name].present and field.name not in (saved or {}))
 
 
 def model_config_for_train_dir(train_dir: str) -> ModelConfig:

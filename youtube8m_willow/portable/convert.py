@@ -29,7 +29,7 @@ def convert(train_dir: str, output_file: str, check_point: int = -1) -> str:
 
     model_config = yt_flags.model_config_for_train_dir(train_dir)
     config = EvalConfig(train_dir=train_dir, data_pattern="", check_point=check_point,
-                        num_classes_from_checkpoint=yt_flags.num_classes_unknown(train_dir))
+                        free_model_fields=yt_flags.free_model_fields(train_dir))
     predictor = restored_predictor(config, model_config)
     arrays = {name: variable.numpy() for name, variable in predictor.model.tf1_weights().items()}
     about = {"checkpoint": predictor.path, "global_step": checkpoint.step_of(predictor.path),

@@ -52,6 +52,7 @@ from youtube8m_willow.data.segments import make_rated_segment_dataset
 from youtube8m_willow.errors import ConfigError
 from youtube8m_willow.legacy import PORT_NAMING
 from youtube8m_willow.losses import create_loss
+from youtube8m_willow.models import original_train_dir
 from youtube8m_willow.models.registry import create_model
 from youtube8m_willow.training import distribute, resume, updates
 from youtube8m_willow.training.batch_metrics import batch_metrics
@@ -155,26 +156,27 @@ def model_config_for_checkpoint_names(train_dir: str, model_config: ModelConfig)
     Every worker reads it, so with several workers each must see train_dir
     (or be given the same ``--lstm_variant``).
     """
-    return checkpoint.model_config_for_checkpoint(
-        model_config, checkpoint.latest_checkpoint(train_dir))
+    return original_train_dir.resolve(model_config, checkpoint.latest_checkpoint(train_dir))
 
 
-def with_inferred_num_classes(train_dir: str, data_pattern: str,
-                                model_config: ModelConfig) -> ModelConfig:
-    """``model_config`` with the class count of a run given no --num_classes:
-    the checkpoint's, when continuing an original train_dir; else the one
-    the records' video id key implies (``video_id``: 2017, 4716 classes;
-    ``id``: 2018 and later, 3862), said in the log."""
+def resolved_model_config(train_dir: str, data_pattern: str, model_config: ModelConfig,
+                          free: frozenset) -> ModelConfig:
+    """The model of a run whose ``free`` model flags were neither given nor
+    recorded: when continuing a train_dir, its latest checkpoint's (names,
+    shapes, ``.meta`` graph: ``models.original_train_dir``); for a new run,
+    the class count the records' video id key implies (``video_id``: 2017,
+    4716 classes; ``id``: 2018 and later, 3862), said in the log."""
     path = checkpoint.latest_checkpoint(train_dir) if tf.io.gfile.isdir(train_dir) else None
     if path is not None:
-        probe = create_model(model_config).build_for_config()
-        classes, source = checkpoint.num_classes_in_checkpoint(probe, path), f"checkpoint {path}"
-    else:
-        key = first_record_id_key(data_pattern, model_config.frame_features)
-        classes, source = CLASSES_BY_ID_KEY.get(key), f"the records' video id key {key!r}"
+        return original_train_dir.resolve(model_config, path, free)
+    if "num_classes" not in free:
+        return model_config
+    key = first_record_id_key(data_pattern, model_config.frame_features)
+    classes = CLASSES_BY_ID_KEY.get(key)
     if classes is None or classes == model_config.num_classes:
         return model_config
-    log.info("num_classes=%d, from %s (pass --num_classes to set it)", classes, source)
+    log.info("num_classes=%d, from the records' video id key %r (pass --num_classes to set it)",
+             classes, key)
     return model_config.replace(num_classes=classes)
 
 
