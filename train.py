@@ -19,27 +19,11 @@ def main(argv):
     del argv
     cli.setup_logging()
     from youtube8m_willow.training import distribute
-    from youtube8m_willow.training.trainer import (TrainConfig, prepare_train_dir,
-                                                   resolved_model_config, train)
+    from youtube8m_willow.training.trainer import prepare_train_dir, resolved_model_config, train
 
     def run():
         model_config = yt_flags.model_config_for_training(FLAGS.train_dir, FLAGS.start_new_model)
-        config = TrainConfig(
-            train_dir=FLAGS.train_dir, train_data_pattern=FLAGS.train_data_pattern,
-            batch_size=FLAGS.batch_size, label_loss=FLAGS.label_loss, alpha=FLAGS.alpha,
-            regularization_penalty=FLAGS.regularization_penalty,
-            base_learning_rate=FLAGS.base_learning_rate,
-            learning_rate_decay=FLAGS.learning_rate_decay,
-            learning_rate_decay_examples=FLAGS.learning_rate_decay_examples,
-            num_epochs=FLAGS.num_epochs, max_steps=FLAGS.max_steps,
-            export_model_steps=FLAGS.export_model_steps, num_readers=FLAGS.num_readers,
-            optimizer=FLAGS.optimizer, clip_gradient_norm=FLAGS.clip_gradient_norm,
-            start_new_model=FLAGS.start_new_model,
-            save_checkpoint_secs=FLAGS.save_checkpoint_secs,
-            keep_checkpoints=FLAGS.keep_checkpoints, skip_bad_records=FLAGS.skip_bad_records,
-            drop_out_of_range_labels=FLAGS.drop_out_of_range_labels, seed=FLAGS.seed,
-            shuffle=FLAGS.shuffle, xla=FLAGS.xla, precision=FLAGS.precision)
-        yt_flags.validate_train_config(config)
+        config = yt_flags.train_config_from_flags()
         model_config = resolved_model_config(
             "" if FLAGS.start_new_model else FLAGS.train_dir, FLAGS.train_data_pattern,
             model_config, yt_flags.free_model_fields(FLAGS.train_dir, FLAGS.start_new_model))

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import REPO, run_script, shared_path
+from conftest import REPO, fed_videos, run_script, shared_path
 from youtube8m_willow import checkpoint, evaluation
 from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.data.synthetic import write_synthetic_dataset
@@ -215,3 +215,31 @@ def test_a_new_run_without_num_classes_takes_it_from_the_id_key(id_key, classes,
         assert f"num_classes={classes}, from the records' video id key '{id_key}'" in result.stderr
     assert json.loads((tmp_path / "run" / "model_flags.json").read_text())[
         "num_classes"] == classes
+
+
+def test_a_resume_without_flags_keeps_the_run_training_flags(pattern, tmp_path):
+    train_dir = tmp_path / "run"
+    flags = [f"--train_dir={train_dir}", f"--train_data_pattern={pattern}",
+             "--export_model_steps=0", "--verbosity=1"]
+    run_script("train.py", *flags, "--max_steps=2", "--batch_size=8",
+               "--optimizer=RMSPropOptimizer", "--base_learning_rate=0.01", *MODEL_FLAGS)
+    kept = json.loads((train_dir / "train_flags.json").read_text())
+    assert (kept["batch_size"], kept["optimizer"], kept["base_learning_rate"]) == (
+        8, "RMSPropOptimizer", 0.01)
+    assert "batch_size" not in json.loads((train_dir / "model_flags.json").read_text())
+
+    # No flags: the run goes on with its own batch size and optimizer (the
+    # defaults would be 1024 and Adam), its input where it stopped.
+    resumed = run_script("train.py", *flags, "--max_steps=4")
+    batches = fed_videos([resumed.stderr])
+    assert sorted(batches) == [3, 4]
+    assert all(len(ids.split(",")) == 8 for ids in batches.values())
+    assert "starts over" not in resumed.stderr and "slots" not in resumed.stderr
+    assert "changes the run's" not in resumed.stderr
+
+    # A given flag that changes a kept one: one line naming it; it is kept from then on.
+    changed = run_script("train.py", *flags, "--max_steps=5", "--batch_size=16")
+    lines = [line for line in changed.stderr.splitlines() if "changes the run's" in line]
+    assert len(lines) == 1, changed.stderr[-3000:]
+    assert "--batch_size=16" in lines[0] and "batch_size=8" in lines[0]
+    assert json.loads((train_dir / "train_flags.json").read_text())["batch_size"] == 16

@@ -146,11 +146,51 @@ def load_model_flags(train_dir: str) -> dict[str, Any] | None:
 
 def save_model_config(train_dir: str, config: ModelConfig) -> None:
     """Records the model in train_dir atomically, for eval, inference and resumes."""
+    _write_json_atomic(os.path.join(train_dir, MODEL_FLAGS_FILE), config.to_json())
+
+
+# The training flags that shape a run's math and input, kept with the run in
+# TRAIN_FLAGS_FILE (beside the original's model_flags.json, which stays as the
+# original wrote it) so that a resume without flags goes on as the run began.
+TRAIN_FLAGS_FILE = "train_flags.json"
+KEPT_TRAIN_FLAGS = ("batch_size", "base_learning_rate", "learning_rate_decay",
+                    "learning_rate_decay_examples", "optimizer", "clip_gradient_norm",
+                    "regularization_penalty", "label_loss", "alpha", "num_epochs", "shuffle",
+                    "precision")
+
+
+def load_train_flags(train_dir: str) -> dict[str, Any]:
+    """The kept training flags of train_dir's run ({} for a new train_dir or
+    one written by the original code)."""
     import tensorflow as tf
 
-    tf.io.gfile.makedirs(train_dir)
-    path = os.path.join(train_dir, MODEL_FLAGS_FILE)
+    path = os.path.join(train_dir, TRAIN_FLAGS_FILE)
+    if not tf.io.gfile.exists(path):
+        return {}
+    try:
+        with tf.io.gfile.GFile(path) as handle:
+            values = json.load(handle)
+        if not isinstance(values, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as error:
+        from youtube8m_willow.errors import ConfigError
+
+        raise ConfigError(f"{path} is not a valid training flags file: {error}; fix it, or "
+                          "delete it to resume with the flags given") from None
+    return {name: values[name] for name in KEPT_TRAIN_FLAGS if name in values}
+
+
+def save_train_flags(train_dir: str, values: dict[str, Any]) -> None:
+    """Records the run's kept training flags atomically."""
+    _write_json_atomic(os.path.join(train_dir, TRAIN_FLAGS_FILE),
+                       json.dumps({k: values[k] for k in KEPT_TRAIN_FLAGS}, indent=1))
+
+
+def _write_json_atomic(path: str, text: str) -> None:
+    import tensorflow as tf
+
+    tf.io.gfile.makedirs(os.path.dirname(path))
     temporary = f"{path}.tmp{os.getpid()}"
     with tf.io.gfile.GFile(temporary, "w") as handle:
-        handle.write(config.to_json())
+        handle.write(text)
     tf.io.gfile.rename(temporary, path, overwrite=True)

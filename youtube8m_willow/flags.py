@@ -11,7 +11,8 @@ import dataclasses
 
 from absl import flags
 
-from youtube8m_willow.config import ModelConfig, load_model_flags
+from youtube8m_willow.config import (TRAIN_FLAGS_FILE, ModelConfig, load_model_flags,
+                                     load_train_flags)
 
 FLAGS = flags.FLAGS
 
@@ -318,6 +319,30 @@ def validate_model_config(config: ModelConfig) -> None:
     if config.lstm_variant not in LSTM_VARIANTS:
         raise flags.ValidationError(f"unknown --lstm_variant={config.lstm_variant!r}; "
                                     f"valid: {', '.join(LSTM_VARIANTS)}")
+
+
+def train_config_from_flags():
+    """train.py's TrainConfig: the flags, where the command line does not give
+    them the kept training flags of the run that train_dir holds (batch size,
+    learning-rate schedule, optimizer, ...: ``config.KEPT_TRAIN_FLAGS``). A
+    given flag that changes a kept one is said in one line."""
+    from absl import logging as absl_logging
+
+    from youtube8m_willow.training.trainer import TrainConfig
+
+    values = {field.name: FLAGS[field.name].value for field in dataclasses.fields(TrainConfig)}
+    kept = {} if FLAGS.start_new_model else load_train_flags(FLAGS.train_dir)
+    for name, kept_value in kept.items():
+        if not FLAGS[name].present:
+            values[name] = kept_value
+        elif FLAGS[name].value != kept_value:
+            absl_logging.warning(
+                "--%s=%s changes the run's %s=%s (kept in %s/%s): the run goes on with %s",
+                name, _flag_text(FLAGS[name].value), name, _flag_text(kept_value),
+                FLAGS.train_dir.rstrip("/"), TRAIN_FLAGS_FILE, _flag_text(FLAGS[name].value))
+    config = TrainConfig(**values)
+    validate_train_config(config)
+    return config
 
 
 def validate_train_config(config) -> None:

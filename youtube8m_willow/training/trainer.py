@@ -43,7 +43,7 @@ import keras
 import tensorflow as tf
 
 from youtube8m_willow import checkpoint, summaries
-from youtube8m_willow.config import ModelConfig, save_model_config
+from youtube8m_willow.config import ModelConfig, save_model_config, save_train_flags
 from youtube8m_willow.data.readers import (CLASSES_BY_ID_KEY, DataError, ReaderConfig,
                                             dequantize_frames, file_sizes, first_record_id_key,
                                             make_planned_dataset, report_skipped)
@@ -323,6 +323,7 @@ class Trainer:
         if not self._checkpoints.written:
             # The flags are known to fit the train_dir's checkpoint (restored, or none).
             save_model_config(self.config.train_dir, self.model_config)
+            save_train_flags(self.config.train_dir, dataclasses.asdict(self.config))
         tensors = checkpoint.training_state(self.model, self.optimizer, self.global_step,
                                             self.naming)
         companions = {}
