@@ -28,7 +28,7 @@ def main(argv):
             batch_size=FLAGS.batch_size, num_readers=FLAGS.num_readers, top_k=FLAGS.top_k,
             check_point=FLAGS.check_point,
             free_model_fields=yt_flags.free_model_fields(FLAGS.train_dir),
-            label_loss=FLAGS.label_loss, alpha=FLAGS.alpha,
+            **yt_flags.loss_flags_for_train_dir(FLAGS.train_dir),
             run_once=FLAGS.run_once, poll_secs=FLAGS.poll_secs,
             skip_bad_records=FLAGS.skip_bad_records,
             drop_out_of_range_labels=FLAGS.drop_out_of_range_labels)

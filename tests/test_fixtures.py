@@ -106,3 +106,31 @@ def test_train_continues_original_run(folder, name, extra, tmp_path):
     predictions = _infer(train_dir, fixture / "data.tfrecord", meta, tmp_path / "after.csv")
     expected = np.load(fixture / "expected_predictions.npy")
     np.testing.assert_allclose(predictions, expected, atol=2e-4, rtol=0)
+
+
+@pytest.mark.parametrize("folder, name", [("train_fixtures", "train_netvlad"),
+                                          ("starter_fixtures/train", "starter_train_moe_rmsprop")],
+                         ids=["netvlad", "starter-rmsprop"])
+def test_train_continues_original_run_with_the_training_flags_of_its_graph(folder, name,
+                                                                           tmp_path):
+    """No training flag given (the defaults would be WILLOW's: batch 1024,
+    Adam at 0.001, clip 1.0): the batch size, learning-rate schedule,
+    optimizer and clip come from the checkpoint's .meta training graph."""
+    fixture, meta = _load(folder, name)
+    train_dir = tmp_path / "train_dir"
+    shutil.copytree(fixture / "train_dir", train_dir)
+    step = meta["checkpoint_step"]
+    train_flag_names = {flag.split("=")[0] for flag in meta["train_flags"]}
+    model_flags = [f for f in meta["model_flags"] if f.split("=")[0] not in train_flag_names]
+    result = run_script(
+        "train.py", f"--train_dir={train_dir}", f"--train_data_pattern={fixture / 'data.tfrecord'}",
+        f"--max_steps={step + 1}", "--num_epochs=1", f"--num_classes={meta['num_classes']}",
+        "--frame_sampling=uniform", *model_flags)
+    assert "continuing the original run" in result.stderr
+    assert f"--batch_size={meta['batch_size']}" in result.stderr
+    line = result.stderr.split(f"training step {step + 1} | ")[1].splitlines()[0]
+    assert float(line.split("Total loss: ")[1]) == pytest.approx(meta["loss_of_checked_step"],
+                                                                 rel=1e-4)
+    predictions = _infer(train_dir, fixture / "data.tfrecord", meta, tmp_path / "after.csv")
+    expected = np.load(fixture / "expected_predictions.npy")
+    np.testing.assert_allclose(predictions, expected, atol=2e-4, rtol=0)

@@ -243,3 +243,17 @@ def test_a_resume_without_flags_keeps_the_run_training_flags(pattern, tmp_path):
     assert len(lines) == 1, changed.stderr[-3000:]
     assert "--batch_size=16" in lines[0] and "batch_size=8" in lines[0]
     assert json.loads((train_dir / "train_flags.json").read_text())["batch_size"] == 16
+
+
+def _avg_loss(result) -> float:
+    return float(re.search(r"Avg_Loss: ([0-9.]+)", result.stderr).group(1))
+
+
+def test_eval_reports_the_loss_the_run_was_trained_with(pattern, tmp_path):
+    train_dir = tmp_path / "run"
+    _train(train_dir, pattern, "--max_steps=1", "--label_loss=HingeLoss", *MODEL_FLAGS)
+    evaluate = [f"--train_dir={train_dir}", f"--eval_data_pattern={pattern}", "--run_once=True"]
+    unflagged = _avg_loss(run_script("eval.py", *evaluate))
+    hinge = _avg_loss(run_script("eval.py", *evaluate, "--label_loss=HingeLoss"))
+    cross_entropy = _avg_loss(run_script("eval.py", *evaluate, "--label_loss=CrossEntropyLoss"))
+    assert unflagged == hinge != cross_entropy

@@ -331,7 +331,8 @@ def train_config_from_flags():
     from youtube8m_willow.training.trainer import TrainConfig
 
     values = {field.name: FLAGS[field.name].value for field in dataclasses.fields(TrainConfig)}
-    kept = {} if FLAGS.start_new_model else load_train_flags(FLAGS.train_dir)
+    kept = {} if FLAGS.start_new_model else (load_train_flags(FLAGS.train_dir)
+                                             or _original_run_flags(FLAGS.train_dir))
     for name, kept_value in kept.items():
         if not FLAGS[name].present:
             values[name] = kept_value
@@ -343,6 +344,45 @@ def train_config_from_flags():
     config = TrainConfig(**values)
     validate_train_config(config)
     return config
+
+
+def loss_flags_for_train_dir(train_dir: str) -> dict:
+    """eval.py's ``label_loss`` and ``alpha``: the given flags, else those the
+    run was trained with (its kept training flags, or the loss an original's
+    model_flags.json records), so Avg_Loss is the loss the run minimized."""
+    kept = load_train_flags(train_dir)
+    original = load_model_flags(train_dir) or {}
+    values = {}
+    for name in ("label_loss", "alpha"):
+        values[name] = (FLAGS[name].value if FLAGS[name].present
+                        else kept.get(name, original.get(name, FLAGS[name].value)))
+    return values
+
+
+def _original_run_flags(train_dir: str) -> dict:
+    """The training flags of an original run being continued: those its
+    latest checkpoint's ``.meta`` training graph holds (schedule, examples
+    per step, optimizer, clip, penalty) and the loss its partial
+    model_flags.json records; said in one line."""
+    import logging
+
+    import tensorflow as tf
+
+    from youtube8m_willow import checkpoint
+    from youtube8m_willow.legacy.meta_graph import read_training_flags
+
+    path = checkpoint.latest_checkpoint(train_dir) if tf.io.gfile.isdir(train_dir) else None
+    if path is None:
+        return {}
+    found = read_training_flags(path + ".meta")
+    label_loss = (load_model_flags(train_dir) or {}).get("label_loss")
+    if label_loss:
+        found["label_loss"] = label_loss
+    if found:
+        logging.getLogger("youtube8m_willow").info(
+            "continuing the original run of %s: it was trained with %s", path,
+                          " ".join(f"--{k}={_flag_text(v)}" for k, v in sorted(found.items())))
+    return found
 
 
 def validate_train_config(config) -> None:
