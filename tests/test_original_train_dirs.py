@@ -123,3 +123,24 @@ def test_graph_facts_of_a_graph_without_dbof_and_of_no_graph(tmp_path):
     assert metas, f"no .meta in {netvlad}"
     assert read_graph_facts(str(metas[0])).as_flags() == {}
     assert read_graph_facts(str(tmp_path / "model.ckpt-1.meta")) is None
+
+
+def test_shapes_set_only_the_free_fields():
+    from youtube8m_willow.config import ModelConfig
+    from youtube8m_willow.models.original_train_dir import _from_shapes
+
+    moe = {"gates/weights": (1152, 5 * 3862), "experts/weights": (1152, 4 * 3862)}
+    every = frozenset({"num_classes", "moe_num_mixtures", "dbof_cluster_size",
+                       "dbof_hidden_size", "dbof_add_batch_norm"})
+    assert _from_shapes(ModelConfig(model="MoeModel"), moe, every) == {
+        "num_classes": 3862, "moe_num_mixtures": 4}
+    assert _from_shapes(ModelConfig(model="MoeModel"), moe, frozenset({"num_classes"})) == {
+        "num_classes": 3862}
+    dbof = {"cluster_weights": (1152, 8192), "hidden1_weights": (8192, 1024),
+            "cluster_biases": (8192,), **moe}
+    assert _from_shapes(ModelConfig(model="DbofModel"), dbof, every) == {
+        "num_classes": 3862, "moe_num_mixtures": 4, "dbof_cluster_size": 8192,
+        "dbof_hidden_size": 1024, "dbof_add_batch_norm": False}
+    # WILLOW's DbofModelLF has other names for its sizes: none is read.
+    assert _from_shapes(ModelConfig(model="DbofModelLF"), dbof, frozenset(
+        {"dbof_cluster_size"})) == {}

@@ -12,7 +12,8 @@ checkpoint, most reliable source first:
 2. the variable shapes: ``num_classes`` (4716 in 2017, 3862 from 2018 on),
    MoE's ``moe_num_mixtures`` (NeXtVLAD's fork: 4, the others: 2), the
    starter DbofModel's ``dbof_cluster_size`` and ``dbof_hidden_size``
-   (8192 and 1024 in the starters, WILLOW's flags default to 16384 and 2048);
+   (8192 and 1024 in the starters, WILLOW's flags default to 16384 and 2048)
+   and ``dbof_add_batch_norm`` (``cluster_bn`` or ``cluster_biases``);
 3. the graph in ``model.ckpt-N.meta``: DbofModel's ``dbof_activation`` (the
    2019 starter's flag defaults to sigmoid, the 2017 starter hard-codes
    relu6) and ``dbof_pooling_method``;
@@ -67,8 +68,8 @@ def resolve(config: ModelConfig, path: str | None, free: frozenset = frozenset()
 
 
 def _from_shapes(config: ModelConfig, shapes: dict, free: frozenset) -> dict:
-    """Sizes the variable shapes pin down: MoE mixtures (and classes), the
-    starter DbofModel's cluster and hidden sizes."""
+    """What the variables pin down: MoE mixtures (and classes), the starter
+    DbofModel's batch norm, cluster and hidden sizes."""
     found = {}
     gates, experts = shapes.get("gates/weights"), shapes.get("experts/weights")
     if gates and experts and len(gates) == len(experts) == 2:
@@ -76,6 +77,8 @@ def _from_shapes(config: ModelConfig, shapes: dict, free: frozenset) -> dict:
         if classes > 0 and experts[1] % classes == 0:
             found.update(num_classes=classes, moe_num_mixtures=experts[1] // classes)
     if config.model == "DbofModel":
+        if "cluster_biases" in shapes or "cluster_bn/beta" in shapes:
+            found["dbof_add_batch_norm"] = "cluster_bn/beta" in shapes
         if len(shapes.get("cluster_weights", ())) == 2:
             found["dbof_cluster_size"] = shapes["cluster_weights"][1]
         if len(shapes.get("hidden1_weights", ())) == 2:
