@@ -257,3 +257,34 @@ def test_eval_reports_the_loss_the_run_was_trained_with(pattern, tmp_path):
     hinge = _avg_loss(run_script("eval.py", *evaluate, "--label_loss=HingeLoss"))
     cross_entropy = _avg_loss(run_script("eval.py", *evaluate, "--label_loss=CrossEntropyLoss"))
     assert unflagged == hinge != cross_entropy
+
+
+def test_a_damaged_input_state_is_a_one_line_error_and_changes_nothing(pattern, tmp_path):
+    train_dir = tmp_path / "run"
+    _train(train_dir, pattern, "--max_steps=1", *MODEL_FLAGS)
+    state = train_dir / "model.ckpt-1.input.json"
+    state.write_text(state.read_text()[:20])
+    before = _files(train_dir)
+    line = _error_line(_train(train_dir, pattern, "--max_steps=2", check=False))
+    assert str(state) in line and "delete it" in line
+    assert _files(train_dir) == before
+
+
+def test_every_user_facing_error_is_a_user_error():
+    import inspect
+
+    from youtube8m_willow import errors
+    from youtube8m_willow.data import readers
+    from youtube8m_willow.portable import weights_file
+    from youtube8m_willow.training import resume, trainer
+
+    classes = [c for _, c in inspect.getmembers(errors, inspect.isclass)
+               if c.__module__ == errors.__name__]
+    assert len(classes) >= 10
+    assert all(issubclass(c, errors.UserError) for c in classes)
+    # The modules that raise them re-export the same classes.
+    assert readers.DataError is errors.DataError
+    assert checkpoint.CheckpointError is errors.CheckpointError
+    assert resume.InputStateError is errors.InputStateError
+    assert trainer.NonFiniteLossError is errors.NonFiniteLossError
+    assert weights_file.WeightsFileError is errors.WeightsFileError

@@ -33,6 +33,7 @@ from typing import Iterable, Iterator, Mapping
 import numpy as np
 import tensorflow as tf
 
+from youtube8m_willow.errors import CheckpointError
 from youtube8m_willow.legacy import PORT_NAMING, Naming, detect_naming
 from youtube8m_willow.legacy.fit import fit_problems
 from youtube8m_willow.training.tf1_optimizers import SLOT_SUFFIXES, slots_of
@@ -45,10 +46,6 @@ STATE_FILE = "checkpoint"
 GLOBAL_STEP = "global_step"
 BETA1_POWER = "model/beta1_power"
 BETA2_POWER = "model/beta2_power"
-
-
-class CheckpointError(Exception):
-    """A checkpoint is missing or does not fit the model (one-line message)."""
 
 
 # ---------------------------------------------------------------- finding

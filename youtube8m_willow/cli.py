@@ -108,23 +108,21 @@ TRACEBACK_ENV = "YT8M_TRACEBACK"  # set to 1: known user errors keep their trace
 
 
 def run_guarded(main: Callable[[], object]) -> object:
-    """Runs ``main``; known user errors (bad flags, files, data, checkpoints)
-    exit 1 with a one-line message. Any other exception is a bug and keeps
-    its traceback; with ``YT8M_TRACEBACK=1`` every error does."""
+    """Runs ``main``; user errors (``errors.UserError``: bad flags, files,
+    data, checkpoints) exit 1 with a one-line message. Any other exception
+    is a bug and keeps its traceback; with ``YT8M_TRACEBACK=1`` every error
+    does."""
     import tensorflow as tf
     from absl import flags
 
-    from youtube8m_willow.checkpoint import CheckpointError
-    from youtube8m_willow.data.readers import DataError, data_error_from
+    from youtube8m_willow.data.readers import data_error_from
     from youtube8m_willow.errors import UserError
-    from youtube8m_willow.training.trainer import NonFiniteLossError
 
     if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
         return main()
     try:
         return main()
-    except (UserError, DataError, CheckpointError, NonFiniteLossError, flags.ValidationError,
-            FileNotFoundError) as error:
+    except (UserError, flags.ValidationError, FileNotFoundError) as error:
         _fail(error)
     except (tf.errors.NotFoundError, tf.errors.PermissionDeniedError) as error:
         _fail(error)  # a path that does not exist or cannot be written

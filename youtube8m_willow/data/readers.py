@@ -58,6 +58,7 @@ import numpy as np
 import tensorflow as tf
 
 from youtube8m_willow.data.resumable import InputPosition, Plan, planned_records
+from youtube8m_willow.errors import DataError
 
 _RECORD_FRAMING_BYTES = 16  # length (8) + length CRC (4) + payload CRC (4)
 _READ_BUFFER_BYTES = 8 << 20
@@ -130,10 +131,6 @@ class ReaderConfig:
                    skip_bad_records=skip_bad_records,
                    drop_out_of_range_labels=drop_out_of_range_labels,
                    quantized_frames=quantized_frames and model_config.frame_features)
-
-
-class DataError(Exception):
-    """Bad input data: a one-line message naming the file, the record and the problem."""
 
 
 class ReadStats:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from youtube8m_willow.errors import MetaGraphError
+
 # TF op type -> the original's activation name (dbof_activation values).
 ACTIVATION_OPS = {"Sigmoid": "sigmoid", "Relu6": "relu6", "Relu": "relu"}
 # TF reduction op type -> dbof_pooling_method.
@@ -43,10 +45,6 @@ class GraphFacts:
 
     def as_flags(self) -> dict:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
-
-
-class MetaGraphError(ValueError):
-    """A ``.meta`` file that cannot be parsed."""
 
 
 def read_graph_facts(meta_path: str) -> GraphFacts | None:

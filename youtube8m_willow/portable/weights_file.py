@@ -18,17 +18,13 @@ from typing import Mapping
 import numpy as np
 
 from youtube8m_willow.config import ModelConfig
-from youtube8m_willow.errors import UserError
+from youtube8m_willow.errors import WeightsFileError
 from youtube8m_willow.legacy.fit import fit_problems
 
 FORMAT = "youtube8m_willow.tf1_weights"
 VERSION = 1
 CONFIG_KEY = "__model_config__"
 ABOUT_KEY = "__about__"
-
-
-class WeightsFileError(UserError):
-    """A weights file that cannot be read, or does not fit the model."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -45,7 +45,7 @@ from youtube8m_willow.data.readers import DataError, list_files
 from youtube8m_willow.errors import ConfigError, UserError
 from youtube8m_willow.segments.submission import HEADER
 from youtube8m_willow.submission.csv_writer import AtomicTextFile
-from youtube8m_willow.submission.ensemble import SubmissionFormatError
+from youtube8m_willow.errors import SubmissionFormatError
 
 log = logging.getLogger("youtube8m_willow")
 

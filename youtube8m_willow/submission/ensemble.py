@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from youtube8m_willow.errors import ConfigError, UserError
+from youtube8m_willow.errors import ConfigError, SubmissionFormatError
 from youtube8m_willow.submission.csv_writer import HEADER, SubmissionWriter
 
 log = logging.getLogger("youtube8m_willow")
@@ -43,10 +43,6 @@ _CLASS_MASK = (1 << _CLASS_BITS) - 1
 _MAX_CLASS = 2 ** 31 - 1
 _WRITE_CHUNK = 10_000              # videos formatted per write
 _CHUNK_LINES = 10_000              # lines parsed at once
-
-
-class SubmissionFormatError(UserError, ValueError):
-    """A submission CSV that cannot be read; the message names file and line."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,17 +20,13 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from youtube8m_willow.errors import ConfigError, UserError
+from youtube8m_willow.errors import ConfigError, VocabularyError
 
 # (id column, name column, fallback name column) per format.
 _FORMATS = {
     "vocabulary.csv (2018+)": ("Index", "Name", "KnowledgeGraphId"),
     "label_names.csv (2017)": ("label_id", "label_name", None),
 }
-
-
-class VocabularyError(UserError, ValueError):
-    """A file that is neither vocabulary format; the message names the file."""
 
 
 def load_vocabulary(path: str) -> dict[int, str]:

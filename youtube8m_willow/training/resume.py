@@ -21,13 +21,10 @@ import json
 import tensorflow as tf
 
 from youtube8m_willow.data.resumable import InputPosition, Plan
+from youtube8m_willow.errors import InputStateError
 
 SUFFIX = ".input.json"
 FORMAT = 1
-
-
-class InputStateError(Exception):
-    """A companion input-state file that cannot be read."""
 
 
 @dataclasses.dataclass(frozen=True)

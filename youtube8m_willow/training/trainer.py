@@ -49,7 +49,7 @@ from youtube8m_willow.data.readers import (CLASSES_BY_ID_KEY, DataError, ReaderC
                                             make_planned_dataset, report_skipped)
 from youtube8m_willow.data.resumable import InputPosition, Plan
 from youtube8m_willow.data.segments import make_rated_segment_dataset
-from youtube8m_willow.errors import ConfigError
+from youtube8m_willow.errors import ConfigError, NonFiniteLossError
 from youtube8m_willow.legacy import PORT_NAMING
 from youtube8m_willow.losses import create_loss
 from youtube8m_willow.models import original_train_dir
@@ -113,10 +113,6 @@ class TrainResult:
     last_loss: float
     checkpoint_path: str  # "" on a worker that is not the chief
     stopped_by: str  # "max_steps" | "end_of_data" | "signal" | "nan"
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or Inf; the last good checkpoint is kept."""
 
 
 class _StopRequest:
