@@ -171,6 +171,23 @@ def test_signal_to_a_worker_stops_every_worker_at_one_step(runs):
     assert not worker_dir.exists()
 
 
+def test_two_workers_report_the_records_skipped_on_any_worker(tmp_path):
+    """--skip_bad_records: a record damaged in worker 1's file (one file per
+    worker) is counted in every worker's log, the chief's included."""
+    data = write_synthetic_dataset(str(tmp_path / "data"), num_videos=32,
+                                   num_classes=NUM_CLASSES, num_shards=2,
+                                   frame_level=False)["video"]
+    second = sorted(tmp_path.glob("data/video/*.tfrecord"))[1]
+    content = second.read_bytes()
+    second.write_bytes(content[: len(content) // 2 + 100])  # cut inside a record
+    logs = _finish(_start_workers([tmp_path / "chief", tmp_path / "worker"],
+                                  [f"--train_data_pattern={data}", "--skip_bad_records=True",
+                                   *TRAIN_FLAGS], tmp_path), tmp_path)
+    for log in logs:
+        assert "stopped (end_of_data)" in log
+        assert "skipped or dropped input (all 2 workers): corrupt_records=1, " in log
+
+
 RESUME_FLAGS = ["--batch_size=16", "--num_epochs=3", "--num_readers=1", "--seed=4",
                 "--save_checkpoint_secs=0", "--export_model_steps=0", "--verbosity=1",
                 "--max_steps=12"]  # 72 videos x 3 epochs: 13.5 global batches
