@@ -20,7 +20,8 @@ replica, as one process does. Batch norm normalizes with each replica's own
 batch statistics (exact with one replica); the moving statistics are
 averaged over the replicas after every step, so all copies stay equal. A
 replica left without examples at the end of the data takes part in the
-collectives with zero gradients. A signal stops every worker at the same
+collectives with zero gradients. Each replica samples frames with its own
+seed (``replica_sampling_seed``). A signal stops every worker at the same
 step; only the chief writes checkpoints, exports and summaries.
 
 Speed: ``--xla`` compiles the forward and backward pass; ``--precision``
@@ -465,7 +466,8 @@ class Trainer:
         perr, gap, examples, and (distributed) stop, whether a worker asked to
         stop.
         """
-        # Random frame sampling is a function of the run's seed and the step.
+        # Random frame sampling is a function of the run's seed and the step
+        # (and, with several replicas, of the replica: replica_sampling_seed).
         batch = {**batch, "sampling_seed": tf.constant([self.seed, self.global_step + 1], tf.int64)}
         if self.distributed:
             metrics = self._step_fn(batch, tf.constant(stop))
@@ -562,6 +564,9 @@ class Trainer:
 
     def _replica_step(self, batch, stop):
         context = tf.distribute.get_replica_context()
+        if self.num_replicas > 1:
+            batch = {**batch, "sampling_seed": replica_sampling_seed(
+                batch["sampling_seed"], context.replica_id_in_sync_group)}
         sum_ = tf.distribute.ReduceOp.SUM
         local_size = tf.shape(batch["labels"])[0]
         has_data = local_size > 0
@@ -609,6 +614,13 @@ class Trainer:
                                     [v.value * weight for v in self._moving_statistics] + [weight])
         for variable, total in zip(self._moving_statistics, totals[:-1]):
             variable.assign(total / totals[-1])
+
+
+def replica_sampling_seed(sampling_seed, replica_id):
+    """The step's frame-sampling seed of one replica: the run's seed and
+    step folded with the replica id, so replicas draw different frames for
+    the same row and a resumed run draws what the uninterrupted one did."""
+    return tf.random.experimental.stateless_fold_in(sampling_seed, replica_id)
 
 
 def _tolerant_stats(reader: ReaderConfig) -> ReadStats | None:
