@@ -171,6 +171,23 @@ def test_signal_to_a_worker_stops_every_worker_at_one_step(runs):
     assert not worker_dir.exists()
 
 
+def test_two_workers_report_the_records_skipped_on_any_worker(tmp_path):
+    """--skip_bad_records: a record damaged in worker 1's file (one file per
+    worker) is counted in every worker's log, the chief's included."""
+    data = write_synthetic_dataset(str(tmp_path / "data"), num_videos=32,
+                                   num_classes=NUM_CLASSES, num_shards=2,
+                                   frame_level=False)["video"]
+    second = sorted(tmp_path.glob("data/video/*.tfrecord"))[1]
+    content = second.read_bytes()
+    second.write_bytes(content[: len(content) // 2 + 100])  # cut inside a record
+    logs = _finish(_start_workers([tmp_path / "chief", tmp_path / "worker"],
+                                  [f"--train_data_pattern={data}", "--skip_bad_records=True",
+                                   *TRAIN_FLAGS], tmp_path), tmp_path)
+    for log in logs:
+        assert "stopped (end_of_data)" in log
+        assert "skipped or dropped input (all 2 workers): corrupt_records=1, " in log
+
+
 RESUME_FLAGS = ["--batch_size=16", "--num_epochs=3", "--num_readers=1", "--seed=4",
                 "--save_checkpoint_secs=0", "--export_model_steps=0", "--verbosity=1",
                 "--max_steps=12"]  # 72 videos x 3 epochs: 13.5 global batches
@@ -274,6 +291,86 @@ def test_mirrored_replicas_train_like_one_device(runs):
     assert report["moving_mean_moved"]
     assert "--batch_size=15 is the global batch" in report["odd_batch_error"]
     assert "number of replicas (2)" in report["odd_batch_error"]
+
+
+_SAMPLING_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from youtube8m_willow.config import ModelConfig
+    from youtube8m_willow.training.trainer import TrainConfig, Trainer
+
+    args = json.loads(sys.argv[1])
+    model = ModelConfig(**args["model"])
+
+    def sampled(train_dir, strategy, step):
+        \"\"\"{replica: (sampling seed, frames sampled)} of one training step.\"\"\"
+        config = TrainConfig(train_dir=train_dir, train_data_pattern=args["data"], batch_size=4,
+                             num_epochs=1, shuffle=False, num_readers=1, seed=5,
+                             export_model_steps=0)
+        trainer = Trainer(config, model, strategy)
+        sampler, seen = trainer.model.sampler, {}
+        original = sampler.call
+
+        def record(replica, seed, frames):
+            seen[int(replica)] = (seed.numpy().tolist(), frames.numpy().tolist())
+            return 0
+
+        def call(frames, num_frames, sampling_seed=None):
+            frames = original(frames, num_frames, sampling_seed)
+            replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+            done = tf.py_function(record, [replica, sampling_seed, frames], tf.int32)
+            with tf.control_dependencies([done]):
+                return tf.identity(frames)
+
+        sampler.call = call
+        trainer.global_step = step
+        trainer.step(next(iter(trainer.make_dataset())))
+        return seen
+
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    report = {"two": sampled(args["root"] + "/two", mirrored, 7),
+              "two_again": sampled(args["root"] + "/two_again", mirrored, 7),
+              "one": sampled(args["root"] + "/one", None, 7)}
+    print("REPORT " + json.dumps(report))
+""")
+
+
+def test_replicas_sample_different_frames_reproducibly(tmp_path):
+    """Every video of the data is one video, so row i of each replica's batch
+    is the same video: the replicas must still draw different frames for it,
+    the same ones when the step is done again, and one replica keeps the
+    single-process seed (seed, step + 1)."""
+    import tensorflow as tf
+
+    source = write_synthetic_dataset(str(tmp_path / "source"), num_videos=1, num_classes=4,
+                                     num_shards=1, feature_sizes=(8, 4), max_frames=30,
+                                     min_frames=20, video_level=False)["frame"]
+    record = next(iter(tf.data.TFRecordDataset(tf.io.gfile.glob(source)))).numpy()
+    data = tmp_path / "same.tfrecord"
+    with tf.io.TFRecordWriter(str(data)) as writer:
+        for _ in range(8):
+            writer.write(record)
+    model = {"model": "DbofModel", "num_classes": 4, "feature_names": ["rgb", "audio"],
+             "feature_sizes": [8, 4], "frame_features": True, "max_frames": 30,
+             "iterations": 6, "frame_sampling": "random", "dbof_cluster_size": 4,
+             "dbof_hidden_size": 4}
+    args = {"data": str(data), "root": str(tmp_path), "model": model}
+    result = subprocess.run([sys.executable, "-c", _SAMPLING_SCRIPT, json.dumps(args)],
+                            capture_output=True, text=True, timeout=TIMEOUT, cwd=str(REPO),
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+                                 "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.split("REPORT ")[1])
+    two, again, one = report["two"], report["two_again"], report["one"]
+    assert sorted(two) == ["0", "1"] and sorted(one) == ["0"]
+    assert two["0"][0] != two["1"][0]
+    for row in range(2):
+        assert two["0"][1][row] != two["1"][1][row]
+    assert two == again
+    assert one["0"][0] == [5, 8]
 
 
 # ----------------------------------------------------------- no processes

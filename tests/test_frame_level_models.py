@@ -5,13 +5,15 @@ a few training steps."""
 import dataclasses
 import json
 import math
+import subprocess
+import sys
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import SHARED, shared_path
+from conftest import REPO, SHARED, shared_path
 from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.layers.statistics import FrameStatistics
 from youtube8m_willow.models.frame_level import (HiddenLayer, TwoStreamPoolingModel,
@@ -397,12 +399,23 @@ def test_hidden_layer_serialization_round_trip():
 
 # ---------------------------------------------------------------- save / load
 
-@pytest.mark.parametrize("name", FRAME_MODELS)
-def test_saved_model_reloads_with_identical_outputs(name, tmp_path):
-    model = create_model(small(name, gating=True, moe_prob_gating=True)).build_for_config()
-    randomize(model)
+def saveable(name):
+    """A tiny config of any registered model, video-level ones included."""
+    return small(name, frame_features=is_frame_level(name), gating=True, moe_prob_gating=True,
+                 lstm_cells=3, gru_cells=3, lstm_layers=2, gru_layers=2)
+
+
+def batch_for(config):
     video, num_frames = inputs(5)
-    batch = {"video_matrix": video, "num_frames": num_frames}
+    return {"video_matrix": video if config.frame_features else video[:, 0],
+            "num_frames": num_frames}
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_saved_model_reloads_with_identical_outputs(name, tmp_path):
+    model = create_model(saveable(name)).build_for_config()
+    randomize(model)
+    batch = batch_for(model.config)
     path = tmp_path / "model.keras"
     model.save(path)
     reloaded = keras.saving.load_model(path)
@@ -411,6 +424,30 @@ def test_saved_model_reloads_with_identical_outputs(name, tmp_path):
     clone = type(model).from_config(model.get_config()).build_for_config()
     clone.set_weights(model.get_weights())
     np.testing.assert_array_equal(clone(batch).numpy(), model(batch).numpy())
+
+
+def test_fresh_process_loads_every_saved_model(tmp_path):
+    """A new Python process that imports ``youtube8m_willow.models`` and
+    nothing else reads every model's ``.keras`` file back, predictions equal."""
+    expected = {}
+    for name in model_names():
+        model = create_model(saveable(name)).build_for_config()
+        randomize(model)
+        model.save(tmp_path / f"{name}.keras")
+        batch = batch_for(model.config)
+        np.savez(tmp_path / f"{name}_input.npz", **batch)
+        expected[name] = model(batch).numpy()
+    load = ("import sys, pathlib, keras, numpy as np, youtube8m_willow.models\n"
+            "folder = pathlib.Path(sys.argv[1])\n"
+            "for path in sorted(folder.glob('*.keras')):\n"
+            "    batch = dict(np.load(folder / f'{path.stem}_input.npz'))\n"
+            "    got = keras.models.load_model(path)(batch)\n"
+            "    np.save(folder / f'{path.stem}_output.npy', keras.ops.convert_to_numpy(got))\n")
+    result = subprocess.run([sys.executable, "-c", load, str(tmp_path)], capture_output=True,
+                            text=True, cwd=str(REPO), timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for name, want in expected.items():
+        np.testing.assert_array_equal(np.load(tmp_path / f"{name}_output.npy"), want)
 
 
 # ---------------------------------------------------------------- training

@@ -29,6 +29,7 @@ import dataclasses
 from keras import ops
 
 from youtube8m_willow.config import ModelConfig
+from youtube8m_willow.layers.core import register
 from youtube8m_willow.layers.kernels import gather_frames
 from youtube8m_willow.layers.recurrent import StackedRNN
 from youtube8m_willow.layers.sampling import sample_frames
@@ -107,6 +108,7 @@ class _RecurrentModel(VideoModel):
         return {self.variant.scope: self.rnn, "": self.classifier}
 
 
+@register
 @register_model("LstmModel")
 class LstmModel(_RecurrentModel):
     """A stack of ``lstm_layers`` BasicLSTM cells of ``lstm_cells`` units;
@@ -141,6 +143,7 @@ class LstmModel(_RecurrentModel):
         return config
 
 
+@register
 @register_model("GruModel")
 class GruModel(_RecurrentModel):
     """A stack of ``gru_layers`` GRU cells of ``gru_cells`` units; the

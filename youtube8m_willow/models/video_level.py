@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.layers.classifiers import LogisticClassifier, MixtureOfExperts
+from youtube8m_willow.layers.core import register
 from youtube8m_willow.models.base import VideoModel
 from youtube8m_willow.models.registry import (create_classifier, register_classifier,
                                               register_model)
@@ -43,6 +44,7 @@ class _VideoLevelModel(VideoModel):
         return {"": self.classifier}
 
 
+@register
 @register_model("LogisticModel")
 class LogisticModel(_VideoLevelModel):
     """Logistic regression over video-level features (the starter's default)."""
@@ -50,6 +52,7 @@ class LogisticModel(_VideoLevelModel):
     classifier_name = "LogisticModel"
 
 
+@register
 @register_model("MoeModel")
 class MoeModel(_VideoLevelModel):
     """WILLOW's mixture of experts over video-level features."""

@@ -193,6 +193,23 @@ def broadcast_values(strategy: tf.distribute.Strategy, values: Sequence[int]) ->
     return [int(v) for v in strategy.experimental_local_results(result)[0].numpy()]
 
 
+
+def sum_over_workers(strategy: tf.distribute.Strategy, values: Sequence[int]) -> list[int]:
+    """Each of ``values`` (integers below 2**53) summed over the workers, on
+    every worker (collective: every worker must call it)."""
+    local_replicas = strategy.num_replicas_in_sync // num_workers(strategy)
+
+    def replica_fn():
+        context = tf.distribute.get_replica_context()
+        # Replica ids run worker by worker: the first of each worker's replicas counts.
+        first = tf.equal(context.replica_id_in_sync_group % local_replicas, 0)
+        return context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                  tf.constant([float(v) for v in values], tf.float64)
+                                  * tf.cast(first, tf.float64))
+
+    result = tf.function(lambda: strategy.run(replica_fn))()
+    return [int(v) for v in strategy.experimental_local_results(result)[0].numpy()]
+
 # ------------------------------------------- batch metrics over the replicas
 
 def metric_parts(predictions: tf.Tensor, labels: tf.Tensor, rows: int,

@@ -20,7 +20,8 @@ replica, as one process does. Batch norm normalizes with each replica's own
 batch statistics (exact with one replica); the moving statistics are
 averaged over the replicas after every step, so all copies stay equal. A
 replica left without examples at the end of the data takes part in the
-collectives with zero gradients. A signal stops every worker at the same
+collectives with zero gradients. Each replica samples frames with its own
+seed (``replica_sampling_seed``). A signal stops every worker at the same
 step; only the chief writes checkpoints, exports and summaries.
 
 Speed: ``--xla`` compiles the forward and backward pass; ``--precision``
@@ -45,8 +46,9 @@ import tensorflow as tf
 from youtube8m_willow import checkpoint, summaries
 from youtube8m_willow.config import ModelConfig, save_model_config, save_train_flags
 from youtube8m_willow.data.readers import (CLASSES_BY_ID_KEY, DataError, ReaderConfig,
-                                            dequantize_frames, file_sizes, first_record_id_key,
-                                            make_planned_dataset, report_skipped)
+                                            ReadStats, dequantize_frames, file_sizes,
+                                            first_record_id_key, make_planned_dataset,
+                                            report_skipped)
 from youtube8m_willow.data.resumable import InputPosition, Plan
 from youtube8m_willow.data.segments import make_rated_segment_dataset
 from youtube8m_willow.errors import ConfigError, NonFiniteLossError
@@ -393,6 +395,7 @@ class Trainer:
                                         num_epochs=self.num_epochs,
                                         position=self.input_positions[0])
         files_shared = len(plans) > 1 and plans[0].files == plans[1].files
+        stats = _tolerant_stats(reader)
 
         def dataset_fn(context: tf.distribute.InputContext):
             batch_size = context.get_per_replica_batch_size(config.batch_size)
@@ -400,9 +403,10 @@ class Trainer:
             shard = (context.num_input_pipelines, worker, batch_size) if files_shared else None
             return make_planned_dataset(plans[worker], reader, batch_size,
                                         num_epochs=self.num_epochs,
-                                        position=self.input_positions[worker], shard=shard)
+                                        position=self.input_positions[worker], shard=shard,
+                                        stats=stats)
 
-        return self.strategy.distribute_datasets_from_function(dataset_fn)
+        return self._distribute(dataset_fn, stats)
 
     def _segment_dataset(self):
         """Rated 5-frame segments (their shuffle is not planned: a resumed
@@ -416,17 +420,39 @@ class Trainer:
             return make_rated_segment_dataset(config.train_data_pattern, reader,
                                               config.batch_size, **options)
         files = [path for path, _ in file_sizes(config.train_data_pattern)]
+        stats = _tolerant_stats(reader)
 
         def dataset_fn(context: tf.distribute.InputContext):
             batch_size = context.get_per_replica_batch_size(config.batch_size)
             shard = distribute.shard_files(files, context.num_input_pipelines,
                                            context.input_pipeline_id)
-            dataset = make_rated_segment_dataset(shard or files, reader, batch_size, **options)
+            dataset = make_rated_segment_dataset(shard or files, reader, batch_size,
+                                                 stats=stats, **options)
             if shard is None:
                 dataset = dataset.shard(context.num_input_pipelines, context.input_pipeline_id)
             return dataset
 
-        return self.strategy.distribute_datasets_from_function(dataset_fn)
+        return self._distribute(dataset_fn, stats)
+
+    def _distribute(self, dataset_fn, stats: ReadStats | None):
+        """The strategy's distributed dataset of ``dataset_fn``; its
+        ``read_stats`` are this worker's counters (``report_skipped``)."""
+        dataset = self.strategy.distribute_datasets_from_function(dataset_fn)
+        dataset.read_stats = stats
+        return dataset
+
+    def report_skipped(self, dataset) -> None:
+        """Logs what the tolerant modes skipped or dropped from ``dataset``;
+        with several workers, each logs the counts summed over the workers
+        (collective: every worker calls it)."""
+        stats = getattr(dataset, "read_stats", None)
+        if stats is None or self.num_workers == 1:
+            report_skipped(dataset, log)
+            return
+        counts = stats.as_dict()
+        totals = distribute.sum_over_workers(self.strategy, list(counts.values()))
+        log.warning("skipped or dropped input (all %d workers): %s", self.num_workers,
+                    ", ".join(f"{name}={total}" for name, total in zip(counts, totals)))
 
     # ------------------------------------------------------------ steps
 
@@ -439,7 +465,8 @@ class Trainer:
         perr, gap, examples, and (distributed) stop, whether a worker asked to
         stop.
         """
-        # Random frame sampling is a function of the run's seed and the step.
+        # Random frame sampling is a function of the run's seed and the step
+        # (and, with several replicas, of the replica: replica_sampling_seed).
         batch = {**batch, "sampling_seed": tf.constant([self.seed, self.global_step + 1], tf.int64)}
         if self.distributed:
             metrics = self._step_fn(batch, tf.constant(stop))
@@ -536,6 +563,9 @@ class Trainer:
 
     def _replica_step(self, batch, stop):
         context = tf.distribute.get_replica_context()
+        if self.num_replicas > 1:
+            batch = {**batch, "sampling_seed": replica_sampling_seed(
+                batch["sampling_seed"], context.replica_id_in_sync_group)}
         sum_ = tf.distribute.ReduceOp.SUM
         local_size = tf.shape(batch["labels"])[0]
         has_data = local_size > 0
@@ -583,6 +613,21 @@ class Trainer:
                                     [v.value * weight for v in self._moving_statistics] + [weight])
         for variable, total in zip(self._moving_statistics, totals[:-1]):
             variable.assign(total / totals[-1])
+
+
+def replica_sampling_seed(sampling_seed, replica_id):
+    """The step's frame-sampling seed of one replica: the run's seed and
+    step folded with the replica id, so replicas draw different frames for
+    the same row and a resumed run draws what the uninterrupted one did."""
+    return tf.random.experimental.stateless_fold_in(sampling_seed, replica_id)
+
+
+def _tolerant_stats(reader: ReaderConfig) -> ReadStats | None:
+    """Counters shared by a worker's input pipelines when a tolerant mode
+    is on (created outside the strategy's scope, as ``ReadStats`` needs)."""
+    if reader.skip_bad_records or reader.drop_out_of_range_labels:
+        return ReadStats()
+    return None
 
 
 def _replica_positions(context, rows, has_data):
@@ -667,7 +712,7 @@ def train(config: TrainConfig, model_config: ModelConfig,
                 stopped_by = "max_steps"
                 break
     writer.flush()
-    report_skipped(dataset, log)
+    trainer.report_skipped(dataset)
     if stopped_by == "nan":
         path = checkpoint.latest_checkpoint(config.train_dir) if trainer.is_chief else None
         raise NonFiniteLossError(
