@@ -6,7 +6,7 @@ import re
 import subprocess
 
 from conftest import REPO, chatter, read_submission, user_env
-from youtube8m_willow.demo import EXPECTED_GAP
+from youtube8m_willow.demo import EXPECTED_GAP, batch_norm_note
 
 
 def test_make_demo(tmp_path):
@@ -24,6 +24,9 @@ def test_make_demo(tmp_path):
     assert f"between {EXPECTED_GAP[0]:.2f} and {EXPECTED_GAP[1]:.2f}" in result.stdout
     assert EXPECTED_GAP[0] <= gap <= EXPECTED_GAP[1], gap
     assert chatter(result.stderr) == []  # TensorFlow's start-up notices stay hidden
+    # It says why batch norm is off; its checkpoint has no batch norm to warn of.
+    assert batch_norm_note(300) in result.stdout
+    assert "batch-norm moving statistics" not in result.stderr
 
 
 def test_segment_demo(tmp_path):

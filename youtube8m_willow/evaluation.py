@@ -19,7 +19,7 @@ from youtube8m_willow import checkpoint, summaries
 from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.data.readers import DataError, ReaderConfig, make_dataset, report_skipped
 from youtube8m_willow.data.segments import make_rated_segment_dataset
-from youtube8m_willow.layers.core import weights_to_be_restored
+from youtube8m_willow.layers.core import BATCH_NORM_DECAY, weights_to_be_restored
 from youtube8m_willow.losses import create_loss
 from youtube8m_willow.metrics.eval_util import EvaluationMetrics
 from youtube8m_willow.models import original_train_dir
@@ -28,6 +28,15 @@ from youtube8m_willow.submission.csv_writer import SubmissionWriter
 from youtube8m_willow.submission.vocabulary import describe_batch
 
 log = logging.getLogger("youtube8m_willow")
+
+# Batch norm's moving statistics start at mean 0 and variance 1 and move by
+# 1 - BATCH_NORM_DECAY per training step: after n steps the initial values
+# still weigh BATCH_NORM_DECAY ** n. Above this weight (fewer than 693 steps)
+# eval mode normalizes mostly with the initial values, not the data's.
+INITIAL_WEIGHT_WARNING = 0.5
+# Float32 rounding allowed when checking that the moving variances could
+# have come from n such steps (see ``batch_norm_warning``).
+_VARIANCE_TOLERANCE = 1e-3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +87,9 @@ class Predictor:
             self._build(config)
         step = checkpoint.restore(path, self.model)
         self.path = path
+        warning = batch_norm_warning(self.model, step, path)
+        if warning:
+            log.warning("%s", warning)
         return step
 
     def __call__(self, batch):
@@ -91,6 +103,34 @@ class Predictor:
                 f"the model predicts NaN or Inf for video {video.decode('utf-8', 'replace')} "
                 f"(its input is finite): checkpoint {self.path!r} holds non-finite weights")
         return predictions
+
+
+def batch_norm_warning(model, step: int, path: str) -> str | None:
+    """A one-line warning when ``model``'s batch-norm moving statistics,
+    restored from the checkpoint ``path`` at global ``step``, are still near
+    their initial values (eval-mode predictions then come out near random
+    however well the training batches scored); None otherwise.
+
+    Near initial: the initial values still weigh BATCH_NORM_DECAY ** step >
+    INITIAL_WEIGHT_WARNING, and the stored values agree: after n steps every
+    moving variance is at least BATCH_NORM_DECAY ** n (the initial 1 times
+    its weight, plus a weighted sum of batch variances, none negative). A
+    checkpoint whose statistics were set otherwise (any variance below that)
+    gets no warning, nor does a model without batch norm."""
+    initial_weight = BATCH_NORM_DECAY ** max(step, 0)
+    variances = [variable.numpy() for name, variable in model.tf1_weights().items()
+                 if name.endswith("moving_variance")]
+    if not variances or initial_weight <= INITIAL_WEIGHT_WARNING:
+        return None
+    if min(float(v.min()) for v in variances) < initial_weight - _VARIANCE_TOLERANCE:
+        return None
+    return (f"checkpoint {path} (global step {step}): its batch-norm moving statistics are "
+            f"still near their initial values (mean 0, variance 1), which weigh "
+            f"{BATCH_NORM_DECAY}**{step} = {initial_weight:.3f} in the moving averages "
+            f"(decay {BATCH_NORM_DECAY}, as the original); eval-mode predictions may be near "
+            f"random. Train longer (the initial values weigh under one half after 693 steps), "
+            f"or for short experiments train without batch norm (e.g. "
+            f"--netvlad_add_batch_norm=False, --dbof_add_batch_norm=False)")
 
 
 def _dataset(config: EvalConfig, model_config: ModelConfig):

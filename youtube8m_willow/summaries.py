@@ -12,14 +12,16 @@ adds ``model/total_loss``. Evaluation (at the checkpoint's global step):
 ``GlobalStep/Eval_*`` once per batch and ``Epoch/Eval_*`` once per
 evaluation; the port adds ``Epoch/Eval_MAP_positive_classes``.
 
-Values are written as float64 tensors (``tf.summary.scalar`` would round
-them to float32), so an event file holds exactly what was logged.
+Each value is written as the original wrote it: a plain ``Summary`` whose
+``value[].simple_value`` holds it, one event per tag. TensorBoard's
+EventAccumulator lists them under ``Tags()['scalars']`` and TF1-era scripts
+that read ``value.simple_value`` find them unchanged. ``simple_value`` is a
+float32, so an event file holds the logged value rounded to float32.
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
-from tensorboard.plugins.scalar import metadata as scalar_metadata
 
 # Per batch of an evaluation (the original utils.AddGlobalStepSummary).
 EVAL_BATCH_TAGS = {"hit_at_one": "GlobalStep/Eval_Hit@1", "perr": "GlobalStep/Eval_Perr",
@@ -56,13 +58,18 @@ TRAIN_TAGS = {"hit_at_one": "model/Training_Hit@1", "perr": "model/Training_Perr
               "loss": "model/label_loss", "reg_loss": "model/reg_loss",
               "learning_rate": "learning_rate", "total_loss": "model/total_loss"}
 
-_METADATA = scalar_metadata.create_summary_metadata(display_name=None, description=None)
-
 
 def write_scalars(tags: dict[str, str], values: dict[str, float], step: int) -> None:
     """Writes ``values[name]`` under ``tags[name]`` for every name present in
-    both, at ``step``, to the default summary writer (none set: nothing)."""
+    both, at ``step``, to the default summary writer (none set: nothing), as
+    ``simple_value`` events (the original's format, see the module docstring)."""
     for name, tag in tags.items():
         if name in values:
-            tf.summary.write(tag, tf.constant(float(values[name]), tf.float64), step=step,
-                             metadata=_METADATA)
+            tf.summary.experimental.write_raw_pb(_simple_value(tag, values[name]), step=step)
+
+
+def _simple_value(tag: str, value: float) -> bytes:
+    """A serialized TF1 ``Summary`` holding ``value`` as ``tag``'s simple_value."""
+    summary = tf.compat.v1.Summary(
+        value=[tf.compat.v1.Summary.Value(tag=tag, simple_value=float(value))])
+    return summary.SerializeToString()

@@ -102,6 +102,10 @@ def collect_tf1_weights(scoped: Mapping[str, object]) -> dict:
     return names
 
 
+# slim's batch-norm decay of the moving statistics, kept for parity.
+BATCH_NORM_DECAY = 0.999
+
+
 @register
 class BatchNorm(keras.layers.Layer):
     """TF1 ``slim.batch_norm(center=True, scale=True)`` over the last axis.
@@ -115,7 +119,7 @@ class BatchNorm(keras.layers.Layer):
     TF1 names: ``beta``, ``gamma``, ``moving_mean``, ``moving_variance``.
     """
 
-    def __init__(self, decay: float = 0.999, epsilon: float = 0.001,
+    def __init__(self, decay: float = BATCH_NORM_DECAY, epsilon: float = 0.001,
                  bessel_correction: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.decay = float(decay)
