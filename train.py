@@ -43,7 +43,7 @@ def main(argv):
         if yt_flags.num_classes_unknown(FLAGS.train_dir, FLAGS.start_new_model):
             model_config = with_inferred_num_classes(
                 "" if FLAGS.start_new_model else FLAGS.train_dir, FLAGS.train_data_pattern,
-                model_config)
+                model_config, skip_bad_records=FLAGS.skip_bad_records)
         strategy = distribute.select_strategy()  # first: it sets up the collective ops
         if distribute.strategy_is_chief(strategy):  # the other workers write nothing
             prepare_train_dir(config)  # start_new_model clears it once, here

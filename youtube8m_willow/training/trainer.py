@@ -159,18 +159,21 @@ def model_config_for_checkpoint_names(train_dir: str, model_config: ModelConfig)
         model_config, checkpoint.latest_checkpoint(train_dir))
 
 
-def with_inferred_num_classes(train_dir: str, data_pattern: str,
-                                model_config: ModelConfig) -> ModelConfig:
+def with_inferred_num_classes(train_dir: str, data_pattern: str, model_config: ModelConfig,
+                              skip_bad_records: bool = False) -> ModelConfig:
     """``model_config`` with the class count of a run given no --num_classes:
     the checkpoint's, when continuing an original train_dir; else the one
     the records' video id key implies (``video_id``: 2017, 4716 classes;
-    ``id``: 2018 and later, 3862), said in the log."""
+    ``id``: 2018 and later, 3862), said in the log. The records are read as
+    training reads them (``skip_bad_records``: a damaged first record is
+    skipped, not an error)."""
     path = checkpoint.latest_checkpoint(train_dir) if tf.io.gfile.isdir(train_dir) else None
     if path is not None:
         probe = create_model(model_config).build_for_config()
         classes, source = checkpoint.num_classes_in_checkpoint(probe, path), f"checkpoint {path}"
     else:
-        key = first_record_id_key(data_pattern, model_config.frame_features)
+        key = first_record_id_key(data_pattern, ReaderConfig.for_model(
+            model_config, skip_bad_records=skip_bad_records))
         classes, source = CLASSES_BY_ID_KEY.get(key), f"the records' video id key {key!r}"
     if classes is None or classes == model_config.num_classes:
         return model_config
