@@ -26,7 +26,8 @@ def main(argv):
         config = yt_flags.train_config_from_flags()
         model_config = resolved_model_config(
             "" if FLAGS.start_new_model else FLAGS.train_dir, FLAGS.train_data_pattern,
-            model_config, yt_flags.free_model_fields(FLAGS.train_dir, FLAGS.start_new_model))
+            model_config, yt_flags.free_model_fields(FLAGS.train_dir, FLAGS.start_new_model),
+            skip_bad_records=config.skip_bad_records)
         strategy = distribute.select_strategy()  # first: it sets up the collective ops
         if distribute.strategy_is_chief(strategy):  # the other workers write nothing
             prepare_train_dir(config)  # start_new_model clears it once, here

@@ -421,6 +421,22 @@ def test_crc_mismatch(tmp_path):
     assert dataset.read_stats.as_dict()["skipped_bytes"] == len(data) - _record_offset(records, 2)
 
 
+def test_id_key_probe_reads_through_the_checks(tmp_path):
+    path, records = _good_file(tmp_path, name="a.tfrecord")
+    data = bytearray(Path(path).read_bytes())
+    data[12 + 5] ^= 0x40  # a payload byte of record 0
+    Path(path).write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"a\.tfrecord \(record 0\): damaged or truncated"):
+        readers.first_record_id_key(path, FRAME)
+    older = write_records(tmp_path / "b.tfrecord", [seq_example(good_frames(2), id_key="video_id")])
+    both = f"{path},{older}"
+    skip = dataclasses.replace(FRAME, skip_bad_records=True)
+    assert readers.first_record_id_key(both, skip) == "video_id"  # a.tfrecord skipped
+    junk = write_records(tmp_path / "junk.tfrecord", [b"\xff\x01 not a proto"])
+    with pytest.raises(DataError, match=r"junk\.tfrecord \(record 0\): not a valid"):
+        readers.first_record_id_key(junk, VIDEO)
+
+
 def test_missing_feature_key(tmp_path):
     frames = good_frames(2)
     path = write_records(tmp_path / "noaudio.tfrecord",

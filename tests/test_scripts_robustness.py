@@ -196,13 +196,14 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(video_data, tmp_path):
     assert checkpoint.checkpoint_steps(str(train_dir)) == before
 
 
-def _write_video_records(path, count: int, nan_at: int | None = None) -> str:
+def _write_video_records(path, count: int, nan_at: int | None = None, id_key: str = "id",
+                         label: int = 1) -> str:
     with tf.io.TFRecordWriter(str(path)) as writer:
         for i in range(count):
             audio = np.full(128, np.inf if i == nan_at else 0.1, np.float32)
             example = tf.train.Example(features=tf.train.Features(feature={
-                "id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"v%d" % i])),
-                "labels": tf.train.Feature(int64_list=tf.train.Int64List(value=[1])),
+                id_key: tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"v%d" % i])),
+                "labels": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
                 "mean_rgb": tf.train.Feature(float_list=tf.train.FloatList(
                     value=np.full(1024, np.nan if i == nan_at else 0.1, np.float32))),
                 "mean_audio": tf.train.Feature(float_list=tf.train.FloatList(value=audio)),
@@ -320,6 +321,136 @@ def test_truncated_file_is_named_and_skippable(trained_dir, video_data, tmp_path
                          f"--train_data_pattern={truncated}", "--batch_size=64", "--num_epochs=1",
                          "--skip_bad_records=True", *VIDEO_FLAGS)
     assert "corrupt_records=1" in trained.stderr
+
+
+SMALL_FRAME_FLAGS = ["--model=FrameLevelLogisticModel", "--frame_features=True",
+                     "--feature_names=rgb,audio", "--feature_sizes=8,4"]
+SMALL_VIDEO_FLAGS = ["--model=LogisticModel", "--feature_names=mean_rgb,mean_audio",
+                     "--feature_sizes=8,4"]
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory):
+    """Six segment-rated frame-level videos (and their video-level means),
+    and a frame-level and a segment-level train_dir trained one step on them."""
+    root = tmp_path_factory.mktemp("small")
+    patterns = write_synthetic_dataset(str(root / "data"), num_videos=6, num_classes=8,
+                                       num_shards=1, feature_sizes=(8, 4), min_frames=10,
+                                       max_frames=20, segments=True)
+    files = {kind: pattern.replace("*", "0000") for kind, pattern in patterns.items()}
+    for name, extra in (("frame_dir", ()), ("segment_dir", ("--segment_labels=True",))):
+        run_script("train.py", f"--train_dir={root / name}", f"--train_data_pattern={files['frame']}",
+                   "--batch_size=4", "--max_steps=1", "--export_model_steps=0", "--num_classes=8",
+                   *SMALL_FRAME_FLAGS, *extra)
+    whitelist = root / "segment_label_ids.csv"
+    whitelist.write_text("Index\n" + "".join(f"{c}\n" for c in range(8)))
+    submission = root / "segments.csv"
+    submission.write_text("Class,Segments\n1,x:0\n")
+    return {**files, "root": root, "whitelist": whitelist, "submission": submission}
+
+
+def _first_record_flipped(source: str, target) -> str:
+    """A copy of ``source`` with one payload byte of its first record flipped."""
+    data = bytearray(open(source, "rb").read())
+    data[12 + 5] ^= 0x40  # past the 8-byte length and its 4-byte CRC
+    target.write_bytes(bytes(data))
+    return str(target)
+
+
+# Each entry point that reads records: (kind of records read, script and flags
+# given the small_data fixture, an output file and a pattern). Training runs
+# without --num_classes, so the class-count probe reads the first record too.
+_ENTRY_POINTS = {
+    "train_frame": ("frame", lambda d, out, p: [
+        "train.py", f"--train_dir={out}", f"--train_data_pattern={p}", "--batch_size=4",
+        "--num_epochs=1", "--export_model_steps=0", *SMALL_FRAME_FLAGS]),
+    "train_video": ("video", lambda d, out, p: [
+        "train.py", f"--train_dir={out}", f"--train_data_pattern={p}", "--batch_size=4",
+        "--num_epochs=1", "--export_model_steps=0", *SMALL_VIDEO_FLAGS]),
+    "train_segments": ("frame", lambda d, out, p: [
+        "train.py", f"--train_dir={out}", f"--train_data_pattern={p}", "--batch_size=4",
+        "--num_epochs=1", "--export_model_steps=0", "--segment_labels=True", *SMALL_FRAME_FLAGS]),
+    "eval": ("frame", lambda d, out, p: [
+        "eval.py", f"--train_dir={d['root'] / 'frame_dir'}", f"--eval_data_pattern={p}",
+        "--run_once=True", "--batch_size=4"]),
+    "eval_segments": ("frame", lambda d, out, p: [
+        "eval.py", f"--train_dir={d['root'] / 'segment_dir'}", f"--eval_data_pattern={p}",
+        "--run_once=True", "--batch_size=4"]),
+    "inference": ("frame", lambda d, out, p: [
+        "inference.py", f"--train_dir={d['root'] / 'frame_dir'}", f"--input_data_pattern={p}",
+        f"--output_file={out}", "--batch_size=4"]),
+    "inference_segments": ("frame", lambda d, out, p: [
+        "inference.py", f"--train_dir={d['root'] / 'segment_dir'}", f"--input_data_pattern={p}",
+        f"--output_file={out}", "--batch_size=4", "--segment_labels=True",
+        f"--segment_label_ids_file={d['whitelist']}"]),
+    "segment_map": ("frame", lambda d, out, p: [
+        "segment_eval_inference.py", f"--eval_data_pattern={p}",
+        f"--submission_file={d['submission']}", "--top_n=5"]),
+}
+
+
+@pytest.mark.parametrize("entry_point", sorted(_ENTRY_POINTS))
+def test_corrupt_first_record_is_named_or_skipped(entry_point, small_data, tmp_path):
+    kind, command = _ENTRY_POINTS[entry_point]
+    good = small_data[kind]
+    bad = _first_record_flipped(good, tmp_path / "bad.tfrecord")
+    output = tmp_path / "out"
+    result = run_script(*command(small_data, output, bad), check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    line = _error_line(result)
+    assert f"{bad} (record 0): damaged or truncated TFRecord data" in line
+    assert not output.exists() or output.is_dir() and not (output / "checkpoint").exists()
+    if entry_point == "segment_map":  # no --skip_bad_records there
+        return
+    skipped = run_script(*command(small_data, output, f"{bad},{good}"), "--skip_bad_records=True")
+    assert "corrupt_records=1" in skipped.stderr
+
+
+def _release_model(tmp_path, num_classes: int):
+    """A LogisticModel train_dir of one release's class count, trained on `id` records."""
+    train_dir = tmp_path / f"model{num_classes}"
+    records = _write_video_records(tmp_path / "train.tfrecord", 4)
+    run_script("train.py", f"--train_dir={train_dir}", f"--train_data_pattern={records}",
+               "--model=LogisticModel", "--feature_names=mean_rgb,mean_audio",
+               "--feature_sizes=1024,128", f"--num_classes={num_classes}", "--batch_size=4",
+               "--max_steps=1", "--export_model_steps=0")
+    return train_dir
+
+
+def _release_warnings(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "have the video id key" in line]
+
+
+def test_model_of_the_other_release_is_named_in_eval_and_inference(tmp_path):
+    train_dir = _release_model(tmp_path, 4716)  # a 2017 model
+    records = _write_video_records(tmp_path / "2018.tfrecord", 8, id_key="id")
+    output = tmp_path / "out.csv"
+    for script, args in (("eval.py", [f"--eval_data_pattern={records}", "--run_once=True"]),
+                         ("inference.py", [f"--input_data_pattern={records}",
+                                           f"--output_file={output}"])):
+        result = run_script(script, f"--train_dir={train_dir}", *args, "--batch_size=4")
+        warnings = _release_warnings(result.stderr)
+        assert len(warnings) == 1, (script, result.stderr[-3000:])
+        assert all(text in warnings[0] for text in (records, "'id'", "3862", "4716")), script
+    assert len(read_submission(output)) == 8
+
+
+def test_labels_out_of_range_for_the_model_fail_eval_as_training(tmp_path):
+    train_dir = _release_model(tmp_path, 3862)  # a 2018 model
+    # One record: training's shuffle cannot change which record is named.
+    records = _write_video_records(tmp_path / "2017.tfrecord", 1, id_key="video_id", label=4000)
+    evaluated = run_script("eval.py", f"--train_dir={train_dir}",
+                           f"--eval_data_pattern={records}", "--run_once=True", check=False)
+    trained = run_script("train.py", f"--train_dir={tmp_path / 'new'}",
+                         f"--train_data_pattern={records}", "--model=LogisticModel",
+                         "--feature_names=mean_rgb,mean_audio", "--feature_sizes=1024,128",
+                         "--num_classes=3862", "--max_steps=1", check=False)
+    assert evaluated.returncode == trained.returncode == 1
+    line = _error_line(evaluated)
+    assert line == _error_line(trained)
+    assert f"{records} (record 0): label 4000 is out of range for --num_classes=3862" in line
+    warnings = _release_warnings(evaluated.stderr)
+    assert len(warnings) == 1 and "'video_id'" in warnings[0] and "4716" in warnings[0]
 
 
 def test_video_level_records_given_to_a_frame_level_model(video_data, tmp_path):

@@ -17,7 +17,8 @@ import tensorflow as tf
 
 from youtube8m_willow import checkpoint, summaries
 from youtube8m_willow.config import ModelConfig
-from youtube8m_willow.data.readers import DataError, ReaderConfig, make_dataset, report_skipped
+from youtube8m_willow.data.readers import (DataError, ReaderConfig, make_dataset, report_skipped,
+                                           warn_if_classes_disagree)
 from youtube8m_willow.data.segments import make_rated_segment_dataset
 from youtube8m_willow.layers.core import BATCH_NORM_DECAY, weights_to_be_restored
 from youtube8m_willow.losses import create_loss
@@ -135,11 +136,14 @@ def batch_norm_warning(model, step: int, path: str) -> str | None:
 
 def _dataset(config: EvalConfig, model_config: ModelConfig):
     """The eval-order dataset; its ``read_stats`` counts what the tolerant
-    modes skipped (reported by ``report_skipped``)."""
+    modes skipped (reported by ``report_skipped``). A model of the other
+    YouTube-8M release than the records' is warned of first."""
     read = make_rated_segment_dataset if model_config.segment_labels else make_dataset
-    return read(config.data_pattern, ReaderConfig.for_model(
-                    model_config, config.skip_bad_records, config.drop_out_of_range_labels),
-                config.batch_size, training=False, num_epochs=1, num_readers=config.num_readers)
+    reader_config = ReaderConfig.for_model(model_config, config.skip_bad_records,
+                                           config.drop_out_of_range_labels)
+    warn_if_classes_disagree(config.data_pattern, reader_config, log)
+    return read(config.data_pattern, reader_config, config.batch_size, training=False,
+                num_epochs=1, num_readers=config.num_readers)
 
 
 def evaluate_checkpoint(predictor: Predictor, path: str, config: EvalConfig) -> dict:

@@ -613,6 +613,16 @@ def file_sizes(data_pattern: str | Sequence[str]) -> list[tuple[str, int]]:
     return files
 
 
+def file_records(path: str, size: int, frame_features: bool = True) -> tf.data.Dataset:
+    """The serialized records of one file of ``size`` bytes, in file order,
+    framing checked: iterated through `raise_data_errors`, a damaged record
+    is a `DataError` naming the file and the record. For readers of other
+    record contents (e.g. only the segment ratings)."""
+    checked = _framing_checked(tf.constant(path), tf.constant(size, tf.int64), frame_features,
+                               skip=False, stats=None)
+    return checked.map(_plain(lambda unused_path, unused_index, record, unused_end: record))
+
+
 def _stats_for(config: ReaderConfig, stats: ReadStats | None) -> ReadStats | None:
     if stats is None and (config.skip_bad_records or config.drop_out_of_range_labels):
         return ReadStats()
@@ -660,15 +670,51 @@ def report_skipped(dataset, logger) -> None:
 CLASSES_BY_ID_KEY = {"video_id": 4716, "id": 3862}
 
 
-def first_record_id_key(data_pattern: str | Sequence[str], frame_features: bool) -> str | None:
-    """The video id key ("id" or "video_id") of the first record matched, or
-    None (no record, or neither key)."""
-    for path in list_files(data_pattern):
-        for record in tf.data.TFRecordDataset(path).take(1):
-            proto = (tf.train.SequenceExample.FromString(record.numpy()).context if frame_features
-                     else tf.train.Example.FromString(record.numpy()).features)
-            return next((key for key in CLASSES_BY_ID_KEY if key in proto.feature), None)
+def first_record_id_key(data_pattern: str | Sequence[str], config: ReaderConfig) -> str | None:
+    """The video id key ("id" or "video_id") of the first record that
+    `make_dataset` would read (eval order), or None (no record, or neither key).
+
+    The record comes through the readers' own checks: a damaged first record
+    (or, unless ``config.skip_bad_records``, an unparsable one) is a
+    `DataError` naming its file; with ``skip_bad_records`` it is skipped as
+    the readers skip it.
+    """
+    records, _, _ = read_records(data_pattern, config, 1, training=False, num_readers=1)
+    for path, index, record, _ in raise_data_errors(records.take(1)):
+        return _id_key_of(record, _record_names(path[None], index[None]))
     return None
+
+
+def warn_if_classes_disagree(data_pattern: str | Sequence[str], config: ReaderConfig,
+                             logger) -> None:
+    """Logs one warning when the records' video id key implies a release's
+    class count (`CLASSES_BY_ID_KEY`) and the model has the other release's,
+    e.g. a 2017 model (4716 classes) given 2018 records (``id``, 3862): its
+    class ids name other classes there, and the scores mean nothing. Other
+    class counts (the user's own data) are not checked."""
+    if config.num_classes not in CLASSES_BY_ID_KEY.values():
+        return
+    key = first_record_id_key(data_pattern, config)
+    implied = CLASSES_BY_ID_KEY.get(key)
+    if implied is not None and implied != config.num_classes:
+        logger.warning("the records of '%s' have the video id key %r, which means %d classes, "
+                       "but the model has %d classes: its class ids are not these records' "
+                       "(a model of another YouTube-8M release?)", data_pattern, key, implied,
+                       config.num_classes)
+
+
+def _id_key_of(record: tf.Tensor, names: tf.Tensor) -> str | None:
+    """The id key set in one record's context (an `Example`'s features parse
+    as a `SequenceExample`'s context, so either kind of record will do)."""
+    spec = {key: tf.io.FixedLenFeature([], tf.string, default_value="") for key in CLASSES_BY_ID_KEY}
+    try:
+        context, _, _ = tf.io.parse_sequence_example(record[None], context_features=spec,
+                                                     example_names=names)
+    except tf.errors.OpError as exc:
+        name = names[0].numpy().decode("utf-8", "replace")
+        raise (data_error_from(exc) or DataError(
+            f"{name}: not a valid tf.train.Example / SequenceExample record")) from exc
+    return next((key for key in CLASSES_BY_ID_KEY if context[key].numpy()[0]), None)
 
 
 def count_records(data_pattern: str | Sequence[str]) -> int:

@@ -10,7 +10,8 @@ import time
 
 import tensorflow as tf
 
-from youtube8m_willow.data.readers import DataError, ReaderConfig, report_skipped
+from youtube8m_willow.data.readers import (DataError, ReaderConfig, report_skipped,
+                                           warn_if_classes_disagree)
 from youtube8m_willow.data.segments import make_test_segment_dataset
 from youtube8m_willow.segments.submission import SegmentSubmissionWriter, read_segment_label_ids
 
@@ -31,11 +32,11 @@ def run_segment_inference(predictor, config, output_file: str, segment_label_ids
     whitelist = read_segment_label_ids(segment_label_ids_file or DEFAULT_SEGMENT_LABEL_IDS)
     log.info("%d whitelisted classes, %d segments kept per class", whitelist.size,
              segment_max_pred)
-    model_config = predictor.model_config
-    dataset = make_test_segment_dataset(
-        config.data_pattern, ReaderConfig.for_model(model_config, config.skip_bad_records,
-                                                    config.drop_out_of_range_labels),
-        config.batch_size, num_readers=config.num_readers)
+    reader_config = ReaderConfig.for_model(predictor.model_config, config.skip_bad_records,
+                                           config.drop_out_of_range_labels)
+    warn_if_classes_disagree(config.data_pattern, reader_config, log)
+    dataset = make_test_segment_dataset(config.data_pattern, reader_config, config.batch_size,
+                                        num_readers=config.num_readers)
     segments, start = 0, time.monotonic()
     with SegmentSubmissionWriter(output_file, whitelist, max_pred=segment_max_pred,
                                  top_k=config.top_k) as writer:

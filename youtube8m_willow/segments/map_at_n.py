@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from youtube8m_willow.data.readers import DataError, list_files
+from youtube8m_willow.data.readers import DataError, data_error_from, file_records, file_sizes
 from youtube8m_willow.errors import ConfigError, UserError
 from youtube8m_willow.segments.submission import HEADER
 from youtube8m_willow.submission.csv_writer import AtomicTextFile
@@ -92,7 +92,7 @@ class RatedSegments:
 
 def read_rated_segments(data_pattern: str) -> RatedSegments:
     """The rated pairs of segment-rated SequenceExamples (context only)."""
-    parts = [_read_file(path) for path in list_files(data_pattern)]
+    parts = [_read_file(path, size) for path, size in file_sizes(data_pattern)]
     rated = RatedSegments.from_pairs(*(np.concatenate(p) for p in zip(*parts)))
     if rated.classes.size == 0:
         raise DataError(f"no rated segments (segment_labels) in '{data_pattern}'")
@@ -108,8 +108,9 @@ def _parse(serialized):
     return parsed
 
 
-def _read_file(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    dataset = tf.data.TFRecordDataset(path).batch(_BATCH).map(_parse).prefetch(2)
+def _read_file(path: str, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rated pairs of one file, read through the readers' framing checks."""
+    dataset = file_records(path, size).batch(_BATCH).map(_parse).prefetch(2)
     ids, labels, scores = [], [], []
     try:
         for index, batch in enumerate(dataset.as_numpy_iterator()):
@@ -120,7 +121,8 @@ def _read_file(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             labels.append(batch["segment_labels"])
             scores.append(batch["segment_scores"])
     except tf.errors.OpError as error:
-        raise DataError(f"{path}: {error.message.splitlines()[0]}") from error
+        raise (data_error_from(error)
+               or DataError(f"{path}: {error.message.splitlines()[0]}")) from error
     if not ids:
         return np.zeros(0, bytes), np.zeros(0, np.int64), np.zeros(0, np.float32)
     return np.concatenate(ids), np.concatenate(labels), np.concatenate(scores)

@@ -158,18 +158,21 @@ def model_config_for_checkpoint_names(train_dir: str, model_config: ModelConfig)
 
 
 def resolved_model_config(train_dir: str, data_pattern: str, model_config: ModelConfig,
-                          free: frozenset) -> ModelConfig:
+                          free: frozenset, skip_bad_records: bool = False) -> ModelConfig:
     """The model of a run whose ``free`` model flags were neither given nor
     recorded: when continuing a train_dir, its latest checkpoint's (names,
     shapes, ``.meta`` graph: ``models.original_train_dir``); for a new run,
     the class count the records' video id key implies (``video_id``: 2017,
-    4716 classes; ``id``: 2018 and later, 3862), said in the log."""
+    4716 classes; ``id``: 2018 and later, 3862), said in the log. The
+    records are read as training reads them (``skip_bad_records``: a
+    damaged first record is skipped, not an error)."""
     path = checkpoint.latest_checkpoint(train_dir) if tf.io.gfile.isdir(train_dir) else None
     if path is not None:
         return original_train_dir.resolve(model_config, path, free)
     if "num_classes" not in free:
         return model_config
-    key = first_record_id_key(data_pattern, model_config.frame_features)
+    key = first_record_id_key(data_pattern, ReaderConfig.for_model(
+        model_config, skip_bad_records=skip_bad_records))
     classes = CLASSES_BY_ID_KEY.get(key)
     if classes is None or classes == model_config.num_classes:
         return model_config
