@@ -64,22 +64,106 @@ def checkpoint_path(train_dir: str, check_point: int = -1) -> str:
         return path
     path = latest_checkpoint(train_dir)
     if path is None:
-        raise CheckpointError(f"no checkpoint found in train_dir {train_dir!r}")
+        leftovers = unusable_checkpoint_files(train_dir)
+        raise CheckpointError(f"no checkpoint found in train_dir {train_dir!r}" + (
+            f" (no complete one: {describe_unusable(leftovers)})" if leftovers else ""))
     return path
 
 
 def latest_checkpoint(train_dir: str) -> str | None:
-    """The newest complete checkpoint named by the state file, or None."""
+    """The checkpoint to continue or evaluate, or None when train_dir has none.
+
+    The one the state file names, looked up by its base name inside
+    train_dir: TF1's Saver writes absolute paths, so a train_dir copied from
+    another machine or a bucket names paths that are not here. When the
+    state file is missing or names no complete checkpoint here: the newest
+    complete checkpoint present, with a warning (said once per process:
+    eval.py calls this on every poll). A checkpoint outside train_dir is
+    never used.
+    """
+    named = _named_checkpoint(train_dir)
+    if named is not None:
+        local = os.path.join(train_dir, os.path.basename(named))
+        if is_complete(local):
+            written = named if "://" in named else os.path.join(train_dir, named)
+            if not _same_path(local, written):
+                _say_once(logging.INFO, "the checkpoint state file of %s names %s (written "
+                          "elsewhere): using %s", train_dir, named, local)
+            return local
+    newest = _newest_complete(train_dir)
+    if newest is not None:
+        named_text = (f"names {named!r}, which is not complete in train_dir"
+                      if named is not None else "is missing or names no checkpoint")
+        _say_once(logging.WARNING, "the checkpoint state file %s %s: using the newest complete "
+                  "checkpoint there, %s", os.path.join(train_dir, STATE_FILE), named_text,
+                  newest)
+    return newest
+
+
+def is_complete(prefix: str) -> bool:
+    """Whether a checkpoint's index and every data shard it was written with exist."""
+    if not tf.io.gfile.exists(prefix + ".index"):
+        return False
+    shards = tf.io.gfile.glob(prefix + ".data-*-of-*")
+    match = re.search(r"-of-(\d+)$", shards[0]) if shards else None
+    return match is not None and len(shards) == int(match.group(1))
+
+
+def unusable_checkpoint_files(train_dir: str) -> list[str]:
+    """Names of train_dir's checkpoint files when it has no complete
+    checkpoint to use (a ``.data`` file without its index, a state file
+    naming one that is not here), else []. Temporaries of a killed write
+    do not count."""
+    if latest_checkpoint(train_dir) is not None:
+        return []
+    names = [os.path.basename(p) for p in tf.io.gfile.glob(
+        os.path.join(train_dir, f"{CHECKPOINT_PREFIX}-*"))]
+    names = sorted(n for n in names if ".tmp" not in n)
+    if tf.io.gfile.exists(os.path.join(train_dir, STATE_FILE)):
+        names.append(STATE_FILE)
+    return names
+
+
+def describe_unusable(names: list[str]) -> str:
+    """A short description of ``unusable_checkpoint_files``' answer."""
+    if names == [STATE_FILE]:
+        return "its 'checkpoint' state file names checkpoints that are not there"
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return f"{shown} without a complete checkpoint (index and data)"
+
+
+_said: set[tuple] = set()
+
+
+def _say_once(level: int, message: str, *args) -> None:
+    """Logs ``message`` the first time this process would log it."""
+    if (message, args) not in _said:
+        _said.add((message, args))
+        log.log(level, message, *args)
+
+
+def _named_checkpoint(train_dir: str) -> str | None:
+    """The latest checkpoint path as train_dir's state file writes it, or None."""
     state = os.path.join(train_dir, STATE_FILE)
     if not tf.io.gfile.exists(state):
         return None
     match = re.search(r'^model_checkpoint_path:\s*"([^"]+)"', _read_text(state), re.M)
-    if not match:
-        return None
-    path = match.group(1)
-    if not os.path.isabs(path) and "://" not in path:
-        path = os.path.join(train_dir, path)
-    return path if tf.io.gfile.exists(path + ".index") else None
+    return match.group(1) if match else None
+
+
+def _same_path(a: str, b: str) -> bool:
+    if "://" in a or "://" in b:
+        return a.rstrip("/") == b.rstrip("/")
+    return os.path.abspath(a) == os.path.abspath(b)
+
+
+def _newest_complete(train_dir: str) -> str | None:
+    """The complete checkpoint of train_dir with the highest step, or None."""
+    for step in reversed(list(checkpoint_steps(train_dir))):
+        path = os.path.join(train_dir, f"{CHECKPOINT_PREFIX}-{step}")
+        if is_complete(path):
+            return path
+    return None
 
 
 def step_of(path: str) -> int:
