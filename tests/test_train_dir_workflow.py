@@ -289,9 +289,14 @@ def test_without_a_usable_state_file_the_newest_complete_checkpoint_is_used(stat
     _assert_fixture_predictions(csv, fixture)
 
 
-def test_eval_polling_says_the_fallback_once(tmp_path, caplog):
+def test_eval_polling_says_the_fallback_once(tmp_path, caplog, monkeypatch):
     train_dir, _, _ = _copied_starter_train_dir(tmp_path)
     (train_dir / "checkpoint").unlink()
+
+    def no_wait(seconds):
+        raise AssertionError("eval.py kept waiting beside a complete checkpoint")
+
+    monkeypatch.setattr(evaluation.time, "sleep", no_wait)
     with caplog.at_level(logging.INFO, logger="youtube8m_willow"):
         paths = {evaluation.wait_for_checkpoint(str(train_dir), 0) for _ in range(3)}
     assert paths == {str(train_dir / "model.ckpt-123")}
