@@ -329,3 +329,18 @@ def test_train_never_starts_a_new_model_beside_checkpoint_files_it_cannot_use(da
     line = _error_line(result)
     assert "--start_new_model" in line and str(train_dir) in line
     assert _files(train_dir) == before  # nothing written beside them
+
+
+def test_rotation_covers_every_resumed_run_but_never_the_originals(tmp_path):
+    train_dir, data, flags = _original_train_dir(tmp_path)
+    original = _files(train_dir)
+    for max_steps in (126, 128, 129):  # resumed twice, a checkpoint every step, keep 2
+        _train(train_dir, data, f"--max_steps={max_steps}", "--keep_checkpoints=2",
+               "--save_checkpoint_secs=0", *flags)
+    assert checkpoint.checkpoint_steps(str(train_dir)) == [123, 128, 129]
+    assert sorted(p.name for p in train_dir.glob("model.ckpt-12[4-9].*")) == [
+        f"model.ckpt-{step}.{suffix}" for step in (128, 129)
+        for suffix in ("data-00000-of-00001", "index", "input.json", "writer.json")]
+    for name, content in original.items():
+        if name.startswith("model.ckpt-123"):
+            assert (train_dir / name).read_bytes() == content
