@@ -280,3 +280,59 @@ def test_companions_are_in_place_before_the_index_and_rotate_with_it(tmp_path, m
     writer.save(tensors, 2, {".input.json": "{}\n"})
     assert sorted(p.name for p in tmp_path.glob("model.ckpt-1*")) == []
     assert (tmp_path / "model.ckpt-2.input.json").exists()
+
+
+# --- rotation across runs --------------------------------------------------------
+
+def _tensors(width: int, step: int, slots: bool = False) -> dict[str, tf.Tensor]:
+    tensors = {"w": tf.ones([width]), "global_step": tf.constant(step, tf.int64)}
+    if slots:  # another optimizer's slots: still the same model
+        tensors["w/Adam"] = tf.zeros([width])
+    return tensors
+
+
+def _steps_with(train_dir, suffix: str) -> list[int]:
+    return sorted(int(p.name.removeprefix("model.ckpt-").removesuffix(suffix))
+                  for p in train_dir.glob(f"model.ckpt-*{suffix}"))
+
+
+def test_rotation_spans_every_run_on_the_same_model(tmp_path):
+    """A resumed run (a new writer) rotates the earlier runs' checkpoints of
+    its model too; the original code's and another model's are kept."""
+    checkpoint.save(str(tmp_path), _tensors(3, 0), 0)  # as the original code: no writer mark
+    other_model = checkpoint.CheckpointWriter(str(tmp_path), keep=1)
+    for step in (1, 2):
+        other_model.save(_tensors(4, step), step)
+    first_run = checkpoint.CheckpointWriter(str(tmp_path), keep=2)
+    for step in (3, 4, 5):
+        first_run.save(_tensors(3, step), step)
+    assert checkpoint.checkpoint_steps(str(tmp_path)) == [0, 2, 4, 5]
+    resumed_run = checkpoint.CheckpointWriter(str(tmp_path), keep=2)
+    resumed_run.save(_tensors(3, 6, slots=True), 6)
+    assert checkpoint.checkpoint_steps(str(tmp_path)) == [0, 2, 5, 6]
+    assert _steps_with(tmp_path, ".writer.json") == [2, 5, 6]  # rotated with the checkpoint
+    assert (checkpoint.written_for(str(tmp_path / "model.ckpt-6"))
+            == checkpoint.written_for(str(tmp_path / "model.ckpt-5"))
+            != checkpoint.written_for(str(tmp_path / "model.ckpt-2")))
+    assert checkpoint.written_for(str(tmp_path / "model.ckpt-0")) is None
+    state = (tmp_path / "checkpoint").read_text().splitlines()
+    assert state[0] == 'model_checkpoint_path: "model.ckpt-6"'
+    assert state[1:] == [f'all_model_checkpoint_paths: "model.ckpt-{s}"' for s in (0, 2, 5, 6)]
+
+
+def test_the_checkpoint_just_written_is_kept_below_a_newer_one(tmp_path):
+    """A run resumed from an older checkpoint (the state file named it) never
+    deletes what it just wrote: it counts as the newest."""
+    checkpoint.CheckpointWriter(str(tmp_path), keep=1).save(_tensors(3, 9), 9)
+    resumed = checkpoint.CheckpointWriter(str(tmp_path), keep=1)
+    assert resumed.save(_tensors(3, 4), 4) == str(tmp_path / "model.ckpt-4")
+    assert checkpoint.checkpoint_steps(str(tmp_path)) == [4]
+    assert checkpoint.latest_checkpoint(str(tmp_path)) == str(tmp_path / "model.ckpt-4")
+
+
+def test_an_unreadable_writer_mark_is_never_deleted(tmp_path):
+    writer = checkpoint.CheckpointWriter(str(tmp_path), keep=1)
+    writer.save(_tensors(3, 1), 1)
+    (tmp_path / "model.ckpt-1.writer.json").write_text("not json")
+    writer.save(_tensors(3, 2), 2)
+    assert checkpoint.checkpoint_steps(str(tmp_path)) == [1, 2]

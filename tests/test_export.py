@@ -9,10 +9,16 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
+import pytest
+import tensorflow as tf
 
 from conftest import read_submission, run_script, shared_path
+from youtube8m_willow.config import ModelConfig
+from youtube8m_willow.models.registry import create_model
+from youtube8m_willow.training.export import export_model
 
 PLAIN_TF_SCRIPT = textwrap.dedent("""
     import json, sys
@@ -57,3 +63,66 @@ def test_export_serves_like_inference(tmp_path):
                                                  served["scores"]):
         assert [label for label, _ in rows[video_id]] == classes_row
         np.testing.assert_allclose([s for _, s in rows[video_id]], scores_row, atol=1e-6)
+
+
+# --- replacing an export of the same step ---------------------------------------
+
+def _tiny_model():
+    config = ModelConfig(model="LogisticModel", feature_names=("mean_rgb",), feature_sizes=(8,),
+                         num_classes=4)
+    return create_model(config).build_for_config(), config
+
+
+def _contents(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def _fail(*args, **kwargs):
+    raise RuntimeError("interrupted")
+
+
+@pytest.fixture()
+def exported(tmp_path):
+    """A model and its export at step 5, with that export's files."""
+    model, config = _tiny_model()
+    path = Path(export_model(model, config, str(tmp_path), 5))
+    assert path == tmp_path / "export" / "step_5"
+    return model, config, path, _contents(path)
+
+
+def test_a_failed_write_keeps_the_earlier_export_of_the_step(exported, tmp_path, monkeypatch):
+    model, config, path, before = exported
+    monkeypatch.setattr(tf.saved_model, "save", _fail)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        export_model(model, config, str(tmp_path), 5)
+    assert _contents(path) == before
+
+
+def test_a_failed_rename_puts_the_earlier_export_back(exported, tmp_path, monkeypatch):
+    model, config, path, before = exported
+    rename = tf.io.gfile.rename
+    monkeypatch.setattr(tf.io.gfile, "rename", lambda old, new, overwrite=False: (
+        _fail() if old.endswith(".tmp") else rename(old, new, overwrite)))
+    with pytest.raises(RuntimeError, match="interrupted"):
+        export_model(model, config, str(tmp_path), 5)
+    assert _contents(path) == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ["step_5", "step_5.tmp"]
+    # The next export of the step replaces it, the leftovers gone.
+    monkeypatch.undo()
+    model.tf1_weights()["fully_connected/biases"].assign(tf.ones([4]))
+    export_model(model, config, str(tmp_path), 5)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["step_5"]
+    assert _contents(path) != before
+    assert "predictions" in tf.saved_model.load(str(path)).signatures[
+        "serving_default"].structured_outputs
+
+
+def test_an_export_moved_aside_by_a_crash_is_recovered(exported, tmp_path, monkeypatch):
+    model, config, path, before = exported
+    path.rename(path.parent / "step_5.old")  # killed between the two renames
+    monkeypatch.setattr(tf.saved_model, "save", _fail)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        export_model(model, config, str(tmp_path), 6)  # the next export, of any step
+    assert _contents(path) == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ["step_5"]

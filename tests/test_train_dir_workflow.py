@@ -13,9 +13,10 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
-from conftest import REPO, fed_videos, run_script, shared_path
+from conftest import REPO, fed_videos, read_submission, run_script, shared_path
 from youtube8m_willow import checkpoint, evaluation
 from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.data.synthetic import write_synthetic_dataset
@@ -288,3 +289,131 @@ def test_every_user_facing_error_is_a_user_error():
     assert resume.InputStateError is errors.InputStateError
     assert trainer.NonFiniteLossError is errors.NonFiniteLossError
     assert weights_file.WeightsFileError is errors.WeightsFileError
+
+
+# --- a train_dir copied from another machine ---------------------------------
+
+FOREIGN_STATE = ('model_checkpoint_path: "/some/other/disk/train_dir/model.ckpt-123"\n'
+                 'all_model_checkpoint_paths: "/some/other/disk/train_dir/model.ckpt-123"\n')
+
+
+def _copied_starter_train_dir(tmp_path):
+    """The starter's train_dir as copied from another disk: its state file
+    names the absolute paths TF1's Saver wrote there."""
+    fixture = shared_path("starter_fixtures", "starter_moe_video")
+    meta = json.loads((fixture / "meta.json").read_text())
+    train_dir = tmp_path / "copied"
+    shutil.copytree(fixture / "train_dir", train_dir)
+    for path in [train_dir, *train_dir.iterdir()]:
+        path.chmod(0o755 if path.is_dir() else 0o644)  # the fixture is read-only
+    (train_dir / "checkpoint").write_text(FOREIGN_STATE)
+    flags = [*meta["model_flags"], f"--num_classes={meta['num_classes']}",
+             "--frame_sampling=uniform"]
+    return train_dir, fixture, flags
+
+
+def _assert_fixture_predictions(csv, fixture):
+    ours, theirs = read_submission(csv), read_submission(fixture / "expected.csv")
+    assert list(ours) == list(theirs)
+    for video_id, pairs in theirs.items():
+        assert [label for label, _ in ours[video_id]] == [label for label, _ in pairs]
+        np.testing.assert_allclose([s for _, s in ours[video_id]], [s for _, s in pairs],
+                                   atol=2e-6)
+
+
+def test_a_state_file_naming_another_disk_finds_the_checkpoint_here(tmp_path):
+    train_dir, fixture, flags = _copied_starter_train_dir(tmp_path)
+    data = fixture / "data.tfrecord"
+    csv = tmp_path / "out.csv"
+    inferred = run_script("inference.py", f"--train_dir={train_dir}",
+                          f"--input_data_pattern={data}", f"--output_file={csv}", *flags)
+    assert f"predicting with {train_dir / 'model.ckpt-123'} (global step 123)" in inferred.stderr
+    _assert_fixture_predictions(csv, fixture)
+    evaluated = run_script("eval.py", f"--train_dir={train_dir}", f"--eval_data_pattern={data}",
+                           "--run_once=True", *flags)
+    assert "epoch/eval number 123 " in evaluated.stderr
+    # train.py continues the copied run from its step, never a new model from step 1.
+    trained = _train(train_dir, data, "--max_steps=124", "--batch_size=8", *flags)
+    assert "at global step 123" in trained.stderr and "training step 124 " in trained.stderr
+    assert "training step 1 " not in trained.stderr
+    assert checkpoint.checkpoint_steps(str(train_dir)) == [123, 124]
+
+
+@pytest.mark.parametrize("state", [None, 'model_checkpoint_path: "model.ckpt-999"\n'],
+                         ids=["no-state-file", "names-an-absent-one"])
+def test_without_a_usable_state_file_the_newest_complete_checkpoint_is_used(state, tmp_path):
+    train_dir, fixture, flags = _copied_starter_train_dir(tmp_path)
+    if state is None:
+        (train_dir / "checkpoint").unlink()
+    else:
+        (train_dir / "checkpoint").write_text(state)
+    for suffix in (".index", ".data-00000-of-00001"):  # an older complete one
+        shutil.copy(train_dir / f"model.ckpt-123{suffix}", train_dir / f"model.ckpt-100{suffix}")
+    (train_dir / "model.ckpt-200.index").write_bytes(b"")  # a newer one without its data
+    csv = tmp_path / "out.csv"
+    result = run_script("inference.py", f"--train_dir={train_dir}",
+                        f"--input_data_pattern={fixture / 'data.tfrecord'}",
+                        f"--output_file={csv}", *flags)
+    warnings = [line for line in result.stderr.splitlines()
+                if "using the newest complete checkpoint" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("W"), result.stderr[-3000:]
+    assert str(train_dir / "model.ckpt-123") in warnings[0]
+    assert f"predicting with {train_dir / 'model.ckpt-123'} " in result.stderr
+    _assert_fixture_predictions(csv, fixture)
+
+
+def test_eval_polling_says_the_fallback_once(tmp_path, caplog, monkeypatch):
+    train_dir, _, _ = _copied_starter_train_dir(tmp_path)
+    (train_dir / "checkpoint").unlink()
+
+    def no_wait(seconds):
+        raise AssertionError("eval.py kept waiting beside a complete checkpoint")
+
+    monkeypatch.setattr(evaluation.time, "sleep", no_wait)
+    with caplog.at_level(logging.INFO, logger="youtube8m_willow"):
+        paths = {evaluation.wait_for_checkpoint(str(train_dir), 0) for _ in range(3)}
+    assert paths == {str(train_dir / "model.ckpt-123")}
+    said = [r for r in caplog.records if "newest complete checkpoint" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelno == logging.WARNING
+
+
+def _only_data_file(train_dir):
+    for name in ("checkpoint", "model.ckpt-123.index", "model.ckpt-123.meta"):
+        (train_dir / name).unlink()
+
+
+def _unreadable_index(train_dir):
+    (train_dir / "model.ckpt-123.index").write_bytes(b"not an index")
+
+
+def _state_file_alone(train_dir):
+    for path in train_dir.glob("model.ckpt-123.*"):
+        path.unlink()
+
+
+@pytest.mark.parametrize("damage", [_only_data_file, _unreadable_index, _state_file_alone],
+                         ids=["data-without-index", "unreadable-index", "state-file-alone"])
+def test_train_never_starts_a_new_model_beside_checkpoint_files_it_cannot_use(damage, tmp_path):
+    train_dir, fixture, flags = _copied_starter_train_dir(tmp_path)
+    damage(train_dir)
+    before = _files(train_dir)
+    result = _train(train_dir, fixture / "data.tfrecord", "--max_steps=124", "--batch_size=8",
+                    *flags, check=False)
+    line = _error_line(result)
+    assert "--start_new_model" in line and str(train_dir) in line
+    assert _files(train_dir) == before  # nothing written beside them
+
+
+def test_rotation_covers_every_resumed_run_but_never_the_originals(tmp_path):
+    train_dir, data, flags = _original_train_dir(tmp_path)
+    original = _files(train_dir)
+    for max_steps in (126, 128, 129):  # resumed twice, a checkpoint every step, keep 2
+        _train(train_dir, data, f"--max_steps={max_steps}", "--keep_checkpoints=2",
+               "--save_checkpoint_secs=0", *flags)
+    assert checkpoint.checkpoint_steps(str(train_dir)) == [123, 128, 129]
+    assert sorted(p.name for p in train_dir.glob("model.ckpt-12[4-9].*")) == [
+        f"model.ckpt-{step}.{suffix}" for step in (128, 129)
+        for suffix in ("data-00000-of-00001", "index", "input.json", "writer.json")]
+    for name, content in original.items():
+        if name.startswith("model.ckpt-123"):
+            assert (train_dir / name).read_bytes() == content

@@ -20,10 +20,20 @@ Writes are atomic: the tensors go to a temporary prefix that is renamed into
 place, and only then does the ``checkpoint`` state file (rewritten through a
 temporary file) point at it. A killed process never leaves a partial
 checkpoint as the latest one.
+
+Rotation (``--keep_checkpoints``) spans every run of this project on the same
+model in a train_dir: each checkpoint the trainer writes has a companion
+``model.ckpt-N.writer.json`` naming the model it holds (a digest of its
+variables' names and shapes), and only checkpoints with that companion for
+that model are ever deleted. The original code's checkpoints (which have
+none), those of another model and those of this project's versions before
+the companion are kept.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import os
@@ -42,6 +52,9 @@ log = logging.getLogger("youtube8m_willow")
 
 CHECKPOINT_PREFIX = "model.ckpt"
 STATE_FILE = "checkpoint"
+# The companion that marks a checkpoint this project's trainer wrote (CheckpointWriter).
+WRITER_SUFFIX = ".writer.json"
+WRITER_FORMAT = 1
 # Port names (WILLOW's) of the non-model state; legacy.Naming maps the others.
 GLOBAL_STEP = "global_step"
 BETA1_POWER = "model/beta1_power"
@@ -61,22 +74,106 @@ def checkpoint_path(train_dir: str, check_point: int = -1) -> str:
         return path
     path = latest_checkpoint(train_dir)
     if path is None:
-        raise CheckpointError(f"no checkpoint found in train_dir {train_dir!r}")
+        leftovers = unusable_checkpoint_files(train_dir)
+        raise CheckpointError(f"no checkpoint found in train_dir {train_dir!r}" + (
+            f" (no complete one: {describe_unusable(leftovers)})" if leftovers else ""))
     return path
 
 
 def latest_checkpoint(train_dir: str) -> str | None:
-    """The newest complete checkpoint named by the state file, or None."""
+    """The checkpoint to continue or evaluate, or None when train_dir has none.
+
+    The one the state file names, looked up by its base name inside
+    train_dir: TF1's Saver writes absolute paths, so a train_dir copied from
+    another machine or a bucket names paths that are not here. When the
+    state file is missing or names no complete checkpoint here: the newest
+    complete checkpoint present, with a warning (said once per process:
+    eval.py calls this on every poll). A checkpoint outside train_dir is
+    never used.
+    """
+    named = _named_checkpoint(train_dir)
+    if named is not None:
+        local = os.path.join(train_dir, os.path.basename(named))
+        if is_complete(local):
+            written = named if "://" in named else os.path.join(train_dir, named)
+            if not _same_path(local, written):
+                _say_once(logging.INFO, "the checkpoint state file of %s names %s (written "
+                          "elsewhere): using %s", train_dir, named, local)
+            return local
+    newest = _newest_complete(train_dir)
+    if newest is not None:
+        named_text = (f"names {named!r}, which is not complete in train_dir"
+                      if named is not None else "is missing or names no checkpoint")
+        _say_once(logging.WARNING, "the checkpoint state file %s %s: using the newest complete "
+                  "checkpoint there, %s", os.path.join(train_dir, STATE_FILE), named_text,
+                  newest)
+    return newest
+
+
+def is_complete(prefix: str) -> bool:
+    """Whether a checkpoint's index and every data shard it was written with exist."""
+    if not tf.io.gfile.exists(prefix + ".index"):
+        return False
+    shards = tf.io.gfile.glob(prefix + ".data-*-of-*")
+    match = re.search(r"-of-(\d+)$", shards[0]) if shards else None
+    return match is not None and len(shards) == int(match.group(1))
+
+
+def unusable_checkpoint_files(train_dir: str) -> list[str]:
+    """Names of train_dir's checkpoint files when it has no complete
+    checkpoint to use (a ``.data`` file without its index, a state file
+    naming one that is not here), else []. Temporaries of a killed write
+    do not count."""
+    if latest_checkpoint(train_dir) is not None:
+        return []
+    names = [os.path.basename(p) for p in tf.io.gfile.glob(
+        os.path.join(train_dir, f"{CHECKPOINT_PREFIX}-*"))]
+    names = sorted(n for n in names if ".tmp" not in n)
+    if tf.io.gfile.exists(os.path.join(train_dir, STATE_FILE)):
+        names.append(STATE_FILE)
+    return names
+
+
+def describe_unusable(names: list[str]) -> str:
+    """A short description of ``unusable_checkpoint_files``' answer."""
+    if names == [STATE_FILE]:
+        return "its 'checkpoint' state file names checkpoints that are not there"
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return f"{shown} without a complete checkpoint (index and data)"
+
+
+_said: set[tuple] = set()
+
+
+def _say_once(level: int, message: str, *args) -> None:
+    """Logs ``message`` the first time this process would log it."""
+    if (message, args) not in _said:
+        _said.add((message, args))
+        log.log(level, message, *args)
+
+
+def _named_checkpoint(train_dir: str) -> str | None:
+    """The latest checkpoint path as train_dir's state file writes it, or None."""
     state = os.path.join(train_dir, STATE_FILE)
     if not tf.io.gfile.exists(state):
         return None
     match = re.search(r'^model_checkpoint_path:\s*"([^"]+)"', _read_text(state), re.M)
-    if not match:
-        return None
-    path = match.group(1)
-    if not os.path.isabs(path) and "://" not in path:
-        path = os.path.join(train_dir, path)
-    return path if tf.io.gfile.exists(path + ".index") else None
+    return match.group(1) if match else None
+
+
+def _same_path(a: str, b: str) -> bool:
+    if "://" in a or "://" in b:
+        return a.rstrip("/") == b.rstrip("/")
+    return os.path.abspath(a) == os.path.abspath(b)
+
+
+def _newest_complete(train_dir: str) -> str | None:
+    """The complete checkpoint of train_dir with the highest step, or None."""
+    for step in reversed(list(checkpoint_steps(train_dir))):
+        path = os.path.join(train_dir, f"{CHECKPOINT_PREFIX}-{step}")
+        if is_complete(path):
+            return path
+    return None
 
 
 def step_of(path: str) -> int:
@@ -232,11 +329,18 @@ def save(train_dir: str, tensors: dict[str, tf.Tensor], global_step: int) -> str
 
 
 class CheckpointWriter:
-    """Writes one training run's checkpoints and rotates them.
+    """Writes a training run's checkpoints and rotates them.
 
-    Keeps the newest ``keep`` checkpoints of those this writer wrote (0: all,
-    as TF1's ``max_to_keep=0``); a checkpoint it did not write (an earlier
-    run's, or the original code's in a continued train_dir) is never deleted.
+    Every checkpoint it writes gets a companion ``model.ckpt-N.writer.json``
+    (written before the index, like the input state) recording that this
+    project wrote it and for which model: a digest of the model variables'
+    stored names and shapes (``model_signature``). Rotation keeps the newest
+    ``keep`` of the train_dir's checkpoints whose companion names this
+    model, whichever run wrote them (0: keep all, as TF1's
+    ``max_to_keep=0``); the one just written counts as the newest. A
+    checkpoint without that companion (the original code's, which writes
+    ``model.ckpt-N.meta`` instead) or written for another model is never
+    deleted.
     """
 
     def __init__(self, train_dir: str, keep: int = 5):
@@ -248,16 +352,60 @@ class CheckpointWriter:
              companions: dict[str, str] | None = None) -> str:
         """Writes the checkpoint of ``global_step`` and its ``companions``
         (``{suffix: text}``, e.g. the input state), then rotates."""
-        final = _write_tensors(self.train_dir, tensors, global_step, companions or {})
+        signature = model_signature(tensors)
+        mark = json.dumps({"format": WRITER_FORMAT, "model": signature}) + "\n"
+        final = _write_tensors(self.train_dir, tensors, global_step,
+                               {**(companions or {}), WRITER_SUFFIX: mark})
         if final not in self.written:
             self.written.append(final)
-        stale = self.written[:-self.keep] if self.keep > 0 else []
-        self.written = self.written[len(stale):]
+        stale = self._stale(final, signature)
         _write_state(self.train_dir, final, dropped=stale)
         for old in stale:  # only after the state file stopped naming them
-            for path in tf.io.gfile.glob(old + ".*"):
-                tf.io.gfile.remove(path)
+            _delete(old)
         return final
+
+    def _stale(self, newest: str, signature: str) -> list[str]:
+        """This model's checkpoints beyond the newest ``keep``, oldest first."""
+        if self.keep <= 0:
+            return []
+        ours = [path for path in _prefixes(self.train_dir)
+                if path != newest and written_for(path) == signature]
+        return ours[:max(len(ours) - (self.keep - 1), 0)]
+
+
+def model_signature(tensors: Mapping[str, object]) -> str:
+    """A digest of a checkpoint's model variables, names and shapes (not the
+    optimizer's slots, nor the step): equal for every checkpoint of one model."""
+    shapes = sorted((name, [int(d) for d in tensor.shape]) for name, tensor in tensors.items()
+                    if not is_optimizer_name(name))
+    return hashlib.sha256(json.dumps(shapes).encode()).hexdigest()[:16]
+
+
+def written_for(path: str) -> str | None:
+    """The model signature a checkpoint's writer companion records, or None
+    for a checkpoint this project's trainer did not write (or an unreadable mark)."""
+    mark = path + WRITER_SUFFIX
+    if not tf.io.gfile.exists(mark):
+        return None
+    try:
+        values = json.loads(_read_text(mark))
+        return str(values["model"]) if values.get("format") == WRITER_FORMAT else None
+    except (ValueError, KeyError, TypeError, AttributeError, tf.errors.OpError):
+        return None
+
+
+def _prefixes(train_dir: str) -> list[str]:
+    return [os.path.join(train_dir, f"{CHECKPOINT_PREFIX}-{step}")
+            for step in checkpoint_steps(train_dir)]
+
+
+def _delete(prefix: str) -> None:
+    """Deletes a checkpoint: its index first (it is then incomplete), then the rest."""
+    index = prefix + ".index"
+    if tf.io.gfile.exists(index):
+        tf.io.gfile.remove(index)
+    for path in tf.io.gfile.glob(prefix + ".*"):
+        tf.io.gfile.remove(path)
 
 
 def _write_tensors(train_dir: str, tensors: dict[str, tf.Tensor], global_step: int,
@@ -287,8 +435,7 @@ def _write_state(train_dir: str, newest: str, dropped: Iterable[str] = ()) -> No
     """Points the state file at ``newest``; it lists every other complete
     checkpoint of train_dir but the ``dropped`` ones, oldest first."""
     dropped = set(dropped)
-    others = [os.path.join(train_dir, f"{CHECKPOINT_PREFIX}-{step}")
-              for step in checkpoint_steps(train_dir)]
+    others = _prefixes(train_dir)
     kept = [p for p in others if p != newest and p not in dropped] + [newest]
     lines = [f'model_checkpoint_path: "{os.path.basename(newest)}"']
     lines += [f'all_model_checkpoint_paths: "{os.path.basename(p)}"' for p in kept]

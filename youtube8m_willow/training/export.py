@@ -17,6 +17,7 @@ from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.data.readers import ReaderConfig, parse_serialized
 
 EXPORT_DIR = "export"
+MOVED_ASIDE = ".old"  # an export being replaced, until its replacement is in place
 
 
 class ServingModule(tf.Module):
@@ -41,13 +42,46 @@ class ServingModule(tf.Module):
 
 def export_model(model, model_config: ModelConfig, train_dir: str, global_step: int,
                  top_k: int = 20) -> str:
-    """Writes ``train_dir/export/step_<global_step>`` (atomically, by rename)."""
-    final = os.path.join(train_dir, EXPORT_DIR, f"step_{global_step}")
+    """Writes ``train_dir/export/step_<global_step>`` atomically: the SavedModel
+    goes to a temporary folder renamed into place; an earlier export of the
+    same step (a resumed run ending where the last one did) is replaced only
+    once the new one is complete (``_replace_folder``)."""
+    export_dir = os.path.join(train_dir, EXPORT_DIR)
+    final = os.path.join(export_dir, f"step_{global_step}")
     temporary = final + ".tmp"
-    for path in (temporary, final):
-        if tf.io.gfile.exists(path):
-            tf.io.gfile.rmtree(path)
+    _recover_moved_aside(export_dir)
+    if tf.io.gfile.exists(temporary):  # left by a killed export
+        tf.io.gfile.rmtree(temporary)
     module = ServingModule(model, model_config, top_k)
     tf.saved_model.save(module, temporary, signatures={"serving_default": module.serve})
-    tf.io.gfile.rename(temporary, final)
+    _replace_folder(temporary, final)
     return final
+
+
+def _replace_folder(new: str, final: str) -> None:
+    """Renames ``new`` to ``final``. A folder cannot be renamed over a
+    non-empty one: an existing ``final`` is moved aside first and deleted
+    only once ``new`` is in its place (put back if that rename fails; after
+    a crash between the renames, ``_recover_moved_aside`` puts it back)."""
+    if not tf.io.gfile.exists(final):
+        tf.io.gfile.rename(new, final)
+        return
+    aside = final + MOVED_ASIDE
+    tf.io.gfile.rename(final, aside)
+    try:
+        tf.io.gfile.rename(new, final)
+    except BaseException:
+        tf.io.gfile.rename(aside, final)
+        raise
+    tf.io.gfile.rmtree(aside)
+
+
+def _recover_moved_aside(export_dir: str) -> None:
+    """Puts back each export an interrupted replacement moved aside, or
+    deletes it where its replacement is already in place."""
+    for aside in tf.io.gfile.glob(os.path.join(export_dir, "step_*" + MOVED_ASIDE)):
+        final = aside[:-len(MOVED_ASIDE)]
+        if tf.io.gfile.exists(final):
+            tf.io.gfile.rmtree(aside)
+        else:
+            tf.io.gfile.rename(aside, final)

@@ -147,6 +147,30 @@ class _StopRequest:
             signal.signal(sig, handler)
 
 
+def resumable_checkpoint(train_dir: str) -> str | None:
+    """The checkpoint a run in train_dir continues (``checkpoint.latest_checkpoint``),
+    None for a train_dir without checkpoint files. Checkpoint files it cannot
+    use (a data file without its index, an unreadable index) are an error:
+    a new model is never started beside them without --start_new_model."""
+    if not tf.io.gfile.isdir(train_dir):
+        return None
+    unusable = checkpoint.unusable_checkpoint_files(train_dir)
+    if unusable:
+        raise checkpoint.CheckpointError(
+            f"train_dir {train_dir!r} holds no complete checkpoint to continue "
+            f"({checkpoint.describe_unusable(unusable)}); restore the missing files, or pass "
+            "--start_new_model to delete them and train a new model")
+    path = checkpoint.latest_checkpoint(train_dir)
+    if path is not None:
+        try:
+            checkpoint.naming_of(path)  # reads the index
+        except checkpoint.CheckpointError as error:
+            raise checkpoint.CheckpointError(
+                f"{error}; restore it, or pass --start_new_model to delete train_dir's "
+                "checkpoints and train a new model") from None
+    return path
+
+
 def model_config_for_checkpoint_names(train_dir: str, model_config: ModelConfig) -> ModelConfig:
     """``model_config`` with the graph variant of train_dir's latest checkpoint
     (the starter's or WILLOW's LstmModel); unchanged for a new train_dir.
@@ -154,7 +178,7 @@ def model_config_for_checkpoint_names(train_dir: str, model_config: ModelConfig)
     Every worker reads it, so with several workers each must see train_dir
     (or be given the same ``--lstm_variant``).
     """
-    return original_train_dir.resolve(model_config, checkpoint.latest_checkpoint(train_dir))
+    return original_train_dir.resolve(model_config, resumable_checkpoint(train_dir))
 
 
 def resolved_model_config(train_dir: str, data_pattern: str, model_config: ModelConfig,
@@ -166,7 +190,7 @@ def resolved_model_config(train_dir: str, data_pattern: str, model_config: Model
     4716 classes; ``id``: 2018 and later, 3862), said in the log. The
     records are read as training reads them (``skip_bad_records``: a
     damaged first record is skipped, not an error)."""
-    path = checkpoint.latest_checkpoint(train_dir) if tf.io.gfile.isdir(train_dir) else None
+    path = resumable_checkpoint(train_dir)
     if path is not None:
         return original_train_dir.resolve(model_config, path, free)
     if "num_classes" not in free:
@@ -269,7 +293,7 @@ class Trainer:
     def restore_latest(self) -> str | None:
         """Restores the latest checkpoint of train_dir (the chief reads it;
         with several workers, the others receive its state)."""
-        path = checkpoint.latest_checkpoint(self.config.train_dir) if self.is_chief else None
+        path = resumable_checkpoint(self.config.train_dir) if self.is_chief else None
         if path is not None:
             self.global_step = checkpoint.restore(path, self.model, self.optimizer)
             self.naming = checkpoint.naming_of(path)
