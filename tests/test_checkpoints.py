@@ -263,8 +263,9 @@ def test_weights_to_be_restored_skip_only_the_random_initializers():
 # --- companions (the input state) ----------------------------------------------
 
 def test_companions_are_in_place_before_the_index_and_rotate_with_it(tmp_path, monkeypatch):
-    """A checkpoint is complete when its index exists: the data and the
-    companion files are renamed into place first, and rotation removes all."""
+    """A checkpoint is complete when its index exists: the companion files
+    (the writer's mark among them) and then the data are renamed into place
+    first, and rotation removes all."""
     order = []
     rename = tf.io.gfile.rename
     monkeypatch.setattr(tf.io.gfile, "rename", lambda old, new, overwrite=False: (
@@ -274,8 +275,9 @@ def test_companions_are_in_place_before_the_index_and_rotate_with_it(tmp_path, m
     tensors = {"w": tf.ones([3]), "global_step": tf.constant(1, tf.int64)}
     writer.save(tensors, 1, {".input.json": "{}\n"})
     assert order[-1] == "checkpoint"  # the state file names it once it is complete
-    assert order[-2] == "1.index" and order.index("1.input.json") < len(order) - 2
-    assert order[0].startswith("1.data-")
+    assert order[-2] == "1.index"
+    data = next(i for i, name in enumerate(order) if name.startswith("1.data-"))
+    assert order.index("1.input.json") < data and order.index("1.writer.json") < data
     assert (tmp_path / "model.ckpt-1.input.json").read_text() == "{}\n"
     writer.save(tensors, 2, {".input.json": "{}\n"})
     assert sorted(p.name for p in tmp_path.glob("model.ckpt-1*")) == []
@@ -336,3 +338,17 @@ def test_an_unreadable_writer_mark_is_never_deleted(tmp_path):
     (tmp_path / "model.ckpt-1.writer.json").write_text("not json")
     writer.save(_tensors(3, 2), 2)
     assert checkpoint.checkpoint_steps(str(tmp_path)) == [1, 2]
+
+
+def test_a_first_write_interrupted_by_a_kill_does_not_block_a_restart(tmp_path):
+    """Killed after the data of its first checkpoint were renamed in but
+    before the index: the restart may start over (nothing complete was
+    written); data files without this project's writer mark still count."""
+    writer = checkpoint.CheckpointWriter(str(tmp_path), keep=1)
+    writer.save({"w": tf.ones([3]), "global_step": tf.constant(1, tf.int64)}, 1)
+    (tmp_path / "model.ckpt-1.index").unlink()
+    (tmp_path / "checkpoint").unlink()
+    assert checkpoint.unusable_checkpoint_files(str(tmp_path)) == []
+    (tmp_path / "model.ckpt-1.writer.json").unlink()
+    assert checkpoint.unusable_checkpoint_files(str(tmp_path)) == [
+        "model.ckpt-1.data-00000-of-00001"]

@@ -102,7 +102,7 @@ def test_a_given_flag_wins_over_the_graph(tmp_path):
     train_dir = _copy("starter2019_dbof", tmp_path)
     result = _eval("starter2019_dbof", train_dir, "--segment_labels=True",
                    "--dbof_activation=relu6")
-    assert "the graph" not in result.stderr  # nothing read: the flag was given
+    assert "dbof_activation=sigmoid" not in result.stderr  # the flag was given
     expected = json.loads((DATA / "starter2019_dbof" / "expected_eval.json").read_text())
     gap = _epoch_scalars(train_dir)["Epoch/SegEval_GAP"]
     assert abs(gap - expected["scalars"]["Epoch/SegEval_GAP"]) > 1e-3

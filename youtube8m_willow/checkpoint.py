@@ -123,15 +123,23 @@ def unusable_checkpoint_files(train_dir: str) -> list[str]:
     """Names of train_dir's checkpoint files when it has no complete
     checkpoint to use (a ``.data`` file without its index, a state file
     naming one that is not here), else []. Temporaries of a killed write
-    do not count."""
+    and the files of this project's own write that a kill interrupted (its
+    writer mark is in place before the data) do not count."""
     if latest_checkpoint(train_dir) is not None:
         return []
     names = [os.path.basename(p) for p in tf.io.gfile.glob(
         os.path.join(train_dir, f"{CHECKPOINT_PREFIX}-*"))]
-    names = sorted(n for n in names if ".tmp" not in n)
+    interrupted = {_prefix_of(name) for name in names if name.endswith(WRITER_SUFFIX)}
+    names = sorted(n for n in names if ".tmp" not in n and _prefix_of(n) not in interrupted)
     if tf.io.gfile.exists(os.path.join(train_dir, STATE_FILE)):
         names.append(STATE_FILE)
     return names
+
+
+def _prefix_of(name: str) -> str:
+    """``model.ckpt-N`` of one of its files' names."""
+    match = re.match(re.escape(CHECKPOINT_PREFIX) + r"-\d+", name)
+    return match.group(0) if match else name
 
 
 def describe_unusable(names: list[str]) -> str:
@@ -410,19 +418,19 @@ def _delete(prefix: str) -> None:
 
 def _write_tensors(train_dir: str, tensors: dict[str, tf.Tensor], global_step: int,
                    companions: dict[str, str] | None = None) -> str:
-    """Writes the tensors under a temporary prefix, then renames it into place:
-    the data files, then the companions, and the index last (a checkpoint is
-    complete when its index exists)."""
+    """Writes the tensors under a temporary prefix, then puts the checkpoint
+    in place: the companions first (the writer's mark among them tells a
+    write of this project that a kill interrupted), then the data files, and
+    the index last (a checkpoint is complete when its index exists)."""
     tf.io.gfile.makedirs(train_dir)
     final = os.path.join(train_dir, f"{CHECKPOINT_PREFIX}-{global_step}")
     temporary = f"{final}.tmp{os.getpid()}"
     names = sorted(tensors)
     tf.raw_ops.SaveV2(prefix=temporary, tensor_names=names, shape_and_slices=[""] * len(names),
                       tensors=[tf.convert_to_tensor(tensors[n]) for n in names])
+    for companion, text in (companions or {}).items():
+        _write_text_atomic(final + companion, text)
     for suffix in sorted(_files_of(temporary), key=lambda s: s == ".index"):
-        if suffix == ".index":
-            for companion, text in (companions or {}).items():
-                _write_text_atomic(final + companion, text)
         tf.io.gfile.rename(temporary + suffix, final + suffix, overwrite=True)
     return final
 
