@@ -92,3 +92,59 @@ def fed_videos(logs) -> dict[int, str]:
         for step, ids in FED_VIDEOS.findall(log):
             assert fed.setdefault(int(step), ids) == ids, f"step {step} fed other videos"
     return fed
+
+
+# Each script's flag definer (it also sets that script's own defaults).
+_SCRIPT_FLAGS = {"train.py": "define_train_flags", "eval.py": "define_eval_flags",
+                 "inference.py": "define_inference_flags"}
+
+
+def run_in_process(script: str, *args: str, check: bool = True
+                   ) -> subprocess.CompletedProcess:
+    """Runs train.py / eval.py / inference.py's ``main`` in this process, as
+    ``run_script`` runs it in a new one, for the tests whose behaviour is not
+    the process's own (exit codes of signals, start-up output and the
+    README's command lines keep real processes). The flags are parsed from
+    ``args`` and restored afterwards; the result's ``stderr`` holds every log
+    line and the one-line error, its ``returncode`` what the script would
+    have exited with (0, 1 for a user error, 2 for a bad flag)."""
+    import contextlib
+    import importlib
+    import io
+    import logging
+
+    import keras
+    from absl import flags
+    from absl import logging as absl_logging
+    from absl.testing import flagsaver
+
+    from youtube8m_willow import flags as yt_flags
+
+    module = importlib.import_module(script.removesuffix(".py"))
+    out, err = io.StringIO(), io.StringIO()
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(absl_logging.PythonFormatter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    code = 0
+    try:
+        with flagsaver.flagsaver(), contextlib.redirect_stdout(out), \
+                contextlib.redirect_stderr(err):
+            flags.FLAGS.unparse_flags()
+            getattr(yt_flags, _SCRIPT_FLAGS[script])()
+            try:
+                flags.FLAGS([script, *args])
+            except flags.Error as error:
+                print(f"FATAL Flags parsing error: {error}", file=sys.stderr)
+                code = 2
+            else:
+                module.main([script])
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        root.removeHandler(handler)
+        keras.backend.clear_session()
+    result = subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())
+    if check and code != 0:
+        raise AssertionError(f"{script} failed ({code}):\n{result.stderr[-4000:]}")
+    return result

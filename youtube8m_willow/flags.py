@@ -103,11 +103,25 @@ def _define_training_flags() -> None:
                           "(float32 weights; float16 with dynamic loss scaling).")
 
 
+# The original scripts' defaults that differ between them (SPEC section 2).
+# Each script's definer sets them again, so that the three scripts' mains
+# can run one after another in one process (the tests do) with their own.
+SCRIPT_DEFAULTS = {"train": {"num_readers": 8, "batch_size": 1024},
+                   "eval": {"num_readers": 4, "batch_size": 1024},
+                   "inference": {"num_readers": 4, "batch_size": 8192}}
+
+
+def _use_script_defaults(script: str) -> None:
+    for name, value in SCRIPT_DEFAULTS[script].items():
+        FLAGS.set_default(name, value)
+
+
 def define_train_flags() -> None:
     define_model_flags()
     _define_once(flags.DEFINE_string, "train_dir", "/tmp/yt8m_model/", "Checkpoints, summaries and exports.")
     _define_once(flags.DEFINE_integer, "num_readers", 8, "Parallel file readers.")
     _define_training_flags()
+    _use_script_defaults("train")
 
 
 def define_eval_flags() -> None:
@@ -120,12 +134,12 @@ def define_eval_flags() -> None:
     _define_once(flags.DEFINE_integer, "top_k", 20, "Predictions per video kept for GAP and MAP.")
     _define_once(flags.DEFINE_integer, "check_point", -1, "Checkpoint step to evaluate (-1: latest).")
     _define_once(flags.DEFINE_integer, "poll_secs", 60, "Seconds between looks for a new checkpoint.")
+    _use_script_defaults("eval")
 
 
 def define_inference_flags() -> None:
     define_model_flags()
     _define_training_flags()
-    FLAGS.set_default("batch_size", 8192)
     _define_once(flags.DEFINE_string, "train_dir", "/tmp/yt8m_model/", "Where the checkpoints are.")
     _define_once(flags.DEFINE_string, "output_file", "", "Where to write the submission CSV.")
     _define_once(flags.DEFINE_string, "input_data_pattern", "", "Glob of the TFRecord files to predict.")
@@ -152,6 +166,7 @@ def define_inference_flags() -> None:
                  "unpacked into --untar_model_dir; --train_dir must not be given.")
     _define_once(flags.DEFINE_string, "untar_model_dir", "/tmp/yt8m-model",
                  "Where --input_model_tgz is unpacked.")
+    _use_script_defaults("inference")
 
 
 def define_convert_flags() -> None:
