@@ -38,8 +38,14 @@ def shared_path(*parts: str) -> Path:
 
 
 def run_script(script: str, *args: str, check: bool = True, timeout: float = 900,
-               env: dict | None = None) -> subprocess.CompletedProcess:
-    """Runs train.py / eval.py / inference.py as a user would."""
+               env: dict | None = None, process: bool = False) -> subprocess.CompletedProcess:
+    """Runs train.py / eval.py / inference.py as a user would: their
+    ``main`` in this process (``run_in_process``: the same flags, log lines,
+    one-line errors and exit codes, without a new TensorFlow start-up), or
+    in a new process when ``process`` is set, an ``env`` is given or the
+    script is another one (start-up output, signals, environment)."""
+    if not process and env is None and script in _SCRIPT_FLAGS:
+        return run_in_process(script, *args, check=check)
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     result = subprocess.run([sys.executable, str(REPO / script), *args], capture_output=True,
                             text=True, timeout=timeout, env=full_env, cwd=str(REPO))
@@ -120,6 +126,8 @@ def run_in_process(script: str, *args: str, check: bool = True
 
     from youtube8m_willow import flags as yt_flags
 
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
     module = importlib.import_module(script.removesuffix(".py"))
     out, err = io.StringIO(), io.StringIO()
     handler = logging.StreamHandler(err)
