@@ -1,14 +1,15 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   synthetic YouTube-8M data -> train -> eval -> submission CSV
 #   make demo-segments   the same for the segment-level (2019) workflow
-#   make test   the test suite
+#   make test   the test suite (every tier, the docstring examples included)
+#   make test-fast   the unit tier: no training runs, no scripts end to end
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo_output
 
-.PHONY: demo demo-segments test bench clean
+.PHONY: demo demo-segments test test-fast bench clean
 
 $(STAMP): requirements.txt requirements-torch.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,7 +25,10 @@ demo-segments: $(STAMP)
 	$(PY) -m youtube8m_willow.demo --segments --out_dir=$(DEMO_DIR)
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 tests
+	$(PY) -m pytest -q -n 2
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -n 2 -m "not slow"
 
 bench: $(STAMP)
 	$(PY) bench/bench_metrics.py

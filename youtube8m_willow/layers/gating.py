@@ -32,7 +32,8 @@ class ContextGating(keras.layers.Layer):
     Output: ``[B, U]``.
 
     Example:
-        >>> gated = ContextGating()(np.ones([2, 8], "float32"))
+        >>> tuple(ContextGating()(np.ones([2, 8], "float32")).shape)
+        (2, 8)
     """
 
     def __init__(self, weights_name: str = "gating_weights_2", bn_name: str = "gating_bn",

@@ -144,6 +144,8 @@ class BasicLSTMCell(_TF1Cell):
 
     Example:
         >>> rnn = keras.layers.RNN(BasicLSTMCell(8), return_state=True)
+        >>> [tuple(t.shape) for t in rnn(np.ones([2, 5, 3], "float32"))]  # h, state [c, h]
+        [(2, 8), (2, 16)]
     """
 
     cell_type = "lstm"
@@ -192,6 +194,8 @@ class GRUCell(_TF1Cell):
 
     Example:
         >>> rnn = keras.layers.RNN(GRUCell(8), return_state=True)
+        >>> [tuple(t.shape) for t in rnn(np.ones([2, 5, 3], "float32"))]
+        [(2, 8), (2, 8)]
     """
 
     cell_type = "gru"
@@ -265,7 +269,9 @@ class StackedRNN(keras.layers.Layer):
     ``cell_<i>/gru_cell/{gates,candidate}/{kernel,bias}``.
 
     Example:
-        >>> StackedRNN("lstm", 8, 2)(np.ones([3, 5, 4], "float32"), np.array([5, 2, 0]))
+        >>> tuple(StackedRNN("lstm", 8, 2)(np.ones([3, 5, 4], "float32"),
+        ...                                np.array([5, 2, 0])).shape)  # [c1, h1, c2, h2]
+        (3, 32)
     """
 
     def __init__(self, cell_type: str, units: int, num_layers: int = 1,

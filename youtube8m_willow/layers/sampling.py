@@ -70,7 +70,10 @@ class FrameSampler(keras.layers.Layer):
     Output: ``[B, num_samples, D]``.
 
     Example:
-        >>> FrameSampler(4, "uniform")(np.ones([2, 10, 3], "float32"), np.array([10, 5]))
+        >>> frames = np.arange(10, dtype="float32")[None, :, None] * np.ones([2, 1, 1])
+        >>> np.asarray(FrameSampler(4, "uniform")(frames, np.array([10, 5])))[:, :, 0]
+        array([[0., 2., 5., 7.],
+               [0., 1., 2., 3.]], dtype=float32)
     """
 
     def __init__(self, num_samples: int, method: str = "random", seed: int | None = None,

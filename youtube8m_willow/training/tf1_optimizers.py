@@ -138,9 +138,11 @@ class TF1Optimizer(keras.optimizers.Optimizer):
         **kwargs: Keras optimizer options (``clipnorm``, ``name``).
 
     Example:
+        >>> weights = keras.Variable(np.ones([3], "float32"))
         >>> optimizer = TF1Optimizer("AdagradOptimizer", 0.1)
-        >>> optimizer.build(model.trainable_variables)
-        >>> optimizer.slots_of(model.trainable_variables[0])  # {"Adagrad": ...}
+        >>> optimizer.build([weights])
+        >>> {name: slot.numpy() for name, slot in optimizer.slots_of(weights).items()}
+        {'Adagrad': array([0.1, 0.1, 0.1], dtype=float32)}
     """
 
     def __init__(self, optimizer: str, learning_rate=0.001, **kwargs):
