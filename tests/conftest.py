@@ -20,6 +20,23 @@ collect_ignore = ["backends"]
 SHARED = REPO.parent / "shared"
 
 
+# The unit tier (make test-fast): modules of quick checks of the library
+# itself. Their few tests that run a script or train are marked slow where
+# they are; every test of the other modules (training runs, the scripts and
+# the original's fixtures end to end, other backends, the demo) is slow.
+UNIT_MODULES = {"test_checkpoints", "test_ensemble", "test_segment_map", "test_vocabulary",
+                "test_portable_weights", "test_frame_level_models", "test_readers",
+                "test_metrics", "test_pooling_layers", "test_recurrent", "test_resumable_input",
+                "test_synthetic", "test_tf1_optimizers", "test_training",
+                "test_segment_submission", "test_import_graph", "test_flags"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:  # the doctests of the package are unit checks
+        if item.path.parent.name == "tests" and item.path.stem not in UNIT_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 # Set to 1 to skip (not fail) the tests whose reference material under
 # ../shared is absent, e.g. in a checkout without it. CI leaves it unset.
 ALLOW_MISSING_SHARED = os.environ.get("YT8M_ALLOW_MISSING_SHARED", "") not in ("", "0")

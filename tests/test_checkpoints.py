@@ -86,6 +86,7 @@ def _records(pattern, config):
             batch["num_frames"].numpy())
 
 
+@pytest.mark.slow
 def test_starter_lstm_checkpoint_picks_the_starters_graph(frame_data, tmp_path):
     tensors = _starter_lstm_tensors()
     checkpoint.save(str(tmp_path / "train_dir"), tensors, 7)

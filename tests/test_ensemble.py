@@ -136,6 +136,7 @@ def test_failed_average_leaves_an_existing_output_untouched(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "good.csv", "out.csv"]
 
 
+@pytest.mark.slow
 def test_command_line(tmp_path):
     a = write_csv(tmp_path / "a.csv", "v1,1 0.8 2 0.4")
     b = write_csv(tmp_path / "b.csv", "v1,2 1.0")
@@ -230,6 +231,7 @@ def _train_and_predict(tmp_path: Path, model: str, train_pattern: str,
     return str(output)
 
 
+@pytest.mark.slow
 def test_ensemble_of_two_trained_models_is_their_average(tmp_path):
     # Two models trained on different halves of the data (bagging): the
     # ensemble's ranking is that of the mean of their full score matrices.

@@ -426,6 +426,7 @@ def test_saved_model_reloads_with_identical_outputs(name, tmp_path):
     np.testing.assert_array_equal(clone(batch).numpy(), model(batch).numpy())
 
 
+@pytest.mark.slow
 def test_fresh_process_loads_every_saved_model(tmp_path):
     """A new Python process that imports ``youtube8m_willow.models`` and
     nothing else reads every model's ``.keras`` file back, predictions equal."""

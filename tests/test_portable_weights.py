@@ -114,6 +114,7 @@ def _convert(*flags):
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
 
 
+@pytest.mark.slow
 def test_converter_needs_an_output_file(tmp_path):
     result = _convert(f"--train_dir={tmp_path}")
     assert result.returncode == 1
@@ -121,6 +122,7 @@ def test_converter_needs_an_output_file(tmp_path):
         "ERROR: --output_file is required (e.g. model.npz)")
 
 
+@pytest.mark.slow
 def test_converter_refuses_model_flags_the_checkpoint_does_not_fit(tmp_path):
     fixture = shared_path("fixtures", "moe_video")
     output = tmp_path / "moe.npz"

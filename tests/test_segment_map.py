@@ -59,6 +59,7 @@ def test_fixture_other_top_n(top_n):
         _expected()["other_top_n"][top_n]["map_at_n_newline_stripped"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_script_on_the_fixture():
     result = run_script("segment_eval_inference.py",
                         f"--eval_data_pattern={_fixture('validate.tfrecord')}",
@@ -210,6 +211,7 @@ def _script_error(*args) -> str:
     return errors[0]
 
 
+@pytest.mark.slow
 def test_script_one_line_errors(tmp_path, validation):
     assert "no such submission file" in _script_error(
         f"--eval_data_pattern={validation}", f"--submission_file={tmp_path / 'none.csv'}")

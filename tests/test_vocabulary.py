@@ -65,6 +65,7 @@ def _run_module(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, cwd=str(REPO), timeout=300)
 
 
+@pytest.mark.slow
 def test_module_command_line(tmp_path):
     names = tmp_path / "names.csv"
     names.write_text("label_id,label_name\n1,Cars\n2,Dogs\n")
@@ -81,6 +82,7 @@ def test_module_command_line(tmp_path):
         f"ERROR: {submission}: not a vocabulary file")
 
 
+@pytest.mark.slow
 def test_inference_logs_named_predictions(tmp_path):
     fixture = shared_path("fixtures", "moe_video")
     meta = json.loads((fixture / "meta.json").read_text())
