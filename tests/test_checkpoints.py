@@ -27,6 +27,7 @@ from youtube8m_willow.evaluation import Predictor
 from youtube8m_willow.legacy import PORT_NAMING, Naming, detect_naming, starter2017
 from youtube8m_willow.legacy.rnn_spellings import CURRENT, TF0_12, TF1_0
 from youtube8m_willow.models.registry import create_model
+from youtube8m_willow.training.optimizer_state import is_optimizer_name, training_state
 from youtube8m_willow.training.trainer import TrainConfig, Trainer
 
 CLASSES, MIXTURES, UNITS, FEATURES = 5, 2, 4, (6, 4)
@@ -151,7 +152,7 @@ def _saved_rnn_checkpoint(train_dir, flags, naming) -> tuple[str, np.ndarray, di
         var.assign(rng.normal(0, 0.5, var.shape).astype(np.float32))
     inputs = {"video_matrix": rng.normal(size=[3, 5, 3]).astype(np.float32),
               "num_frames": np.array([5, 2, 4], np.int32)}
-    path = checkpoint.save(str(train_dir), checkpoint.training_state(model, None, 4, naming), 4)
+    path = checkpoint.save(str(train_dir), training_state(model, None, 4, naming), 4)
     return path, model(inputs).numpy(), inputs
 
 
@@ -272,7 +273,7 @@ def test_companions_are_in_place_before_the_index_and_rotate_with_it(tmp_path, m
     monkeypatch.setattr(tf.io.gfile, "rename", lambda old, new, overwrite=False: (
         order.append(os.path.basename(new).removeprefix("model.ckpt-")),
         rename(old, new, overwrite))[1])
-    writer = checkpoint.CheckpointWriter(str(tmp_path), keep=1)
+    writer = checkpoint.CheckpointWriter(str(tmp_path), keep=1, not_model=is_optimizer_name)
     tensors = {"w": tf.ones([3]), "global_step": tf.constant(1, tf.int64)}
     writer.save(tensors, 1, {".input.json": "{}\n"})
     assert order[-1] == "checkpoint"  # the state file names it once it is complete
@@ -303,14 +304,14 @@ def test_rotation_spans_every_run_on_the_same_model(tmp_path):
     """A resumed run (a new writer) rotates the earlier runs' checkpoints of
     its model too; the original code's and another model's are kept."""
     checkpoint.save(str(tmp_path), _tensors(3, 0), 0)  # as the original code: no writer mark
-    other_model = checkpoint.CheckpointWriter(str(tmp_path), keep=1)
+    other_model = checkpoint.CheckpointWriter(str(tmp_path), keep=1, not_model=is_optimizer_name)
     for step in (1, 2):
         other_model.save(_tensors(4, step), step)
-    first_run = checkpoint.CheckpointWriter(str(tmp_path), keep=2)
+    first_run = checkpoint.CheckpointWriter(str(tmp_path), keep=2, not_model=is_optimizer_name)
     for step in (3, 4, 5):
         first_run.save(_tensors(3, step), step)
     assert checkpoint.checkpoint_steps(str(tmp_path)) == [0, 2, 4, 5]
-    resumed_run = checkpoint.CheckpointWriter(str(tmp_path), keep=2)
+    resumed_run = checkpoint.CheckpointWriter(str(tmp_path), keep=2, not_model=is_optimizer_name)
     resumed_run.save(_tensors(3, 6, slots=True), 6)
     assert checkpoint.checkpoint_steps(str(tmp_path)) == [0, 2, 5, 6]
     assert _steps_with(tmp_path, ".writer.json") == [2, 5, 6]  # rotated with the checkpoint
@@ -326,15 +327,16 @@ def test_rotation_spans_every_run_on_the_same_model(tmp_path):
 def test_the_checkpoint_just_written_is_kept_below_a_newer_one(tmp_path):
     """A run resumed from an older checkpoint (the state file named it) never
     deletes what it just wrote: it counts as the newest."""
-    checkpoint.CheckpointWriter(str(tmp_path), keep=1).save(_tensors(3, 9), 9)
-    resumed = checkpoint.CheckpointWriter(str(tmp_path), keep=1)
+    first = checkpoint.CheckpointWriter(str(tmp_path), keep=1, not_model=is_optimizer_name)
+    first.save(_tensors(3, 9), 9)
+    resumed = checkpoint.CheckpointWriter(str(tmp_path), keep=1, not_model=is_optimizer_name)
     assert resumed.save(_tensors(3, 4), 4) == str(tmp_path / "model.ckpt-4")
     assert checkpoint.checkpoint_steps(str(tmp_path)) == [4]
     assert checkpoint.latest_checkpoint(str(tmp_path)) == str(tmp_path / "model.ckpt-4")
 
 
 def test_an_unreadable_writer_mark_is_never_deleted(tmp_path):
-    writer = checkpoint.CheckpointWriter(str(tmp_path), keep=1)
+    writer = checkpoint.CheckpointWriter(str(tmp_path), keep=1, not_model=is_optimizer_name)
     writer.save(_tensors(3, 1), 1)
     (tmp_path / "model.ckpt-1.writer.json").write_text("not json")
     writer.save(_tensors(3, 2), 2)
@@ -345,7 +347,7 @@ def test_a_first_write_interrupted_by_a_kill_does_not_block_a_restart(tmp_path):
     """Killed after the data of its first checkpoint were renamed in but
     before the index: the restart may start over (nothing complete was
     written); data files without this project's writer mark still count."""
-    writer = checkpoint.CheckpointWriter(str(tmp_path), keep=1)
+    writer = checkpoint.CheckpointWriter(str(tmp_path), keep=1, not_model=is_optimizer_name)
     writer.save({"w": tf.ones([3]), "global_step": tf.constant(1, tf.int64)}, 1)
     (tmp_path / "model.ckpt-1.index").unlink()
     (tmp_path / "checkpoint").unlink()

@@ -16,6 +16,7 @@ from youtube8m_willow import checkpoint
 from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.data.readers import ReaderConfig, make_dataset
 from youtube8m_willow.data.synthetic import write_synthetic_dataset
+from youtube8m_willow.training.optimizer_state import optimizer_slots
 from youtube8m_willow.training.optimizers import create_optimizer, optimizer_names
 from youtube8m_willow.training.tf1_optimizers import RULES, Slot, TF1Optimizer
 from youtube8m_willow.training.trainer import TrainConfig, Trainer
@@ -147,6 +148,6 @@ def test_resume_continues_exactly(name, video_data, tmp_path):
     for variable_name, variable in straight.model.tf1_weights().items():
         np.testing.assert_allclose(resumed.model.tf1_weights()[variable_name].numpy(),
                                    variable.numpy(), rtol=0, atol=1e-6, err_msg=variable_name)
-    slots = checkpoint.optimizer_slots(straight.optimizer, straight.model)
-    for slot_name, slot in checkpoint.optimizer_slots(resumed.optimizer, resumed.model).items():
+    slots = optimizer_slots(straight.optimizer, straight.model)
+    for slot_name, slot in optimizer_slots(resumed.optimizer, resumed.model).items():
         np.testing.assert_allclose(slot.numpy(), slots[slot_name].numpy(), rtol=0, atol=1e-6)

@@ -15,6 +15,7 @@ from youtube8m_willow.layers.core import SlimL2
 from youtube8m_willow.losses import create_loss
 from youtube8m_willow.models.registry import create_model
 from youtube8m_willow.training.batch_metrics import batch_metrics
+from youtube8m_willow.training import optimizer_state
 from youtube8m_willow.training.optimizers import StaircaseExampleDecay, create_optimizer
 
 P = np.array([[0.9, 0.2, 0.1], [0.3, 0.6, 0.05]], np.float32)
@@ -101,7 +102,7 @@ def test_checkpoint_round_trip_with_adam_state(tmp_path):
             loss = tf.reduce_sum(model({"video_matrix": tf.ones([2, 5]),
                                         "num_frames": tf.ones([2], tf.int32)}))
         optimizer.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
-    path = checkpoint.save(str(tmp_path), checkpoint.training_state(model, optimizer, 3), 3)
+    path = checkpoint.save(str(tmp_path), optimizer_state.training_state(model, optimizer, 3), 3)
     stored = checkpoint.read_checkpoint(path)
     assert stored["model/beta1_power"] == pytest.approx(0.9 ** 4)  # TF1: beta1^(t+1)
     assert set(stored) >= {"gates/weights", "gates/weights/Adam", "experts/biases/Adam_1",
@@ -109,21 +110,21 @@ def test_checkpoint_round_trip_with_adam_state(tmp_path):
 
     restored, fresh_optimizer = _moe(), create_optimizer("AdamOptimizer", 0.01)
     fresh_optimizer.build(restored.trainable_variables)
-    assert checkpoint.restore(checkpoint.latest_checkpoint(str(tmp_path)), restored,
-                              fresh_optimizer) == 3
+    assert optimizer_state.restore(checkpoint.latest_checkpoint(str(tmp_path)), restored,
+                                   fresh_optimizer) == 3
     assert int(fresh_optimizer.iterations.numpy()) == 3
     for name, var in model.tf1_weights().items():
         np.testing.assert_array_equal(restored.tf1_weights()[name].numpy(), var.numpy())
-    slots = checkpoint.optimizer_slots(optimizer, model)
-    for name, var in checkpoint.optimizer_slots(fresh_optimizer, restored).items():
+    slots = optimizer_state.optimizer_slots(optimizer, model)
+    for name, var in optimizer_state.optimizer_slots(fresh_optimizer, restored).items():
         np.testing.assert_array_equal(var.numpy(), slots[name].numpy())
 
 
 def test_checkpoint_mismatch_lists_missing_and_unexpected(tmp_path):
     model = _moe(moe_prob_gating=True)
-    path = checkpoint.save(str(tmp_path), checkpoint.training_state(model, None, 1), 1)
+    path = checkpoint.save(str(tmp_path), optimizer_state.training_state(model, None, 1), 1)
     with pytest.raises(checkpoint.CheckpointError) as error:
-        checkpoint.restore(path, _moe(moe_low_rank_gating=3))
+        optimizer_state.restore(path, _moe(moe_low_rank_gating=3))
     message = str(error.value)
     assert "missing variables: gates1/weights, gates2/weights" in message
     assert "unexpected variables: gates/weights, gating_prob_bn/beta" in message
@@ -132,10 +133,11 @@ def test_checkpoint_mismatch_lists_missing_and_unexpected(tmp_path):
 
 def test_latest_checkpoint_ignores_partial_writes_and_prunes(tmp_path):
     model = _moe()
-    checkpoint.save(str(tmp_path), checkpoint.training_state(model, None, 0), 0)  # not this run's
-    writer = checkpoint.CheckpointWriter(str(tmp_path), keep=3)
+    checkpoint.save(str(tmp_path), optimizer_state.training_state(model, None, 0), 0)  # not this run's
+    writer = checkpoint.CheckpointWriter(
+        str(tmp_path), keep=3, not_model=optimizer_state.is_optimizer_name)
     for step in range(1, 8):
-        writer.save(checkpoint.training_state(model, None, step), step)
+        writer.save(optimizer_state.training_state(model, None, step), step)
     assert checkpoint.checkpoint_steps(str(tmp_path)) == [0, 5, 6, 7]
     # A write killed half-way leaves only a temporary prefix: never the latest.
     (tmp_path / "model.ckpt-8.tmp999.index").write_bytes(b"partial")
@@ -148,9 +150,10 @@ def test_latest_checkpoint_ignores_partial_writes_and_prunes(tmp_path):
 
 def test_keep_zero_keeps_every_checkpoint(tmp_path):
     model = _moe()
-    writer = checkpoint.CheckpointWriter(str(tmp_path), keep=0)
+    writer = checkpoint.CheckpointWriter(
+        str(tmp_path), keep=0, not_model=optimizer_state.is_optimizer_name)
     for step in range(1, 8):
-        writer.save(checkpoint.training_state(model, None, step), step)
+        writer.save(optimizer_state.training_state(model, None, step), step)
     assert checkpoint.checkpoint_steps(str(tmp_path)) == list(range(1, 8))
 
 

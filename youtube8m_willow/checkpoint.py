@@ -10,11 +10,16 @@ accept both.
 Which original wrote a checkpoint (WILLOW, the Google starter's ``tower/``
 names, TF 1.0/0.12 RNN spellings) is read from its names
 (``youtube8m_willow.legacy``): tensors are renamed to the port's names on
-reading, and ``training_state`` writes a continued run's names back in the
-checkpoint's own naming, so the original's tools can still read it. What
-else a checkpoint says about its model (the graph variant its names call
-for, sizes, the ``.meta`` graph's ops) is read by
-``models.original_train_dir``.
+reading, and a continued run writes its names back in the checkpoint's own
+naming, so the original's tools can still read it.
+
+This module reads and writes the files and knows no model and no optimizer:
+which tensors are the optimizer's state, and how they are gathered and
+restored, is ``training.optimizer_state``'s; what a checkpoint says about
+its model (the graph variant its names call for, sizes, the ``.meta``
+graph's ops) is read by ``models.original_train_dir``. The functions that
+must tell model weights from the rest take that test (``not_model``) from
+their caller.
 
 Writes are atomic: the tensors go to a temporary prefix that is renamed into
 place, and only then does the ``checkpoint`` state file (rewritten through a
@@ -35,18 +40,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import re
-from typing import Iterable, Iterator, Mapping
+from typing import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import tensorflow as tf
 
 from youtube8m_willow.errors import CheckpointError
-from youtube8m_willow.legacy import PORT_NAMING, Naming, detect_naming
+from youtube8m_willow.legacy import Naming, detect_naming
 from youtube8m_willow.legacy.fit import fit_problems
-from youtube8m_willow.training.tf1_optimizers import SLOT_SUFFIXES, slots_of
 
 log = logging.getLogger("youtube8m_willow")
 
@@ -55,10 +58,8 @@ STATE_FILE = "checkpoint"
 # The companion that marks a checkpoint this project's trainer wrote (CheckpointWriter).
 WRITER_SUFFIX = ".writer.json"
 WRITER_FORMAT = 1
-# Port names (WILLOW's) of the non-model state; legacy.Naming maps the others.
+# The port's (WILLOW's) name of the global step; legacy.Naming maps the others.
 GLOBAL_STEP = "global_step"
-BETA1_POWER = "model/beta1_power"
-BETA2_POWER = "model/beta2_power"
 
 
 # ---------------------------------------------------------------- finding
@@ -248,18 +249,13 @@ class StoredTensors(Mapping):
         return len(self._stored)
 
 
-def is_optimizer_name(name: str) -> bool:
-    """An optimizer's slot or step power, or the global step: not a model weight."""
-    return (name.endswith("beta1_power") or name.endswith("beta2_power")
-            or name.rsplit("/", 1)[-1] in SLOT_SUFFIXES or name == GLOBAL_STEP)
-
-
-def assign_model_weights(model_weights: dict, tensors: StoredTensors, path: str) -> None:
+def assign_model_weights(model_weights: dict, tensors: StoredTensors, path: str,
+                         not_model: Callable[[str], bool]) -> None:
     """Assigns a checkpoint's tensors to ``{TF1 name: variable}`` (port names),
     one at a time; a mismatch lists the missing, unexpected and mis-shaped
-    variables, named as the checkpoint stores them."""
-    stored = {name: shape for name, shape in tensors.shapes.items()
-              if not is_optimizer_name(name)}
+    variables, named as the checkpoint stores them. Stored names for which
+    ``not_model`` holds (the optimizer's state, the step) are not weights."""
+    stored = {name: shape for name, shape in tensors.shapes.items() if not not_model(name)}
     problems = fit_problems(model_weights, stored, tensors.naming.to_stored)
     if problems:
         raise CheckpointError("; ".join(
@@ -268,65 +264,14 @@ def assign_model_weights(model_weights: dict, tensors: StoredTensors, path: str)
         var.assign(tensors[name])  # Keras casts to the variable's dtype
 
 
-def restore(path: str, model, optimizer=None) -> int:
-    """Loads model weights (and the optimizer's slots when present) from a
-    checkpoint of any origin.
-
-    Returns the global step. Adam's step count is recovered from
-    ``beta1_power`` (TF1 keeps ``beta1 ** (step + 1)`` there).
-    """
-    tensors = StoredTensors(path)
-    assign_model_weights(model.tf1_weights(), tensors, path)
-    step = int(tensors[GLOBAL_STEP]) if GLOBAL_STEP in tensors else max(step_of(path), 0)
-    if optimizer is not None:
-        _restore_optimizer(optimizer, model, tensors, step, path)
-    return step
-
-
-def _restore_optimizer(optimizer, model, tensors, step: int, path: str) -> None:
-    optimizer.iterations.assign(step)
-    slots = optimizer_slots(optimizer, model)
-    beta1_name = next((name for name in tensors if name.endswith("beta1_power")), None)
-    beta1_power = float(tensors[beta1_name]) if beta1_name is not None else 0.0
-    if hasattr(optimizer, "beta_1") and beta1_power > 0:
-        adam_step = round(math.log(beta1_power) / math.log(optimizer.beta_1)) - 1
-        optimizer.iterations.assign(adam_step)
-    absent = [name for name in slots if name not in tensors]
-    if absent:
-        log.warning("checkpoint %s has no %d of the optimizer's %d slots (e.g. %s): they "
-                    "start at their initial values", path, len(absent), len(slots), absent[0])
-    for name, var in slots.items():
-        if name in tensors:
-            var.assign(tensors[name])
+def stored_step(tensors: StoredTensors) -> int:
+    """The global step a checkpoint stores, else the one in its name (0 without)."""
+    if GLOBAL_STEP in tensors:
+        return int(tensors[GLOBAL_STEP])
+    return max(step_of(tensors.path), 0)
 
 
 # ---------------------------------------------------------------- writing
-
-def optimizer_slots(optimizer, model) -> dict:
-    """``{"<var>/<TF1 slot>": slot variable}`` (``<var>/Adam``,
-    ``<var>/RMSProp_1``, ...) of a built optimizer, in port names."""
-    if not optimizer.built:
-        return {}
-    return {f"{name}/{suffix}": slot
-            for name, var in model.tf1_weights().items() if var.trainable
-            for suffix, slot in slots_of(optimizer, var).items()}
-
-
-def training_state(model, optimizer, global_step: int,
-                   naming: Naming = PORT_NAMING) -> dict[str, tf.Tensor]:
-    """Every tensor a resumable checkpoint holds, named as ``naming`` stores
-    them (the port's names by default; a continued original run keeps its
-    origin's)."""
-    tensors = {name: var.value for name, var in model.tf1_weights().items()}
-    tensors[GLOBAL_STEP] = tf.constant(global_step, tf.int64)
-    if optimizer is not None:
-        tensors.update({name: var.value for name, var in optimizer_slots(optimizer, model).items()})
-        if hasattr(optimizer, "beta_1"):
-            adam_step = int(optimizer.iterations.numpy()) + 1
-            tensors[BETA1_POWER] = tf.constant(optimizer.beta_1 ** adam_step, tf.float32)
-            tensors[BETA2_POWER] = tf.constant(optimizer.beta_2 ** adam_step, tf.float32)
-    return {naming.to_stored(name): value for name, value in tensors.items()}
-
 
 def save(train_dir: str, tensors: dict[str, tf.Tensor], global_step: int) -> str:
     """Writes ``model.ckpt-<global_step>`` atomically and makes it the latest.
@@ -348,19 +293,21 @@ class CheckpointWriter:
     ``max_to_keep=0``); the one just written counts as the newest. A
     checkpoint without that companion (the original code's, which writes
     ``model.ckpt-N.meta`` instead) or written for another model is never
-    deleted.
+    deleted. ``not_model`` tells the stored names that are no model weight
+    (the optimizer's state, the step): they do not enter the digest.
     """
 
-    def __init__(self, train_dir: str, keep: int = 5):
+    def __init__(self, train_dir: str, keep: int = 5, *, not_model: Callable[[str], bool]):
         self.train_dir = train_dir
         self.keep = int(keep)
+        self.not_model = not_model
         self.written: list[str] = []
 
     def save(self, tensors: dict[str, tf.Tensor], global_step: int,
              companions: dict[str, str] | None = None) -> str:
         """Writes the checkpoint of ``global_step`` and its ``companions``
         (``{suffix: text}``, e.g. the input state), then rotates."""
-        signature = model_signature(tensors)
+        signature = model_signature(tensors, self.not_model)
         mark = json.dumps({"format": WRITER_FORMAT, "model": signature}) + "\n"
         final = _write_tensors(self.train_dir, tensors, global_step,
                                {**(companions or {}), WRITER_SUFFIX: mark})
@@ -381,11 +328,12 @@ class CheckpointWriter:
         return ours[:max(len(ours) - (self.keep - 1), 0)]
 
 
-def model_signature(tensors: Mapping[str, object]) -> str:
+def model_signature(tensors: Mapping[str, object], not_model: Callable[[str], bool]) -> str:
     """A digest of a checkpoint's model variables, names and shapes (not the
-    optimizer's slots, nor the step): equal for every checkpoint of one model."""
+    names ``not_model`` holds for: the optimizer's slots, the step): equal
+    for every checkpoint of one model."""
     shapes = sorted((name, [int(d) for d in tensor.shape]) for name, tensor in tensors.items()
-                    if not is_optimizer_name(name))
+                    if not not_model(name))
     return hashlib.sha256(json.dumps(shapes).encode()).hexdigest()[:16]
 
 

@@ -27,6 +27,7 @@ from youtube8m_willow.models import original_train_dir
 from youtube8m_willow.models.registry import create_model
 from youtube8m_willow.submission.csv_writer import SubmissionWriter
 from youtube8m_willow.submission.vocabulary import describe_batch
+from youtube8m_willow.training import optimizer_state
 
 log = logging.getLogger("youtube8m_willow")
 
@@ -86,7 +87,7 @@ class Predictor:
         config = original_train_dir.resolve(self.flag_config, path, self.free_model_fields)
         if config != self.model_config:
             self._build(config)
-        step = checkpoint.restore(path, self.model)
+        step = optimizer_state.restore(path, self.model)
         self.path = path
         warning = batch_norm_warning(self.model, step, path)
         if warning:

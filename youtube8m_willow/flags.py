@@ -309,8 +309,8 @@ def validate_model_config(config: ModelConfig) -> None:
     """Rejects unknown names and inconsistent flags with the flag named."""
     from youtube8m_willow.layers.sampling import SAMPLING_METHODS
     from youtube8m_willow.models.recurrent import LSTM_VARIANTS
-    from youtube8m_willow.models.registry import (classifier_names, is_frame_level,
-                                                  model_class)
+    from youtube8m_willow.models.classifiers import classifier_names
+    from youtube8m_willow.models.registry import is_frame_level, model_class
 
     model_class(config.model)
     if config.video_level_classifier_model not in classifier_names():

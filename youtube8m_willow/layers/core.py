@@ -24,7 +24,9 @@ PACKAGE = "youtube8m_willow"
 
 
 def register(cls):
-    """Registers a class for Keras serialization under this package."""
+    """Registers a class for Keras serialization under this package (a
+    model: ``models.registry.register_model``, which also makes it selectable
+    by its class name)."""
     return keras.saving.register_keras_serializable(package=PACKAGE)(cls)
 
 

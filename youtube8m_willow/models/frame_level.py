@@ -29,7 +29,8 @@ from youtube8m_willow.layers.sampling import FrameSampler
 from youtube8m_willow.layers.statistics import FrameStatistics
 from youtube8m_willow.layers.vlad import NetRVLAD, NetVLAD, NetVLAGD
 from youtube8m_willow.models.base import VideoModel
-from youtube8m_willow.models.registry import create_classifier, create_model, register_model
+from youtube8m_willow.models.classifiers import create_classifier
+from youtube8m_willow.models.registry import create_model, register_model
 
 HIDDEN_ACTIVATIONS = {"relu6": ops.relu6, "sigmoid": ops.sigmoid}
 
@@ -206,8 +207,7 @@ class TwoStreamPoolingModel(FrameLevelModel):
                 "": [self.hidden, self.gating, self.classifier]}
 
 
-@register
-@register_model("NetVLADModelLF")
+@register_model
 class NetVLADModelLF(TwoStreamPoolingModel):
     """NetVLAD pooling (``--lightvlad``: NetRVLAD, ``--vlagd``: NetVLAGD) of
     the rgb and audio streams, hidden layer, optional gating, classifier.
@@ -231,8 +231,7 @@ class NetVLADModelLF(TwoStreamPoolingModel):
         return pooling(cluster_size, config.netvlad_add_batch_norm, name=f"{stream}_VLAD")
 
 
-@register
-@register_model("NetFVModelLF")
+@register_model
 class NetFVModelLF(TwoStreamPoolingModel):
     """NetFV pooling of the rgb and audio streams, hidden layer, optional
     gating, classifier.
@@ -272,8 +271,7 @@ class _DbofFamilyModel(TwoStreamPoolingModel):
             fc_dimred=config.fc_dimred)
 
 
-@register
-@register_model("GatedDbofModelLF")
+@register_model
 class GatedDbofModelLF(_DbofFamilyModel):
     """Gated Soft-DBoF on the rgb stream, Soft-DBoF on the audio stream,
     hidden layer when fc_dimred, classifier.
@@ -289,8 +287,7 @@ class GatedDbofModelLF(_DbofFamilyModel):
                         max_pool=config.softdbof_maxpool, name="audio_DBOF")
 
 
-@register
-@register_model("SoftDbofModelLF")
+@register_model
 class SoftDbofModelLF(_DbofFamilyModel):
     """Soft-DBoF on both streams, hidden layer when fc_dimred, classifier.
 
@@ -303,8 +300,7 @@ class SoftDbofModelLF(_DbofFamilyModel):
                         max_pool=config.softdbof_maxpool, name=f"{stream}_DBOF")
 
 
-@register
-@register_model("DbofModelLF")
+@register_model
 class DbofModelLF(_DbofFamilyModel):
     """WILLOW's DBoF: linear cluster projections of both streams pooled as
     ``[L2(mean), L2(max)]``, hidden layer, classifier.
@@ -325,8 +321,7 @@ class DbofModelLF(_DbofFamilyModel):
         return DBoF(cluster_size, config.dbof_add_batch_norm, name=f"{stream}_DBOF")
 
 
-@register
-@register_model("DbofModel")
+@register_model
 class DbofModel(FrameLevelModel):
     """The starter code's Deep Bag of Frames over all the feature columns:
     ``input_bn``, cluster layer (``activation(BN(x W))``), pooling over frames
@@ -366,8 +361,7 @@ class DbofModel(FrameLevelModel):
         return {"input_bn": self.input_bn, "": [self.dbof, self.hidden, self.classifier]}
 
 
-@register
-@register_model("FrameLevelLogisticModel")
+@register_model
 class FrameLevelLogisticModel(FrameLevelModel):
     """The starter's logistic regression over the mean of each video's valid
     frames (no sampling): ``sigmoid(mean W + b)``, slim L2 1e-8 on ``W``.
@@ -389,8 +383,7 @@ class FrameLevelLogisticModel(FrameLevelModel):
         return {"": self.logistic}
 
 
-@register
-@register_model("FrameStatisticsModel")
+@register_model
 class FrameStatisticsModel(FrameLevelModel):
     """The YouTube-8M paper's video-level representation computed on the fly:
     ``[mean; std; top-k]`` of each video's valid frames (all of them, no

@@ -29,12 +29,12 @@ import dataclasses
 from keras import ops
 
 from youtube8m_willow.config import ModelConfig
-from youtube8m_willow.layers.core import register
 from youtube8m_willow.layers.kernels import gather_frames
 from youtube8m_willow.layers.recurrent import StackedRNN
 from youtube8m_willow.layers.sampling import sample_frames
 from youtube8m_willow.models.base import VideoModel
-from youtube8m_willow.models.registry import create_classifier, register_model
+from youtube8m_willow.models.classifiers import create_classifier
+from youtube8m_willow.models.registry import register_model
 
 RNN_SCOPE = "RNN/rnn/multi_rnn_cell"
 
@@ -108,8 +108,7 @@ class _RecurrentModel(VideoModel):
         return {self.variant.scope: self.rnn, "": self.classifier}
 
 
-@register
-@register_model("LstmModel")
+@register_model
 class LstmModel(_RecurrentModel):
     """A stack of ``lstm_layers`` BasicLSTM cells of ``lstm_cells`` units;
     the classifier input is ``[c1, h1, c2, h2, ...]`` (WILLOW) or the last
@@ -143,8 +142,7 @@ class LstmModel(_RecurrentModel):
         return config
 
 
-@register
-@register_model("GruModel")
+@register_model
 class GruModel(_RecurrentModel):
     """A stack of ``gru_layers`` GRU cells of ``gru_cells`` units; the
     classifier input is ``[h1, h2, ...]``."""

@@ -1,55 +1,37 @@
-"""One registry from the original class names to model builders.
+"""One registry from the original class names to model classes.
 
 Replaces the original's ``getattr(module, FLAGS.model)``: names resolve only
 through this table, and an unknown name fails with the list of valid ones.
+
+A leaf of the import graph: it imports no model. The model modules fill it
+with ``register_model`` as they are imported, and ``youtube8m_willow.models``
+imports them all, so importing this module (which imports its package first)
+finds the table full.
 """
 
 from __future__ import annotations
 
-from typing import Callable
-
-import keras
-
 from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.errors import ConfigError
+from youtube8m_willow.layers.core import register
 
-_MODELS: dict[str, Callable] = {}
-_CLASSIFIERS: dict[str, Callable] = {}
-
-
-def register_model(name: str):
-    """Class decorator: makes a model selectable by ``--model=<name>``."""
-    def decorate(cls):
-        _MODELS[name] = cls
-        return cls
-    return decorate
+_MODELS: dict[str, type] = {}
 
 
-def register_classifier(name: str):
-    """Decorator: makes a builder selectable by ``--video_level_classifier_model``."""
-    def decorate(builder):
-        _CLASSIFIERS[name] = builder
-        return builder
-    return decorate
-
-
-def _load_all() -> None:
-    # Importing the model modules fills the tables.
-    from youtube8m_willow.models import frame_level, recurrent, video_level  # noqa: F401
+def register_model(cls: type) -> type:
+    """Class decorator: makes a model selectable by ``--model=<its class
+    name>`` (the original's name) and serializable by Keras (under this
+    package), so that no model is registered for one and forgotten by the
+    other."""
+    _MODELS[cls.__name__] = register(cls)
+    return cls
 
 
 def model_names() -> list[str]:
-    _load_all()
     return sorted(_MODELS)
 
 
-def classifier_names() -> list[str]:
-    _load_all()
-    return sorted(_CLASSIFIERS)
-
-
-def model_class(name: str):
-    _load_all()
+def model_class(name: str) -> type:
     if name not in _MODELS:
         raise ConfigError(f"unknown --model={name!r}; valid models: {', '.join(sorted(_MODELS))}")
     return _MODELS[name]
@@ -63,12 +45,3 @@ def create_model(config: ModelConfig):
 def is_frame_level(name: str) -> bool:
     """Whether a model reads frame-level input (``--frame_features``)."""
     return getattr(model_class(name), "frame_level", False)
-
-
-def create_classifier(name: str, config: ModelConfig) -> keras.layers.Layer:
-    """Builds the video-level classifier head named ``name``."""
-    _load_all()
-    if name not in _CLASSIFIERS:
-        raise ConfigError(f"unknown --video_level_classifier_model={name!r}; valid classifiers: "
-                         f"{', '.join(sorted(_CLASSIFIERS))}")
-    return _CLASSIFIERS[name](config)

@@ -12,7 +12,7 @@ creation order, and initial value), its TF1 defaults and its kernel
 
 ``TF1Optimizer`` is a Keras optimizer that holds those slots; the trainer
 runs the kernels in place (``apply_in_place``, as the fused Adam path does),
-``keras``' own ``apply`` works too. The checkpoint module saves and restores
+``keras``' own ``apply`` works too. ``optimizer_state`` saves and restores
 the slots under their TF1 names (``slots_of``), so a resumed run and an
 original checkpoint continue with the state they stopped with.
 

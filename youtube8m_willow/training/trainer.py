@@ -56,7 +56,7 @@ from youtube8m_willow.legacy import PORT_NAMING
 from youtube8m_willow.losses import create_loss
 from youtube8m_willow.models import original_train_dir
 from youtube8m_willow.models.registry import create_model
-from youtube8m_willow.training import distribute, resume, updates
+from youtube8m_willow.training import distribute, optimizer_state, resume, updates
 from youtube8m_willow.training.batch_metrics import batch_metrics
 from youtube8m_willow.training.export import export_model
 from youtube8m_willow.training.optimizers import StaircaseExampleDecay, create_optimizer
@@ -279,7 +279,9 @@ class Trainer:
                               f"--optimizer={config.optimizer}")
         self.loss_fn = create_loss(config.label_loss, config.alpha)
         self.global_step = 0
-        self._checkpoints = checkpoint.CheckpointWriter(config.train_dir, config.keep_checkpoints)
+        self._checkpoints = checkpoint.CheckpointWriter(
+            config.train_dir, config.keep_checkpoints,
+            not_model=optimizer_state.is_optimizer_name)
         self.last_checkpoint = ""
         self._moving_statistics = [v for v in self.model.tf1_weights().values()
                                    if not v.trainable]
@@ -295,7 +297,7 @@ class Trainer:
         with several workers, the others receive its state)."""
         path = resumable_checkpoint(self.config.train_dir) if self.is_chief else None
         if path is not None:
-            self.global_step = checkpoint.restore(path, self.model, self.optimizer)
+            self.global_step = optimizer_state.restore(path, self.model, self.optimizer)
             self.naming = checkpoint.naming_of(path)
             log.info("restored %s (%s names) at global step %d", path,
                      self.naming.description, self.global_step)
@@ -349,8 +351,8 @@ class Trainer:
             # The flags are known to fit the train_dir's checkpoint (restored, or none).
             save_model_config(self.config.train_dir, self.model_config)
             save_train_flags(self.config.train_dir, dataclasses.asdict(self.config))
-        tensors = checkpoint.training_state(self.model, self.optimizer, self.global_step,
-                                            self.naming)
+        tensors = optimizer_state.training_state(self.model, self.optimizer, self.global_step,
+                                                 self.naming)
         companions = {}
         if self.resumable_input and self._plans is not None:  # an input was planned
             state = resume.InputState(self.seed, tuple(map(resume.describe, self.input_plans())),
