@@ -1,5 +1,5 @@
 """Atomic file writes: a file is written beside its target under a temporary
-name (``<path>.tmp<pid>``) and renamed onto the target only when complete, so
+name (``<path>.tmp-<pid>``) and renamed onto the target only when complete, so
 a crash or an error while writing never leaves a partial file under the
 target's name (an error removes the temporary file).
 
@@ -32,7 +32,7 @@ class AtomicFile:
         directory = os.path.dirname(path)
         if directory:
             _files(path).makedirs(directory)
-        self.temporary = f"{path}.tmp{os.getpid()}"
+        self.temporary = f"{path}.tmp-{os.getpid()}"
         self.handle = _open(self.temporary, mode)
 
     def write(self, data: str | bytes) -> None:
