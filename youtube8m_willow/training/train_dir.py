@@ -77,6 +77,7 @@ def resolved_model_config(train_dir: str, data_pattern: str, model_config: Model
 
 
 def prepare_train_dir(config: TrainConfig) -> None:
+    """Creates train_dir; with --start_new_model, deletes it first."""
     if config.start_new_model and tf.io.gfile.exists(config.train_dir):
         log.info("start_new_model: removing %s", config.train_dir)
         tf.io.gfile.rmtree(config.train_dir)

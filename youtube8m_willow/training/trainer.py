@@ -100,63 +100,15 @@ def train(config: TrainConfig, model_config: ModelConfig,
         prepare_train_dir(config)
     trainer = Trainer(config, model_config, strategy)
     restored = trainer.restore_latest()
-    if config.max_steps is not None and trainer.global_step >= config.max_steps:
-        log.info("global step %d already reached --max_steps=%d", trainer.global_step,
-                 config.max_steps)
-        # A train_dir without a checkpoint gets the initial weights; one with
-        # a checkpoint is left as it is.
-        return TrainResult(trainer.global_step, float("nan"), restored or trainer.save(),
-                           "max_steps")
-    if trainer.epochs_done():
-        log.info("the input's --num_epochs=%d passes are done (global step %d)",
-                 trainer.num_epochs, trainer.global_step)
-        return TrainResult(trainer.global_step, float("nan"), restored, "end_of_data")
+    done = _done_before_training(trainer, restored)
+    if done is not None:
+        return done
     first_step = trainer.global_step
     resumed_mid_input = any(p != InputPosition() for p in trainer.input_positions)
     dataset = trainer.make_dataset()
-    writer = (tf.summary.create_file_writer(config.train_dir) if trainer.is_chief
-              else tf.summary.create_noop_writer())
-    stopped_by, last_loss = "end_of_data", float("nan")
-    saved_step = exported_step = None
-    last_save = time.monotonic()
-    with _StopRequest() as stop, writer.as_default():
-        for batch in dataset:
-            start = time.monotonic()
-            learning_rate = trainer.learning_rate()
-            try:
-                metrics = trainer.step(batch, stop=bool(stop.signal_name))
-            except NonFiniteLossError:
-                log.error("non-finite loss at global step %d; stopping", trainer.global_step + 1)
-                stopped_by = "nan"
-                break
-            seconds = time.monotonic() - start
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("global step %d fed videos %s", trainer.global_step,
-                          ",".join(_video_ids(trainer, batch)))
-            last_loss = metrics["loss"]
-            _log_step(trainer.global_step, metrics, metrics["examples"] / seconds, learning_rate,
-                      config.regularization_penalty)
-            step = trainer.global_step
-            if config.export_model_steps > 0 and step % config.export_model_steps == 0:
-                trainer.save()
-                trainer.export()
-                saved_step = exported_step = step
-                last_save = time.monotonic()
-            elif time.monotonic() - last_save >= config.save_checkpoint_secs:
-                trainer.save()
-                saved_step, last_save = step, time.monotonic()
-            # Workers stop together: on the stop flag all-reduced by the step.
-            if metrics["stop"] if trainer.distributed else stop.signal_name:
-                log.info("received %s: checkpointing at global step %d",
-                         stop.signal_name or "a stop request from another worker", step)
-                stopped_by = "signal"
-                break
-            if config.max_steps is not None and step >= config.max_steps:
-                stopped_by = "max_steps"
-                break
-    writer.flush()
+    progress = _run_steps(trainer, dataset)
     trainer.report_skipped(dataset)
-    if stopped_by == "nan":
+    if progress.stopped_by == "nan":
         path = checkpoint.latest_checkpoint(config.train_dir) if trainer.is_chief else None
         raise NonFiniteLossError(
             f"loss became NaN or Inf at global step {trainer.global_step + 1}; "
@@ -169,13 +121,102 @@ def train(config: TrainConfig, model_config: ModelConfig,
         log.info("the input's --num_epochs=%d passes are done (global step %d)",
                  trainer.num_epochs, first_step)
         return TrainResult(first_step, float("nan"), restored or "", "end_of_data")
-    step = trainer.global_step
-    path = trainer.save() if saved_step != step else trainer.last_checkpoint
-    if stopped_by != "signal" and exported_step != step:
+    return _finish(trainer, progress)
+
+
+@dataclasses.dataclass
+class _Progress:
+    """What the steps of `train` did: why they stopped, the last loss, and
+    the steps last checkpointed and exported (and when)."""
+
+    stopped_by: str = "end_of_data"
+    last_loss: float = float("nan")
+    saved_step: int | None = None
+    exported_step: int | None = None
+    last_save: float = dataclasses.field(default_factory=time.monotonic)
+
+
+def _done_before_training(trainer: Trainer, restored: str | None) -> TrainResult | None:
+    """The result of a run with nothing to do (--max_steps reached, or the
+    input's passes done), or None."""
+    config = trainer.config
+    if config.max_steps is not None and trainer.global_step >= config.max_steps:
+        log.info("global step %d already reached --max_steps=%d", trainer.global_step,
+                 config.max_steps)
+        # A train_dir without a checkpoint gets the initial weights; one with
+        # a checkpoint is left as it is.
+        return TrainResult(trainer.global_step, float("nan"), restored or trainer.save(),
+                           "max_steps")
+    if trainer.epochs_done():
+        log.info("the input's --num_epochs=%d passes are done (global step %d)",
+                 trainer.num_epochs, trainer.global_step)
+        return TrainResult(trainer.global_step, float("nan"), restored, "end_of_data")
+    return None
+
+
+def _run_steps(trainer: Trainer, dataset) -> _Progress:
+    """Steps over ``dataset`` (logged, summarized, checkpointed and exported
+    on schedule) until it ends, --max_steps, a signal or a non-finite loss."""
+    config = trainer.config
+    writer = (tf.summary.create_file_writer(config.train_dir) if trainer.is_chief
+              else tf.summary.create_noop_writer())
+    progress = _Progress()
+    with _StopRequest() as stop, writer.as_default():
+        for batch in dataset:
+            start = time.monotonic()
+            learning_rate = trainer.learning_rate()
+            try:
+                metrics = trainer.step(batch, stop=bool(stop.signal_name))
+            except NonFiniteLossError:
+                log.error("non-finite loss at global step %d; stopping", trainer.global_step + 1)
+                progress.stopped_by = "nan"
+                break
+            seconds = time.monotonic() - start
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("global step %d fed videos %s", trainer.global_step,
+                          ",".join(_video_ids(trainer, batch)))
+            progress.last_loss = metrics["loss"]
+            _log_step(trainer.global_step, metrics, metrics["examples"] / seconds, learning_rate,
+                      config.regularization_penalty)
+            _save_on_schedule(trainer, progress)
+            step = trainer.global_step
+            # Workers stop together: on the stop flag all-reduced by the step.
+            if metrics["stop"] if trainer.distributed else stop.signal_name:
+                log.info("received %s: checkpointing at global step %d",
+                         stop.signal_name or "a stop request from another worker", step)
+                progress.stopped_by = "signal"
+                break
+            if config.max_steps is not None and step >= config.max_steps:
+                progress.stopped_by = "max_steps"
+                break
+    writer.flush()
+    return progress
+
+
+def _save_on_schedule(trainer: Trainer, progress: _Progress) -> None:
+    """Checkpoints and exports every --export_model_steps; otherwise
+    checkpoints once --save_checkpoint_secs have passed since the last one."""
+    config, step = trainer.config, trainer.global_step
+    if config.export_model_steps > 0 and step % config.export_model_steps == 0:
+        trainer.save()
         trainer.export()
-    log.info("training stopped (%s) at global step %d; checkpoint %s", stopped_by,
+        progress.saved_step = progress.exported_step = step
+        progress.last_save = time.monotonic()
+    elif time.monotonic() - progress.last_save >= config.save_checkpoint_secs:
+        trainer.save()
+        progress.saved_step, progress.last_save = step, time.monotonic()
+
+
+def _finish(trainer: Trainer, progress: _Progress) -> TrainResult:
+    """Checkpoints (and, unless stopped by a signal, exports) the last step
+    if that was not done at it."""
+    step = trainer.global_step
+    path = trainer.save() if progress.saved_step != step else trainer.last_checkpoint
+    if progress.stopped_by != "signal" and progress.exported_step != step:
+        trainer.export()
+    log.info("training stopped (%s) at global step %d; checkpoint %s", progress.stopped_by,
              step, path or "written by the chief")
-    return TrainResult(step, last_loss, path, stopped_by)
+    return TrainResult(step, progress.last_loss, path, progress.stopped_by)
 
 
 def _video_ids(trainer: Trainer, batch: dict) -> list[str]:
