@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import shared_path
-from youtube8m_willow.data import readers
+from youtube8m_willow.data import parsing, readers
 from youtube8m_willow.data.readers import DataError, ReaderConfig, ReadStats
 from youtube8m_willow.data.synthetic import write_synthetic_dataset
 
@@ -136,7 +136,7 @@ def test_dequantize_hand_computed():
 def test_dequantize_bytes_is_bit_identical_to_formula():
     q = tf.constant(np.arange(256, dtype=np.uint8))
     reference = readers.dequantize(tf.cast(q, tf.float32))
-    np.testing.assert_array_equal(readers._dequantize_bytes(q).numpy(), reference.numpy())
+    np.testing.assert_array_equal(parsing._dequantize_bytes(q).numpy(), reference.numpy())
 
 
 def test_frame_level_round_trip(synth):

@@ -401,10 +401,9 @@ def _write_state(train_dir: str, newest: str, dropped: Iterable[str] = ()) -> No
 # ---------------------------------------------------------------- helpers
 
 def _write_text_atomic(path: str, text: str) -> None:
-    temporary = f"{path}.tmp{os.getpid()}"
-    with tf.io.gfile.GFile(temporary, "w") as handle:
-        handle.write(text)
-    tf.io.gfile.rename(temporary, path, overwrite=True)
+    from youtube8m_willow.atomic import write_atomic
+
+    write_atomic(path, text)
 
 
 def _read_text(path: str) -> str:

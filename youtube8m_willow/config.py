@@ -11,6 +11,8 @@ import json
 import os
 from typing import Any
 
+from youtube8m_willow.atomic import write_atomic
+
 MODEL_FLAGS_FILE = "model_flags.json"
 
 
@@ -146,7 +148,7 @@ def load_model_flags(train_dir: str) -> dict[str, Any] | None:
 
 def save_model_config(train_dir: str, config: ModelConfig) -> None:
     """Records the model in train_dir atomically, for eval, inference and resumes."""
-    _write_json_atomic(os.path.join(train_dir, MODEL_FLAGS_FILE), config.to_json())
+    write_atomic(os.path.join(train_dir, MODEL_FLAGS_FILE), config.to_json())
 
 
 # The training flags that shape a run's math and input, kept with the run in
@@ -182,15 +184,5 @@ def load_train_flags(train_dir: str) -> dict[str, Any]:
 
 def save_train_flags(train_dir: str, values: dict[str, Any]) -> None:
     """Records the run's kept training flags atomically."""
-    _write_json_atomic(os.path.join(train_dir, TRAIN_FLAGS_FILE),
-                       json.dumps({k: values[k] for k in KEPT_TRAIN_FLAGS}, indent=1))
-
-
-def _write_json_atomic(path: str, text: str) -> None:
-    import tensorflow as tf
-
-    tf.io.gfile.makedirs(os.path.dirname(path))
-    temporary = f"{path}.tmp{os.getpid()}"
-    with tf.io.gfile.GFile(temporary, "w") as handle:
-        handle.write(text)
-    tf.io.gfile.rename(temporary, path, overwrite=True)
+    write_atomic(os.path.join(train_dir, TRAIN_FLAGS_FILE),
+                 json.dumps({k: values[k] for k in KEPT_TRAIN_FLAGS}, indent=1))

@@ -14,7 +14,7 @@ Two kinds of frame-level records (SPEC section 15):
   padded, with ``num_frames`` its real length. Ids are ``"<id>:<start>"``.
 
 Both build on the video reader's pipeline (files, framing checks, errors,
-tolerant modes: `data.readers`): whole videos are parsed a few at a time,
+tolerant modes: `data.datasets.read_records`, parsing: `data.parsing`): whole videos are parsed a few at a time,
 cut into segments in the graph, and the segments re-batched (shuffled first
 when training, so a batch mixes segments of many videos).
 """
@@ -25,8 +25,11 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-from youtube8m_willow.data import readers
-from youtube8m_willow.data.readers import ReaderConfig, ReadStats
+from youtube8m_willow.data.datasets import read_records
+from youtube8m_willow.data.parsing import parse_frame_records, record_names, video_ids
+from youtube8m_willow.data.read_errors import assert_no, error_message, first_where
+from youtube8m_willow.data.reader_config import ReaderConfig, ReadStats
+from youtube8m_willow.errors import DataError
 
 SEGMENT_FRAMES = 5
 _VIDEOS_PER_PARSE = 16  # videos parsed at once before cutting them into segments
@@ -48,10 +51,10 @@ def _windows(matrix: tf.Tensor, rows: tf.Tensor, starts: tf.Tensor) -> tf.Tensor
 
 
 def _parse_videos(paths, indices, records, config: ReaderConfig, rated: bool):
-    names = readers._record_names(paths, indices)
-    context, matrix, num_frames, checks = readers.parse_frame_records(
+    names = record_names(paths, indices)
+    context, matrix, num_frames, checks = parse_frame_records(
         records, names, config, extra_context=_RATINGS if rated else None)
-    ids, id_checks = readers._video_ids(context, config, names)
+    ids, id_checks = video_ids(context, config, names)
     return context, matrix, num_frames, ids, names, checks + id_checks
 
 
@@ -61,15 +64,15 @@ def _rated_segments(paths, indices, records, config: ReaderConfig) -> dict[str, 
     starts = context["segment_start_times"]
     classes, scores = context["segment_labels"].values, context["segment_scores"].values
     rows = starts.indices[:, 0]
-    checks.append(readers._assert_no(
+    checks.append(assert_no(
         tf.not_equal(tf.size(classes), tf.size(starts.values)) | tf.not_equal(
             tf.size(scores), tf.size(starts.values)),
-        lambda: readers._message(names[0], ": segment_labels, segment_start_times and "
-                                 "segment_scores differ in length")))
+        lambda: error_message(names[0], ": segment_labels, segment_start_times and "
+                              "segment_scores differ in length")))
     bad = (classes < 0) | (classes >= config.num_classes)
-    checks.append(readers._assert_no(bad, lambda: readers._message(
-        tf.gather(names, readers._first(rows, bad)), ": segment label ",
-        readers._first(classes, bad), " is out of range for --num_classes=",
+    checks.append(assert_no(bad, lambda: error_message(
+        tf.gather(names, first_where(rows, bad)), ": segment label ",
+        first_where(classes, bad), " is out of range for --num_classes=",
         str(config.num_classes))))
     with tf.control_dependencies(checks):
         # One segment per (video, start time), in first seen order.
@@ -111,11 +114,11 @@ def _segment_dataset(cut, data_pattern, config: ReaderConfig, batch_size: int, *
                      num_epochs: int | None, num_readers: int, seed: int | None,
                      stats: ReadStats | None) -> tf.data.Dataset:
     if not config.frame_features:
-        raise readers.DataError("segment-level reading needs frame-level records "
+        raise DataError("segment-level reading needs frame-level records "
                                 "(--frame_features=True)")
     if config.quantized_frames:
         raise ValueError("segment windows are cut from float frames: quantized_frames must be off")
-    records, stats, deterministic = readers.read_records(
+    records, stats, deterministic = read_records(
         data_pattern, config, _VIDEOS_PER_PARSE, training=training, num_epochs=num_epochs,
         num_readers=num_readers, seed=seed, stats=stats)
     segments = records.batch(_VIDEOS_PER_PARSE).map(
@@ -134,7 +137,7 @@ def make_rated_segment_dataset(data_pattern: str | Sequence[str], config: Reader
                                num_readers: int = 8, seed: int | None = None,
                                stats: ReadStats | None = None) -> tf.data.Dataset:
     """Batches of rated 5-frame segments of validation records (module doc):
-    the dict of `readers.make_dataset` with ``num_frames`` 5, plus
+    the dict of `datasets.make_dataset` with ``num_frames`` 5, plus
     ``label_weights`` [B, num_classes] (1 at the segment's rated classes)."""
     return _segment_dataset(_rated_segments, data_pattern, config, batch_size,
                             training=training, num_epochs=num_epochs, num_readers=num_readers,

@@ -17,6 +17,7 @@ from typing import Mapping
 
 import numpy as np
 
+from youtube8m_willow.atomic import AtomicFile
 from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.errors import WeightsFileError
 from youtube8m_willow.legacy.fit import fit_problems
@@ -50,14 +51,8 @@ def write_weights(path: str, arrays: Mapping[str, np.ndarray],
     entries[CONFIG_KEY] = np.array(config.to_json() if config is not None else "")
     entries[ABOUT_KEY] = np.array(json.dumps({"format": FORMAT, "version": VERSION,
                                               **(about or {})}))
-    temporary = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(temporary, "wb") as handle:
-            np.savez(handle, **entries)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    with AtomicFile(path, "wb") as target:
+        np.savez(target.handle, **entries)
 
 
 def read_weights(path: str) -> WeightsFile:

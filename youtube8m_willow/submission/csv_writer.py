@@ -9,10 +9,9 @@ name.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
-import tensorflow as tf
+
+from youtube8m_willow.atomic import AtomicFile
 
 HEADER = "VideoId,LabelConfidencePairs"
 
@@ -33,39 +32,15 @@ def _text(video_id) -> str:
     return video_id.decode("utf-8") if isinstance(video_id, bytes) else str(video_id)
 
 
-class AtomicTextFile:
-    """A text file written under ``<path>.tmp-<pid>`` and renamed to ``path``
-    only by a clean ``close()``; ``abort()`` (or an exception inside ``with``)
-    removes it, so a crash never leaves a partial file under ``path``."""
+class AtomicTextFile(AtomicFile):
+    """A text file renamed to ``path`` only by a clean ``close()``; ``abort()``
+    (or an exception inside ``with``) removes it (``youtube8m_willow.atomic``)."""
 
     def __init__(self, path: str):
-        self.path = path
-        directory = os.path.dirname(path)
-        if directory:
-            tf.io.gfile.makedirs(directory)
-        self.temporary = f"{path}.tmp-{os.getpid()}"
-        self._handle = tf.io.gfile.GFile(self.temporary, "w")
+        super().__init__(path, "w")
 
     def write_text(self, text: str) -> None:
-        self._handle.write(text)
-
-    def close(self) -> None:
-        self._handle.close()
-        tf.io.gfile.rename(self.temporary, self.path, overwrite=True)
-
-    def abort(self) -> None:
-        self._handle.close()
-        if tf.io.gfile.exists(self.temporary):
-            tf.io.gfile.remove(self.temporary)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
+        self.handle.write(text)
 
 
 class SubmissionWriter(AtomicTextFile):

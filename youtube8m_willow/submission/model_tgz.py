@@ -11,6 +11,7 @@ import tarfile
 import tensorflow as tf
 
 from youtube8m_willow import checkpoint
+from youtube8m_willow.atomic import AtomicFile
 from youtube8m_willow.config import MODEL_FLAGS_FILE, ModelConfig
 from youtube8m_willow.errors import ConfigError
 
@@ -23,15 +24,13 @@ def write_model_tgz(tgz_path: str, checkpoint_path: str, model_config: ModelConf
                if not p.endswith(".meta")}
     texts = {checkpoint.STATE_FILE: f'model_checkpoint_path: "{name}"\n',
              MODEL_FLAGS_FILE: model_config.to_json()}
-    temporary = f"{tgz_path}.tmp-{os.getpid()}"
-    with tf.io.gfile.GFile(temporary, "wb") as handle, tarfile.open(fileobj=handle,
-                                                                      mode="w:gz") as tar:
+    with AtomicFile(tgz_path, "wb") as target, tarfile.open(fileobj=target.handle,
+                                                           mode="w:gz") as tar:
         for arcname, path in sorted(members.items()):
             with tf.io.gfile.GFile(path, "rb") as source:
                 _add(tar, arcname, source.read())
         for arcname, text in texts.items():
             _add(tar, arcname, text.encode())
-    tf.io.gfile.rename(temporary, tgz_path, overwrite=True)
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
