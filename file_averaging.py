@@ -42,7 +42,7 @@ def _weights(values: list[str]) -> list[float] | None:
 
 
 def main(argv):
-    cli.setup_logging()
+    cli.start_script()
     from youtube8m_willow.submission.ensemble import average_submissions
 
     def run():

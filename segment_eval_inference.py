@@ -27,7 +27,7 @@ flags.DEFINE_integer("top_n", 0, "The cap per-class predictions by a maximum of 
 
 
 def main(unused_argv):
-    cli.setup_logging()
+    cli.start_script()
     from youtube8m_willow.segments.map_at_n import evaluate_segment_submission
 
     def run():

@@ -1,7 +1,7 @@
 """Inference throughput (videos/s): the video-level MoE and Gated NetVLAD.
 
 For each model (in its own process, for its own peak memory): the
-predictor of inference.py and eval.py (``evaluation.Predictor``: eval mode,
+predictor of inference.py and eval.py (``prediction.Predictor``: eval mode,
 one compiled function) on random in-memory batches, then end to end: records
 written by ``write_synthetic_dataset`` read in eval order (``make_dataset``),
 predicted and reduced to the top 20 classes, as inference.py does before
@@ -46,7 +46,7 @@ def measure(args) -> dict:
 
     from youtube8m_willow.data.readers import ReaderConfig, make_dataset
     from youtube8m_willow.data.synthetic import write_synthetic_dataset
-    from youtube8m_willow.evaluation import Predictor
+    from youtube8m_willow.prediction import Predictor
 
     config = model_config(args)
     batch_size = args.batch_size or (1024 if args.model == "moe" else 128)

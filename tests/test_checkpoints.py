@@ -23,7 +23,7 @@ from youtube8m_willow import checkpoint
 from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.data.readers import ReaderConfig, make_dataset
 from youtube8m_willow.data.synthetic import write_synthetic_dataset
-from youtube8m_willow.evaluation import Predictor
+from youtube8m_willow.prediction import Predictor
 from youtube8m_willow.legacy import PORT_NAMING, Naming, detect_naming, starter2017
 from youtube8m_willow.legacy.rnn_spellings import CURRENT, TF0_12, TF1_0
 from youtube8m_willow.models.registry import create_model

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -69,3 +70,52 @@ def test_max_step_is_an_alias(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                             text=True, timeout=120)
     assert result.stdout.strip().splitlines()[-1] == "7"
+
+
+def _command_line(**given):
+    """A parsed command line with every model flag at its default and
+    ``given`` given explicitly, as ``flags.given_flags()`` would return it."""
+    import dataclasses
+
+    from youtube8m_willow.config import ModelConfig
+    from youtube8m_willow.train_dir_flags import GivenFlags
+
+    return GivenFlags(values={**dataclasses.asdict(ModelConfig()), **given},
+                      present=frozenset(given))
+
+
+def test_resolution_against_a_train_dir_takes_values_not_flags(tmp_path):
+    from absl import flags
+
+    from youtube8m_willow import train_dir_flags
+    from youtube8m_willow.config import ModelConfig, save_model_config
+
+    saved = ModelConfig(model="MoeModel", num_classes=7, feature_names=("mean_rgb",),
+                        feature_sizes=(8,))
+    save_model_config(str(tmp_path), saved)
+    resumed = train_dir_flags.model_config_for_training(
+        str(tmp_path), False, _command_line(frame_sampling="uniform"))
+    assert resumed == saved.replace(frame_sampling="uniform")  # a runtime flag may be given
+    with pytest.raises(flags.ValidationError, match=r"--num_classes=9 contradicts .*"
+                                                    r"\(num_classes=7\)"):
+        train_dir_flags.model_config_for_training(str(tmp_path), False,
+                                                  _command_line(num_classes=9))
+    assert train_dir_flags.model_config_for_train_dir(
+        str(tmp_path), _command_line(num_classes=9)) == saved  # eval: ignored, warned
+    assert train_dir_flags.free_model_fields(str(tmp_path), _command_line()) == frozenset()
+    free = train_dir_flags.free_model_fields(str(tmp_path / "original"),
+                                             _command_line(max_frames=5))
+    assert "max_frames" not in free and "iterations" in free
+
+
+def test_importing_cli_leaves_the_environment_alone():
+    code = ("import os; before = dict(os.environ); import youtube8m_willow.cli; "
+            "assert dict(os.environ) == before, 'changed'; "
+            "from youtube8m_willow.cli import prepare_environment; prepare_environment(); "
+            "print(os.environ['KERAS_BACKEND'], os.environ['TF_CPP_MIN_LOG_LEVEL'])")
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL",
+                                                            "KERAS_BACKEND", "YT8M_VERBOSE_TF")}
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                            text=True, timeout=120, env={**env, "KERAS_BACKEND": "jax"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["tensorflow", "2"]

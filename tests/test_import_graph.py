@@ -28,11 +28,16 @@ The rooms, lowest first (a module may import its own room and those below):
    module names of the metrics: ``youtube8m_willow.eval_util``, ...): what a
    run computes and reports.
 8. ``training``: optimizers, their state in a checkpoint, the loop.
-9. ``evaluation``, ``segments``, ``submission``, ``portable``: the engines
-   that use trained models (they may use training's checkpoint restore).
+9. ``evaluation``, ``prediction``, ``segments``, ``submission``,
+   ``portable``: the engines that use trained models (they may use
+   training's checkpoint restore); ``validation`` and ``train_dir_flags``:
+   the scripts' configs checked and resolved against a train_dir's saved
+   flags (they know the models, losses and optimizers by name).
 10. ``flags``: absl flags -> the configs of every engine below.
-11. ``cli``, ``demo``, ``portable.convert``: entry points (``portable.convert``
-    is a ``python -m`` script: absl flags and ``main``); and the package's
+11. ``cli``, ``apps`` (what each script does, as a function of its
+    configs), ``demo``, ``portable.convert``: entry points
+    (``portable.convert`` is a ``python -m`` script: absl flags and
+    ``main``); and the package's
     own ``__init__``, which no module imports (it registers the starter's
     module names through ``compat``).
 
@@ -57,9 +62,10 @@ ROOMS: list[tuple[str, ...]] = [
     ("data",),
     ("losses", "metrics", "summaries", "compat"),
     ("training",),
-    ("evaluation", "segments", "submission", "portable"),
+    ("evaluation", "prediction", "segments", "submission", "portable", "validation",
+     "train_dir_flags"),
     ("flags",),
-    ("cli", "demo", "portable.convert", ""),  # "": the package's own __init__
+    ("cli", "apps", "demo", "portable.convert", ""),  # "": the package's own __init__
 ]
 
 # Upward edges tolerated until the part of the work that removes them lands:

@@ -1,15 +1,16 @@
 """What the scripts share: quiet TensorFlow start-up, logging set-up and
 turning known failures into one clear line on stderr with a non-zero exit.
 
-TensorFlow's start-up notices (CPU instruction and oneDNN notes, absl's
-"All log messages before absl::InitializeLog()", CUDA absence notes, and the
-INFO lines of SavedModel export such as signature renaming) are hidden by
-default: importing this module, before TensorFlow is imported, raises TF's
-C++ log level to 2 (warnings and info hidden, errors shown) unless
-TF_CPP_MIN_LOG_LEVEL is already set, and ``setup_logging`` keeps TF's
-Python logger at WARNING and imports TensorFlow with its absl start-up
-notices held back (``import_tensorflow_quietly``: on CPUs where oneDNN is
-on by default, TF logs those through absl, which no log level reaches).
+Every script calls ``start_script`` first, before TensorFlow or Keras is
+imported (importing this module changes nothing). It hides TensorFlow's
+start-up notices (CPU instruction and oneDNN notes, absl's "All log
+messages before absl::InitializeLog()", CUDA absence notes, and the INFO
+lines of SavedModel export such as signature renaming): TF's C++ log level
+goes to 2 (warnings and info hidden, errors shown) unless
+TF_CPP_MIN_LOG_LEVEL is already set, TF's Python logger stays at WARNING,
+and TensorFlow is imported with its absl start-up notices held back
+(``import_tensorflow_quietly``: on CPUs where oneDNN is on by default, TF
+logs those through absl, which no log level reaches).
 ``YT8M_VERBOSE_TF=1`` leaves all of it as TensorFlow has it.
 """
 
@@ -38,17 +39,31 @@ def quiet_tensorflow_startup() -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-quiet_tensorflow_startup()
+def use_tensorflow_keras() -> None:
+    """The scripts are TensorFlow pipelines (tf.data, TF1 checkpoints,
+    SavedModel): a KERAS_BACKEND chosen for the layers elsewhere (jax,
+    torch) must not reach them. Takes effect only before Keras is imported."""
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+
+
+def prepare_environment() -> None:
+    """The process environment of a script (quiet TensorFlow, Keras on
+    TensorFlow); call it before TensorFlow or Keras is imported."""
+    quiet_tensorflow_startup()
+    use_tensorflow_keras()
+
+
+def start_script() -> None:
+    """What every script does first: its environment, then its logging
+    (which imports TensorFlow quietly)."""
+    prepare_environment()
+    setup_logging()
+
 
 # What TensorFlow's libraries print through absl while they load, whatever
 # TF_CPP_MIN_LOG_LEVEL says: one preamble and the oneDNN note per library.
 ABSL_STARTUP_NOTICES = (b"All log messages before absl::InitializeLog() is called",
                         b"oneDNN custom operations are on")
-
-# The scripts are TensorFlow pipelines (tf.data, TF1 checkpoints, SavedModel):
-# a KERAS_BACKEND chosen for the layers elsewhere (jax, torch) must not reach
-# them. Set before Keras is imported.
-os.environ["KERAS_BACKEND"] = "tensorflow"
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from youtube8m_willow.cli import import_tensorflow_quietly
+from youtube8m_willow.cli import import_tensorflow_quietly, prepare_environment
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -157,6 +157,7 @@ def main(argv=None) -> int:
     parser.add_argument("--segments", action="store_true",
                         help="the segment-level (2019) workflow")
     args = parser.parse_args(argv)
+    prepare_environment()  # as the scripts it runs
     import_tensorflow_quietly()  # before the data generator imports it
     out_dir = os.path.abspath(args.out_dir)
     if args.segments:

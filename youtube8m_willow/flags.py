@@ -1,8 +1,11 @@
 """The absl flags of train.py, eval.py and inference.py, and the one place
-where flag values become typed configs.
+where flag values become typed configs (one function per script:
+``train_configs``, ``eval_configs``, ``inference_configs``).
 
 Names and defaults are the original's (SPEC section 2). Model flags are
 generated from ``ModelConfig``'s fields so the two can never drift apart.
+Resolving the flags against a train_dir's saved ones is
+``train_dir_flags``'s job; checking the result is ``validation``'s.
 """
 
 from __future__ import annotations
@@ -11,8 +14,10 @@ import dataclasses
 
 from absl import flags
 
-from youtube8m_willow.config import (TRAIN_FLAGS_FILE, ModelConfig, load_model_flags,
-                                     load_train_flags)
+from youtube8m_willow import train_dir_flags
+from youtube8m_willow.config import ModelConfig
+from youtube8m_willow.train_dir_flags import GivenFlags
+from youtube8m_willow.validation import validate_inference_config
 
 FLAGS = flags.FLAGS
 
@@ -180,237 +185,67 @@ def define_convert_flags() -> None:
 
 
 # ---------------------------------------------------------------- configs
+# One function per script: the parsed flags as the configs its library
+# function takes. A train_dir's saved flags are resolved against them in
+# ``train_dir_flags``.
 
-def _parse_list(value, cast, flag: str):
-    if isinstance(value, (list, tuple)):
-        items = list(value)
-    else:
-        items = [v.strip() for v in str(value).split(",") if v.strip()]
-    try:
-        return tuple(cast(v) for v in items)
-    except ValueError:
-        raise flags.ValidationError(
-            f"--{flag}={value!r} is not a comma-separated list of "
-            f"{'integers' if cast is int else 'names'}") from None
-
-
-# Fields that choose how a model runs, not what its weights are: a value given
-# on the command line may differ from the train_dir's saved one.
-RUNTIME_MODEL_FIELDS = frozenset({"frame_sampling", "segment_labels"})
-
-
-def _flag_values() -> dict:
-    """The model flags' values, as ModelConfig fields."""
-    return {field.name: FLAGS[field.name].value for field in dataclasses.fields(ModelConfig)}
-
-
-def _given_model_flags() -> set[str]:
-    """Model flags given explicitly on the command line."""
-    return {field.name for field in dataclasses.fields(ModelConfig) if FLAGS[field.name].present}
-
-
-def _config_from_values(values: dict) -> ModelConfig:
-    values = dict(values)
-    names = _parse_list(values["feature_names"], str, "feature_names")
-    sizes = _parse_list(values["feature_sizes"], int, "feature_sizes")
-    if len(names) != len(sizes):
-        raise flags.ValidationError(
-            f"--feature_names has {len(names)} entries but --feature_sizes has {len(sizes)}")
-    values["feature_names"], values["feature_sizes"] = names, sizes
-    return ModelConfig.from_dict(values)
+def given_flags() -> GivenFlags:
+    """The parsed command line: every flag's value and which were given."""
+    return GivenFlags(values={name: FLAGS[name].value for name in FLAGS},
+                      present=frozenset(name for name in FLAGS if FLAGS[name].present))
 
 
 def model_config_from_flags() -> ModelConfig:
     """ModelConfig from the command-line flags alone."""
-    return _config_from_values(_flag_values())
+    return train_dir_flags.model_config_from_given(given_flags())
 
 
-class _SavedModel:
-    """A train_dir's recorded model flags resolved against the command line:
-    recorded flags define the model, the others come from the flags."""
-
-    def __init__(self, saved: dict):
-        self.recorded = set(saved) & {f.name for f in dataclasses.fields(ModelConfig)}
-        flag_values = _flag_values()
-        self.given = _config_from_values(flag_values)
-        self.config = _config_from_values(
-            {**flag_values, **{name: saved[name] for name in self.recorded}})
-        given_names = _given_model_flags()
-        self.config = self.config.replace(**{  # runtime flags may always be given
-            name: getattr(self.given, name) for name in given_names & RUNTIME_MODEL_FIELDS})
-        self.conflicts = [
-            (name, _flag_text(getattr(self.config, name)), _flag_text(getattr(self.given, name)))
-            for name in sorted((given_names & self.recorded) - RUNTIME_MODEL_FIELDS)
-            if getattr(self.config, name) != getattr(self.given, name)]
+def train_configs():
+    """train.py's ``(TrainConfig, ModelConfig, free model fields)``: the model
+    and the kept training flags of the run that --train_dir holds, else the
+    flags; the free fields may still be read off its checkpoint or the data."""
+    given = given_flags()
+    model_config = train_dir_flags.model_config_for_training(FLAGS.train_dir,
+                                                             FLAGS.start_new_model, given)
+    config = train_dir_flags.train_config(given)
+    free = train_dir_flags.free_model_fields(FLAGS.train_dir, given, FLAGS.start_new_model)
+    return config, model_config, free
 
 
-def _flag_text(value) -> str:
-    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+def eval_configs():
+    """eval.py's ``(EvalConfig, GivenFlags)``: the run's loss and model are
+    resolved against the train_dir once its first checkpoint is there
+    (``apps.run_eval``)."""
+    from youtube8m_willow.evaluation import EvalConfig
+
+    config = EvalConfig(
+        train_dir=FLAGS.train_dir, data_pattern=FLAGS.eval_data_pattern,
+        batch_size=FLAGS.batch_size, num_readers=FLAGS.num_readers, top_k=FLAGS.top_k,
+        check_point=FLAGS.check_point, label_loss=FLAGS.label_loss, alpha=FLAGS.alpha,
+        run_once=FLAGS.run_once, poll_secs=FLAGS.poll_secs,
+        skip_bad_records=FLAGS.skip_bad_records,
+        drop_out_of_range_labels=FLAGS.drop_out_of_range_labels)
+    return config, given_flags()
 
 
-def model_config_for_training(train_dir: str, start_new_model: bool) -> ModelConfig:
-    """train.py: the model saved in train_dir when resuming one (model flags
-    need not be repeated; one that contradicts it is an error naming the flag
-    and both values), else the command-line flags."""
-    saved = None if start_new_model else load_model_flags(train_dir)
-    if saved is None:
-        config = model_config_from_flags()
-    else:
-        resolved = _SavedModel(saved)
-        if resolved.conflicts:
-            name, saved_value, given_value = resolved.conflicts[0]
-            more = len(resolved.conflicts) - 1
-            raise flags.ValidationError(
-                f"--{name}={given_value} contradicts the model saved in {train_dir} "
-                f"({name}={saved_value}); drop the flag to resume that model, or pass "
-                "--start_new_model to train a new one"
-                + (f" ({more} more flags differ)" if more else ""))
-        config = resolved.config
-    validate_model_config(config)
-    return config
+def inference_configs():
+    """inference.py's ``(EvalConfig, InferenceConfig, GivenFlags)``: what to
+    read, what to write (checked here), and the command line that the
+    model's train_dir (--train_dir or --input_model_tgz's) is resolved
+    against (``apps.run_inference``)."""
+    from youtube8m_willow.evaluation import EvalConfig
+    from youtube8m_willow.prediction import InferenceConfig
 
-
-def free_model_fields(train_dir: str, start_new_model: bool = False) -> frozenset[str]:
-    """The model flags neither given on the command line nor recorded in
-    train_dir's model_flags.json (all of them in an original train_dir but
-    the few the original recorded): a checkpoint's names, shapes and graph
-    may set them (``models.original_train_dir``), and for a new run the
-    records' id key sets ``num_classes``."""
-    saved = None if start_new_model or not train_dir else load_model_flags(train_dir)
-    return frozenset(field.name for field in dataclasses.fields(ModelConfig)
-                     if not FLAGS[field.name].present and field.name not in (saved or {}))
-
-
-def model_config_for_train_dir(train_dir: str) -> ModelConfig:
-    """eval/inference: the model saved in train_dir defines the graph; a model
-    flag that contradicts it is ignored with one warning naming it. Without
-    model_flags.json (an original train_dir) the flags build the graph; the
-    original's partial model_flags.json defines only what it records."""
-    import tensorflow as tf
-    from absl import logging as absl_logging
-
-    if not tf.io.gfile.isdir(train_dir):
-        raise flags.ValidationError(f"--train_dir {train_dir!r} does not exist")
-    saved = load_model_flags(train_dir)
-    if saved is None:
-        config = model_config_from_flags()
-    else:
-        resolved = _SavedModel(saved)
-        for name, saved_value, given_value in resolved.conflicts:
-            absl_logging.warning(
-                "--%s=%s ignored: the model saved in %s has %s=%s", name, given_value,
-                train_dir, name, saved_value)
-        config = resolved.config
-    validate_model_config(config)
-    return config
-
-
-def validate_model_config(config: ModelConfig) -> None:
-    """Rejects unknown names and inconsistent flags with the flag named."""
-    from youtube8m_willow.layers.sampling import SAMPLING_METHODS
-    from youtube8m_willow.models.recurrent import LSTM_VARIANTS
-    from youtube8m_willow.models.classifiers import classifier_names
-    from youtube8m_willow.models.registry import is_frame_level, model_class
-
-    model_class(config.model)
-    if config.video_level_classifier_model not in classifier_names():
-        raise flags.ValidationError(
-            f"unknown --video_level_classifier_model={config.video_level_classifier_model!r}; "
-            f"valid classifiers: {', '.join(classifier_names())}")
-    if config.frame_sampling and config.frame_sampling not in SAMPLING_METHODS:
-        raise flags.ValidationError(f"unknown --frame_sampling={config.frame_sampling!r}; "
-                                    f"valid: {', '.join(SAMPLING_METHODS)}")
-    if is_frame_level(config.model) and not config.frame_features:
-        raise flags.ValidationError(
-            f"--model={config.model} is a frame-level model: pass --frame_features=True "
-            "with frame-level feature names (e.g. --feature_names=rgb,audio)")
-    if config.frame_features and not is_frame_level(config.model):
-        raise flags.ValidationError(
-            f"--model={config.model} is a video-level model but --frame_features=True: "
-            "pass --frame_features=False with video-level features (e.g. "
-            "--feature_names=mean_rgb,mean_audio), or a frame-level --model")
-    if config.num_classes <= 0:
-        raise flags.ValidationError("--num_classes must be positive")
-    if config.lstm_variant not in LSTM_VARIANTS:
-        raise flags.ValidationError(f"unknown --lstm_variant={config.lstm_variant!r}; "
-                                    f"valid: {', '.join(LSTM_VARIANTS)}")
-
-
-def train_config_from_flags():
-    """train.py's TrainConfig: the flags, where the command line does not give
-    them the kept training flags of the run that train_dir holds (batch size,
-    learning-rate schedule, optimizer, ...: ``config.KEPT_TRAIN_FLAGS``). A
-    given flag that changes a kept one is said in one line."""
-    from absl import logging as absl_logging
-
-    from youtube8m_willow.training.trainer import TrainConfig
-
-    values = {field.name: FLAGS[field.name].value for field in dataclasses.fields(TrainConfig)}
-    kept = {} if FLAGS.start_new_model else (load_train_flags(FLAGS.train_dir)
-                                             or _original_run_flags(FLAGS.train_dir))
-    for name, kept_value in kept.items():
-        if not FLAGS[name].present:
-            values[name] = kept_value
-        elif FLAGS[name].value != kept_value:
-            absl_logging.warning(
-                "--%s=%s changes the run's %s=%s (kept in %s/%s): the run goes on with %s",
-                name, _flag_text(FLAGS[name].value), name, _flag_text(kept_value),
-                FLAGS.train_dir.rstrip("/"), TRAIN_FLAGS_FILE, _flag_text(FLAGS[name].value))
-    config = TrainConfig(**values)
-    validate_train_config(config)
-    return config
-
-
-def loss_flags_for_train_dir(train_dir: str) -> dict:
-    """eval.py's ``label_loss`` and ``alpha``: the given flags, else those the
-    run was trained with (its kept training flags, or the loss an original's
-    model_flags.json records), so Avg_Loss is the loss the run minimized."""
-    kept = load_train_flags(train_dir)
-    original = load_model_flags(train_dir) or {}
-    values = {}
-    for name in ("label_loss", "alpha"):
-        values[name] = (FLAGS[name].value if FLAGS[name].present
-                        else kept.get(name, original.get(name, FLAGS[name].value)))
-    return values
-
-
-def _original_run_flags(train_dir: str) -> dict:
-    """The training flags of an original run being continued: those its
-    latest checkpoint's ``.meta`` training graph holds (schedule, examples
-    per step, optimizer, clip, penalty) and the loss its partial
-    model_flags.json records; said in one line."""
-    import logging
-
-    import tensorflow as tf
-
-    from youtube8m_willow import checkpoint
-    from youtube8m_willow.legacy.meta_graph import read_training_flags
-
-    path = checkpoint.latest_checkpoint(train_dir) if tf.io.gfile.isdir(train_dir) else None
-    if path is None:
-        return {}
-    found = read_training_flags(path + ".meta")
-    label_loss = (load_model_flags(train_dir) or {}).get("label_loss")
-    if label_loss:
-        found["label_loss"] = label_loss
-    if found:
-        logging.getLogger("youtube8m_willow").info(
-            "continuing the original run of %s: it was trained with %s", path,
-                          " ".join(f"--{k}={_flag_text(v)}" for k, v in sorted(found.items())))
-    return found
-
-
-def validate_train_config(config) -> None:
-    from youtube8m_willow.losses import loss_names
-    from youtube8m_willow.training.optimizers import optimizer_names
-
-    if config.label_loss not in loss_names():
-        raise flags.ValidationError(f"unknown --label_loss={config.label_loss!r}; "
-                                    f"valid losses: {', '.join(loss_names())}")
-    if config.optimizer not in optimizer_names():
-        raise flags.ValidationError(f"unknown --optimizer={config.optimizer!r}; "
-                                    f"valid optimizers: {', '.join(optimizer_names())}")
-    if config.batch_size <= 0:
-        raise flags.ValidationError("--batch_size must be positive")
-    if not config.train_data_pattern:
-        raise flags.ValidationError("--train_data_pattern is required")
+    inference = InferenceConfig(
+        output_file=FLAGS.output_file, vocabulary_file=FLAGS.vocabulary_file,
+        print_top_videos=FLAGS.print_top_videos,
+        segment_label_ids_file=FLAGS.segment_label_ids_file,
+        segment_max_pred=FLAGS.segment_max_pred, output_model_tgz=FLAGS.output_model_tgz,
+        input_model_tgz=FLAGS.input_model_tgz, untar_model_dir=FLAGS.untar_model_dir)
+    validate_inference_config(inference, train_dir_given=FLAGS["train_dir"].present)
+    config = EvalConfig(
+        train_dir=FLAGS.train_dir, data_pattern=FLAGS.input_data_pattern,
+        batch_size=FLAGS.batch_size, num_readers=FLAGS.num_readers, top_k=FLAGS.top_k,
+        check_point=FLAGS.check_point, skip_bad_records=FLAGS.skip_bad_records,
+        drop_out_of_range_labels=FLAGS.drop_out_of_range_labels)
+    return config, inference, given_flags()

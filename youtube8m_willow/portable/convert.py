@@ -14,22 +14,25 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from youtube8m_willow import cli
+from youtube8m_willow import cli, train_dir_flags
 from youtube8m_willow import flags as yt_flags
+from youtube8m_willow.train_dir_flags import GivenFlags
 
 FLAGS = flags.FLAGS
 
 
-def convert(train_dir: str, output_file: str, check_point: int = -1) -> str:
+def convert(train_dir: str, output_file: str, given: GivenFlags, check_point: int = -1) -> str:
     """Converts ``train_dir``'s checkpoint (latest, or ``check_point``) with
-    the model the flags resolve; returns the checkpoint path."""
+    the model resolved from it and the command line ``given``; returns the
+    checkpoint path."""
     from youtube8m_willow import checkpoint
-    from youtube8m_willow.evaluation import EvalConfig, restored_predictor
+    from youtube8m_willow.evaluation import EvalConfig
     from youtube8m_willow.portable.weights_file import write_weights
+    from youtube8m_willow.prediction import restored_predictor
 
-    model_config = yt_flags.model_config_for_train_dir(train_dir)
+    model_config = train_dir_flags.model_config_for_train_dir(train_dir, given)
     config = EvalConfig(train_dir=train_dir, data_pattern="", check_point=check_point,
-                        free_model_fields=yt_flags.free_model_fields(train_dir))
+                        free_model_fields=train_dir_flags.free_model_fields(train_dir, given))
     predictor = restored_predictor(config, model_config)
     arrays = {name: variable.numpy() for name, variable in predictor.model.tf1_weights().items()}
     about = {"checkpoint": predictor.path, "global_step": checkpoint.step_of(predictor.path),
@@ -40,12 +43,13 @@ def convert(train_dir: str, output_file: str, check_point: int = -1) -> str:
 
 def main(argv):
     del argv
-    cli.setup_logging()
+    cli.start_script()
 
     def run():
         if not FLAGS.output_file:
             raise flags.ValidationError("--output_file is required (e.g. model.npz)")
-        path = convert(FLAGS.train_dir, FLAGS.output_file, FLAGS.check_point)
+        path = convert(FLAGS.train_dir, FLAGS.output_file, yt_flags.given_flags(),
+                       FLAGS.check_point)
         print(f"wrote {FLAGS.output_file} from {path}")
 
     cli.run_guarded(run)

@@ -27,7 +27,7 @@ def run_segment_inference(predictor, config, output_file: str, segment_label_ids
     """Writes the ``Class,Segments`` CSV of the test segments of
     ``config.data_pattern``; returns the number of segments scored.
 
-    ``predictor``: a restored ``evaluation.Predictor``; ``config``: an ``EvalConfig``.
+    ``predictor``: a restored ``prediction.Predictor``; ``config``: an ``EvalConfig``.
     """
     whitelist = read_segment_label_ids(segment_label_ids_file or DEFAULT_SEGMENT_LABEL_IDS)
     log.info("%d whitelisted classes, %d segments kept per class", whitelist.size,

@@ -1,0 +1,186 @@
+"""Predictions of a model restored from a train_dir's checkpoint: the
+engine of inference.py (and of eval.py's, which scores them).
+
+A train_dir written by the original code or by this project loads the same
+way (TF1-format checkpoints, ``youtube8m_willow.checkpoint``). Predictions
+are always computed in eval mode (batch norm on moving statistics); the
+original inference restored the training graph, a quirk fixed here. The
+functions that read records take an ``evaluation.EvalConfig`` (what to
+read, and which checkpoint).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+
+import tensorflow as tf
+
+from youtube8m_willow import checkpoint
+from youtube8m_willow.config import ModelConfig
+from youtube8m_willow.data.readers import (DataError, ReaderConfig, make_dataset, report_skipped,
+                                           warn_if_classes_disagree)
+from youtube8m_willow.data.segments import make_rated_segment_dataset
+from youtube8m_willow.layers.core import BATCH_NORM_DECAY, weights_to_be_restored
+from youtube8m_willow.models import original_train_dir
+from youtube8m_willow.models.registry import create_model
+from youtube8m_willow.submission.csv_writer import SubmissionWriter
+from youtube8m_willow.submission.vocabulary import describe_batch
+from youtube8m_willow.training import optimizer_state
+
+log = logging.getLogger("youtube8m_willow")
+
+# Batch norm's moving statistics start at mean 0 and variance 1 and move by
+# 1 - BATCH_NORM_DECAY per training step: after n steps the initial values
+# still weigh BATCH_NORM_DECAY ** n. Above this weight (fewer than 693 steps)
+# eval mode normalizes mostly with the initial values, not the data's.
+INITIAL_WEIGHT_WARNING = 0.5
+# Float32 rounding allowed when checking that the moving variances could
+# have come from n such steps (see ``batch_norm_warning``).
+_VARIANCE_TOLERANCE = 1e-3
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceConfig:
+    """The inference.py flags beyond ``EvalConfig``'s: where the model comes
+    from besides --train_dir, and what is written."""
+
+    output_file: str
+    vocabulary_file: str = ""
+    print_top_videos: int = 5
+    segment_label_ids_file: str = ""
+    segment_max_pred: int = 100000
+    output_model_tgz: str = ""
+    input_model_tgz: str = ""
+    untar_model_dir: str = "/tmp/yt8m-model"
+
+
+class Predictor:
+    """A model restored from a checkpoint, predicting in eval mode.
+
+    ``restore`` rebuilds the model when a checkpoint's names call for another
+    graph of the same model name (the starter's LstmModel vs WILLOW's). The
+    weights are zeros until ``restore`` (no random initialization to throw
+    away: seconds for the 333M-parameter models).
+    """
+
+    def __init__(self, model_config: ModelConfig, free_model_fields: frozenset = frozenset()):
+        self.flag_config = model_config
+        self.free_model_fields = free_model_fields
+        self._build(model_config)
+
+    def _build(self, model_config: ModelConfig) -> None:
+        self.model_config = model_config
+        self.path = ""
+        with weights_to_be_restored():  # restore() overwrites every weight
+            self.model = create_model(model_config).build_for_config()
+        self._predict = tf.function(lambda batch: self.model(batch, training=False),
+                                    reduce_retracing=True)
+
+    def restore(self, path: str) -> int:
+        config = original_train_dir.resolve(self.flag_config, path, self.free_model_fields)
+        if config != self.model_config:
+            self._build(config)
+        step = optimizer_state.restore(path, self.model)
+        self.path = path
+        warning = batch_norm_warning(self.model, step, path)
+        if warning:
+            log.warning("%s", warning)
+        return step
+
+    def __call__(self, batch):
+        """Probabilities ``[B, classes]``; non-finite ones are an error (bad weights)."""
+        predictions = self._predict({"video_matrix": batch["video_matrix"],
+                                     "num_frames": batch["num_frames"]})
+        finite = tf.reduce_all(tf.math.is_finite(predictions), axis=1)
+        if not bool(tf.reduce_all(finite)):
+            video = batch["video_ids"][int(tf.argmin(tf.cast(finite, tf.int32)))].numpy()
+            raise checkpoint.CheckpointError(
+                f"the model predicts NaN or Inf for video {video.decode('utf-8', 'replace')} "
+                f"(its input is finite): checkpoint {self.path!r} holds non-finite weights")
+        return predictions
+
+
+def batch_norm_warning(model, step: int, path: str) -> str | None:
+    """A one-line warning when ``model``'s batch-norm moving statistics,
+    restored from the checkpoint ``path`` at global ``step``, are still near
+    their initial values (eval-mode predictions then come out near random
+    however well the training batches scored); None otherwise.
+
+    Near initial: the initial values still weigh BATCH_NORM_DECAY ** step >
+    INITIAL_WEIGHT_WARNING, and the stored values agree: after n steps every
+    moving variance is at least BATCH_NORM_DECAY ** n (the initial 1 times
+    its weight, plus a weighted sum of batch variances, none negative). A
+    checkpoint whose statistics were set otherwise (any variance below that)
+    gets no warning, nor does a model without batch norm."""
+    initial_weight = BATCH_NORM_DECAY ** max(step, 0)
+    variances = [variable.numpy() for name, variable in model.tf1_weights().items()
+                 if name.endswith("moving_variance")]
+    if not variances or initial_weight <= INITIAL_WEIGHT_WARNING:
+        return None
+    if min(float(v.min()) for v in variances) < initial_weight - _VARIANCE_TOLERANCE:
+        return None
+    return (f"checkpoint {path} (global step {step}): its batch-norm moving statistics are "
+            f"still near their initial values (mean 0, variance 1), which weigh "
+            f"{BATCH_NORM_DECAY}**{step} = {initial_weight:.3f} in the moving averages "
+            f"(decay {BATCH_NORM_DECAY}, as the original); eval-mode predictions may be near "
+            f"random. Train longer (the initial values weigh under one half after 693 steps), "
+            f"or for short experiments train without batch norm (e.g. "
+            f"--netvlad_add_batch_norm=False, --dbof_add_batch_norm=False)")
+
+
+def eval_dataset(config, model_config: ModelConfig):
+    """The eval-order dataset of ``config`` (an ``EvalConfig``); its
+    ``read_stats`` counts what the tolerant modes skipped (reported by
+    ``report_skipped``). A model of the other YouTube-8M release than the
+    records' is warned of first."""
+    read = make_rated_segment_dataset if model_config.segment_labels else make_dataset
+    reader_config = ReaderConfig.for_model(model_config, config.skip_bad_records,
+                                           config.drop_out_of_range_labels)
+    warn_if_classes_disagree(config.data_pattern, reader_config, log)
+    return read(config.data_pattern, reader_config, config.batch_size, training=False,
+                num_epochs=1, num_readers=config.num_readers)
+
+
+def predict_top_k(predictor: Predictor, config):
+    """Yields ``(video_ids, class_indexes, scores)`` for every video once
+    (the predictor restored: its model config is the checkpoint's)."""
+    k = min(config.top_k, predictor.model_config.num_classes)
+    dataset = eval_dataset(config, predictor.model_config)
+    for batch in dataset:
+        scores, classes = tf.math.top_k(predictor(batch), k=k)
+        yield batch["video_ids"].numpy(), classes.numpy(), scores.numpy()
+    report_skipped(dataset, log)
+
+
+def restored_predictor(config, model_config: ModelConfig) -> Predictor:
+    """A predictor restored from the checkpoint inference.py uses (the latest,
+    or ``--check_point``); its ``model_config`` and ``path`` are the checkpoint's."""
+    predictor = Predictor(model_config, config.free_model_fields)
+    path = checkpoint.checkpoint_path(config.train_dir, config.check_point)
+    step = predictor.restore(path)
+    log.info("predicting with %s (global step %d)", path, step)
+    return predictor
+
+
+def write_submission(predictor: Predictor, config, output_file: str,
+                     vocabulary: dict | None = None, print_top_videos: int = 5) -> int:
+    """inference.py: writes the submission CSV with a restored ``predictor``;
+    returns the number of videos. With a ``vocabulary``, logs the first
+    ``print_top_videos`` videos' top predictions with class names."""
+    start = time.monotonic()
+    with SubmissionWriter(output_file) as writer:
+        for video_ids, classes, scores in predict_top_k(predictor, config):
+            if vocabulary is not None and writer.rows < print_top_videos:
+                for line in describe_batch(video_ids, classes, scores, vocabulary,
+                                           print_top_videos - writer.rows):
+                    log.info("%s", line)
+            writer.write(video_ids, classes, scores)
+            log.info("num examples processed: %d elapsed seconds: %.2f", writer.rows,
+                     time.monotonic() - start)
+        if writer.rows == 0:  # raised inside: the CSV is not written
+            raise DataError(f"no records to predict in --input_data_pattern "
+                            f"'{config.data_pattern}' (empty files?)")
+    log.info("wrote %d videos to %s", writer.rows, output_file)
+    return writer.rows
