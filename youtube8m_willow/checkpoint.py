@@ -77,7 +77,7 @@ def checkpoint_path(train_dir: str, check_point: int = -1) -> str:
     if path is None:
         leftovers = unusable_checkpoint_files(train_dir)
         raise CheckpointError(f"no checkpoint found in train_dir {train_dir!r}" + (
-            f" (no complete one: {describe_unusable(leftovers)})" if leftovers else ""))
+            f" ({describe_unusable(leftovers)})" if leftovers else ""))
     return path
 
 
@@ -148,7 +148,7 @@ def describe_unusable(names: list[str]) -> str:
     if names == [STATE_FILE]:
         return "its 'checkpoint' state file names checkpoints that are not there"
     shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-    return f"{shown} without a complete checkpoint (index and data)"
+    return f"only {shown}: a checkpoint needs its .index and every .data shard"
 
 
 _said: set[tuple] = set()
