@@ -84,3 +84,22 @@ def run_inference(config: EvalConfig, inference: InferenceConfig, given: GivenFl
     return prediction.write_submission(predictor, config, inference.output_file,
                                        vocabulary=vocabulary,
                                        print_top_videos=inference.print_top_videos)
+
+
+def run_segment_map(submission_file: str, eval_data_pattern: str, top_n: int,
+                    label_cache: str = ""):
+    """segment_eval_inference.py: the submission's mAP@N against the rated
+    segments of the validation records, printed as the original did."""
+    from youtube8m_willow.segments.map_at_n import evaluate_segment_submission
+
+    result = evaluate_segment_submission(submission_file, eval_data_pattern, top_n,
+                                         label_cache)
+    print(f"Num classes: {len(result.per_class_ap)} | mAP@{top_n}: {result.map_at_n:.6f}")
+    return result
+
+
+def run_averaging(inputs: list[str], weights: list[float] | None, output: str, top_k: int):
+    """file_averaging.py: the weighted average of submission CSVs."""
+    from youtube8m_willow.submission.ensemble import average_submissions
+
+    return average_submissions(inputs, weights, output, top_k=top_k)

@@ -41,6 +41,18 @@ log = logging.getLogger("youtube8m_willow")
 _CLASS_BITS = 32                   # key = video << 32 | class
 _CLASS_MASK = (1 << _CLASS_BITS) - 1
 _MAX_CLASS = 2 ** 31 - 1
+# The seven files the inference lines of WILLOW's README write (see
+# recipes/willow_ensemble.sh): file_averaging.py's inputs when given none, as
+# the original script's were (its hard-coded names did not all match them).
+WILLOW_INPUTS = (
+    "test-gatednetvladLF-256k-1024-80-0002-300iter-norelu-basic-gatedmoe.csv",
+    "test-GRU-0002-1200.csv",
+    "test-gatednetfvLF-128k-1024-80-0002-300iter-norelu-basic-gatedmoe.csv",
+    "test-gateddboflf-4096-1024-80-0002-300iter-gatedmoe.csv",
+    "test-softdboflf-8000-1024-80-0002-300iter.csv",
+    "test-gatedlightvladLF-256k-1024-80-0002-300iter-norelu-basic-gatedmoe.csv",
+    "test-lstm-0002-val-150-random.csv",
+)
 _WRITE_CHUNK = 10_000              # videos formatted per write
 _CHUNK_LINES = 10_000              # lines parsed at once
 
