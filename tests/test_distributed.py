@@ -272,6 +272,18 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
 """)
 
 
+def _run_reporting(script: str, args: dict) -> dict:
+    """Runs ``script`` (Python source taking ``args`` as JSON) in a process
+    of its own (logical devices are set up once per process) and returns
+    the JSON it printed after ``REPORT ``."""
+    result = subprocess.run([sys.executable, "-c", script, json.dumps(args)],
+                            capture_output=True, text=True, timeout=TIMEOUT, cwd=str(REPO),
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+                                 "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.split("REPORT ")[1])
+
+
 def test_mirrored_replicas_train_like_one_device(runs):
     train_dir = runs["root"] / "mirrored"
     model = {"model": "MoeModel", "num_classes": NUM_CLASSES,
@@ -279,12 +291,7 @@ def test_mirrored_replicas_train_like_one_device(runs):
              "moe_l2": 0.5}
     args = {"data": runs["data"], "initial": str(runs["initial"]), "train_dir": str(train_dir),
             "bn_dir": str(runs["root"] / "mirrored_bn"), "model": model}
-    result = subprocess.run([sys.executable, "-c", _MIRRORED_SCRIPT, json.dumps(args)],
-                            capture_output=True, text=True, timeout=TIMEOUT, cwd=str(REPO),
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-                                 "PYTHONPATH": str(REPO)})
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.split("REPORT ")[1])
+    report = _run_reporting(_MIRRORED_SCRIPT, args)
     assert report["global_step"] == STEPS
     _assert_same_state(train_dir, runs["single"])
     assert report["replicas_differ"] == []
@@ -358,12 +365,7 @@ def test_replicas_sample_different_frames_reproducibly(tmp_path):
              "iterations": 6, "frame_sampling": "random", "dbof_cluster_size": 4,
              "dbof_hidden_size": 4}
     args = {"data": str(data), "root": str(tmp_path), "model": model}
-    result = subprocess.run([sys.executable, "-c", _SAMPLING_SCRIPT, json.dumps(args)],
-                            capture_output=True, text=True, timeout=TIMEOUT, cwd=str(REPO),
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-                                 "PYTHONPATH": str(REPO)})
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.split("REPORT ")[1])
+    report = _run_reporting(_MIRRORED_SCRIPT, args)
     two, again, one = report["two"], report["two_again"], report["one"]
     assert sorted(two) == ["0", "1"] and sorted(one) == ["0"]
     assert two["0"][0] != two["1"][0]

@@ -129,9 +129,14 @@ def load_model_flags(train_dir: str) -> dict[str, Any] | None:
     written (None for a train_dir without one). This project records every
     ModelConfig field; the original starter code recorded only a few
     (model, feature names and sizes, frame_features, label_loss)."""
+    return _read_json_object(os.path.join(train_dir, MODEL_FLAGS_FILE), "model flags file")
+
+
+def _read_json_object(path: str, what: str, cure: str = "") -> dict[str, Any] | None:
+    """The JSON object in ``path`` (None without the file); a file that is
+    not one is a one-line error naming it as ``what``."""
     import tensorflow as tf  # deferred: configs stay importable without TensorFlow work
 
-    path = os.path.join(train_dir, MODEL_FLAGS_FILE)
     if not tf.io.gfile.exists(path):
         return None
     try:
@@ -142,7 +147,7 @@ def load_model_flags(train_dir: str) -> dict[str, Any] | None:
     except ValueError as error:
         from youtube8m_willow.errors import ConfigError
 
-        raise ConfigError(f"{path} is not a valid model flags file: {error}") from None
+        raise ConfigError(f"{path} is not a valid {what}: {error}{cure}") from None
     return values
 
 
@@ -164,21 +169,8 @@ KEPT_TRAIN_FLAGS = ("batch_size", "base_learning_rate", "learning_rate_decay",
 def load_train_flags(train_dir: str) -> dict[str, Any]:
     """The kept training flags of train_dir's run ({} for a new train_dir or
     one written by the original code)."""
-    import tensorflow as tf
-
-    path = os.path.join(train_dir, TRAIN_FLAGS_FILE)
-    if not tf.io.gfile.exists(path):
-        return {}
-    try:
-        with tf.io.gfile.GFile(path) as handle:
-            values = json.load(handle)
-        if not isinstance(values, dict):
-            raise ValueError("not a JSON object")
-    except ValueError as error:
-        from youtube8m_willow.errors import ConfigError
-
-        raise ConfigError(f"{path} is not a valid training flags file: {error}; fix it, or "
-                          "delete it to resume with the flags given") from None
+    values = _read_json_object(os.path.join(train_dir, TRAIN_FLAGS_FILE), "training flags file",
+                               "; fix it, or delete it to resume with the flags given") or {}
     return {name: values[name] for name in KEPT_TRAIN_FLAGS if name in values}
 
 

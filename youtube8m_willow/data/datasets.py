@@ -18,10 +18,9 @@ import tensorflow as tf
 from youtube8m_willow.data.files import file_sizes, framing_checked
 from youtube8m_willow.data.parsing import parse_batch
 from youtube8m_willow.data.reader_config import ReaderConfig, ReadStats, stats_for
-from youtube8m_willow.data.resumable import InputPosition, Plan, planned_records
+from youtube8m_willow.data.resumable import InputPosition, Plan, plain, planned_records
 
 # Pipeline functions use no Python control flow on tensors: skip AutoGraph (faster tracing).
-_plain = tf.autograph.experimental.do_not_convert
 
 # --------------------------------------------------------------------------- datasets
 
@@ -75,7 +74,7 @@ def make_planned_dataset(plan: Plan, config: ReaderConfig, batch_size: int, *,
         raise ValueError(f"batch_size ({batch_size}) must be >= 1")
     stats = stats_for(config, stats)
     records = planned_records(
-        plan, _plain(lambda path, size: _file_records(path, size, config, stats)),
+        plan, plain(lambda path, size: _file_records(path, size, config, stats)),
         num_epochs=num_epochs, start=position, shard=shard)
     return _parsed_batches(records, config, batch_size, True, stats)
 
@@ -89,7 +88,7 @@ def _parsed_batches(records: tf.data.Dataset, config: ReaderConfig, batch_size: 
         parsed = parse_batch(paths, indices, batch, config, stats)
         return {**parsed, "input_position": position[0]} if position else parsed
 
-    dataset = records.batch(batch_size).map(_plain(parse), num_parallel_calls=tf.data.AUTOTUNE,
+    dataset = records.batch(batch_size).map(plain(parse), num_parallel_calls=tf.data.AUTOTUNE,
                                             deterministic=deterministic)
     dataset = dataset.prefetch(tf.data.AUTOTUNE)
     dataset.read_stats = stats
@@ -115,7 +114,7 @@ def read_records(data_pattern: str | Sequence[str], config: ReaderConfig, batch_
         file_ds = file_ds.repeat(num_epochs)
     readers = min(num_readers, len(paths))
     records = file_ds.interleave(
-        _plain(lambda path, size: _file_records(path, size, config, stats)),
+        plain(lambda path, size: _file_records(path, size, config, stats)),
         cycle_length=readers, block_length=1, num_parallel_calls=readers,
         deterministic=deterministic)
     if training:
@@ -142,7 +141,7 @@ def _file_records(path: tf.Tensor, size: tf.Tensor, config: ReaderConfig,
         return framing_checked(path, size, config.frame_features, skip=False, stats=stats)
     elements = framing_checked(path, size, config.frame_features, skip=True, stats=stats)
     elements = _validated(elements, config, stats)
-    return elements.filter(_plain(lambda p, i, r, is_end: tf.logical_not(is_end)))
+    return elements.filter(plain(lambda p, i, r, is_end: tf.logical_not(is_end)))
 
 
 def _validated(elements: tf.data.Dataset, config: ReaderConfig,
@@ -168,8 +167,8 @@ def _validated(elements: tf.data.Dataset, config: ReaderConfig,
         with tf.control_dependencies([update]):
             return tf.identity(index), element
 
-    kept = elements.map(_plain(validate)).ignore_errors(log_warning=False)
-    return kept.scan(tf.constant(-1, tf.int64), _plain(count_gaps))
+    kept = elements.map(plain(validate)).ignore_errors(log_warning=False)
+    return kept.scan(tf.constant(-1, tf.int64), plain(count_gaps))
 
 
 def _count_malformed(stats: ReadStats | None, count: tf.Tensor) -> tf.Operation:

@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from youtube8m_willow.data.read_errors import assert_no, data_error_from, error_message
 from youtube8m_willow.data.reader_config import ReadStats
+from youtube8m_willow.data.resumable import plain
 from youtube8m_willow.errors import DataError
 
 _RECORD_FRAMING_BYTES = 16  # length (8) + length CRC (4) + payload CRC (4)
@@ -27,7 +28,6 @@ _CHUNK_RECORDS = {False: 128, True: 16}  # keyed by frame_features
 _STAT_THREADS = 32
 
 # Pipeline functions use no Python control flow on tensors: skip AutoGraph (faster tracing).
-_plain = tf.autograph.experimental.do_not_convert
 
 # --------------------------------------------------------------------------- listing
 
@@ -95,7 +95,7 @@ def framing_checked(path: tf.Tensor, size: tf.Tensor, frame_features: bool, skip
     chunks = tf.data.TFRecordDataset(path, buffer_size=_READ_BUFFER_BYTES).ignore_errors(
         log_warning=False).batch(_CHUNK_RECORDS[frame_features])
     marker = tf.constant([b""]) if skip else tf.zeros([0], tf.string)
-    tagged = chunks.map(_plain(lambda c: (c, False))).concatenate(
+    tagged = chunks.map(plain(lambda c: (c, False))).concatenate(
         tf.data.Dataset.from_tensors((marker, True)))
 
     def step(state, element):
@@ -118,7 +118,7 @@ def framing_checked(path: tf.Tensor, size: tf.Tensor, frame_features: bool, skip
             output = (tf.fill([count], path), index + tf.range(count), records, tf.fill([count], is_end))
             return new_state, output
 
-    return tagged.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), _plain(step)).unbatch()
+    return tagged.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), plain(step)).unbatch()
 
 
 def _count_damage(stats: ReadStats | None, unread: tf.Tensor) -> tf.Operation:
@@ -134,7 +134,7 @@ def file_records(path: str, size: int, frame_features: bool = True) -> tf.data.D
     record contents (e.g. only the segment ratings)."""
     checked = framing_checked(tf.constant(path), tf.constant(size, tf.int64), frame_features,
                                skip=False, stats=None)
-    return checked.map(_plain(lambda unused_path, unused_index, record, unused_end: record))
+    return checked.map(plain(lambda unused_path, unused_index, record, unused_end: record))
 
 
 def count_records(data_pattern: str | Sequence[str]) -> int:
@@ -142,9 +142,9 @@ def count_records(data_pattern: str | Sequence[str]) -> int:
     paths, sizes = zip(*_file_sizes(list_files(data_pattern)))
     file_ds = tf.data.Dataset.from_tensor_slices((list(paths), tf.constant(sizes, tf.int64)))
     # Small chunks whatever the kind of records: only their count matters here.
-    records = file_ds.interleave(_plain(lambda p, s: framing_checked(p, s, True, skip=False, stats=None)),
+    records = file_ds.interleave(plain(lambda p, s: framing_checked(p, s, True, skip=False, stats=None)),
                                  cycle_length=8, num_parallel_calls=8)
     try:
-        return int(records.reduce(tf.constant(0, tf.int64), _plain(lambda total, _: total + 1)))
+        return int(records.reduce(tf.constant(0, tf.int64), plain(lambda total, _: total + 1)))
     except tf.errors.OpError as exc:
         raise (data_error_from(exc) or DataError(exc.message)) from exc

@@ -31,7 +31,9 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-_plain = tf.autograph.experimental.do_not_convert
+# The data room's functions traced without AutoGraph (their Python control
+# flow is on Python values only): faster traces, and no conversion warnings.
+plain = tf.autograph.experimental.do_not_convert
 _FOREVER = 1 << 62  # epochs when num_epochs is None
 _FILE_ORDER, _WINDOW_ORDER = 1, 2  # streams of the stateless draws
 
@@ -128,10 +130,10 @@ def planned_records(plan: Plan, read_file, *, num_epochs: int | None,
         chosen = order[group * readers:(group + 1) * readers]
         files = tf.data.Dataset.from_tensor_slices((tf.gather(paths, chosen),
                                                     tf.gather(sizes, chosen)))
-        records = files.interleave(_plain(read_file), cycle_length=readers, block_length=1,
+        records = files.interleave(plain(read_file), cycle_length=readers, block_length=1,
                                    num_parallel_calls=readers, deterministic=True)
         return records.enumerate().skip(skip).map(
-            _plain(lambda offset, element: (group, offset) + tuple(element)))
+            plain(lambda offset, element: (group, offset) + tuple(element)))
 
     def permuted(epoch, window, element):
         group, offset, path, index, record, is_end = element
@@ -149,14 +151,14 @@ def planned_records(plan: Plan, read_file, *, num_epochs: int | None,
 
     def epoch_records(epoch, window, group, group_offset, taken):
         order = file_order(epoch)
-        groups = tf.data.Dataset.range(group, num_groups).flat_map(_plain(
+        groups = tf.data.Dataset.range(group, num_groups).flat_map(plain(
             lambda g: group_records(order, g, group_offset * tf.cast(tf.equal(g, group), tf.int64))))
         windows = groups.batch(plan.window).enumerate(start=window).map(
-            _plain(lambda k, element: permuted(epoch, k, element)))
+            plain(lambda k, element: permuted(epoch, k, element)))
         records = windows.unbatch().skip(taken)
         if shard is not None:
             num_shards, index, block = shard
-            records = records.filter(_plain(lambda *element: tf.equal(
+            records = records.filter(plain(lambda *element: tf.equal(
                 (element[-1][1] * plan.window + element[-1][4] - 1) // block % num_shards,
                 index)))
         return records
@@ -164,6 +166,6 @@ def planned_records(plan: Plan, read_file, *, num_epochs: int | None,
     first = tf.data.Dataset.from_tensors(tuple(tf.constant(v, tf.int64) for v in start.as_list()))
     end = _FOREVER if num_epochs is None else num_epochs
     later = tf.data.Dataset.range(start.epoch + 1, max(end, start.epoch + 1)).map(
-        _plain(lambda e: (e,) + tuple(tf.constant(0, tf.int64) for _ in range(4))))
+        plain(lambda e: (e,) + tuple(tf.constant(0, tf.int64) for _ in range(4))))
     epochs = (first if start.epoch < end else first.take(0)).concatenate(later)
-    return epochs.flat_map(_plain(epoch_records))
+    return epochs.flat_map(plain(epoch_records))

@@ -29,6 +29,7 @@ from youtube8m_willow.data.datasets import read_records
 from youtube8m_willow.data.parsing import parse_frame_records, record_names, video_ids
 from youtube8m_willow.data.read_errors import assert_no, error_message, first_where
 from youtube8m_willow.data.reader_config import ReaderConfig, ReadStats
+from youtube8m_willow.data.resumable import plain
 from youtube8m_willow.errors import DataError
 
 SEGMENT_FRAMES = 5
@@ -37,7 +38,6 @@ _SEGMENT_SHUFFLE_FACTOR = 5  # training: segments shuffled in a buffer of 5 batc
 _RATINGS = {name: tf.io.VarLenFeature(dtype) for name, dtype in (
     ("segment_start_times", tf.int64), ("segment_labels", tf.int64),
     ("segment_scores", tf.float32))}
-_plain = tf.autograph.experimental.do_not_convert
 
 
 def _windows(matrix: tf.Tensor, rows: tf.Tensor, starts: tf.Tensor) -> tf.Tensor:
@@ -122,7 +122,7 @@ def _segment_dataset(cut, data_pattern, config: ReaderConfig, batch_size: int, *
         data_pattern, config, _VIDEOS_PER_PARSE, training=training, num_epochs=num_epochs,
         num_readers=num_readers, seed=seed, stats=stats)
     segments = records.batch(_VIDEOS_PER_PARSE).map(
-        _plain(lambda p, i, r, unused_end: cut(p, i, r, config)),
+        plain(lambda p, i, r, unused_end: cut(p, i, r, config)),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic).unbatch()
     if training:
         segments = segments.shuffle(_SEGMENT_SHUFFLE_FACTOR * batch_size, seed=seed,

@@ -104,6 +104,19 @@ def collect_tf1_weights(scoped: Mapping[str, object]) -> dict:
     return names
 
 
+def normalized_or_biased(weights_name: str, weights, batch_norm, bn_scope: str,
+                         biases_name: str, biases) -> dict:
+    """The TF1 names of a matmul followed by batch norm (``<bn_scope>/beta``,
+    ...) when ``batch_norm`` is a layer, else by a bias: the originals'
+    ``add_batch_norm`` choice (cluster, gating and hidden layers alike)."""
+    names = {weights_name: weights}
+    if batch_norm is not None:
+        names.update({f"{bn_scope}/{k}": v for k, v in batch_norm.tf1_weights().items()})
+    else:
+        names[biases_name] = biases
+    return names
+
+
 # slim's batch-norm decay of the moving statistics, kept for parity.
 BATCH_NORM_DECAY = 0.999
 

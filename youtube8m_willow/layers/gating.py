@@ -7,7 +7,7 @@ import math
 import keras
 from keras import ops
 
-from youtube8m_willow.layers.core import BatchNorm, normal, register
+from youtube8m_willow.layers.core import BatchNorm, normal, normalized_or_biased, register
 from youtube8m_willow.layers.kernels import video_matmul
 
 
@@ -76,12 +76,8 @@ class ContextGating(keras.layers.Layer):
         return inputs_shape
 
     def tf1_weights(self):
-        names = {self.weights_name: self.gating_weights}
-        if self.batch_norm is not None:
-            names.update({f"{self.bn_name}/{k}": v for k, v in self.batch_norm.tf1_weights().items()})
-        else:
-            names["gating_biases"] = self.gating_biases
-        return names
+        return normalized_or_biased(self.weights_name, self.gating_weights, self.batch_norm,
+                                    self.bn_name, "gating_biases", self.gating_biases)
 
     def get_config(self):
         return {**super().get_config(), "weights_name": self.weights_name,

@@ -14,7 +14,8 @@ import keras
 from keras import ops
 
 from youtube8m_willow.layers.core import (BatchNorm, inverse_sqrt_normal, l2_normalize,
-                                          register, softmax)
+                                          normalized_or_biased, register, softmax)
+
 
 ASSIGNMENT_ACTIVATIONS = {
     "softmax": softmax,
@@ -90,12 +91,8 @@ class ClusterAssignment(keras.layers.Layer):
         return (input_shape[0], self.cluster_size)
 
     def tf1_weights(self):
-        names = {"cluster_weights": self.cluster_weights}
-        if self.batch_norm is not None:
-            names.update({f"cluster_bn/{k}": v for k, v in self.batch_norm.tf1_weights().items()})
-        else:
-            names["cluster_biases"] = self.cluster_biases
-        return names
+        return normalized_or_biased("cluster_weights", self.cluster_weights, self.batch_norm,
+                                    "cluster_bn", "cluster_biases", self.cluster_biases)
 
     def get_config(self):
         return {**super().get_config(), "cluster_size": self.cluster_size,

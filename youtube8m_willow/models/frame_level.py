@@ -19,8 +19,8 @@ from keras import ops
 
 from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.layers.classifiers import LogisticClassifier
-from youtube8m_willow.layers.core import (BatchNorm, divide_no_nan, normal, register,
-                                          sequence_mask)
+from youtube8m_willow.layers.core import (BatchNorm, divide_no_nan, normal,
+                                          normalized_or_biased, register, sequence_mask)
 from youtube8m_willow.layers.kernels import video_matmul
 from youtube8m_willow.layers.dbof import DBoF, GatedDBoF, SoftDBoF, StarterDBoF
 from youtube8m_willow.layers.fisher import NetFV
@@ -91,12 +91,8 @@ class HiddenLayer(keras.layers.Layer):
         return (input_shape[0], self.units)
 
     def tf1_weights(self):
-        names = {"hidden1_weights": self.hidden1_weights}
-        if self.hidden1_bn is not None:
-            names.update({f"hidden1_bn/{k}": v for k, v in self.hidden1_bn.tf1_weights().items()})
-        else:
-            names["hidden1_biases"] = self.hidden1_biases
-        return names
+        return normalized_or_biased("hidden1_weights", self.hidden1_weights, self.hidden1_bn,
+                                    "hidden1_bn", "hidden1_biases", self.hidden1_biases)
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "stddev": self.stddev,
