@@ -365,7 +365,7 @@ def test_replicas_sample_different_frames_reproducibly(tmp_path):
              "iterations": 6, "frame_sampling": "random", "dbof_cluster_size": 4,
              "dbof_hidden_size": 4}
     args = {"data": str(data), "root": str(tmp_path), "model": model}
-    report = _run_reporting(_MIRRORED_SCRIPT, args)
+    report = _run_reporting(_SAMPLING_SCRIPT, args)
     two, again, one = report["two"], report["two_again"], report["one"]
     assert sorted(two) == ["0", "1"] and sorted(one) == ["0"]
     assert two["0"][0] != two["1"][0]
