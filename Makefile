@@ -25,10 +25,10 @@ demo-segments: $(STAMP)
 	$(PY) -m youtube8m_willow.demo --segments --out_dir=$(DEMO_DIR)
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2
+	$(PY) -m pytest -q -n 2 --dist worksteal
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -n 2 -m "not slow"
+	$(PY) -m pytest -q -n 2 --dist worksteal -m "not slow"
 
 bench: $(STAMP)
 	$(PY) bench/bench_metrics.py

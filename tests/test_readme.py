@@ -41,3 +41,22 @@ def test_frame_level_example_is_the_recipes_first_line():
     block = README.split("Gated\nNetVLAD, exactly as WILLOW's README trains it")[1].split("```")[1]
     recipe = (REPO / "recipes" / "willow_ensemble.sh").read_text()
     assert block.strip() + " ${TRAIN_FLAGS}" in recipe
+
+
+def test_make_test_fast_selects_the_unit_tier_only(tmp_path):
+    """`make test-fast` (collect-only here: make test runs these tests
+    anyway) selects the unit tier: the doctests and the unit modules, no
+    test marked slow."""
+    import os
+    import subprocess
+
+    result = subprocess.run(["make", "--no-print-directory", "test-fast"], cwd=REPO,
+                            capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "PYTEST_ADDOPTS": "--collect-only"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    selected = [line for line in result.stdout.splitlines() if "::" in line]
+    assert len(selected) > 300
+    assert any(line.startswith("youtube8m_willow/") for line in selected)  # doctests
+    for slow in ("tests/test_demo.py", "tests/test_preemption.py", "tests/test_fixtures.py",
+                 "tests/test_ensemble.py::test_command_line"):
+        assert not any(line.startswith(slow) for line in selected), slow
