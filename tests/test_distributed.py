@@ -225,7 +225,13 @@ def test_two_workers_resume_exactly_after_one_is_killed(runs):
     for worker in range(2):
         fed = fed_videos([reference_logs[worker]])
         assert sorted(fed) == list(range(1, 13))
-        assert fed_videos([killed_logs[worker], logs[worker]]) == fed
+        seen = fed_videos([killed_logs[worker], logs[worker]])
+        assert {step: fed[step] for step in seen} == seen
+        # A step done just before the kill may have lost its log line (kill
+        # -9 lands between the step's collective and the line); it is never
+        # one the restarted run had to do again.
+        last_logged = max(fed_videos([killed_logs[worker]]), default=0)
+        assert set(fed) - set(seen) <= set(range(last_logged + 1, stopped_at + 1))
     ours = checkpoint.read_checkpoint(checkpoint.latest_checkpoint(str(dirs[0])))
     expected = checkpoint.read_checkpoint(checkpoint.latest_checkpoint(str(reference[0])))
     assert sorted(ours) == sorted(expected) and int(ours["global_step"]) == 12
