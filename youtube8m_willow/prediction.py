@@ -79,7 +79,8 @@ class Predictor:
                                     reduce_retracing=True)
 
     def restore(self, path: str) -> int:
-        config = original_train_dir.resolve(self.flag_config, path, self.free_model_fields)
+        config = original_train_dir.resolve(self.flag_config, path, self.free_model_fields,
+                                            built=self.model)
         if config != self.model_config:
             self._build(config)
         step = optimizer_state.restore(path, self.model)

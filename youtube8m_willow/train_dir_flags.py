@@ -169,16 +169,19 @@ def train_config(given: GivenFlags):
 
     train_dir = given.values["train_dir"]
     values = {field.name: given.values[field.name] for field in dataclasses.fields(TrainConfig)}
-    kept = {} if given.values["start_new_model"] else (load_train_flags(train_dir)
-                                                       or _original_run_flags(train_dir))
+    kept, source = {}, ""
+    if not given.values["start_new_model"]:
+        kept, source = load_train_flags(train_dir), f"{train_dir.rstrip('/')}/{TRAIN_FLAGS_FILE}"
+        if not kept:
+            kept, source = _original_run_flags(train_dir)
     for name, kept_value in kept.items():
         if not given.given(name):
             values[name] = kept_value
         elif given.values[name] != kept_value:
             absl_logging.warning(
-                "--%s=%s changes the run's %s=%s (kept in %s/%s): the run goes on with %s",
-                name, _flag_text(given.values[name]), name, _flag_text(kept_value),
-                train_dir.rstrip("/"), TRAIN_FLAGS_FILE, _flag_text(given.values[name]))
+                "--%s=%s changes the run's %s=%s (from %s): the run goes on with %s",
+                name, _flag_text(given.values[name]), name, _flag_text(kept_value), source,
+                _flag_text(given.values[name]))
     config = TrainConfig(**values)
     validate_train_config(config)
     return config
@@ -197,11 +200,11 @@ def loss_flags_for_train_dir(train_dir: str, given: GivenFlags) -> dict:
     return values
 
 
-def _original_run_flags(train_dir: str) -> dict:
-    """The training flags of an original run being continued: those its
-    latest checkpoint's ``.meta`` training graph holds (schedule, examples
-    per step, optimizer, clip, penalty) and the loss its partial
-    model_flags.json records; said in one line."""
+def _original_run_flags(train_dir: str) -> tuple[dict, str]:
+    """The training flags of an original run being continued, and where they
+    come from: those its latest checkpoint's ``.meta`` training graph holds
+    (schedule, examples per step, optimizer, clip, penalty) and the loss its
+    partial model_flags.json records; said in one line."""
     import logging
 
     import tensorflow as tf
@@ -211,7 +214,7 @@ def _original_run_flags(train_dir: str) -> dict:
 
     path = checkpoint.latest_checkpoint(train_dir) if tf.io.gfile.isdir(train_dir) else None
     if path is None:
-        return {}
+        return {}, ""
     found = read_training_flags(path + ".meta")
     label_loss = (load_model_flags(train_dir) or {}).get("label_loss")
     if label_loss:
@@ -220,4 +223,4 @@ def _original_run_flags(train_dir: str) -> dict:
         logging.getLogger("youtube8m_willow").info(
             "continuing the original run of %s: it was trained with %s", path,
             " ".join(f"--{k}={_flag_text(v)}" for k, v in sorted(found.items())))
-    return found
+    return found, f"the original run of {path}"

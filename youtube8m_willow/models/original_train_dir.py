@@ -46,10 +46,12 @@ STARTER_2019_DBOF_ACTIVATION = "sigmoid"
 STARTER_2017_DBOF_ACTIVATION = "relu6"
 
 
-def resolve(config: ModelConfig, path: str | None, free: frozenset = frozenset()
-            ) -> ModelConfig:
+def resolve(config: ModelConfig, path: str | None, free: frozenset = frozenset(),
+            built=None) -> ModelConfig:
     """``config`` with the graph of the checkpoint ``path`` (None: unchanged)
-    and its ``free`` fields read off the checkpoint; what changed is logged."""
+    and its ``free`` fields read off the checkpoint; what changed is logged.
+    ``built``: a model already built (eval's and inference's), used as the
+    class-count probe when its config is the one probed."""
     if path is None:
         return config
     shapes = checkpoint.StoredTensors(path).shapes
@@ -57,7 +59,7 @@ def resolve(config: ModelConfig, path: str | None, free: frozenset = frozenset()
     sized = _from_shapes(resolved, shapes, free)
     resolved = resolved.replace(**sized, **_from_graph(resolved, path, free))
     if "num_classes" in free and "num_classes" not in sized:
-        classes = num_classes_in_checkpoint(resolved, shapes)
+        classes = num_classes_in_checkpoint(resolved, shapes, built)
         if classes is not None:
             resolved = resolved.replace(num_classes=classes)
     changed = {k: v for k, v in dataclasses.asdict(resolved).items() if v != getattr(config, k)}
@@ -117,12 +119,15 @@ def _from_graph(config: ModelConfig, path: str, free: frozenset) -> dict:
     return {"dbof_activation": activation}
 
 
-def num_classes_in_checkpoint(config: ModelConfig, shapes: dict) -> int | None:
+def num_classes_in_checkpoint(config: ModelConfig, shapes: dict, built=None) -> int | None:
     """The class count read off the shapes of the model's class-sized
     weights (each a multiple of ``num_classes``: C, C * mixtures, ...);
-    None when every shape fits or the shapes disagree."""
-    with weights_to_be_restored():  # a probe: its values are never used
-        model = create_model(config).build_for_config()
+    None when every shape fits or the shapes disagree. ``built`` serves as
+    the probe when it is ``config``'s model, else one is built."""
+    model = built
+    if model is None or model.config != config:
+        with weights_to_be_restored():  # a probe: its values are never used
+            model = create_model(config).build_for_config()
     classes = config.num_classes
     found = set()
     for name, variable in model.tf1_weights().items():
