@@ -31,10 +31,24 @@ UNIT_MODULES = {"test_checkpoints", "test_ensemble", "test_segment_map", "test_v
                 "test_segment_submission", "test_import_graph", "test_flags"}
 
 
+# The modules of the longest tests, longest first. They are collected first
+# so that, with -n 2 --dist worksteal, no long test starts last while the
+# other worker has nothing left to do.
+LONGEST_FIRST = ["test_real_data", "test_demo", "test_backends", "test_willow_recipe",
+                 "test_distributed", "test_preemption", "test_bench_scripts",
+                 "test_quiet_startup", "test_scripts_robustness"]
+
+
+def _schedule_rank(item) -> int:
+    stem = item.path.stem
+    return LONGEST_FIRST.index(stem) if stem in LONGEST_FIRST else len(LONGEST_FIRST)
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:  # the doctests of the package are unit checks
         if item.path.parent.name == "tests" and item.path.stem not in UNIT_MODULES:
             item.add_marker(pytest.mark.slow)
+    items.sort(key=_schedule_rank)  # stable: each module keeps its order
 
 
 # Set to 1 to skip (not fail) the tests whose reference material under
@@ -56,7 +70,7 @@ def shared_path(*parts: str) -> Path:
 
 def run_script(script: str, *args: str, check: bool = True, timeout: float = 900,
                env: dict | None = None, process: bool = False) -> subprocess.CompletedProcess:
-    """Runs train.py / eval.py / inference.py as a user would: their
+    """Runs a script (train.py, eval.py, inference.py, ...) as a user would: its
     ``main`` in this process (``run_in_process``: the same flags, log lines,
     one-line errors and exit codes, without a new TensorFlow start-up), or
     in a new process when ``process`` is set, an ``env`` is given or the
@@ -119,12 +133,15 @@ def fed_videos(logs) -> dict[int, str]:
 
 # Each script's flag definer (it also sets that script's own defaults).
 _SCRIPT_FLAGS = {"train.py": "define_train_flags", "eval.py": "define_eval_flags",
-                 "inference.py": "define_inference_flags"}
+                 "inference.py": "define_inference_flags",
+                 "segment_eval_inference.py": "define_segment_map_flags",
+                 "file_averaging.py": "define_averaging_flags"}
 
 
 def run_in_process(script: str, *args: str, check: bool = True
                    ) -> subprocess.CompletedProcess:
-    """Runs train.py / eval.py / inference.py's ``main`` in this process, as
+    """Runs a script's ``main`` (train.py, eval.py, inference.py,
+    segment_eval_inference.py, file_averaging.py) in this process, as
     ``run_script`` runs it in a new one, for the tests whose behaviour is not
     the process's own (exit codes of signals, start-up output and the
     README's command lines keep real processes). The flags are parsed from
@@ -158,12 +175,12 @@ def run_in_process(script: str, *args: str, check: bool = True
             flags.FLAGS.unparse_flags()
             getattr(yt_flags, _SCRIPT_FLAGS[script])()
             try:
-                flags.FLAGS([script, *args])
+                argv = flags.FLAGS([script, *args])  # the script and its positional arguments
             except flags.Error as error:
                 print(f"FATAL Flags parsing error: {error}", file=sys.stderr)
                 code = 2
             else:
-                module.main([script])
+                module.main(argv)
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else 1
     finally:

@@ -3,15 +3,17 @@ lines and the averaging step, run on a tiny synthetic frame-level dataset."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from conftest import REPO, read_submission
+from conftest import REPO, read_submission, run_in_process
 from youtube8m_willow.data.synthetic import write_synthetic_dataset
 
 RECIPE = REPO / "recipes" / "willow_ensemble.sh"
@@ -76,7 +78,28 @@ SMALL_MODELS = ("--iterations=6 --netvlad_cluster_size=8 --netvlad_hidden_size=1
                 "--dbof_hidden_size=16 --gru_cells=16 --lstm_cells=16")
 
 
-def test_recipe_end_to_end_on_tiny_frame_data(tmp_path):
+# Stands in for the interpreter: records each command line the recipe runs
+# (script and arguments, one JSON list per line) instead of running it.
+RECORDER = """#!/bin/sh
+exec "{python}" -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@" >> "{record}"
+"""
+
+
+def _recorded_lines(data, work, tmp_path, stages: str, **env) -> list[list[str]]:
+    """The recipe's python command lines of ``stages``, as bash expands them."""
+    record = tmp_path / "recorded.jsonl"
+    recorder = tmp_path / "python"
+    recorder.write_text(RECORDER.format(python=sys.executable, record=record))
+    recorder.chmod(0o755)
+    result = _run_recipe(data, work, 60, PYTHON=str(recorder), STAGES=stages, **env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return [json.loads(line) for line in record.read_text().splitlines()]
+
+
+def test_recipe_end_to_end_on_tiny_frame_data(tmp_path, monkeypatch):
+    """The recipe's fourteen command lines, as bash expands them, run (in
+    this process, in the recipe's working directory) in order; then its
+    averaging stage runs for real on the CSVs they wrote."""
     data = tmp_path / "data"
     shape = dict(num_classes=30, num_shards=1, video_level=False, min_frames=3, max_frames=6)
     # 20 videos x 15 epochs: at least two batches of 128 (GRU, LSTM lines).
@@ -84,15 +107,23 @@ def test_recipe_end_to_end_on_tiny_frame_data(tmp_path):
     write_synthetic_dataset(str(data), num_videos=6, prefix="test", with_labels=False, **shape)
     test_ids = [f"test{i:06d}" for i in range(6)]
     work = tmp_path / "work"
+    lines = _recorded_lines(data / "frame", work, tmp_path, "train inference",
+                            TRAIN_FLAGS=f"--max_step=2 {SMALL_MODELS}",
+                            INFERENCE_FLAGS=SMALL_MODELS)
+    scripts = [Path(line[0]) for line in lines]
+    assert [s.name for s in scripts] == ["train.py"] * 7 + ["inference.py"] * 7
+    assert all(s.parent == REPO for s in scripts)
     start = time.monotonic()
     try:
-        result = _run_recipe(data / "frame", work, 1800, TRAIN_FLAGS=f"--max_step=2 {SMALL_MODELS}",
-                             INFERENCE_FLAGS=SMALL_MODELS)
-        assert result.returncode == 0, result.stderr[-4000:]
+        monkeypatch.chdir(work)  # the recipe runs its lines in WORK_DIR
+        for script, (_, *args) in zip(scripts, lines):
+            run_in_process(script.name, *args)
         for train_dir in TRAIN_DIRS:
             assert (work / train_dir / "model.ckpt-2.index").exists(), train_dir
         for name in CSVS:  # inference ran with --top_k=50
             _assert_sorted_pairs(read_submission(work / name), test_ids, 50)
+        result = _run_recipe(data / "frame", work, 300, STAGES="average")
+        assert result.returncode == 0, result.stderr[-4000:]
         _assert_sorted_pairs(read_submission(work / "WILLOW_submission.csv"), test_ids, 20)
     finally:
         print(f"recipe: {time.monotonic() - start:.0f} s")
