@@ -1,4 +1,4 @@
-"""Evaluates checkpoints of a train_dir: the original eval.py command line.
+r"""Evaluates checkpoints of a train_dir: the original eval.py command line.
 
     python eval.py --eval_data_pattern='/data/validate*.tfrecord' \
         --train_dir=/tmp/yt8m_model --run_once=True
@@ -10,6 +10,7 @@ from youtube8m_willow import apps, cli
 from youtube8m_willow import flags as yt_flags
 
 yt_flags.define_eval_flags()
+yt_flags.declare_key_flags("eval.py", __name__)
 
 
 def main(argv):

@@ -14,6 +14,7 @@ from youtube8m_willow import apps, cli
 from youtube8m_willow import flags as yt_flags
 
 yt_flags.define_averaging_flags()
+yt_flags.declare_key_flags("file_averaging.py", __name__)
 
 
 def main(argv):

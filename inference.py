@@ -1,4 +1,4 @@
-"""Writes a Kaggle submission CSV: the original inference.py command line.
+r"""Writes a Kaggle submission CSV: the original inference.py command line.
 
     python inference.py --input_data_pattern='/data/test*.tfrecord' \
         --train_dir=/tmp/yt8m_model --output_file=predictions.csv
@@ -10,6 +10,7 @@ from youtube8m_willow import apps, cli
 from youtube8m_willow import flags as yt_flags
 
 yt_flags.define_inference_flags()
+yt_flags.declare_key_flags("inference.py", __name__)
 
 
 def main(argv):

@@ -1,4 +1,4 @@
-"""mAP@N of a segment-level submission (the 2019 challenge metric).
+r"""mAP@N of a segment-level submission (the 2019 challenge metric).
 
     python segment_eval_inference.py --eval_data_pattern='validate*.tfrecord' \
         --submission_file=submission.csv --top_n=100000
@@ -12,6 +12,7 @@ from youtube8m_willow import apps, cli
 from youtube8m_willow import flags as yt_flags
 
 yt_flags.define_segment_map_flags()
+yt_flags.declare_key_flags("segment_eval_inference.py", __name__)
 
 
 def main(argv):

@@ -33,7 +33,8 @@ The rooms, lowest first (a module may import its own room and those below):
    training's checkpoint restore); ``validation`` and ``train_dir_flags``:
    the scripts' configs checked and resolved against a train_dir's saved
    flags (they know the models, losses and optimizers by name).
-10. ``flags``: absl flags -> the configs of every engine below.
+10. ``flags``: absl flags -> the configs of every engine below;
+    ``flag_help``: every flag's help line and group (plain text, no import).
 11. ``cli``, ``apps`` (what each script does, as a function of its
     configs), ``demo``, ``portable.convert``: entry points
     (``portable.convert`` is a ``python -m`` script: absl flags and
@@ -64,7 +65,7 @@ ROOMS: list[tuple[str, ...]] = [
     ("training",),
     ("evaluation", "prediction", "segments", "submission", "portable", "validation",
      "train_dir_flags"),
-    ("flags",),
+    ("flags", "flag_help"),
     ("cli", "apps", "demo", "portable.convert", ""),  # "": the package's own __init__
 ]
 

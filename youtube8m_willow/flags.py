@@ -4,6 +4,8 @@ where flag values become typed configs (one function per script:
 
 Names and defaults are the original's (SPEC section 2). Model flags are
 generated from ``ModelConfig``'s fields so the two can never drift apart.
+Every flag's help line and group come from ``flag_help``; each script
+declares its own flags key (``declare_key_flags``), so its --help lists them.
 Resolving the flags against a train_dir's saved ones is
 ``train_dir_flags``'s job; checking the result is ``validation``'s.
 """
@@ -11,101 +13,84 @@ Resolving the flags against a train_dir's saved ones is
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 from absl import flags
 
-from youtube8m_willow import train_dir_flags
+from youtube8m_willow import flag_help, train_dir_flags
 from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.train_dir_flags import GivenFlags
 from youtube8m_willow.validation import validate_inference_config
 
 FLAGS = flags.FLAGS
 
-_MODEL_FLAG_HELP = {
-    "model": "Model class name (e.g. LogisticModel, MoeModel, NetVLADModelLF).",
-    "num_classes": "Number of classes: 4716 for the 2017 data, 3862 for 2018 and later.",
-    "feature_names": "Comma-separated feature names, concatenated in this order.",
-    "feature_sizes": "Comma-separated feature sizes, one per feature name.",
-    "frame_features": "Read frame-level SequenceExamples (else video-level Examples).",
-    "max_frames": "Frames kept per video; longer videos are clipped, shorter zero-padded.",
-    "frame_sampling": "Frame sampling: random | sequence | uniform. Unset: random if "
-                      "--sample_random_frames else sequence.",
-    "stats_top_k": "k of the top-k frame statistics of FrameStatisticsModel.",
-    "iterations": "Number of frames sampled per video.",
-    "video_level_classifier_model": "Classifier on top of frame-level models.",
-    "l2_penalty": "L2 penalty of LogisticModel.",
-    "segment_labels": "Segment-level (2019) data: train and evaluate on the rated 5-frame "
-                      "segments of the records, predict every 5-frame segment.",
-    "lstm_variant": "LstmModel's graph for a new run: willow (every layer's final state) or "
-                    "starter (the Google starter's: last layer's final h). A checkpoint's "
-                    "variable names choose it when continuing, evaluating or predicting.",
-}
+
+def _define(definer, name: str, default, flag_values: flags.FlagValues, **kwargs) -> None:
+    """Defines --name once, with its help line and its group (the module
+    --helpfull lists it under) from ``flag_help``."""
+    if name not in flag_values:
+        definer(name=name, default=default, help=flag_help.help_line(name),
+                flag_values=flag_values, module_name=flag_help.group_module(name), **kwargs)
 
 
-def _define_field(field: dataclasses.Field) -> None:
+def _define_all(flag_values: flags.FlagValues, specs) -> None:
+    """``_define`` of each ``(definer, name, default)`` of ``specs``."""
+    for definer, name, default in specs:
+        _define(definer, name, default, flag_values)
+
+
+def _define_field(field: dataclasses.Field, flag_values: flags.FlagValues) -> None:
     name, default = field.name, field.default
-    help_text = _MODEL_FLAG_HELP.get(name, f"Model flag {name} (see the original code).")
-    if name in flags.FLAGS:
-        return
     if isinstance(default, bool):
-        flags.DEFINE_bool(name, default, help_text)
+        _define(flags.DEFINE_bool, name, default, flag_values)
     elif isinstance(default, int):
-        flags.DEFINE_integer(name, default, help_text)
+        _define(flags.DEFINE_integer, name, default, flag_values)
     elif isinstance(default, float):
-        flags.DEFINE_float(name, default, help_text)
+        _define(flags.DEFINE_float, name, default, flag_values)
     elif isinstance(default, tuple):
-        flags.DEFINE_string(name, ",".join(str(v) for v in default), help_text)
+        _define(flags.DEFINE_string, name, ",".join(str(v) for v in default), flag_values)
     else:
-        flags.DEFINE_string(name, default, help_text)
+        _define(flags.DEFINE_string, name, default, flag_values)
 
 
-def define_model_flags() -> None:
+def define_model_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     """The model and input-layout flags shared by the three scripts."""
     for field in dataclasses.fields(ModelConfig):
-        _define_field(field)
-    _define_once(flags.DEFINE_float, "alpha", 0.5, "Weight of positives in CrossEntropyLoss.")
-    _define_once(flags.DEFINE_string, "label_loss", "CrossEntropyLoss",
-                 "Loss: CrossEntropyLoss | HingeLoss | SoftmaxLoss.")
-    _define_once(flags.DEFINE_integer, "batch_size", 1024, "Examples per batch.")
-    _define_once(flags.DEFINE_bool, "skip_bad_records", False,
-                 "Skip (and count) corrupt or malformed records instead of failing.")
-    _define_once(flags.DEFINE_bool, "drop_out_of_range_labels", False,
-                 "Drop (and count) label ids >= --num_classes instead of failing.")
+        _define_field(field, flag_values)
+    _define_all(flag_values, (
+        (flags.DEFINE_float, "alpha", 0.5),
+        (flags.DEFINE_string, "label_loss", "CrossEntropyLoss"),
+        (flags.DEFINE_integer, "batch_size", 1024),
+        (flags.DEFINE_bool, "skip_bad_records", False),
+        (flags.DEFINE_bool, "drop_out_of_range_labels", False)))
 
 
-def _define_once(definer, name, default, help_text) -> None:
-    if name not in flags.FLAGS:
-        definer(name, default, help_text)
-
-
-def _define_training_flags() -> None:
+def _define_training_flags(flag_values: flags.FlagValues) -> None:
     """Flags of train.py only. eval.py and inference.py define them too, inert,
     because WILLOW's README passes whole training command lines to them."""
-    _define_once(flags.DEFINE_string, "train_data_pattern", "", "Glob of the training TFRecord files.")
-    _define_once(flags.DEFINE_bool, "start_new_model", False, "Delete train_dir's contents and start over.")
-    _define_once(flags.DEFINE_float, "regularization_penalty", 1.0, "Weight of the regularization losses.")
-    _define_once(flags.DEFINE_float, "base_learning_rate", 0.001, "Initial learning rate.")
-    _define_once(flags.DEFINE_float, "learning_rate_decay", 0.9, "Decay factor per decay period.")
-    _define_once(flags.DEFINE_float, "learning_rate_decay_examples", 4000000, "Examples per decay period.")
-    _define_once(flags.DEFINE_integer, "num_epochs", 15, "Passes over the data (0 or less: forever).")
-    _define_once(flags.DEFINE_integer, "max_steps", None, "Stop at this global step.")
-    if "max_step" not in flags.FLAGS:
-        flags.DEFINE_alias("max_step", "max_steps")
-    _define_once(flags.DEFINE_integer, "export_model_steps", 10000, "Steps between SavedModel exports.")
-    _define_once(flags.DEFINE_string, "optimizer", "AdamOptimizer", "TF1 optimizer class name.")
-    _define_once(flags.DEFINE_float, "clip_gradient_norm", 1.0, "Per-tensor gradient norm clip (0: none).")
-    _define_once(flags.DEFINE_bool, "log_device_placement", False, "Log the device of each op.")
-    _define_once(flags.DEFINE_integer, "save_checkpoint_secs", 600, "Seconds between periodic checkpoints.")
-    _define_once(flags.DEFINE_integer, "keep_checkpoints", 5, "Newest checkpoints kept in train_dir.")
-    _define_once(flags.DEFINE_integer, "seed", None, "Random seed (weights, shuffling, sampling).")
-    _define_once(flags.DEFINE_bool, "shuffle", True,
-                 "Shuffle files and examples; False reads them in order (deterministic batches).")
-    _define_once(flags.DEFINE_bool, "xla", False,
-                 "Compile the training step with XLA (numerics may differ slightly).")
-    if "precision" not in flags.FLAGS:
-        flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16", "float16"],
-                          "Compute precision of training: float32, or mixed bfloat16/float16 "
-                          "(float32 weights; float16 with dynamic loss scaling).")
+    _define_all(flag_values, (
+        (flags.DEFINE_string, "train_data_pattern", ""),
+        (flags.DEFINE_bool, "start_new_model", False),
+        (flags.DEFINE_float, "regularization_penalty", 1.0),
+        (flags.DEFINE_float, "base_learning_rate", 0.001),
+        (flags.DEFINE_float, "learning_rate_decay", 0.9),
+        (flags.DEFINE_float, "learning_rate_decay_examples", 4000000),
+        (flags.DEFINE_integer, "num_epochs", 15),
+        (flags.DEFINE_integer, "max_steps", None),
+        (flags.DEFINE_integer, "export_model_steps", 10000),
+        (flags.DEFINE_string, "optimizer", "AdamOptimizer"),
+        (flags.DEFINE_float, "clip_gradient_norm", 1.0),
+        (flags.DEFINE_bool, "log_device_placement", False),
+        (flags.DEFINE_integer, "save_checkpoint_secs", 600),
+        (flags.DEFINE_integer, "keep_checkpoints", 5),
+        (flags.DEFINE_integer, "seed", None),
+        (flags.DEFINE_bool, "shuffle", True),
+        (flags.DEFINE_bool, "xla", False)))
+    if "max_step" not in flag_values:
+        flags.DEFINE_alias("max_step", "max_steps", flag_values=flag_values,
+                           module_name=flag_help.group_module("max_step"))
+    _define(flags.DEFINE_enum, "precision", "float32", flag_values,
+            enum_values=["float32", "bfloat16", "float16"])
 
 
 # The original scripts' defaults that differ between them (SPEC section 2).
@@ -116,98 +101,114 @@ SCRIPT_DEFAULTS = {"train": {"num_readers": 8, "batch_size": 1024},
                    "inference": {"num_readers": 4, "batch_size": 8192}}
 
 
-def _use_script_defaults(script: str) -> None:
+def _use_script_defaults(script: str, flag_values: flags.FlagValues) -> None:
     for name, value in SCRIPT_DEFAULTS[script].items():
-        FLAGS.set_default(name, value)
+        flag_values.set_default(name, value)
 
 
-def define_train_flags() -> None:
-    define_model_flags()
-    _define_once(flags.DEFINE_string, "train_dir", "/tmp/yt8m_model/", "Checkpoints, summaries and exports.")
-    _define_once(flags.DEFINE_integer, "num_readers", 8, "Parallel file readers.")
-    _define_training_flags()
-    _use_script_defaults("train")
+def define_train_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+    define_model_flags(flag_values)
+    _define_all(flag_values, ((flags.DEFINE_string, "train_dir", "/tmp/yt8m_model/"),
+                              (flags.DEFINE_integer, "num_readers", 8)))
+    _define_training_flags(flag_values)
+    _use_script_defaults("train", flag_values)
 
 
-def define_eval_flags() -> None:
-    define_model_flags()
-    _define_training_flags()
-    _define_once(flags.DEFINE_string, "train_dir", "/tmp/yt8m_model/", "Where the checkpoints are.")
-    _define_once(flags.DEFINE_string, "eval_data_pattern", "", "Glob of the evaluation TFRecord files.")
-    _define_once(flags.DEFINE_integer, "num_readers", 4, "Parallel file readers.")
-    _define_once(flags.DEFINE_bool, "run_once", False, "Evaluate the latest checkpoint once and exit.")
-    _define_once(flags.DEFINE_integer, "top_k", 20, "Predictions per video kept for GAP and MAP.")
-    _define_once(flags.DEFINE_integer, "check_point", -1, "Checkpoint step to evaluate (-1: latest).")
-    _define_once(flags.DEFINE_integer, "poll_secs", 60, "Seconds between looks for a new checkpoint.")
-    _use_script_defaults("eval")
+def define_eval_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+    define_model_flags(flag_values)
+    _define_training_flags(flag_values)
+    _define_all(flag_values, (
+        (flags.DEFINE_string, "train_dir", "/tmp/yt8m_model/"),
+        (flags.DEFINE_string, "eval_data_pattern", ""),
+        (flags.DEFINE_integer, "num_readers", 4),
+        (flags.DEFINE_bool, "run_once", False),
+        (flags.DEFINE_integer, "top_k", 20),
+        (flags.DEFINE_integer, "check_point", -1),
+        (flags.DEFINE_integer, "poll_secs", 60)))
+    _use_script_defaults("eval", flag_values)
 
 
-def define_inference_flags() -> None:
-    define_model_flags()
-    _define_training_flags()
-    _define_once(flags.DEFINE_string, "train_dir", "/tmp/yt8m_model/", "Where the checkpoints are.")
-    _define_once(flags.DEFINE_string, "output_file", "", "Where to write the submission CSV.")
-    _define_once(flags.DEFINE_string, "input_data_pattern", "", "Glob of the TFRecord files to predict.")
-    _define_once(flags.DEFINE_integer, "num_readers", 4, "Parallel file readers.")
-    _define_once(flags.DEFINE_integer, "top_k", 20, "Labels per video in the CSV.")
-    _define_once(flags.DEFINE_integer, "check_point", -1, "Checkpoint step to use (-1: latest).")
-    _define_once(flags.DEFINE_bool, "run_once", False,
-                 "Inert in inference.py; accepted because WILLOW's README passes it.")
-    _define_once(flags.DEFINE_string, "vocabulary_file", "",
-                 "vocabulary.csv (2018+) or label_names.csv (2017): log the first "
-                 "videos' top predictions with class names.")
-    _define_once(flags.DEFINE_integer, "print_top_videos", 5,
-                 "Videos logged with class names when --vocabulary_file is set.")
-    _define_once(flags.DEFINE_string, "segment_label_ids_file", "",
-                 "With --segment_labels: the whitelisted class ids, one per line (local or "
-                 "gs:// path). Default: the 2019 challenge's 1000 classes, shipped with the "
-                 "package.")
-    _define_once(flags.DEFINE_integer, "segment_max_pred", 100000,
-                 "With --segment_labels: segments written per class.")
-    _define_once(flags.DEFINE_string, "output_model_tgz", "",
-                 "Also write the model (checkpoint and model_flags.json) to this .tgz.")
-    _define_once(flags.DEFINE_string, "input_model_tgz", "",
-                 "Predict with the model of this .tgz (written by --output_model_tgz), "
-                 "unpacked into --untar_model_dir; --train_dir must not be given.")
-    _define_once(flags.DEFINE_string, "untar_model_dir", "/tmp/yt8m-model",
-                 "Where --input_model_tgz is unpacked.")
-    _use_script_defaults("inference")
+def define_inference_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+    define_model_flags(flag_values)
+    _define_training_flags(flag_values)
+    _define_all(flag_values, (
+        (flags.DEFINE_string, "train_dir", "/tmp/yt8m_model/"),
+        (flags.DEFINE_string, "output_file", ""),
+        (flags.DEFINE_string, "input_data_pattern", ""),
+        (flags.DEFINE_integer, "num_readers", 4),
+        (flags.DEFINE_integer, "top_k", 20),
+        (flags.DEFINE_integer, "check_point", -1),
+        (flags.DEFINE_bool, "run_once", False),
+        (flags.DEFINE_string, "vocabulary_file", ""),
+        (flags.DEFINE_integer, "print_top_videos", 5),
+        (flags.DEFINE_string, "segment_label_ids_file", ""),
+        (flags.DEFINE_integer, "segment_max_pred", 100000),
+        (flags.DEFINE_string, "output_model_tgz", ""),
+        (flags.DEFINE_string, "input_model_tgz", ""),
+        (flags.DEFINE_string, "untar_model_dir", "/tmp/yt8m-model")))
+    _use_script_defaults("inference", flag_values)
 
 
-def define_segment_map_flags() -> None:
+def define_segment_map_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     """segment_eval_inference.py's flags (the 2019 starter's)."""
-    _define_once(flags.DEFINE_string, "eval_data_pattern", "",
-                 "File glob of the segment-rated validation SequenceExamples (context 'id', "
-                 "'segment_labels', 'segment_start_times', 'segment_scores').")
-    _define_once(flags.DEFINE_string, "label_cache", "",
-                 "Path of a label cache file: read instead of the records if it exists, "
-                 "written after reading them otherwise. Leave blank for no cache.")
-    _define_once(flags.DEFINE_string, "submission_file", "",
-                 "The segment submission file generated by inference.py.")
-    _define_once(flags.DEFINE_integer, "top_n", 0,
-                 "The cap per-class predictions by a maximum of N. Use 0 for not capping.")
+    _define_all(flag_values, (
+        (flags.DEFINE_string, "eval_data_pattern", ""),
+        (flags.DEFINE_string, "label_cache", ""),
+        (flags.DEFINE_string, "submission_file", ""),
+        (flags.DEFINE_integer, "top_n", 0)))
 
 
-def define_averaging_flags() -> None:
+def define_averaging_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     """file_averaging.py's flags."""
-    _define_once(flags.DEFINE_list, "inputs", [],
-                 "Input submission CSVs (positional arguments work too). Default: WILLOW's "
-                 "seven inference outputs.")
-    _define_once(flags.DEFINE_list, "weights", [],
-                 "One weight per input (default: equal weights).")
-    _define_once(flags.DEFINE_string, "output", "WILLOW_submission.csv",
-                 "Where to write the ensemble CSV.")
-    _define_once(flags.DEFINE_integer, "top_k", 20, "Classes kept per video.")
+    _define_all(flag_values, (
+        (flags.DEFINE_list, "inputs", []),
+        (flags.DEFINE_list, "weights", []),
+        (flags.DEFINE_string, "output", "WILLOW_submission.csv"),
+        (flags.DEFINE_integer, "top_k", 20)))
 
 
-def define_convert_flags() -> None:
+def define_convert_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     """The weights converter: inference.py's model flags, train_dir,
     check_point, and the weights file to write."""
-    define_model_flags()
-    _define_once(flags.DEFINE_string, "train_dir", "/tmp/yt8m_model/", "Where the checkpoints are.")
-    _define_once(flags.DEFINE_integer, "check_point", -1, "Checkpoint step to use (-1: latest).")
-    _define_once(flags.DEFINE_string, "output_file", "",
-                 "The portable weights file (.npz) to write.")
+    define_model_flags(flag_values)
+    _define_all(flag_values, (
+        (flags.DEFINE_string, "train_dir", "/tmp/yt8m_model/"),
+        (flags.DEFINE_integer, "check_point", -1),
+        (flags.DEFINE_string, "output_file", "")))
+
+
+# Each script's definer, by the name its help and the README use.
+SCRIPT_DEFINERS = {flag_help.TRAIN: define_train_flags, flag_help.EVAL: define_eval_flags,
+                   flag_help.INFERENCE: define_inference_flags,
+                   flag_help.SEGMENT_MAP: define_segment_map_flags,
+                   flag_help.AVERAGING: define_averaging_flags,
+                   flag_help.CONVERT: define_convert_flags}
+
+
+def declare_key_flags(script: str, module_name: str,
+                      flag_values: flags.FlagValues = FLAGS) -> None:
+    """Makes ``script``'s own flags (``flag_help.script_flags``) the key
+    flags of its module ``module_name``: absl's --help lists the main
+    module's key flags. A script calls it with its ``__name__``; absl names
+    the main module after ``sys.argv[0]``."""
+    if script not in flag_help.SCRIPTS:
+        raise ValueError(f"unknown script {script!r}; known: {', '.join(flag_help.SCRIPTS)}")
+    owner = sys.argv[0] if module_name == "__main__" else module_name
+    for name in flag_help.script_flags(script):
+        flag_values.register_key_flag_for_module(owner, flag_values[name])
+
+
+def script_defaults(script: str) -> dict[str, object]:
+    """Every flag ``script`` defines, with its default (defined apart from
+    the process's own flags)."""
+    flag_values = flags.FlagValues()
+    SCRIPT_DEFINERS[script](flag_values)
+    return {name: flag_values[name].default for name in flag_values}
+
+
+def flags_markdown() -> str:
+    """The README's flag tables, from ``flag_help`` and the scripts' defaults."""
+    return flag_help.markdown({script: script_defaults(script) for script in SCRIPT_DEFINERS})
 
 
 # ---------------------------------------------------------------- configs

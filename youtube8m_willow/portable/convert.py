@@ -57,4 +57,5 @@ def main(argv):
 
 if __name__ == "__main__":
     yt_flags.define_convert_flags()
+    yt_flags.declare_key_flags("portable.convert", __name__)
     app.run(main)
