@@ -27,17 +27,26 @@ CLASSES, MIXTURES, HIDDEN = 6, 2, 5
 RGB, AUDIO = 8, 4
 FEATURES = RGB + AUDIO
 FRAME_MODELS = ["NetVLADModelLF", "NetFVModelLF", "GatedDbofModelLF", "SoftDbofModelLF",
-                "DbofModelLF", "DbofModel", "FrameLevelLogisticModel", "FrameStatisticsModel"]
+                "DbofModelLF", "DbofModel", "FrameLevelLogisticModel", "FrameStatisticsModel",
+                "NeXtVLADModel", "MixNeXtVladModel"]
 
 
 def small(model, **flags):
-    """A tiny rgb(8)+audio(4) config with deterministic sampling."""
+    """A tiny rgb(8)+audio(4) config with deterministic sampling (the
+    NeXtVLAD models: L2-normalized input, their eigenvalue scaling needs the
+    1024 rgb features; MixNeXtVladModel: its LogisticModel heads)."""
     values = dict(model=model, num_classes=CLASSES, feature_names=("rgb", "audio"),
                   feature_sizes=(RGB, AUDIO), frame_features=True, max_frames=10,
                   frame_sampling="uniform", iterations=5,
                   netvlad_cluster_size=4, netvlad_hidden_size=HIDDEN,
                   fv_cluster_size=4, fv_hidden_size=HIDDEN,
-                  dbof_cluster_size=16, dbof_hidden_size=HIDDEN, stats_top_k=2)
+                  dbof_cluster_size=16, dbof_hidden_size=HIDDEN, stats_top_k=2,
+                  nextvlad_cluster_size=4, nextvlad_hidden_size=8, groups=2,
+                  gating_reduction=2, mix_number=2)
+    if model in ("NeXtVLADModel", "MixNeXtVladModel"):
+        values["input_scaling"] = "l2"
+    if model == "MixNeXtVladModel":
+        values["video_level_classifier_model"] = "LogisticModel"
     values.update(flags)
     return ModelConfig(**values)
 

@@ -88,6 +88,19 @@ class ModelConfig:
     moe_prob_gating_input: str = "prob"
     # --- starter's model flags ---
     l2_penalty: float = 1e-8  # LogisticModel's fixed L2 penalty
+    # --- NeXtVLAD fork's model flags (linrongc/youtube-8m nextvlad.py) ---
+    nextvlad_cluster_size: int = 64
+    nextvlad_hidden_size: int = 1024
+    groups: int = 8
+    drop_rate: float = 0.5
+    expansion: int = 2
+    gating_reduction: int = 8
+    mix_number: int = 3
+    cl_temperature: float = 2.0
+    cl_lambda: float = 1.0
+    # How the features are scaled before the model (``models.input_scaling``):
+    # "auto" (the model's own), "l2" (the starter's) or "eigen" (the fork's).
+    input_scaling: str = "auto"
 
     @property
     def feature_size(self) -> int:
@@ -163,7 +176,7 @@ TRAIN_FLAGS_FILE = "train_flags.json"
 KEPT_TRAIN_FLAGS = ("batch_size", "base_learning_rate", "learning_rate_decay",
                     "learning_rate_decay_examples", "optimizer", "clip_gradient_norm",
                     "regularization_penalty", "label_loss", "alpha", "num_epochs", "shuffle",
-                    "precision")
+                    "precision", "num_gpu")
 
 
 def load_train_flags(train_dir: str) -> dict[str, Any]:

@@ -52,7 +52,7 @@ def evaluate_checkpoint(predictor: Predictor, path: str, config: EvalConfig) -> 
     set, at the checkpoint's global step (``GlobalStep/Eval_*``, as the
     original eval.py)."""
     step = predictor.restore(path)
-    loss_fn = create_loss(config.label_loss, config.alpha)
+    loss_fn = create_loss(config.label_loss, config.alpha, predictor.model_config.model)
     metrics = EvaluationMetrics(predictor.model_config.num_classes, config.top_k)
     examples = 0
     start = time.monotonic()

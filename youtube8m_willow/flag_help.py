@@ -54,14 +54,17 @@ SAMPLED = (LF_NETVLAD, LF_NETFV, *DBOF_LF, "DbofModel")  # --frame_sampling's mo
 DBOF_ALL = (*DBOF_LF, "DbofModel")
 MOE_HEAD = ("MoeModel", "the MoeModel head of frame-level models")
 LOGISTIC_HEAD = ("LogisticModel", "the LogisticModel head of frame-level models")
-HEADED = (*SAMPLED, "LstmModel", "GruModel", "FrameStatisticsModel")  # frame level + a head
+NEXTVLAD = ("NeXtVLADModel", "MixNeXtVladModel")  # the NeXtVLAD fork's models
+HEADED = (*SAMPLED, "LstmModel", "GruModel", "FrameStatisticsModel",
+          *NEXTVLAD)  # frame level + a head
 RANDOM_SEQUENCE = ("LstmModel and GruModel with --lstm_random_sequence or "
                    "--gru_random_sequence",)
 
 # The models --model accepts (a test checks them against the registry).
 MODEL_NAMES = ("LogisticModel", "MoeModel", "NetVLADModelLF", "NetFVModelLF",
                "GatedDbofModelLF", "SoftDbofModelLF", "DbofModelLF", "DbofModel",
-               "FrameLevelLogisticModel", "LstmModel", "GruModel", "FrameStatisticsModel")
+               "FrameLevelLogisticModel", "LstmModel", "GruModel", "FrameStatisticsModel",
+               "NeXtVLADModel", "MixNeXtVladModel")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,7 +126,8 @@ HELP: dict[str, FlagHelp] = {
                     EVERY_MODEL),
     "video_level_classifier_model": _model(
         "The classifier head on a frame-level model's pooled vector: MoeModel or "
-        "LogisticModel.", HEADED),
+        "LogisticModel (MixNeXtVladModel: LogisticModel, its default there; the NeXtVLAD "
+        "models take the fork's heads: see --l2_penalty).", HEADED),
     "iterations": _model(
         "Frames sampled per video (see --frame_sampling).", (*SAMPLED, *RANDOM_SEQUENCE)),
     "sample_random_frames": _model(
@@ -197,10 +201,35 @@ HELP: dict[str, FlagHelp] = {
     "gru_cells_video": _unused("rgb GRU size of a model it did not publish"),
     "gru_cells_audio": _unused("audio GRU size of a model it did not publish"),
     "moe_num_mixtures": _model(
-        "Experts per class of the mixture of experts (plus one that always predicts 0).",
+        "Experts per class of the mixture of experts (plus one that always predicts 0); "
+        "NeXtVLADModel's MoeModel head: 4 unless given, the NeXtVLAD fork's default.",
         MOE_HEAD),
-    "moe_l2": _model("L2 penalty on the mixture of experts' gate and expert weights.",
-                     MOE_HEAD),
+    "moe_l2": _model("L2 penalty on the mixture of experts' gate and expert weights (the "
+                     "NeXtVLAD models' MoeModel head takes --l2_penalty instead, as the "
+                     "fork's).", MOE_HEAD),
+    # the NeXtVLAD fork's (linrongc/youtube-8m nextvlad.py)
+    "nextvlad_cluster_size": _model(
+        "Clusters of the rgb stream's NeXtVLAD; the audio stream gets half as many.",
+        NEXTVLAD),
+    "nextvlad_hidden_size": _model("Units of the hidden layer after the NeXtVLAD pooling.",
+                                   NEXTVLAD),
+    "groups": _model("Groups each expanded rgb frame is split into, each assigned to the "
+                     "clusters on its own; the audio stream gets half as many.", NEXTVLAD),
+    "expansion": _model("Factor by which NeXtVLAD widens each frame (a dense layer) before "
+                        "splitting it into groups.", NEXTVLAD),
+    "gating_reduction": _model(
+        "Bottleneck factor of the SE gating after the hidden layer (hidden size / "
+        "gating_reduction units).", NEXTVLAD),
+    "drop_rate": _model("Dropout rate of the pooled vector in training (0: no dropout).",
+                        NEXTVLAD),
+    "mix_number": _model("NeXtVLAD branches the mixture mixes.", ("MixNeXtVladModel",)),
+    "cl_temperature": _model(
+        "Temperature of the softened class distributions the distillation compares.",
+        ("MixNeXtVladModel",)),
+    "cl_lambda": _model(
+        "Weight of the distillation term (the KL divergence of each branch from the "
+        "mixture), which --regularization_penalty weights again with the L2 terms.",
+        ("MixNeXtVladModel",)),
     "moe_low_rank_gating": _model("Rank of a factored gate matrix (-1: full rank).",
                                   MOE_HEAD),
     "moe_prob_gating": _model("Context Gating of the output probabilities.", MOE_HEAD),
@@ -251,6 +280,11 @@ HELP: dict[str, FlagHelp] = {
     "clip_gradient_norm": FlagHelp(
         "training", "Clip each gradient tensor on its own to this L2 norm (0: no clipping).",
         (TRAIN,)),
+    "num_gpu": FlagHelp(
+        "training", "The NeXtVLAD fork's towers: each step reads --batch_size x --num_gpu "
+                    "examples (--batch_size is per tower; split over the replicas there are), "
+                    "and the learning rate decays by global steps x --batch_size x --num_gpu "
+                    "examples.", (TRAIN,)),
     "log_device_placement": FlagHelp(
         "training", "Accepted for the original command lines; no effect (TensorFlow 2 "
                     "places the operations).", (TRAIN,)),
@@ -322,8 +356,15 @@ HELP: dict[str, FlagHelp] = {
         "Google starter's: the last layer's final h); a checkpoint's names choose when "
         "continuing, evaluating or predicting.", ("LstmModel",), "additions"),
     "l2_penalty": _model(
-        "L2 penalty on the logistic classifier's weights (the original hard-coded 1e-8).",
-        LOGISTIC_HEAD, "additions"),
+        "L2 penalty on the logistic classifier's weights (the original hard-coded 1e-8); "
+        "the NeXtVLAD models' heads, as the fork's: on the LogisticModel's weights and "
+        "biases, on the MoeModel's weights.", (*LOGISTIC_HEAD, *NEXTVLAD), "additions"),
+    "input_scaling": _model(
+        "How the dequantized features are scaled before the model: l2 (the starter's L2 "
+        "normalization of each frame or video), eigen (the NeXtVLAD fork's: the 1024 rgb "
+        "values minus 4/512, times sqrt(PCA eigenvalue) + 1e-4; the rest unchanged) or auto "
+        "(eigen for NeXtVLADModel and MixNeXtVladModel, l2 for the others); in training, "
+        "eval, inference and exports alike.", EVERY_MODEL, "additions"),
     "max_step": FlagHelp("additions", "Alias of --max_steps (WILLOW's README spells it so).",
                          (TRAIN,)),
     "save_checkpoint_secs": FlagHelp(

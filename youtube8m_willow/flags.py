@@ -80,6 +80,7 @@ def _define_training_flags(flag_values: flags.FlagValues) -> None:
         (flags.DEFINE_integer, "export_model_steps", 10000),
         (flags.DEFINE_string, "optimizer", "AdamOptimizer"),
         (flags.DEFINE_float, "clip_gradient_norm", 1.0),
+        (flags.DEFINE_integer, "num_gpu", 1),
         (flags.DEFINE_bool, "log_device_placement", False),
         (flags.DEFINE_integer, "save_checkpoint_secs", 600),
         (flags.DEFINE_integer, "keep_checkpoints", 5),

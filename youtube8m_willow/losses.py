@@ -11,20 +11,22 @@ from typing import Callable
 import tensorflow as tf
 
 from youtube8m_willow.errors import ConfigError
+from youtube8m_willow.models.registry import model_class
 
 
 class CrossEntropyLoss:
     """Weighted binary cross entropy (WILLOW's, alpha=0.5 is the starter's).
 
     ``-2 * (alpha * y * log(p + eps) + (1 - alpha) * (1 - y) * log(1 - p + eps))``
-    with ``eps = 1e-5``.
+    with ``eps = 1e-5`` (the NeXtVLAD fork's: 1e-8).
     """
 
-    def __init__(self, alpha: float = 0.5):
+    def __init__(self, alpha: float = 0.5, epsilon: float = 1e-5):
         self.alpha = float(alpha)
+        self.epsilon = float(epsilon)
 
     def __call__(self, predictions, labels):
-        epsilon = 1e-5
+        epsilon = self.epsilon
         labels = tf.cast(labels, tf.float32)
         loss = 2.0 * (self.alpha * labels * tf.math.log(predictions + epsilon)
                       + (1.0 - self.alpha) * (1.0 - labels) * tf.math.log(1.0 - predictions + epsilon))
@@ -60,8 +62,8 @@ class SoftmaxLoss:
 
 _LOSSES: dict[str, Callable[..., Callable]] = {
     "CrossEntropyLoss": CrossEntropyLoss,
-    "HingeLoss": lambda alpha=0.5: HingeLoss(),
-    "SoftmaxLoss": lambda alpha=0.5: SoftmaxLoss(),
+    "HingeLoss": lambda alpha=0.5, epsilon=None: HingeLoss(),
+    "SoftmaxLoss": lambda alpha=0.5, epsilon=None: SoftmaxLoss(),
 }
 
 
@@ -69,8 +71,12 @@ def loss_names() -> list[str]:
     return sorted(_LOSSES)
 
 
-def create_loss(name: str, alpha: float = 0.5):
-    """The loss named by ``--label_loss``; an unknown name lists the valid ones."""
+def create_loss(name: str, alpha: float = 0.5, model: str | None = None):
+    """The loss named by ``--label_loss`` as the original code of ``model``
+    (a --model name) computed it: CrossEntropyLoss's epsilon is the model's
+    ``cross_entropy_epsilon`` where it has one (the NeXtVLAD fork's 1e-8).
+    An unknown name lists the valid ones."""
     if name not in _LOSSES:
         raise ConfigError(f"unknown --label_loss={name!r}; valid losses: {', '.join(loss_names())}")
-    return _LOSSES[name](alpha=alpha)
+    epsilon = model_class(model).cross_entropy_epsilon if model else None
+    return _LOSSES[name](alpha=alpha, **({"epsilon": epsilon} if epsilon is not None else {}))

@@ -55,6 +55,21 @@ def _model_values(given: GivenFlags) -> dict:
     return {field.name: given.values[field.name] for field in dataclasses.fields(ModelConfig)}
 
 
+def _with_original_defaults(values: dict, fixed: set[str]) -> dict:
+    """``values`` with the original code's defaults of the model they name
+    (``VideoModel.original_flag_defaults``: the NeXtVLAD fork's
+    ``moe_num_mixtures`` 4, ...) for the model flags not in ``fixed`` (given
+    or recorded); an unknown model is left to validation."""
+    from youtube8m_willow.errors import ConfigError
+    from youtube8m_willow.models.registry import model_class
+
+    try:
+        defaults = model_class(str(values["model"])).original_flag_defaults
+    except ConfigError:
+        return values
+    return {**values, **{name: value for name, value in defaults.items() if name not in fixed}}
+
+
 def _given_model_flags(given: GivenFlags) -> set[str]:
     """Model flags given explicitly on the command line."""
     return {field.name for field in dataclasses.fields(ModelConfig) if given.given(field.name)}
@@ -72,8 +87,10 @@ def _config_from_values(values: dict) -> ModelConfig:
 
 
 def model_config_from_given(given: GivenFlags) -> ModelConfig:
-    """ModelConfig from the command-line flags alone."""
-    return _config_from_values(_model_values(given))
+    """ModelConfig from the command-line flags alone (and the defaults of the
+    model's original code for the flags not given)."""
+    return _config_from_values(_with_original_defaults(_model_values(given),
+                                                       _given_model_flags(given)))
 
 
 class _SavedModel:
@@ -83,10 +100,11 @@ class _SavedModel:
     def __init__(self, saved: dict, given: GivenFlags):
         self.recorded = set(saved) & {f.name for f in dataclasses.fields(ModelConfig)}
         flag_values = _model_values(given)
-        self.given = _config_from_values(flag_values)
-        self.config = _config_from_values(
-            {**flag_values, **{name: saved[name] for name in self.recorded}})
         given_names = _given_model_flags(given)
+        self.given = _config_from_values(flag_values)
+        self.config = _config_from_values(_with_original_defaults(
+            {**flag_values, **{name: saved[name] for name in self.recorded}},
+            given_names | self.recorded))
         self.config = self.config.replace(**{  # runtime flags may always be given
             name: getattr(self.given, name) for name in given_names & RUNTIME_MODEL_FIELDS})
         self.conflicts = [

@@ -17,11 +17,25 @@ from youtube8m_willow.config import ModelConfig
 def validate_model_config(config: ModelConfig) -> None:
     """Rejects unknown names and inconsistent flags with the flag named."""
     from youtube8m_willow.layers.sampling import SAMPLING_METHODS
+    from youtube8m_willow.models.input_scaling import INPUT_SCALINGS, RGB_SIZE
     from youtube8m_willow.models.recurrent import LSTM_VARIANTS
     from youtube8m_willow.models.classifiers import classifier_names
     from youtube8m_willow.models.registry import is_frame_level, model_class
 
-    model_class(config.model)
+    model = model_class(config.model)
+    problem = model.config_problem(config)
+    if problem:
+        raise flags.ValidationError(problem)
+    if config.input_scaling not in INPUT_SCALINGS:
+        raise flags.ValidationError(f"unknown --input_scaling={config.input_scaling!r}; "
+                                    f"valid: {', '.join(INPUT_SCALINGS)}")
+    scaling = (model.default_input_scaling if config.input_scaling == "auto"
+               else config.input_scaling)
+    if scaling == "eigen" and config.feature_sizes[0] != RGB_SIZE:
+        raise flags.ValidationError(
+            f"--input_scaling=eigen (--model={config.model}'s with auto) scales the {RGB_SIZE} "
+            f"rgb values, which come first: --feature_sizes must start with {RGB_SIZE}, got "
+            f"{','.join(map(str, config.feature_sizes))}")
     if config.video_level_classifier_model not in classifier_names():
         raise flags.ValidationError(
             f"unknown --video_level_classifier_model={config.video_level_classifier_model!r}; "
@@ -59,6 +73,8 @@ def validate_train_config(config) -> None:
                                     f"valid optimizers: {', '.join(optimizer_names())}")
     if config.batch_size <= 0:
         raise flags.ValidationError("--batch_size must be positive")
+    if config.num_gpu <= 0:
+        raise flags.ValidationError("--num_gpu must be positive")
     if not config.train_data_pattern:
         raise flags.ValidationError("--train_data_pattern is required")
 

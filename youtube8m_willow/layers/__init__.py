@@ -5,6 +5,7 @@ their own: ``from youtube8m_willow.layers import NetVLAD``.
 - ``fisher``: NetFV
 - ``dbof``: SoftDBoF, GatedDBoF, DBoF (WILLOW) and StarterDBoF
 - ``gating``: ContextGating
+- ``nextvlad``: NeXtVLAD and SEGating (the NeXtVLAD fork's, 2018)
 - ``classifiers``: MixtureOfExperts, LogisticClassifier
 - ``sampling``: FrameSampler
 - ``statistics``: FrameStatistics ([mean; std; top-k])
@@ -17,6 +18,7 @@ from youtube8m_willow.layers.core import BatchNorm, Dense, SlimL2
 from youtube8m_willow.layers.dbof import DBoF, GatedDBoF, SoftDBoF, StarterDBoF
 from youtube8m_willow.layers.fisher import NetFV
 from youtube8m_willow.layers.gating import ContextGating
+from youtube8m_willow.layers.nextvlad import NeXtVLAD, SEGating
 from youtube8m_willow.layers.recurrent import BasicLSTMCell, GRUCell, StackedRNN
 from youtube8m_willow.layers.sampling import FrameSampler
 from youtube8m_willow.layers.statistics import FrameStatistics
@@ -26,5 +28,5 @@ __all__ = [
     "BatchNorm", "Dense", "SlimL2", "ContextGating", "MixtureOfExperts", "LogisticClassifier",
     "NetVLAD", "NetRVLAD", "NetVLAGD", "ClusterAssignment", "NetFV", "SoftDBoF", "GatedDBoF",
     "DBoF", "StarterDBoF", "FrameSampler", "FrameStatistics", "BasicLSTMCell", "GRUCell",
-    "StackedRNN",
+    "StackedRNN", "NeXtVLAD", "SEGating",
 ]

@@ -13,21 +13,33 @@ from youtube8m_willow.layers.gating import ContextGating
 class LogisticClassifier(keras.layers.Layer):
     """The starter's LogisticModel: ``sigmoid(x W + b)`` with slim L2 on ``W``.
 
+    ``fork=True`` gives the NeXtVLAD fork's: the same L2 on ``b`` too, and
+    slim's variance-scaling initializer; its ``logits`` serve
+    MixNeXtVladModel's mixture.
+
     Input ``[B, F]``; output probabilities ``[B, num_classes]``.
     TF1 names: ``fully_connected/weights``, ``fully_connected/biases``.
     """
 
-    def __init__(self, num_classes: int, l2: float = 1e-8, **kwargs):
+    def __init__(self, num_classes: int, l2: float = 1e-8, fork: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.num_classes = int(num_classes)
         self.l2 = float(l2)
-        self.fully_connected = Dense(self.num_classes, l2=self.l2, name="fully_connected")
+        self.fork = bool(fork)
+        self.fully_connected = Dense(
+            self.num_classes, l2=self.l2, regularize_biases=self.fork,
+            initializer="variance_scaling" if self.fork else "glorot_uniform",
+            name="fully_connected")
 
     def build(self, input_shape):
         self.fully_connected.build(input_shape)
 
     def call(self, inputs, training=None):
-        return ops.sigmoid(self.fully_connected(inputs))
+        return ops.sigmoid(self.logits(inputs))
+
+    def logits(self, inputs):
+        """``x W + b``, before the sigmoid."""
+        return self.fully_connected(inputs)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_classes)
@@ -36,7 +48,8 @@ class LogisticClassifier(keras.layers.Layer):
         return {f"fully_connected/{k}": v for k, v in self.fully_connected.tf1_weights().items()}
 
     def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes, "l2": self.l2}
+        return {**super().get_config(), "num_classes": self.num_classes, "l2": self.l2,
+                "fork": self.fork}
 
 
 @register

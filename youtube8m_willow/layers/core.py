@@ -66,6 +66,22 @@ def inverse_sqrt_normal(size: int) -> keras.initializers.Initializer:
     return normal(1.0 / math.sqrt(size))
 
 
+# Keras' truncated normal divides its stddev by this (the stddev of a unit
+# normal cut at two standard deviations); TF1 slim's did not.
+_TRUNCATED_STDDEV = 0.87962566103423978
+
+
+def variance_scaling() -> keras.initializers.Initializer:
+    """slim's ``variance_scaling_initializer()`` (the NeXtVLAD fork's): a
+    normal cut at two standard deviations with stddev ``sqrt(1.3 * 2 / fan_in)``."""
+    return _random(keras.initializers.VarianceScaling(
+        scale=1.3 * 2.0 * _TRUNCATED_STDDEV ** 2, mode="fan_in",
+        distribution="truncated_normal"))
+
+
+INITIALIZERS = {"glorot_uniform": glorot_uniform, "variance_scaling": variance_scaling}
+
+
 @register
 class SlimL2(keras.regularizers.Regularizer):
     """TF1 slim ``l2_regularizer(scale)``: ``scale * sum(w ** 2) / 2``, with
@@ -199,25 +215,36 @@ class BatchNorm(keras.layers.Layer):
 class Dense(keras.layers.Layer):
     """TF1 ``slim.fully_connected`` without activation: ``x W (+ b)``.
 
-    Glorot-uniform weights (slim's xavier default), zero biases, an optional
-    slim L2 penalty on the weights.
+    Weights drawn by ``initializer`` (``INITIALIZERS``: slim's default xavier,
+    i.e. Glorot uniform, or ``variance_scaling``), zero biases, an optional
+    slim L2 penalty on the weights (and with ``regularize_biases`` on the
+    biases too, as the NeXtVLAD fork's LogisticModel).
 
     TF1 names: ``weights`` and, with ``use_bias``, ``biases``.
     """
 
-    def __init__(self, units: int, use_bias: bool = True, l2: float = 0.0, **kwargs):
+    def __init__(self, units: int, use_bias: bool = True, l2: float = 0.0,
+                 initializer: str = "glorot_uniform", regularize_biases: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
+        if initializer not in INITIALIZERS:
+            raise ValueError(f"unknown initializer {initializer!r}; valid: "
+                             f"{', '.join(INITIALIZERS)}")
         self.units = int(units)
         self.use_bias = bool(use_bias)
         self.l2 = float(l2)
+        self.initializer = initializer
+        self.regularize_biases = bool(regularize_biases)
 
     def build(self, input_shape):
+        regularizer = SlimL2(self.l2) if self.l2 > 0 else None
         self.kernel = self.add_weight(
             name="weights", shape=(int(input_shape[-1]), self.units),
-            initializer=glorot_uniform(),
-            regularizer=SlimL2(self.l2) if self.l2 > 0 else None)
-        self.bias = (self.add_weight(name="biases", shape=(self.units,), initializer="zeros")
-                     if self.use_bias else None)
+            initializer=INITIALIZERS[self.initializer](), regularizer=regularizer)
+        self.bias = (self.add_weight(
+            name="biases", shape=(self.units,), initializer="zeros",
+            regularizer=regularizer if self.regularize_biases else None)
+            if self.use_bias else None)
 
     def call(self, inputs):
         outputs = kernels.video_matmul(inputs, self.kernel)
@@ -234,7 +261,8 @@ class Dense(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "use_bias": self.use_bias,
-                "l2": self.l2}
+                "l2": self.l2, "initializer": self.initializer,
+                "regularize_biases": self.regularize_biases}
 
 
 def l2_normalize(x, axis: int = -1):

@@ -6,7 +6,7 @@ and registers every model class for Keras serialization, so
 ``import youtube8m_willow.models``.
 """
 
-from youtube8m_willow.models import frame_level, recurrent, video_level  # noqa: F401
+from youtube8m_willow.models import frame_level, nextvlad, recurrent, video_level  # noqa: F401
 from youtube8m_willow.models.classifiers import classifier_names, create_classifier
 from youtube8m_willow.models.registry import create_model, model_names
 

@@ -8,7 +8,9 @@ import keras
 from keras import ops
 
 from youtube8m_willow.config import ModelConfig
-from youtube8m_willow.layers.core import collect_tf1_weights, l2_normalize
+from youtube8m_willow.errors import ConfigError
+from youtube8m_willow.layers.core import collect_tf1_weights
+from youtube8m_willow.models.input_scaling import scale_features
 
 
 class VideoModel(keras.Model):
@@ -16,26 +18,66 @@ class VideoModel(keras.Model):
 
     Inputs: a dict with ``video_matrix`` (``[B, D]`` video-level or
     ``[B, T, D]`` frame-level) and ``num_frames`` (``[B]`` int32), and
-    optionally ``sampling_seed`` (int ``[2]``: random frame sampling becomes a
-    function of it, which training sets per step so that a resumed run
-    samples what the uninterrupted one did). The model
-    L2-normalizes the features along the last axis first, as the original
-    train/eval/inference graphs did, so every caller (training, evaluation,
-    inference, the exported SavedModel) computes the same thing.
+    optionally ``sampling_seed`` (int ``[2]``: random frame sampling and
+    dropout become a function of it, which training sets per step so that a
+    resumed run draws what the uninterrupted one did). The model scales the
+    features first (``--input_scaling``, ``models.input_scaling``: the
+    starter's L2 normalization, or the NeXtVLAD fork's eigenvalue scaling),
+    as the original train/eval/inference graphs did, so every caller
+    (training, evaluation, inference, the exported SavedModel) computes the
+    same thing.
 
-    Subclasses implement ``predict_probabilities`` and ``tf1_scopes``.
+    Subclasses implement ``predict_probabilities`` and ``tf1_scopes``; a
+    model whose training loss has terms of its own overrides
+    ``training_objective``.
     """
+
+    # The input scaling of --input_scaling=auto.
+    default_input_scaling = "l2"
+    # Flag defaults of the original code this model comes from, where they
+    # differ from this project's (WILLOW's): used for the flags not given
+    # (``train_dir_flags``).
+    original_flag_defaults: dict = {}
+    # CrossEntropyLoss's epsilon in the original code of this model (None:
+    # WILLOW's and the 2017 starter's, 1e-5).
+    cross_entropy_epsilon: float | None = None
 
     def __init__(self, config: ModelConfig, **kwargs):
         kwargs.setdefault("name", config.model)
         super().__init__(**kwargs)
+        problem = self.config_problem(config)
+        if problem:
+            raise ConfigError(problem)
         self.config = config
+        self.input_scaling = (self.default_input_scaling if config.input_scaling == "auto"
+                              else config.input_scaling)
+
+    @classmethod
+    def config_problem(cls, config: ModelConfig) -> str | None:
+        """What keeps ``config`` from building this model, in one line naming
+        the flag (None: nothing); ``validation`` reports it before any work."""
+        return None
 
     def call(self, inputs, training=False):
-        features = l2_normalize(ops.cast(inputs["video_matrix"], "float32"), axis=-1)
-        num_frames = ops.cast(inputs["num_frames"], "int32")
+        features, num_frames = self.model_inputs(inputs)
         return self.predict_probabilities(features, num_frames, training=training,
                                           sampling_seed=inputs.get("sampling_seed"))
+
+    def model_inputs(self, inputs):
+        """The scaled float32 features and the int32 frame counts of a batch."""
+        features = scale_features(ops.cast(inputs["video_matrix"], "float32"),
+                                  self.input_scaling)
+        return features, ops.cast(inputs["num_frames"], "int32")
+
+    def training_objective(self, inputs, labels, label_loss):
+        """One training forward pass: ``(predictions, label loss, model
+        regularization)``, the predictions float32 for the metrics, the label
+        loss the one logged as Loss (``label_loss(predictions, labels)``),
+        the model regularization a term added to the L2 penalties (both
+        weighted by --regularization_penalty). Here the plain model's: no
+        term of its own."""
+        predictions = ops.cast(self(inputs, training=True), "float32")
+        return predictions, label_loss(predictions, labels), ops.convert_to_tensor(0.0)
 
     def predict_probabilities(self, features, num_frames, training=False, sampling_seed=None):
         raise NotImplementedError

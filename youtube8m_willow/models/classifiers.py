@@ -34,6 +34,21 @@ CLASSIFIERS: dict[str, Callable[[ModelConfig], keras.layers.Layer]] = {
 }
 
 
+def fork_classifier(classifier: str, config: ModelConfig,
+                    layer_name: str | None = None) -> keras.layers.Layer:
+    """The NeXtVLAD fork's head named ``classifier``: its LogisticModel (L2
+    on the biases too, variance-scaling weights, logits for
+    MixNeXtVladModel) or the starter's MoeModel reading --l2_penalty
+    (WILLOW's reads --moe_l2)."""
+    if classifier == "LogisticModel":
+        return LogisticClassifier(config.num_classes, l2=config.l2_penalty, fork=True,
+                                  name=layer_name or "logistic")
+    if classifier == "MoeModel":
+        return MixtureOfExperts(config.num_classes, num_mixtures=config.moe_num_mixtures,
+                                l2=config.l2_penalty, name=layer_name or "moe")
+    return create_classifier(classifier, config)  # an unknown name: the one-line error
+
+
 def classifier_names() -> list[str]:
     return sorted(CLASSIFIERS)
 

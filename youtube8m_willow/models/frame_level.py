@@ -20,7 +20,8 @@ from keras import ops
 from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.layers.classifiers import LogisticClassifier
 from youtube8m_willow.layers.core import (BatchNorm, divide_no_nan, normal,
-                                          normalized_or_biased, register, sequence_mask)
+                                          normalized_or_biased, register, sequence_mask,
+                                          variance_scaling)
 from youtube8m_willow.layers.kernels import video_matmul
 from youtube8m_willow.layers.dbof import DBoF, GatedDBoF, SoftDBoF, StarterDBoF
 from youtube8m_willow.layers.fisher import NetFV
@@ -45,31 +46,37 @@ class HiddenLayer(keras.layers.Layer):
 
     Args:
         units: ``H``.
-        stddev: init stddev of the weights (the original uses 1/sqrt(K)).
+        stddev: init stddev of the weights (the original uses 1/sqrt(K));
+            None: slim's variance scaling (the NeXtVLAD fork's).
         batch_norm: batch norm instead of the bias (init N(0.01)).
         activation: ``None``, ``"relu6"`` or ``"sigmoid"``.
+        bessel_correction: the batch norm's moving variance takes the
+            Bessel-corrected batch variance (the fused kernel's; the
+            NeXtVLAD fork's unfused ``hidden1_bn`` takes the biased one).
 
     Input ``[B, F]``; output ``[B, H]``.
     TF1 names: ``hidden1_weights`` ``[F, H]``, ``hidden1_bn/*`` or
     ``hidden1_biases`` ``[H]``.
     """
 
-    def __init__(self, units: int, stddev: float, batch_norm: bool = True,
-                 activation: str | None = "relu6", **kwargs):
+    def __init__(self, units: int, stddev: float | None, batch_norm: bool = True,
+                 activation: str | None = "relu6", bessel_correction: bool = True, **kwargs):
         super().__init__(**kwargs)
         if activation is not None and activation not in HIDDEN_ACTIVATIONS:
             raise ValueError(f"unknown hidden activation {activation!r}; valid: None, "
                              f"{', '.join(HIDDEN_ACTIVATIONS)}")
         self.units = int(units)
-        self.stddev = float(stddev)
+        self.stddev = None if stddev is None else float(stddev)
         self.batch_norm = bool(batch_norm)
         self.activation = activation
-        self.hidden1_bn = BatchNorm(name="hidden1_bn") if self.batch_norm else None
+        self.bessel_correction = bool(bessel_correction)
+        self.hidden1_bn = (BatchNorm(bessel_correction=self.bessel_correction, name="hidden1_bn")
+                           if self.batch_norm else None)
 
     def build(self, input_shape):
         self.hidden1_weights = self.add_weight(
             name="hidden1_weights", shape=(int(input_shape[-1]), self.units),
-            initializer=normal(self.stddev))
+            initializer=variance_scaling() if self.stddev is None else normal(self.stddev))
         if self.hidden1_bn is not None:
             self.hidden1_bn.build((None, self.units))
             self.hidden1_biases = None
@@ -96,7 +103,8 @@ class HiddenLayer(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "stddev": self.stddev,
-                "batch_norm": self.batch_norm, "activation": self.activation}
+                "batch_norm": self.batch_norm, "activation": self.activation,
+                "bessel_correction": self.bessel_correction}
 
 
 def stream_sizes(config: ModelConfig) -> tuple[int, int]:

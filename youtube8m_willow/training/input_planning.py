@@ -50,7 +50,8 @@ class InputPlanning:
         (the original's queue capacity)."""
         if self._plans is None:
             files = file_sizes(self.config.train_data_pattern)
-            window = 5 * (self.replica_batch_size if self.distributed else self.config.batch_size)
+            window = 5 * (self.replica_batch_size if self.distributed
+                          else self.config.examples_per_step)
             self._plans = [Plan(tuple(distribute.shard_files(files, self.num_workers, worker)
                                       or files), self.config.shuffle, self.seed,
                                 self.config.num_readers, window)
@@ -105,14 +106,14 @@ class InputPlanning:
         self.resolve_input_positions()
         plans = self.input_plans()
         if not self.distributed:
-            return make_planned_dataset(plans[0], reader, config.batch_size,
+            return make_planned_dataset(plans[0], reader, config.examples_per_step,
                                         num_epochs=self.num_epochs,
                                         position=self.input_positions[0])
         files_shared = len(plans) > 1 and plans[0].files == plans[1].files
         stats = stats_for(reader)  # shared by this worker's pipelines, made outside the scope
 
         def dataset_fn(context: tf.distribute.InputContext):
-            batch_size = context.get_per_replica_batch_size(config.batch_size)
+            batch_size = context.get_per_replica_batch_size(config.examples_per_step)
             worker = context.input_pipeline_id
             shard = (context.num_input_pipelines, worker, batch_size) if files_shared else None
             return make_planned_dataset(plans[worker], reader, batch_size,
@@ -132,12 +133,12 @@ class InputPlanning:
                        num_epochs=self.num_epochs, seed=self.seed)
         if not self.distributed:
             return make_rated_segment_dataset(config.train_data_pattern, reader,
-                                              config.batch_size, **options)
+                                              config.examples_per_step, **options)
         files = [path for path, _ in file_sizes(config.train_data_pattern)]
         stats = stats_for(reader)  # shared by this worker's pipelines, made outside the scope
 
         def dataset_fn(context: tf.distribute.InputContext):
-            batch_size = context.get_per_replica_batch_size(config.batch_size)
+            batch_size = context.get_per_replica_batch_size(config.examples_per_step)
             shard = distribute.shard_files(files, context.num_input_pipelines,
                                            context.input_pipeline_id)
             dataset = make_rated_segment_dataset(shard or files, reader, batch_size,

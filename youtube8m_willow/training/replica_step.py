@@ -93,15 +93,17 @@ class ReplicaStep:
                 self.input_positions[worker] = InputPosition.from_row(rows[-1])
 
     def _forward_backward(self, batch, label_weight=None, regularization_weight=None):
-        """Predictions, label loss, the unweighted sum of the L2 losses and the
-        gradients of ``label_weight * label_loss + regularization_weight *
-        regularization_penalty * l2_sum`` (weights None: 1), times the loss
-        scale under float16."""
+        """Predictions, label loss, the unweighted sum of the L2 losses (and of
+        the model's own regularization term: MixNeXtVladModel's distillation)
+        and the gradients of ``label_weight * label_loss +
+        regularization_weight * regularization_penalty * l2_sum`` (weights
+        None: 1), times the loss scale under float16. The model's
+        ``training_objective`` gives the predictions and both losses."""
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
-            predictions = tf.cast(self.model(batch, training=True), tf.float32)
-            label_loss = self.loss_fn(predictions, batch["labels"])
-            l2_sum = self.model.regularization_loss()
+            predictions, label_loss, model_regularization = self.model.training_objective(
+                batch, batch["labels"], self.loss_fn)
+            l2_sum = self.model.regularization_loss() + model_regularization
             regularization = self.config.regularization_penalty * l2_sum
             objective = (label_loss if label_weight is None else label_loss * label_weight) + (
                 regularization if regularization_weight is None

@@ -76,7 +76,7 @@ class Trainer(InputPlanning, ReplicaStep):
         self.strategy = strategy or distribute.select_strategy()
         self.distributed = not distribute.is_default_strategy(self.strategy)
         self.num_replicas = self.strategy.num_replicas_in_sync
-        self.replica_batch_size = distribute.per_replica_batch_size(config.batch_size,
+        self.replica_batch_size = distribute.per_replica_batch_size(config.examples_per_step,
                                                                     self.num_replicas)
         self.num_workers = distribute.num_workers(self.strategy)
         self.is_chief = distribute.strategy_is_chief(self.strategy)
@@ -92,7 +92,7 @@ class Trainer(InputPlanning, ReplicaStep):
                 self.model = create_model(model_config).build_for_config()
             schedule = StaircaseExampleDecay(config.base_learning_rate, config.learning_rate_decay,
                                              config.learning_rate_decay_examples,
-                                             config.batch_size)
+                                             config.examples_per_step)
             # Clipping is done by the step, on the gradient summed over replicas.
             self.optimizer = create_optimizer(config.optimizer, schedule, 0.0)
             self.optimizer.build(self.model.trainable_variables)
@@ -102,7 +102,7 @@ class Trainer(InputPlanning, ReplicaStep):
         if self.distributed and self.loss_scale is not None and not self.in_place:
             raise ConfigError(f"--precision=float16 with several replicas cannot use "
                               f"--optimizer={config.optimizer}")
-        self.loss_fn = create_loss(config.label_loss, config.alpha)
+        self.loss_fn = create_loss(config.label_loss, config.alpha, model_config.model)
         self.global_step = 0
         self._checkpoints = checkpoint.CheckpointWriter(
             config.train_dir, config.keep_checkpoints,

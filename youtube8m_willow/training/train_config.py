@@ -17,7 +17,9 @@ class TrainConfig:
     ``shuffle=False`` reads the files in order, every epoch the same
     (deterministic batches); ``xla`` compiles the step with XLA (numerics may
     differ slightly); ``precision`` is float32, bfloat16 or float16 (mixed
-    precision: float32 variables and probabilities, float16 with loss scaling).
+    precision: float32 variables and probabilities, float16 with loss
+    scaling); ``num_gpu`` (the NeXtVLAD fork's towers) multiplies
+    ``batch_size`` into the global batch, ``examples_per_step``.
     """
 
     train_dir: str
@@ -44,6 +46,14 @@ class TrainConfig:
     shuffle: bool = True
     xla: bool = False
     precision: str = "float32"
+    # The NeXtVLAD fork's towers: --batch_size is per tower.
+    num_gpu: int = 1
+
+    @property
+    def examples_per_step(self) -> int:
+        """The global batch: --batch_size per tower times --num_gpu towers (the
+        learning-rate schedule counts these)."""
+        return self.batch_size * self.num_gpu
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
