@@ -191,7 +191,7 @@ def train_config(given: GivenFlags):
     if not given.values["start_new_model"]:
         kept, source = load_train_flags(train_dir), f"{train_dir.rstrip('/')}/{TRAIN_FLAGS_FILE}"
         if not kept:
-            kept, source = _original_run_flags(train_dir)
+            kept, source = _original_run_flags(train_dir, given.values["num_gpu"])
     for name, kept_value in kept.items():
         if not given.given(name):
             values[name] = kept_value
@@ -218,11 +218,13 @@ def loss_flags_for_train_dir(train_dir: str, given: GivenFlags) -> dict:
     return values
 
 
-def _original_run_flags(train_dir: str) -> tuple[dict, str]:
+def _original_run_flags(train_dir: str, num_gpu: int = 1) -> tuple[dict, str]:
     """The training flags of an original run being continued, and where they
     come from: those its latest checkpoint's ``.meta`` training graph holds
     (schedule, examples per step, optimizer, clip, penalty) and the loss its
-    partial model_flags.json records; said in one line."""
+    partial model_flags.json records; said in one line. The graph counts
+    examples per step: with ``num_gpu`` towers (the NeXtVLAD fork's) a
+    tower's batch is that divided by ``num_gpu``."""
     import logging
 
     import tensorflow as tf
@@ -234,6 +236,8 @@ def _original_run_flags(train_dir: str) -> tuple[dict, str]:
     if path is None:
         return {}, ""
     found = read_training_flags(path + ".meta")
+    if "batch_size" in found and found["batch_size"] % num_gpu == 0:
+        found["batch_size"] //= num_gpu
     label_loss = (load_model_flags(train_dir) or {}).get("label_loss")
     if label_loss:
         found["label_loss"] = label_loss

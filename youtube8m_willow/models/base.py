@@ -82,6 +82,13 @@ class VideoModel(keras.Model):
     def predict_probabilities(self, features, num_frames, training=False, sampling_seed=None):
         raise NotImplementedError
 
+    @classmethod
+    def flags_from_shapes(cls, config: ModelConfig, shapes: dict) -> dict:
+        """The model flags a checkpoint's variable shapes (TF1 port names ->
+        shapes) pin down for this model ({}: none beyond the shared ones,
+        ``models.original_train_dir``)."""
+        return {}
+
     def tf1_scopes(self) -> dict:
         """``{TF1 scope: layer}`` of the sub-layers that own weights."""
         raise NotImplementedError

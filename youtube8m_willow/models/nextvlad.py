@@ -129,11 +129,43 @@ def _tower(config: ModelConfig, stream_scope: str, name: str) -> NeXtVLADTower:
 
 class _ForkModel(FrameLevelModel):
     """What the fork's models share: its input scaling, flag defaults and
-    cross-entropy epsilon."""
+    cross-entropy epsilon, and the sizes its checkpoints' shapes give."""
 
     default_input_scaling = "eigen"
     original_flag_defaults = FORK_FLAG_DEFAULTS
     cross_entropy_epsilon = FORK_CROSS_ENTROPY_EPSILON
+    # The scope of the (first) network's weights: "" or "branch_0/".
+    network_scope = ""
+    stream_scope = "VLAD"
+
+    @classmethod
+    def flags_from_shapes(cls, config, shapes):
+        """nextvlad_cluster_size, groups, expansion (the rgb NeXtVLAD's
+        ``cluster_weights`` ``[E*F, G*K]`` and centers ``[1, D, K]``),
+        nextvlad_hidden_size and gating_reduction (``hidden1_weights``,
+        ``gating_weights_1``), nothing unless all are there and agree; and
+        the head, video_level_classifier_model (``fully_connected`` or
+        ``gates``)."""
+        scope = cls.network_scope
+        vlad = f"{scope}video_{cls.stream_scope}"
+        weights = shapes.get(f"{vlad}/cluster_weights")
+        centers = shapes.get(f"{vlad}/cluster_weights2")
+        hidden = shapes.get(f"{scope}hidden1_weights")
+        gating = shapes.get(f"{scope}gating_weights_1")
+        heads = {"LogisticModel": f"{scope}fully_connected/weights", "MoeModel": "gates/weights"}
+        found = {"video_level_classifier_model": head
+                 for head, name in heads.items() if name in shapes}
+        if not (weights and centers and hidden and gating) or len(centers) != 3:
+            return found
+        (expanded, groups_clusters), (_, group_size, clusters) = weights, centers
+        video_size, bottleneck = stream_sizes(config)[0], gating[1]
+        groups, reduction = expanded // group_size, hidden[1] // max(bottleneck, 1)
+        if (expanded % video_size or groups * clusters != groups_clusters
+                or hidden[1] // max(reduction, 1) != bottleneck):
+            return found
+        return {**found, "nextvlad_cluster_size": clusters, "groups": groups,
+                "expansion": expanded // video_size, "nextvlad_hidden_size": hidden[1],
+                "gating_reduction": reduction}
 
 
 @register_model
@@ -206,6 +238,16 @@ class MixNeXtVladModel(_ForkModel):
 
     original_flag_defaults = {**FORK_FLAG_DEFAULTS,
                               "video_level_classifier_model": "LogisticModel"}
+    network_scope = "branch_0/"
+    stream_scope = "vlad"
+
+    @classmethod
+    def flags_from_shapes(cls, config, shapes):
+        """The branch's sizes (``NeXtVLADModel``'s) and ``mix_number`` (the
+        ``mix_weights`` ``[F, M]``)."""
+        found = super().flags_from_shapes(config, shapes)
+        mix = shapes.get("mix_weights/weights", ())
+        return {**found, "mix_number": mix[1]} if len(mix) == 2 else found
 
     @classmethod
     def config_problem(cls, config: ModelConfig) -> str | None:

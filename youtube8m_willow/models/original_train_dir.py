@@ -13,7 +13,9 @@ checkpoint, most reliable source first:
    MoE's ``moe_num_mixtures`` (NeXtVLAD's fork: 4, the others: 2), the
    starter DbofModel's ``dbof_cluster_size`` and ``dbof_hidden_size``
    (8192 and 1024 in the starters, WILLOW's flags default to 16384 and 2048)
-   and ``dbof_add_batch_norm`` (``cluster_bn`` or ``cluster_biases``);
+   and ``dbof_add_batch_norm`` (``cluster_bn`` or ``cluster_biases``), and
+   each model's own (``VideoModel.flags_from_shapes``: the NeXtVLAD sizes,
+   which the fork's eval.py needed repeated);
 3. the graph in ``model.ckpt-N.meta``: DbofModel's ``dbof_activation`` (the
    2019 starter's flag defaults to sigmoid, the 2017 starter hard-codes
    relu6) and ``dbof_pooling_method``;
@@ -78,6 +80,7 @@ def _from_shapes(config: ModelConfig, shapes: dict, free: frozenset) -> dict:
         classes = gates[1] - experts[1]  # gates: C * (M + 1), experts: C * M
         if classes > 0 and experts[1] % classes == 0:
             found.update(num_classes=classes, moe_num_mixtures=experts[1] // classes)
+    found.update(model_class(config.model).flags_from_shapes(config, shapes))
     if config.model == "DbofModel":
         if "cluster_biases" in shapes or "cluster_bn/beta" in shapes:
             found["dbof_add_batch_norm"] = "cluster_bn/beta" in shapes
