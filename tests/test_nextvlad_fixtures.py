@@ -4,12 +4,17 @@ README's command lines: ``../shared/nextvlad_fixtures/nextvlad_small``
 step, then inference to 2e-4). The original's flags alone select the model
 and its input scaling; with no model flag at all, the train_dir and its
 checkpoint do. A missing fixture fails the test (conftest ``shared_path``).
+
+``tests/data/nextvlad_mixture`` (its README says how the fork made it) does
+the same for MixNeXtVladModel: inference, and one training step with every
+term of its distillation loss.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import zlib
 import shlex
 import shutil
 import stat
@@ -232,3 +237,111 @@ def test_num_gpu_towers_make_the_same_step(tmp_path):
                f"--top_k={meta['num_classes']}")
     np.testing.assert_allclose(_predictions(out, meta),
                                np.load(fixture / "expected_predictions.npy"), atol=2e-4, rtol=0)
+
+
+# ---------------------------------------------------------------- the mixture
+
+MIXTURE = REPO / "tests" / "data" / "nextvlad_mixture"
+
+
+def recipe(name: str, shape) -> np.ndarray:
+    """The fixture's value of a checkpoint variable, from its name by integer
+    hashing (the same on every machine): weights ``k / 16 / sqrt(fan_in)``
+    (the classifiers' ``k / 2 / sqrt(fan_in)``), biases ``k / 256``, gammas
+    and variances ``[0.5, 1.5)``, betas and means ``k / 64``, Adam's ``m``
+    ``k * 1e-4`` and ``v`` ``(u + 1) * 2e-8``, for ``k`` in -16..16, ``u``
+    in 0..63."""
+    shape = tuple(int(s) for s in shape)
+    index = np.arange(int(np.prod(shape)) if shape else 1, dtype=np.uint64)
+    h = (index * np.uint64(2654435761) + np.uint64(zlib.crc32(name.encode()))) % np.uint64(2 ** 32)
+    h = ((h ^ (h >> np.uint64(13))) * np.uint64(1274126177)) % np.uint64(2 ** 32)
+    k = (h % np.uint64(33)).astype(np.int64) - 16
+    u = ((h >> np.uint64(8)) % np.uint64(64)).astype(np.int64)
+    leaf = name.split("/")[-1]
+    if leaf == "Adam":
+        value = k * 1e-4
+    elif leaf == "Adam_1":
+        value = (u + 1) * 2e-8
+    elif leaf in ("gamma", "moving_variance"):
+        value = (u + 32) / 64.0
+    elif leaf in ("beta", "moving_mean"):
+        value = k / 64.0
+    elif leaf == "biases":
+        value = k / 256.0
+    else:
+        fan_in = shape[-2] if len(shape) >= 2 else shape[0]
+        classifier = name.endswith("fully_connected/weights") and "vlad" not in name.lower()
+        value = k / (2.0 if classifier else 16.0) / np.sqrt(fan_in)
+    return value.astype(np.float32).reshape(shape)
+
+
+def _mixture_train_dir(folder, meta) -> Path:
+    """The fork's checkpoint rebuilt from the recipe, with the partial
+    model_flags.json its train.py writes."""
+    step = meta["checkpoint_step"]
+    tensors = {}
+    for name, shape in meta["variables"].items():
+        if name == "global_step":
+            tensors[name] = np.int64(step)
+        elif name in ("beta1_power", "beta2_power"):
+            beta = 0.9 if name == "beta1_power" else 0.999
+            tensors[name] = np.float32(beta ** (step + 1))
+        else:
+            tensors[name] = recipe(name, shape)
+    train_dir = folder / "train_dir"
+    checkpoint.save(str(train_dir), tensors, step)
+    (train_dir / "model_flags.json").write_text(json.dumps(meta["model_flags_json"]))
+    return train_dir
+
+
+def _scalars(directory) -> dict[str, dict[int, float]]:
+    scalars: dict[str, dict[int, float]] = {}
+    for path in Path(directory).glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, {})[event.step] = value.simple_value
+    return scalars
+
+
+def test_mixture_inference_reproduces_the_forks_predictions(tmp_path):
+    meta = json.loads((MIXTURE / "meta.json").read_text())
+    train_dir = _mixture_train_dir(tmp_path, meta)
+    out = tmp_path / "before.csv"
+    run_script("inference.py", f"--train_dir={train_dir}",
+               f"--input_data_pattern={MIXTURE / 'data.tfrecord'}", f"--output_file={out}",
+               f"--top_k={meta['num_classes']}", f"--num_classes={meta['num_classes']}",
+               *meta["model_flags"])
+    np.testing.assert_allclose(_predictions(out, meta),
+                               np.load(MIXTURE / "expected_predictions_before.npy"),
+                               atol=1e-5, rtol=0)
+
+
+def test_mixture_training_step_is_the_forks(tmp_path):
+    """One more step of the fork's run: the label loss it logs (mixture and
+    branches), the distillation and L2 terms (model/reg_loss), the total,
+    and the predictions after the step."""
+    meta = json.loads((MIXTURE / "meta.json").read_text())
+    terms = meta["loss_terms_of_checked_step"]
+    train_dir = _mixture_train_dir(tmp_path, meta)
+    step = meta["checkpoint_step"] + 1
+    result = run_script(
+        "train.py", f"--train_dir={train_dir}", f"--train_data_pattern={MIXTURE / 'data.tfrecord'}",
+        f"--batch_size={meta['batch_size']}", f"--max_steps={step}", "--num_epochs=1",
+        f"--num_classes={meta['num_classes']}", *meta["model_flags"], *meta["train_flags"])
+    line = result.stderr.split(f"training step {step} | ")[1].splitlines()[0]
+    assert float(line.split("Total loss: ")[1]) == pytest.approx(terms["total_loss"], rel=1e-5)
+    assert terms["label_loss"] == pytest.approx(
+        terms["xent_predictions"] + terms["xent_branch_0"] + terms["xent_branch_1"], rel=1e-6)
+    scalars = _scalars(train_dir)
+    assert scalars["model/label_loss"][step] == pytest.approx(terms["label_loss"], rel=1e-5)
+    assert scalars["model/reg_loss"][step] == pytest.approx(
+        terms["distillation"] + terms["l2_sum"], rel=1e-4)
+    out = tmp_path / "after.csv"
+    run_script("inference.py", f"--train_dir={train_dir}",
+               f"--input_data_pattern={MIXTURE / 'data.tfrecord'}", f"--output_file={out}",
+               f"--top_k={meta['num_classes']}")
+    np.testing.assert_allclose(_predictions(out, meta),
+                               np.load(MIXTURE / "expected_predictions_after.npy"),
+                               atol=2e-5, rtol=0)
+    written = checkpoint.read_checkpoint(str(train_dir / f"model.ckpt-{step}"))
+    assert set(written) == set(meta["variables"])
