@@ -136,7 +136,7 @@ def test_batch_norm_moving_variance_fused_or_not(fused, divisor):
     variance (n / (n - 1)), the unfused graph with the biased one; both
     normalize with the biased one."""
     x = RNG.standard_normal((6, 3)).astype("float32")
-    layer = BatchNorm(decay=0.5, fused=fused)
+    layer = BatchNorm(decay=0.5, bessel_correction=fused)
     out = layer(x, training=True).numpy()
     centered = x - x.mean(0)
     np.testing.assert_allclose(out, centered / np.sqrt(x.var(0) + 1e-3), rtol=1e-4, atol=1e-5)

@@ -75,7 +75,7 @@ CASES = [
                                      remove_diag=False), "hidden"),
     _case("LogisticClassifier", lambda: L.LogisticClassifier(20), "video", training=False),
     _case("BatchNorm", lambda: L.BatchNorm(), "video"),
-    _case("BatchNorm[unfused]", lambda: L.BatchNorm(fused=False),
+    _case("BatchNorm[population_variance]", lambda: L.BatchNorm(bessel_correction=False),
           "hidden"),
     _case("Dense", lambda: L.Dense(32, l2=1e-3), "video", training=False),
     _case("HiddenLayer[relu6]", lambda: HiddenLayer(32, stddev=0.1), "video"),

@@ -69,17 +69,6 @@ def normalize_batch(inputs, gamma, beta, epsilon: float):
     return outputs, mean, variance * count / ops.maximum(count - 1.0, 1.0)
 
 
-def moments(inputs):
-    """``(mean, variance)`` of ``[M, C]`` rows over the rows, the variance
-    biased (``/ M``): TF1's unfused batch norm's ``tf.nn.moments`` (on
-    TensorFlow that op itself, whose gradient graph is the unfused one's)."""
-    if ON_TENSORFLOW:
-        return tf.nn.moments(inputs, axes=[0])
-    mean = ops.mean(inputs, axis=0)
-    variance = ops.mean(ops.square(inputs - ops.stop_gradient(mean)), axis=0)
-    return mean, variance
-
-
 def gather_frames(frames, indices):
     """``frames[b, indices[b, s], :]``: ``[B, T, D]``, int ``[B, S]`` ->
     ``[B, S, D]``. On TensorFlow a batched gather; Keras' own

@@ -31,8 +31,8 @@ class NeXtVLAD(keras.layers.Layer):
     group's ``D``-slice of ``y``; ``v[d, k] = sum s y[d] - (sum s) c[d, k]``,
     L2-normalized over ``d`` (intra-normalization only), flattened in
     ``(d, k)`` order, batch-normalized (``vlad_bn``). Both batch norms
-    normalize over every row, padded frames included, unfused (the fork's:
-    the biased batch variance in their moving statistics).
+    normalize over every row, padded frames included, and move their moving
+    variance with the biased batch variance (the fork's unfused batch norms).
 
     Args:
         cluster_size: ``K``.
@@ -64,8 +64,8 @@ class NeXtVLAD(keras.layers.Layer):
         self.expansion_fc = None  # its width, E*F, is known at build
         self.attention_fc = Dense(self.groups, initializer="variance_scaling",
                                   name="fully_connected_1")
-        self.cluster_bn = BatchNorm(fused=False, name="cluster_bn")
-        self.vlad_bn = BatchNorm(fused=False, name="vlad_bn")
+        self.cluster_bn = BatchNorm(bessel_correction=False, name="cluster_bn")
+        self.vlad_bn = BatchNorm(bessel_correction=False, name="vlad_bn")
 
     def build(self, frames_shape, num_frames_shape=None):
         if len(frames_shape) != 3:

@@ -50,8 +50,8 @@ class HiddenLayer(keras.layers.Layer):
             None: slim's variance scaling (the NeXtVLAD fork's).
         batch_norm: batch norm instead of the bias (init N(0.01)).
         activation: ``None``, ``"relu6"`` or ``"sigmoid"``.
-        fused_batch_norm: TF1's fused batch norm (``BatchNorm``'s ``fused``;
-            the NeXtVLAD fork's ``hidden1_bn`` is the unfused one).
+        bessel_correction: the batch norm's (``BatchNorm``): False for the
+            NeXtVLAD fork's unfused ``hidden1_bn``.
 
     Input ``[B, F]``; output ``[B, H]``.
     TF1 names: ``hidden1_weights`` ``[F, H]``, ``hidden1_bn/*`` or
@@ -59,7 +59,7 @@ class HiddenLayer(keras.layers.Layer):
     """
 
     def __init__(self, units: int, stddev: float | None, batch_norm: bool = True,
-                 activation: str | None = "relu6", fused_batch_norm: bool = True, **kwargs):
+                 activation: str | None = "relu6", bessel_correction: bool = True, **kwargs):
         super().__init__(**kwargs)
         if activation is not None and activation not in HIDDEN_ACTIVATIONS:
             raise ValueError(f"unknown hidden activation {activation!r}; valid: None, "
@@ -68,8 +68,8 @@ class HiddenLayer(keras.layers.Layer):
         self.stddev = None if stddev is None else float(stddev)
         self.batch_norm = bool(batch_norm)
         self.activation = activation
-        self.fused_batch_norm = bool(fused_batch_norm)
-        self.hidden1_bn = (BatchNorm(fused=self.fused_batch_norm, name="hidden1_bn")
+        self.bessel_correction = bool(bessel_correction)
+        self.hidden1_bn = (BatchNorm(bessel_correction=self.bessel_correction, name="hidden1_bn")
                            if self.batch_norm else None)
 
     def build(self, input_shape):
@@ -103,7 +103,7 @@ class HiddenLayer(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "units": self.units, "stddev": self.stddev,
                 "batch_norm": self.batch_norm, "activation": self.activation,
-                "fused_batch_norm": self.fused_batch_norm}
+                "bessel_correction": self.bessel_correction}
 
 
 def stream_sizes(config: ModelConfig) -> tuple[int, int]:

@@ -77,7 +77,7 @@ class NeXtVLADTower(keras.layers.Layer):
         self.audio_vlad = NeXtVLAD(self.cluster_size // 2, self.groups // 2, self.expansion,
                                    name=f"audio_{stream_scope}")
         self.hidden = HiddenLayer(self.hidden_units, stddev=None, activation=None,
-                                  fused_batch_norm=False, name="hidden")
+                                  bessel_correction=False, name="hidden")
         self.gating = SEGating(self.gating_reduction, name="se_gating")
         self.generator = kernels.seed_generator(None)
 
