@@ -265,7 +265,7 @@ def test_mixture_predicts_the_sigmoid_of_the_gated_logits():
     model = create_model(config("MixNeXtVladModel")).build_for_config()
     randomize(model)
     batch = frames_batch()
-    features, num_frames = model.model_inputs(batch)
+    features, num_frames = model.scaled_inputs(batch)
     logits = np.stack([head.logits(branch(features, num_frames)).numpy()
                        for branch, head in zip(model.branches, model.heads)], 1)
     w = {name: v.numpy() for name, v in model.tf1_weights().items()}
@@ -300,7 +300,7 @@ def test_mixture_training_objective():
     with tf.GradientTape() as tape:
         predictions, loss, distillation = model.training_objective(batch, labels, loss_fn)
     gate_gradient = tape.gradient(distillation, model.mix_weights.kernel)
-    features, num_frames = model.model_inputs(batch)
+    features, num_frames = model.scaled_inputs(batch)
     mixture, logits = model.mixture_logits(features, num_frames, training=True)
     expected = float(loss_fn(tf.sigmoid(mixture), labels)) + sum(
         float(loss_fn(tf.sigmoid(logits[:, n]), labels)) for n in range(2))
@@ -332,7 +332,7 @@ def test_dropout_is_tf1s_and_a_function_of_its_seed():
 
 def test_branches_draw_their_own_dropout_masks():
     model = create_model(config("MixNeXtVladModel", drop_rate=0.5)).build_for_config()
-    features, num_frames = model.model_inputs(frames_batch())
+    features, num_frames = model.scaled_inputs(frames_batch())
     seed = tf.constant([5, 1], tf.int64)
     outputs = []
     for n, branch in enumerate(model.branches[:1] * 2):  # one branch, two branch seeds

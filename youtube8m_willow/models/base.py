@@ -59,11 +59,11 @@ class VideoModel(keras.Model):
         return None
 
     def call(self, inputs, training=False):
-        features, num_frames = self.model_inputs(inputs)
+        features, num_frames = self.scaled_inputs(inputs)
         return self.predict_probabilities(features, num_frames, training=training,
                                           sampling_seed=inputs.get("sampling_seed"))
 
-    def model_inputs(self, inputs):
+    def scaled_inputs(self, inputs):
         """The scaled float32 features and the int32 frame counts of a batch."""
         features = scale_features(ops.cast(inputs["video_matrix"], "float32"),
                                   self.input_scaling)

@@ -286,7 +286,7 @@ class MixNeXtVladModel(_ForkModel):
         return ops.sigmoid(mixture)
 
     def training_objective(self, inputs, labels, label_loss):
-        features, num_frames = self.model_inputs(inputs)
+        features, num_frames = self.scaled_inputs(inputs)
         mixture, logits = self.mixture_logits(features, num_frames, training=True,
                                               sampling_seed=inputs.get("sampling_seed"))
         mixture, logits = ops.cast(mixture, "float32"), ops.cast(logits, "float32")
