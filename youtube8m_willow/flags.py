@@ -139,7 +139,15 @@ def define_eval_flags() -> None:
     _define_once(flags.DEFINE_integer, "top_k", 20, "Predictions per video kept for GAP and MAP.")
     _define_once(flags.DEFINE_integer, "check_point", -1, "Checkpoint step to evaluate (-1: latest).")
     _define_once(flags.DEFINE_integer, "poll_secs", 60, "Seconds between looks for a new checkpoint.")
+    _define_vocabulary_file()
     _use_script_defaults("eval")
+
+
+def _define_vocabulary_file() -> None:
+    _define_once(flags.DEFINE_string, "vocabulary_file", "",
+                 "vocabulary.csv (2018+) or label_names.csv (2017): class names for eval.py's "
+                 "per-class report and best/worst classes, and for inference.py's log of the "
+                 "first videos' top predictions.")
 
 
 def define_inference_flags() -> None:
@@ -153,9 +161,7 @@ def define_inference_flags() -> None:
     _define_once(flags.DEFINE_integer, "check_point", -1, "Checkpoint step to use (-1: latest).")
     _define_once(flags.DEFINE_bool, "run_once", False,
                  "Inert in inference.py; accepted because WILLOW's README passes it.")
-    _define_once(flags.DEFINE_string, "vocabulary_file", "",
-                 "vocabulary.csv (2018+) or label_names.csv (2017): log the first "
-                 "videos' top predictions with class names.")
+    _define_vocabulary_file()
     _define_once(flags.DEFINE_integer, "print_top_videos", 5,
                  "Videos logged with class names when --vocabulary_file is set.")
     _define_once(flags.DEFINE_string, "segment_label_ids_file", "",
@@ -250,7 +256,8 @@ def eval_configs():
         check_point=FLAGS.check_point, label_loss=FLAGS.label_loss, alpha=FLAGS.alpha,
         run_once=FLAGS.run_once, poll_secs=FLAGS.poll_secs,
         skip_bad_records=FLAGS.skip_bad_records,
-        drop_out_of_range_labels=FLAGS.drop_out_of_range_labels)
+        drop_out_of_range_labels=FLAGS.drop_out_of_range_labels,
+        vocabulary_file=FLAGS.vocabulary_file)
     return config, given_flags()
 
 
