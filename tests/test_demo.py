@@ -20,6 +20,15 @@ def test_make_demo(tmp_path):
     assert (out / "train_dir" / "model.ckpt-300.index").exists()
     assert (out / "train_dir" / "export" / "step_300" / "saved_model.pb").exists()
     gap = float(re.search(r"\| GAP: ([\d.]+)", result.stderr).group(1))
+    # Not a terminal (a pipe, as a log file): the original's line for every
+    # step, and no bar (tests/test_run_output.py runs the demo on a terminal).
+    steps = re.findall(r"training step (\d+) \| Loss: [\d.]+ Examples/sec: ", result.stderr)
+    assert [int(step) for step in steps] == list(range(1, 301))
+    assert "━" not in result.stderr
+    # It ends by pointing at the per-class report and at TensorBoard.
+    report = out / "train_dir" / "eval_per_class_step_300.csv"
+    assert f"  per class:   {report}" in result.stdout and report.exists()
+    assert f"  TensorBoard: tensorboard --logdir={out / 'train_dir'}" in result.stdout
     # The demo states the GAP to expect, and reaches it: learnable, far from perfect.
     assert f"between {EXPECTED_GAP[0]:.2f} and {EXPECTED_GAP[1]:.2f}" in result.stdout
     assert EXPECTED_GAP[0] <= gap <= EXPECTED_GAP[1], gap

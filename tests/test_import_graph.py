@@ -24,13 +24,14 @@ The rooms, lowest first (a module may import its own room and those below):
 5. ``models``: the models built from layers, the registry of their original
    class names, their config inferred from a checkpoint.
 6. ``data``: the tf.data readers and the synthetic data (no model needed).
-7. ``losses``, ``metrics``, ``summaries`` and ``compat`` (the starter's
-   module names of the metrics: ``youtube8m_willow.eval_util``, ...): what a
-   run computes and reports.
+7. ``losses``, ``metrics``, ``summaries``, ``progress`` (the live bar of
+   a loop on a terminal) and ``compat`` (the starter's module names of the
+   metrics: ``youtube8m_willow.eval_util``, ...): what a run computes and
+   reports.
 8. ``training``: optimizers, their state in a checkpoint, the loop.
-9. ``evaluation``, ``prediction``, ``segments``, ``submission``,
-   ``portable``: the engines that use trained models (they may use
-   training's checkpoint restore); ``validation`` and ``train_dir_flags``:
+9. ``evaluation`` (and ``eval_report``, its per-class report),
+   ``prediction``, ``segments``, ``submission``, ``portable``: the engines
+   that use trained models (they may use training's checkpoint restore); ``validation`` and ``train_dir_flags``:
    the scripts' configs checked and resolved against a train_dir's saved
    flags (they know the models, losses and optimizers by name).
 10. ``flags``: absl flags -> the configs of every engine below;
@@ -61,10 +62,10 @@ ROOMS: list[tuple[str, ...]] = [
     ("layers",),
     ("models",),
     ("data",),
-    ("losses", "metrics", "summaries", "compat"),
+    ("losses", "metrics", "summaries", "progress", "compat"),
     ("training",),
-    ("evaluation", "prediction", "segments", "submission", "portable", "validation",
-     "train_dir_flags"),
+    ("evaluation", "eval_report", "prediction", "segments", "submission", "portable",
+     "validation", "train_dir_flags"),
     ("flags", "flag_help"),
     ("cli", "apps", "demo", "portable.convert", ""),  # "": the package's own __init__
 ]

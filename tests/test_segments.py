@@ -3,6 +3,7 @@ and the original's SegEval numbers on its own train_dir (SPEC section 15)."""
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import shutil
@@ -114,6 +115,8 @@ def _event_scalars(folder) -> dict[str, list[float]]:
     for path in sorted(folder.glob("events.out.tfevents.*")):
         for event in tf.compat.v1.train.summary_iterator(str(path)):
             for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name in ("histograms", "pr_curves"):
+                    continue  # the per-class AP histogram and the PR curve: not scalars
                 values.setdefault(value.tag, []).append(
                     float(tf.make_ndarray(value.tensor)) if value.HasField("tensor")
                     else value.simple_value)
@@ -150,6 +153,14 @@ def test_segment_eval_matches_the_original(original_segment_dir):
     assert len(scalars["GlobalStep/SegEval_Hit@1"]) == len(expected["batches"])
     assert scalars["GlobalStep/SegEval_Hit@1"][0] == pytest.approx(
         expected["batches"][0]["hit_at_one"], abs=1e-5)
+    # The per-class report's APs are the ones the original's MAP averaged
+    # (over the classes with rated positives).
+    step = int(meta["checkpoint"].rsplit("-", 1)[1])
+    with open(folder / "train_dir" / f"eval_per_class_step_{step}.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    aps = [float(row["ap"]) for row in rows if int(row["positives"]) > 0]
+    assert len(rows) == meta["num_classes"]
+    assert sum(aps) / len(aps) == pytest.approx(expected["MAP"], abs=1e-5)
 
 
 def test_class_count_comes_from_the_checkpoint_and_segments_train(original_segment_dir):

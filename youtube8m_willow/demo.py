@@ -3,7 +3,8 @@
 Generates YouTube-8M-format frame-level and video-level shards (train,
 validate, test), trains a gated NetVLAD model with train.py, evaluates it
 with eval.py and writes a Kaggle submission with inference.py, exactly as a
-user would run the three scripts, then prints where everything went. The
+user would run the three scripts, then prints where everything went: the
+outputs, eval.py's per-class report and the TensorBoard command. The
 model trains without batch norm, and the demo says why (``batch_norm_note``).
 
 ``--segments``: the 2019 (segment-level) workflow instead. Segment-rated
@@ -137,16 +138,27 @@ def segment_demo(out_dir: str, max_steps: int) -> int:
 
     print("\nDone.")
     print(f"  data:        {data_dir}")
-    print(f"  checkpoints: {train_dir}  (TensorBoard: tensorboard --logdir={train_dir})")
+    print(f"  checkpoints: {train_dir}")
     print(f"  whitelist:   {whitelist}")
     print(f"  submission:  {outputs['test']}")
     print(f"  validate:    {outputs['validate']}")
+    _print_where_to_look(train_dir, max_steps)
     print(f"\nExpected: eval.py's SegEval GAP (its epoch/eval line above) between "
           f"{EXPECTED_SEGMENT_GAP[0]:.2f} and {EXPECTED_SEGMENT_GAP[1]:.2f}, and "
           f"segment_eval_inference.py's mAP@{SEGMENT_MAX_PRED} between "
           f"{EXPECTED_SEGMENT_MAP[0]:.2f} and {EXPECTED_SEGMENT_MAP[1]:.2f}, this project's "
           "measurement for this demo.")
     return 0
+
+
+def _print_where_to_look(train_dir: str, step: int) -> None:
+    """Points at eval.py's per-class report and at TensorBoard."""
+    from youtube8m_willow.eval_report import report_path
+
+    print(f"  per class:   {report_path(train_dir, step)}  (AP, positives, top-20 "
+          "predictions of each class)")
+    print(f"  TensorBoard: tensorboard --logdir={train_dir}  (scalars, the per-class AP "
+          "histogram, the precision-recall curve)")
 
 
 def main(argv=None) -> int:
@@ -182,9 +194,10 @@ def video_demo(out_dir: str, max_steps: int) -> int:
 
     print("\nDone.")
     print(f"  data:        {data_dir}")
-    print(f"  checkpoints: {train_dir}  (TensorBoard: tensorboard --logdir={train_dir})")
+    print(f"  checkpoints: {train_dir}")
     print(f"  export:      {os.path.join(train_dir, 'export')}")
     print(f"  submission:  {submission}")
+    _print_where_to_look(train_dir, max_steps)
     print(f"\nExpected: eval.py's GAP (its epoch/eval line above) between {EXPECTED_GAP[0]:.2f} "
           f"and {EXPECTED_GAP[1]:.2f}, this project's measurement for this demo; the synthetic "
           "labels are noisy and their classes overlap, so a perfect score is out of reach.")
