@@ -7,8 +7,8 @@ The model is resolved exactly as inference.py resolves it (the train_dir's
 model_flags.json, then the model flags; the class count and graph variant
 from the checkpoint), restored, and its ``tf1_weights()`` written with the
 config, so ``youtube8m_willow.portable.load_model`` rebuilds it on any
-Keras backend. Optimizer slots are left out. ``-h`` / ``--help`` list its
-own flags with their defaults, ``--helpfull`` the model flags too.
+Keras backend. Optimizer slots are left out. ``-h`` (as ``--help``) lists
+its flags with their defaults.
 """
 
 from __future__ import annotations
