@@ -69,7 +69,17 @@ def test_segment_demo(tmp_path):
     assert chatter(result.stderr) == []
 
 
-def test_make_demo_segments_runs_the_segment_demo():
-    recipe = subprocess.run(["make", "-n", "demo-segments", "DEMO_DIR=x"], cwd=REPO,
-                            capture_output=True, text=True).stdout
-    assert "-m youtube8m_willow.demo --segments --out_dir=x" in recipe
+def _recipe(*args: str) -> str:
+    return subprocess.run(["make", "-n", *args], cwd=REPO, capture_output=True, text=True).stdout
+
+
+def test_make_demo_segments_runs_the_segment_demo_in_its_own_folder():
+    """The two demos write to different folders, so the segment demo never
+    replaces `make demo`'s data or train_dir nor leaves its submission
+    beside its own outputs."""
+    assert "-m youtube8m_willow.demo --out_dir=demo_output\n" in _recipe("demo")
+    assert ("-m youtube8m_willow.demo --segments --out_dir=demo_segments_output\n"
+            in _recipe("demo-segments"))
+    assert ("-m youtube8m_willow.demo --segments --out_dir=x\n"
+            in _recipe("demo-segments", "DEMO_SEGMENTS_DIR=x", "DEMO_DIR=y"))
+    assert "rm -rf .venv demo_output demo_segments_output" in _recipe("clean")

@@ -10,9 +10,10 @@ for Python (the package is already in ``sys.modules``).
 
 The rooms, lowest first (a module may import its own room and those below):
 
-1. ``errors``, ``config``, ``atomic``: the vocabulary every room speaks
-   (user errors, the typed model flags, atomic file writes); they import
-   nothing else of the package.
+1. ``errors``, ``config``, ``atomic``, ``startup``: the vocabulary every
+   room speaks (user errors, the typed model flags, atomic file writes, the
+   quiet start of an entry point: a ``python -m`` tool of any room calls it
+   before TensorFlow is imported); they import nothing else of the package.
 2. ``legacy``: the original checkpoints' variable names and ``.meta`` graphs,
    as plain data.
 3. ``checkpoint``: the TF1 checkpoint format: find, read, write, rotate. It
@@ -56,7 +57,7 @@ PACKAGE = "youtube8m_willow"
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / PACKAGE
 
 ROOMS: list[tuple[str, ...]] = [
-    ("errors", "config", "atomic"),
+    ("errors", "config", "atomic", "startup"),
     ("legacy",),
     ("checkpoint",),
     ("layers",),

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from youtube8m_willow.data import synthetic
-from youtube8m_willow.data.synthetic import write_synthetic_dataset
+from youtube8m_willow.data.synthetic import write_synthetic_dataset, write_synthetic_splits
 
 SIZES = (24, 8)
 
@@ -139,13 +139,37 @@ def test_easy_structure_is_learnable_and_shared_across_prefixes(tmp_path):
     assert frequencies[:5].sum() > 2 * frequencies[-5:].sum()  # skewed class frequencies
 
 
-def test_command_line(tmp_path, capsys):
-    synthetic.main(["--out_dir", str(tmp_path), "--num_videos", "4", "--num_classes", "6",
-                    "--num_shards", "2", "--max_frames", "3", "--min_frames", "1", "--skip_video_level"])
+def test_command_line_writes_every_split(tmp_path, capsys):
+    synthetic.main(["--out_dir", str(tmp_path), "--num_videos", "4", "--num_eval_videos", "3",
+                    "--num_classes", "6", "--num_shards", "2", "--max_frames", "3",
+                    "--min_frames", "1", "--skip_video_level"])
     names = sorted(p.name for p in (tmp_path / "frame").iterdir())
-    assert names == ["train0000.tfrecord", "train0001.tfrecord"]
+    assert names == [f"{split}000{i}.tfrecord" for split in ("test", "train", "validate")
+                     for i in (0, 1)]
     assert not Path(tmp_path / "video").exists()
-    assert "frame:" in capsys.readouterr().out
+    records = {split: _records(str(tmp_path / "frame" / f"{split}*.tfrecord"),
+                               tf.train.SequenceExample) for split in synthetic.SPLITS}
+    assert {split: len(found) for split, found in records.items()} == {
+        "train": 4, "validate": 3, "test": 3}
+    labels = {split: [len(r.context.feature["labels"].int64_list.value) for r in found]
+              for split, found in records.items()}
+    assert min(labels["train"] + labels["validate"]) >= 1 and set(labels["test"]) == {0}
+    assert capsys.readouterr().out.splitlines()[0] == (
+        f"train frame: {tmp_path / 'frame' / 'train'}*.tfrecord")
+
+
+def test_the_splits_are_the_draws_of_their_prefix(tmp_path):
+    """write_synthetic_splits writes what write_synthetic_dataset writes for
+    each split's prefix (the demo's data, among others, depend on it)."""
+    options = dict(num_classes=5, max_frames=3, min_frames=1, seed=4, video_level=False)
+    write_synthetic_splits(str(tmp_path / "all"), num_videos=4, num_eval_videos=2,
+                           num_shards=2, num_eval_shards=1, **options)
+    for split, videos, shards in (("train", 4, 2), ("validate", 2, 1), ("test", 2, 1)):
+        write_synthetic_dataset(str(tmp_path / split), num_videos=videos, num_shards=shards,
+                                prefix=split, with_labels=split != "test", **options)
+        for shard in range(shards):
+            name = f"frame/{split}000{shard}.tfrecord"
+            assert (tmp_path / "all" / name).read_bytes() == (tmp_path / split / name).read_bytes()
 
 
 def test_rejects_bad_arguments(tmp_path):

@@ -28,15 +28,18 @@ def run_training(config: TrainConfig, model_config: ModelConfig,
     ``free_model_fields`` may still be read off the checkpoint being
     continued or the records (the class count of a new run)."""
     from youtube8m_willow.training import distribute
+    from youtube8m_willow.training.train_dir import removed_if_left_empty
     from youtube8m_willow.training.trainer import prepare_train_dir, resolved_model_config, train
 
     model_config = resolved_model_config(
         "" if config.start_new_model else config.train_dir, config.train_data_pattern,
         model_config, free_model_fields, skip_bad_records=config.skip_bad_records)
     strategy = distribute.select_strategy()  # first: it sets up the collective ops
-    if distribute.strategy_is_chief(strategy):  # the other workers write nothing
-        prepare_train_dir(config)  # start_new_model clears it once, here
-    return train(dataclasses.replace(config, start_new_model=False), model_config, strategy)
+    chief = distribute.strategy_is_chief(strategy)  # the other workers write nothing
+    with removed_if_left_empty(config.train_dir, enabled=chief):
+        if chief:
+            prepare_train_dir(config)  # start_new_model clears it once, here
+        return train(dataclasses.replace(config, start_new_model=False), model_config, strategy)
 
 
 def run_eval(config: EvalConfig, given: GivenFlags) -> list[dict]:

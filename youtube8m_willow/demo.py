@@ -24,14 +24,17 @@ import sys
 import time
 from pathlib import Path
 
-from youtube8m_willow.cli import import_tensorflow_quietly, prepare_environment
+from youtube8m_willow.startup import HelpFormatter, start_tool
 
 REPO = Path(__file__).resolve().parents[1]
+
+NUM_CLASSES = 40  # of both demos' synthetic data
 
 MODEL_FLAGS = [
     "--model=NetVLADModelLF", "--frame_features=True", "--feature_names=rgb,audio",
     "--feature_sizes=1024,128", "--netvlad_cluster_size=16", "--netvlad_hidden_size=256",
-    "--iterations=30", "--gating=True", "--netvlad_add_batch_norm=False", "--num_classes=40",
+    "--iterations=30", "--gating=True", "--netvlad_add_batch_norm=False",
+    f"--num_classes={NUM_CLASSES}",
 ]
 # Why the demo turns batch norm off, printed before it trains (format with
 # the demo's steps). Measured by this project: with batch norm on, the
@@ -57,7 +60,7 @@ def batch_norm_note(steps: int) -> str:
 EXPECTED_GAP = (0.78, 0.88)
 
 
-SEGMENT_CLASSES = 40
+SEGMENT_CLASSES = NUM_CLASSES
 SEGMENT_MAX_PRED = 200  # per class: above the most positive rated segments of any class
 SEGMENT_MODEL_FLAGS = [
     "--model=FrameLevelLogisticModel", "--frame_features=True", "--feature_names=rgb,audio",
@@ -81,33 +84,23 @@ def _run(script: str, *args: str) -> None:
 
 
 def make_data(out_dir: str, seed: int = 0) -> dict[str, str]:
-    from youtube8m_willow.data.synthetic import write_synthetic_dataset
-
-    common = dict(num_classes=40, max_frames=60, min_frames=5, seed=seed, video_level=True)
-    return {
-        "train": write_synthetic_dataset(out_dir, num_videos=1600, num_shards=4, prefix="train",
-                                         **common)["frame"],
-        "validate": write_synthetic_dataset(out_dir, num_videos=400, num_shards=2,
-                                            prefix="validate", **common)["frame"],
-        "test": write_synthetic_dataset(out_dir, num_videos=400, num_shards=2, prefix="test",
-                                        with_labels=False, **common)["frame"],
-    }
+    """Frame-level (and video-level) records: labeled train and validate, unlabeled test;
+    returns each split's frame-level pattern."""
+    return _frame_patterns(out_dir, num_videos=1600, seed=seed, video_level=True)
 
 
 def make_segment_data(out_dir: str, seed: int = 0) -> dict[str, str]:
     """Frame-level 2019 records: rated train and validate, unrated test."""
-    from youtube8m_willow.data.synthetic import write_synthetic_dataset
+    return _frame_patterns(out_dir, num_videos=2000, seed=seed, video_level=False, segments=True)
 
-    common = dict(num_classes=SEGMENT_CLASSES, max_frames=60, min_frames=5, seed=seed,
-                  video_level=False, segments=True)
-    return {
-        "train": write_synthetic_dataset(out_dir, num_videos=2000, num_shards=4, prefix="train",
-                                         **common)["frame"],
-        "validate": write_synthetic_dataset(out_dir, num_videos=400, num_shards=2,
-                                            prefix="validate", **common)["frame"],
-        "test": write_synthetic_dataset(out_dir, num_videos=400, num_shards=2, prefix="test",
-                                        with_labels=False, **common)["frame"],
-    }
+
+def _frame_patterns(out_dir: str, **options) -> dict[str, str]:
+    from youtube8m_willow.data.synthetic import write_synthetic_splits
+
+    splits = write_synthetic_splits(out_dir, num_eval_videos=400, num_shards=4, num_eval_shards=2,
+                                    num_classes=NUM_CLASSES, max_frames=60, min_frames=5,
+                                    **options)
+    return {split: patterns["frame"] for split, patterns in splits.items()}
 
 
 def _write_whitelist(path: str) -> None:
@@ -159,19 +152,25 @@ def _print_where_to_look(train_dir: str, step: int) -> None:
           "predictions of each class)")
     print(f"  TensorBoard: tensorboard --logdir={train_dir}  (scalars, the per-class AP "
           "histogram, the precision-recall curve)")
+# Each workflow's default folder: neither demo replaces the other's data,
+# train_dir or outputs.
+OUT_DIRS = {"video": "demo_output", "segments": "demo_segments_output"}
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out_dir", default="demo_output")
+    parser = argparse.ArgumentParser(prog="python -m youtube8m_willow.demo",
+                                     description=__doc__.splitlines()[0],
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--out_dir", default=None,
+                        help=f"folder for the data, train_dir and outputs (default: "
+                             f"{OUT_DIRS['video']}; with --segments: {OUT_DIRS['segments']})")
     parser.add_argument("--max_steps", type=int, default=None,
-                        help="training steps (default: 300; with --segments, 1000)")
+                        help="training steps (default: 300; with --segments: 1000)")
     parser.add_argument("--segments", action="store_true",
                         help="the segment-level (2019) workflow")
     args = parser.parse_args(argv)
-    prepare_environment()  # as the scripts it runs
-    import_tensorflow_quietly()  # before the data generator imports it
-    out_dir = os.path.abspath(args.out_dir)
+    start_tool()  # as the scripts it runs; before the data generator imports TensorFlow
+    out_dir = os.path.abspath(args.out_dir or OUT_DIRS["segments" if args.segments else "video"])
     if args.segments:
         return segment_demo(out_dir, args.max_steps or 1000)
     return video_demo(out_dir, args.max_steps or 300)

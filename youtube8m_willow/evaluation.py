@@ -103,7 +103,7 @@ def evaluate_checkpoint(predictor: Predictor, path: str, config: EvalConfig) -> 
                   class_positives=positives, class_in_top_k=in_top_k, pr_counts=pr_counts)
     if segments:  # the later starter's line: MAP over the classes with positives
         log.info("epoch/eval number %d | Avg_Hit@1: %.3f | Avg_PERR: %.3f | MAP: %.3f | "
-                 "GAP: %.3f | Avg_Loss: %f | num_classes: %d", step, result["avg_hit_at_one"],
+                 "GAP: %.4f | Avg_Loss: %f | num_classes: %d", step, result["avg_hit_at_one"],
                  result["avg_perr"], result["map_positive_classes"], result["gap"],
                  result["avg_loss"], result["num_positive_classes"])
     else:
@@ -175,12 +175,22 @@ def evaluate(config: EvalConfig, model_config: ModelConfig, max_evaluations: int
     saying once per wait that it waits. A checkpoint the trainer's rotation
     deletes before it is read is skipped with a warning. Summaries and the
     per-class reports (class names from ``vocabulary``) go into the
-    train_dir itself, where the original wrote its summaries."""
+    train_dir itself, where the original wrote its summaries (no event file
+    when none is written: see ``summaries.event_writer``)."""
     predictor = Predictor(model_config, config.free_model_fields)
-    writer = tf.summary.create_file_writer(config.train_dir)
-    if config.run_once or config.check_point >= 0:
-        path = checkpoint.checkpoint_path(config.train_dir, config.check_point)
-        return [_evaluate_and_summarize(predictor, path, config, writer, vocabulary)]
+    with summaries.event_writer(config.train_dir) as writer:
+        if config.run_once or config.check_point >= 0:
+            path = checkpoint.checkpoint_path(config.train_dir, config.check_point)
+            return [_evaluate_and_summarize(predictor, path, config, writer, vocabulary)]
+        return _evaluate_new_checkpoints(predictor, config, writer, max_evaluations,
+                                         vocabulary)
+
+
+def _evaluate_new_checkpoints(predictor: Predictor, config: EvalConfig, writer,
+                              max_evaluations: int | None,
+                              vocabulary: dict[int, str] | None) -> list[dict]:
+    """Polls train_dir and evaluates each new checkpoint once (at most
+    ``max_evaluations``; None: until stopped)."""
     results, last_step, said_waiting = [], None, False
     while max_evaluations is None or len(results) < max_evaluations:
         path = wait_for_checkpoint(config.train_dir, config.poll_secs)

@@ -112,7 +112,7 @@ def framing_checked(path: tf.Tensor, size: tf.Tensor, frame_features: bool, skip
         else:
             check = assert_no(damaged, lambda: error_message(
                 path, " (record ", index, "): damaged or truncated TFRecord data at byte ", consumed,
-                " of ", size, "; the file is corrupt (copy it again, or set skip_bad_records to "
+                " of ", size, "; the file is corrupt (copy it again, or pass --skip_bad_records to "
                 "skip the rest of the file)"))
         count = tf.size(records, out_type=tf.int64)
         advance = 1 - tf.cast(is_end, tf.int64)  # the end marker is not a record

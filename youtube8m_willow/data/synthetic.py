@@ -45,11 +45,19 @@ Determinism: `seed` fixes the class prototypes and frequencies (the "world");
 not videos. Test shards (`with_labels=False`) keep the `labels` key with an
 empty list (readers treat a missing key the same way).
 
-Command line:
+`write_synthetic_splits` writes a whole dataset: train, validate and test
+draws of one world, the test split without labels (as the real test split).
+
+Command line (every split; ``--prefix=NAME`` writes that one alone):
     python -m youtube8m_willow.data.synthetic --out_dir=/tmp/yt8m --num_videos=2000 [--segments]
 """
 
 from __future__ import annotations
+
+if __name__ == "__main__":  # python -m: quiet TensorFlow's start-up before it is imported below
+    from youtube8m_willow.startup import start_tool
+
+    start_tool()
 
 import argparse
 import dataclasses
@@ -61,6 +69,7 @@ import numpy as np
 import tensorflow as tf
 
 from youtube8m_willow.data.segments import SEGMENT_FRAMES
+from youtube8m_willow.startup import HelpFormatter
 
 # The original's quantization range and its dequantization affine map.
 _QUANT_SCALE = 4.0 / 255.0
@@ -475,6 +484,31 @@ def write_synthetic_dataset(out_dir: str, *, num_videos: int, num_classes: int =
     return {kind: os.path.join(out_dir, kind, f"{prefix}*.tfrecord") for kind in kinds}
 
 
+SPLITS = ("train", "validate", "test")  # the test split is written without labels
+
+
+def write_synthetic_splits(out_dir: str, *, num_videos: int, num_eval_videos: int,
+                           num_shards: int = 2, num_eval_shards: int | None = None,
+                           **options) -> dict[str, dict[str, str]]:
+    """Writes a whole dataset: ``num_videos`` train videos, and
+    ``num_eval_videos`` validate and as many test videos (the test split
+    without labels, as the real one), independent draws of one world.
+    ``num_eval_shards`` (default: ``num_shards``) shards the validate and
+    test splits; ``options`` are `write_synthetic_dataset`'s (not
+    ``prefix`` or ``with_labels``, which the split sets).
+
+    Returns:
+        ``{split: {"frame": pattern, "video": pattern}}`` for each of `SPLITS`.
+    """
+    eval_shards = num_shards if num_eval_shards is None else num_eval_shards
+    sizes = {"train": (num_videos, num_shards), "validate": (num_eval_videos, eval_shards),
+             "test": (num_eval_videos, eval_shards)}
+    return {split: write_synthetic_dataset(out_dir, num_videos=videos, num_shards=shards,
+                                           prefix=split, with_labels=split != "test",
+                                           **options)
+            for split, (videos, shards) in sizes.items()}
+
+
 def _open_shards(out_dir: str, kind: str, prefix: str, num_shards: int) -> list[tf.io.TFRecordWriter]:
     os.makedirs(os.path.join(out_dir, kind), exist_ok=True)
     return [tf.io.TFRecordWriter(os.path.join(out_dir, kind, f"{prefix}{i:04d}.tfrecord"))
@@ -529,35 +563,60 @@ def _check_args(num_videos: int, num_classes: int, num_shards: int, min_frames: 
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Write synthetic YouTube-8M-format shards.")
-    parser.add_argument("--out_dir", required=True)
-    parser.add_argument("--num_videos", type=int, required=True)
-    parser.add_argument("--num_classes", type=int, default=100)
-    parser.add_argument("--num_shards", type=int, default=2)
-    parser.add_argument("--id_key", default="id", choices=("id", "video_id"))
-    parser.add_argument("--max_frames", type=int, default=300)
-    parser.add_argument("--min_frames", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--prefix", default="train")
-    parser.add_argument("--difficulty", default="realistic", choices=sorted(DIFFICULTIES))
-    parser.add_argument("--no_labels", action="store_true", help="write test shards (empty label lists)")
+    parser = argparse.ArgumentParser(
+        prog="python -m youtube8m_willow.data.synthetic", formatter_class=HelpFormatter,
+        description="Write synthetic YouTube-8M-format shards: the train, validate and test "
+                    "splits (test without labels), frame-level under OUT_DIR/frame and "
+                    "video-level under OUT_DIR/video.")
+    parser.add_argument("--out_dir", required=True, help="folder to write the shards into")
+    parser.add_argument("--num_videos", type=int, default=1000,
+                        help="videos of the train split (or of the --prefix split)")
+    parser.add_argument("--num_eval_videos", type=int, default=250,
+                        help="videos of the validate split and of the test split, each")
+    parser.add_argument("--num_classes", type=int, default=100, help="classes of the world")
+    parser.add_argument("--num_shards", type=int, default=2, help="files per split and kind")
+    parser.add_argument("--id_key", default="id", choices=("id", "video_id"),
+                        help="the video id's key: id (2018+) or video_id (2017)")
+    parser.add_argument("--max_frames", type=int, default=300, help="most frames of a video")
+    parser.add_argument("--min_frames", type=int, default=10, help="fewest frames of a video")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="the world: class prototypes and frequencies")
+    parser.add_argument("--prefix", default=None,
+                        help="write one split of this name only (e.g. train) instead of all "
+                             f"of {', '.join(SPLITS)}")
+    parser.add_argument("--difficulty", default="realistic", choices=sorted(DIFFICULTIES),
+                        help="realistic: noisy labels, confusable classes; easy: separable")
+    parser.add_argument("--no_labels", action="store_true",
+                        help="with --prefix: write test shards (empty label lists)")
     parser.add_argument("--segments", action="store_true",
                         help="segment-level content; rated segments in labeled frame-level records")
-    parser.add_argument("--skip_frame_level", action="store_true")
-    parser.add_argument("--skip_video_level", action="store_true")
-    return parser.parse_args(argv)
+    parser.add_argument("--skip_frame_level", action="store_true",
+                        help="write no frame-level shards")
+    parser.add_argument("--skip_video_level", action="store_true",
+                        help="write no video-level shards")
+    args = parser.parse_args(argv)
+    if args.no_labels and args.prefix is None:
+        parser.error("--no_labels needs --prefix (without it, the test split has no labels)")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parse_args(argv)
-    patterns = write_synthetic_dataset(
-        args.out_dir, num_videos=args.num_videos, num_classes=args.num_classes,
-        num_shards=args.num_shards, frame_level=not args.skip_frame_level,
-        video_level=not args.skip_video_level, with_labels=not args.no_labels,
-        id_key=args.id_key, max_frames=args.max_frames, min_frames=args.min_frames,
-        seed=args.seed, prefix=args.prefix, difficulty=args.difficulty, segments=args.segments)
-    for kind, pattern in patterns.items():
-        print(f"{kind}: {pattern}")
+    options = dict(num_classes=args.num_classes, num_shards=args.num_shards,
+                   frame_level=not args.skip_frame_level,
+                   video_level=not args.skip_video_level, id_key=args.id_key,
+                   max_frames=args.max_frames, min_frames=args.min_frames, seed=args.seed,
+                   difficulty=args.difficulty, segments=args.segments)
+    if args.prefix is None:
+        splits = write_synthetic_splits(args.out_dir, num_videos=args.num_videos,
+                                        num_eval_videos=args.num_eval_videos, **options)
+    else:
+        splits = {args.prefix: write_synthetic_dataset(
+            args.out_dir, num_videos=args.num_videos, with_labels=not args.no_labels,
+            prefix=args.prefix, **options)}
+    for split, patterns in splits.items():
+        for kind, pattern in patterns.items():
+            print(f"{split} {kind}: {pattern}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,24 @@ from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.layers.core import collect_tf1_weights, l2_normalize
 
 
+def model_inputs(inputs) -> dict:
+    """A model's input dict from any of the forms a caller may pass: the
+    dict itself; a ``(video_matrix, num_frames)`` pair (tuple or list); or
+    ``video_matrix`` alone, every frame valid (``num_frames`` = T of a
+    ``[B, T, D]`` frame-level batch, 1 for a ``[B, D]`` video-level one)."""
+    if isinstance(inputs, dict):
+        return inputs
+    if isinstance(inputs, (tuple, list)):
+        if len(inputs) != 2:
+            raise ValueError("a model takes a dict, (video_matrix, num_frames) or video_matrix; "
+                             f"got a sequence of {len(inputs)}")
+        return {"video_matrix": inputs[0], "num_frames": inputs[1]}
+    # Counted from the batch itself: the batch and time dimensions may be unknown when traced.
+    valid = ops.ones_like(inputs[..., 0], dtype="int32")
+    return {"video_matrix": inputs,
+            "num_frames": ops.sum(valid, axis=1) if len(inputs.shape) == 3 else valid}
+
+
 class VideoModel(keras.Model):
     """Maps a batch of raw (dequantized) features to class probabilities.
 
@@ -18,7 +36,9 @@ class VideoModel(keras.Model):
     ``[B, T, D]`` frame-level) and ``num_frames`` (``[B]`` int32), and
     optionally ``sampling_seed`` (int ``[2]``: random frame sampling becomes a
     function of it, which training sets per step so that a resumed run
-    samples what the uninterrupted one did). The model
+    samples what the uninterrupted one did); or, on any backend, the pair
+    ``(video_matrix, num_frames)``; or ``video_matrix`` alone, every frame
+    valid (see ``model_inputs``). The model
     L2-normalizes the features along the last axis first, as the original
     train/eval/inference graphs did, so every caller (training, evaluation,
     inference, the exported SavedModel) computes the same thing.
@@ -32,6 +52,7 @@ class VideoModel(keras.Model):
         self.config = config
 
     def call(self, inputs, training=False):
+        inputs = model_inputs(inputs)
         features = l2_normalize(ops.cast(inputs["video_matrix"], "float32"), axis=-1)
         num_frames = ops.cast(inputs["num_frames"], "int32")
         return self.predict_probabilities(features, num_frames, training=training,

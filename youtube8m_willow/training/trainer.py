@@ -3,8 +3,9 @@
 `train` runs a ``training.run.Trainer`` step after step (``training.replica_step``)
 over its planned input (``training.input_planning``) until --max_steps, the
 end of --num_epochs, a signal or a non-finite loss. Checkpoints are written
-every ``save_checkpoint_secs``, at every export, on SIGTERM/SIGINT and when
-training ends however it ends (the original lost its final model when it
+every ``save_checkpoint_secs`` and at every export; when training ends
+however it ends but a non-finite loss (SIGTERM/SIGINT too), its last step
+is checkpointed and exported (the original lost its final model when it
 stopped on num_epochs). With several workers a signal stops every worker at
 the same step; only the chief writes checkpoints, exports and summaries.
 
@@ -30,7 +31,7 @@ from youtube8m_willow.errors import DataError, NonFiniteLossError
 from youtube8m_willow.progress import ProgressBar
 from youtube8m_willow.training import distribute
 from youtube8m_willow.training.replica_step import TOP_K, replica_sampling_seed
-from youtube8m_willow.training.run import Trainer
+from youtube8m_willow.training.run import Trainer, precision_and_xla
 from youtube8m_willow.training.train_config import PRECISIONS, TrainConfig
 from youtube8m_willow.training.train_dir import (model_config_for_checkpoint_names,
                                                  prepare_train_dir, resolved_model_config,
@@ -66,9 +67,10 @@ class TrainResult:
 
 class _StopRequest:
     """Turns the first SIGTERM/SIGINT into a flag checked between steps (the
-    loop then checkpoints and stops); a second one stops the process at once
-    (the signal's default action: checkpoints are written atomically, so the
-    last complete one stays the latest)."""
+    loop then checkpoints, exports and stops); a second one stops the
+    process at once, during that checkpoint and export too (the signal's
+    default action: checkpoints and exports are written atomically, so the
+    last complete checkpoint stays the latest)."""
 
     def __init__(self):
         self.signal_name = None
@@ -101,6 +103,7 @@ def train(config: TrainConfig, model_config: ModelConfig,
     if distribute.strategy_is_chief(strategy):
         prepare_train_dir(config)
     trainer = Trainer(config, model_config, strategy)
+    log.info("%s", precision_and_xla(trainer))
     restored = trainer.restore_latest()
     _log_plan(trainer, restored)
     done = _done_before_training(trainer, restored)
@@ -109,22 +112,23 @@ def train(config: TrainConfig, model_config: ModelConfig,
     first_step = trainer.global_step
     resumed_mid_input = any(p != InputPosition() for p in trainer.input_positions)
     dataset = trainer.make_dataset()
-    progress = _run_steps(trainer, dataset)
-    trainer.report_skipped(dataset)
-    if progress.stopped_by == "nan":
-        path = checkpoint.latest_checkpoint(config.train_dir) if trainer.is_chief else None
-        raise NonFiniteLossError(
-            f"loss became NaN or Inf at global step {trainer.global_step + 1}; "
-            f"last good checkpoint: {path or 'none'}")
-    if trainer.global_step == first_step:
-        if not resumed_mid_input:
-            raise DataError(f"no records to train on in --train_data_pattern "
-                            f"'{config.train_data_pattern}' (empty files?)")
-        # A resumed input with nothing left: its passes were done.
-        log.info("the input's --num_epochs=%d passes are done (global step %d)",
-                 trainer.num_epochs, first_step)
-        return TrainResult(first_step, float("nan"), restored or "", "end_of_data")
-    return _finish(trainer, progress)
+    with _StopRequest() as stop:  # until the last checkpoint and export are written
+        progress = _run_steps(trainer, dataset, stop)
+        trainer.report_skipped(dataset)
+        if progress.stopped_by == "nan":
+            path = checkpoint.latest_checkpoint(config.train_dir) if trainer.is_chief else None
+            raise NonFiniteLossError(
+                f"loss became NaN or Inf at global step {trainer.global_step + 1}; "
+                f"last good checkpoint: {path or 'none'}")
+        if trainer.global_step == first_step:
+            if not resumed_mid_input:
+                raise DataError(f"no records to train on in --train_data_pattern "
+                                f"'{config.train_data_pattern}' (empty files?)")
+            # A resumed input with nothing left: its passes were done.
+            log.info("the input's --num_epochs=%d passes are done (global step %d)",
+                     trainer.num_epochs, first_step)
+            return TrainResult(first_step, float("nan"), restored or "", "end_of_data")
+        return _finish(trainer, progress)
 
 
 @dataclasses.dataclass
@@ -157,17 +161,17 @@ def _done_before_training(trainer: Trainer, restored: str | None) -> TrainResult
     return None
 
 
-def _run_steps(trainer: Trainer, dataset) -> _Progress:
+def _run_steps(trainer: Trainer, dataset, stop: _StopRequest) -> _Progress:
     """Steps over ``dataset`` (reported, summarized, checkpointed and exported
-    on schedule) until it ends, --max_steps, a signal or a non-finite loss."""
+    on schedule) until it ends, --max_steps, a ``stop`` request or a
+    non-finite loss."""
     config = trainer.config
-    writer = (tf.summary.create_file_writer(config.train_dir) if trainer.is_chief
-              else tf.summary.create_noop_writer())
     progress = _Progress()
     bar = ProgressBar("step", total=config.max_steps, completed=trainer.global_step,
                       examples_per_unit=config.batch_size)
     lines = _StepLines(bar, config.regularization_penalty)
-    with _StopRequest() as stop, writer.as_default(), bar:
+    with summaries.event_writer(config.train_dir, trainer.is_chief) as writer, \
+            writer.as_default(), bar:
         for batch in dataset:
             start = time.monotonic()
             learning_rate = trainer.learning_rate()
@@ -189,7 +193,7 @@ def _run_steps(trainer: Trainer, dataset) -> _Progress:
             step = trainer.global_step
             # Workers stop together: on the stop flag all-reduced by the step.
             if metrics["stop"] if trainer.distributed else stop.signal_name:
-                log.info("received %s: checkpointing at global step %d",
+                log.info("received %s: checkpointing and exporting at global step %d",
                          stop.signal_name or "a stop request from another worker", step)
                 progress.stopped_by = "signal"
                 break
@@ -197,7 +201,6 @@ def _run_steps(trainer: Trainer, dataset) -> _Progress:
                 progress.stopped_by = "max_steps"
                 break
     lines.log_last()
-    writer.flush()
     return progress
 
 
@@ -220,11 +223,11 @@ def _save_on_schedule(trainer: Trainer, progress: _Progress) -> bool:
 
 
 def _finish(trainer: Trainer, progress: _Progress) -> TrainResult:
-    """Checkpoints (and, unless stopped by a signal, exports) the last step
-    if that was not done at it."""
+    """Checkpoints, then exports, the last step if that was not done at it
+    (stopped by a signal too: a stopped run can be served as it stands)."""
     step = trainer.global_step
     path = trainer.save() if progress.saved_step != step else trainer.last_checkpoint
-    if progress.stopped_by != "signal" and progress.exported_step != step:
+    if progress.exported_step != step:
         trainer.export()
     log.info("training stopped (%s) at global step %d; checkpoint %s", progress.stopped_by,
              step, path or "written by the chief")
