@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pty
 import re
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import pytest
@@ -225,3 +229,28 @@ def screen_lines(output: str) -> list[str]:
     while lines and not lines[-1].strip():
         lines.pop()
     return [line.rstrip() for line in lines]
+
+
+def run_in_a_terminal(command: list[str], rows: int = 40, columns: int = 200) -> tuple[int, str]:
+    """Runs ``command`` with its stdout and stderr on a pseudo-terminal of
+    ``rows`` x ``columns``; returns its exit code and everything it wrote."""
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    from youtube8m_willow.progress import PROGRESS_ENV
+
+    env = user_env(TERM="xterm")
+    env.pop(PROGRESS_ENV, None)  # the terminal decides
+    process = subprocess.Popen(command, stdin=terminal, stdout=terminal, stderr=terminal,
+                               cwd=REPO, env=env)
+    os.close(terminal)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(controller, 1 << 16)
+        except OSError:  # the terminal closed: the process is done
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(controller)
+    return process.wait(timeout=60), b"".join(chunks).decode("utf-8", "replace")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 
-from conftest import REPO, chatter, read_submission, user_env
+from conftest import REPO, chatter, read_submission, run_in_a_terminal, screen_lines, user_env
 from youtube8m_willow.demo import EXPECTED_GAP, batch_norm_note
 
 
@@ -15,6 +15,8 @@ def test_make_demo(tmp_path):
                             text=True, timeout=1200, env=user_env())
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"submission:  {out / 'submission.csv'}" in result.stdout
+    assert re.search(r"^Done in \d+ s \(train.py \d+ s, eval.py \d+ s, inference.py \d+ s\)\.$",
+                     result.stdout, re.M)
     rows = read_submission(out / "submission.csv")
     assert len(rows) == 400 and all(len(pairs) == 20 for pairs in rows.values())
     assert (out / "train_dir" / "model.ckpt-300.index").exists()
@@ -39,17 +41,19 @@ def test_make_demo(tmp_path):
 
 
 def test_segment_demo(tmp_path):
-    """The README's segment-level demo command: files, whitelist, stated ranges."""
+    """The README's segment-level demo command, on a terminal: files,
+    whitelist, stated ranges, and all of it on one screen of 40 lines."""
     import sys
 
     from youtube8m_willow.demo import (EXPECTED_SEGMENT_GAP, EXPECTED_SEGMENT_MAP,
                                        SEGMENT_CLASSES, SEGMENT_MAX_PRED)
 
     out = tmp_path / "demo"
-    result = subprocess.run([sys.executable, "-m", "youtube8m_willow.demo", "--segments",
-                             f"--out_dir={out}"], cwd=REPO, capture_output=True, text=True,
-                            timeout=1200, env=user_env())
-    assert result.returncode == 0, result.stderr[-3000:]
+    code, output = run_in_a_terminal([sys.executable, "-m", "youtube8m_willow.demo",
+                                      "--segments", f"--out_dir={out}"])
+    shown = screen_lines(output)
+    assert code == 0, "\n".join(shown[-30:])
+    assert len(shown) <= 40, "\n".join(shown)
     whitelist = (out / "segment_label_ids.csv").read_text().split()
     assert whitelist == ["Index"] + [str(c) for c in range(SEGMENT_CLASSES)]
     for name in ("test", "validate"):
@@ -58,15 +62,19 @@ def test_segment_demo(tmp_path):
         rows = dict(line.split(",", 1) for line in lines[1:])
         assert set(rows) <= set(whitelist[1:])
         assert all(0 < len(ids.split()) <= SEGMENT_MAX_PRED for ids in rows.values())
-        assert all(re.fullmatch(rf"{name}\d{{6}}:\d+", i) for i in next(iter(rows.values())).split())
-    assert f"submission:  {out / 'test_segments.csv'}" in result.stdout
-    gap = float(re.search(r"epoch/eval number \d+ .*\| GAP: ([\d.]+)", result.stderr).group(1))
-    map_at_n = float(re.search(rf"mAP@{SEGMENT_MAX_PRED}: ([\d.]+)", result.stdout).group(1))
+        first = next(iter(rows.values())).split()
+        assert all(re.fullmatch(rf"{name}\d{{6}}:\d+", i) for i in first)
+    assert f"  submission:  {out / 'test_segments.csv'}" in shown
+    done = (r"Done in \d+ s \(train.py \d+ s, eval.py \d+ s, inference.py \d+ s, "
+            r"inference.py \d+ s, segment_eval_inference.py \d+ s\)\.")
+    assert any(re.fullmatch(done, line) for line in shown), "\n".join(shown)
+    gap = float(re.search(r"epoch/eval number \d+ .*\| GAP: ([\d.]+)", output).group(1))
+    map_at_n = float(re.search(rf"mAP@{SEGMENT_MAX_PRED}: ([\d.]+)", output).group(1))
     assert (f"between {EXPECTED_SEGMENT_GAP[0]:.2f} and {EXPECTED_SEGMENT_GAP[1]:.2f}"
-            in result.stdout)
+            in output)
     assert EXPECTED_SEGMENT_GAP[0] <= gap <= EXPECTED_SEGMENT_GAP[1], gap
     assert EXPECTED_SEGMENT_MAP[0] <= map_at_n <= EXPECTED_SEGMENT_MAP[1], map_at_n
-    assert chatter(result.stderr) == []
+    assert chatter(output) == []
 
 
 def _recipe(*args: str) -> str:

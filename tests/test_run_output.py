@@ -5,18 +5,14 @@ the demo fits on one screen; eval.py's polling says once that it waits."""
 
 from __future__ import annotations
 
-import fcntl
 import os
-import pty
 import re
-import struct
 import subprocess
 import sys
-import termios
 
 import pytest
 
-from conftest import REPO, run_script, screen_lines, user_env
+from conftest import REPO, run_in_a_terminal, run_script, screen_lines, user_env
 from youtube8m_willow.data.synthetic import write_synthetic_dataset
 from youtube8m_willow.progress import PROGRESS_ENV
 
@@ -145,36 +141,13 @@ def test_polling_says_once_that_it_waits(data, tmp_path, monkeypatch, caplog):
                        "(looking every 7s)"]
 
 
-def _run_in_a_terminal(command: list[str], rows: int = 40, columns: int = 200) -> tuple[int, str]:
-    """Runs ``command`` with its stdout and stderr on a pseudo-terminal of
-    ``rows`` x ``columns``; returns its exit code and everything it wrote."""
-    controller, terminal = pty.openpty()
-    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
-    env = user_env(TERM="xterm")
-    env.pop(PROGRESS_ENV, None)
-    process = subprocess.Popen(command, stdin=terminal, stdout=terminal, stderr=terminal,
-                               cwd=REPO, env=env)
-    os.close(terminal)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(controller, 1 << 16)
-        except OSError:  # the terminal closed: the process is done
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(controller)
-    return process.wait(timeout=60), b"".join(chunks).decode("utf-8", "replace")
-
-
 def test_the_demo_fits_on_one_screen_of_a_terminal(tmp_path):
     """`make demo` on a terminal (20 steps here; the output does not grow
     with the steps): every line it leaves fits on a screen of 40 lines, its
     scripts drew bars, and it ends by pointing at the per-class report and
     TensorBoard."""
     out = tmp_path / "demo"
-    code, output = _run_in_a_terminal([sys.executable, "-m", "youtube8m_willow.demo",
+    code, output = run_in_a_terminal([sys.executable, "-m", "youtube8m_willow.demo",
                                        f"--out_dir={out}", "--max_steps=20"])
     shown = screen_lines(output)
     assert code == 0, "\n".join(shown[-30:])
