@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from youtube8m_willow.data import synthetic
+from youtube8m_willow.data import synthetic, synthetic_records, synthetic_videos
 from youtube8m_willow.data.synthetic import write_synthetic_dataset, write_synthetic_splits
 
 SIZES = (24, 8)
@@ -87,8 +87,8 @@ def test_feature_list_bytes_match_the_proto_library():
     frames = np.random.default_rng(0).integers(0, 256, (5, 300), dtype=np.uint8)  # 2-byte varints
     reference = tf.train.FeatureList(feature=[
         tf.train.Feature(bytes_list=tf.train.BytesList(value=[row.tobytes()])) for row in frames])
-    assert synthetic._feature_list_bytes(frames) == reference.SerializeToString()
-    assert synthetic._varint(300) == bytes([0xAC, 0x02])
+    assert synthetic_records._feature_list_bytes(frames) == reference.SerializeToString()
+    assert synthetic_records._varint(300) == bytes([0xAC, 0x02])
 
 
 def test_deterministic_given_seed_and_prefix(tmp_path):
@@ -270,9 +270,9 @@ def test_label_noise_of_the_realistic_setting():
     """Written labels lose true labels and gain spurious ones at the stated rates."""
     rng = np.random.default_rng(0)
     knobs = synthetic.DIFFICULTIES["realistic"]
-    world = synthetic._make_world(0, 30, 8, knobs)
-    ranked, counts = synthetic._true_labels(rng, world, 20000, knobs)
-    written = synthetic._written_labels(rng, world, ranked, counts, knobs)
+    world = synthetic_videos.make_world(0, 30, 8, knobs)
+    ranked, counts = synthetic_videos._true_labels(rng, world, 20000, knobs)
+    written = synthetic_videos._written_labels(rng, world, ranked, counts, knobs)
     true = [set(ranked[v, :counts[v]]) for v in range(len(counts))]
     missing = sum(len(t - set(w)) for t, w in zip(true, written)) / (counts - 1).sum()
     spurious = np.mean([len(set(w) - t) for t, w in zip(true, written)])
