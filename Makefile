@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   synthetic YouTube-8M data -> train -> eval -> submission CSV
-#   make demo-segments   the same for the segment-level (2019) workflow
+#   make demo-segments   the same for the segment-level (2019) workflow, in its own folder
 #   make test   the test suite (every tier, the docstring examples included)
 #   make test-fast   the unit tier: no training runs, no scripts end to end
 PYTHON ?= python3
@@ -8,6 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo_output
+DEMO_SEGMENTS_DIR ?= demo_segments_output
 
 .PHONY: demo demo-segments test test-fast bench clean
 
@@ -22,7 +23,7 @@ demo: $(STAMP)
 	$(PY) -m youtube8m_willow.demo --out_dir=$(DEMO_DIR)
 
 demo-segments: $(STAMP)
-	$(PY) -m youtube8m_willow.demo --segments --out_dir=$(DEMO_DIR)
+	$(PY) -m youtube8m_willow.demo --segments --out_dir=$(DEMO_SEGMENTS_DIR)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist worksteal
@@ -34,4 +35,4 @@ bench: $(STAMP)
 	$(PY) bench/bench_metrics.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR)
+	rm -rf $(VENV) $(DEMO_DIR) $(DEMO_SEGMENTS_DIR)

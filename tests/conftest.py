@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pty
 import re
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import pytest
@@ -29,7 +33,7 @@ UNIT_MODULES = {"test_checkpoints", "test_ensemble", "test_segment_map", "test_v
                 "test_metrics", "test_pooling_layers", "test_recurrent", "test_resumable_input",
                 "test_synthetic", "test_tf1_optimizers", "test_training",
                 "test_segment_submission", "test_import_graph", "test_flags", "test_flag_help",
-                "test_nextvlad"}
+                "test_progress", "test_nextvlad"}
 
 
 # The modules of the longest tests, longest first. They are collected first
@@ -191,3 +195,62 @@ def run_in_process(script: str, *args: str, check: bool = True
     if check and code != 0:
         raise AssertionError(f"{script} failed ({code}):\n{result.stderr[-4000:]}")
     return result
+
+
+_TERMINAL_CODE = re.compile(r"\x1b\[(\??[0-9;]*)([A-Za-z])")
+
+
+def screen_lines(output: str) -> list[str]:
+    """The lines a terminal shows after ``output``: colours and cursor
+    hiding dropped, carriage returns, erased lines (ESC[2K) and cursor-ups
+    (ESC[nA: a transient progress bar removing itself) applied."""
+    lines, row, column = [""], 0, 0
+    position = 0
+    for match in list(_TERMINAL_CODE.finditer(output)) + [None]:
+        end = match.start() if match else len(output)
+        for char in output[position:end]:
+            if char == "\n":
+                row, column = row + 1, 0
+                lines.extend([""] * (row + 1 - len(lines)))
+            elif char == "\r":
+                column = 0
+            else:
+                line = lines[row].ljust(column)
+                lines[row] = line[:column] + char + line[column + 1:]
+                column += 1
+        if match is None:
+            break
+        position = match.end()
+        argument, command = match.groups()
+        if command == "K":
+            lines[row] = ""
+        elif command == "A":
+            row = max(0, row - int(argument or 1))
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return [line.rstrip() for line in lines]
+
+
+def run_in_a_terminal(command: list[str], rows: int = 40, columns: int = 200) -> tuple[int, str]:
+    """Runs ``command`` with its stdout and stderr on a pseudo-terminal of
+    ``rows`` x ``columns``; returns its exit code and everything it wrote."""
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    from youtube8m_willow.progress import PROGRESS_ENV
+
+    env = user_env(TERM="xterm")
+    env.pop(PROGRESS_ENV, None)  # the terminal decides
+    process = subprocess.Popen(command, stdin=terminal, stdout=terminal, stderr=terminal,
+                               cwd=REPO, env=env)
+    os.close(terminal)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(controller, 1 << 16)
+        except OSError:  # the terminal closed: the process is done
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(controller)
+    return process.wait(timeout=60), b"".join(chunks).decode("utf-8", "replace")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 
-from conftest import REPO, chatter, read_submission, user_env
+from conftest import REPO, chatter, read_submission, run_in_a_terminal, screen_lines, user_env
 from youtube8m_willow.demo import EXPECTED_GAP, batch_norm_note
 
 
@@ -15,11 +15,22 @@ def test_make_demo(tmp_path):
                             text=True, timeout=1200, env=user_env())
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"submission:  {out / 'submission.csv'}" in result.stdout
+    assert re.search(r"^Done in \d+ s \(train.py \d+ s, eval.py \d+ s, inference.py \d+ s\)\.$",
+                     result.stdout, re.M)
     rows = read_submission(out / "submission.csv")
     assert len(rows) == 400 and all(len(pairs) == 20 for pairs in rows.values())
     assert (out / "train_dir" / "model.ckpt-300.index").exists()
     assert (out / "train_dir" / "export" / "step_300" / "saved_model.pb").exists()
     gap = float(re.search(r"\| GAP: ([\d.]+)", result.stderr).group(1))
+    # Not a terminal (a pipe, as a log file): the original's line for every
+    # step, and no bar (tests/test_run_output.py runs the demo on a terminal).
+    steps = re.findall(r"training step (\d+) \| Loss: [\d.]+ Examples/sec: ", result.stderr)
+    assert [int(step) for step in steps] == list(range(1, 301))
+    assert "━" not in result.stderr
+    # It ends by pointing at the per-class report and at TensorBoard.
+    report = out / "train_dir" / "eval_per_class_step_300.csv"
+    assert f"  per class:   {report}" in result.stdout and report.exists()
+    assert f"  TensorBoard: tensorboard --logdir={out / 'train_dir'}" in result.stdout
     # The demo states the GAP to expect, and reaches it: learnable, far from perfect.
     assert f"between {EXPECTED_GAP[0]:.2f} and {EXPECTED_GAP[1]:.2f}" in result.stdout
     assert EXPECTED_GAP[0] <= gap <= EXPECTED_GAP[1], gap
@@ -30,17 +41,19 @@ def test_make_demo(tmp_path):
 
 
 def test_segment_demo(tmp_path):
-    """The README's segment-level demo command: files, whitelist, stated ranges."""
+    """The README's segment-level demo command, on a terminal: files,
+    whitelist, stated ranges, and all of it on one screen of 40 lines."""
     import sys
 
     from youtube8m_willow.demo import (EXPECTED_SEGMENT_GAP, EXPECTED_SEGMENT_MAP,
                                        SEGMENT_CLASSES, SEGMENT_MAX_PRED)
 
     out = tmp_path / "demo"
-    result = subprocess.run([sys.executable, "-m", "youtube8m_willow.demo", "--segments",
-                             f"--out_dir={out}"], cwd=REPO, capture_output=True, text=True,
-                            timeout=1200, env=user_env())
-    assert result.returncode == 0, result.stderr[-3000:]
+    code, output = run_in_a_terminal([sys.executable, "-m", "youtube8m_willow.demo",
+                                      "--segments", f"--out_dir={out}"])
+    shown = screen_lines(output)
+    assert code == 0, "\n".join(shown[-30:])
+    assert len(shown) <= 40, "\n".join(shown)
     whitelist = (out / "segment_label_ids.csv").read_text().split()
     assert whitelist == ["Index"] + [str(c) for c in range(SEGMENT_CLASSES)]
     for name in ("test", "validate"):
@@ -49,18 +62,32 @@ def test_segment_demo(tmp_path):
         rows = dict(line.split(",", 1) for line in lines[1:])
         assert set(rows) <= set(whitelist[1:])
         assert all(0 < len(ids.split()) <= SEGMENT_MAX_PRED for ids in rows.values())
-        assert all(re.fullmatch(rf"{name}\d{{6}}:\d+", i) for i in next(iter(rows.values())).split())
-    assert f"submission:  {out / 'test_segments.csv'}" in result.stdout
-    gap = float(re.search(r"epoch/eval number \d+ .*\| GAP: ([\d.]+)", result.stderr).group(1))
-    map_at_n = float(re.search(rf"mAP@{SEGMENT_MAX_PRED}: ([\d.]+)", result.stdout).group(1))
+        first = next(iter(rows.values())).split()
+        assert all(re.fullmatch(rf"{name}\d{{6}}:\d+", i) for i in first)
+    assert f"  submission:  {out / 'test_segments.csv'}" in shown
+    done = (r"Done in \d+ s \(train.py \d+ s, eval.py \d+ s, inference.py \d+ s, "
+            r"inference.py \d+ s, segment_eval_inference.py \d+ s\)\.")
+    assert any(re.fullmatch(done, line) for line in shown), "\n".join(shown)
+    gap = float(re.search(r"epoch/eval number \d+ .*\| GAP: ([\d.]+)", output).group(1))
+    map_at_n = float(re.search(rf"mAP@{SEGMENT_MAX_PRED}: ([\d.]+)", output).group(1))
     assert (f"between {EXPECTED_SEGMENT_GAP[0]:.2f} and {EXPECTED_SEGMENT_GAP[1]:.2f}"
-            in result.stdout)
+            in output)
     assert EXPECTED_SEGMENT_GAP[0] <= gap <= EXPECTED_SEGMENT_GAP[1], gap
     assert EXPECTED_SEGMENT_MAP[0] <= map_at_n <= EXPECTED_SEGMENT_MAP[1], map_at_n
-    assert chatter(result.stderr) == []
+    assert chatter(output) == []
 
 
-def test_make_demo_segments_runs_the_segment_demo():
-    recipe = subprocess.run(["make", "-n", "demo-segments", "DEMO_DIR=x"], cwd=REPO,
-                            capture_output=True, text=True).stdout
-    assert "-m youtube8m_willow.demo --segments --out_dir=x" in recipe
+def _recipe(*args: str) -> str:
+    return subprocess.run(["make", "-n", *args], cwd=REPO, capture_output=True, text=True).stdout
+
+
+def test_make_demo_segments_runs_the_segment_demo_in_its_own_folder():
+    """The two demos write to different folders, so the segment demo never
+    replaces `make demo`'s data or train_dir nor leaves its submission
+    beside its own outputs."""
+    assert "-m youtube8m_willow.demo --out_dir=demo_output\n" in _recipe("demo")
+    assert ("-m youtube8m_willow.demo --segments --out_dir=demo_segments_output\n"
+            in _recipe("demo-segments"))
+    assert ("-m youtube8m_willow.demo --segments --out_dir=x\n"
+            in _recipe("demo-segments", "DEMO_SEGMENTS_DIR=x", "DEMO_DIR=y"))
+    assert "rm -rf .venv demo_output demo_segments_output" in _recipe("clean")

@@ -10,9 +10,10 @@ for Python (the package is already in ``sys.modules``).
 
 The rooms, lowest first (a module may import its own room and those below):
 
-1. ``errors``, ``config``, ``atomic``: the vocabulary every room speaks
-   (user errors, the typed model flags, atomic file writes); they import
-   nothing else of the package.
+1. ``errors``, ``config``, ``atomic``, ``startup``: the vocabulary every
+   room speaks (user errors, the typed model flags, atomic file writes, the
+   quiet start of an entry point: a ``python -m`` tool of any room calls it
+   before TensorFlow is imported); they import nothing else of the package.
 2. ``legacy``: the original checkpoints' variable names and ``.meta`` graphs,
    as plain data.
 3. ``checkpoint``: the TF1 checkpoint format: find, read, write, rotate. It
@@ -24,13 +25,14 @@ The rooms, lowest first (a module may import its own room and those below):
 5. ``models``: the models built from layers, the registry of their original
    class names, their config inferred from a checkpoint.
 6. ``data``: the tf.data readers and the synthetic data (no model needed).
-7. ``losses``, ``metrics``, ``summaries`` and ``compat`` (the starter's
-   module names of the metrics: ``youtube8m_willow.eval_util``, ...): what a
-   run computes and reports.
+7. ``losses``, ``metrics``, ``summaries``, ``progress`` (the live bar of
+   a loop on a terminal) and ``compat`` (the starter's module names of the
+   metrics: ``youtube8m_willow.eval_util``, ...): what a run computes and
+   reports.
 8. ``training``: optimizers, their state in a checkpoint, the loop.
-9. ``evaluation``, ``prediction``, ``segments``, ``submission``,
-   ``portable``: the engines that use trained models (they may use
-   training's checkpoint restore); ``validation`` and ``train_dir_flags``:
+9. ``evaluation`` (and ``eval_report``, its per-class report),
+   ``prediction``, ``segments``, ``submission``, ``portable``: the engines
+   that use trained models (they may use training's checkpoint restore); ``validation`` and ``train_dir_flags``:
    the scripts' configs checked and resolved against a train_dir's saved
    flags (they know the models, losses and optimizers by name).
 10. ``flags``: absl flags -> the configs of every engine below;
@@ -55,16 +57,16 @@ PACKAGE = "youtube8m_willow"
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / PACKAGE
 
 ROOMS: list[tuple[str, ...]] = [
-    ("errors", "config", "atomic"),
+    ("errors", "config", "atomic", "startup"),
     ("legacy",),
     ("checkpoint",),
     ("layers",),
     ("models",),
     ("data",),
-    ("losses", "metrics", "summaries", "compat"),
+    ("losses", "metrics", "summaries", "progress", "compat"),
     ("training",),
-    ("evaluation", "prediction", "segments", "submission", "portable", "validation",
-     "train_dir_flags"),
+    ("evaluation", "eval_report", "prediction", "segments", "submission", "portable",
+     "validation", "train_dir_flags"),
     ("flags", "flag_help"),
     ("cli", "apps", "demo", "portable.convert", ""),  # "": the package's own __init__
 ]

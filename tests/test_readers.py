@@ -399,6 +399,8 @@ def test_truncated_file(tmp_path):
     Path(path).write_bytes(data[:cut])
     message = data_error(path, FRAME, r"good\.tfrecord \(record 3\): damaged or truncated")
     assert f"at byte {_record_offset(records, 3)} of {cut}" in message
+    assert message.endswith("(copy it again, or pass --skip_bad_records to skip the rest of "
+                            "the file)")
     stats = ReadStats()
     skip = ReaderConfig(("rgb", "audio"), SIZES, True, num_classes=NUM_CLASSES, skip_bad_records=True)
     assert list(read_all(path, skip, stats=stats)["video_ids"]) == [b"v0", b"v1", b"v2"]
@@ -438,22 +440,57 @@ def test_id_key_probe_reads_through_the_checks(tmp_path):
 
 
 def test_missing_feature_key(tmp_path):
+    """A record of the right kind without a feature: its own feature names,
+    and --feature_names (not --frame_features) named."""
     frames = good_frames(2)
     path = write_records(tmp_path / "noaudio.tfrecord",
                          [seq_example(frames), seq_example({"rgb": frames["rgb"]})])
-    message = data_error(path, FRAME, r"noaudio\.tfrecord \(record 1\): missing frame feature list 'audio'")
-    assert "--feature_names" in message and "--frame_features" in message
+    message = data_error(path, FRAME, r"noaudio\.tfrecord \(record 1\): missing frame feature list "
+                         r"'audio'; the record's feature lists are rgb: check --feature_names$")
+    assert "--frame_features" not in message and "SequenceExample" not in message
     vpath = write_records(tmp_path / "v.tfrecord", [video_example({"mean_rgb": [0.0] * 16})])
-    message = data_error(vpath, VIDEO, r"v\.tfrecord \(record 0\): missing feature 'mean_audio'")
-    assert "--feature_names" in message
+    message = data_error(vpath, VIDEO, r"v\.tfrecord \(record 0\): missing feature 'mean_audio'; "
+                         r"the record's features are id, labels, mean_rgb: check --feature_names$")
+    assert "--frame_features" not in message and "SequenceExample" not in message
+
+
+def test_wrong_feature_names_on_video_level_records_guess_no_frame_level_record(tmp_path):
+    path = write_records(tmp_path / "v.tfrecord",
+                         [video_example({"mean_rgb": [0.0] * 16, "mean_audio": [0.0] * 4})])
+    wrong = ReaderConfig(("mean_rgb", "audio"), SIZES, False, num_classes=NUM_CLASSES)
+    message = data_error(path, wrong, r"v\.tfrecord \(record 0\): missing feature 'audio'; the "
+                         r"record's features are id, labels, mean_audio, mean_rgb: check "
+                         r"--feature_names$")
+    assert "frame-level" not in message
 
 
 def test_wrong_kind_of_file(synth):
-    data_error(synth["video"], FRAME, r"video/train0000\.tfrecord \(record 0\): missing frame feature list .*"
-               r"--frame_features \(a video-level Example read as a frame-level SequenceExample\?\)")
+    data_error(synth["video"], FRAME, r"video/train0000\.tfrecord \(record 0\): missing frame feature "
+               r"list '(rgb|audio)'; the record is a video-level Example \(features id, labels, "
+               r"mean_audio, mean_rgb\) read as a frame-level SequenceExample: check --frame_features$")
     data_error(synth["frame"], VIDEO, r"frame/train0000\.tfrecord \(record 0\): "
-               r"missing feature 'mean_(rgb|audio)'.*"
-               r"--frame_features \(a frame-level SequenceExample read as a video-level Example\?\)")
+               r"missing feature 'mean_(rgb|audio)'; the record is a frame-level SequenceExample "
+               r"\(feature lists audio, rgb\) read as a video-level Example: check --frame_features$")
+
+
+def test_a_record_that_cannot_be_read_again_names_both_flags(tmp_path):
+    """The cause is read off the record itself; when it cannot be read (here
+    the file is gone), the message names both flags and guesses nothing."""
+    missing = str(tmp_path / "gone.tfrecord")
+    error = tf.errors.InvalidArgumentError(
+        None, None, f"Name: {missing} (record 0), Feature: mean_rgb (data type: float) is "
+                    "required but could not be found.")
+    assert str(readers.data_error_from(error)) == (
+        f"{missing} (record 0): missing feature 'mean_rgb'; check --feature_names and "
+        "--frame_features")
+
+
+def test_a_non_finite_value_names_the_flag_that_skips_it(tmp_path):
+    path = write_records(tmp_path / "nan.tfrecord", [
+        video_example({"mean_rgb": [0.0] * 16, "mean_audio": [0.0] * 4}),
+        video_example({"mean_rgb": [0.0] * 16, "mean_audio": [0.0, float("nan"), 0.0, 0.0]})])
+    data_error(path, VIDEO, r"nan\.tfrecord \(record 1\): feature mean_audio has a NaN or Inf "
+               r"value \(--skip_bad_records skips such records\)$")
 
 
 def test_wrong_feature_sizes(tmp_path):

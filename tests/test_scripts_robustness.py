@@ -132,6 +132,10 @@ def test_signal_checkpoints_and_resumes(sig, video_data, tmp_path):
     assert f"received {sig.name}" in rest
     stopped_at = checkpoint.step_of(checkpoint.latest_checkpoint(str(train_dir)))
     assert stopped_at >= 3
+    # The stopped step is exported too, as a periodic export would be.
+    assert f"received {sig.name}: checkpointing and exporting at global step {stopped_at}" in rest
+    assert (train_dir / "export" / f"step_{stopped_at}" / "saved_model.pb").exists()
+    assert f"exported the model at global step {stopped_at}" in rest
     # Resuming continues at the next step, with the schedule of that step,
     # and ends at max_steps: the same total as an uninterrupted run.
     resumed = run_script("train.py", f"--train_dir={train_dir}",
@@ -140,6 +144,76 @@ def test_signal_checkpoints_and_resumes(sig, video_data, tmp_path):
     assert f"at global step {stopped_at}" in resumed.stderr
     assert _steps_logged(resumed.stderr) == list(range(stopped_at + 1, stopped_at + 5))
     assert checkpoint.step_of(checkpoint.latest_checkpoint(str(train_dir))) == stopped_at + 4
+
+
+def test_a_second_signal_during_the_final_export_stops_at_once(video_data, tmp_path,
+                                                               monkeypatch):
+    """After the first signal, the signals keep their default action (stop
+    at once) while the stopped step is checkpointed and exported: the export
+    sees SIGINT's default handler. (In this process: the signal is sent by
+    the step itself, so it arrives at a known step.)"""
+    from youtube8m_willow.training.run import Trainer
+
+    step, export, handlers = Trainer.step, Trainer.export, []
+
+    def step_then_signal(self, batch, **kwargs):
+        metrics = step(self, batch, **kwargs)
+        if self.global_step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return metrics
+
+    def export_noting_the_handler(self):
+        handlers.append(signal.getsignal(signal.SIGINT))
+        return export(self)
+
+    monkeypatch.setattr(Trainer, "step", step_then_signal)
+    monkeypatch.setattr(Trainer, "export", export_noting_the_handler)
+    previous = signal.getsignal(signal.SIGINT)
+    result = run_script("train.py", f"--train_dir={tmp_path}", "--max_steps=100",
+                        f"--train_data_pattern={video_data['train']}", "--batch_size=16",
+                        *VIDEO_FLAGS)
+    assert "received SIGINT: checkpointing and exporting at global step 2" in result.stderr
+    assert handlers == [signal.SIG_DFL]
+    assert (tmp_path / "export" / "step_2" / "saved_model.pb").exists()
+    assert signal.getsignal(signal.SIGINT) is previous  # restored once training is over
+
+
+def _listing(folder) -> list[str]:
+    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*"))
+
+
+def test_failed_runs_leave_no_event_files(trained_dir, video_data, tmp_path):
+    """A run that fails before writing a summary writes nothing: a first
+    train.py run on bad data leaves no train_dir, a failed continued run and
+    an eval.py of bad data leave a train_dir as they found it, and eval.py of
+    a train_dir without checkpoints leaves it empty."""
+    wrong = ["--model=MoeModel", "--feature_names=mean_rgb,mean_foo", "--feature_sizes=1024,128",
+             f"--num_classes={NUM_CLASSES}"]
+    new_dir = tmp_path / "new"
+    failed = run_script("train.py", f"--train_dir={new_dir}",
+                        f"--train_data_pattern={video_data['train']}", *wrong, check=False)
+    assert "missing feature 'mean_foo'" in _error_line(failed) and not new_dir.exists()
+
+    continued = tmp_path / "continued"
+    shutil.copytree(trained_dir, continued)
+    before = _listing(continued)
+    assert any(name.startswith("events.out.tfevents.") for name in before)
+    failed = run_script("train.py", f"--train_dir={continued}", "--max_steps=50",
+                        f"--train_data_pattern={video_data['train']}", "--batch_size=32",
+                        *VIDEO_FLAGS, "--feature_names=mean_rgb,mean_foo", check=False)
+    assert "mean_foo" in _error_line(failed) and _listing(continued) == before
+    junk = tmp_path / "junk.tfrecord"
+    junk.write_bytes(b"not a TFRecord file at all")
+    failed = run_script("eval.py", f"--train_dir={continued}", "--run_once=True",
+                        f"--eval_data_pattern={junk}", check=False)
+    assert "junk.tfrecord (record 0): damaged" in _error_line(failed)
+    assert _listing(continued) == before
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    failed = run_script("eval.py", f"--train_dir={empty}", "--run_once=True",
+                        f"--eval_data_pattern={video_data['train']}", *VIDEO_FLAGS, check=False)
+    assert "no checkpoint" in _error_line(failed) and _listing(empty) == []
 
 
 def test_kill_9_resumes_from_last_complete_checkpoint(video_data, tmp_path):

@@ -3,6 +3,7 @@ and the original's SegEval numbers on its own train_dir (SPEC section 15)."""
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import shutil
@@ -114,6 +115,8 @@ def _event_scalars(folder) -> dict[str, list[float]]:
     for path in sorted(folder.glob("events.out.tfevents.*")):
         for event in tf.compat.v1.train.summary_iterator(str(path)):
             for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name in ("histograms", "pr_curves"):
+                    continue  # the per-class AP histogram and the PR curve: not scalars
                 values.setdefault(value.tag, []).append(
                     float(tf.make_ndarray(value.tensor)) if value.HasField("tensor")
                     else value.simple_value)
@@ -140,16 +143,28 @@ def test_segment_eval_matches_the_original(original_segment_dir):
     expected = json.loads((folder / "expected_eval.json").read_text())
     result = run_script("eval.py", *in_folder(meta["eval_flags"], folder), f"--num_classes={meta['num_classes']}",
                         "--frame_sampling=uniform")
-    # The original's epoch line; Avg_Loss's 6th decimal may differ (float32 sums).
-    head, tail = expected["epoch_line"].split(" | Avg_Loss: ")
+    # The original's epoch line, with the GAP to 4 decimals as in the
+    # video-level line (the original's segment line had 3); Avg_Loss's 6th
+    # decimal may differ (float32 sums).
+    original = re.sub(r"GAP: [\d.]+", f"GAP: {expected['GAP']:.4f}", expected["epoch_line"])
+    head, tail = original.split(" | Avg_Loss: ")
     line = next(line for line in result.stderr.splitlines() if "epoch/eval number" in line)
     assert head in line and line.endswith(tail.split(" | ")[1])
+    assert re.search(r"\| GAP: \d\.\d{4} \| Avg_Loss: ", line), line
     scalars = _event_scalars(folder / "train_dir")
     for name, tag in TAGS.items():
         assert scalars[tag] == [pytest.approx(expected[name], abs=1e-5)], tag
     assert len(scalars["GlobalStep/SegEval_Hit@1"]) == len(expected["batches"])
     assert scalars["GlobalStep/SegEval_Hit@1"][0] == pytest.approx(
         expected["batches"][0]["hit_at_one"], abs=1e-5)
+    # The per-class report's APs are the ones the original's MAP averaged
+    # (over the classes with rated positives).
+    step = int(meta["checkpoint"].rsplit("-", 1)[1])
+    with open(folder / "train_dir" / f"eval_per_class_step_{step}.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    aps = [float(row["ap"]) for row in rows if int(row["positives"]) > 0]
+    assert len(rows) == meta["num_classes"]
+    assert sum(aps) / len(aps) == pytest.approx(expected["MAP"], abs=1e-5)
 
 
 def test_class_count_comes_from_the_checkpoint_and_segments_train(original_segment_dir):
@@ -162,7 +177,7 @@ def test_class_count_comes_from_the_checkpoint_and_segments_train(original_segme
     evaluated = run_script("eval.py", *in_folder(meta["eval_flags"], folder),
                            "--frame_sampling=uniform")
     assert re.search(r"checkpoint \S+ holds the model with .*num_classes=100", evaluated.stderr)
-    assert f"GAP: {expected['GAP']:.3f}" in evaluated.stderr
+    assert f"GAP: {expected['GAP']:.4f} |" in evaluated.stderr
     run_script("train.py", f"--train_dir={train_dir}",
                f"--train_data_pattern={folder / 'validate.tfrecord'}", "--segment_labels=True",
                "--batch_size=32", "--max_steps=62", "--num_readers=1")

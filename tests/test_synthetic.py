@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from youtube8m_willow.data import synthetic
-from youtube8m_willow.data.synthetic import write_synthetic_dataset
+from youtube8m_willow.data import synthetic, synthetic_records, synthetic_videos
+from youtube8m_willow.data.synthetic import write_synthetic_dataset, write_synthetic_splits
 
 SIZES = (24, 8)
 
@@ -86,8 +87,8 @@ def test_feature_list_bytes_match_the_proto_library():
     frames = np.random.default_rng(0).integers(0, 256, (5, 300), dtype=np.uint8)  # 2-byte varints
     reference = tf.train.FeatureList(feature=[
         tf.train.Feature(bytes_list=tf.train.BytesList(value=[row.tobytes()])) for row in frames])
-    assert synthetic._feature_list_bytes(frames) == reference.SerializeToString()
-    assert synthetic._varint(300) == bytes([0xAC, 0x02])
+    assert synthetic_records._feature_list_bytes(frames) == reference.SerializeToString()
+    assert synthetic_records._varint(300) == bytes([0xAC, 0x02])
 
 
 def test_deterministic_given_seed_and_prefix(tmp_path):
@@ -100,6 +101,48 @@ def test_deterministic_given_seed_and_prefix(tmp_path):
     assert draw("a", seed=1) == draw("b", seed=1)
     assert draw("c", seed=2) != draw("a", seed=1)
     assert draw("d", seed=1, prefix="validate") != draw("a", seed=1)
+
+
+# The SHA-256 of what each draw writes (per shard in path order: its path and
+# its records, each re-serialized deterministically: protobuf writes a map's
+# entries, the context features, in an order that varies between processes),
+# taken from the generator before it was split into modules: same seeds, same
+# records. A change here changes every dataset drawn with these seeds (the
+# demo's among them); update the digests only for a deliberate change of the
+# data.
+PINNED_DRAWS = {
+    "realistic": (dict(num_videos=70, num_classes=12, num_shards=2, feature_sizes=(24, 8),
+                       min_frames=0, max_frames=12, seed=3),
+                  "771913d37bd5c0699c7933bcdc935e3a627c55ea822bfc59552afb021f99631b"),
+    "segments": (dict(num_videos=70, num_classes=12, num_shards=2, feature_sizes=(24, 8),
+                      min_frames=0, max_frames=23, seed=3, segments=True, prefix="validate"),
+                 "d97d338402abd0c156ff446ab1f2d1d81c16a1432abc1764af6678082e0ead86"),
+    "segments_test": (dict(num_videos=20, num_classes=12, num_shards=1, feature_sizes=(24, 8),
+                           min_frames=3, max_frames=23, seed=3, segments=True, prefix="test",
+                           with_labels=False),
+                      "55bdcb9a2cb74faa98e5ef7432c83a1baf405a48478ded882bff0783e0fcfd19"),
+    "easy_three_features": (dict(num_videos=20, num_classes=5, num_shards=1,
+                                 feature_sizes=(16, 8, 4), min_frames=1, max_frames=6, seed=9,
+                                 difficulty="easy", id_key="video_id"),
+                            "f5090b0f78b9e3ce8167c0a62413353243e4610f8ee22a7d0a6dc6662b9a16f3"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PINNED_DRAWS))
+def test_draws_write_the_pinned_records(name, tmp_path):
+    """Frame- and video-level shards, segments on and off, labeled and test
+    draws, two chunks of videos (70 > 64): record for record what they were."""
+    options, expected = PINNED_DRAWS[name]
+    write_synthetic_dataset(str(tmp_path), **options)
+    digest = hashlib.sha256()
+    shards = sorted(tmp_path.rglob("*.tfrecord"))
+    assert {path.parent.name for path in shards} == {"frame", "video"}
+    for path in shards:
+        digest.update(str(path.relative_to(tmp_path)).encode())
+        proto = tf.train.SequenceExample if path.parent.name == "frame" else tf.train.Example
+        for record in tf.data.TFRecordDataset(str(path)):
+            digest.update(proto.FromString(record.numpy()).SerializeToString(deterministic=True))
+    assert digest.hexdigest() == expected
 
 
 def test_test_shards_have_empty_labels_and_video_id_key(tmp_path):
@@ -139,13 +182,37 @@ def test_easy_structure_is_learnable_and_shared_across_prefixes(tmp_path):
     assert frequencies[:5].sum() > 2 * frequencies[-5:].sum()  # skewed class frequencies
 
 
-def test_command_line(tmp_path, capsys):
-    synthetic.main(["--out_dir", str(tmp_path), "--num_videos", "4", "--num_classes", "6",
-                    "--num_shards", "2", "--max_frames", "3", "--min_frames", "1", "--skip_video_level"])
+def test_command_line_writes_every_split(tmp_path, capsys):
+    synthetic.main(["--out_dir", str(tmp_path), "--num_videos", "4", "--num_eval_videos", "3",
+                    "--num_classes", "6", "--num_shards", "2", "--max_frames", "3",
+                    "--min_frames", "1", "--skip_video_level"])
     names = sorted(p.name for p in (tmp_path / "frame").iterdir())
-    assert names == ["train0000.tfrecord", "train0001.tfrecord"]
+    assert names == [f"{split}000{i}.tfrecord" for split in ("test", "train", "validate")
+                     for i in (0, 1)]
     assert not Path(tmp_path / "video").exists()
-    assert "frame:" in capsys.readouterr().out
+    records = {split: _records(str(tmp_path / "frame" / f"{split}*.tfrecord"),
+                               tf.train.SequenceExample) for split in synthetic.SPLITS}
+    assert {split: len(found) for split, found in records.items()} == {
+        "train": 4, "validate": 3, "test": 3}
+    labels = {split: [len(r.context.feature["labels"].int64_list.value) for r in found]
+              for split, found in records.items()}
+    assert min(labels["train"] + labels["validate"]) >= 1 and set(labels["test"]) == {0}
+    assert capsys.readouterr().out.splitlines()[0] == (
+        f"train frame: {tmp_path / 'frame' / 'train'}*.tfrecord")
+
+
+def test_the_splits_are_the_draws_of_their_prefix(tmp_path):
+    """write_synthetic_splits writes what write_synthetic_dataset writes for
+    each split's prefix (the demo's data, among others, depend on it)."""
+    options = dict(num_classes=5, max_frames=3, min_frames=1, seed=4, video_level=False)
+    write_synthetic_splits(str(tmp_path / "all"), num_videos=4, num_eval_videos=2,
+                           num_shards=2, num_eval_shards=1, **options)
+    for split, videos, shards in (("train", 4, 2), ("validate", 2, 1), ("test", 2, 1)):
+        write_synthetic_dataset(str(tmp_path / split), num_videos=videos, num_shards=shards,
+                                prefix=split, with_labels=split != "test", **options)
+        for shard in range(shards):
+            name = f"frame/{split}000{shard}.tfrecord"
+            assert (tmp_path / "all" / name).read_bytes() == (tmp_path / split / name).read_bytes()
 
 
 def test_rejects_bad_arguments(tmp_path):
@@ -203,9 +270,9 @@ def test_label_noise_of_the_realistic_setting():
     """Written labels lose true labels and gain spurious ones at the stated rates."""
     rng = np.random.default_rng(0)
     knobs = synthetic.DIFFICULTIES["realistic"]
-    world = synthetic._make_world(0, 30, 8, knobs)
-    ranked, counts = synthetic._true_labels(rng, world, 20000, knobs)
-    written = synthetic._written_labels(rng, world, ranked, counts, knobs)
+    world = synthetic_videos.make_world(0, 30, 8, knobs)
+    ranked, counts = synthetic_videos._true_labels(rng, world, 20000, knobs)
+    written = synthetic_videos._written_labels(rng, world, ranked, counts, knobs)
     true = [set(ranked[v, :counts[v]]) for v in range(len(counts))]
     missing = sum(len(t - set(w)) for t, w in zip(true, written)) / (counts - 1).sum()
     spurious = np.mean([len(set(w) - t) for t, w in zip(true, written)])

@@ -26,13 +26,21 @@ TRAIN_TAGS = {"model/Training_Hit@1", "model/Training_Perr", "model/Training_GAP
               "learning_rate", "model/total_loss"}
 
 
+# eval.py's look at the classes (per-class AP histogram, PR curve): tensor
+# summaries of TensorBoard's plugins, beside the scalars (tests/test_eval_report.py).
+PLUGIN_SUMMARIES = ("histograms", "pr_curves")
+
+
 def read_scalars(directory) -> dict[str, list[tuple[int, float]]]:
     """{tag: [(step, value), ...]} over every event file directly in
-    ``directory``, read as TF1-era scripts read them: ``value.simple_value``."""
+    ``directory``, read as TF1-era scripts read them: ``value.simple_value``
+    (every value but the plugins' histograms and PR curves)."""
     scalars = defaultdict(list)
     for path in sorted(tf.io.gfile.glob(f"{directory}/events.out.tfevents.*")):
         for event in tf.compat.v1.train.summary_iterator(path):
             for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name in PLUGIN_SUMMARIES:
+                    continue
                 assert value.WhichOneof("value") == "simple_value", value.tag
                 scalars[value.tag].append((event.step, value.simple_value))
     return dict(scalars)

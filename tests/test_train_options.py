@@ -1,5 +1,6 @@
 """Mixed precision keeps float32 weights and probabilities and still learns
-(--xla's parity with the original: tests/test_fixtures.py)."""
+(--xla's parity with the original: tests/test_fixtures.py); the log says
+which precision and whether XLA a run uses."""
 
 from __future__ import annotations
 
@@ -7,10 +8,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import run_script
 from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.data.readers import ReaderConfig, make_dataset
 from youtube8m_willow.data.synthetic import write_synthetic_dataset
+from youtube8m_willow.training.run import precision_and_xla
 from youtube8m_willow.training.trainer import TrainConfig, Trainer
+
+POLICY_LINES = {
+    "bfloat16": "precision: mixed_bfloat16 (bfloat16 compute, float32 weights), XLA: off",
+    "float16": "precision: mixed_float16 (float16 compute, float32 weights, dynamic loss "
+               "scaling), XLA: off",
+}
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +40,7 @@ def test_mixed_precision_learns_with_float32_weights(precision, frame_data, tmp_
                                   batch_size=32, base_learning_rate=0.01, seed=1,
                                   precision=precision), config)
     assert {v.dtype for v in trainer.model.weights} == {"float32"}
+    assert precision_and_xla(trainer) == POLICY_LINES[precision]
     batches = make_dataset(frame_data, ReaderConfig.for_model(config), 32, training=True,
                            num_epochs=None, num_readers=1, seed=1)
     losses = [trainer.step(batch)["loss"] for batch, _ in zip(batches, range(60))]
@@ -41,3 +51,17 @@ def test_mixed_precision_learns_with_float32_weights(precision, frame_data, tmp_
         assert exported(example_bytes=records)["predictions"].dtype == tf.float32
     if precision == "float16":  # the initial scale 2**15 overflows: steps were skipped
         assert float(trainer.loss_scale.scale) < 2.0 ** 15
+
+
+@pytest.mark.parametrize("flags,line", [
+    ((), "precision: float32, XLA: off"),
+    (("--precision=bfloat16", "--xla=True"),
+     "precision: mixed_bfloat16 (bfloat16 compute, float32 weights), XLA: on"),
+])
+def test_the_log_says_the_precision_and_xla_of_the_run(flags, line, frame_data, tmp_path):
+    result = run_script("train.py", f"--train_dir={tmp_path}", f"--train_data_pattern={frame_data}",
+                        "--model=FrameLevelLogisticModel", "--frame_features=True",
+                        "--feature_names=rgb,audio", "--feature_sizes=16,8", "--num_classes=10",
+                        "--batch_size=16", "--max_steps=1", *flags)
+    logged = [text for text in result.stderr.splitlines() if "precision: " in text]
+    assert len(logged) == 1 and logged[0].endswith(line), result.stderr[-3000:]

@@ -28,23 +28,30 @@ def run_training(config: TrainConfig, model_config: ModelConfig,
     ``free_model_fields`` may still be read off the checkpoint being
     continued or the records (the class count of a new run)."""
     from youtube8m_willow.training import distribute
+    from youtube8m_willow.training.train_dir import removed_if_left_empty
     from youtube8m_willow.training.trainer import prepare_train_dir, resolved_model_config, train
 
     model_config = resolved_model_config(
         "" if config.start_new_model else config.train_dir, config.train_data_pattern,
         model_config, free_model_fields, skip_bad_records=config.skip_bad_records)
     strategy = distribute.select_strategy()  # first: it sets up the collective ops
-    if distribute.strategy_is_chief(strategy):  # the other workers write nothing
-        prepare_train_dir(config)  # start_new_model clears it once, here
-    return train(dataclasses.replace(config, start_new_model=False), model_config, strategy)
+    chief = distribute.strategy_is_chief(strategy)  # the other workers write nothing
+    with removed_if_left_empty(config.train_dir, enabled=chief):
+        if chief:
+            prepare_train_dir(config)  # start_new_model clears it once, here
+        return train(dataclasses.replace(config, start_new_model=False), model_config, strategy)
 
 
 def run_eval(config: EvalConfig, given: GivenFlags) -> list[dict]:
     """eval.py: evaluates the train_dir's checkpoints with the model and loss
     its run was trained with (``given``: the command line they are resolved
-    against)."""
+    against); the per-class reports name the classes of
+    ``config.vocabulary_file`` when one is given (read first: a bad file
+    fails before any evaluation)."""
     from youtube8m_willow import evaluation
+    from youtube8m_willow.submission.vocabulary import load_vocabulary
 
+    vocabulary = load_vocabulary(config.vocabulary_file) if config.vocabulary_file else None
     if not config.run_once and config.check_point < 0:
         # Started beside train.py: the model flags appear with its first checkpoint.
         evaluation.wait_for_checkpoint(config.train_dir, config.poll_secs)
@@ -52,7 +59,7 @@ def run_eval(config: EvalConfig, given: GivenFlags) -> list[dict]:
     config = dataclasses.replace(
         config, free_model_fields=train_dir_flags.free_model_fields(config.train_dir, given),
         **train_dir_flags.loss_flags_for_train_dir(config.train_dir, given))
-    return evaluation.evaluate(config, model_config)
+    return evaluation.evaluate(config, model_config, vocabulary=vocabulary)
 
 
 def run_inference(config: EvalConfig, inference: InferenceConfig, given: GivenFlags) -> int:

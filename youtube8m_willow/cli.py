@@ -3,54 +3,25 @@ turning known failures into one clear line on stderr with a non-zero exit.
 
 Every script calls ``start_script`` first, before TensorFlow or Keras is
 imported (importing this module changes nothing). It hides TensorFlow's
-start-up notices (CPU instruction and oneDNN notes, absl's "All log
-messages before absl::InitializeLog()", CUDA absence notes, and the INFO
-lines of SavedModel export such as signature renaming): TF's C++ log level
-goes to 2 (warnings and info hidden, errors shown) unless
-TF_CPP_MIN_LOG_LEVEL is already set, TF's Python logger stays at WARNING,
-and TensorFlow is imported with its absl start-up notices held back
-(``import_tensorflow_quietly``: on CPUs where oneDNN is on by default, TF
-logs those through absl, which no log level reaches).
-``YT8M_VERBOSE_TF=1`` leaves all of it as TensorFlow has it.
+start-up notices (``youtube8m_willow.startup``: CPU instruction and oneDNN
+notes, absl's "All log messages before absl::InitializeLog()", CUDA absence
+notes) and the INFO lines of SavedModel export such as signature renaming
+(TF's Python logger stays at WARNING). ``YT8M_VERBOSE_TF=1`` leaves all of
+it as TensorFlow has it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
-import threading
-from typing import Callable, Iterator
+from typing import Callable
 
-VERBOSE_ENV = "YT8M_VERBOSE_TF"
+from youtube8m_willow.startup import (  # noqa: F401  (the scripts' names for them)
+    VERBOSE_ENV, import_tensorflow_quietly, prepare_environment, stderr_without,
+    verbose_tensorflow)
+
 EXIT_FAILURE = 1
-
-
-def verbose_tensorflow() -> bool:
-    """Whether the user asked for TensorFlow's own start-up messages."""
-    return os.environ.get(VERBOSE_ENV, "").strip().lower() in ("1", "true", "yes")
-
-
-def quiet_tensorflow_startup() -> None:
-    """Raises TF's C++ log level (an explicit TF_CPP_MIN_LOG_LEVEL wins).
-    Takes effect only before TensorFlow is imported."""
-    if not verbose_tensorflow():
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def use_tensorflow_keras() -> None:
-    """The scripts are TensorFlow pipelines (tf.data, TF1 checkpoints,
-    SavedModel): a KERAS_BACKEND chosen for the layers elsewhere (jax,
-    torch) must not reach them. Takes effect only before Keras is imported."""
-    os.environ["KERAS_BACKEND"] = "tensorflow"
-
-
-def prepare_environment() -> None:
-    """The process environment of a script (quiet TensorFlow, Keras on
-    TensorFlow); call it before TensorFlow or Keras is imported."""
-    quiet_tensorflow_startup()
-    use_tensorflow_keras()
 
 
 def start_script() -> None:
@@ -58,49 +29,6 @@ def start_script() -> None:
     (which imports TensorFlow quietly)."""
     prepare_environment()
     setup_logging()
-
-
-# What TensorFlow's libraries print through absl while they load, whatever
-# TF_CPP_MIN_LOG_LEVEL says: one preamble and the oneDNN note per library.
-ABSL_STARTUP_NOTICES = (b"All log messages before absl::InitializeLog() is called",
-                        b"oneDNN custom operations are on")
-
-
-@contextlib.contextmanager
-def stderr_without(notices: tuple[bytes, ...]) -> Iterator[None]:
-    """Within the block, drops the lines of file descriptor 2 (C++ code's
-    stderr too) that contain one of ``notices``; every other line passes on
-    as it comes, so nothing else printed meanwhile is lost or held back."""
-    sys.stderr.flush()
-    original = os.dup(2)
-    read_end, write_end = os.pipe()
-    os.dup2(write_end, 2)
-    os.close(write_end)
-
-    def forward() -> None:
-        with os.fdopen(read_end, "rb") as pipe:
-            for line in pipe:
-                if not any(notice in line for notice in notices):
-                    os.write(original, line)
-
-    forwarder = threading.Thread(target=forward, name="stderr-filter", daemon=True)
-    forwarder.start()
-    try:
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(original, 2)  # closes the pipe's last write end: the forwarder ends
-        forwarder.join()
-        os.close(original)
-
-
-def import_tensorflow_quietly() -> None:
-    """Imports TensorFlow without its absl start-up notices on stderr (unless
-    YT8M_VERBOSE_TF is set or TensorFlow is already imported)."""
-    if verbose_tensorflow() or "tensorflow" in sys.modules:
-        return
-    with stderr_without(ABSL_STARTUP_NOTICES):
-        import tensorflow  # noqa: F401
 
 
 def setup_logging() -> None:
@@ -117,6 +45,12 @@ def setup_logging() -> None:
     logging.getLogger("tensorflow").setLevel(logging.INFO if verbose else logging.WARNING)
     logging.getLogger("youtube8m_willow").setLevel(logging.DEBUG if debug else logging.INFO)
     import_tensorflow_quietly()
+
+
+def help_alias(argv: list[str]) -> list[str]:
+    """``argv`` with ``-h`` spelled ``--help``: absl knows ``--help`` and
+    ``-?``; ``-h`` is what a user tries first, as with every argparse tool."""
+    return [argv[0], *("--help" if arg == "-h" else arg for arg in argv[1:])]
 
 
 TRACEBACK_ENV = "YT8M_TRACEBACK"  # set to 1: known user errors keep their traceback too

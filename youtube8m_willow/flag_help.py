@@ -394,8 +394,10 @@ HELP: dict[str, FlagHelp] = {
         "additions", "Seconds between eval.py's looks for a new checkpoint (without "
                      "--run_once).", (EVAL,)),
     "vocabulary_file": FlagHelp(
-        "additions", "vocabulary.csv (2018 and later) or label_names.csv (2017): log the first "
-                     "videos' top predictions with class names.", (INFERENCE,)),
+        "additions", "vocabulary.csv (2018 and later) or label_names.csv (2017): class names "
+                     "for eval.py's per-class report and best/worst classes, and for "
+                     "inference.py's log of the first videos' top predictions.",
+        (EVAL, INFERENCE)),
     "print_top_videos": FlagHelp(
         "additions", "Videos logged with class names when --vocabulary_file is given.",
         (INFERENCE,)),

@@ -125,7 +125,8 @@ def define_eval_flags(flag_values: flags.FlagValues = FLAGS) -> None:
         (flags.DEFINE_bool, "run_once", False),
         (flags.DEFINE_integer, "top_k", 20),
         (flags.DEFINE_integer, "check_point", -1),
-        (flags.DEFINE_integer, "poll_secs", 60)))
+        (flags.DEFINE_integer, "poll_secs", 60),
+        (flags.DEFINE_string, "vocabulary_file", "")))
     _use_script_defaults("eval", flag_values)
 
 
@@ -252,7 +253,8 @@ def eval_configs():
         check_point=FLAGS.check_point, label_loss=FLAGS.label_loss, alpha=FLAGS.alpha,
         run_once=FLAGS.run_once, poll_secs=FLAGS.poll_secs,
         skip_bad_records=FLAGS.skip_bad_records,
-        drop_out_of_range_labels=FLAGS.drop_out_of_range_labels)
+        drop_out_of_range_labels=FLAGS.drop_out_of_range_labels,
+        vocabulary_file=FLAGS.vocabulary_file)
     return config, given_flags()
 
 

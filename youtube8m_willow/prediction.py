@@ -19,12 +19,14 @@ import tensorflow as tf
 
 from youtube8m_willow import checkpoint
 from youtube8m_willow.config import ModelConfig
+from youtube8m_willow.data.files import describe_data
 from youtube8m_willow.data.readers import (DataError, ReaderConfig, make_dataset, report_skipped,
                                            warn_if_classes_disagree)
 from youtube8m_willow.data.segments import make_rated_segment_dataset
 from youtube8m_willow.layers.core import BATCH_NORM_DECAY, weights_to_be_restored
 from youtube8m_willow.models import original_train_dir
 from youtube8m_willow.models.registry import create_model
+from youtube8m_willow.progress import ProgressBar
 from youtube8m_willow.submission.csv_writer import SubmissionWriter
 from youtube8m_willow.submission.vocabulary import describe_batch
 from youtube8m_willow.training import optimizer_state
@@ -131,6 +133,13 @@ def batch_norm_warning(model, step: int, path: str) -> str | None:
             f"--netvlad_add_batch_norm=False, --dbof_add_batch_norm=False)")
 
 
+def describe_model(predictor: Predictor) -> str:
+    """``NetVLADModelLF, 1,234,567 parameters, 40 classes``: the restored model."""
+    config = predictor.model_config
+    return (f"{config.model}, {predictor.model.count_params():,} parameters, "
+            f"{config.num_classes} classes")
+
+
 def eval_dataset(config, model_config: ModelConfig):
     """The eval-order dataset of ``config`` (an ``EvalConfig``); its
     ``read_stats`` counts what the tolerant modes skipped (reported by
@@ -161,7 +170,7 @@ def restored_predictor(config, model_config: ModelConfig) -> Predictor:
     predictor = Predictor(model_config, config.free_model_fields)
     path = checkpoint.checkpoint_path(config.train_dir, config.check_point)
     step = predictor.restore(path)
-    log.info("predicting with %s (global step %d)", path, step)
+    log.info("predicting with %s (global step %d): %s", path, step, describe_model(predictor))
     return predictor
 
 
@@ -171,15 +180,21 @@ def write_submission(predictor: Predictor, config, output_file: str,
     returns the number of videos. With a ``vocabulary``, logs the first
     ``print_top_videos`` videos' top predictions with class names."""
     start = time.monotonic()
-    with SubmissionWriter(output_file) as writer:
+    data, records = describe_data(config.data_pattern)
+    log.info("input: %s, batch %d; output: %s", data, config.batch_size, output_file)
+    with SubmissionWriter(output_file) as writer, ProgressBar("predict", total=records,
+                                                              unit="videos") as bar:
         for video_ids, classes, scores in predict_top_k(predictor, config):
             if vocabulary is not None and writer.rows < print_top_videos:
                 for line in describe_batch(video_ids, classes, scores, vocabulary,
                                            print_top_videos - writer.rows):
                     log.info("%s", line)
             writer.write(video_ids, classes, scores)
-            log.info("num examples processed: %d elapsed seconds: %.2f", writer.rows,
-                     time.monotonic() - start)
+            if bar.active:
+                bar.update(len(video_ids))
+            else:
+                log.info("num examples processed: %d elapsed seconds: %.2f", writer.rows,
+                         time.monotonic() - start)
         if writer.rows == 0:  # raised inside: the CSV is not written
             raise DataError(f"no records to predict in --input_data_pattern "
                             f"'{config.data_pattern}' (empty files?)")

@@ -11,6 +11,7 @@ means a damaged record at that position (`framing_checked`).
 from __future__ import annotations
 
 import concurrent.futures
+import struct
 from collections.abc import Sequence
 
 import tensorflow as tf
@@ -26,6 +27,10 @@ _READ_BUFFER_BYTES = 8 << 20
 # records, bounds the memory held per reader for large frame-level ones.
 _CHUNK_RECORDS = {False: 128, True: 16}  # keyed by frame_features
 _STAT_THREADS = 32
+# Counting records by their length headers (8 bytes read per record, the
+# payload skipped) is cheap up to this many records; beyond it the count
+# says "unknown" rather than read that much.
+CHEAP_COUNT_MAX_RECORDS = 200_000
 
 # Pipeline functions use no Python control flow on tensors: skip AutoGraph (faster tracing).
 
@@ -107,7 +112,7 @@ def framing_checked(path: tf.Tensor, size: tf.Tensor, frame_features: bool, skip
         else:
             check = assert_no(damaged, lambda: error_message(
                 path, " (record ", index, "): damaged or truncated TFRecord data at byte ", consumed,
-                " of ", size, "; the file is corrupt (copy it again, or set skip_bad_records to "
+                " of ", size, "; the file is corrupt (copy it again, or pass --skip_bad_records to "
                 "skip the rest of the file)"))
         count = tf.size(records, out_type=tf.int64)
         advance = 1 - tf.cast(is_end, tf.int64)  # the end marker is not a record
@@ -148,3 +153,50 @@ def count_records(data_pattern: str | Sequence[str]) -> int:
         return int(records.reduce(tf.constant(0, tf.int64), plain(lambda total, _: total + 1)))
     except tf.errors.OpError as exc:
         raise (data_error_from(exc) or DataError(exc.message)) from exc
+
+
+def count_records_from_headers(files: Sequence[tuple[str, int]],
+                               max_records: int = CHEAP_COUNT_MAX_RECORDS) -> int | None:
+    """Records in ``files`` (``(path, size)`` pairs), counted from their TFRecord
+    length headers alone (no payload is read, no CRC checked); None where that
+    is not cheap or not sure: a remote file, more than ``max_records``
+    records (or so many expected from the files counted so far: a large
+    data set is given up after its first file), or a file whose framing does
+    not end at its size (damaged: its reader says where)."""
+    total, counted_bytes = 0, 0
+    all_bytes = sum(size for _, size in files)
+    for path, size in files:
+        if "://" in path:
+            return None
+        if counted_bytes and total * all_bytes / counted_bytes > max_records:
+            return None
+        try:
+            with open(path, "rb", buffering=0) as handle:
+                offset = 0
+                while offset < size:
+                    handle.seek(offset)
+                    header = handle.read(8)
+                    if len(header) < 8:
+                        return None
+                    offset += struct.unpack("<Q", header)[0] + _RECORD_FRAMING_BYTES
+                    total += 1
+                    if total > max_records:
+                        return None
+        except OSError:
+            return None
+        if offset != size:
+            return None
+        counted_bytes += size
+    return total
+
+
+def describe_data(data_pattern: str | Sequence[str]) -> tuple[str, int | None]:
+    """``("N files matching 'pattern', M records", M)`` for a run's first
+    lines; the record count where ``count_records_from_headers`` finds it
+    cheaply, else "records not counted" and None."""
+    files = file_sizes(data_pattern)
+    records = count_records_from_headers(files)
+    counted = f"{records:,} records" if records is not None else "records not counted"
+    pattern = data_pattern if isinstance(data_pattern, str) else ",".join(data_pattern)
+    return (f"{len(files)} file{'s' if len(files) != 1 else ''} matching '{pattern}', "
+            f"{counted}"), records

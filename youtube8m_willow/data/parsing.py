@@ -198,7 +198,7 @@ def _check_finite(matrix: tf.Tensor, names: tf.Tensor, config: ReaderConfig) -> 
         feature = tf.gather(tf.constant(config.feature_names),
                             tf.searchsorted(ends, column[None], side="right")[0])
         return error_message(tf.gather(names, row), ": feature ", feature,
-                             " has a NaN or Inf value (set skip_bad_records to skip such records)")
+                             " has a NaN or Inf value (--skip_bad_records skips such records)")
 
     return assert_no(bad, message)
 

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import tensorflow as tf
+from google.protobuf.message import DecodeError
 
 from youtube8m_willow.errors import DataError
 
@@ -77,17 +78,55 @@ def _describe(kind: str, match: re.Match) -> str:
         text = ast.literal_eval(fields["literal"]).decode("utf-8", "replace")
         return text.removeprefix(_ASSERT_PREFIX)
     if kind == "missing":
-        return (f"{name}: missing feature '{key}'; check --feature_names, and --frame_features "
-                "(a frame-level SequenceExample read as a video-level Example?)")
+        return f"{name}: missing feature '{key}'; " + _missing_cause(name, frame_level=False)
     if kind == "missing_list":
-        return (f"{name}: missing frame feature list '{key}'; check --feature_names, and "
-                "--frame_features (a video-level Example read as a frame-level SequenceExample?)")
+        return (f"{name}: missing frame feature list '{key}'; "
+                + _missing_cause(name, frame_level=True))
     if kind == "size":
         return (f"{name}: feature '{key}' has {fields['got']} values, expected {fields['want']} "
                 "(check --feature_names / --feature_sizes)")
     if kind == "invalid":
         return f"{name}: not a valid tf.train.Example / SequenceExample record"
     return f"{name}: {fields['text']}"
+
+
+_RECORD_NAME = re.compile(r"(?P<path>.*) \(record (?P<index>\d+)\)")
+
+
+def _missing_cause(name: str, frame_level: bool) -> str:
+    """Why a record read as frame-level (or video-level) lacks a feature,
+    from the record ``name`` points to: a record of the other kind
+    (--frame_features), or one whose features have other names
+    (--feature_names, with the names it has)."""
+    record = _read_record(name)
+    if record is None:
+        return "check --feature_names and --frame_features"
+    lists = sorted(record.feature_lists.feature_list)
+    if lists and not frame_level:
+        return (f"the record is a frame-level SequenceExample (feature lists "
+                f"{', '.join(lists)}) read as a video-level Example: check --frame_features")
+    if not lists and frame_level:
+        return (f"the record is a video-level Example (features "
+                f"{', '.join(sorted(record.context.feature))}) read as a frame-level "
+                "SequenceExample: check --frame_features")
+    names = lists if frame_level else sorted(record.context.feature)
+    return (f"the record's {'feature lists' if frame_level else 'features'} are "
+            f"{', '.join(names)}: check --feature_names")
+
+
+def _read_record(name: str) -> tf.train.SequenceExample | None:
+    """The record a name such as "<file> (record <i>)" points to, parsed as
+    a SequenceExample (an Example's features land in its context); None
+    when it cannot be read."""
+    match = _RECORD_NAME.fullmatch(name)
+    if match is None:
+        return None
+    try:
+        records = tf.data.TFRecordDataset(match["path"]).skip(int(match["index"])).take(1)
+        serialized = [record.numpy() for record in records]
+        return tf.train.SequenceExample.FromString(serialized[0]) if serialized else None
+    except (tf.errors.OpError, DecodeError):
+        return None
 
 
 def data_error_from(exc: BaseException) -> DataError | None:

@@ -331,6 +331,14 @@ class EvaluationMetrics:
             "num_positive_classes": int(has_labels.sum()),
         }
 
+    def class_counts(self) -> Tuple[np.ndarray, np.ndarray]:
+        """Per class, over everything accumulated: its positives (labels, the
+        recall denominator of its AP) and the number of videos that had it
+        among their top_k predictions (the entries its AP ranks)."""
+        kept = (np.bincount(np.concatenate(self._class_ids), minlength=self.num_class)
+                if self._class_ids else np.zeros(self.num_class, np.int64))
+        return self._num_positives.copy(), kept
+
     def _aps_and_gap(self) -> Tuple[np.ndarray, float]:
         """Per-class APs and GAP from one ranking of all kept entries."""
         class_ids = np.concatenate(self._class_ids)

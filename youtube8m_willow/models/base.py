@@ -13,6 +13,24 @@ from youtube8m_willow.layers.core import collect_tf1_weights
 from youtube8m_willow.models.input_scaling import scale_features
 
 
+def model_inputs(inputs) -> dict:
+    """A model's input dict from any of the forms a caller may pass: the
+    dict itself; a ``(video_matrix, num_frames)`` pair (tuple or list); or
+    ``video_matrix`` alone, every frame valid (``num_frames`` = T of a
+    ``[B, T, D]`` frame-level batch, 1 for a ``[B, D]`` video-level one)."""
+    if isinstance(inputs, dict):
+        return inputs
+    if isinstance(inputs, (tuple, list)):
+        if len(inputs) != 2:
+            raise ValueError("a model takes a dict, (video_matrix, num_frames) or video_matrix; "
+                             f"got a sequence of {len(inputs)}")
+        return {"video_matrix": inputs[0], "num_frames": inputs[1]}
+    # Counted from the batch itself: the batch and time dimensions may be unknown when traced.
+    valid = ops.ones_like(inputs[..., 0], dtype="int32")
+    return {"video_matrix": inputs,
+            "num_frames": ops.sum(valid, axis=1) if len(inputs.shape) == 3 else valid}
+
+
 class VideoModel(keras.Model):
     """Maps a batch of raw (dequantized) features to class probabilities.
 
@@ -20,12 +38,13 @@ class VideoModel(keras.Model):
     ``[B, T, D]`` frame-level) and ``num_frames`` (``[B]`` int32), and
     optionally ``sampling_seed`` (int ``[2]``: random frame sampling and
     dropout become a function of it, which training sets per step so that a
-    resumed run draws what the uninterrupted one did). The model scales the
-    features first (``--input_scaling``, ``models.input_scaling``: the
-    starter's L2 normalization, or the NeXtVLAD fork's eigenvalue scaling),
-    as the original train/eval/inference graphs did, so every caller
-    (training, evaluation, inference, the exported SavedModel) computes the
-    same thing.
+    resumed run draws what the uninterrupted one did); or, on any backend,
+    the pair ``(video_matrix, num_frames)``; or ``video_matrix`` alone, every
+    frame valid (see ``model_inputs``). The model scales the features first
+    (``--input_scaling``, ``models.input_scaling``: the starter's L2
+    normalization, or the NeXtVLAD fork's eigenvalue scaling), as the
+    original train/eval/inference graphs did, so every caller (training,
+    evaluation, inference, the exported SavedModel) computes the same thing.
 
     Subclasses implement ``predict_probabilities`` and ``tf1_scopes``; a
     model whose training loss has terms of its own overrides
@@ -59,12 +78,15 @@ class VideoModel(keras.Model):
         return None
 
     def call(self, inputs, training=False):
+        inputs = model_inputs(inputs)
         features, num_frames = self.scaled_inputs(inputs)
         return self.predict_probabilities(features, num_frames, training=training,
                                           sampling_seed=inputs.get("sampling_seed"))
 
     def scaled_inputs(self, inputs):
-        """The scaled float32 features and the int32 frame counts of a batch."""
+        """The scaled float32 features and the int32 frame counts of a batch
+        (in any of the forms ``model_inputs`` takes)."""
+        inputs = model_inputs(inputs)
         features = scale_features(ops.cast(inputs["video_matrix"], "float32"),
                                   self.input_scaling)
         return features, ops.cast(inputs["num_frames"], "int32")

@@ -7,10 +7,13 @@ The model is resolved exactly as inference.py resolves it (the train_dir's
 model_flags.json, then the model flags; the class count and graph variant
 from the checkpoint), restored, and its ``tf1_weights()`` written with the
 config, so ``youtube8m_willow.portable.load_model`` rebuilds it on any
-Keras backend. Optimizer slots are left out.
+Keras backend. Optimizer slots are left out. ``-h`` (as ``--help``) lists
+its flags with their defaults.
 """
 
 from __future__ import annotations
+
+import sys
 
 from absl import app, flags
 
@@ -58,4 +61,4 @@ def main(argv):
 if __name__ == "__main__":
     yt_flags.define_convert_flags()
     yt_flags.declare_key_flags("portable.convert", __name__)
-    app.run(main)
+    app.run(main, argv=cli.help_alias(sys.argv))

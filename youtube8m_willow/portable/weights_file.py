@@ -101,7 +101,16 @@ def load_weights(target, weights: WeightsFile | str, scope: str = "") -> None:
 def load_model(weights: WeightsFile | str, **config_changes):
     """The model a weights file was converted from, built on the current
     Keras backend with its weights; ``config_changes`` set runtime options
-    (e.g. ``frame_sampling="uniform"``)."""
+    (e.g. ``frame_sampling="uniform"``).
+
+    The model maps a batch of dequantized features to class probabilities
+    ``[B, num_classes]``. Call it with ``(frames, num_frames)``: ``frames``
+    ``[B, T, D]`` float32 (``D``: the feature sizes together, e.g. 1024 rgb +
+    128 audio; ``[B, D]`` for a video-level model), ``num_frames`` ``[B]``
+    int32, each video's valid frames; or with ``frames`` alone (every frame
+    valid); or with the readers' dict ``{"video_matrix": frames,
+    "num_frames": num_frames}``. Arrays of NumPy or of the backend are both
+    taken, and under ``jax.jit`` (``model.stateless_call``) too."""
     from youtube8m_willow.layers.core import weights_to_be_restored
     from youtube8m_willow.models import create_model
 

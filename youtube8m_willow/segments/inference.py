@@ -10,9 +10,11 @@ import time
 
 import tensorflow as tf
 
+from youtube8m_willow.data.files import describe_data
 from youtube8m_willow.data.readers import (DataError, ReaderConfig, report_skipped,
                                            warn_if_classes_disagree)
 from youtube8m_willow.data.segments import make_test_segment_dataset
+from youtube8m_willow.progress import ProgressBar
 from youtube8m_willow.segments.submission import SegmentSubmissionWriter, read_segment_label_ids
 
 log = logging.getLogger("youtube8m_willow")
@@ -37,14 +39,21 @@ def run_segment_inference(predictor, config, output_file: str, segment_label_ids
     warn_if_classes_disagree(config.data_pattern, reader_config, log)
     dataset = make_test_segment_dataset(config.data_pattern, reader_config, config.batch_size,
                                         num_readers=config.num_readers)
+    log.info("input: %s, batch %d; output: %s", describe_data(config.data_pattern)[0],
+             config.batch_size, output_file)
     segments, start = 0, time.monotonic()
     with SegmentSubmissionWriter(output_file, whitelist, max_pred=segment_max_pred,
-                                 top_k=config.top_k) as writer:
+                                 top_k=config.top_k) as writer, \
+            ProgressBar("predict", unit="segments") as bar:
         for batch in dataset:
             writer.add(batch["video_ids"].numpy(), predictor(batch).numpy())
-            segments += int(tf.shape(batch["video_ids"])[0])
-            log.info("num segments processed: %d elapsed seconds: %.2f", segments,
-                     time.monotonic() - start)
+            batch_segments = int(tf.shape(batch["video_ids"])[0])
+            segments += batch_segments
+            if bar.active:
+                bar.update(batch_segments)
+            else:
+                log.info("num segments processed: %d elapsed seconds: %.2f", segments,
+                         time.monotonic() - start)
         report_skipped(dataset, log)
         if segments == 0:  # raised inside: the CSV is not written
             raise DataError(f"no records to predict in --input_data_pattern "

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from youtube8m_willow.errors import ConfigError, VocabularyError
+from youtube8m_willow.startup import HelpFormatter, start_tool
 
 # (id column, name column, fallback name column) per format.
 _FORMATS = {
@@ -122,14 +123,16 @@ def _parse_line(path: str, line_number: int, line: str):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Print a submission's first videos with "
-                                                 "class names.")
+    parser = argparse.ArgumentParser(prog="python -m youtube8m_willow.submission.vocabulary",
+                                     description="Print a submission's first videos with "
+                                                 "class names.", formatter_class=HelpFormatter)
     parser.add_argument("--vocabulary_file", required=True,
                         help="vocabulary.csv (2018+) or label_names.csv (2017)")
     parser.add_argument("--submission", required=True, help="submission CSV")
-    parser.add_argument("--num_videos", type=int, default=5)
+    parser.add_argument("--num_videos", type=int, default=5, help="videos shown")
     parser.add_argument("--top_n", type=int, default=5, help="classes shown per video")
     args = parser.parse_args(argv)
+    start_tool()  # the files are read through TensorFlow (gs:// paths): quietly
     try:
         vocabulary = load_vocabulary(args.vocabulary_file)
         rows = first_videos(args.submission, args.num_videos)

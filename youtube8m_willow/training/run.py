@@ -168,3 +168,17 @@ class Trainer(InputPlanning, ReplicaStep):
         path = export_model(model, self.model_config, self.config.train_dir, self.global_step)
         log.info("exported the model at global step %d to %s", self.global_step, path)
         return path
+
+
+def precision_and_xla(trainer: Trainer) -> str:
+    """How the training step computes, for the log: the dtype policy read
+    off the built model (so the line confirms that --precision took) and
+    whether --xla compiles the step, e.g. ``precision: mixed_bfloat16
+    (bfloat16 compute, float32 weights), XLA: on``."""
+    policy = trainer.model.dtype_policy
+    precision = policy.name
+    if policy.compute_dtype != policy.variable_dtype:
+        scaling = ", dynamic loss scaling" if trainer.loss_scale is not None else ""
+        precision += (f" ({policy.compute_dtype} compute, {policy.variable_dtype} weights"
+                      f"{scaling})")
+    return f"precision: {precision}, XLA: {'on' if trainer.config.xla else 'off'}"

@@ -4,7 +4,9 @@ new run, the records) imply; and the train_dir's preparation."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from typing import Iterator
 
 import tensorflow as tf
 
@@ -82,3 +84,16 @@ def prepare_train_dir(config: TrainConfig) -> None:
         log.info("start_new_model: removing %s", config.train_dir)
         tf.io.gfile.rmtree(config.train_dir)
     tf.io.gfile.makedirs(config.train_dir)
+
+
+@contextlib.contextmanager
+def removed_if_left_empty(train_dir: str, enabled: bool = True) -> Iterator[None]:
+    """Removes ``train_dir`` when the block fails and leaves it empty, if it
+    did not exist before: a first run that fails leaves no folder behind."""
+    existed = not enabled or tf.io.gfile.exists(train_dir)
+    try:
+        yield
+    except BaseException:
+        if not existed and tf.io.gfile.isdir(train_dir) and not tf.io.gfile.listdir(train_dir):
+            tf.io.gfile.rmtree(train_dir)
+        raise

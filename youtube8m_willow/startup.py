@@ -1,0 +1,114 @@
+"""What every entry point does first: a quiet TensorFlow start-up, and the
+help format of the ``python -m`` tools.
+
+The scripts (``cli.start_script``) and the package's ``python -m`` tools
+(``start_tool``) call it before TensorFlow or Keras is imported (importing
+this module changes nothing). It hides TensorFlow's start-up notices (CPU
+instruction and oneDNN notes, absl's "All log messages before
+absl::InitializeLog()", CUDA absence notes): TF's C++ log level goes to 2
+(warnings and info hidden, errors shown) unless TF_CPP_MIN_LOG_LEVEL is
+already set, and TensorFlow is imported with its absl start-up notices held
+back (``import_tensorflow_quietly``: on CPUs where oneDNN is on by default,
+TF logs those through absl, which no log level reaches).
+``YT8M_VERBOSE_TF=1`` leaves all of it as TensorFlow has it.
+
+It imports nothing of the package, so a tool in any room may use it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import threading
+from typing import Iterator
+
+VERBOSE_ENV = "YT8M_VERBOSE_TF"
+
+
+def verbose_tensorflow() -> bool:
+    """Whether the user asked for TensorFlow's own start-up messages."""
+    return os.environ.get(VERBOSE_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def quiet_tensorflow_startup() -> None:
+    """Raises TF's C++ log level (an explicit TF_CPP_MIN_LOG_LEVEL wins).
+    Takes effect only before TensorFlow is imported."""
+    if not verbose_tensorflow():
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def use_tensorflow_keras() -> None:
+    """The scripts are TensorFlow pipelines (tf.data, TF1 checkpoints,
+    SavedModel): a KERAS_BACKEND chosen for the layers elsewhere (jax,
+    torch) must not reach them. Takes effect only before Keras is imported."""
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+
+
+def prepare_environment() -> None:
+    """The process environment of a script (quiet TensorFlow, Keras on
+    TensorFlow); call it before TensorFlow or Keras is imported."""
+    quiet_tensorflow_startup()
+    use_tensorflow_keras()
+
+
+# What TensorFlow's libraries print through absl while they load, whatever
+# TF_CPP_MIN_LOG_LEVEL says: one preamble and the oneDNN note per library.
+ABSL_STARTUP_NOTICES = (b"All log messages before absl::InitializeLog() is called",
+                        b"oneDNN custom operations are on")
+
+
+@contextlib.contextmanager
+def stderr_without(notices: tuple[bytes, ...]) -> Iterator[None]:
+    """Within the block, drops the lines of file descriptor 2 (C++ code's
+    stderr too) that contain one of ``notices``; every other line passes on
+    as it comes, so nothing else printed meanwhile is lost or held back."""
+    sys.stderr.flush()
+    original = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def forward() -> None:
+        with os.fdopen(read_end, "rb") as pipe:
+            for line in pipe:
+                if not any(notice in line for notice in notices):
+                    os.write(original, line)
+
+    forwarder = threading.Thread(target=forward, name="stderr-filter", daemon=True)
+    forwarder.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(original, 2)  # closes the pipe's last write end: the forwarder ends
+        forwarder.join()
+        os.close(original)
+
+
+def import_tensorflow_quietly() -> None:
+    """Imports TensorFlow without its absl start-up notices on stderr (unless
+    YT8M_VERBOSE_TF is set or TensorFlow is already imported)."""
+    if verbose_tensorflow() or "tensorflow" in sys.modules:
+        return
+    with stderr_without(ABSL_STARTUP_NOTICES):
+        import tensorflow  # noqa: F401
+
+
+def start_tool() -> None:
+    """What a ``python -m youtube8m_willow...`` tool does first, before
+    TensorFlow is imported: the scripts' environment, then TensorFlow
+    imported quietly."""
+    prepare_environment()
+    import_tensorflow_quietly()
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """The tools' ``-h``: each option's default after its help, except for
+    options without one (None) and switches (off unless given)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or isinstance(action, argparse._StoreTrueAction):
+            return action.help
+        return super()._get_help_string(action)
