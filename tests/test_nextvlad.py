@@ -379,3 +379,11 @@ def test_layers_run_on_keras_inputs():
     pooled = NeXtVLAD(4, groups=2)(frames)
     assert tuple(pooled.shape) == (None, 32)
     assert tuple(SEGating(4)(keras.Input((8,))).shape) == (None, 8)
+
+
+def test_the_forks_module_name_gives_its_models():
+    import nextvlad
+    from youtube8m_willow.models.registry import model_class
+
+    assert nextvlad.NeXtVLADModel is model_class("NeXtVLADModel")
+    assert nextvlad.MixNeXtVladModel is model_class("MixNeXtVladModel")
