@@ -31,7 +31,7 @@ import probe  # noqa: E402
 
 BACKENDS = ["tensorflow", "jax", "torch"]
 FIXTURES = {"moe_video": "fixtures", "netvlad_gated": "fixtures",
-            "starter_moe_video": "starter_fixtures"}
+            "starter_moe_video": "starter_fixtures", "nextvlad_small": "nextvlad_fixtures"}
 FRAMES, VIDEOS = 10, 4
 
 

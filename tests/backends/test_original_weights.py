@@ -17,7 +17,7 @@ import pytest
 
 from youtube8m_willow import portable
 
-FIXTURES = ["moe_video", "netvlad_gated", "starter_moe_video"]
+FIXTURES = ["moe_video", "netvlad_gated", "starter_moe_video", "nextvlad_small"]
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
