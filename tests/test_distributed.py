@@ -163,7 +163,8 @@ def test_signal_to_a_worker_stops_every_worker_at_one_step(runs):
         processes[1].send_signal(signal.SIGTERM)
     finally:
         logs = _finish(processes, logs_dir)
-    stopped = [int(log.split("checkpointing at global step ")[1].split()[0]) for log in logs]
+    said = "checkpointing and exporting at global step "
+    stopped = [int(log.split(said)[1].split()[0]) for log in logs]
     assert stopped[0] == stopped[1] >= 3
     assert "received SIGTERM" in logs[1] and "a stop request from another worker" in logs[0]
     latest = checkpoint.latest_checkpoint(str(chief_dir))

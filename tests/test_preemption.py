@@ -162,7 +162,8 @@ def test_num_epochs_counts_passes_across_restarts(data):
     logs = []
     for number, stop in enumerate([(1, "step", "SIGTERM"), (4, "step", "SIGINT")]):
         code, log = _run(command, data["root"] / f"epochs{number}.log", stop)
-        assert code == 0 and f"received {stop[2]}: checkpointing at global step {stop[0]}" in log, (
+        stopped = f"received {stop[2]}: checkpointing and exporting at global step {stop[0]}"
+        assert code == 0 and stopped in log, (
             log[-3000:])
         logs.append(log)
     code, log = _run(command, data["root"] / "epochs_last.log")
