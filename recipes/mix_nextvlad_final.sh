@@ -40,8 +40,6 @@ set -euo pipefail
 usage="usage: $0 FRAME_PATH EVAL_PATH TEST_PATH [WORK_DIR]"
 source "$(dirname "${BASH_SOURCE[0]}")/nextvlad_stages.sh"
 frame_path="$(absolute_folder "${1:?${usage}}")"
-eval_path="$(absolute_folder "${2:?${usage}}")"
-test_path="$(absolute_folder "${3:?${usage}}")"
 
 model=MixNeXtVladModel
 model_flags=(--groups=8 --nextvlad_cluster_size=112 --nextvlad_hidden_size=2048
@@ -52,4 +50,4 @@ train_pattern="${frame_path}/[tv][ar]*/[tv]*.tfrecord"
 decay_examples=2500000
 num_epochs=15
 
-run_stages "${4:-.}"
+run_stages "$@"

@@ -47,8 +47,6 @@ set -euo pipefail
 usage="usage: $0 TRAIN_PATH EVAL_PATH TEST_PATH [WORK_DIR]"
 source "$(dirname "${BASH_SOURCE[0]}")/nextvlad_stages.sh"
 train_path="$(absolute_folder "${1:?${usage}}")"
-eval_path="$(absolute_folder "${2:?${usage}}")"
-test_path="$(absolute_folder "${3:?${usage}}")"
 
 model=NeXtVLADModel
 model_flags=(--groups=8 --nextvlad_cluster_size=128 --nextvlad_hidden_size=2048
@@ -58,4 +56,4 @@ train_pattern="${train_path}/train*.tfrecord"
 decay_examples=2000000
 num_epochs=5
 
-run_stages "${4:-.}"
+run_stages "$@"

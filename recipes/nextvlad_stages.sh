@@ -1,34 +1,22 @@
 # The stages the two NeXtVLAD recipes share (sourced by nextvlad_local.sh and
 # mix_nextvlad_final.sh): train, evaluate once on the validate records, and
 # write the test predictions and the model's .tgz, as the NeXtVLAD author's
-# scripts do. The sourcing recipe sets:
+# scripts do. The sourcing recipe sets, then calls run_stages with its
+# arguments (TRAINING_DATA EVAL_PATH TEST_PATH [WORK_DIR]):
+#   usage             its usage line
 #   model             --model
 #   model_flags       array: the model's flags, given to train.py and eval.py
 #   train_dir         the train_dir's name (under WORK_DIR)
 #   train_pattern     --train_data_pattern
 #   decay_examples    --learning_rate_decay_examples
 #   num_epochs        --num_epochs
-#   eval_path         folder of the validate*.tfrecord files
-#   test_path         folder of the test*.tfrecord files
 
-REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PYTHON="${PYTHON:-python3}"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"  # python(), absolute_folder
 TRAIN_FLAGS="${TRAIN_FLAGS:-}"
 EVAL_FLAGS="${EVAL_FLAGS:-}"
 INFERENCE_FLAGS="${INFERENCE_FLAGS:-}"
 STAGES="${STAGES:-train eval inference}"
 RESULTS=results  # the author's folder for the CSV and the .tgz, under WORK_DIR
-
-absolute_folder() {  # a local folder made absolute (the stages run in WORK_DIR)
-    if [[ -d "$1" ]]; then (cd "$1" && pwd); else echo "$1"; fi
-}
-
-python() {  # "python train.py ARGS" -> "$PYTHON $REPO_DIR/train.py ARGS"
-    local script="$1"
-    shift
-    echo "+ python ${script} $*" >&2
-    "${PYTHON}" "${REPO_DIR}/${script}" "$@"
-}
 
 train_model() {
     # Batch 80 per tower on 2 towers: 160 examples a step.
@@ -58,9 +46,11 @@ predict_test() {
         --output_model_tgz "${RESULTS}/${train_dir}.tgz" ${INFERENCE_FLAGS}
 }
 
-run_stages() {  # in WORK_DIR ($1)
-    mkdir -p "$1"
-    cd "$1"
+run_stages() {  # TRAINING_DATA EVAL_PATH TEST_PATH [WORK_DIR]
+    eval_path="$(absolute_folder "${2:?${usage}}")"
+    test_path="$(absolute_folder "${3:?${usage}}")"
+    mkdir -p "${4:-.}"
+    cd "${4:-.}"
     local stage
     for stage in ${STAGES}; do
         case "${stage}" in
