@@ -19,7 +19,7 @@
 # The fourteen command lines below are the README's, character for character,
 # except the fixes marked "FIX" (the README's lines were not consistent with
 # one another). They run in WORK_DIR: the README's "python train.py" resolves
-# to this checkout's scripts through the python() function below.
+# to this checkout's scripts through the python() function of common.sh.
 #
 # FIX 1 (Gated Soft-DBoF inference): the README trains into
 #   --train_dir=gateddboflf-4096-1024-80-0002-300iter but ran inference from
@@ -40,23 +40,12 @@
 #   not change predictions: inference runs in eval mode).
 set -euo pipefail
 
-REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-path_to_features="${1:?usage: $0 PATH_TO_FEATURES [WORK_DIR]}"
-if [[ -d "${path_to_features}" ]]; then  # local folder: absolute, as we cd to WORK_DIR
-    path_to_features="$(cd "${path_to_features}" && pwd)"
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"  # python(), absolute_folder
+path_to_features="$(absolute_folder "${1:?usage: $0 PATH_TO_FEATURES [WORK_DIR]}")"
 WORK_DIR="${2:-.}"
-PYTHON="${PYTHON:-python3}"
 TRAIN_FLAGS="${TRAIN_FLAGS:-}"
 INFERENCE_FLAGS="${INFERENCE_FLAGS:-}"
 STAGES="${STAGES:-train inference average}"
-
-python() {  # "python train.py ARGS" -> "$PYTHON $REPO_DIR/train.py ARGS"
-    local script="$1"
-    shift
-    echo "+ python ${script} $*" >&2
-    "${PYTHON}" "${REPO_DIR}/${script}" "$@"
-}
 
 train_models() {
     # Gated NetVLAD (256 clusters)

@@ -197,6 +197,37 @@ def run_in_process(script: str, *args: str, check: bool = True
     return result
 
 
+def run_recipe(*bash_args, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
+    """Runs ``bash *bash_args`` (a recipe and its arguments, or ``-c`` and
+    a README block) in the repository, with this interpreter as the
+    recipes' PYTHON (``env`` adds or overrides variables: STAGES, ...)."""
+    full_env = {**os.environ, "PYTHON": sys.executable, "TF_CPP_MIN_LOG_LEVEL": "2", **env}
+    return subprocess.run(["bash", *map(str, bash_args)], env=full_env, cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+# Stands in for a recipe's interpreter: records each command line the recipe
+# runs (script and arguments, one JSON list per line) instead of running it.
+_RECORDER = """#!/bin/sh
+exec "{python}" -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@" >> "{record}"
+"""
+
+
+def recorded_recipe_lines(tmp_path: Path, *bash_args, **env: str) -> list[list[str]]:
+    """The python command lines that ``bash *bash_args`` runs, as bash
+    expands them (``[script, arg, ...]``, the script's path as the recipe
+    gives it); the recipe's other commands (mkdir, cd) run for real."""
+    import json
+
+    record = tmp_path / "recorded.jsonl"
+    recorder = tmp_path / "python"
+    recorder.write_text(_RECORDER.format(python=sys.executable, record=record))
+    recorder.chmod(0o755)
+    result = run_recipe(*bash_args, PYTHON=str(recorder), **env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return [json.loads(line) for line in record.read_text().splitlines()]
+
+
 _TERMINAL_CODE = re.compile(r"\x1b\[(\??[0-9;]*)([A-Za-z])")
 
 

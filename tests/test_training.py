@@ -33,6 +33,28 @@ def test_cross_entropy_hand_computed():
     assert float(create_loss("CrossEntropyLoss", alpha=1.0)(P, Y)) == pytest.approx(pos, 1e-6)
 
 
+def test_cross_entropy_of_saturated_predictions_in_a_tf_function():
+    """The NeXtVLAD fork's epsilon, 1e-8, is below float32's resolution at 1:
+    a prediction of exactly 1 (a sigmoid of a logit above about 17) costs
+    log(1e-8) for a negative label and nothing for a positive one, in a
+    tf.function (the training step) as eagerly, with finite gradients."""
+    loss_fn = create_loss("CrossEntropyLoss", model="NeXtVLADModel")
+    logits = tf.Variable([[30.0, 0.0], [30.0, 0.0]])
+    labels = tf.constant([[1.0, 0.0], [0.0, 0.0]])
+
+    @tf.function
+    def loss_and_gradient():
+        with tf.GradientTape() as tape:
+            loss = loss_fn(tf.sigmoid(logits), labels)
+        return loss, tape.gradient(loss, logits)
+
+    loss, gradient = loss_and_gradient()
+    half = -math.log(0.5 + 1e-8)  # each 0.5 prediction of a negative label
+    assert float(loss) == pytest.approx((2 * half - math.log(1e-8)) / 2, 1e-6)
+    assert float(loss_fn(tf.sigmoid(logits), labels)) == pytest.approx(float(loss), 1e-6)
+    assert np.isfinite(gradient.numpy()).all()
+
+
 def test_hinge_and_softmax_hand_computed():
     # hinge: row0 max(0,1-.9)+max(0,1+.2)+max(0,1+.1) = .1+1.2+1.1; row1 1.3+.4+.95
     assert float(create_loss("HingeLoss")(P, Y)) == pytest.approx((2.4 + 2.65) / 2, 1e-6)

@@ -3,17 +3,14 @@ lines and the averaging step, run on a tiny synthetic frame-level dataset."""
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, read_submission, run_in_process
+from conftest import REPO, read_submission, recorded_recipe_lines, run_in_process, run_recipe
 from youtube8m_willow.data.synthetic import write_synthetic_dataset
 
 RECIPE = REPO / "recipes" / "willow_ensemble.sh"
@@ -38,9 +35,7 @@ CSVS = [
 
 
 def _run_recipe(features, work, timeout: float, **env) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "PYTHON": sys.executable, "TF_CPP_MIN_LOG_LEVEL": "2", **env}
-    return subprocess.run(["bash", str(RECIPE), str(features), str(work)], env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    return run_recipe(RECIPE, features, work, timeout=timeout, **env)
 
 
 def _assert_sorted_pairs(rows: dict, video_ids: list[str], pairs: int) -> None:
@@ -78,24 +73,6 @@ SMALL_MODELS = ("--iterations=6 --netvlad_cluster_size=8 --netvlad_hidden_size=1
                 "--dbof_hidden_size=16 --gru_cells=16 --lstm_cells=16")
 
 
-# Stands in for the interpreter: records each command line the recipe runs
-# (script and arguments, one JSON list per line) instead of running it.
-RECORDER = """#!/bin/sh
-exec "{python}" -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@" >> "{record}"
-"""
-
-
-def _recorded_lines(data, work, tmp_path, stages: str, **env) -> list[list[str]]:
-    """The recipe's python command lines of ``stages``, as bash expands them."""
-    record = tmp_path / "recorded.jsonl"
-    recorder = tmp_path / "python"
-    recorder.write_text(RECORDER.format(python=sys.executable, record=record))
-    recorder.chmod(0o755)
-    result = _run_recipe(data, work, 60, PYTHON=str(recorder), STAGES=stages, **env)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return [json.loads(line) for line in record.read_text().splitlines()]
-
-
 def test_recipe_end_to_end_on_tiny_frame_data(tmp_path, monkeypatch):
     """The recipe's fourteen command lines, as bash expands them, run (in
     this process, in the recipe's working directory) in order; then its
@@ -107,9 +84,10 @@ def test_recipe_end_to_end_on_tiny_frame_data(tmp_path, monkeypatch):
     write_synthetic_dataset(str(data), num_videos=6, prefix="test", with_labels=False, **shape)
     test_ids = [f"test{i:06d}" for i in range(6)]
     work = tmp_path / "work"
-    lines = _recorded_lines(data / "frame", work, tmp_path, "train inference",
-                            TRAIN_FLAGS=f"--max_step=2 {SMALL_MODELS}",
-                            INFERENCE_FLAGS=SMALL_MODELS)
+    lines = recorded_recipe_lines(tmp_path, RECIPE, data / "frame", work,
+                                  STAGES="train inference",
+                                  TRAIN_FLAGS=f"--max_step=2 {SMALL_MODELS}",
+                                  INFERENCE_FLAGS=SMALL_MODELS)
     scripts = [Path(line[0]) for line in lines]
     assert [s.name for s in scripts] == ["train.py"] * 7 + ["inference.py"] * 7
     assert all(s.parent == REPO for s in scripts)

@@ -28,8 +28,13 @@ class CrossEntropyLoss:
     def __call__(self, predictions, labels):
         epsilon = self.epsilon
         labels = tf.cast(labels, tf.float32)
+        # max(1 - p, 0) is 1 - p (p <= 1); it keeps TensorFlow's graph
+        # optimizer from folding (1 - p) + eps into (1 + eps) - p inside a
+        # tf.function, where float32 rounds 1 + 1e-8 to 1: a prediction
+        # saturated at 1 then gave log(0), NaN for a positive label (0 * -inf).
+        complement = tf.maximum(1.0 - predictions, 0.0)
         loss = 2.0 * (self.alpha * labels * tf.math.log(predictions + epsilon)
-                      + (1.0 - self.alpha) * (1.0 - labels) * tf.math.log(1.0 - predictions + epsilon))
+                      + (1.0 - self.alpha) * (1.0 - labels) * tf.math.log(complement + epsilon))
         return tf.reduce_mean(tf.reduce_sum(-loss, axis=1))
 
 
