@@ -110,6 +110,7 @@ def test_local_recipe_end_to_end(frame_data, readme_lines, monkeypatch):
     try:
         train_log, eval_log, _ = _run_lines(lines[:3], work, monkeypatch)
         assert "training NeXtVLADModel" in train_log
+        assert ", batch 160, " in train_log  # the plan line states the examples per step
         fed = fed_videos([train_log])  # --batch_size=80 per tower, --num_gpu=2
         assert list(fed) == [1] and len(fed[1].split(",")) == 160
         assert "stopped (max_steps) at global step 1" in train_log

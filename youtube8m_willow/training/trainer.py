@@ -168,7 +168,7 @@ def _run_steps(trainer: Trainer, dataset, stop: _StopRequest) -> _Progress:
     config = trainer.config
     progress = _Progress()
     bar = ProgressBar("step", total=config.max_steps, completed=trainer.global_step,
-                      examples_per_unit=config.batch_size)
+                      examples_per_unit=config.examples_per_step)
     lines = _StepLines(bar, config.regularization_penalty)
     with summaries.event_writer(config.train_dir, trainer.is_chief) as writer, \
             writer.as_default(), bar:
@@ -285,7 +285,7 @@ def _log_plan(trainer: Trainer, restored: str | None) -> None:
                  else "until stopped")
     log.info("training %s (%s parameters, %d classes) on %s, batch %d, %s",
              model_config.model, f"{trainer.model.count_params():,}", model_config.num_classes,
-             _replicas(trainer), config.batch_size, until)
+             _replicas(trainer), config.examples_per_step, until)
     log.info("input: %s; checkpoints: %s (%s)", describe_data(config.train_data_pattern)[0],
              config.train_dir,
              f"continuing at global step {trainer.global_step}" if restored or trainer.global_step
