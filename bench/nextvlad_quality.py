@@ -99,6 +99,8 @@ def main():
     parser.add_argument("--groups", type=int, default=8)
     parser.add_argument("--expansion", type=int, default=1)
     parser.add_argument("--gating_reduction", type=int, default=8)
+    parser.add_argument("--only", default="", help="train only the rows whose label starts "
+                        "with this (default: every row)")
     parser.add_argument("--out_dir", default=None, help="data and train_dirs (default: a "
                         "temporary folder, removed at the end)")
     args = parser.parse_args()
@@ -110,7 +112,8 @@ def main():
               f"{args.batch_size}, Adam, learning rate 0.005; eval on its 400 validate videos")
         print("| model | parameters | batch norm | train ex/s | training-batch GAP | eval GAP |")
         print("|---|---:|---|---:|---:|---:|")
-        for i, (label, (batch_norm, model_flags)) in enumerate(rows(args).items()):
+        chosen = {label: row for label, row in rows(args).items() if label.startswith(args.only)}
+        for i, (label, (batch_norm, model_flags)) in enumerate(chosen.items()):
             result = train_and_evaluate(model_flags, patterns, str(out_dir / f"train_dir{i}"),
                                         args)
             print(f"| {label} | {result['parameters']} | {batch_norm} | "
