@@ -41,7 +41,8 @@ def _layer_inputs(video_matrix, num_frames) -> dict:
     audio = frames[..., 1024:]
     untied = audio + 1e-6 * np.arange(audio.size, dtype="float32").reshape(audio.shape)
     return {"frames": frames[..., :1024], "audio": audio, "untied_audio": untied, "video": video,
-            "hidden": video[:, :64], "num_frames": np.minimum(num_frames[:VIDEOS], FRAMES)}
+            "hidden": video[:, :64], "num_frames": np.minimum(num_frames[:VIDEOS], FRAMES),
+            "padding_audio": audio[0, 0] / 2}
 
 
 def _records(path, model_config):

@@ -106,6 +106,79 @@ def test_nextvlad_hides_padded_frames_in_eval_mode_only():
     assert np.abs(trained[0] - trained[1]).max() > 1e-3
 
 
+def _training_call(layer, frames, num_frames, **kwargs):
+    """Training-mode output, the gradients of ``sum(output * cotangent)`` for
+    every trainable weight (a fixed cotangent) and the batch-norm statistics
+    after the call, which is then undone."""
+    start = {v.path: v.numpy() for v in layer.non_trainable_variables}
+    shape = layer.compute_output_shape(frames.shape)
+    cotangent = np.random.default_rng(0).standard_normal(shape).astype("float32")
+    with tf.GradientTape() as tape:
+        output = layer(frames, num_frames, training=True, **kwargs)
+        total = tf.reduce_sum(output * cotangent)
+    gradients = tape.gradient(total, layer.trainable_variables)
+    moved = [v.numpy() for v in layer.non_trainable_variables]
+    for v in layer.non_trainable_variables:
+        v.assign(start[v.path])
+    return output.numpy(), [g.numpy() for g in gradients], moved
+
+
+@pytest.mark.parametrize("expansion", [2, 1])
+def test_nextvlad_given_the_padding_frame_skips_padded_frames_exactly(expansion):
+    """Given the padded frames' value, training computes the frame matmuls
+    on the valid frames only; output, gradients and the batch norms' moving
+    statistics are those of the whole padded batch."""
+    frames = RNG.standard_normal((3, 6, 8)).astype("float32")
+    num_frames = np.array([4, 6, 1], "int32")
+    padding = RNG.standard_normal(8).astype("float32")
+    frames[np.arange(6)[None, :] >= num_frames[:, None]] = padding
+    layer = NeXtVLAD(4, groups=2, expansion=expansion)
+    layer(frames, num_frames)
+    randomize(layer)
+    whole = _training_call(layer, frames, num_frames)
+    skipped = _training_call(layer, frames, num_frames, padding_frame=padding)
+    np.testing.assert_allclose(skipped[0], whole[0], rtol=1e-4, atol=2e-5)
+    for got, expected in zip(skipped[1] + skipped[2], whole[1] + whole[2]):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=2e-5)
+    # The padding frame is what the statistics see: another value moves them.
+    other = _training_call(layer, frames, num_frames, padding_frame=padding + 1.0)
+    assert np.abs(other[0] - whole[0]).max() > 1e-3
+
+
+def test_nextvlad_models_tell_their_towers_the_padding_frame(monkeypatch):
+    """NeXtVLADModel hands its NeXtVLADs the scaled zero frame (the fork's
+    eigen scaling makes it non-zero), so training skips padded frames and
+    still computes the padded batch's numbers."""
+    model = create_model(config(drop_rate=0.0, groups=2)).build_for_config()
+    zeros = np.zeros((1, 1152), "float32")
+    expected = np.asarray(scale_features(tf.constant(zeros), "eigen"))[0]
+    np.testing.assert_array_equal(model.padding_frame(tf.constant(zeros)).numpy(), expected)
+    assert np.abs(expected[:1024]).min() > 0 and not expected[1024:].any()
+    frames = RNG.uniform(-2, 2, (2, 6, 1152)).astype("float32")
+    num_frames = np.array([3, 6], "int32")
+    frames[0, 3:] = 0.0  # the readers' padding
+    tower = model.tower
+    features = scale_features(frames, "eigen")
+    with_padding = tower(features, num_frames, training=True,
+                         padding_frame=model.padding_frame(features))
+    without = tower(features, num_frames, training=True)
+    np.testing.assert_allclose(with_padding, without, rtol=1e-4, atol=1e-5)
+    seen = []
+    original_call = NeXtVLAD.call
+
+    def recording_call(self, *args, padding_frame=None, **kwargs):
+        seen.append(None if padding_frame is None else np.asarray(padding_frame))
+        return original_call(self, *args, padding_frame=padding_frame, **kwargs)
+
+    monkeypatch.setattr(NeXtVLAD, "call", recording_call)
+    for name in ("NeXtVLADModel", "MixNeXtVladModel"):
+        seen.clear()
+        create_model(config(name, groups=2)).build_for_config()(
+            {"video_matrix": frames, "num_frames": num_frames}, training=True)
+        assert len(seen) >= 2 and all(p is not None for p in seen), name
+        np.testing.assert_array_equal(np.concatenate(seen[:2]), expected)
+
+
 def test_nextvlad_rejects_groups_that_do_not_divide():
     with pytest.raises(ValueError, match="groups=3 must divide expansion \\* features = 16"):
         NeXtVLAD(4, groups=3)(np.ones([1, 2, 8], "float32"))

@@ -27,6 +27,8 @@ INPUTS = {
     "video": "[4, 1024] mean rgb of the 10 frames",
     "hidden": "[4, 64] the first 64 mean rgb values",
     "num_frames": "[4] valid frames per video (10, 7, 3, 1)",
+    "padding_audio": "[128] the first video's first audio frame, halved: the value a "
+                     "NeXtVLAD is told its padded frames hold",
 }
 
 
@@ -80,6 +82,8 @@ CASES = [
     _case("Dense", lambda: L.Dense(32, l2=1e-3), "video", training=False),
     _case("HiddenLayer[relu6]", lambda: HiddenLayer(32, stddev=0.1), "video"),
     _case("NeXtVLAD", lambda: L.NeXtVLAD(4, groups=4, expansion=2), "audio", "num_frames"),
+    _case("NeXtVLAD[padding_frame]", lambda: L.NeXtVLAD(4, groups=4, expansion=2), "audio",
+          "num_frames", kwargs=(("padding_frame", "padding_audio"),)),
     _case("NeXtVLAD[no_mask]", lambda: L.NeXtVLAD(3, groups=2, expansion=1), "audio"),
     _case("SEGating", lambda: L.SEGating(8), "hidden"),
     _case("FrameSampler[uniform]", lambda: L.FrameSampler(4, "uniform"), "frames", "num_frames",

@@ -78,6 +78,37 @@ def gather_frames(frames, indices):
     return ops.take_along_axis(frames, ops.cast(indices, "int32")[:, :, None], axis=1)
 
 
+class RowSubset:
+    """The rows of ``[M, C]`` tensors where the bool ``valid`` ``[M]`` holds.
+
+    ``take`` gives a per-row computation those rows and ``place`` puts its
+    results back, ``fill`` in the other rows. On TensorFlow the rows are
+    gathered and scattered, so the computation runs on the valid rows alone
+    (NeXtVLAD's frame matmuls on a video's frames, not on its padding).
+    Elsewhere, where shapes stay static (``jax.jit``), every row is computed
+    with the others zeroed, and ``place`` overwrites them with ``fill``: the
+    same values.
+    """
+
+    def __init__(self, valid):
+        self.valid = valid
+        self.indices = tf.where(valid) if ON_TENSORFLOW else None  # int64 [N, 1]
+
+    def take(self, rows):
+        if ON_TENSORFLOW:
+            return tf.gather_nd(rows, self.indices)
+        return ops.where(self.valid[:, None], rows, ops.zeros_like(rows))
+
+    def place(self, values, fill):
+        """``[M, C]``: ``values`` (one row per taken row) in the valid rows,
+        ``fill`` (broadcast to ``[C]``) in the others."""
+        if ON_TENSORFLOW:
+            shape = tf.stack([tf.shape(self.valid, out_type=tf.int64)[0],
+                              tf.shape(values, out_type=tf.int64)[1]])
+            values = tf.scatter_nd(self.indices, values, shape)
+        return ops.where(self.valid[:, None], values, ops.cast(fill, values.dtype))
+
+
 def half_squared_norm(x):
     """``sum(x ** 2) / 2``: TF's ``l2_loss`` (one pass, no squared copy)."""
     if ON_TENSORFLOW:

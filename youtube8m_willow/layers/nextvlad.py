@@ -6,9 +6,12 @@ Each frame ``x`` (``F`` values) is expanded to ``E*F`` values and split into
 clusters and weighted by a sigmoid attention of its frame, and the
 residuals of all groups of all valid frames are summed per cluster. The
 output has ``K*D`` values instead of NetVLAD's ``K*F``: with ``E=2, G=8`` a
-quarter. The math follows the fork's graph operation by operation (same
-reshapes, batch norms over the same rows) so that its checkpoints give its
-numbers (SPEC section 16).
+quarter. The math is the fork's graph (same reshapes, batch norms over the
+same rows) so that its checkpoints give its numbers (SPEC section 16), with
+two savings that keep its values: the cluster logits are computed from the
+frames through the product of the expansion and cluster weights, and the
+frame matmuls skip padded frames (their only effect, on the cluster batch
+norm's training statistics, is added back from the padding frame's value).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from youtube8m_willow.layers import kernels
 from youtube8m_willow.layers.core import (BatchNorm, Dense, l2_normalize, register,
                                           sequence_mask, softmax, variance_scaling)
 from youtube8m_willow.layers.kernels import video_matmul
@@ -93,18 +97,39 @@ class NeXtVLAD(keras.layers.Layer):
     def output_size(self) -> int:
         return self.cluster_size * self.group_size
 
-    def call(self, frames, num_frames=None, training=None):
+    def call(self, frames, num_frames=None, training=None, padding_frame=None):
+        """``padding_frame`` (``[F]``): what every frame at or after
+        ``num_frames`` holds (the readers pad with zeros; the input scaling
+        maps them to it). Padded frames count only in training, in the
+        cluster batch norm's statistics: given ``padding_frame`` there, and
+        always outside training, the frame matmuls run on the valid frames
+        alone (``kernels.RowSubset``) and the padded ones enter those
+        statistics as copies of ``padding_frame``, at no cost. Without it,
+        training computes every frame as it is."""
         frames = ops.convert_to_tensor(frames)
         max_frames = frames.shape[1] if frames.shape[1] is not None else ops.shape(frames)[1]
         rows = max_frames * self.groups  # the (frame, group) pairs of a video
-        expanded = self.expansion_fc(frames)
+        flat = ops.reshape(frames, (-1, self.feature_size))
+        subset = None
+        if num_frames is not None and (padding_frame is not None or not training):
+            subset = kernels.RowSubset(ops.reshape(sequence_mask(num_frames, max_frames), (-1,)))
+            flat = subset.take(flat)
+        expanded = self.expansion_fc(flat)
         attention = ops.sigmoid(self.attention_fc(expanded))
-        if num_frames is not None:
-            valid = sequence_mask(num_frames, max_frames)
-            attention = attention * ops.cast(valid, attention.dtype)[:, :, None]
+        activation = self._assignment_logits(flat, expanded)
+        if subset is not None:
+            padded = 0.0  # outside training any value: its assignments are masked
+            if padding_frame is not None:
+                padding_frame = ops.reshape(padding_frame, (1, -1))
+                padded = self._assignment_logits(padding_frame,
+                                                 self.expansion_fc(padding_frame))[0]
+            expanded = subset.place(expanded, 0.0)
+            attention = subset.place(attention, 0.0)
+            activation = subset.place(activation, padded)
+        elif num_frames is not None:
+            valid = ops.reshape(sequence_mask(num_frames, max_frames), (-1, 1))
+            attention = attention * ops.cast(valid, attention.dtype)
         attention = ops.reshape(attention, (-1, rows, 1))
-        activation = ops.matmul(ops.reshape(expanded, (-1, self.expansion * self.feature_size)),
-                                self.cluster_weights)
         activation = self.cluster_bn(activation, training=training)
         activation = softmax(ops.reshape(activation, (-1, rows, self.cluster_size)))
         activation = activation * attention
@@ -116,6 +141,22 @@ class NeXtVLAD(keras.layers.Layer):
         vlad = l2_normalize(vlad, axis=1)
         vlad = ops.reshape(vlad, (-1, self.output_size()))
         return self.vlad_bn(vlad, training=training)
+
+    def _assignment_logits(self, frames, expanded):
+        """``expanded W_c`` of ``[N, F]`` frames (``expanded = x W_e + b_e``).
+        With ``E > 1`` as ``x (W_e W_c) + b_e W_c``: the cluster matmul on
+        the ``F`` frame values instead of the ``E*F`` expanded ones (at E=2
+        half its FLOPs, forward and backward, for a weights' product that
+        costs what ``E*F`` rows would; the same values to float32 rounding).
+        With ``E = 1`` nothing is saved: as written."""
+        if self.expansion == 1:
+            return ops.matmul(expanded, self.cluster_weights)
+        dtype = frames.dtype
+        kernel, bias = (ops.cast(w, dtype) for w in (self.expansion_fc.kernel,
+                                                     self.expansion_fc.bias))
+        clusters = ops.cast(self.cluster_weights, dtype)
+        return (ops.matmul(frames, ops.matmul(kernel, clusters))
+                + ops.matmul(bias[None, :], clusters))
 
     def compute_output_shape(self, frames_shape, num_frames_shape=None):
         expanded = self.expansion * int(frames_shape[-1])

@@ -91,6 +91,12 @@ class VideoModel(keras.Model):
                                   self.input_scaling)
         return features, ops.cast(inputs["num_frames"], "int32")
 
+    def padding_frame(self, features):
+        """``[D]``: what a padded frame of the readers (zeros) is after the
+        input scaling, in ``features``' dtype."""
+        zeros = ops.zeros((1, features.shape[-1]), "float32")
+        return ops.cast(scale_features(zeros, self.input_scaling)[0], features.dtype)
+
     def training_objective(self, inputs, labels, label_loss):
         """One training forward pass: ``(predictions, label loss, model
         regularization)``, the predictions float32 for the metrics, the label

@@ -92,11 +92,18 @@ class NeXtVLADTower(keras.layers.Layer):
         self.hidden.build((None, pooled))
         self.gating.build((None, self.hidden_units))
 
-    def call(self, frames, num_frames, training=None, dropout_seed=None):
-        pooled = self.video_vlad(frames[:, :, :self.video_size], num_frames, training=training)
+    def call(self, frames, num_frames, training=None, dropout_seed=None, padding_frame=None):
+        """``padding_frame`` ``[F]``: the value of the padded frames (see
+        ``NeXtVLAD.call``; None: not known)."""
+        video_padding = audio_padding = None
+        if padding_frame is not None:
+            video_padding = padding_frame[:self.video_size]
+            audio_padding = padding_frame[self.video_size:]
+        pooled = self.video_vlad(frames[:, :, :self.video_size], num_frames, training=training,
+                                 padding_frame=video_padding)
         if self.has_audio:
             audio = self.audio_vlad(frames[:, :, self.video_size:], num_frames,
-                                    training=training)
+                                    training=training, padding_frame=audio_padding)
             pooled = ops.concatenate([pooled, audio], 1)
         if training and self.drop_rate > 0:
             pooled = dropout(pooled, self.drop_rate, dropout_seed, self.generator)
@@ -189,7 +196,8 @@ class NeXtVLADModel(_ForkModel):
         self.classifier = fork_classifier(config.video_level_classifier_model, config)
 
     def predict_probabilities(self, features, num_frames, training=False, sampling_seed=None):
-        hidden = self.tower(features, num_frames, training=training, dropout_seed=sampling_seed)
+        hidden = self.tower(features, num_frames, training=training, dropout_seed=sampling_seed,
+                            padding_frame=self.padding_frame(features))
         return self.classifier(hidden, training=training)
 
     def tf1_scopes(self):
@@ -277,7 +285,8 @@ class MixNeXtVladModel(_ForkModel):
         gates = softmax(gates)
         logits = ops.stack([
             head.logits(branch(features, num_frames, training=training,
-                               dropout_seed=_branch_seed(sampling_seed, n)))
+                               dropout_seed=_branch_seed(sampling_seed, n),
+                               padding_frame=self.padding_frame(features)))
             for n, (branch, head) in enumerate(zip(self.branches, self.heads))], axis=1)
         return ops.sum(gates[:, :, None] * logits, axis=1), logits
 

@@ -1,0 +1,180 @@
+"""NeXtVLAD training speed and peak memory against the NeXtVLAD fork, side by side.
+
+The fork (linrongc/youtube-8m, 2018) is not part of this project. Point
+``--reference_dir`` (or ``$REFERENCE_DIR``) at a folder where it is set up to
+run: its code in ``nextvlad/`` and an interpreter in ``venv/``. Without one,
+this script says so and exits 1: a ratio is only printed when both sides ran
+here, in one run, on one machine.
+
+Each row trains one model of the author's recipes (``model_flags`` of
+``recipes/nextvlad_local.sh`` and ``recipes/mix_nextvlad_final.sh``, with the
+training line of ``recipes/nextvlad_stages.sh``: LogisticModel head,
+CrossEntropyLoss, Adam, batch 80, 3862 classes) from scratch on the same
+synthetic frame-level records (300 frames at most), alternating fork, port,
+port, fork. Each run's seconds per step are the median of the intervals
+between its logged steps FIRST..STEPS; each side keeps its better run. Peak
+memory is each training process's max RSS; each side keeps its lower run.
+
+    PYTHONPATH=. .venv/bin/python bench/bench_vs_fork.py --reference_dir=/tmp/reference
+    ... --only=Mix --steps=8 --first=3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = {"NeXtVLADModel": REPO / "recipes" / "nextvlad_local.sh",
+           "MixNeXtVladModel": REPO / "recipes" / "mix_nextvlad_final.sh"}
+# The train_model line of recipes/nextvlad_stages.sh, on one device:
+# --num_gpu=1, so that each step reads batch 80 on both sides.
+TRAINING = ["--video_level_classifier_model=LogisticModel", "--l2_penalty=1e-5",
+            "--label_loss=CrossEntropyLoss", "--frame_features=True",
+            "--feature_names=rgb,audio", "--feature_sizes=1024,128", "--batch_size=80",
+            "--num_gpu=1", "--base_learning_rate=0.0002", "--learning_rate_decay=0.8",
+            "--learning_rate_decay_examples=2000000", "--num_epochs=1000",
+            "--export_model_steps=1000000", "--start_new_model=True"]
+STEP_LINE = re.compile(r"(\d\d):(\d\d):(\d\d\.\d+).*training step[ =:]*(\d+)")
+
+
+def recipe_model_flags(recipe: Path) -> list[str]:
+    """The ``model_flags=(...)`` array of a recipe, as arguments."""
+    match = re.search(r"^model_flags=\((.*?)\)", recipe.read_text(), re.M | re.S)
+    if match is None:
+        raise ValueError(f"{recipe}: no model_flags=(...) array")
+    return shlex.split(match.group(1))
+
+
+def write_records(folder: Path, videos: int) -> str:
+    """Synthetic 2018-style frame records (key ``id``, 3862 classes)."""
+    subprocess.run([sys.executable, "-m", "youtube8m_willow.data.synthetic",
+                    f"--out_dir={folder}", f"--num_videos={videos}", "--num_eval_videos=1",
+                    "--num_classes=3862", "--id_key=id", "--max_frames=300", "--min_frames=100",
+                    "--skip_video_level", "--prefix=train"],
+                   check=True, cwd=REPO, stdout=subprocess.DEVNULL,
+                   env={**os.environ, "PYTHONPATH": str(REPO)})
+    return str(folder / "frame" / "train*.tfrecord")
+
+
+def seconds_per_step(log: str, first: int, last: int) -> float:
+    """Median interval between the logged steps ``first..last``."""
+    stamps = {}
+    for line in log.splitlines():
+        match = STEP_LINE.search(line)
+        if match:
+            hours, minutes, seconds, step = match.groups()
+            stamps[int(step)] = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    gaps = [stamps[s] - stamps[s - 1] for s in range(first, last + 1)
+            if s in stamps and s - 1 in stamps]
+    return statistics.median(gaps) if gaps else float("nan")
+
+
+def run_training(command: list[str], cwd: Path, env: dict, timeout: float) -> tuple[str, int, float]:
+    """Runs one training process; returns its log, exit code and max RSS (GB)."""
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        timer = threading.Timer(timeout, os.killpg, (process.pid, signal.SIGKILL))
+        timer.start()
+        _, status, usage = os.wait4(process.pid, 0)
+        timer.cancel()
+        process.returncode = os.waitstatus_to_exitcode(status)
+        log.seek(0)
+        return log.read(), process.returncode, usage.ru_maxrss / 2**20
+
+
+def measure(side: str, reference: Path, flags: list[str], data: str, steps: int,
+            work: Path) -> tuple[str, int, float]:
+    train_dir = work / f"{side}_train_dir"
+    args = [f"--train_data_pattern={data}", f"--train_dir={train_dir}", f"--max_steps={steps}",
+            *flags]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "YT8M_PROGRESS": "lines"}
+    if side == "fork":
+        env["TF_USE_LEGACY_KERAS"] = "1"  # the fork's TF1 layers
+        command = [str(reference / "venv" / "bin" / "python"), "train.py", *args]
+        cwd = reference / "nextvlad"  # it loads yt8m_pca/ by a relative path
+    else:
+        env["PYTHONPATH"] = str(REPO)
+        command = [sys.executable, str(REPO / "train.py"), *args]
+        cwd = REPO
+    try:
+        return run_training(command, cwd, env, timeout=3600)
+    finally:
+        subprocess.run(["rm", "-rf", str(train_dir)], check=False)
+        os.sync()
+        time.sleep(3)  # a quiet disk for the next run
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reference_dir", default=os.environ.get("REFERENCE_DIR", ""),
+                        help="folder with the fork in nextvlad/ and venv/ (default: "
+                             "$REFERENCE_DIR)")
+    parser.add_argument("--only", default="", help="substring of the model names to run")
+    parser.add_argument("--steps", type=int, default=12, help="steps per run")
+    parser.add_argument("--first", type=int, default=4,
+                        help="first timed step (the median covers FIRST..STEPS)")
+    parser.add_argument("--rounds", type=int, choices=(1, 2), default=2,
+                        help="2: fork, port, port, fork")
+    parser.add_argument("--videos", type=int, default=1000, help="synthetic training videos")
+    parser.add_argument("--project_flags", default="",
+                        help="flags for this project's side only (e.g. --precision=bfloat16)")
+    args = parser.parse_args()
+    reference = Path(args.reference_dir) if args.reference_dir else None
+    if reference is None or not (reference / "nextvlad" / "train.py").is_file() \
+            or not (reference / "venv" / "bin" / "python").is_file():
+        print("no NeXtVLAD fork set up (--reference_dir or $REFERENCE_DIR with nextvlad/ and "
+              "venv/): nothing measured", file=sys.stderr)
+        return 1
+    print(f"machine: {_common.machine()}")
+    print(f"steps {args.first}..{args.steps} (median), {args.rounds} round(s) per side, "
+          f"batch 80, {args.videos} synthetic videos of 100-300 frames, 3862 classes"
+          + (f", project flags {args.project_flags}" if args.project_flags else ""))
+    print("| model | fork s/step | port s/step | speed-up | fork max RSS | port max RSS | "
+          "memory ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    order = ["fork", "port", "port", "fork"][:2 * args.rounds]
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        data = write_records(work / "records", args.videos)
+        for model, recipe in RECIPES.items():
+            if args.only not in model:
+                continue
+            flags = [f"--model={model}", *recipe_model_flags(recipe), *TRAINING]
+            seconds = {"fork": [], "port": []}
+            memory = {"fork": [], "port": []}
+            failed = ""
+            for side in order:
+                extra = shlex.split(args.project_flags) if side == "port" else []
+                log, code, rss = measure(side, reference, flags + extra, data, args.steps, work)
+                if code != 0:
+                    failed = f"{side} failed ({code}): {log.strip().splitlines()[-1:]}"
+                    break
+                seconds[side].append(seconds_per_step(log, args.first, args.steps))
+                memory[side].append(rss)
+            if failed:
+                print(f"| {model} | {failed} | | | | | |", flush=True)
+                continue
+            fork, port = min(seconds["fork"]), min(seconds["port"])
+            fork_gb, port_gb = min(memory["fork"]), min(memory["port"])
+            print(f"| {model} | {fork:.3f} | {port:.3f} | {fork / port:.2f}x | {fork_gb:.2f} GB | "
+                  f"{port_gb:.2f} GB | {port_gb / fork_gb:.2f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
