@@ -1,13 +1,17 @@
-"""Seconds per training step and peak memory of WILLOW's seven paper models.
+"""Parameters, seconds per training step and peak memory of the frame-level
+models: WILLOW's seven paper models, and with ``--all`` every other one.
 
-The configurations are read from the training lines of
-``recipes/willow_ensemble.sh`` (WILLOW's README), so they cannot drift from
-the recipe. Each model runs in its own process (clean peak memory): a random
-in-memory batch of the line's batch size with 300 frames, ``--warmup`` steps,
-then ``--steps`` timed steps of the real train step (forward, loss, gradients,
-clipping, Adam, batch-norm updates).
+WILLOW's configurations are read from the training lines of
+``recipes/willow_ensemble.sh`` (WILLOW's README), NeXtVLAD's from its
+author's recipes (``recipes/nextvlad_local.sh``, ``mix_nextvlad_final.sh``:
+3862 classes, batch 80 on one device), so they cannot drift from the
+recipes; the other models (``OTHER_MODELS``) run at their defaults with
+batch 80. Each model runs in its own process (clean peak memory): a random
+in-memory batch with 300 frames (30 to 300 of them valid), ``--warmup``
+steps, then ``--steps`` timed steps of the real train step (forward, loss,
+gradients, clipping, Adam, batch-norm updates).
 
-    PYTHONPATH=. .venv/bin/python bench/bench_paper_models.py [--steps=3] [--only=GRU]
+    PYTHONPATH=. .venv/bin/python bench/bench_paper_models.py [--steps=3] [--only=GRU] [--all]
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import sys
 import time
@@ -26,6 +31,30 @@ import _common  # noqa: E402  (the bench directory's shared helpers)
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes" / "willow_ensemble.sh"
 NOT_MODEL_FLAGS = ("--train_data_pattern", "--train_dir", "--max_step")
+NEXTVLAD_RECIPES = {"NeXtVLADModel": REPO / "recipes" / "nextvlad_local.sh",
+                    "MixNeXtVladModel": REPO / "recipes" / "mix_nextvlad_final.sh"}
+# The train_model line of recipes/nextvlad_stages.sh on one device
+# (--num_gpu=1: batch 80 a step).
+NEXTVLAD_TRAINING = [
+    "--video_level_classifier_model=LogisticModel", "--l2_penalty=1e-5",
+    "--label_loss=CrossEntropyLoss", "--frame_features=True", "--feature_names=rgb,audio",
+    "--feature_sizes=1024,128", "--batch_size=80", "--num_gpu=1", "--num_classes=3862",
+    "--base_learning_rate=0.0002", "--learning_rate_decay=0.8",
+    "--learning_rate_decay_examples=2000000"]
+FRAMES = ["--frame_features=True", "--feature_names=rgb,audio", "--feature_sizes=1024,128",
+          "--batch_size=80"]
+# The frame-level models no recipe trains, at their defaults.
+OTHER_MODELS = {
+    "NetVLADModelLF --vlagd (NetVLAGD), 256 clusters, hidden 1024": [
+        "--model=NetVLADModelLF", "--vlagd=True", "--netvlad_cluster_size=256",
+        "--netvlad_hidden_size=1024", "--iterations=300", *FRAMES],
+    "DbofModelLF (defaults)": ["--model=DbofModelLF", *FRAMES],
+    "DbofModel (the starter's, defaults)": ["--model=DbofModel", *FRAMES],
+    "LstmModel (the starter's, defaults)": ["--model=LstmModel", "--lstm_variant=starter",
+                                            *FRAMES],
+    "FrameLevelLogisticModel": ["--model=FrameLevelLogisticModel", *FRAMES],
+    "FrameStatisticsModel (defaults)": ["--model=FrameStatisticsModel", *FRAMES],
+}
 
 
 def recipe_train_lines() -> dict[str, list[str]]:
@@ -39,6 +68,20 @@ def recipe_train_lines() -> dict[str, list[str]]:
         name = next(a.split("=", 1)[1] for a in args if a.startswith("--train_dir="))
         lines[name] = [a for a in args if not a.startswith(NOT_MODEL_FLAGS)]
     return lines
+
+
+def recipe_model_flags(recipe: Path) -> list[str]:
+    """The ``model_flags=(...)`` array of a NeXtVLAD recipe, as arguments."""
+    match = re.search(r"^model_flags=\((.*?)\)", recipe.read_text(), re.M | re.S)
+    if match is None:
+        raise ValueError(f"{recipe}: no model_flags=(...) array")
+    return shlex.split(match.group(1))
+
+
+def nextvlad_recipe_lines() -> dict[str, list[str]]:
+    """``{model: flags}`` of the NeXtVLAD recipes' training, on one device."""
+    return {model: [f"--model={model}", *recipe_model_flags(recipe), *NEXTVLAD_TRAINING]
+            for model, recipe in NEXTVLAD_RECIPES.items()}
 
 
 def run_one(flag_args: list[str], steps: int, warmup: int) -> dict:
@@ -61,7 +104,8 @@ def run_one(flag_args: list[str], steps: int, warmup: int) -> dict:
     batch = {
         "video_matrix": tf.random.uniform([batch_size, 300, model_config.feature_size], -2, 2),
         "num_frames": tf.random.uniform([batch_size], 30, 301, tf.int32),
-        "labels": tf.cast(tf.random.uniform([batch_size, 4716]) < 0.001, tf.float32),
+        "labels": tf.cast(tf.random.uniform([batch_size, model_config.num_classes]) < 0.001,
+                          tf.float32),
     }
     for _ in range(warmup):
         trainer.step(batch)
@@ -79,16 +123,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--only", default="", help="substring of the train_dir names to run")
+    parser.add_argument("--only", default="", help="substring of the row names to run")
+    parser.add_argument("--all", action="store_true",
+                        help="every frame-level model, not only WILLOW's paper models")
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         _common.print_result(run_one(json.loads(args.child), args.steps, args.warmup))
         return
     print(f"machine: {_common.machine()}")
-    print("| model (WILLOW train_dir) | parameters | batch | s/step | examples/s | peak memory |")
+    print("| model (WILLOW train_dir, or configuration) | parameters | batch | s/step | "
+          "examples/s | peak memory |")
     print("|---|---:|---:|---:|---:|---:|")
-    for name, flag_args in recipe_train_lines().items():
+    rows = recipe_train_lines()
+    if args.all:
+        rows.update({f"{model}, the author's recipe": flags_
+                     for model, flags_ in nextvlad_recipe_lines().items()})
+        rows.update(OTHER_MODELS)
+    for name, flag_args in rows.items():
         if args.only not in name:
             continue
         try:
@@ -97,7 +149,8 @@ def main() -> None:
         except RuntimeError as error:
             print(f"| {name} | failed: {error} |")
             continue
-        print(f"| {r['model']} ({name}) | {r['parameters'] / 1e6:.1f}M | {r['batch_size']} | "
+        label = name if name.startswith(r["model"]) else f"{r['model']} ({name})"
+        print(f"| {label} | {r['parameters'] / 1e6:.1f}M | {r['batch_size']} | "
               f"{r['seconds_per_step']:.2f} | {r['examples_per_second']:.1f} | "
               f"{r['peak_memory_gb']:.1f} GB |", flush=True)
 

@@ -36,27 +36,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
+from bench_paper_models import nextvlad_recipe_lines  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-RECIPES = {"NeXtVLADModel": REPO / "recipes" / "nextvlad_local.sh",
-           "MixNeXtVladModel": REPO / "recipes" / "mix_nextvlad_final.sh"}
-# The train_model line of recipes/nextvlad_stages.sh, on one device:
-# --num_gpu=1, so that each step reads batch 80 on both sides.
-TRAINING = ["--video_level_classifier_model=LogisticModel", "--l2_penalty=1e-5",
-            "--label_loss=CrossEntropyLoss", "--frame_features=True",
-            "--feature_names=rgb,audio", "--feature_sizes=1024,128", "--batch_size=80",
-            "--num_gpu=1", "--base_learning_rate=0.0002", "--learning_rate_decay=0.8",
-            "--learning_rate_decay_examples=2000000", "--num_epochs=1000",
-            "--export_model_steps=1000000", "--start_new_model=True"]
 STEP_LINE = re.compile(r"(\d\d):(\d\d):(\d\d\.\d+).*training step[ =:]*(\d+)")
-
-
-def recipe_model_flags(recipe: Path) -> list[str]:
-    """The ``model_flags=(...)`` array of a recipe, as arguments."""
-    match = re.search(r"^model_flags=\((.*?)\)", recipe.read_text(), re.M | re.S)
-    if match is None:
-        raise ValueError(f"{recipe}: no model_flags=(...) array")
-    return shlex.split(match.group(1))
+# Both sides train from scratch on the synthetic records, without exports.
+RUN_FLAGS = ["--num_epochs=1000", "--export_model_steps=1000000", "--start_new_model=True"]
 
 
 def write_records(folder: Path, videos: int) -> str:
@@ -151,10 +136,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
         data = write_records(work / "records", args.videos)
-        for model, recipe in RECIPES.items():
+        for model, recipe_flags in nextvlad_recipe_lines().items():
             if args.only not in model:
                 continue
-            flags = [f"--model={model}", *recipe_model_flags(recipe), *TRAINING]
+            flags = [*recipe_flags, *RUN_FLAGS]
             seconds = {"fork": [], "port": []}
             memory = {"fork": [], "port": []}
             failed = ""

@@ -80,3 +80,54 @@ def test_vs_original_reports_a_failed_run(tmp_path):
     result = _vs_original(tmp_path, "echo 'reference not set up'; exit 1\n", "--only=lstm")
     assert result.returncode == 0
     assert "the instrument failed (1): reference not set up" in result.stdout
+
+
+def test_every_frame_level_model_has_a_row_with_all():
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "bench_paper_models.py"), "--all", "--steps=1",
+         "--warmup=0", "--only=FrameLevelLogisticModel"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    # 300 frames x 1152 features x 4716 classes, and the biases.
+    assert re.search(r"\| FrameLevelLogisticModel \| 5\.4M \| 80 \|",
+                     result.stdout), result.stdout[-2000:]
+
+
+def _bench_module(name):
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+
+
+def test_nextvlad_rows_are_the_authors_recipes():
+    lines = _bench_module("bench_paper_models").nextvlad_recipe_lines()
+    single, mixture = lines["NeXtVLADModel"], lines["MixNeXtVladModel"]
+    for flag in ("--nextvlad_cluster_size=128", "--gating_reduction=8", "--groups=8",
+                 "--expansion=2", "--nextvlad_hidden_size=2048", "--batch_size=80",
+                 "--num_classes=3862", "--video_level_classifier_model=LogisticModel"):
+        assert flag in single, flag
+    for flag in ("--nextvlad_cluster_size=112", "--mix_number=3", "--cl_temperature=3",
+                 "--cl_lambda=9", "--gating_reduction=16"):
+        assert flag in mixture, flag
+
+
+def test_vs_fork_without_the_fork_measures_nothing(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("REFERENCE_DIR", None)
+    result = subprocess.run([sys.executable, str(REPO / "bench" / "bench_vs_fork.py"),
+                             f"--reference_dir={tmp_path}"], cwd=REPO, capture_output=True,
+                            text=True, timeout=300, env=env)
+    assert result.returncode == 1
+    assert "no NeXtVLAD fork set up" in result.stderr and "|" not in result.stdout
+
+
+def test_vs_fork_times_the_logged_steps():
+    log = "\n".join(f"I1205 10:00:{seconds:09.6f} 1 train.py:1] training step {step} | Loss: 1"
+                    for step, seconds in [(1, 0.0), (2, 5.0), (3, 6.0), (4, 8.0), (5, 9.5)])
+    seconds_per_step = _bench_module("bench_vs_fork").seconds_per_step
+    assert seconds_per_step(log, 3, 5) == pytest.approx(1.5)  # gaps 1, 2, 1.5
+    assert seconds_per_step(log, 2, 2) == pytest.approx(5.0)
+    assert seconds_per_step("no steps", 2, 5) != seconds_per_step("no steps", 2, 5)  # NaN

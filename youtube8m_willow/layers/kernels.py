@@ -5,8 +5,9 @@ Everything else in ``youtube8m_willow.layers`` and ``models`` is written
 with ``keras.ops`` and ``keras.random`` only. Here each function computes
 the same values on every backend; on TensorFlow it runs what the original
 graphs ran (TF1's fused batch norm, ``l2_loss``, stateful and stateless
-random ops, a compiled ``tf.scan``) and the one custom gradient of the
-training step, so the TensorFlow path keeps its speed and its numbers.
+random ops, a compiled ``tf.scan``), the one custom gradient of the
+training step, and a gather of the rows worth computing (``RowSubset``), so
+the TensorFlow path keeps its speed and its numbers.
 TensorFlow is imported only when it is the backend.
 """
 
