@@ -14,6 +14,7 @@ and one training step.
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import zlib
@@ -169,8 +170,11 @@ def test_the_train_dir_alone_selects_the_model(tmp_path):
     result = run_script("inference.py", f"--train_dir={fixture / 'train_dir'}",
                         f"--input_data_pattern={fixture / 'data.tfrecord'}",
                         f"--output_file={out}", f"--top_k={meta['num_classes']}")
-    assert ("holds the model with nextvlad_cluster_size=8, nextvlad_hidden_size=32, "
-            "num_classes=50, video_level_classifier_model=LogisticModel") in result.stderr
+    assert ("holds the model with l2_penalty=1e-05, nextvlad_cluster_size=8, "
+            "nextvlad_hidden_size=32, num_classes=50, "
+            "video_level_classifier_model=LogisticModel") in result.stderr
+    assert f"the graph {fixture / 'train_dir'}/model.ckpt-123.meta was built with " \
+           "--drop_rate=0.5, --l2_penalty=1e-05" in result.stderr
     np.testing.assert_allclose(_predictions(out, meta),
                                np.load(fixture / "expected_predictions.npy"), atol=1e-5, rtol=0)
 
@@ -352,3 +356,59 @@ def test_training_step_is_the_forks(name, tmp_path):
                                atol=2e-5, rtol=0)
     written = checkpoint.read_checkpoint(str(train_dir / f"model.ckpt-{step}"))
     assert set(written) == set(meta["variables"])
+
+
+GRAPH_FLAGS = ("drop_rate", "l2_penalty", "cl_temperature", "cl_lambda")
+
+
+def _flag_values(flags_: list[str]) -> dict:
+    values = dict(flag[2:].split("=", 1) for flag in flags_ if flag.startswith("--"))
+    return {name: float(values[name]) for name in GRAPH_FLAGS if name in values}
+
+
+def test_the_training_graphs_hold_the_training_only_model_flags(tmp_path):
+    """The fork's .meta training graphs give --drop_rate, --l2_penalty and
+    the mixture's --cl_temperature and --cl_lambda as the runs had them."""
+    from youtube8m_willow.legacy.meta_graph import read_graph_facts
+
+    graphs = {}
+    for parts in (SMALL, TRAIN):
+        fixture, meta = _load(*parts)
+        meta_file = next((fixture / "train_dir").glob("model.ckpt-*.meta"))
+        graphs[meta_file] = _flag_values(meta["model_flags"])
+    mixture = tmp_path / "mixture.meta"
+    mixture.write_bytes(gzip.decompress(
+        (REPO / "tests" / "data" / "nextvlad_mixture" / "train_graph.meta.gz").read_bytes()))
+    graphs[mixture] = {"drop_rate": 0.3, "l2_penalty": 3e-4, "cl_temperature": 2.5,
+                       "cl_lambda": 7.0}
+    assert [flags_["drop_rate"] for flags_ in graphs.values()] == [0.5, 0.0, 0.3]
+    for path, expected in graphs.items():
+        facts = read_graph_facts(str(path)).as_flags()
+        assert {name: facts[name] for name in expected} == expected, path
+        if "cl_lambda" not in expected:  # a NeXtVLADModel: no distillation
+            assert "cl_lambda" not in facts and "cl_temperature" not in facts
+
+
+def test_a_continued_fork_run_takes_its_training_only_flags_from_the_graph(tmp_path):
+    """Without --drop_rate and --l2_penalty, the model of a continued fork
+    run has the values its graph holds, not the fork's defaults."""
+    from youtube8m_willow.models import original_train_dir
+
+    fixture, meta = _load(*TRAIN)
+    given = [f for f in meta["model_flags"]
+             if not f.startswith(("--drop_rate", "--l2_penalty"))]
+    values = dict(f[2:].split("=", 1) for f in given)
+    config = ModelConfig(
+        model=values["model"], frame_features=True, feature_names=("rgb", "audio"),
+        feature_sizes=(1024, 128), num_classes=meta["num_classes"],
+        nextvlad_cluster_size=int(values["nextvlad_cluster_size"]),
+        nextvlad_hidden_size=int(values["nextvlad_hidden_size"]),
+        groups=int(values["groups"]), expansion=int(values["expansion"]),
+        gating_reduction=int(values["gating_reduction"]), drop_rate=0.5, l2_penalty=1e-5,
+        video_level_classifier_model="LogisticModel")
+    path = str(fixture / "train_dir" / f"model.ckpt-{meta['checkpoint_step']}")
+    resolved = original_train_dir.resolve(config, path, frozenset({"drop_rate", "l2_penalty"}))
+    assert (resolved.drop_rate, resolved.l2_penalty) == (0.0, 1e-3)
+    # Given flags win: a field not free is left as it is.
+    kept = original_train_dir.resolve(config, path, frozenset())
+    assert (kept.drop_rate, kept.l2_penalty) == (0.5, 1e-5)

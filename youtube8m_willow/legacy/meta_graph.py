@@ -10,7 +10,9 @@ relu6). The graph records the op that was built, so it settles them.
 The training graph also holds the constants of the run's training flags
 (the learning-rate schedule, examples per step, the optimizer's update op,
 the gradient clip, the regularization penalty): a continued original run
-goes on with them (``training_flags``).
+goes on with them (``training_flags``). Likewise the NeXtVLAD fork's model
+flags that only training reads (``--drop_rate``, ``--l2_penalty``,
+``--cl_temperature``, ``--cl_lambda``): their constants are in its graph.
 
 Facts are read from the graph's structure (which op consumes which), not
 from generated op names, so graphs of any TF1 release read the same.
@@ -42,6 +44,11 @@ class GraphFacts:
 
     dbof_activation: str | None = None
     dbof_pooling_method: str | None = None
+    # The NeXtVLAD fork's training-only model flags (see ``fork_facts``).
+    drop_rate: float | None = None
+    l2_penalty: float | None = None
+    cl_temperature: float | None = None
+    cl_lambda: float | None = None
 
     def as_flags(self) -> dict:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
@@ -80,7 +87,8 @@ def graph_facts(nodes) -> GraphFacts:
     activation = graph.cluster_activation()
     pooling = graph.pooling_after(activation) if activation is not None else None
     return GraphFacts(dbof_activation=ACTIVATION_OPS[activation.op] if activation else None,
-                      dbof_pooling_method=POOLING_OPS[pooling.op] if pooling else None)
+                      dbof_pooling_method=POOLING_OPS[pooling.op] if pooling else None,
+                      **(graph.fork_facts() if graph.is_training_graph() else {}))
 
 
 def training_flags(nodes) -> dict:
@@ -90,11 +98,9 @@ def training_flags(nodes) -> dict:
     the decay's step count), ``optimizer``, ``clip_gradient_norm`` (0 when
     the graph clips nothing) and ``regularization_penalty``."""
     graph = _Graph(nodes)
-    updates = {UPDATE_OPS.get(node.op.replace("Resource", "").replace("Sparse", ""))
-               for node in graph.nodes.values()} - {None}
-    if len(updates) != 1:  # not a training graph (or one this reader does not know)
+    if not graph.is_training_graph():  # or one this reader does not know
         return {}
-    found = {"optimizer": updates.pop(), **graph.learning_rate_schedule()}
+    found = {"optimizer": graph.update_ops().pop(), **graph.learning_rate_schedule()}
     found["clip_gradient_norm"] = graph.gradient_clip()
     penalty = graph.regularization_penalty()
     if penalty is not None:
@@ -115,6 +121,53 @@ class _Graph:
             for name in node.input:
                 if not name.startswith("^"):
                     self.consumers.setdefault(_source(name), []).append(node)
+
+    def update_ops(self) -> set[str]:
+        """The --optimizer of every TF1 update op in the graph."""
+        return {UPDATE_OPS.get(node.op.replace("Resource", "").replace("Sparse", ""))
+                for node in self.nodes.values()} - {None}
+
+    def is_training_graph(self) -> bool:
+        return len(self.update_ops()) == 1
+
+    def _scales(self, op: str, other: str) -> set:
+        """The constants that ``op`` nodes combine with an ``other`` node."""
+        found = set()
+        for node in self.nodes.values():
+            if node.op == op and any(n.op == other for n in self._inputs(node)):
+                value = self._const_input(node)
+                if value is not None:
+                    found.add(value)
+        return found
+
+    def fork_facts(self) -> dict:
+        """The NeXtVLAD fork's training-only model flags in its training
+        graph, each where the graph holds exactly one value:
+        ``drop_rate`` (what its dropout compares uniform draws with; 0 when
+        it built none), ``l2_penalty`` (the scale of its slim L2
+        regularizers; 0 when there are none), ``cl_temperature`` (the
+        divisor of the logits under a softmax) and ``cl_lambda`` (the factor
+        of the mean KL divergence, a difference of logs)."""
+        facts = {}
+        # keep = uniform >= rate (the draws scaled and shifted: an Add, or not)
+        rates = self._scales("GreaterEqual", "RandomUniform") | self._scales("GreaterEqual", "Add")
+        facts["drop_rate"] = rates or {0.0}
+        facts["l2_penalty"] = self._scales("Mul", "L2Loss") or {0.0}
+        facts["cl_temperature"] = {
+            self._const(self._inputs(node)[1]) for node in self.nodes.values()
+            if node.op in ("RealDiv", "Div") and len(node.input) == 2
+            and any(c.op == "Softmax" for c in self.consumers.get(node.name, []))} - {None}
+        facts["cl_lambda"] = {
+            self._const_input(node) for node in self.nodes.values()
+            if node.op == "Mul" and any(n.op == "Mean" and self._holds_log_ratio(n)
+                                        for n in self._inputs(node))} - {None}
+        return {name: float(values.pop()) for name, values in facts.items() if len(values) == 1}
+
+    def _holds_log_ratio(self, node, depth: int = 4) -> bool:
+        """Whether ``log(a) - log(b)`` is among ``node``'s inputs, ``depth`` deep."""
+        if node.op == "Sub" and [n.op for n in self._inputs(node)] == ["Log", "Log"]:
+            return True
+        return depth > 0 and any(self._holds_log_ratio(n, depth - 1) for n in self._inputs(node))
 
     def _inputs(self, node):
         return [self.nodes[_source(n)] for n in node.input

@@ -57,6 +57,9 @@ class VideoModel(keras.Model):
     # differ from this project's (WILLOW's): used for the flags not given
     # (``train_dir_flags``).
     original_flag_defaults: dict = {}
+    # Model flags that an original checkpoint's .meta training graph settles
+    # (``legacy.meta_graph.GraphFacts``) where neither given nor recorded.
+    graph_fields: tuple[str, ...] = ()
     # CrossEntropyLoss's epsilon in the original code of this model (None:
     # WILLOW's and the 2017 starter's, 1e-5).
     cross_entropy_epsilon: float | None = None

@@ -335,6 +335,8 @@ class DbofModel(FrameLevelModel):
     dbof_pooling_method.
     """
 
+    graph_fields = ("dbof_activation", "dbof_pooling_method")
+
     def __init__(self, config: ModelConfig, **kwargs):
         super().__init__(config, **kwargs)
         if config.dbof_activation not in STARTER_DBOF_ACTIVATIONS:

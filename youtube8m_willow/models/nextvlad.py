@@ -140,6 +140,7 @@ class _ForkModel(FrameLevelModel):
 
     default_input_scaling = "eigen"
     original_flag_defaults = FORK_FLAG_DEFAULTS
+    graph_fields = ("drop_rate", "l2_penalty")
     cross_entropy_epsilon = FORK_CROSS_ENTROPY_EPSILON
     # The scope of the (first) network's weights: "" or "branch_0/".
     network_scope = ""
@@ -248,6 +249,7 @@ class MixNeXtVladModel(_ForkModel):
                               "video_level_classifier_model": "LogisticModel"}
     network_scope = "branch_0/"
     stream_scope = "vlad"
+    graph_fields = ("drop_rate", "l2_penalty", "cl_temperature", "cl_lambda")
 
     @classmethod
     def flags_from_shapes(cls, config, shapes):

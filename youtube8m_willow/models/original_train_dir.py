@@ -40,8 +40,6 @@ from youtube8m_willow.models.registry import create_model, model_class
 
 log = logging.getLogger("youtube8m_willow")
 
-# The fields a checkpoint's ``.meta`` graph settles (DbofModel only).
-GRAPH_FIELDS = ("dbof_activation", "dbof_pooling_method")
 # DbofModel's activation without a graph: the 2018+ starters (which write
 # model_flags.json) default to sigmoid; the 2017 starter hard-codes relu6.
 STARTER_2019_DBOF_ACTIVATION = "sigmoid"
@@ -92,10 +90,12 @@ def _from_shapes(config: ModelConfig, shapes: dict, free: frozenset) -> dict:
 
 
 def _from_graph(config: ModelConfig, path: str, free: frozenset) -> dict:
-    """DbofModel's activation and pooling from the ``.meta`` graph, else the
-    likely original's default (said once, with the overriding flag)."""
-    wanted = [name for name in GRAPH_FIELDS if name in free]
-    if config.model != "DbofModel" or not wanted:
+    """The model flags the ``.meta`` graph settles (the model's
+    ``graph_fields``: DbofModel's activation and pooling, the NeXtVLAD
+    fork's training-only flags), else for DbofModel's activation the likely
+    original's default (said once, with the overriding flag)."""
+    wanted = [name for name in model_class(config.model).graph_fields if name in free]
+    if not wanted:
         return {}
     facts = read_graph_facts(path + ".meta")
     if facts is not None:
