@@ -1,6 +1,6 @@
 """What the benchmarks share: the machine they ran on, peak memory, running
-one measurement in a fresh process (so its peak memory is its own), and the
-machine's float32 matmul rate (the compute floor of the models)."""
+one measurement in a fresh process (so its peak memory is its own), the CPU's
+features, and the machine's matmul rates (the compute floor of the models)."""
 
 from __future__ import annotations
 
@@ -24,20 +24,38 @@ def _read(path: str) -> str:
         return ""
 
 
+# The CPU features that decide the matmul kernels: AVX2, AVX-512, native
+# bfloat16 (AVX-512 BF16 on Zen 4/5 and Cooper Lake, AMX on Sapphire Rapids).
+CPU_FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+NATIVE_BFLOAT16 = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_model(cpuinfo: str | None = None) -> str:
+    """The CPU's model name (``/proc/cpuinfo``; the platform's name elsewhere)."""
+    cpu = re.search(r"model name\s*:\s*(.+)", _read("/proc/cpuinfo") if cpuinfo is None
+                    else cpuinfo)
+    return cpu.group(1).strip() if cpu else (platform.processor() or platform.machine())
+
+
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """The CPU's feature flags (the first ``flags`` line of ``/proc/cpuinfo``)."""
+    flags = re.search(r"^flags\s*:\s*(.+)$", _read("/proc/cpuinfo") if cpuinfo is None
+                      else cpuinfo, re.M)
+    return set(flags.group(1).split()) if flags else set()
+
+
 def machine() -> str:
     """CPU model, cores, memory, TensorFlow/Keras versions, oneDNN setting."""
     import keras
     import tensorflow as tf
 
-    cpu = re.search(r"model name\s*:\s*(.+)", _read("/proc/cpuinfo"))
     memory = re.search(r"MemTotal:\s+(\d+) kB", _read("/proc/meminfo"))
-    flags = re.search(r"^flags\s*:\s*(.+)$", _read("/proc/cpuinfo"), re.M)
-    extensions = [name for name in ("avx512f", "avx512_bf16", "amx_bf16")
-                  if flags and name in flags.group(1).split()]
+    flags = cpu_flags()
+    extensions = [name for name in ("avx512f", "avx512_bf16", "amx_bf16") if name in flags]
     onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "on")
-    name = cpu.group(1).strip() if cpu else (platform.processor() or platform.machine())
     total = f"{int(memory.group(1)) / 2**20:.0f} GiB memory" if memory else "memory unknown"
-    return (f"{name}, {os.cpu_count()} cores, {total}, {'/'.join(extensions) or 'no AVX-512'}; "
+    return (f"{cpu_model()}, {os.cpu_count()} cores, {total}, "
+            f"{'/'.join(extensions) or 'no AVX-512'}; "
             f"TensorFlow {tf.__version__}, Keras {keras.__version__}, oneDNN {onednn}, "
             f"Python {platform.python_version()}")
 
@@ -68,10 +86,16 @@ def print_result(result: dict) -> None:
 
 def matmul_rate_gflops(size: int = 2048, repeats: int = 5) -> float:
     """Best float32 matmul rate of this machine (GFLOP/s) on square matrices."""
+    return matmul_gflops(size, size, size, repeats=repeats)
+
+
+def matmul_gflops(m: int, k: int, n: int, dtype: str = "float32", repeats: int = 5) -> float:
+    """Best rate (GFLOP/s) of an ``[m, k] x [k, n]`` matmul in ``dtype``,
+    inside a ``tf.function``, after one untimed call."""
     import tensorflow as tf
 
-    a = tf.random.normal([size, size])
-    b = tf.random.normal([size, size])
+    a = tf.cast(tf.random.normal([m, k]), dtype)
+    b = tf.cast(tf.random.normal([k, n]), dtype)
     matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)[:1, :1]))
     matmul()
     best = float("inf")
@@ -79,4 +103,4 @@ def matmul_rate_gflops(size: int = 2048, repeats: int = 5) -> float:
         start = time.perf_counter()
         matmul().numpy()
         best = min(best, time.perf_counter() - start)
-    return 2 * size ** 3 / best / 1e9
+    return 2 * m * k * n / best / 1e9

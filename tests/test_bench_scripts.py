@@ -131,3 +131,86 @@ def test_vs_fork_times_the_logged_steps():
     assert seconds_per_step(log, 3, 5) == pytest.approx(1.5)  # gaps 1, 2, 1.5
     assert seconds_per_step(log, 2, 2) == pytest.approx(5.0)
     assert seconds_per_step("no steps", 2, 5) != seconds_per_step("no steps", 2, 5)  # NaN
+
+
+def test_machine_reports_features_rates_bandwidth_and_floors():
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "machine.py"), "--quick"], cwd=REPO,
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    common = _bench_module("_common")
+    flags = common.cpu_flags()
+    for name in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"):
+        assert f"{name} {'present' if name in flags else 'absent'}" in out, name
+    native = "avx512_bf16" in flags or "amx_bf16" in flags
+    assert ("no native bfloat16" in out) is not native
+    assert re.search(r"^oneDNN ISA: \S", out, re.M), out
+    rows = re.findall(r"^\| (.+\]) \| ([\d,.]+) \| ([\d,.]+) \|$", out, re.M)
+    assert len(rows) == 5 and "| float32 GFLOP/s | bfloat16 GFLOP/s |" in out, out
+    assert all(float(rate.replace(",", "")) > 0 for _, *rates in rows for rate in rates)
+    assert float(re.search(r"^memory bandwidth: ([\d.]+) GB/s", out, re.M).group(1)) > 0
+    for model in ("Gated NetVLAD paper config", "video-level MoE"):
+        floor = re.search(rf"^{model} \(batch 8, .*GFLOP/step.* floor (\S+) s/step float32, "
+                          rf"(\S+) s/step bfloat16$", out, re.M)
+        assert floor and float(floor.group(1)) > 0 and float(floor.group(2)) > 0, out
+
+
+ONEDNN_VERBOSE = """\
+onednn_verbose,v1,info,oneDNN v3.7.3 (commit N/A)
+onednn_verbose,v1,info,cpu,runtime:threadpool,nthr:2
+onednn_verbose,v1,info,cpu,isa:Intel AVX-512 with Intel DL Boost and bfloat16 support
+onednn_verbose,v1,info,gpu,runtime:none
+onednn_verbose,v1,primitive,exec,cpu,gemm_api,,undef,src_f32::blocked:ab:f0 wei_f32::blocked:ab:f0 dst_f32::blocked:ab:f0,,,64x64:64x64,32.3
+onednn_verbose,v1,primitive,exec,cpu,matmul,brg_matmul:avx512_core_bf16,undef,src:bf16::blocked:ab::f0 wei:bf16::blocked:ab::f0 dst:bf16::blocked:ab::f0,attr-scratchpad:user,,64x64:64x64,0.03
+onednn_verbose,v1,primitive,exec,cpu,matmul,gemm:jit,undef,src:bf16::blocked:ab::f0,,,8x8:8x8,0.01
+"""
+
+
+def test_machine_parses_onednn_verbose():
+    machine = _bench_module("machine")
+    assert machine.parse_isa(ONEDNN_VERBOSE) == (
+        "Intel AVX-512 with Intel DL Boost and bfloat16 support")
+    assert machine.parse_isa("onednn_verbose,info,cpu,isa:Intel AVX2\n") == "Intel AVX2"
+    assert machine.parse_isa("oneDNN off: no verbose lines\n") == "unknown"
+    assert machine.parse_matmul_kernels(ONEDNN_VERBOSE) == {
+        "f32": "gemm_api", "bf16": "brg_matmul:avx512_core_bf16"}
+
+
+def test_machine_reads_the_cpu_flags():
+    common = _bench_module("_common")
+    cpuinfo = ("processor\t: 0\nmodel name\t: AMD EPYC 9B45\n"
+               "flags\t\t: fpu avx2 avx512f avx512_bf16\nprocessor\t: 1\n"
+               "flags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    assert common.cpu_model(cpuinfo) == "AMD EPYC 9B45"
+    assert common.cpu_flags(cpuinfo) == {"fpu", "avx2", "avx512f", "avx512_bf16"}
+    lines = _bench_module("machine").feature_lines(common.cpu_flags(cpuinfo))
+    assert lines == ["flags: avx2 present, avx512f present, avx512_bf16 present, "
+                     "amx_bf16 absent, amx_tile absent", "bfloat16: native (avx512_bf16)"]
+    assert "no native bfloat16" in _bench_module("machine").feature_lines({"avx2"})[1]
+
+
+def test_machine_floor_arithmetic():
+    machine = _bench_module("machine")
+    # Adam reads parameter, gradient, m, v and writes parameter, m, v: 7 float32.
+    assert machine.adam_bytes(333_000_000) == 28 * 333_000_000
+    # 240 GFLOP at 120 GFLOP/s and 9.3 GB at 31 GB/s.
+    assert machine.floor_seconds(240e9, 120.0, 9.3e9, 31.0) == pytest.approx(2.0 + 0.3)
+
+
+def test_machine_counts_the_live_matmuls_of_a_graph():
+    import tensorflow as tf
+
+    machine = _bench_module("machine")
+    weight = tf.Variable(tf.ones([4, 5]))
+
+    @tf.function
+    def step(x, y):
+        unused = tf.matmul(x, weight, transpose_a=True)  # x^T w: pruned, not counted
+        del unused
+        weight.assign(tf.matmul(x[:4], weight))  # 2*4*4*5, kept by the update
+        return tf.matmul(y, y, adjoint_a=True)  # [2, 6, 3]: 2 x 2*3*6*3
+
+    graph = step.get_concrete_function(tf.ones([4, 4]), tf.ones([2, 6, 3])).graph
+    assert machine.matmul_flops(graph) == 2 * 4 * 4 * 5 + 2 * 2 * 3 * 6 * 3

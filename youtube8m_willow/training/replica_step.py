@@ -61,9 +61,7 @@ class ReplicaStep:
         perr, gap, examples, and (distributed) stop, whether a worker asked to
         stop.
         """
-        # Random frame sampling is a function of the run's seed and the step
-        # (and, with several replicas, of the replica: replica_sampling_seed).
-        batch = {**batch, "sampling_seed": tf.constant([self.seed, self.global_step + 1], tf.int64)}
+        batch = self._seeded(batch)
         if self.distributed:
             metrics = self._step_fn(batch, tf.constant(stop))
             if "input_positions" in metrics:
@@ -80,6 +78,19 @@ class ReplicaStep:
                 "training stopped, the last good checkpoint is kept")
         self.global_step += 1
         return metrics
+
+    def traced_step(self, batch):
+        """The step's concrete function for ``batch``, traced but not run (the
+        graph in which bench/machine.py counts a step's matmul FLOPs)."""
+        batch = self._seeded(batch)
+        args = (batch, tf.constant(False)) if self.distributed else (batch,)
+        return self._step_fn.get_concrete_function(*args)
+
+    def _seeded(self, batch) -> dict:
+        # Random frame sampling is a function of the run's seed and the step
+        # (and, with several replicas, of the replica: replica_sampling_seed).
+        return {**batch,
+                "sampling_seed": tf.constant([self.seed, self.global_step + 1], tf.int64)}
 
     def _advance_input(self, table) -> None:
         """Each worker's position after a distributed step, from the last
