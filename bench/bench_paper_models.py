@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402  (the bench directory's shared helpers)
+import machine  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes" / "willow_ensemble.sh"
@@ -116,7 +117,31 @@ def run_one(flag_args: list[str], steps: int, warmup: int) -> dict:
     parameters = sum(int(tf.size(v)) for v in trainer.model.trainable_variables)
     return {"model": model_config.model, "batch_size": batch_size, "parameters": parameters,
             "seconds_per_step": seconds, "examples_per_second": batch_size / seconds,
-            "peak_memory_gb": _common.peak_memory_gb()}
+            "peak_memory_gb": _common.peak_memory_gb(),
+            "flops": step_flops(trainer.traced_step(batch).graph)}
+
+
+def step_flops(graph) -> int | None:
+    """The traced step's matmul FLOPs (``machine.matmul_flops``); None where
+    a count from the graph's shapes would be wrong: a loop or a function call
+    (the recurrent models' matmuls are in their bodies) or rows known only
+    when it runs (NeXtVLAD's valid frames)."""
+    if any(op.type in ("While", "StatelessWhile", "PartitionedCall", "StatefulPartitionedCall")
+           for op in machine.live_ops(graph)):
+        return None
+    try:
+        return machine.matmul_flops(graph)
+    except ValueError:
+        return None
+
+
+def floor_cells(result: dict, gflops: float, bandwidth: float) -> str:
+    """``floor s/step | s/step / floor`` of a result, or n/a."""
+    if result["flops"] is None:
+        return "n/a | n/a"
+    floor = machine.floor_seconds(result["flops"], gflops,
+                                  machine.adam_bytes(result["parameters"]), bandwidth)
+    return f"{floor:.2f} | {result['seconds_per_step'] / floor:.2f}x"
 
 
 def main() -> None:
@@ -132,9 +157,14 @@ def main() -> None:
         _common.print_result(run_one(json.loads(args.child), args.steps, args.warmup))
         return
     print(f"machine: {_common.machine()}")
+    gflops = _common.matmul_rate_gflops(4096, 3)
+    bandwidth = machine.memory_bandwidth_gbs(512, 3)
+    print(f"floor: the traced step's matmul FLOPs at {gflops:.0f} GFLOP/s (float32, 4096^2) "
+          f"plus Adam's {machine.ADAM_BYTES_PER_PARAMETER} bytes per parameter at "
+          f"{bandwidth:.1f} GB/s; n/a where the graph's shapes do not give the count")
     print("| model (WILLOW train_dir, or configuration) | parameters | batch | s/step | "
-          "examples/s | peak memory |")
-    print("|---|---:|---:|---:|---:|---:|")
+          "examples/s | peak memory | floor s/step | step / floor |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     rows = recipe_train_lines()
     if args.all:
         rows.update({f"{model}, the author's recipe": flags_
@@ -152,7 +182,8 @@ def main() -> None:
         label = name if name.startswith(r["model"]) else f"{r['model']} ({name})"
         print(f"| {label} | {r['parameters'] / 1e6:.1f}M | {r['batch_size']} | "
               f"{r['seconds_per_step']:.2f} | {r['examples_per_second']:.1f} | "
-              f"{r['peak_memory_gb']:.1f} GB |", flush=True)
+              f"{r['peak_memory_gb']:.1f} GB | {floor_cells(r, gflops, bandwidth)} |",
+              flush=True)
 
 
 if __name__ == "__main__":

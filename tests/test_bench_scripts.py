@@ -214,3 +214,21 @@ def test_machine_counts_the_live_matmuls_of_a_graph():
 
     graph = step.get_concrete_function(tf.ones([4, 4]), tf.ones([2, 6, 3])).graph
     assert machine.matmul_flops(graph) == 2 * 4 * 4 * 5 + 2 * 2 * 3 * 6 * 3
+
+
+def test_a_floor_is_only_counted_where_the_graph_gives_it():
+    import tensorflow as tf
+
+    step_flops = _bench_module("bench_paper_models").step_flops
+    weights = tf.Variable(tf.ones([4, 3]))
+
+    def traced(function, *specs):
+        return tf.function(function).get_concrete_function(*specs).graph
+
+    plain = traced(lambda x: tf.matmul(x, weights), tf.TensorSpec([2, 4]))
+    assert step_flops(plain) == 2 * 2 * 4 * 3
+    looped = traced(lambda x: tf.while_loop(lambda i, y: i < 2, lambda i, y: (
+        i + 1, tf.matmul(y, tf.ones([4, 4]))), (0, x))[1], tf.TensorSpec([2, 4]))
+    assert step_flops(looped) is None
+    unknown_rows = traced(lambda x: tf.matmul(x, weights), tf.TensorSpec([None, 4]))
+    assert step_flops(unknown_rows) is None
