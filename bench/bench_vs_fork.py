@@ -25,6 +25,7 @@ import argparse
 import os
 import re
 import shlex
+import shutil
 import signal
 import statistics
 import subprocess
@@ -99,7 +100,7 @@ def measure(side: str, reference: Path, flags: list[str], data: str, steps: int,
     try:
         return run_training(command, cwd, env, timeout=3600)
     finally:
-        subprocess.run(["rm", "-rf", str(train_dir)], check=False)
+        shutil.rmtree(train_dir, ignore_errors=True)
         os.sync()
         time.sleep(3)  # a quiet disk for the next run
 

@@ -285,10 +285,11 @@ class MixNeXtVladModel(_ForkModel):
         """``(mixture logits [B, C], each branch's logits [B, M, C])``."""
         gates = self.mix_weights(self.mix_bn(ops.mean(features, axis=1), training=training))
         gates = softmax(gates)
+        padding_frame = self.padding_frame(features)  # the same for every branch
         logits = ops.stack([
             head.logits(branch(features, num_frames, training=training,
                                dropout_seed=_branch_seed(sampling_seed, n),
-                               padding_frame=self.padding_frame(features)))
+                               padding_frame=padding_frame))
             for n, (branch, head) in enumerate(zip(self.branches, self.heads))], axis=1)
         return ops.sum(gates[:, :, None] * logits, axis=1), logits
 
