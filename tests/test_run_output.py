@@ -1,18 +1,16 @@
 """What the scripts print as they run: their first lines say what they will
 do; into a log file they keep the original's lines (one per training step,
 one per eval batch); on a terminal a progress bar replaces those, so that
-the demo fits on one screen; eval.py's polling says once that it waits."""
+the demo fits on one screen (tests/test_demo.py); eval.py's polling says
+once that it waits."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 
-from conftest import REPO, run_in_a_terminal, run_script, screen_lines, user_env
+from conftest import run_script, screen_lines
 from youtube8m_willow.data.synthetic import write_synthetic_dataset
 from youtube8m_willow.progress import PROGRESS_ENV
 
@@ -139,25 +137,3 @@ def test_polling_says_once_that_it_waits(data, tmp_path, monkeypatch, caplog):
     waiting = [r.getMessage() for r in caplog.records if "waiting" in r.getMessage()]
     assert waiting == [f"waiting for a checkpoint newer than global step 2 in {tmp_path} "
                        "(looking every 7s)"]
-
-
-def test_the_demo_fits_on_one_screen_of_a_terminal(tmp_path):
-    """`make demo` on a terminal (20 steps here; the output does not grow
-    with the steps): every line it leaves fits on a screen of 40 lines, its
-    scripts drew bars, and it ends by pointing at the per-class report and
-    TensorBoard."""
-    out = tmp_path / "demo"
-    code, output = run_in_a_terminal([sys.executable, "-m", "youtube8m_willow.demo",
-                                       f"--out_dir={out}", "--max_steps=20"])
-    shown = screen_lines(output)
-    assert code == 0, "\n".join(shown[-30:])
-    assert len(shown) <= 40, "\n".join(shown)
-    drawn = screen_lines(output.replace("\x1b[1A", ""))
-    for bar in (r"^step .* 20/20 ", r"^eval .* 400/400 videos", r"^predict .* 400/400 videos"):
-        assert any(re.search(bar, line) for line in drawn), bar
-    assert [int(step) for step in STEP_LINE.findall(output)] == [20]
-    report = out / "train_dir" / "eval_per_class_step_20.csv"
-    assert shown[-4].startswith(f"  per class:   {report}") and report.exists()
-    assert shown[-3].startswith(f"  TensorBoard: tensorboard --logdir={out / 'train_dir'}")
-    assert any(line.endswith(f"per-class report: {report} (40 classes, 40 with positives)")
-               for line in shown)

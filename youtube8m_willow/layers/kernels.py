@@ -13,6 +13,8 @@ TensorFlow is imported only when it is the backend.
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 from keras import ops
 
@@ -21,6 +23,15 @@ ON_TENSORFLOW = BACKEND == "tensorflow"
 
 if ON_TENSORFLOW:
     import tensorflow as tf
+
+
+def weight_shapes_only():
+    """A context in which building a model gives its weights their shapes
+    without computing their initial values (a scratch TensorFlow graph, where
+    initializers are ops that never run): counting the 333M weights of a
+    paper model takes a fraction of a second instead of seconds per model.
+    On JAX and PyTorch the weights are built as usual."""
+    return tf.Graph().as_default() if ON_TENSORFLOW else contextlib.nullcontext()
 
 
 def video_matmul(inputs, kernel):

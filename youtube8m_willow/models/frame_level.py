@@ -22,7 +22,7 @@ from youtube8m_willow.layers.classifiers import LogisticClassifier
 from youtube8m_willow.layers.core import (BatchNorm, divide_no_nan, normal,
                                           normalized_or_biased, register, sequence_mask,
                                           variance_scaling)
-from youtube8m_willow.layers.kernels import video_matmul
+from youtube8m_willow.layers.kernels import video_matmul, weight_shapes_only
 from youtube8m_willow.layers.dbof import DBoF, GatedDBoF, SoftDBoF, StarterDBoF
 from youtube8m_willow.layers.fisher import NetFV
 from youtube8m_willow.layers.gating import ContextGating
@@ -408,12 +408,13 @@ class FrameStatisticsModel(FrameLevelModel):
 
 
 def parameter_count(config: ModelConfig) -> dict[str, int]:
-    """Builds the model of ``config`` and counts its weights.
+    """Builds the model of ``config`` (weight shapes only) and counts its weights.
 
     Returns ``{"trainable": n, "total": n}`` (``total`` adds the batch-norm
     moving statistics).
     """
-    model = create_model(config).build_for_config()
-    trainable = sum(math.prod(v.shape) for v in model.trainable_weights)
-    total = sum(math.prod(v.shape) for v in model.weights)
+    with weight_shapes_only():
+        model = create_model(config).build_for_config()
+        trainable = sum(math.prod(v.shape) for v in model.trainable_weights)
+        total = sum(math.prod(v.shape) for v in model.weights)
     return {"trainable": int(trainable), "total": int(total)}
