@@ -233,3 +233,50 @@ def test_a_floor_is_only_counted_where_the_graph_gives_it():
     assert step_flops(looped) is None
     unknown_rows = traced(lambda x: tf.matmul(x, weights), tf.TensorSpec([None, 4]))
     assert step_flops(unknown_rows) is None
+
+
+def _vs_model_garden(tmp_path, instrument: str | None, *args):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MODEL_GARDEN", "MODEL_GARDEN_COMPARE")}
+    env.update(PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
+    if instrument is not None:
+        script = tmp_path / "compare.sh"
+        script.write_text(instrument)
+        (tmp_path / "mg" / "venv" / "bin").mkdir(parents=True)
+        (tmp_path / "mg" / "venv" / "bin" / "python").touch()
+        args = (f"--instrument={script}", f"--model_garden={tmp_path / 'mg'}", *args)
+    return subprocess.run([sys.executable, str(REPO / "bench" / "bench_vs_modelgarden.py"),
+                           *args], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env=env)
+
+
+def test_vs_model_garden_without_it_measures_this_project_alone(tmp_path):
+    result = _vs_model_garden(tmp_path, None, "--batch_sizes=4", "--steps=5", "--first=3",
+                              "--cluster=8", "--hidden=8", "--frames=4", "--mixtures=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "no Model Garden instrument" in result.stderr
+    assert re.search(r"^\| 4 \| [\d.]+ \| [\d.]+ \| [\d.]+ GB \|$", result.stdout, re.M), \
+        result.stdout
+    assert "ratio" not in result.stdout and "Model Garden s/step" not in result.stdout
+
+
+def test_vs_model_garden_tabulates_each_sides_better_run(tmp_path):
+    # A stand-in compare.sh: two runs a side, and the flags each side got.
+    lines = ('echo "A1  median_s_per_step=0.3000  examples_per_s=106.7  maxrss_GB=3.70"\n'
+             'echo "B1  median_s_per_step=0.2600  examples_per_s=123.1  maxrss_GB=3.20"\n'
+             'echo "B2  median_s_per_step=0.2500  examples_per_s=128.0  maxrss_GB=3.10"\n'
+             'echo "A2  median_s_per_step=0.2800  examples_per_s=114.3  maxrss_GB=3.80"\n'
+             'echo "$MGEXTRA | $PEXTRA | $5" > "$(dirname "$0")/flags_$5"\n')
+    result = _vs_model_garden(tmp_path, lines, "--batch_sizes=64", "--precision=bfloat16")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| 64 | 0.280 | 0.250 | 1.12x | 3.70 GB | 3.10 GB | 0.84 |" in result.stdout
+    flags = (tmp_path / "flags_64").read_text()
+    assert "--pooling_method=max" in flags and "activation=relu6" in flags
+    assert flags.count("--precision=bfloat16") == 2 and flags.strip().endswith("| 64")
+
+
+def test_vs_model_garden_reports_a_failed_run(tmp_path):
+    result = _vs_model_garden(tmp_path, "echo 'A1  median_s_per_step=nan'; exit 3\n",
+                              "--batch_sizes=32")
+    assert result.returncode == 0
+    assert "| 32 | failed: the instrument failed (3):" in result.stdout

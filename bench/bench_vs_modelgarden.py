@@ -1,0 +1,192 @@
+"""Training speed and peak memory against the TF Model Garden's YouTube-8M
+DBoF + MoE (``official/projects/yt8m``), the TF2 peer, side by side.
+
+For each precision and batch size, runs an external instrument,
+``compare.sh MG_DEST PROJECT_DIR STEPS FIRST BATCH CLUSTER HIDDEN FRAMES
+MIXTURES``, which trains the Model Garden (A) and this project's
+``DbofModel`` + ``MoeModel`` (B) alternately, A B A B, on the same synthetic
+frame-level records, and prints each run's median seconds per step (steps
+FIRST..STEPS, from the log's timestamps) and peak RSS. The Model Garden runs
+with max pooling and relu6 (the starter's computation), both sides in the
+row's precision (``--precision``: float32, or mixed bfloat16, the Model
+Garden's default). Each side's better median and lower peak RSS are
+tabulated with the ratios: examples/s (the Model Garden's step over this
+project's) and memory (this project's over the Model Garden's).
+
+The instrument is not part of the project: name it with ``--instrument``
+(or ``$MODEL_GARDEN_COMPARE``) and its set-up folder with ``--model_garden``
+(or ``$MODEL_GARDEN``). Without them this script says so and measures this
+project's side alone, the same train.py command line on its own synthetic
+records, and prints no ratio: a ratio only comes from both sides run here,
+in one invocation, on one machine.
+
+    MODEL_GARDEN=/tmp/mg MODEL_GARDEN_COMPARE=../shared/reference/modelgarden/compare.sh \\
+        PYTHONPATH=. .venv/bin/python bench/bench_vs_modelgarden.py [--batch_sizes=32,64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+# The Model Garden's flags that give the starter's DBoF computation.
+STARTER_COMPUTATION = ("--pooling_method=max "
+                       "--params_override=task.model.norm_activation.activation=relu6")
+RUN = re.compile(r"^(?P<side>[AB])\d+\s+median_s_per_step=(?P<s>[\d.]+|nan)\s+"
+                 r"examples_per_s=[\d.na]+\s+maxrss_GB=(?P<gb>[\d.]+)", re.M)
+STEP = re.compile(r"(\d\d):(\d\d):(\d\d\.\d+).*training step[ =:]*(\d+)")
+
+
+def parse_runs(output: str) -> dict[str, dict[str, float]]:
+    """``{"A": {...}, "B": {...}}`` from the instrument's run lines: each
+    side's better median s/step and lower peak RSS (GB)."""
+    sides: dict[str, list[tuple[float, float]]] = {}
+    for match in RUN.finditer(output):
+        seconds = float(match["s"])
+        if seconds == seconds:  # a run without timed steps is left out
+            sides.setdefault(match["side"], []).append((seconds, float(match["gb"])))
+    return {side: {"seconds": min(s for s, _ in runs), "gb": min(gb for _, gb in runs)}
+            for side, runs in sides.items()}
+
+
+def median_step_seconds(log: str, first: int, last: int) -> float:
+    """The median time between consecutive ``training step N`` lines, N in
+    FIRST..LAST, from their log timestamps (the instrument's own parser)."""
+    stamps = {}
+    for hours, minutes, seconds, step in STEP.findall(log):
+        stamps[int(step)] = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    gaps = [stamps[i] - stamps[i - 1] for i in range(first, last + 1)
+            if i in stamps and i - 1 in stamps]
+    if not gaps:
+        raise RuntimeError(f"no timed training steps {first}..{last} in the log")
+    return statistics.median(gaps)
+
+
+def project_flags(batch: int, args) -> list[str]:
+    """The project's side of compare.sh: the starter's DbofModel and MoE."""
+    return ["--model=DbofModel", "--frame_features=True", "--feature_names=rgb,audio",
+            "--feature_sizes=1024,128", f"--batch_size={batch}",
+            f"--dbof_cluster_size={args.cluster}", f"--dbof_hidden_size={args.hidden}",
+            f"--iterations={args.frames}", "--video_level_classifier_model=MoeModel",
+            f"--moe_num_mixtures={args.mixtures}", "--num_classes=3862",
+            f"--precision={args.precision}"]
+
+
+def measure_project(batch: int, data: str, work: Path, args) -> dict[str, float]:
+    """train.py alone, as compare.sh runs it: median s/step and its peak RSS."""
+    train_dir = work / f"run_{batch}"
+    command = [sys.executable, str(REPO / "train.py"), f"--train_data_pattern={data}",
+               f"--train_dir={train_dir}", "--start_new_model=True",
+               f"--max_steps={args.steps}", "--export_model_steps=1000000",
+               *project_flags(batch, args)]
+    log = work / "train.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        _, status, usage = os.wait4(process.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        tail = log.read_text().strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"train.py failed: {tail[0]}")
+    seconds = median_step_seconds(log.read_text(), args.first, args.steps)
+    return {"seconds": seconds, "gb": usage.ru_maxrss / 1e6}
+
+
+def measure_both(batch: int, args) -> dict[str, dict[str, float]]:
+    env = {**os.environ, "ROUNDS": str(args.rounds),
+           "MGEXTRA": f"{STARTER_COMPUTATION} --precision={args.precision}",
+           "PEXTRA": f"--precision={args.precision}"}
+    result = subprocess.run(
+        ["bash", args.instrument, args.model_garden, str(REPO), str(args.steps), str(args.first),
+         str(batch), str(args.cluster), str(args.hidden), str(args.frames), str(args.mixtures)],
+        env=env, capture_output=True, text=True)
+    sides = parse_runs(result.stdout)
+    if result.returncode != 0 or set(sides) != {"A", "B"}:
+        tail = (result.stdout + result.stderr).strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"the instrument failed ({result.returncode}): {tail[0]}")
+    return sides
+
+
+def instrument_ready(args) -> bool:
+    return bool(args.instrument and Path(args.instrument).is_file() and args.model_garden
+                and Path(args.model_garden, "venv", "bin", "python").exists())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--instrument", default=os.environ.get("MODEL_GARDEN_COMPARE", ""),
+                        help="the Model Garden's compare.sh (default: $MODEL_GARDEN_COMPARE)")
+    parser.add_argument("--model_garden", default=os.environ.get("MODEL_GARDEN", ""),
+                        help="the folder its setup.sh set up (default: $MODEL_GARDEN)")
+    parser.add_argument("--batch_sizes", default="32,64,128,256")
+    parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32")
+    parser.add_argument("--steps", type=int, default=25, help="steps per run")
+    parser.add_argument("--first", type=int, default=6,
+                        help="first timed step (the median covers FIRST..STEPS)")
+    parser.add_argument("--rounds", type=int, choices=(1, 2), default=2,
+                        help="2: A B A B (each side's better run)")
+    parser.add_argument("--cluster", type=int, default=2048)
+    parser.add_argument("--hidden", type=int, default=2048)
+    parser.add_argument("--frames", type=int, default=30)
+    parser.add_argument("--mixtures", type=int, default=4)
+    args = parser.parse_args()
+    batches = [int(b) for b in args.batch_sizes.split(",")]
+    both = instrument_ready(args)
+    print(f"machine: {_common.machine()}; {datetime.now():%Y-%m-%d}")
+    print(f"DbofModel + MoeModel, 3862 classes, cluster {args.cluster}, hidden {args.hidden}, "
+          f"{args.frames} frames, {args.mixtures} mixtures, {args.precision}; steps "
+          f"{args.first}..{args.steps} (median)")
+    if not both:
+        print("no Model Garden instrument (--instrument and --model_garden, or "
+              "$MODEL_GARDEN_COMPARE and $MODEL_GARDEN): this project's figures only",
+              file=sys.stderr)
+        print("| batch | s/step | examples/s | peak RSS |\n|---:|---:|---:|---:|")
+    else:
+        print(f"{args.rounds} round(s) per side, A B A B; the Model Garden with "
+              f"{STARTER_COMPUTATION}")
+        print("| batch | Model Garden s/step | this project s/step | examples/s ratio | "
+              "Model Garden peak RSS | this project peak RSS | memory ratio |")
+        print("|---:|---:|---:|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        data = None
+        for batch in batches:
+            try:
+                if both:
+                    r = measure_both(batch, args)
+                    a, b = r["A"], r["B"]
+                    print(f"| {batch} | {a['seconds']:.3f} | {b['seconds']:.3f} | "
+                          f"{a['seconds'] / b['seconds']:.2f}x | {a['gb']:.2f} GB | "
+                          f"{b['gb']:.2f} GB | {b['gb'] / a['gb']:.2f} |", flush=True)
+                    continue
+                if data is None:
+                    data = _synthetic_frames(work)
+                r = measure_project(batch, data, work, args)
+                print(f"| {batch} | {r['seconds']:.3f} | {batch / r['seconds']:.1f} | "
+                      f"{r['gb']:.2f} GB |", flush=True)
+            except RuntimeError as error:
+                print(f"| {batch} | failed: {error} |", flush=True)
+    return 0
+
+
+def _synthetic_frames(work: Path) -> str:
+    """200 frame-level videos of up to 300 frames (the instrument's size)."""
+    from youtube8m_willow.data.synthetic import write_synthetic_dataset
+
+    return write_synthetic_dataset(str(work / "data"), num_videos=200, num_classes=3862,
+                                   num_shards=1, video_level=False, min_frames=100,
+                                   max_frames=300, seed=4)["frame"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
