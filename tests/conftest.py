@@ -6,6 +6,7 @@ import fcntl
 import os
 import pty
 import re
+import select
 import struct
 import subprocess
 import sys
@@ -269,9 +270,13 @@ def screen_lines(output: str) -> list[str]:
     return [line.rstrip() for line in lines]
 
 
-def run_in_a_terminal(command: list[str], rows: int = 40, columns: int = 200) -> tuple[int, str]:
+def run_in_a_terminal(command: list[str], rows: int = 40, columns: int = 200,
+                      timeout: float = 1200) -> tuple[int, str]:
     """Runs ``command`` with its stdout and stderr on a pseudo-terminal of
-    ``rows`` x ``columns``; returns its exit code and everything it wrote."""
+    ``rows`` x ``columns``; returns its exit code and everything it wrote.
+    The terminal stays open here until the command has exited and all its
+    output is read (a terminal whose last writer closes it may drop what
+    was not yet read)."""
     controller, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
     from youtube8m_willow.progress import PROGRESS_ENV
@@ -280,15 +285,20 @@ def run_in_a_terminal(command: list[str], rows: int = 40, columns: int = 200) ->
     env.pop(PROGRESS_ENV, None)  # the terminal decides
     process = subprocess.Popen(command, stdin=terminal, stdout=terminal, stderr=terminal,
                                cwd=REPO, env=env)
-    os.close(terminal)
     chunks = []
-    while True:
-        try:
-            chunk = os.read(controller, 1 << 16)
-        except OSError:  # the terminal closed: the process is done
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(controller)
-    return process.wait(timeout=60), b"".join(chunks).decode("utf-8", "replace")
+    try:
+        while True:
+            ready, _, _ = select.select([controller], [], [], 0.2)
+            if ready:
+                chunks.append(os.read(controller, 1 << 16))
+            elif process.poll() is not None:  # exited, and nothing is left to read
+                break
+            elif timeout <= 0:
+                process.kill()
+                raise AssertionError(f"{command} did not finish on the terminal")
+            else:
+                timeout -= 0.2
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    return process.wait(), b"".join(chunks).decode("utf-8", "replace")
