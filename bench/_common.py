@@ -1,6 +1,8 @@
 """What the benchmarks share: the machine they ran on, peak memory, running
 one measurement in a fresh process (so its peak memory is its own), the CPU's
-features, and the machine's matmul rates (the compute floor of the models)."""
+features, the machine's matmul rates (the compute floor of the models), and
+for the side-by-side benches synthetic frame records, one timed training
+process and its seconds per step from the log."""
 
 from __future__ import annotations
 
@@ -9,12 +11,17 @@ import os
 import platform
 import re
 import resource
+import signal
+import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
 RESULT_PREFIX = "RESULT "
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _read(path: str) -> str:
@@ -104,3 +111,49 @@ def matmul_gflops(m: int, k: int, n: int, dtype: str = "float32", repeats: int =
         matmul().numpy()
         best = min(best, time.perf_counter() - start)
     return 2 * m * k * n / best / 1e9
+
+
+# A training step's log line with its absl timestamp (the project's train.py,
+# the originals' and the fork's alike).
+STEP_LINE = re.compile(r"(\d\d):(\d\d):(\d\d\.\d+).*training step[ =:]*(\d+)")
+
+
+def write_frame_records(folder: Path, videos: int) -> str:
+    """Synthetic 2018-style frame records (key ``id``, 3862 classes, 100 to
+    300 frames), written by the project's generator; returns their glob."""
+    subprocess.run([sys.executable, "-m", "youtube8m_willow.data.synthetic",
+                    f"--out_dir={folder}", f"--num_videos={videos}", "--num_eval_videos=1",
+                    "--num_classes=3862", "--id_key=id", "--max_frames=300", "--min_frames=100",
+                    "--skip_video_level", "--prefix=train"],
+                   check=True, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+                   env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    return str(folder / "frame" / "train*.tfrecord")
+
+
+def seconds_per_step(log: str, first: int, last: int) -> float:
+    """Median interval between the logged steps ``first..last``."""
+    stamps = {}
+    for line in log.splitlines():
+        match = STEP_LINE.search(line)
+        if match:
+            hours, minutes, seconds, step = match.groups()
+            stamps[int(step)] = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    gaps = [stamps[s] - stamps[s - 1] for s in range(first, last + 1)
+            if s in stamps and s - 1 in stamps]
+    return statistics.median(gaps) if gaps else float("nan")
+
+
+def run_training(command: list[str], cwd: Path, env: dict,
+                 timeout: float) -> tuple[str, int, float]:
+    """Runs one training process (killed after ``timeout`` seconds); returns
+    its log, exit code and max RSS (GB)."""
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        timer = threading.Timer(timeout, os.killpg, (process.pid, signal.SIGKILL))
+        timer.start()
+        _, status, usage = os.wait4(process.pid, 0)
+        timer.cancel()
+        process.returncode = os.waitstatus_to_exitcode(status)
+        log.seek(0)
+        return log.read(), process.returncode, usage.ru_maxrss / 2**20

@@ -23,15 +23,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shlex
 import shutil
-import signal
-import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -40,47 +35,8 @@ import _common  # noqa: E402
 from bench_paper_models import nextvlad_recipe_lines  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-STEP_LINE = re.compile(r"(\d\d):(\d\d):(\d\d\.\d+).*training step[ =:]*(\d+)")
 # Both sides train from scratch on the synthetic records, without exports.
 RUN_FLAGS = ["--num_epochs=1000", "--export_model_steps=1000000", "--start_new_model=True"]
-
-
-def write_records(folder: Path, videos: int) -> str:
-    """Synthetic 2018-style frame records (key ``id``, 3862 classes)."""
-    subprocess.run([sys.executable, "-m", "youtube8m_willow.data.synthetic",
-                    f"--out_dir={folder}", f"--num_videos={videos}", "--num_eval_videos=1",
-                    "--num_classes=3862", "--id_key=id", "--max_frames=300", "--min_frames=100",
-                    "--skip_video_level", "--prefix=train"],
-                   check=True, cwd=REPO, stdout=subprocess.DEVNULL,
-                   env={**os.environ, "PYTHONPATH": str(REPO)})
-    return str(folder / "frame" / "train*.tfrecord")
-
-
-def seconds_per_step(log: str, first: int, last: int) -> float:
-    """Median interval between the logged steps ``first..last``."""
-    stamps = {}
-    for line in log.splitlines():
-        match = STEP_LINE.search(line)
-        if match:
-            hours, minutes, seconds, step = match.groups()
-            stamps[int(step)] = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
-    gaps = [stamps[s] - stamps[s - 1] for s in range(first, last + 1)
-            if s in stamps and s - 1 in stamps]
-    return statistics.median(gaps) if gaps else float("nan")
-
-
-def run_training(command: list[str], cwd: Path, env: dict, timeout: float) -> tuple[str, int, float]:
-    """Runs one training process; returns its log, exit code and max RSS (GB)."""
-    with tempfile.TemporaryFile("w+") as log:
-        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
-        timer = threading.Timer(timeout, os.killpg, (process.pid, signal.SIGKILL))
-        timer.start()
-        _, status, usage = os.wait4(process.pid, 0)
-        timer.cancel()
-        process.returncode = os.waitstatus_to_exitcode(status)
-        log.seek(0)
-        return log.read(), process.returncode, usage.ru_maxrss / 2**20
 
 
 def measure(side: str, reference: Path, flags: list[str], data: str, steps: int,
@@ -98,7 +54,7 @@ def measure(side: str, reference: Path, flags: list[str], data: str, steps: int,
         command = [sys.executable, str(REPO / "train.py"), *args]
         cwd = REPO
     try:
-        return run_training(command, cwd, env, timeout=3600)
+        return _common.run_training(command, cwd, env, timeout=3600)
     finally:
         shutil.rmtree(train_dir, ignore_errors=True)
         os.sync()
@@ -136,7 +92,7 @@ def main() -> int:
     order = ["fork", "port", "port", "fork"][:2 * args.rounds]
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
-        data = write_records(work / "records", args.videos)
+        data = _common.write_frame_records(work / "records", args.videos)
         for model, recipe_flags in nextvlad_recipe_lines().items():
             if args.only not in model:
                 continue
@@ -150,7 +106,7 @@ def main() -> int:
                 if code != 0:
                     failed = f"{side} failed ({code}): {log.strip().splitlines()[-1:]}"
                     break
-                seconds[side].append(seconds_per_step(log, args.first, args.steps))
+                seconds[side].append(_common.seconds_per_step(log, args.first, args.steps))
                 memory[side].append(rss)
             if failed:
                 print(f"| {model} | {failed} | | | | | |", flush=True)

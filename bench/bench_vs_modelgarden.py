@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,7 +44,6 @@ STARTER_COMPUTATION = ("--pooling_method=max "
                        "--params_override=task.model.norm_activation.activation=relu6")
 RUN = re.compile(r"^(?P<side>[AB])\d+\s+median_s_per_step=(?P<s>[\d.]+|nan)\s+"
                  r"examples_per_s=[\d.na]+\s+maxrss_GB=(?P<gb>[\d.]+)", re.M)
-STEP = re.compile(r"(\d\d):(\d\d):(\d\d\.\d+).*training step[ =:]*(\d+)")
 
 
 def parse_runs(output: str) -> dict[str, dict[str, float]]:
@@ -60,19 +58,6 @@ def parse_runs(output: str) -> dict[str, dict[str, float]]:
             for side, runs in sides.items()}
 
 
-def median_step_seconds(log: str, first: int, last: int) -> float:
-    """The median time between consecutive ``training step N`` lines, N in
-    FIRST..LAST, from their log timestamps (the instrument's own parser)."""
-    stamps = {}
-    for hours, minutes, seconds, step in STEP.findall(log):
-        stamps[int(step)] = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
-    gaps = [stamps[i] - stamps[i - 1] for i in range(first, last + 1)
-            if i in stamps and i - 1 in stamps]
-    if not gaps:
-        raise RuntimeError(f"no timed training steps {first}..{last} in the log")
-    return statistics.median(gaps)
-
-
 def project_flags(batch: int, args) -> list[str]:
     """The project's side of compare.sh: the starter's DbofModel and MoE."""
     return ["--model=DbofModel", "--frame_features=True", "--feature_names=rgb,audio",
@@ -83,23 +68,22 @@ def project_flags(batch: int, args) -> list[str]:
             f"--precision={args.precision}"]
 
 
-def measure_project(batch: int, data: str, work: Path, args) -> dict[str, float]:
+def measure_project(batch: int, data: str, args) -> dict[str, float]:
     """train.py alone, as compare.sh runs it: median s/step and its peak RSS."""
-    train_dir = work / f"run_{batch}"
-    command = [sys.executable, str(REPO / "train.py"), f"--train_data_pattern={data}",
-               f"--train_dir={train_dir}", "--start_new_model=True",
-               f"--max_steps={args.steps}", "--export_model_steps=1000000",
-               *project_flags(batch, args)]
-    log = work / "train.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-        _, status, usage = os.wait4(process.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        tail = log.read_text().strip().splitlines()[-1:] or ["no output"]
-        raise RuntimeError(f"train.py failed: {tail[0]}")
-    seconds = median_step_seconds(log.read_text(), args.first, args.steps)
-    return {"seconds": seconds, "gb": usage.ru_maxrss / 1e6}
+    with tempfile.TemporaryDirectory() as train_dir:
+        command = [sys.executable, str(REPO / "train.py"), f"--train_data_pattern={data}",
+                   f"--train_dir={train_dir}", "--start_new_model=True",
+                   f"--max_steps={args.steps}", "--export_model_steps=1000000",
+                   *project_flags(batch, args)]
+        log, code, gb = _common.run_training(
+            command, REPO, {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=3600)
+    if code != 0:
+        tail = log.strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"train.py failed ({code}): {tail[0]}")
+    seconds = _common.seconds_per_step(log, args.first, args.steps)
+    if seconds != seconds:
+        raise RuntimeError(f"no timed training steps {args.first}..{args.steps} in its log")
+    return {"seconds": seconds, "gb": gb}
 
 
 def measure_both(batch: int, args) -> dict[str, dict[str, float]]:
@@ -115,6 +99,21 @@ def measure_both(batch: int, args) -> dict[str, dict[str, float]]:
         tail = (result.stdout + result.stderr).strip().splitlines()[-1:] or ["no output"]
         raise RuntimeError(f"the instrument failed ({result.returncode}): {tail[0]}")
     return sides
+
+
+def both_row(batch: int, args) -> str:
+    """The table row of one batch size, both sides measured by the instrument."""
+    sides = measure_both(batch, args)
+    a, b = sides["A"], sides["B"]
+    return (f"| {batch} | {a['seconds']:.3f} | {b['seconds']:.3f} | "
+            f"{a['seconds'] / b['seconds']:.2f}x | {a['gb']:.2f} GB | {b['gb']:.2f} GB | "
+            f"{b['gb'] / a['gb']:.2f} |")
+
+
+def project_row(batch: int, data: str, args) -> str:
+    """The table row of one batch size, this project alone."""
+    r = measure_project(batch, data, args)
+    return f"| {batch} | {r['seconds']:.3f} | {batch / r['seconds']:.1f} | {r['gb']:.2f} GB |"
 
 
 def instrument_ready(args) -> bool:
@@ -158,34 +157,15 @@ def main() -> int:
               "Model Garden peak RSS | this project peak RSS | memory ratio |")
         print("|---:|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as folder:
-        work = Path(folder)
-        data = None
+        # This project alone reads its own records of the instrument's size.
+        data = None if both else _common.write_frame_records(Path(folder) / "records", 200)
         for batch in batches:
             try:
-                if both:
-                    r = measure_both(batch, args)
-                    a, b = r["A"], r["B"]
-                    print(f"| {batch} | {a['seconds']:.3f} | {b['seconds']:.3f} | "
-                          f"{a['seconds'] / b['seconds']:.2f}x | {a['gb']:.2f} GB | "
-                          f"{b['gb']:.2f} GB | {b['gb'] / a['gb']:.2f} |", flush=True)
-                    continue
-                if data is None:
-                    data = _synthetic_frames(work)
-                r = measure_project(batch, data, work, args)
-                print(f"| {batch} | {r['seconds']:.3f} | {batch / r['seconds']:.1f} | "
-                      f"{r['gb']:.2f} GB |", flush=True)
+                row = both_row(batch, args) if both else project_row(batch, data, args)
             except RuntimeError as error:
-                print(f"| {batch} | failed: {error} |", flush=True)
+                row = f"| {batch} | failed: {error} |"
+            print(row, flush=True)
     return 0
-
-
-def _synthetic_frames(work: Path) -> str:
-    """200 frame-level videos of up to 300 frames (the instrument's size)."""
-    from youtube8m_willow.data.synthetic import write_synthetic_dataset
-
-    return write_synthetic_dataset(str(work / "data"), num_videos=200, num_classes=3862,
-                                   num_shards=1, video_level=False, min_frames=100,
-                                   max_frames=300, seed=4)["frame"]
 
 
 if __name__ == "__main__":

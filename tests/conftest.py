@@ -11,6 +11,7 @@ import struct
 import subprocess
 import sys
 import termios
+import time
 from pathlib import Path
 
 import pytest
@@ -130,6 +131,10 @@ def read_submission(path) -> dict[str, list[tuple[int, float]]]:
     return rows
 
 
+# train.py's line for a training step, the original's (a log file keeps one
+# for every step; on a terminal only the last step's and each checkpoint's).
+STEP_LINE = re.compile(r"training step (\d+) \| Loss: [\d.]+ Examples/sec: [\d.]+ \| "
+                       r"Hit@1: [\d.]+ PERR: [\d.]+ GAP: [\d.]+ \| Total loss: [\d.]+")
 FED_VIDEOS = re.compile(r"global step (\d+) fed videos (\S+)")  # train.py --verbosity=1
 
 
@@ -286,6 +291,7 @@ def run_in_a_terminal(command: list[str], rows: int = 40, columns: int = 200,
     process = subprocess.Popen(command, stdin=terminal, stdout=terminal, stderr=terminal,
                                cwd=REPO, env=env)
     chunks = []
+    deadline = time.monotonic() + timeout
     try:
         while True:
             ready, _, _ = select.select([controller], [], [], 0.2)
@@ -293,11 +299,9 @@ def run_in_a_terminal(command: list[str], rows: int = 40, columns: int = 200,
                 chunks.append(os.read(controller, 1 << 16))
             elif process.poll() is not None:  # exited, and nothing is left to read
                 break
-            elif timeout <= 0:
+            elif time.monotonic() > deadline:
                 process.kill()
-                raise AssertionError(f"{command} did not finish on the terminal")
-            else:
-                timeout -= 0.2
+                raise AssertionError(f"{command} did not finish in {timeout} s on the terminal")
     finally:
         os.close(terminal)
         os.close(controller)

@@ -45,15 +45,21 @@ def test_bench_script_reports(script):
         assert "/s" in result.stdout or "333.2M" in result.stdout, result.stdout[-2000:]
 
 
+def _run_bench(script: str, *args: str, unset: tuple[str, ...] = ()):
+    """Runs ``bench/<script> args`` as the README does, with the variables
+    in ``unset`` (the instruments' locations) taken out of its environment."""
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    env.update(PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.run([sys.executable, str(REPO / "bench" / script), *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=300, env=env)
+
+
 def _vs_original(tmp_path, instrument: str | None, *args):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("SIDE_BY_SIDE", None)
     if instrument is not None:
         script = tmp_path / "instrument.sh"
         script.write_text(instrument)
         args = (f"--instrument={script}", *args)
-    return subprocess.run([sys.executable, str(REPO / "bench" / "bench_vs_original.py"), *args],
-                          cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    return _run_bench("bench_vs_original.py", *args, unset=("SIDE_BY_SIDE",))
 
 
 def test_vs_original_without_an_instrument_measures_nothing(tmp_path):
@@ -116,19 +122,16 @@ def test_nextvlad_rows_are_the_authors_recipes():
 
 
 def test_vs_fork_without_the_fork_measures_nothing(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("REFERENCE_DIR", None)
-    result = subprocess.run([sys.executable, str(REPO / "bench" / "bench_vs_fork.py"),
-                             f"--reference_dir={tmp_path}"], cwd=REPO, capture_output=True,
-                            text=True, timeout=300, env=env)
+    result = _run_bench("bench_vs_fork.py", f"--reference_dir={tmp_path}",
+                        unset=("REFERENCE_DIR",))
     assert result.returncode == 1
     assert "no NeXtVLAD fork set up" in result.stderr and "|" not in result.stdout
 
 
-def test_vs_fork_times_the_logged_steps():
+def test_side_by_side_benches_time_the_logged_steps():
     log = "\n".join(f"I1205 10:00:{seconds:09.6f} 1 train.py:1] training step {step} | Loss: 1"
                     for step, seconds in [(1, 0.0), (2, 5.0), (3, 6.0), (4, 8.0), (5, 9.5)])
-    seconds_per_step = _bench_module("bench_vs_fork").seconds_per_step
+    seconds_per_step = _bench_module("_common").seconds_per_step
     assert seconds_per_step(log, 3, 5) == pytest.approx(1.5)  # gaps 1, 2, 1.5
     assert seconds_per_step(log, 2, 2) == pytest.approx(5.0)
     assert seconds_per_step("no steps", 2, 5) != seconds_per_step("no steps", 2, 5)  # NaN
@@ -236,18 +239,14 @@ def test_a_floor_is_only_counted_where_the_graph_gives_it():
 
 
 def _vs_model_garden(tmp_path, instrument: str | None, *args):
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("MODEL_GARDEN", "MODEL_GARDEN_COMPARE")}
-    env.update(PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
     if instrument is not None:
         script = tmp_path / "compare.sh"
         script.write_text(instrument)
         (tmp_path / "mg" / "venv" / "bin").mkdir(parents=True)
         (tmp_path / "mg" / "venv" / "bin" / "python").touch()
         args = (f"--instrument={script}", f"--model_garden={tmp_path / 'mg'}", *args)
-    return subprocess.run([sys.executable, str(REPO / "bench" / "bench_vs_modelgarden.py"),
-                           *args], cwd=REPO, capture_output=True, text=True, timeout=300,
-                          env=env)
+    return _run_bench("bench_vs_modelgarden.py", *args,
+                      unset=("MODEL_GARDEN", "MODEL_GARDEN_COMPARE"))
 
 
 def test_vs_model_garden_without_it_measures_this_project_alone(tmp_path):

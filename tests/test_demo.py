@@ -5,13 +5,8 @@ from __future__ import annotations
 import re
 import subprocess
 
-from conftest import REPO, chatter, read_submission, run_in_a_terminal, screen_lines
+from conftest import REPO, STEP_LINE, chatter, read_submission, run_in_a_terminal, screen_lines
 from youtube8m_willow.demo import EXPECTED_GAP, batch_norm_note
-
-
-# train.py's line for a training step (what a log file keeps of every step).
-STEP_LINE = re.compile(r"training step (\d+) \| Loss: [\d.]+ Examples/sec: [\d.]+ \| "
-                       r"Hit@1: [\d.]+ PERR: [\d.]+ GAP: [\d.]+ \| Total loss: [\d.]+")
 
 
 def test_make_demo(tmp_path):

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from conftest import run_script, screen_lines
+from conftest import STEP_LINE, run_script, screen_lines
 from youtube8m_willow.data.synthetic import write_synthetic_dataset
 from youtube8m_willow.progress import PROGRESS_ENV
 
@@ -19,8 +19,6 @@ MODEL = ["--model=LogisticModel", "--feature_names=mean_rgb,mean_audio", "--feat
          f"--num_classes={NUM_CLASSES}"]
 # LogisticModel: a (16 + 8) x 8 weight and 8 biases.
 PARAMETERS = (16 + 8) * NUM_CLASSES + NUM_CLASSES
-STEP_LINE = re.compile(r"training step (\d+) \| Loss: [\d.]+ Examples/sec: [\d.]+ \| "
-                       r"Hit@1: [\d.]+ PERR: [\d.]+ GAP: [\d.]+ \| Total loss: [\d.]+")
 
 
 @pytest.fixture(scope="module")
