@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+import forked
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Under `-n N` the workers already share the cores: one thread inside
@@ -26,6 +28,27 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ.setdefault(_pool, "1")
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _settle_the_heap() -> None:
+    """TensorFlow and Keras imported once, their million objects moved out of
+    the garbage collector's sight (``gc.freeze``), and full collections made
+    rarer: a worker's traced graphs otherwise cost it a half-second full
+    collection every few tests, and ``keras.backend.clear_session`` (after
+    every in-process script run) another one each time."""
+    import gc
+
+    from youtube8m_willow.startup import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    import keras  # noqa: F401
+    gc.freeze()
+    gc.set_threshold(10000, 50, 50)
+
+
+def pytest_configure(config):
+    if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
+        _settle_the_heap()  # in each process that runs tests, not in -n's controller
 
 # tests/backends runs in its own processes, one per Keras backend
 # (tests/test_backends.py), never in this TensorFlow one.
@@ -92,7 +115,7 @@ def run_script(script: str, *args: str, check: bool = True, timeout: float = 900
     if not process and env is None and script in _SCRIPT_FLAGS:
         return run_in_process(script, *args, check=check)
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
-    result = subprocess.run([sys.executable, str(REPO / script), *args], capture_output=True,
+    result = forked.run([sys.executable, str(REPO / script), *args], capture_output=True,
                             text=True, timeout=timeout, env=full_env, cwd=str(REPO))
     if check and result.returncode != 0:
         raise AssertionError(f"{script} failed ({result.returncode}):\n{result.stderr[-4000:]}")
@@ -203,7 +226,7 @@ def run_in_process(script: str, *args: str, check: bool = True
         code = exit_.code if isinstance(exit_.code, int) else 1
     finally:
         root.removeHandler(handler)
-        keras.backend.clear_session()
+        keras.backend.clear_session(free_memory=False)  # see _settle_the_heap
     result = subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())
     if check and code != 0:
         raise AssertionError(f"{script} failed ({code}):\n{result.stderr[-4000:]}")

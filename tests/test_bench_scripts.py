@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 
 import pytest
 
+import forked
 from conftest import REPO
 
 SMALL_NETVLAD = ["--cluster_size=4", "--hidden_size=16", "--iterations=5", "--num_classes=20"]
@@ -34,7 +34,7 @@ REPORTS = {"nextvlad_quality.py": r"\| NeXtVLADModel \| 1,471,220 \| .* \| [01]\
 
 @pytest.mark.parametrize("script", sorted(RUNS))
 def test_bench_script_reports(script):
-    result = subprocess.run([sys.executable, str(REPO / "bench" / script), *RUNS[script]],
+    result = forked.run([sys.executable, str(REPO / "bench" / script), *RUNS[script]],
                             cwd=REPO, capture_output=True, text=True, timeout=600,
                             env={**os.environ, "PYTHONPATH": str(REPO),
                                  "TF_CPP_MIN_LOG_LEVEL": "2"})
@@ -50,7 +50,7 @@ def _run_bench(script: str, *args: str, unset: tuple[str, ...] = ()):
     in ``unset`` (the instruments' locations) taken out of its environment."""
     env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, str(REPO / "bench" / script), *args], cwd=REPO,
+    return forked.run([sys.executable, str(REPO / "bench" / script), *args], cwd=REPO,
                           capture_output=True, text=True, timeout=300, env=env)
 
 
@@ -90,7 +90,7 @@ def test_vs_original_reports_a_failed_run(tmp_path):
 def test_every_frame_level_model_has_a_row_with_all():
     # bench_paper_models.py's run in this suite: its smallest row, with
     # the columns of every row (step, rate, memory, floor and ratio).
-    result = subprocess.run(
+    result = forked.run(
         [sys.executable, str(REPO / "bench" / "bench_paper_models.py"), "--all", "--steps=1",
          "--warmup=0", "--only=FrameLevelLogisticModel"],
         cwd=REPO, capture_output=True, text=True, timeout=600,
@@ -138,7 +138,7 @@ def test_side_by_side_benches_time_the_logged_steps():
 
 
 def test_machine_reports_features_rates_bandwidth_and_floors():
-    result = subprocess.run(
+    result = forked.run(
         [sys.executable, str(REPO / "bench" / "machine.py"), "--quick"], cwd=REPO,
         capture_output=True, text=True, timeout=600,
         env={**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"})

@@ -31,6 +31,7 @@ import time
 import numpy as np
 import pytest
 
+import forked
 from conftest import REPO, fed_videos
 from youtube8m_willow import checkpoint
 from youtube8m_willow.config import ModelConfig
@@ -103,7 +104,7 @@ def _start_workers(train_dirs, extra_flags, log_dir):
         command = [sys.executable, str(REPO / "train.py"), f"--train_dir={train_dir}",
                    *MODEL_FLAGS, *extra_flags]
         with open(log_dir / f"worker{index}.log", "w") as log:
-            processes.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log,
+            processes.append(forked.Popen(command, stdout=subprocess.DEVNULL, stderr=log,
                                               env=env, cwd=str(REPO)))
     return processes
 
@@ -283,7 +284,7 @@ def _run_reporting(script: str, args: dict) -> dict:
     """Runs ``script`` (Python source taking ``args`` as JSON) in a process
     of its own (logical devices are set up once per process) and returns
     the JSON it printed after ``REPORT ``."""
-    result = subprocess.run([sys.executable, "-c", script, json.dumps(args)],
+    result = forked.run([sys.executable, "-c", script, json.dumps(args)],
                             capture_output=True, text=True, timeout=TIMEOUT, cwd=str(REPO),
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
                                  "PYTHONPATH": str(REPO)})

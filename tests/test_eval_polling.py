@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import forked
 from conftest import REPO, run_script
 from youtube8m_willow.data.synthetic import write_synthetic_dataset
 
@@ -28,7 +29,7 @@ def test_polling_evaluates_each_new_checkpoint_once(tmp_path):
     _train(train_dir, pattern, 2)
     command = [sys.executable, str(REPO / "eval.py"), f"--train_dir={train_dir}",
                f"--eval_data_pattern={pattern}", "--poll_secs=1", "--batch_size=32"]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
+    process = forked.Popen(command, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     evaluated, trained_more = [], False
     deadline = time.monotonic() + 240

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import forked
 from conftest import read_submission, run_script, shared_path
 from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.models.registry import create_model
@@ -48,7 +48,7 @@ def test_export_serves_like_inference(tmp_path):
     assert (export_dir / "saved_model.pb").exists()
 
     # Plain TensorFlow, no project import: a fresh interpreter outside the repo.
-    result = subprocess.run([sys.executable, "-c", PLAIN_TF_SCRIPT, str(export_dir), str(data)],
+    result = forked.run([sys.executable, "-c", PLAIN_TF_SCRIPT, str(export_dir), str(data)],
                             capture_output=True, text=True, cwd=str(tmp_path), timeout=300,
                             env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-3000:]

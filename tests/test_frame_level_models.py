@@ -5,7 +5,6 @@ a few training steps."""
 import dataclasses
 import json
 import math
-import subprocess
 import sys
 
 import keras
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import forked
 from conftest import REPO, SHARED, shared_path
 from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.layers.statistics import FrameStatistics
@@ -453,7 +453,7 @@ def test_fresh_process_loads_every_saved_model(tmp_path):
             "    batch = dict(np.load(folder / f'{path.stem}_input.npz'))\n"
             "    got = keras.models.load_model(path)(batch)\n"
             "    np.save(folder / f'{path.stem}_output.npy', keras.ops.convert_to_numpy(got))\n")
-    result = subprocess.run([sys.executable, "-c", load, str(tmp_path)], capture_output=True,
+    result = forked.run([sys.executable, "-c", load, str(tmp_path)], capture_output=True,
                             text=True, cwd=str(REPO), timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     for name, want in expected.items():

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+import forked
 from conftest import REPO, shared_path
 from youtube8m_willow import portable
 from youtube8m_willow.config import ModelConfig
@@ -109,7 +109,7 @@ def test_a_newer_format_version_is_refused(tmp_path):
 
 
 def _convert(*flags):
-    return subprocess.run([sys.executable, "-m", "youtube8m_willow.portable.convert", *flags],
+    return forked.run([sys.executable, "-m", "youtube8m_willow.portable.convert", *flags],
                           cwd=REPO, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
 

@@ -20,6 +20,7 @@ import sys
 import numpy as np
 import pytest
 
+import forked
 from conftest import REPO, fed_videos
 from youtube8m_willow import checkpoint
 from youtube8m_willow.data.synthetic import write_synthetic_dataset
@@ -89,7 +90,7 @@ def _run(flags, log_path, stop=None):
     else:
         command = [sys.executable, str(REPO / "train.py"), *flags]
     with open(log_path, "w") as log:
-        result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=log, env=env,
+        result = forked.run(command, stdout=subprocess.DEVNULL, stderr=log, env=env,
                                 cwd=str(REPO), timeout=TIMEOUT)
     return result.returncode, log_path.read_text()
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import forked
 from conftest import REPO, read_submission, run_script
 from youtube8m_willow import checkpoint
 from youtube8m_willow.data.synthetic import write_synthetic_dataset
@@ -101,7 +102,7 @@ def _start_training(train_dir, pattern, max_steps, extra=()):
     command = [sys.executable, str(REPO / "train.py"), f"--train_dir={train_dir}",
                f"--train_data_pattern={pattern}", "--batch_size=16", f"--max_steps={max_steps}",
                "--num_epochs=0", "--save_checkpoint_secs=1", *VIDEO_FLAGS, *extra]
-    return subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+    return forked.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
 
 
@@ -240,7 +241,7 @@ def test_killed_inference_leaves_no_partial_csv(trained_dir, video_data, tmp_pat
     command = [sys.executable, str(REPO / "inference.py"), f"--train_dir={trained_dir}",
                f"--input_data_pattern={video_data['test']}", f"--output_file={output}",
                "--batch_size=10", "--num_readers=3"]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
+    process = forked.Popen(command, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     for line in process.stderr:
         if "num examples processed: 100 " in line:

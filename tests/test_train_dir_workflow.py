@@ -16,6 +16,7 @@ import time
 import numpy as np
 import pytest
 
+import forked
 from conftest import REPO, fed_videos, read_submission, run_script, shared_path
 from youtube8m_willow import checkpoint, evaluation
 from youtube8m_willow.config import ModelConfig
@@ -161,7 +162,7 @@ def test_eval_started_before_train_waits_for_the_first_checkpoint(pattern, tmp_p
     train_dir = tmp_path / "run"  # does not exist yet
     command = [sys.executable, str(REPO / "eval.py"), f"--train_dir={train_dir}",
                f"--eval_data_pattern={pattern}", "--poll_secs=1", "--batch_size=32"]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
+    process = forked.Popen(command, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     lines, trained = [], False
     deadline = time.monotonic() + 300

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+import forked
 from conftest import REPO, read_submission, run_script, shared_path
 from youtube8m_willow.submission.vocabulary import (VocabularyError, describe_batch,
                                                     describe_predictions, load_vocabulary)
@@ -61,7 +62,7 @@ def test_describe_predictions():
 
 
 def _run_module(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "youtube8m_willow.submission.vocabulary", *args],
+    return forked.run([sys.executable, "-m", "youtube8m_willow.submission.vocabulary", *args],
                           capture_output=True, text=True, cwd=str(REPO), timeout=300)
 
 

@@ -1,0 +1,333 @@
+"""Python processes forked from a warm one: ``run`` and ``Popen`` as in
+``subprocess``, for the tests whose script runs must be processes of their
+own (signals, kills, several workers of one cluster, exit codes, benches)
+but need not pay for importing TensorFlow each time (about 4 CPU-seconds).
+
+Each pytest worker starts one server, which imports TensorFlow and Keras
+(and nothing of this project) and then runs no TensorFlow op and starts no
+thread: a fork of it is a fresh interpreter that has already imported them.
+For each command the server forks a child that takes the caller's stdin,
+stdout, stderr (passed over a Unix socket), environment, working folder and
+``sys.argv``, runs the script, the ``-m`` module or the ``-c`` code as
+``python`` would, and exits as ``python`` would (its exit code, or killed
+by the signal that stopped it). The server reaps it and reports its wait
+status to the caller.
+
+A command that is not ``[sys.executable, script | -m module | -c code, ...]``,
+or whose environment differs from the server's in a variable read when
+TensorFlow or Keras is imported (``IMPORT_TIME``), runs as a real
+``subprocess`` instead: start-up output and backend choice stay real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+# Variables that take effect when TensorFlow or Keras is imported: a command
+# whose environment changes one of them gets a real new process.
+IMPORT_TIME = ("TF_CPP_MIN_LOG_LEVEL", "TF_CPP_MAX_VLOG_LEVEL", "TF_CPP_VMODULE",
+               "TF_ENABLE_ONEDNN_OPTS", "KERAS_BACKEND", "KERAS_HOME", "TF_USE_LEGACY_KERAS",
+               "YT8M_VERBOSE_TF", "XLA_FLAGS", "TF_XLA_FLAGS", "PYTHONHASHSEED",
+               "PYTHONWARNINGS", "PYTHONDONTWRITEBYTECODE", "CUDA_VISIBLE_DEVICES",
+               "LD_PRELOAD", "LD_LIBRARY_PATH", "OMP_NUM_THREADS")
+
+_SERVER = r"""
+import os, sys
+os.environ["KERAS_BACKEND"] = "tensorflow"
+import tensorflow, keras  # the cost every child is spared
+sys.path.insert(0, os.path.dirname(sys.argv[2]))
+from forked import serve
+del sys.path[:2]  # this folder and the "" of -c: each child sets its own
+serve(int(sys.argv[1]))
+"""
+
+
+class _Server:
+    """One warm process per pytest worker, started on first use."""
+
+    _lock = threading.Lock()
+    _instance: "_Server | None" = None
+
+    def __init__(self):
+        self.control, remote = socket.socketpair()
+        self.env = dict(os.environ)
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _SERVER, str(remote.fileno()), __file__],
+            pass_fds=[remote.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, env=self.env)
+        remote.close()
+
+    @classmethod
+    def get(cls) -> "_Server":
+        with cls._lock:
+            if cls._instance is None or cls._instance.process.poll() is not None:
+                cls._instance = cls()
+            return cls._instance
+
+    def start(self, request: dict, fds: list[int]) -> None:
+        with self._lock:
+            socket.send_fds(self.control, [json.dumps(request).encode()], fds)
+
+
+def serve(control_fd: int) -> None:
+    """The server's loop: fork a child for each request; report each child's
+    wait status on its status socket when it ends. One thread throughout."""
+    control = socket.socket(fileno=control_fd)
+    status_of: dict[int, socket.socket] = {}
+    while True:
+        readable, _, _ = select.select([control], [], [], 0.05)
+        if readable:
+            message, fds, _, _ = socket.recv_fds(control, 1 << 20, 4)
+            if not message:
+                break  # the caller is gone
+            stdin, stdout, stderr, status_fd = fds
+            _flush()
+            pid = os.fork()
+            if pid == 0:
+                control.close()
+                for other in status_of.values():
+                    other.close()
+                os.close(status_fd)
+                _child(json.loads(message), stdin, stdout, stderr)
+            status = socket.socket(fileno=status_fd)
+            status.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+            status_of[pid] = status
+            for fd in (stdin, stdout, stderr):
+                os.close(fd)
+        while status_of:
+            pid, wait_status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                break
+            status = status_of.pop(pid, None)
+            if status is not None:
+                try:
+                    status.sendall(json.dumps({"status": wait_status}).encode() + b"\n")
+                except OSError:
+                    pass
+                status.close()
+
+
+def _child(request: dict, stdin: int, stdout: int, stderr: int) -> None:
+    """In the forked child: become ``python argv...`` and exit as it would."""
+    import atexit
+    import random
+    import runpy
+    import signal
+    import traceback
+
+    for target, fd in ((0, stdin), (1, stdout), (2, stderr)):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    if os.environ.get("PYTHONUNBUFFERED"):  # sys.stdout and sys.stderr now write to 1 and 2
+        sys.stdout.reconfigure(line_buffering=True, write_through=True)
+    random.seed()
+    import numpy as np
+
+    np.random.seed()
+    for path in reversed(os.environ.get("PYTHONPATH", "").split(os.pathsep)):
+        if path:
+            sys.path.insert(0, path)
+    argv = request["argv"]
+    code = 0
+    try:
+        if argv[0] == "-c":
+            sys.argv = ["-c", *argv[2:]]
+            sys.path.insert(0, "")
+            exec(compile(argv[1], "<string>", "exec"), {"__name__": "__main__"})
+        elif argv[0] == "-m":
+            sys.argv = [argv[1], *argv[2:]]
+            sys.path.insert(0, os.getcwd())
+            runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+        else:
+            sys.argv = list(argv)
+            sys.path.insert(0, os.path.dirname(os.path.abspath(argv[0])))
+            runpy.run_path(argv[0], run_name="__main__")
+    except SystemExit as exit_:
+        if exit_.code is None:
+            code = 0
+        elif isinstance(exit_.code, int):
+            code = exit_.code
+        else:
+            print(exit_.code, file=sys.stderr)
+            code = 1
+    except KeyboardInterrupt:
+        traceback.print_exc()
+        _flush()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # python re-raises SIGINT
+        os.kill(os.getpid(), signal.SIGINT)
+    except BaseException:  # noqa: BLE001 (python prints any uncaught error)
+        traceback.print_exc()
+        code = 1
+    try:
+        threading._shutdown()  # as python: wait for non-daemon threads, then atexit
+        atexit._run_exitfuncs()
+    finally:
+        _flush()
+        os._exit(code & 0xFF)
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def _forkable(command, env: dict | None, server_env: dict) -> bool:
+    if not command or command[0] != sys.executable or len(command) < 2:
+        return False
+    if command[1].startswith("-") and command[1] not in ("-c", "-m"):
+        return False
+    env = os.environ if env is None else env
+    return all(env.get(name) == server_env.get(name) for name in IMPORT_TIME)
+
+
+class Popen:
+    """``subprocess.Popen`` of a forked child (a real one where the command
+    cannot be forked): ``pid``, ``stdout``/``stderr`` pipes, ``poll``,
+    ``wait``, ``communicate``, ``send_signal``, ``terminate``, ``kill``."""
+
+    def __new__(cls, command, **kwargs):
+        command = [str(part) for part in command]
+        if not _forkable(command, kwargs.get("env"), _Server.get().env):
+            return subprocess.Popen(command, **kwargs)
+        return super().__new__(cls)
+
+    def __init__(self, command, stdin=None, stdout=None, stderr=None, env=None, cwd=None,
+                 text=False, universal_newlines=None):
+        self.args = [str(part) for part in command]
+        self.returncode = None
+        text = bool(text or universal_newlines)
+        self.stdin = None
+        self.stdout, out_fd = self._target(stdout, 1, text)
+        if stderr == subprocess.STDOUT:
+            self.stderr, err_fd = None, os.dup(out_fd)
+        else:
+            self.stderr, err_fd = self._target(stderr, 2, text)
+        in_fd = os.open(os.devnull, os.O_RDONLY) if stdin in (None, subprocess.DEVNULL) \
+            else os.dup(stdin if isinstance(stdin, int) else stdin.fileno())
+        self._status, status_remote = socket.socketpair()
+        request = {"argv": self.args[1:], "env": dict(os.environ if env is None else env),
+                   "cwd": str(Path(cwd) if cwd else Path.cwd())}
+        try:
+            _Server.get().start(request, [in_fd, out_fd, err_fd, status_remote.fileno()])
+        finally:
+            for fd in (in_fd, out_fd, err_fd):
+                os.close(fd)
+            status_remote.close()
+        self._buffer = b""
+        started = self._message(timeout=60)
+        if started is None:
+            raise RuntimeError(f"the fork server did not start {self.args}")
+        self.pid = started["pid"]
+
+    @staticmethod
+    def _target(option, default_fd: int, text: bool):
+        """(file object the caller reads or None, the fd the child writes to)."""
+        if option == subprocess.PIPE:
+            read_fd, write_fd = os.pipe()
+            return open(read_fd, "r" if text else "rb"), write_fd
+        if option == subprocess.DEVNULL:
+            return None, os.open(os.devnull, os.O_WRONLY)
+        if option is None:
+            return None, os.dup(default_fd)
+        return None, os.dup(option if isinstance(option, int) else option.fileno())
+
+    def _message(self, timeout: float | None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([self._status], [], [], left)
+            if not ready:
+                return None
+            chunk = self._status.recv(4096)
+            if not chunk:
+                raise RuntimeError(f"the fork server stopped while running {self.args}")
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def poll(self):
+        if self.returncode is None:
+            message = self._message(timeout=0)
+            if message is not None:
+                self.returncode = os.waitstatus_to_exitcode(message["status"])
+                self._status.close()
+        return self.returncode
+
+    def wait(self, timeout: float | None = None):
+        if self.returncode is None:
+            message = self._message(timeout)
+            if message is None:
+                raise subprocess.TimeoutExpired(self.args, timeout)
+            self.returncode = os.waitstatus_to_exitcode(message["status"])
+            self._status.close()
+        return self.returncode
+
+    def communicate(self, timeout: float | None = None):
+        """Reads stdout and stderr to their ends (each in a thread), then waits."""
+        results = {}
+
+        def read(name, stream):
+            results[name] = stream.read()
+            stream.close()
+
+        readers = [threading.Thread(target=read, args=(name, stream), daemon=True)
+                   for name, stream in (("out", self.stdout), ("err", self.stderr)) if stream]
+        for reader in readers:
+            reader.start()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for reader in readers:
+            reader.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if reader.is_alive():
+                raise subprocess.TimeoutExpired(self.args, timeout)
+        self.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return results.get("out"), results.get("err")
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signum)
+
+    def terminate(self) -> None:
+        self.send_signal(15)
+
+    def kill(self) -> None:
+        self.send_signal(9)
+
+
+def run(command, capture_output: bool = False, timeout: float | None = None,
+        check: bool = False, **kwargs) -> subprocess.CompletedProcess:
+    """``subprocess.run`` through ``Popen`` above (killed at ``timeout``)."""
+    if capture_output:
+        kwargs.update(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = Popen(command, **kwargs)
+    if isinstance(process, subprocess.Popen):
+        with process:
+            try:
+                out, err = process.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                raise
+    else:
+        try:
+            out, err = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise
+    result = subprocess.CompletedProcess(process.args, process.returncode, out, err)
+    if check:
+        result.check_returncode()
+    return result
