@@ -116,7 +116,7 @@ def run_script(script: str, *args: str, check: bool = True, timeout: float = 900
         return run_in_process(script, *args, check=check)
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     result = forked.run([sys.executable, str(REPO / script), *args], capture_output=True,
-                            text=True, timeout=timeout, env=full_env, cwd=str(REPO))
+                        text=True, timeout=timeout, env=full_env, cwd=str(REPO))
     if check and result.returncode != 0:
         raise AssertionError(f"{script} failed ({result.returncode}):\n{result.stderr[-4000:]}")
     return result

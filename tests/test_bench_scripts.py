@@ -35,9 +35,9 @@ REPORTS = {"nextvlad_quality.py": r"\| NeXtVLADModel \| 1,471,220 \| .* \| [01]\
 @pytest.mark.parametrize("script", sorted(RUNS))
 def test_bench_script_reports(script):
     result = forked.run([sys.executable, str(REPO / "bench" / script), *RUNS[script]],
-                            cwd=REPO, capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "PYTHONPATH": str(REPO),
-                                 "TF_CPP_MIN_LOG_LEVEL": "2"})
+                        cwd=REPO, capture_output=True, text=True, timeout=600,
+                        env={**os.environ, "PYTHONPATH": str(REPO),
+                             "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-3000:]
     if script in REPORTS:
         assert re.search(REPORTS[script], result.stdout), result.stdout[-2000:]
@@ -51,7 +51,7 @@ def _run_bench(script: str, *args: str, unset: tuple[str, ...] = ()):
     env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
     return forked.run([sys.executable, str(REPO / "bench" / script), *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=300, env=env)
+                      capture_output=True, text=True, timeout=300, env=env)
 
 
 def _vs_original(tmp_path, instrument: str | None, *args):
@@ -126,6 +126,47 @@ def test_vs_fork_without_the_fork_measures_nothing(tmp_path):
                         unset=("REFERENCE_DIR",))
     assert result.returncode == 1
     assert "no NeXtVLAD fork set up" in result.stderr and "|" not in result.stdout
+
+
+def test_inference_vs_original_without_willow_measures_nothing(tmp_path):
+    result = _run_bench("bench_inference_vs_original.py", f"--reference_dir={tmp_path}",
+                        unset=("REFERENCE_DIR",))
+    assert result.returncode == 1
+    assert "no WILLOW set up" in result.stderr and "|" not in result.stdout
+
+
+def test_inference_vs_original_refuses_counts_that_are_not_whole_shards(tmp_path):
+    (tmp_path / "willow").mkdir()
+    (tmp_path / "willow" / "inference.py").write_text("")
+    (tmp_path / "venv" / "bin").mkdir(parents=True)
+    (tmp_path / "venv" / "bin" / "python").write_text("")
+    result = _run_bench("bench_inference_vs_original.py", f"--reference_dir={tmp_path}",
+                        "--videos=400,1000")
+    assert result.returncode == 2
+    assert "--videos=400,1000: each count must be a positive multiple of 400" in result.stderr
+
+
+def test_inference_vs_original_times_from_the_start_to_the_first_batch():
+    bench = _bench_module("bench_inference_vs_original")
+    log = ("I1205 23:59:58.000000 1 inference.py:120] loading meta-graph\n"
+           "I1205 00:00:03.250000 1 inference.py:162] num examples processed: 400 elapsed\n"
+           "I1205 00:00:09.000000 1 inference.py:162] num examples processed: 800 elapsed\n")
+    started = 23 * 3600 + 59 * 60 + 57.5  # across midnight: 5.75 s later
+    assert bench.first_batch_seconds(log, started) == pytest.approx(5.75)
+    assert bench.first_batch_seconds("no batch", started) != bench.first_batch_seconds(
+        "no batch", started)  # NaN
+    netvlad = bench.models()["Gated NetVLAD (paper)"]
+    assert netvlad[0] == "frame" and "--netvlad_cluster_size=256" in netvlad[1]
+    assert bench.model_flags(netvlad[1]) == [
+        "--model=NetVLADModelLF", "--netvlad_cluster_size=256", "--netvlad_hidden_size=1024",
+        "--moe_l2=1e-6", "--iterations=300", "--netvlad_relu=False", "--gating=True",
+        "--moe_prob_gating=True"]
+    runs = {"original": [{"seconds": 10.0, "first": 4.0, "rss": 2.0},
+                         {"seconds": 8.0, "first": 4.5, "rss": 2.5}],
+            "port": [{"seconds": 5.0, "first": 3.0, "rss": 1.0},
+                     {"seconds": 6.0, "first": 2.5, "rss": 1.2}]}
+    assert bench.row("M", 400, runs) == ("| M | 400 | 50 | 80 | 1.60x | 4.0 s | 2.5 s | "
+                                         "2.00 GB | 1.00 GB | 0.50 |")
 
 
 def test_side_by_side_benches_time_the_logged_steps():

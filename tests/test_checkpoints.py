@@ -355,3 +355,35 @@ def test_a_first_write_interrupted_by_a_kill_does_not_block_a_restart(tmp_path):
     (tmp_path / "model.ckpt-1.writer.json").unlink()
     assert checkpoint.unusable_checkpoint_files(str(tmp_path)) == [
         "model.ckpt-1.data-00000-of-00001"]
+
+
+def test_eval_and_inference_read_frames_as_bytes_and_predict_as_from_floats(tmp_path):
+    """The eval-order input keeps frame-level videos as their uint8 bytes (a
+    quarter of the memory of a batch of floats); the predictor dequantizes
+    them inside its compiled call, and predicts bit for bit what it predicts
+    from the float frames."""
+    from youtube8m_willow.data.readers import dequantize_frames
+    from youtube8m_willow.evaluation import EvalConfig
+    from youtube8m_willow.prediction import eval_dataset
+
+    pattern = write_synthetic_dataset(str(tmp_path), num_videos=12, num_classes=CLASSES,
+                                      num_shards=1, feature_sizes=FEATURES, max_frames=7,
+                                      min_frames=1, video_level=False)["frame"]
+    config = ModelConfig(model="NetVLADModelLF", num_classes=CLASSES, frame_features=True,
+                         feature_names=("rgb", "audio"), feature_sizes=FEATURES, max_frames=7,
+                         iterations=5, netvlad_cluster_size=4, netvlad_hidden_size=8,
+                         gating=True, frame_sampling="uniform")
+    batch = next(iter(eval_dataset(EvalConfig(train_dir="", data_pattern=pattern, batch_size=12),
+                                   config)))
+    assert batch["video_matrix"].dtype == tf.uint8
+    predictor = Predictor(config)
+    rng = np.random.default_rng(3)
+    for weight in predictor.model.weights:
+        value = rng.normal(0, 0.5, weight.shape)
+        weight.assign(np.abs(value) + 0.5 if "variance" in weight.path else value)
+    floats = {"video_matrix": dequantize_frames(batch["video_matrix"], batch["feature_frames"],
+                                                FEATURES),
+              "num_frames": batch["num_frames"], "video_ids": batch["video_ids"]}
+    from_bytes, from_floats = predictor(batch).numpy(), predictor(floats).numpy()
+    assert from_bytes.shape == (12, CLASSES) and np.ptp(from_bytes) > 0.1
+    np.testing.assert_array_equal(from_bytes, from_floats)

@@ -105,7 +105,7 @@ def _start_workers(train_dirs, extra_flags, log_dir):
                    *MODEL_FLAGS, *extra_flags]
         with open(log_dir / f"worker{index}.log", "w") as log:
             processes.append(forked.Popen(command, stdout=subprocess.DEVNULL, stderr=log,
-                                              env=env, cwd=str(REPO)))
+                                          env=env, cwd=str(REPO)))
     return processes
 
 
@@ -285,9 +285,9 @@ def _run_reporting(script: str, args: dict) -> dict:
     of its own (logical devices are set up once per process) and returns
     the JSON it printed after ``REPORT ``."""
     result = forked.run([sys.executable, "-c", script, json.dumps(args)],
-                            capture_output=True, text=True, timeout=TIMEOUT, cwd=str(REPO),
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-                                 "PYTHONPATH": str(REPO)})
+                        capture_output=True, text=True, timeout=TIMEOUT, cwd=str(REPO),
+                        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+                             "PYTHONPATH": str(REPO)})
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.split("REPORT ")[1])
 

@@ -30,7 +30,7 @@ def test_polling_evaluates_each_new_checkpoint_once(tmp_path):
     command = [sys.executable, str(REPO / "eval.py"), f"--train_dir={train_dir}",
                f"--eval_data_pattern={pattern}", "--poll_secs=1", "--batch_size=32"]
     process = forked.Popen(command, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     evaluated, trained_more = [], False
     deadline = time.monotonic() + 240
     try:

@@ -49,8 +49,8 @@ def test_export_serves_like_inference(tmp_path):
 
     # Plain TensorFlow, no project import: a fresh interpreter outside the repo.
     result = forked.run([sys.executable, "-c", PLAIN_TF_SCRIPT, str(export_dir), str(data)],
-                            capture_output=True, text=True, cwd=str(tmp_path), timeout=300,
-                            env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2"})
+                        capture_output=True, text=True, cwd=str(tmp_path), timeout=300,
+                        env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-3000:]
     served = json.loads(result.stdout.strip().splitlines()[-1])
 

@@ -454,7 +454,7 @@ def test_fresh_process_loads_every_saved_model(tmp_path):
             "    got = keras.models.load_model(path)(batch)\n"
             "    np.save(folder / f'{path.stem}_output.npy', keras.ops.convert_to_numpy(got))\n")
     result = forked.run([sys.executable, "-c", load, str(tmp_path)], capture_output=True,
-                            text=True, cwd=str(REPO), timeout=900)
+                        text=True, cwd=str(REPO), timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     for name, want in expected.items():
         np.testing.assert_array_equal(np.load(tmp_path / f"{name}_output.npy"), want)

@@ -110,8 +110,8 @@ def test_a_newer_format_version_is_refused(tmp_path):
 
 def _convert(*flags):
     return forked.run([sys.executable, "-m", "youtube8m_willow.portable.convert", *flags],
-                          cwd=REPO, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+                      cwd=REPO, capture_output=True, text=True, timeout=600,
+                      env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
 
 
 @pytest.mark.slow

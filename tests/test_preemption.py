@@ -91,7 +91,7 @@ def _run(flags, log_path, stop=None):
         command = [sys.executable, str(REPO / "train.py"), *flags]
     with open(log_path, "w") as log:
         result = forked.run(command, stdout=subprocess.DEVNULL, stderr=log, env=env,
-                                cwd=str(REPO), timeout=TIMEOUT)
+                            cwd=str(REPO), timeout=TIMEOUT)
     return result.returncode, log_path.read_text()
 
 

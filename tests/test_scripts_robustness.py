@@ -103,7 +103,7 @@ def _start_training(train_dir, pattern, max_steps, extra=()):
                f"--train_data_pattern={pattern}", "--batch_size=16", f"--max_steps={max_steps}",
                "--num_epochs=0", "--save_checkpoint_secs=1", *VIDEO_FLAGS, *extra]
     return forked.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+                        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
 
 
 def _wait_for_step(process, step: int) -> list[str]:
@@ -242,7 +242,7 @@ def test_killed_inference_leaves_no_partial_csv(trained_dir, video_data, tmp_pat
                f"--input_data_pattern={video_data['test']}", f"--output_file={output}",
                "--batch_size=10", "--num_readers=3"]
     process = forked.Popen(command, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     for line in process.stderr:
         if "num examples processed: 100 " in line:
             break

@@ -163,7 +163,7 @@ def test_eval_started_before_train_waits_for_the_first_checkpoint(pattern, tmp_p
     command = [sys.executable, str(REPO / "eval.py"), f"--train_dir={train_dir}",
                f"--eval_data_pattern={pattern}", "--poll_secs=1", "--batch_size=32"]
     process = forked.Popen(command, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     lines, trained = [], False
     deadline = time.monotonic() + 300
     try:

@@ -63,7 +63,7 @@ def test_describe_predictions():
 
 def _run_module(*args: str) -> subprocess.CompletedProcess:
     return forked.run([sys.executable, "-m", "youtube8m_willow.submission.vocabulary", *args],
-                          capture_output=True, text=True, cwd=str(REPO), timeout=300)
+                      capture_output=True, text=True, cwd=str(REPO), timeout=300)
 
 
 @pytest.mark.slow

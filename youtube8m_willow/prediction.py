@@ -20,6 +20,7 @@ import tensorflow as tf
 from youtube8m_willow import checkpoint
 from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.data.files import describe_data
+from youtube8m_willow.data.parsing import dequantize_frames
 from youtube8m_willow.data.readers import (DataError, ReaderConfig, make_dataset, report_skipped,
                                            warn_if_classes_disagree)
 from youtube8m_willow.data.segments import make_rated_segment_dataset
@@ -77,8 +78,18 @@ class Predictor:
         self.path = ""
         with weights_to_be_restored():  # restore() overwrites every weight
             self.model = create_model(model_config).build_for_config()
-        self._predict = tf.function(lambda batch: self.model(batch, training=False),
-                                    reduce_retracing=True)
+        self._predict = tf.function(self._predict_batch, reduce_retracing=True)
+
+    def _predict_batch(self, inputs: dict) -> tf.Tensor:
+        """The compiled prediction: frames read as their uint8 bytes
+        (``quantized_frames``) are dequantized here, bitwise the floats the
+        reader would give, so the input pipeline holds a quarter of them."""
+        if "feature_frames" in inputs:
+            inputs = {"video_matrix": dequantize_frames(inputs["video_matrix"],
+                                                        inputs["feature_frames"],
+                                                        self.model_config.feature_sizes),
+                      "num_frames": inputs["num_frames"]}
+        return self.model(inputs, training=False)
 
     def restore(self, path: str) -> int:
         config = original_train_dir.resolve(self.flag_config, path, self.free_model_fields,
@@ -94,8 +105,9 @@ class Predictor:
 
     def __call__(self, batch):
         """Probabilities ``[B, classes]``; non-finite ones are an error (bad weights)."""
-        predictions = self._predict({"video_matrix": batch["video_matrix"],
-                                     "num_frames": batch["num_frames"]})
+        inputs = {key: batch[key] for key in ("video_matrix", "num_frames", "feature_frames")
+                  if key in batch}
+        predictions = self._predict(inputs)
         finite = tf.reduce_all(tf.math.is_finite(predictions), axis=1)
         if not bool(tf.reduce_all(finite)):
             video = batch["video_ids"][int(tf.argmin(tf.cast(finite, tf.int32)))].numpy()
@@ -145,9 +157,11 @@ def eval_dataset(config, model_config: ModelConfig):
     ``read_stats`` counts what the tolerant modes skipped (reported by
     ``report_skipped``). A model of the other YouTube-8M release than the
     records' is warned of first."""
-    read = make_rated_segment_dataset if model_config.segment_labels else make_dataset
+    segments = model_config.segment_labels
+    read = make_rated_segment_dataset if segments else make_dataset
     reader_config = ReaderConfig.for_model(model_config, config.skip_bad_records,
-                                           config.drop_out_of_range_labels)
+                                           config.drop_out_of_range_labels,
+                                           quantized_frames=not segments)
     warn_if_classes_disagree(config.data_pattern, reader_config, log)
     return read(config.data_pattern, reader_config, config.batch_size, training=False,
                 num_epochs=1, num_readers=config.num_readers)
