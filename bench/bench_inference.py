@@ -3,7 +3,8 @@
 For each model (in its own process, for its own peak memory): the
 predictor of inference.py and eval.py (``prediction.Predictor``: eval mode,
 one compiled function) on random in-memory batches, then end to end: records
-written by ``write_synthetic_dataset`` read in eval order (``make_dataset``),
+written by ``write_synthetic_dataset`` read as inference.py reads them
+(``prediction.eval_dataset``: eval order, frame-level videos as their bytes),
 predicted and reduced to the top 20 classes, as inference.py does before
 writing the CSV (timed after ``WARMUP_BATCHES``, while the pipeline starts).
 
@@ -44,9 +45,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def measure(args) -> dict:
     import tensorflow as tf
 
-    from youtube8m_willow.data.readers import ReaderConfig, make_dataset
+    from youtube8m_willow.evaluation import EvalConfig
     from youtube8m_willow.data.synthetic import write_synthetic_dataset
-    from youtube8m_willow.prediction import Predictor
+    from youtube8m_willow.prediction import Predictor, eval_dataset
 
     config = model_config(args)
     batch_size = args.batch_size or (1024 if args.model == "moe" else 128)
@@ -66,9 +67,10 @@ def measure(args) -> dict:
             num_shards=4, frame_level=config.frame_features,
             video_level=not config.frame_features, max_frames=config.max_frames,
             min_frames=config.max_frames)
-        reader = ReaderConfig.for_model(config)
-        dataset = make_dataset(patterns["frame" if config.frame_features else "video"], reader,
-                               batch_size, training=False, num_readers=args.num_readers)
+        pattern = patterns["frame" if config.frame_features else "video"]
+        dataset = eval_dataset(EvalConfig(train_dir="", data_pattern=pattern,
+                                          batch_size=batch_size, num_readers=args.num_readers),
+                               config)  # inference.py's input (frames as their bytes)
         videos = 0
         for index, records in enumerate(dataset):
             if index == WARMUP_BATCHES:
