@@ -85,8 +85,10 @@ def nextvlad_recipe_lines() -> dict[str, list[str]]:
             for model, recipe in NEXTVLAD_RECIPES.items()}
 
 
-def run_one(flag_args: list[str], steps: int, warmup: int) -> dict:
-    """In a child process: parse the line's flags, time the train step."""
+def trainer_for(flag_args: list[str]):
+    """In a child process: a Trainer of train.py's flags ``flag_args``
+    (4716 classes unless they say otherwise); returns it, its model config
+    and its batch size."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from absl import flags
 
@@ -94,14 +96,20 @@ def run_one(flag_args: list[str], steps: int, warmup: int) -> dict:
 
     yt_flags.define_train_flags()
     flags.FLAGS(["bench", "--num_classes=4716", *flag_args])
-    import tensorflow as tf
-
     from youtube8m_willow.training.trainer import TrainConfig, Trainer
 
     model_config = yt_flags.model_config_from_flags()
     batch_size = flags.FLAGS.batch_size
     trainer = Trainer(TrainConfig(train_dir="/tmp/unused", train_data_pattern="unused",
                                   batch_size=batch_size), model_config)
+    return trainer, model_config, batch_size
+
+
+def run_one(flag_args: list[str], steps: int, warmup: int) -> dict:
+    """In a child process: parse the line's flags, time the train step."""
+    trainer, model_config, batch_size = trainer_for(flag_args)
+    import tensorflow as tf
+
     batch = {
         "video_matrix": tf.random.uniform([batch_size, 300, model_config.feature_size], -2, 2),
         "num_frames": tf.random.uniform([batch_size], 30, 301, tf.int32),

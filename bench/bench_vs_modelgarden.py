@@ -11,7 +11,11 @@ with max pooling and relu6 (the starter's computation), both sides in the
 row's precision (``--precision``: float32, or mixed bfloat16, the Model
 Garden's default). Each side's better median and lower peak RSS are
 tabulated with the ratios: examples/s (the Model Garden's step over this
-project's) and memory (this project's over the Model Garden's).
+project's) and memory (this project's over the Model Garden's). The floor
+of each batch size (both sides compute the same model) is this project's
+traced training step's matmul FLOPs at the machine's matmul rate in the
+row's precision (4096^2) plus Adam's bytes at its memory bandwidth, as
+``bench_paper_models.py`` counts it; ``--no_floor`` leaves it out.
 
 The instrument is not part of the project: name it with ``--instrument``
 (or ``$MODEL_GARDEN_COMPARE``) and its set-up folder with ``--model_garden``
@@ -27,6 +31,7 @@ in one invocation, on one machine.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -37,6 +42,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
+import machine  # noqa: E402
+from bench_paper_models import step_flops, trainer_for  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 # The Model Garden's flags that give the starter's DBoF computation.
@@ -66,6 +73,48 @@ def project_flags(batch: int, args) -> list[str]:
             f"--iterations={args.frames}", "--video_level_classifier_model=MoeModel",
             f"--moe_num_mixtures={args.mixtures}", "--num_classes=3862",
             f"--precision={args.precision}"]
+
+
+def step_cost(flag_args: list[str]) -> dict:
+    """In a child process: the traced training step's matmul FLOPs (None
+    where the graph does not give them) and trainable parameters."""
+    from bench_train import random_batch
+
+    trainer, model_config, batch_size = trainer_for(flag_args)
+    graph = trainer.traced_step(random_batch(model_config, batch_size, 0)).graph
+    parameters = sum(int(v.shape.num_elements()) for v in trainer.model.trainable_variables)
+    return {"flops": step_flops(graph), "parameters": parameters}
+
+
+class Floor:
+    """The floor (s/step) of each batch size: matmul FLOPs at the
+    precision's matmul rate plus Adam's bytes at the memory bandwidth."""
+
+    def __init__(self, precision: str):
+        self.rate = _common.matmul_gflops(4096, 4096, 4096, precision, repeats=3)
+        self.bandwidth = machine.memory_bandwidth_gbs(512, 3)
+
+    def describe(self, precision: str) -> str:
+        return (f"floor: the traced step's matmul FLOPs at {self.rate:.0f} GFLOP/s ({precision}, "
+                f"4096^2) plus Adam's {machine.ADAM_BYTES_PER_PARAMETER} bytes per parameter "
+                f"at {self.bandwidth:.1f} GB/s")
+
+    def seconds(self, batch: int, args) -> float:
+        flags = [f for f in project_flags(batch, args) if not f.startswith("--precision")]
+        cost = _common.run_child(__file__, [f"--floor_child={json.dumps(flags)}"])
+        if cost["flops"] is None:
+            return float("nan")
+        return machine.floor_seconds(cost["flops"], self.rate,
+                                     machine.adam_bytes(cost["parameters"]), self.bandwidth)
+
+
+def floor_cells(floor: float, *steps: float) -> str:
+    """`` floor | step / floor ...`` cells of a row ("" without a floor)."""
+    if floor is None:
+        return ""
+    if floor != floor:  # the graph did not give the FLOPs
+        return " n/a |" * (1 + len(steps))
+    return f" {floor:.3f} |" + "".join(f" {step / floor:.2f}x |" for step in steps)
 
 
 def measure_project(batch: int, data: str, args) -> dict[str, float]:
@@ -101,19 +150,20 @@ def measure_both(batch: int, args) -> dict[str, dict[str, float]]:
     return sides
 
 
-def both_row(batch: int, args) -> str:
+def both_row(batch: int, args, floor: float | None) -> str:
     """The table row of one batch size, both sides measured by the instrument."""
     sides = measure_both(batch, args)
     a, b = sides["A"], sides["B"]
     return (f"| {batch} | {a['seconds']:.3f} | {b['seconds']:.3f} | "
             f"{a['seconds'] / b['seconds']:.2f}x | {a['gb']:.2f} GB | {b['gb']:.2f} GB | "
-            f"{b['gb'] / a['gb']:.2f} |")
+            f"{b['gb'] / a['gb']:.2f} |" + floor_cells(floor, a["seconds"], b["seconds"]))
 
 
-def project_row(batch: int, data: str, args) -> str:
+def project_row(batch: int, data: str, args, floor: float | None) -> str:
     """The table row of one batch size, this project alone."""
     r = measure_project(batch, data, args)
-    return f"| {batch} | {r['seconds']:.3f} | {batch / r['seconds']:.1f} | {r['gb']:.2f} GB |"
+    return (f"| {batch} | {r['seconds']:.3f} | {batch / r['seconds']:.1f} | {r['gb']:.2f} GB |"
+            + floor_cells(floor, r["seconds"]))
 
 
 def instrument_ready(args) -> bool:
@@ -138,30 +188,44 @@ def main() -> int:
     parser.add_argument("--hidden", type=int, default=2048)
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--mixtures", type=int, default=4)
+    parser.add_argument("--no_floor", action="store_true", help="leave out the floor columns")
+    parser.add_argument("--floor_child", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.floor_child:
+        _common.print_result(step_cost(json.loads(args.floor_child)))
+        return 0
     batches = [int(b) for b in args.batch_sizes.split(",")]
     both = instrument_ready(args)
     print(f"machine: {_common.machine()}; {datetime.now():%Y-%m-%d}")
     print(f"DbofModel + MoeModel, 3862 classes, cluster {args.cluster}, hidden {args.hidden}, "
           f"{args.frames} frames, {args.mixtures} mixtures, {args.precision}; steps "
           f"{args.first}..{args.steps} (median)")
+    floor = None if args.no_floor else Floor(args.precision)
+    if floor:
+        print(floor.describe(args.precision))
     if not both:
         print("no Model Garden instrument (--instrument and --model_garden, or "
               "$MODEL_GARDEN_COMPARE and $MODEL_GARDEN): this project's figures only",
               file=sys.stderr)
-        print("| batch | s/step | examples/s | peak RSS |\n|---:|---:|---:|---:|")
+        print("| batch | s/step | examples/s | peak RSS |"
+              + (" floor s/step | step / floor |" if floor else ""))
+        print("|---:|---:|---:|---:|" + ("---:|---:|" if floor else ""))
     else:
         print(f"{args.rounds} round(s) per side, A B A B; the Model Garden with "
               f"{STARTER_COMPUTATION}")
         print("| batch | Model Garden s/step | this project s/step | examples/s ratio | "
-              "Model Garden peak RSS | this project peak RSS | memory ratio |")
-        print("|---:|---:|---:|---:|---:|---:|---:|")
+              "Model Garden peak RSS | this project peak RSS | memory ratio |"
+              + (" floor s/step | Model Garden / floor | this project / floor |"
+                 if floor else ""))
+        print("|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|---:|" if floor else ""))
     with tempfile.TemporaryDirectory() as folder:
         # This project alone reads its own records of the instrument's size.
         data = None if both else _common.write_frame_records(Path(folder) / "records", 200)
         for batch in batches:
             try:
-                row = both_row(batch, args) if both else project_row(batch, data, args)
+                seconds = floor.seconds(batch, args) if floor else None
+                row = (both_row(batch, args, seconds) if both
+                       else project_row(batch, data, args, seconds))
             except RuntimeError as error:
                 row = f"| {batch} | failed: {error} |"
             print(row, flush=True)

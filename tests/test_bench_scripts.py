@@ -295,8 +295,10 @@ def test_vs_model_garden_without_it_measures_this_project_alone(tmp_path):
                               "--cluster=8", "--hidden=8", "--frames=4", "--mixtures=2")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "no Model Garden instrument" in result.stderr
-    assert re.search(r"^\| 4 \| [\d.]+ \| [\d.]+ \| [\d.]+ GB \|$", result.stdout, re.M), \
-        result.stdout
+    assert re.search(r"^\| 4 \| [\d.]+ \| [\d.]+ \| [\d.]+ GB \| [\d.]+ \| [\d.]+x \|$",
+                     result.stdout, re.M), result.stdout
+    assert re.search(r"^floor: the traced step's matmul FLOPs at \d+ GFLOP/s \(float32",
+                     result.stdout, re.M), result.stdout
     assert "ratio" not in result.stdout and "Model Garden s/step" not in result.stdout
 
 
@@ -307,7 +309,8 @@ def test_vs_model_garden_tabulates_each_sides_better_run(tmp_path):
              'echo "B2  median_s_per_step=0.2500  examples_per_s=128.0  maxrss_GB=3.10"\n'
              'echo "A2  median_s_per_step=0.2800  examples_per_s=114.3  maxrss_GB=3.80"\n'
              'echo "$MGEXTRA | $PEXTRA | $5" > "$(dirname "$0")/flags_$5"\n')
-    result = _vs_model_garden(tmp_path, lines, "--batch_sizes=64", "--precision=bfloat16")
+    result = _vs_model_garden(tmp_path, lines, "--batch_sizes=64", "--precision=bfloat16",
+                              "--no_floor")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| 64 | 0.280 | 0.250 | 1.12x | 3.70 GB | 3.10 GB | 0.84 |" in result.stdout
     flags = (tmp_path / "flags_64").read_text()
@@ -315,8 +318,15 @@ def test_vs_model_garden_tabulates_each_sides_better_run(tmp_path):
     assert flags.count("--precision=bfloat16") == 2 and flags.strip().endswith("| 64")
 
 
+def test_vs_model_garden_floor_cells():
+    floor_cells = _bench_module("bench_vs_modelgarden").floor_cells
+    assert floor_cells(0.5, 1.0, 0.75) == " 0.500 | 2.00x | 1.50x |"
+    assert floor_cells(float("nan"), 1.0) == " n/a | n/a |"
+    assert floor_cells(None, 1.0) == ""
+
+
 def test_vs_model_garden_reports_a_failed_run(tmp_path):
     result = _vs_model_garden(tmp_path, "echo 'A1  median_s_per_step=nan'; exit 3\n",
-                              "--batch_sizes=32")
+                              "--batch_sizes=32", "--no_floor")
     assert result.returncode == 0
     assert "| 32 | failed: the instrument failed (3):" in result.stdout
