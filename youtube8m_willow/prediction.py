@@ -156,7 +156,9 @@ def eval_dataset(config, model_config: ModelConfig):
     """The eval-order dataset of ``config`` (an ``EvalConfig``); its
     ``read_stats`` counts what the tolerant modes skipped (reported by
     ``report_skipped``). A model of the other YouTube-8M release than the
-    records' is warned of first."""
+    records' is warned of first. Frame-level videos come as their uint8
+    bytes with ``feature_frames`` (``ReaderConfig.quantized_frames``), for a
+    ``Predictor``, which dequantizes them."""
     segments = model_config.segment_labels
     read = make_rated_segment_dataset if segments else make_dataset
     reader_config = ReaderConfig.for_model(model_config, config.skip_bad_records,
