@@ -111,8 +111,12 @@ class MixtureOfExperts(keras.layers.Layer):
         gate_activations = inputs
         for dense in self.gates:
             gate_activations = dense(gate_activations)
-        gates = softmax(ops.reshape(gate_activations, (-1, self.num_mixtures + 1)))
-        experts = ops.sigmoid(ops.reshape(self.experts(inputs), (-1, self.num_mixtures)))
+        # The mixture in float32 whatever the compute dtype: under bfloat16
+        # the softmax and sigmoid run faster and keep their precision.
+        gates = softmax(ops.reshape(ops.cast(gate_activations, "float32"),
+                                    (-1, self.num_mixtures + 1)))
+        experts = ops.sigmoid(ops.reshape(ops.cast(self.experts(inputs), "float32"),
+                                          (-1, self.num_mixtures)))
         probabilities = ops.sum(gates[:, :self.num_mixtures] * experts, axis=1)
         probabilities = ops.reshape(probabilities, (-1, self.num_classes))
         if self.output_gating is not None:
