@@ -113,6 +113,21 @@ def matmul_gflops(m: int, k: int, n: int, dtype: str = "float32", repeats: int =
     return 2 * m * k * n / best / 1e9
 
 
+def reference_python(reference: Path) -> Path:
+    """The interpreter of an original code base set up in ``reference``."""
+    return reference / "venv" / "bin" / "python"
+
+
+def reference_set_up(reference_dir: str, code: str) -> Path | None:
+    """``reference_dir`` as a Path where an original is set up to run (its
+    ``code`` file, e.g. ``willow/train.py``, and ``venv/``); None elsewhere."""
+    reference = Path(reference_dir) if reference_dir else None
+    if reference is None or not (reference / code).is_file() \
+            or not reference_python(reference).is_file():
+        return None
+    return reference
+
+
 # A training step's log line with its absl timestamp (the project's train.py,
 # the originals' and the fork's alike).
 STEP_LINE = re.compile(r"(\d\d):(\d\d):(\d\d\.\d+).*training step[ =:]*(\d+)")

@@ -95,7 +95,7 @@ def train_original(reference: Path, flags: list[str], batch: int, records: str, 
                    train_dir: Path) -> None:
     """An original train_dir: WILLOW's train.py for ``steps`` steps; only the
     last checkpoint is kept (not its SavedModel exports)."""
-    command = [str(reference / "venv" / "bin" / "python"), "train.py",
+    command = [str(_common.reference_python(reference)), "train.py",
                f"--train_data_pattern={records}", f"--train_dir={train_dir}",
                f"--max_steps={steps}", f"--batch_size={batch}", "--start_new_model",
                "--export_model_steps=100000000", *flags]
@@ -129,7 +129,7 @@ def infer(side: str, reference: Path, kind: str, flags: list[str], train_dir: Pa
     args = [f"--train_dir={train_dir}", f"--input_data_pattern={records}",
             f"--output_file={output}", f"--batch_size={batch}", *FEATURES[kind]]
     if side == "original":
-        command = [str(reference / "venv" / "bin" / "python"), "inference.py", *args]
+        command = [str(_common.reference_python(reference)), "inference.py", *args]
         cwd, env = reference / "willow", original_env()
     else:  # WILLOW's README gives inference.py the model flags too
         command = [sys.executable, str(REPO / "inference.py"), *args, *model_flags(flags)]
@@ -173,9 +173,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, choices=(1, 2), default=2,
                         help="2: original, port, port, original")
     args = parser.parse_args()
-    reference = Path(args.reference_dir) if args.reference_dir else None
-    if reference is None or not (reference / "willow" / "inference.py").is_file() \
-            or not (reference / "venv" / "bin" / "python").is_file():
+    reference = _common.reference_set_up(args.reference_dir, "willow/inference.py")
+    if reference is None:
         print("no WILLOW set up (--reference_dir or $REFERENCE_DIR with willow/ and venv/): "
               "nothing measured", file=sys.stderr)
         return 1

@@ -47,7 +47,7 @@ def measure(side: str, reference: Path, flags: list[str], data: str, steps: int,
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "YT8M_PROGRESS": "lines"}
     if side == "fork":
         env["TF_USE_LEGACY_KERAS"] = "1"  # the fork's TF1 layers
-        command = [str(reference / "venv" / "bin" / "python"), "train.py", *args]
+        command = [str(_common.reference_python(reference)), "train.py", *args]
         cwd = reference / "nextvlad"  # it loads yt8m_pca/ by a relative path
     else:
         env["PYTHONPATH"] = str(REPO)
@@ -76,9 +76,8 @@ def main() -> int:
     parser.add_argument("--project_flags", default="",
                         help="flags for this project's side only (e.g. --precision=bfloat16)")
     args = parser.parse_args()
-    reference = Path(args.reference_dir) if args.reference_dir else None
-    if reference is None or not (reference / "nextvlad" / "train.py").is_file() \
-            or not (reference / "venv" / "bin" / "python").is_file():
+    reference = _common.reference_set_up(args.reference_dir, "nextvlad/train.py")
+    if reference is None:
         print("no NeXtVLAD fork set up (--reference_dir or $REFERENCE_DIR with nextvlad/ and "
               "venv/): nothing measured", file=sys.stderr)
         return 1

@@ -124,8 +124,9 @@ def _child(request: dict, stdin: int, stdout: int, stderr: int) -> None:
     import traceback
 
     for target, fd in ((0, stdin), (1, stdout), (2, stderr)):
-        os.dup2(fd, target)
-        os.close(fd)
+        if fd != target:
+            os.dup2(fd, target)
+            os.close(fd)
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
@@ -185,12 +186,16 @@ def _flush() -> None:
             pass
 
 
-def _forkable(command, env: dict | None, server_env: dict) -> bool:
-    if not command or command[0] != sys.executable or len(command) < 2:
+def _forkable(command: list[str], env: dict | None) -> bool:
+    """Whether ``command`` is ``python script | -m module | -c code ...``
+    in an environment the server's import agrees with (the server is
+    started only then)."""
+    if len(command) < 2 or command[0] != sys.executable:
         return False
     if command[1].startswith("-") and command[1] not in ("-c", "-m"):
         return False
     env = os.environ if env is None else env
+    server_env = _Server.get().env
     return all(env.get(name) == server_env.get(name) for name in IMPORT_TIME)
 
 
@@ -201,7 +206,7 @@ class Popen:
 
     def __new__(cls, command, **kwargs):
         command = [str(part) for part in command]
-        if not _forkable(command, kwargs.get("env"), _Server.get().env):
+        if not _forkable(command, kwargs.get("env")):
             return subprocess.Popen(command, **kwargs)
         return super().__new__(cls)
 
@@ -309,24 +314,21 @@ class Popen:
 
 def run(command, capture_output: bool = False, timeout: float | None = None,
         check: bool = False, **kwargs) -> subprocess.CompletedProcess:
-    """``subprocess.run`` through ``Popen`` above (killed at ``timeout``)."""
+    """``subprocess.run`` of a forked child (killed at ``timeout``), or
+    ``subprocess.run`` itself where the command cannot be forked."""
+    command = [str(part) for part in command]
+    if not _forkable(command, kwargs.get("env")):
+        return subprocess.run(command, capture_output=capture_output, timeout=timeout,
+                              check=check, **kwargs)
     if capture_output:
         kwargs.update(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     process = Popen(command, **kwargs)
-    if isinstance(process, subprocess.Popen):
-        with process:
-            try:
-                out, err = process.communicate(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                raise
-    else:
-        try:
-            out, err = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            raise
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise
     result = subprocess.CompletedProcess(process.args, process.returncode, out, err)
     if check:
         result.check_returncode()

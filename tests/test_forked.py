@@ -3,6 +3,7 @@ tests that start scripts through it rely on these."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -20,11 +21,11 @@ def test_a_script_gets_its_arguments_folder_environment_and_exit_code(tmp_path):
     script.write_text("import os, sys\nprint(sys.argv, os.getcwd(), os.environ['ONLY_HERE'])\n"
                       "print('to stderr', file=sys.stderr)\nsys.exit(3)\n")
     result = forked.run([PYTHON, str(script), "a", "b"], capture_output=True, text=True,
-                        cwd=tmp_path, env={**forked.os.environ, "ONLY_HERE": "yes"})
+                        cwd=tmp_path, env={**os.environ, "ONLY_HERE": "yes"})
     assert result.returncode == 3
     assert result.stdout == f"{[str(script), 'a', 'b']} {tmp_path} yes\n"
     assert result.stderr == "to stderr\n"
-    assert "ONLY_HERE" not in forked.os.environ
+    assert "ONLY_HERE" not in os.environ
 
 
 def test_code_and_modules_run_as_main():
@@ -65,7 +66,7 @@ def test_tensorflow_is_imported_already_and_runs():
 def test_an_import_time_variable_gets_a_real_process():
     """A Keras backend (read when Keras is imported) cannot be changed in a
     fork of a process that has imported it: such a command runs in a new one."""
-    env = {**forked.os.environ, "KERAS_BACKEND": "jax"}
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
     process = forked.Popen([PYTHON, "-c", "import sys; print('keras' in sys.modules)"],
                            stdout=subprocess.PIPE, env=env)
     assert isinstance(process, subprocess.Popen)
@@ -79,4 +80,4 @@ def test_a_run_past_its_timeout_is_killed(tmp_path):
                     "str(os.getpid())); time.sleep(60)"], timeout=5)
     pid = int(marker.read_text())
     with pytest.raises(ProcessLookupError):  # killed and reaped
-        forked.os.kill(pid, 0)
+        os.kill(pid, 0)

@@ -20,7 +20,7 @@ import tensorflow as tf
 from youtube8m_willow import checkpoint
 from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.data.files import describe_data
-from youtube8m_willow.data.parsing import dequantize_frames
+from youtube8m_willow.data.parsing import with_float_frames
 from youtube8m_willow.data.readers import (DataError, ReaderConfig, make_dataset, report_skipped,
                                            warn_if_classes_disagree)
 from youtube8m_willow.data.segments import make_rated_segment_dataset
@@ -84,12 +84,8 @@ class Predictor:
         """The compiled prediction: frames read as their uint8 bytes
         (``quantized_frames``) are dequantized here, bitwise the floats the
         reader would give, so the input pipeline holds a quarter of them."""
-        if "feature_frames" in inputs:
-            inputs = {"video_matrix": dequantize_frames(inputs["video_matrix"],
-                                                        inputs["feature_frames"],
-                                                        self.model_config.feature_sizes),
-                      "num_frames": inputs["num_frames"]}
-        return self.model(inputs, training=False)
+        return self.model(with_float_frames(inputs, self.model_config.feature_sizes),
+                          training=False)
 
     def restore(self, path: str) -> int:
         config = original_train_dir.resolve(self.flag_config, path, self.free_model_fields,

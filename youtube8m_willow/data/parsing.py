@@ -157,6 +157,19 @@ def dequantize_frames(video_matrix: tf.Tensor, feature_frames: tf.Tensor,
     return tf.where(steps < frames_of_column[:, None, :], values, 0.0)
 
 
+def with_float_frames(inputs: dict, feature_sizes: Sequence[int]) -> dict:
+    """``inputs`` with the float frames: a ``quantized_frames`` batch's
+    uint8 ``video_matrix`` dequantized (``dequantize_frames``) and its
+    ``feature_frames`` dropped; any other batch as it is. For the compiled
+    steps that take the reader's bytes (training, prediction)."""
+    if "feature_frames" not in inputs:
+        return inputs
+    floats = {name: value for name, value in inputs.items() if name != "feature_frames"}
+    floats["video_matrix"] = dequantize_frames(inputs["video_matrix"], inputs["feature_frames"],
+                                               feature_sizes)
+    return floats
+
+
 def parse_frame_records(records: tf.Tensor, names: tf.Tensor, config: ReaderConfig,
                         extra_context: dict | None = None):
     """Parses frame-level records: (context, dequantized frames [B, max_frames, D],

@@ -30,7 +30,7 @@ import math
 
 import tensorflow as tf
 
-from youtube8m_willow.data.parsing import dequantize_frames
+from youtube8m_willow.data.parsing import with_float_frames
 from youtube8m_willow.data.resumable import InputPosition
 from youtube8m_willow.errors import NonFiniteLossError
 from youtube8m_willow.training import distribute, updates
@@ -243,8 +243,5 @@ def _model_inputs(batch: dict, feature_sizes) -> dict:
     """The tensors a step needs (not the string video ids, which XLA cannot
     take), frames dequantized if the reader kept them as bytes."""
     inputs = {name: batch[name] for name in ("video_matrix", "num_frames", "labels",
-                                             "sampling_seed") if name in batch}
-    if "feature_frames" in batch:
-        inputs["video_matrix"] = dequantize_frames(batch["video_matrix"], batch["feature_frames"],
-                                                   feature_sizes)
-    return inputs
+                                             "sampling_seed", "feature_frames") if name in batch}
+    return with_float_frames(inputs, feature_sizes)
