@@ -360,8 +360,9 @@ def test_a_first_write_interrupted_by_a_kill_does_not_block_a_restart(tmp_path):
 def test_eval_and_inference_read_frames_as_bytes_and_predict_as_from_floats(tmp_path):
     """The eval-order input keeps frame-level videos as their uint8 bytes (a
     quarter of the memory of a batch of floats); the predictor dequantizes
-    them inside its compiled call, and predicts bit for bit what it predicts
-    from the float frames."""
+    them inside its compiled call (only the frames the model samples), and
+    predicts what it predicts from the float frames (the L2 sums of the
+    fewer frames may round apart by an ulp)."""
     from youtube8m_willow.data.readers import dequantize_frames
     from youtube8m_willow.evaluation import EvalConfig
     from youtube8m_willow.prediction import eval_dataset
@@ -386,4 +387,4 @@ def test_eval_and_inference_read_frames_as_bytes_and_predict_as_from_floats(tmp_
               "num_frames": batch["num_frames"], "video_ids": batch["video_ids"]}
     from_bytes, from_floats = predictor(batch).numpy(), predictor(floats).numpy()
     assert from_bytes.shape == (12, CLASSES) and np.ptp(from_bytes) > 0.1
-    np.testing.assert_array_equal(from_bytes, from_floats)
+    np.testing.assert_allclose(from_bytes, from_floats, rtol=1e-6, atol=1e-7)

@@ -321,26 +321,26 @@ _SAMPLING_SCRIPT = textwrap.dedent("""
     model = ModelConfig(**args["model"])
 
     def sampled(train_dir, strategy, step):
-        \"\"\"{replica: (sampling seed, frames sampled)} of one training step.\"\"\"
+        \"\"\"{replica: (sampling seed, positions of the frames sampled)} of one step.\"\"\"
         config = TrainConfig(train_dir=train_dir, train_data_pattern=args["data"], batch_size=4,
                              num_epochs=1, shuffle=False, num_readers=1, seed=5,
                              export_model_steps=0)
         trainer = Trainer(config, model, strategy)
         sampler, seen = trainer.model.sampler, {}
-        original = sampler.call
+        original = sampler.indices
 
         def record(replica, seed, frames):
             seen[int(replica)] = (seed.numpy().tolist(), frames.numpy().tolist())
             return 0
 
-        def call(frames, num_frames, sampling_seed=None):
-            frames = original(frames, num_frames, sampling_seed)
+        def indices(num_frames, sampling_seed=None):
+            frames = original(num_frames, sampling_seed)
             replica = tf.distribute.get_replica_context().replica_id_in_sync_group
             done = tf.py_function(record, [replica, sampling_seed, frames], tf.int32)
             with tf.control_dependencies([done]):
                 return tf.identity(frames)
 
-        sampler.call = call
+        sampler.indices = indices
         trainer.global_step = step
         trainer.step(next(iter(trainer.make_dataset())))
         return seen

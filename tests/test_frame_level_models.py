@@ -505,3 +505,38 @@ def test_parameter_count_counts_every_weight():
     assert counts["total"] == sum(math.prod(s) for s in shapes)
     moving = sum(math.prod(s) for n, s in tf1_shapes(model).items() if "/moving_" in n)
     assert counts["trainable"] == counts["total"] - moving
+
+
+@pytest.mark.parametrize("model_name, flags", [
+    ("NetVLADModelLF", {}), ("DbofModel", {}), ("SoftDbofModelLF", {"frame_sampling": "sequence"}),
+    ("LstmModel", {"lstm_random_sequence": True, "lstm_cells": 4}),
+    ("FrameLevelLogisticModel", {})])
+def test_a_model_fed_only_its_sampled_bytes_predicts_as_from_every_float_frame(model_name, flags):
+    """Training and prediction read frames as bytes and dequantize only those
+    a model samples (its ``frame_indices``, drawn from the step's sampling
+    seed): the predictions are those of the model sampling the float frames
+    itself (the same frames: only the L2 sums of fewer frames may round
+    apart, by an ulp); a model that reads every frame is given them all."""
+    from youtube8m_willow.data.parsing import dequantize_frames, with_float_frames
+
+    config = small(model_name, frame_sampling=flags.pop("frame_sampling", "random"), **flags)
+    model = create_model(config).build_for_config()
+    rng = np.random.default_rng(4)
+    for weight in model.weights:
+        value = rng.normal(0, 0.5, weight.shape)
+        weight.assign(np.abs(value) + 0.5 if "variance" in weight.path else value)
+    num_frames = tf.constant([10, 6, 1], tf.int32)
+    feature_frames = tf.constant([[10, 10], [6, 3], [1, 1]], tf.int32)
+    video_bytes = tf.constant(rng.integers(0, 256, (3, 10, FEATURES)), tf.uint8)
+    seed = tf.constant([11, 7], tf.int32)
+    from_bytes = with_float_frames(
+        {"video_matrix": video_bytes, "num_frames": num_frames, "feature_frames": feature_frames,
+         "sampling_seed": seed}, (RGB, AUDIO), model.frame_indices)
+    samples = model_name != "FrameLevelLogisticModel"
+    assert ("frame_indices" in from_bytes) is samples
+    assert from_bytes["video_matrix"].shape[1] == (5 if samples else 10)
+    floats = {"video_matrix": dequantize_frames(video_bytes, feature_frames, (RGB, AUDIO)),
+              "num_frames": num_frames, "sampling_seed": seed}
+    for training in (False, True):
+        np.testing.assert_allclose(model(from_bytes, training=training).numpy(),
+                                   model(floats, training=training).numpy(), rtol=1e-6, atol=1e-7)

@@ -231,6 +231,40 @@ def test_quantized_frames_dequantize_to_the_float_reader_bitwise(tmp_path, uneve
     np.testing.assert_array_equal(restored.view(np.uint32), floats["video_matrix"].view(np.uint32))
 
 
+def test_a_models_sampled_frames_dequantize_alone_to_the_same_floats(tmp_path):
+    """With a model's frame_indices, only the frames it samples are gathered
+    as bytes and dequantized: bitwise the sampled float frames, zero where a
+    position is past its feature's frames (the uneven video's audio)."""
+    from youtube8m_willow.data.parsing import with_float_frames
+
+    frames = good_frames(9, seed=6)
+    path = write_records(tmp_path / "frames.tfrecord", [
+        seq_example(frames, vid=b"long"),
+        seq_example({"rgb": frames["rgb"][:5], "audio": frames["audio"][:2]}, vid=b"uneven")])
+    floats = read_all(path, FRAME)
+    quantized = read_all(path, dataclasses.replace(FRAME, quantized_frames=True))
+    positions = np.array([[5, 0, 3, 3], [4, 1, 2, 0]], np.int32)
+    drawn = []
+
+    def frame_indices(num_frames, sampling_seed):
+        drawn.append((np.asarray(num_frames).tolist(), sampling_seed))
+        return tf.constant(positions)
+
+    inputs = {"video_matrix": quantized["video_matrix"], "num_frames": quantized["num_frames"],
+              "feature_frames": quantized["feature_frames"], "sampling_seed": "seed"}
+    sampled = with_float_frames(inputs, SIZES, frame_indices)
+    assert drawn == [([MAX_FRAMES, 5], "seed")]
+    assert set(sampled) == {"video_matrix", "num_frames", "sampling_seed", "frame_indices"}
+    np.testing.assert_array_equal(sampled["frame_indices"], positions)
+    expected = np.take_along_axis(floats["video_matrix"], positions[:, :, None], axis=1)
+    got = sampled["video_matrix"].numpy()
+    np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))
+    assert np.all(got[1, [0, 2], 16:] == 0) and np.all(got[1, [1, 3], 16:] != 0)  # audio: 2 frames
+    everything = with_float_frames(inputs, SIZES, lambda num_frames, seed: None)
+    assert "frame_indices" not in everything
+    np.testing.assert_array_equal(everything["video_matrix"], floats["video_matrix"])
+
+
 def test_labels_duplicates_and_missing_key(tmp_path):
     record = tf.train.Example(features=tf.train.Features(feature={
         "id": _bytes([b"x"]), "mean_rgb": _floats([0.0] * 16), "mean_audio": _floats([0.0] * 4)}))

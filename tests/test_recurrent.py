@@ -291,7 +291,9 @@ def test_random_sequence_draws_valid_frames_with_replacement():
     # Frame t of video b holds the value 10 * b + t, to trace which frames were drawn.
     x = (10.0 * np.arange(3)[:, None] + np.arange(6)[None, :])[:, :, None].astype(np.float32)
     num_frames = tf.constant([6, 2, 1])
-    drawn, lengths = model.arrange_frames(tf.constant(x), num_frames)
+    indices = model.frame_indices(num_frames)
+    drawn = tf.gather(tf.constant(x), indices, batch_dims=1)
+    drawn, lengths = model.arrange_frames(drawn, num_frames)
     drawn = drawn.numpy()[..., 0]
     assert drawn.shape == (3, 40)
     np.testing.assert_array_equal(lengths.numpy(), [6, 2, 1])

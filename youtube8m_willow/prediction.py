@@ -83,9 +83,10 @@ class Predictor:
     def _predict_batch(self, inputs: dict) -> tf.Tensor:
         """The compiled prediction: frames read as their uint8 bytes
         (``quantized_frames``) are dequantized here, bitwise the floats the
-        reader would give, so the input pipeline holds a quarter of them."""
-        return self.model(with_float_frames(inputs, self.model_config.feature_sizes),
-                          training=False)
+        reader would give (only those the model samples), so the input
+        pipeline holds a quarter of them."""
+        return self.model(with_float_frames(inputs, self.model_config.feature_sizes,
+                                            self.model.frame_indices), training=False)
 
     def restore(self, path: str) -> int:
         config = original_train_dir.resolve(self.flag_config, path, self.free_model_fields,

@@ -15,7 +15,7 @@ other record contents, such as the segment windows of ``data.segments``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -141,7 +141,8 @@ def _feature_frames(lengths: dict[str, tf.Tensor], config: ReaderConfig) -> tf.T
 
 
 def dequantize_frames(video_matrix: tf.Tensor, feature_frames: tf.Tensor,
-                      feature_sizes: Sequence[int]) -> tf.Tensor:
+                      feature_sizes: Sequence[int], positions: tf.Tensor | None = None
+                      ) -> tf.Tensor:
     """The float frames of a ``quantized_frames`` batch: bitwise the
     ``video_matrix`` the reader gives without it (padding exactly 0.0).
 
@@ -149,24 +150,40 @@ def dequantize_frames(video_matrix: tf.Tensor, feature_frames: tf.Tensor,
         video_matrix: uint8 [B, T, D], features concatenated.
         feature_frames: int32 [B, features], the frames of each feature.
         feature_sizes: D split per feature.
+        positions: int32 [B, T], the position of each of ``video_matrix``'s
+            frames in its video, where they were gathered from it (default:
+            frame t is at t).
     """
     values = _dequantize_bytes(video_matrix)
     column_feature = tf.constant(np.repeat(np.arange(len(feature_sizes)), feature_sizes), tf.int32)
     frames_of_column = tf.gather(feature_frames, column_feature, axis=1)  # [B, D]
-    steps = tf.range(tf.shape(video_matrix)[1])[None, :, None]
-    return tf.where(steps < frames_of_column[:, None, :], values, 0.0)
+    if positions is None:
+        positions = tf.range(tf.shape(video_matrix)[1])[None, :]
+    return tf.where(positions[:, :, None] < frames_of_column[:, None, :], values, 0.0)
 
 
-def with_float_frames(inputs: dict, feature_sizes: Sequence[int]) -> dict:
+def with_float_frames(inputs: dict, feature_sizes: Sequence[int],
+                      frame_indices: Callable | None = None) -> dict:
     """``inputs`` with the float frames: a ``quantized_frames`` batch's
     uint8 ``video_matrix`` dequantized (``dequantize_frames``) and its
     ``feature_frames`` dropped; any other batch as it is. For the compiled
-    steps that take the reader's bytes (training, prediction)."""
+    steps that take the reader's bytes (training, prediction).
+
+    ``frame_indices`` (a model's: ``num_frames, sampling_seed`` -> int32
+    ``[B, N]`` or None) names the only frames the model reads: those are
+    gathered as bytes and dequantized alone, and passed with their positions
+    as ``frame_indices`` (30 sampled frames of 300 convert a tenth)."""
     if "feature_frames" not in inputs:
         return inputs
     floats = {name: value for name, value in inputs.items() if name != "feature_frames"}
-    floats["video_matrix"] = dequantize_frames(inputs["video_matrix"], inputs["feature_frames"],
-                                               feature_sizes)
+    video_matrix, positions = inputs["video_matrix"], None
+    if frame_indices is not None:
+        positions = frame_indices(inputs["num_frames"], inputs.get("sampling_seed"))
+    if positions is not None:
+        video_matrix = tf.gather(video_matrix, positions, batch_dims=1)
+        floats["frame_indices"] = positions
+    floats["video_matrix"] = dequantize_frames(video_matrix, inputs["feature_frames"],
+                                               feature_sizes, positions)
     return floats
 
 

@@ -38,9 +38,9 @@ _INDEXERS = {"random": random_indices, "sequence": sequence_indices,
              "uniform": uniform_indices}
 
 
-def sample_frames(frames, num_frames, num_samples: int, method: str, seed=None,
-                  sampling_seed=None, generator=None):
-    """Gathers ``[B, num_samples, D]`` frames from ``[B, T, D]``.
+def sample_indices(num_frames, num_samples: int, method: str, seed=None, sampling_seed=None,
+                   generator=None):
+    """The int32 ``[B, num_samples]`` positions of the frames to keep.
 
     Random methods draw from ``sampling_seed`` (int ``[2]``) statelessly when
     given, else from ``seed`` (TensorFlow's stateful op) or ``generator``
@@ -52,7 +52,14 @@ def sample_frames(frames, num_frames, num_samples: int, method: str, seed=None,
     def draw(shape):
         return kernels.uniform(shape, seed, generator, sampling_seed)
 
-    indices = _INDEXERS[method](num_frames, num_samples, draw)
+    return _INDEXERS[method](num_frames, num_samples, draw)
+
+
+def sample_frames(frames, num_frames, num_samples: int, method: str, seed=None,
+                  sampling_seed=None, generator=None):
+    """Gathers ``[B, num_samples, D]`` frames from ``[B, T, D]`` at
+    ``sample_indices``."""
+    indices = sample_indices(num_frames, num_samples, method, seed, sampling_seed, generator)
     return kernels.gather_frames(frames, indices)
 
 
@@ -87,8 +94,13 @@ class FrameSampler(keras.layers.Layer):
         self.generator = kernels.seed_generator(seed) if method != "uniform" else None
 
     def call(self, frames, num_frames, sampling_seed=None):
-        return sample_frames(frames, num_frames, self.num_samples, self.method, self.seed,
-                             sampling_seed, self.generator)
+        return kernels.gather_frames(frames, self.indices(num_frames, sampling_seed))
+
+    def indices(self, num_frames, sampling_seed=None):
+        """The positions ``call`` gathers, int32 ``[B, num_samples]``: a caller
+        holding the frames in another form (bytes) reads only these."""
+        return sample_indices(num_frames, self.num_samples, self.method, self.seed,
+                              sampling_seed, self.generator)
 
     def compute_output_shape(self, frames_shape, num_frames_shape=None):
         return (frames_shape[0], self.num_samples, frames_shape[-1])

@@ -47,7 +47,8 @@ class VideoModel(keras.Model):
     evaluation, inference, the exported SavedModel) computes the same thing.
 
     Subclasses implement ``predict_probabilities`` and ``tf1_scopes``; a
-    model whose training loss has terms of its own overrides
+    model that samples frames also ``frame_indices`` and ``predict_sampled``;
+    a model whose training loss has terms of its own overrides
     ``training_objective``.
     """
 
@@ -83,8 +84,27 @@ class VideoModel(keras.Model):
     def call(self, inputs, training=False):
         inputs = model_inputs(inputs)
         features, num_frames = self.scaled_inputs(inputs)
+        if "frame_indices" in inputs:  # the caller read only the frames this model samples
+            return self.predict_sampled(features, num_frames, training=training)
         return self.predict_probabilities(features, num_frames, training=training,
                                           sampling_seed=inputs.get("sampling_seed"))
+
+    def frame_indices(self, num_frames, sampling_seed=None):
+        """The frames of each video this model reads, int32 ``[B, N]``, drawn
+        as its own sampling draws them; None for a model that reads them all.
+
+        A caller holding the frames in another form (training and prediction
+        read them as bytes) converts only these and passes them in place of
+        ``video_matrix``, with the positions as ``frame_indices``; the model
+        then goes on with ``predict_sampled``. The dequantization and scaling
+        work frame by frame, so the numbers are the same (the L2 sums of the
+        fewer frames may round apart by an ulp)."""
+        return None
+
+    def predict_sampled(self, frames, num_frames, training=False):
+        """``predict_probabilities`` after the frame sampling, on the scaled
+        frames at ``frame_indices``; a model that samples implements it."""
+        raise NotImplementedError(f"{type(self).__name__} does not sample frames")
 
     def scaled_inputs(self, inputs):
         """The scaled float32 features and the int32 frame counts of a batch

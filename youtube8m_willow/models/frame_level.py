@@ -180,9 +180,11 @@ class TwoStreamPoolingModel(FrameLevelModel):
         """The pooling layer of one stream (``"video"`` or ``"audio"``)."""
         raise NotImplementedError
 
-    def pool(self, features, num_frames, training=False, sampling_seed=None):
-        """``[B, T, D]`` normalized frames -> the ``[B, F]`` pooled vector."""
-        frames = self.sampler(features, num_frames, sampling_seed)
+    def frame_indices(self, num_frames, sampling_seed=None):
+        return self.sampler.indices(num_frames, sampling_seed)
+
+    def pool(self, frames, training=False):
+        """``[B, N, D]`` sampled, normalized frames -> the ``[B, F]`` pooled vector."""
         num_samples = self.config.iterations
         flat = ops.reshape(frames, (-1, self.config.feature_size))
         if self.input_bn is not None:
@@ -195,8 +197,11 @@ class TwoStreamPoolingModel(FrameLevelModel):
         return ops.concatenate(pooled, 1)
 
     def predict_probabilities(self, features, num_frames, training=False, sampling_seed=None):
-        activation = self.pool(features, num_frames, training=training,
-                               sampling_seed=sampling_seed)
+        frames = self.sampler(features, num_frames, sampling_seed)
+        return self.predict_sampled(frames, num_frames, training=training)
+
+    def predict_sampled(self, frames, num_frames, training=False):
+        activation = self.pool(frames, training=training)
         if self.hidden is not None:
             activation = self.hidden(activation, training=training)
         if self.gating is not None:
@@ -353,8 +358,14 @@ class DbofModel(FrameLevelModel):
                                   batch_norm=batch_norm, activation=activation, name="hidden")
         self.classifier = create_classifier(config.video_level_classifier_model, config)
 
+    def frame_indices(self, num_frames, sampling_seed=None):
+        return self.sampler.indices(num_frames, sampling_seed)
+
     def predict_probabilities(self, features, num_frames, training=False, sampling_seed=None):
         frames = self.sampler(features, num_frames, sampling_seed)
+        return self.predict_sampled(frames, num_frames, training=training)
+
+    def predict_sampled(self, frames, num_frames, training=False):
         feature_size = self.config.feature_size
         if self.input_bn is not None:
             flat = self.input_bn(ops.reshape(frames, (-1, feature_size)), training=training)

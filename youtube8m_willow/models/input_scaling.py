@@ -19,7 +19,6 @@ import functools
 import os
 
 import numpy as np
-from keras import ops
 
 from youtube8m_willow.layers.core import l2_normalize
 

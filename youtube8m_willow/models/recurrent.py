@@ -31,7 +31,7 @@ from keras import ops
 from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.layers.kernels import gather_frames
 from youtube8m_willow.layers.recurrent import StackedRNN
-from youtube8m_willow.layers.sampling import sample_frames
+from youtube8m_willow.layers.sampling import sample_indices
 from youtube8m_willow.models.base import VideoModel
 from youtube8m_willow.models.classifiers import create_classifier
 from youtube8m_willow.models.registry import register_model
@@ -88,17 +88,28 @@ class _RecurrentModel(VideoModel):
         raise NotImplementedError
 
     def predict_probabilities(self, features, num_frames, training=False, sampling_seed=None):
-        frames, lengths = self.arrange_frames(features, num_frames, sampling_seed)
+        indices = self.frame_indices(num_frames, sampling_seed)
+        if indices is not None:
+            features = gather_frames(features, indices)
+        return self.predict_sampled(features, num_frames, training=training)
+
+    def frame_indices(self, num_frames, sampling_seed=None):
+        if not self.random_sequence:
+            return None
+        # The original always drew these like "random"; --frame_sampling overrides.
+        return sample_indices(num_frames, self.config.iterations,
+                              self.config.frame_sampling or "random", sampling_seed=sampling_seed)
+
+    def predict_sampled(self, frames, num_frames, training=False):
+        """The RNN over the frames it reads (all of them, or the random
+        sequence already drawn), then the classifier."""
+        frames, lengths = self.arrange_frames(frames, num_frames)
         states = self.rnn(frames, lengths, training=training)
         return self.classifier(self.variant.readout(states, self.rnn.units), training=training)
 
-    def arrange_frames(self, features, num_frames, sampling_seed=None):
-        """The frames the RNN reads, ``[B, T', D]``, and their lengths ``[B]``."""
-        if self.random_sequence:
-            # The original always drew these like "random"; --frame_sampling overrides.
-            method = self.config.frame_sampling or "random"
-            features = sample_frames(features, num_frames, self.config.iterations, method,
-                                     sampling_seed=sampling_seed)
+    def arrange_frames(self, features, num_frames):
+        """The frames the RNN reads in its order, ``[B, T', D]`` (``features``
+        already sampled where the model samples), and their lengths ``[B]``."""
         lengths = ops.minimum(ops.cast(num_frames, "int32"), ops.shape(features)[1])
         if self.backward:
             features = reverse_valid_frames(features, lengths)

@@ -156,7 +156,7 @@ class ReplicaStep:
 
     def _single_step(self, batch):
         predictions, label_loss, l2_sum, gradients = self._forward_backward_fn(
-            _model_inputs(batch, self.model_config.feature_sizes))
+            _model_inputs(batch, self.model))
         self._apply(gradients)
         metrics = batch_metrics(predictions, batch["labels"], TOP_K)
         metrics["loss"] = label_loss
@@ -187,7 +187,7 @@ class ReplicaStep:
 
         def compute():
             predictions, label_loss, l2_sum, gradients = self._forward_backward_fn(
-                _model_inputs(batch, self.model_config.feature_sizes), weight,
+                _model_inputs(batch, self.model), weight,
                 1.0 / replicas_with_data)
             parts = distribute.metric_parts(predictions, batch["labels"], rows, top_k)
             return gradients, label_loss * weight, l2_sum, parts
@@ -239,9 +239,10 @@ def _replica_positions(context, rows, has_data):
     return context.all_gather(last[None], axis=0)
 
 
-def _model_inputs(batch: dict, feature_sizes) -> dict:
+def _model_inputs(batch: dict, model) -> dict:
     """The tensors a step needs (not the string video ids, which XLA cannot
-    take), frames dequantized if the reader kept them as bytes."""
+    take), frames dequantized if the reader kept them as bytes: only those
+    the model samples (``with_float_frames``)."""
     inputs = {name: batch[name] for name in ("video_matrix", "num_frames", "labels",
                                              "sampling_seed", "feature_frames") if name in batch}
-    return with_float_frames(inputs, feature_sizes)
+    return with_float_frames(inputs, model.config.feature_sizes, model.frame_indices)
