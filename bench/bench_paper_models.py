@@ -87,8 +87,8 @@ def nextvlad_recipe_lines() -> dict[str, list[str]]:
 
 def trainer_for(flag_args: list[str]):
     """In a child process: a Trainer of train.py's flags ``flag_args``
-    (4716 classes unless they say otherwise); returns it, its model config
-    and its batch size."""
+    (4716 classes unless they say otherwise; their --precision and --xla
+    too); returns it, its model config and its batch size."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from absl import flags
 
@@ -101,7 +101,8 @@ def trainer_for(flag_args: list[str]):
     model_config = yt_flags.model_config_from_flags()
     batch_size = flags.FLAGS.batch_size
     trainer = Trainer(TrainConfig(train_dir="/tmp/unused", train_data_pattern="unused",
-                                  batch_size=batch_size), model_config)
+                                  batch_size=batch_size, precision=flags.FLAGS.precision,
+                                  xla=flags.FLAGS.xla), model_config)
     return trainer, model_config, batch_size
 
 
