@@ -67,6 +67,21 @@ def machine() -> str:
             f"Python {platform.python_version()}")
 
 
+# eval.py's line for an evaluated checkpoint: its step and GAP.
+EVAL_LINE = re.compile(r"epoch/eval number (\d+) \| .* GAP: ([\d.]+)")
+
+
+def run_script(script: str, *args: str) -> str:
+    """Runs one of the project's scripts (train.py, eval.py, ...) as a user
+    would, in its own process; returns its log (stderr), or raises with its
+    end if it fails."""
+    result = subprocess.run([sys.executable, str(REPO_ROOT / script), *args], text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if result.returncode != 0:
+        raise RuntimeError(f"{script} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return result.stderr
+
+
 def peak_memory_gb() -> float:
     """Peak resident memory of this process (VmHWM; ru_maxrss elsewhere)."""
     match = re.search(r"VmHWM:\s+(\d+) kB", _read("/proc/self/status"))

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -38,10 +37,8 @@ import _common  # noqa: E402  (the bench directory's shared helpers)
 
 from youtube8m_willow import demo  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 TRAIN_LINE = re.compile(r"training step (\d+) \| .*Examples/sec: ([\d.]+) \| .*GAP: ([\d.]+)")
 PLAN_LINE = re.compile(r"training \w+ \(([\d,]+) parameters")  # weights and moving statistics
-EVAL_LINE = re.compile(r"epoch/eval number (\d+) \| .* GAP: ([\d.]+)")
 
 
 def nextvlad_flags(args) -> list[str]:
@@ -62,29 +59,20 @@ def rows(args) -> dict[str, tuple[str, list[str]]]:
             "NeXtVLADModel": ("on (the model's)", nextvlad_flags(args))}
 
 
-def run(script: str, *args: str) -> str:
-    """Runs one of the scripts; returns its log (stderr)."""
-    result = subprocess.run([sys.executable, str(REPO / script), *args], text=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    if result.returncode != 0:
-        raise RuntimeError(f"{script} failed ({result.returncode}):\n{result.stderr[-3000:]}")
-    return result.stderr
-
-
 def train_and_evaluate(model_flags: list[str], patterns: dict, train_dir: str, args) -> dict:
     """Trains ``--steps`` steps as the demo does, then eval.py once."""
-    log = run("train.py", f"--train_dir={train_dir}", f"--train_data_pattern={patterns['train']}",
-              "--start_new_model=True", f"--max_steps={args.steps}",
-              f"--batch_size={args.batch_size}", "--base_learning_rate=0.005",
-              "--export_model_steps=100000", *model_flags)
+    log = _common.run_script(
+        "train.py", f"--train_dir={train_dir}", f"--train_data_pattern={patterns['train']}",
+        "--start_new_model=True", f"--max_steps={args.steps}", f"--batch_size={args.batch_size}",
+        "--base_learning_rate=0.005", "--export_model_steps=100000", *model_flags)
     steps = TRAIN_LINE.findall(log)
     last_step, _, batch_gap = steps[-1]
     assert int(last_step) == args.steps, log[-2000:]
     rate = sum(float(s[1]) for s in steps[1:] or steps) / len(steps[1:] or steps)
-    eval_log = run("eval.py", f"--train_dir={train_dir}",
-              f"--eval_data_pattern={patterns['validate']}", "--run_once=True",
-              "--batch_size=200")
-    step, gap = EVAL_LINE.search(eval_log).groups()
+    eval_log = _common.run_script("eval.py", f"--train_dir={train_dir}",
+                                  f"--eval_data_pattern={patterns['validate']}",
+                                  "--run_once=True", "--batch_size=200")
+    step, gap = _common.EVAL_LINE.search(eval_log).groups()
     assert int(step) == args.steps, eval_log[-2000:]
     return {"parameters": PLAN_LINE.search(log).group(1), "batch_gap": float(batch_gap),
             "eval_gap": float(gap), "rate": rate}

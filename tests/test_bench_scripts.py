@@ -25,11 +25,17 @@ RUNS = {
                           "--segment_max_pred=100"],
     "param_counts.py": ["--markdown"],
     "nextvlad_quality.py": ["--steps=2", "--only=NeXtVLADModel"],
+    "precision_quality.py": ["--only=MoeModel", "--moe_steps=2",
+                             "--moe_train=validate0000.tfrecord",
+                             "--moe_eval=validate0040.tfrecord"],
 }
 # What a script's report must hold, where more than a rate or a parameter
 # count: NeXtVLADModel's row, its size the README's (a third of the demo's
-# Gated NetVLAD), its eval GAP read off eval.py.
-REPORTS = {"nextvlad_quality.py": r"\| NeXtVLADModel \| 1,471,220 \| .* \| [01]\.\d{3} \|\n"}
+# Gated NetVLAD), its eval GAP read off eval.py; the MoE's GAP in float32
+# and in bfloat16, their difference and the bar it is held to.
+REPORTS = {"nextvlad_quality.py": r"\| NeXtVLADModel \| 1,471,220 \| .* \| [01]\.\d{3} \|\n",
+           "precision_quality.py": r"\| MoeModel \| 2 \| 0\.\d{4} \| 0\.\d{4} \| [+-]0\.\d{4} \| "
+                                   r"(within|outside) 0\.003 \|\n"}
 
 
 @pytest.mark.parametrize("script", sorted(RUNS))
@@ -60,6 +66,13 @@ def _vs_original(tmp_path, instrument: str | None, *args):
         script.write_text(instrument)
         args = (f"--instrument={script}", *args)
     return _run_bench("bench_vs_original.py", *args, unset=("SIDE_BY_SIDE",))
+
+
+def test_precision_quality_without_the_2018_records_measures_nothing(tmp_path):
+    result = _run_bench("precision_quality.py", f"--data_2018={tmp_path / 'absent'}")
+    assert result.returncode == 2
+    assert f"no 2018 records in {tmp_path / 'absent'} (--data_2018)" in result.stderr
+    assert "|" not in result.stdout
 
 
 def test_vs_original_without_an_instrument_measures_nothing(tmp_path):
