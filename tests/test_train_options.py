@@ -10,8 +10,9 @@ import tensorflow as tf
 
 from conftest import run_script
 from youtube8m_willow.config import ModelConfig
-from youtube8m_willow.data.readers import ReaderConfig, make_dataset
+from youtube8m_willow.data.readers import ReaderConfig, make_dataset, parse_serialized
 from youtube8m_willow.data.synthetic import write_synthetic_dataset
+from youtube8m_willow.models.registry import create_model
 from youtube8m_willow.training.run import precision_and_xla
 from youtube8m_willow.training.trainer import TrainConfig, Trainer
 
@@ -35,7 +36,7 @@ def test_mixed_precision_learns_with_float32_weights(precision, frame_data, tmp_
     config = ModelConfig(model="NetVLADModelLF", num_classes=10, frame_features=True,
                          feature_names=("rgb", "audio"), feature_sizes=(16, 8), max_frames=12,
                          iterations=6, netvlad_cluster_size=4, netvlad_hidden_size=16,
-                         gating=True, moe_prob_gating=True)
+                         gating=True, moe_prob_gating=True, frame_sampling="uniform")
     trainer = Trainer(TrainConfig(train_dir=str(tmp_path), train_data_pattern=frame_data,
                                   batch_size=32, base_learning_rate=0.01, seed=1,
                                   precision=precision), config)
@@ -45,10 +46,22 @@ def test_mixed_precision_learns_with_float32_weights(precision, frame_data, tmp_
                            num_epochs=None, num_readers=1, seed=1)
     losses = [trainer.step(batch)["loss"] for batch, _ in zip(batches, range(60))]
     assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:10])
-    if precision == "bfloat16":  # the export is float32, like eval.py's model
+    if precision == "bfloat16":  # the export computes in float32, like eval.py's model
         exported = tf.saved_model.load(trainer.export()).signatures["serving_default"]
         records = next(iter(tf.data.TFRecordDataset(frame_data.replace("*", "0000")).batch(4)))
-        assert exported(example_bytes=records)["predictions"].dtype == tf.float32
+        served = exported(example_bytes=records)["predictions"]
+        assert served.dtype == tf.float32
+        batch = parse_serialized(records, ReaderConfig.for_model(config))
+        float32 = create_model(config).build_for_config()
+        for name, weight in float32.tf1_weights().items():
+            weight.assign(trainer.model.tf1_weights()[name])
+        expected = tf.math.top_k(float32(batch, training=False), k=10).values
+        np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)
+        mixed = tf.math.top_k(tf.cast(trainer.model(batch, training=False), tf.float32), k=10)
+        assert np.max(np.abs(mixed.values - expected)) > 1e-4  # what bfloat16 compute gives
+        # Training goes on in bfloat16: the export put the layers' policy back.
+        assert {layer.dtype_policy.name for layer in trainer.model._flatten_layers()} == {
+            "mixed_bfloat16"}
     if precision == "float16":  # the initial scale 2**15 overflows: steps were skipped
         assert float(trainer.loss_scale.scale) < 2.0 ** 15
 
