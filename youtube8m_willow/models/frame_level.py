@@ -122,6 +122,21 @@ class FrameLevelModel(VideoModel):
     frame_level = True
 
 
+class FrameSamplingModel(FrameLevelModel):
+    """A frame-level model that first samples frames with its ``sampler``
+    (a ``FrameSampler``, set by the subclass) and goes on from those alone
+    (``predict_sampled``, which the subclass implements)."""
+
+    sampler: FrameSampler
+
+    def frame_indices(self, num_frames, sampling_seed=None):
+        return self.sampler.indices(num_frames, sampling_seed)
+
+    def predict_probabilities(self, features, num_frames, training=False, sampling_seed=None):
+        frames = self.sampler(features, num_frames, sampling_seed)
+        return self.predict_sampled(frames, num_frames, training=training)
+
+
 @dataclasses.dataclass(frozen=True)
 class FrontSettings:
     """The flags one LF model reads for its shared front."""
@@ -135,7 +150,7 @@ class FrontSettings:
     fc_dimred: bool = True
 
 
-class TwoStreamPoolingModel(FrameLevelModel):
+class TwoStreamPoolingModel(FrameSamplingModel):
     """WILLOW's shared "LF" front (SPEC section 4, "Common front").
 
     sampled frames ``[B, N, D]`` -> ``[B*N, D]`` -> ``input_bn`` -> video
@@ -180,9 +195,6 @@ class TwoStreamPoolingModel(FrameLevelModel):
         """The pooling layer of one stream (``"video"`` or ``"audio"``)."""
         raise NotImplementedError
 
-    def frame_indices(self, num_frames, sampling_seed=None):
-        return self.sampler.indices(num_frames, sampling_seed)
-
     def pool(self, frames, training=False):
         """``[B, N, D]`` sampled, normalized frames -> the ``[B, F]`` pooled vector."""
         num_samples = self.config.iterations
@@ -195,10 +207,6 @@ class TwoStreamPoolingModel(FrameLevelModel):
             audio = ops.reshape(flat[:, self.video_size:], (-1, num_samples, self.audio_size))
             pooled.append(self.audio_pooling(audio, training=training))
         return ops.concatenate(pooled, 1)
-
-    def predict_probabilities(self, features, num_frames, training=False, sampling_seed=None):
-        frames = self.sampler(features, num_frames, sampling_seed)
-        return self.predict_sampled(frames, num_frames, training=training)
 
     def predict_sampled(self, frames, num_frames, training=False):
         activation = self.pool(frames, training=training)
@@ -330,7 +338,7 @@ class DbofModelLF(_DbofFamilyModel):
 
 
 @register_model
-class DbofModel(FrameLevelModel):
+class DbofModel(FrameSamplingModel):
     """The starter code's Deep Bag of Frames over all the feature columns:
     ``input_bn``, cluster layer (``activation(BN(x W))``), pooling over frames
     (dbof_pooling_method), hidden layer with the same activation, classifier.
@@ -357,13 +365,6 @@ class DbofModel(FrameLevelModel):
                                   stddev=1.0 / math.sqrt(config.dbof_cluster_size),
                                   batch_norm=batch_norm, activation=activation, name="hidden")
         self.classifier = create_classifier(config.video_level_classifier_model, config)
-
-    def frame_indices(self, num_frames, sampling_seed=None):
-        return self.sampler.indices(num_frames, sampling_seed)
-
-    def predict_probabilities(self, features, num_frames, training=False, sampling_seed=None):
-        frames = self.sampler(features, num_frames, sampling_seed)
-        return self.predict_sampled(frames, num_frames, training=training)
 
     def predict_sampled(self, frames, num_frames, training=False):
         feature_size = self.config.feature_size
