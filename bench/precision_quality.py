@@ -77,10 +77,9 @@ def main() -> int:
     parser.add_argument("--moe_steps", type=int, default=230)
     parser.add_argument("--frame_steps", type=int, default=300)
     args = parser.parse_args()
-    if not args.only or "MoeModel".startswith(args.only):
-        if not args.data_2018.is_dir():
-            print(f"no 2018 records in {args.data_2018} (--data_2018)", file=sys.stderr)
-            return 2
+    if "MoeModel".startswith(args.only) and not args.data_2018.is_dir():
+        print(f"no 2018 records in {args.data_2018} (--data_2018)", file=sys.stderr)
+        return 2
     print(f"machine: {_common.machine()}")
     print("native bfloat16: " + (", ".join(sorted(_common.cpu_flags() & set(
         _common.NATIVE_BFLOAT16))) or "none (bfloat16 is emulated here)"))

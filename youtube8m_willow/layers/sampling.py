@@ -55,14 +55,6 @@ def sample_indices(num_frames, num_samples: int, method: str, seed=None, samplin
     return _INDEXERS[method](num_frames, num_samples, draw)
 
 
-def sample_frames(frames, num_frames, num_samples: int, method: str, seed=None,
-                  sampling_seed=None, generator=None):
-    """Gathers ``[B, num_samples, D]`` frames from ``[B, T, D]`` at
-    ``sample_indices``."""
-    indices = sample_indices(num_frames, num_samples, method, seed, sampling_seed, generator)
-    return kernels.gather_frames(frames, indices)
-
-
 @register
 class FrameSampler(keras.layers.Layer):
     """Samples ``num_samples`` frames per video, in training and inference
