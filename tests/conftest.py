@@ -176,13 +176,15 @@ def fed_videos(logs) -> dict[int, str]:
 _SCRIPT_FLAGS = {"train.py": "define_train_flags", "eval.py": "define_eval_flags",
                  "inference.py": "define_inference_flags",
                  "segment_eval_inference.py": "define_segment_map_flags",
-                 "file_averaging.py": "define_averaging_flags"}
+                 "file_averaging.py": "define_averaging_flags",
+                 "youtube8m_willow/portable/convert.py": "define_convert_flags"}
 
 
 def run_in_process(script: str, *args: str, check: bool = True
                    ) -> subprocess.CompletedProcess:
     """Runs a script's ``main`` (train.py, eval.py, inference.py,
-    segment_eval_inference.py, file_averaging.py) in this process, as
+    segment_eval_inference.py, file_averaging.py, the weights converter
+    ``youtube8m_willow/portable/convert.py``) in this process, as
     ``run_script`` runs it in a new one, for the tests whose behaviour is not
     the process's own (exit codes of signals, start-up output and the
     README's command lines keep real processes). The flags are parsed from
@@ -203,7 +205,7 @@ def run_in_process(script: str, *args: str, check: bool = True
 
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
-    module = importlib.import_module(script.removesuffix(".py"))
+    module = importlib.import_module(script.removesuffix(".py").replace("/", "."))
     out, err = io.StringIO(), io.StringIO()
     handler = logging.StreamHandler(err)
     handler.setFormatter(absl_logging.PythonFormatter())

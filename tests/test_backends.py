@@ -21,7 +21,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO, shared_path
+from conftest import REPO, run_script, shared_path
 
 SUITE = REPO / "tests" / "backends"
 sys.path.insert(0, str(SUITE))
@@ -55,24 +55,21 @@ def _records(path, model_config):
 
 
 def _convert_fixtures(folder):
-    """Runs the converter command on every fixture's train_dir, all at once."""
-    running = {}
-    for name, parent in FIXTURES.items():
+    """Runs the converter command on every fixture's train_dir: the first in
+    a process of its own under ``KERAS_BACKEND=jax`` (the scripts run on
+    TensorFlow whatever it says), the others in this process."""
+    converted = {}
+    for index, (name, parent) in enumerate(FIXTURES.items()):
         fixture = shared_path(parent, name)
         meta = json.loads((fixture / "meta.json").read_text())
-        running[name] = (fixture, meta, subprocess.Popen(
-            [sys.executable, "-m", "youtube8m_willow.portable.convert",
-             f"--train_dir={fixture / 'train_dir'}", f"--output_file={folder / name}.npz",
-             f"--num_classes={meta['num_classes']}", *meta["model_flags"]],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            # The scripts run on TensorFlow whatever KERAS_BACKEND says.
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "jax"}))
-    for name, (fixture, meta, process) in running.items():
-        out, err = process.communicate(timeout=600)
-        assert process.returncode == 0, f"converting {name} failed:\n{err[-3000:]}"
-        assert out.strip() == (f"wrote {folder / name}.npz from "
-                               f"{fixture / 'train_dir' / 'model.ckpt-123'}")
-    return running
+        result = run_script(
+            "youtube8m_willow/portable/convert.py", f"--train_dir={fixture / 'train_dir'}",
+            f"--output_file={folder / name}.npz", f"--num_classes={meta['num_classes']}",
+            *meta["model_flags"], env={"KERAS_BACKEND": "jax"} if index == 0 else None)
+        assert result.stdout.strip() == (f"wrote {folder / name}.npz from "
+                                         f"{fixture / 'train_dir' / 'model.ckpt-123'}")
+        converted[name] = (fixture, meta)
+    return converted
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +78,7 @@ def reference_dir(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("backend_reference")
     (folder / "weights").mkdir()
-    for name, (fixture, meta, _) in _convert_fixtures(folder / "weights").items():
+    for name, (fixture, meta) in _convert_fixtures(folder / "weights").items():
         weights = portable.read_weights(str(folder / "weights" / f"{name}.npz"))
         video_matrix, num_frames = _records(fixture / "data.tfrecord", weights.config)
         np.savez(folder / "weights" / f"{name}.inputs.npz", video_matrix=video_matrix,
