@@ -437,6 +437,21 @@ def test_clip_by_norm_matches_tensorflow():
     np.testing.assert_array_equal(updates.clip_by_norm(zeros, 1.0), zeros)
 
 
+def test_a_large_gradient_is_multiplied_only_when_clipped():
+    import tensorflow as tf
+
+    clip = tf.function(lambda g: updates.clip_by_norm(g, 1.0, large=1500))
+    graph = clip.get_concrete_function(tf.TensorSpec([50, 30])).graph
+    assert {op.type for op in graph.get_operations()} & {"If", "StatelessIf"}
+    rng = np.random.default_rng(1)
+    for scale in (0.01, 10.0):
+        gradient = tf.constant(rng.standard_normal((50, 30)).astype(np.float32) * scale)
+        np.testing.assert_allclose(clip(gradient), tf.clip_by_norm(gradient, 1.0),
+                                   rtol=1e-6, atol=1e-7)
+    within = tf.constant(rng.standard_normal((50, 30)).astype(np.float32) * 0.01)
+    np.testing.assert_array_equal(clip(within), within)
+
+
 def test_fused_adam_matches_keras_adam():
     import keras
     import tensorflow as tf

@@ -201,12 +201,17 @@ class TwoStreamPoolingModel(FrameSamplingModel):
         flat = ops.reshape(frames, (-1, self.config.feature_size))
         if self.input_bn is not None:
             flat = self.input_bn(flat, training=training)
-        video = ops.reshape(flat[:, :self.video_size], (-1, num_samples, self.video_size))
-        pooled = [self.video_pooling(video, training=training)]
-        if self.audio_pooling is not None:
-            audio = ops.reshape(flat[:, self.video_size:], (-1, num_samples, self.audio_size))
-            pooled.append(self.audio_pooling(audio, training=training))
-        return ops.concatenate(pooled, 1)
+        if self.audio_pooling is None:
+            video = ops.reshape(flat, (-1, num_samples, self.video_size))
+            return self.video_pooling(video, training=training)
+        # One split, not two slices: its gradient is one concatenation, where
+        # each slice's is a zero-filled [B*N, D] tensor and the two are added.
+        video, audio = ops.split(flat, [self.video_size], axis=1)
+        return ops.concatenate([
+            self.video_pooling(ops.reshape(video, (-1, num_samples, self.video_size)),
+                               training=training),
+            self.audio_pooling(ops.reshape(audio, (-1, num_samples, self.audio_size)),
+                               training=training)], 1)
 
     def predict_sampled(self, frames, num_frames, training=False):
         activation = self.pool(frames, training=training)
