@@ -128,7 +128,9 @@ class ReplicaStep:
         """Unscales (float16), clips each tensor and updates the weights."""
         variables = self.model.trainable_variables
         if self.loss_scale is None:
-            self._update(updates.clip_each(gradients, self.config.clip_gradient_norm), variables)
+            bfloat16_adam_update = self.in_place and updates.supports_fused_adam(self.optimizer)
+            self._update(updates.clip_each(gradients, self.config.clip_gradient_norm,
+                                           bfloat16_adam_update), variables)
             return
         gradients, finite = self.loss_scale.unscaled(gradients)
         clipped = updates.clip_each(gradients, self.config.clip_gradient_norm)
@@ -141,7 +143,7 @@ class ReplicaStep:
         self.loss_scale.update(finite)
 
     def _update(self, gradients, variables) -> None:
-        with tf.control_dependencies(gradients):
+        with tf.control_dependencies(updates.tensors_of(gradients)):
             # Every read of the weights is consumed before the first in-place
             # update: an update of a weight whose value is still held would copy
             # it first (1.1 GB for Gated NetVLAD's hidden weights).

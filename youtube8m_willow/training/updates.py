@@ -22,6 +22,7 @@ from typing import Sequence
 import keras
 import tensorflow as tf
 
+from youtube8m_willow.training import bfloat16_adam
 from youtube8m_willow.training.tf1_optimizers import TF1Optimizer, handle
 
 
@@ -46,11 +47,33 @@ def clip_by_norm(gradient: tf.Tensor, clip_norm: float,
     return tf.cond(norm > clip_norm, lambda: gradient * scale, lambda: tf.identity(gradient))
 
 
-def clip_each(gradients: Sequence[tf.Tensor], clip_norm: float) -> list[tf.Tensor]:
-    """Each gradient tensor clipped to ``clip_norm`` on its own (0: none)."""
-    if clip_norm <= 0:
-        return list(gradients)
-    return [clip_by_norm(g, clip_norm) for g in gradients]
+def clip_each(gradients: Sequence[tf.Tensor], clip_norm: float,
+              bfloat16_adam_update: bool = False) -> list:
+    """Each gradient tensor clipped to ``clip_norm`` on its own (0: none).
+
+    With ``bfloat16_adam_update`` (for ``apply_adam``), a large gradient that
+    is the float32 cast of a bfloat16 one comes back as that bfloat16 tensor
+    and its clipping scale (``bfloat16_adam.Bfloat16Gradient``).
+    """
+    def clip(gradient):
+        source = (bfloat16_adam.bfloat16_source(gradient, LARGE_GRADIENT_ELEMENTS)
+                  if bfloat16_adam_update else None)
+        if source is not None:
+            return bfloat16_adam.clipped(source, clip_norm)
+        return clip_by_norm(gradient, clip_norm) if clip_norm > 0 else gradient
+
+    return [clip(g) for g in gradients]
+
+
+def tensors_of(gradients: Sequence) -> list[tf.Tensor]:
+    """The tensors an update of ``gradients`` (of ``clip_each``) reads."""
+    tensors = []
+    for gradient in gradients:
+        if isinstance(gradient, bfloat16_adam.Bfloat16Gradient):
+            tensors += [gradient.value, gradient.scale]
+        elif gradient is not None:
+            tensors.append(gradient)
+    return tensors
 
 
 def computed_last(gradients: Sequence[tf.Tensor],
@@ -70,6 +93,9 @@ def computed_last(gradients: Sequence[tf.Tensor],
         if gradient is not None:
             size = gradient.shape.num_elements() or 0
             (large if size >= min_elements else others).append(gradient.op)
+            source = bfloat16_adam.bfloat16_source(gradient, min_elements)
+            if source is not None:  # the bfloat16 gradient it is a cast of waits too
+                large.append(source.op)
     for op in large:
         op._add_control_inputs(others)  # pylint: disable=protected-access
     return list(gradients)
@@ -101,6 +127,8 @@ def apply_adam(optimizer: keras.optimizers.Adam, gradients: Sequence[tf.Tensor],
     ``m += (g - m)(1 - beta1)``, ``v += (g^2 - v)(1 - beta2)``,
     ``w -= lr_t m / (sqrt(v) + epsilon)``: Keras' Adam in one pass. In a
     replica context each replica updates its own copy with the same values.
+    A ``bfloat16_adam.Bfloat16Gradient`` (of ``clip_each``) is applied from
+    its bfloat16 tensor, by the same formula.
     """
     step = tf.cast(optimizer.iterations + 1, tf.float32)
     beta_1 = tf.constant(optimizer.beta_1, tf.float32)
@@ -110,10 +138,13 @@ def apply_adam(optimizer: keras.optimizers.Adam, gradients: Sequence[tf.Tensor],
                  epsilon=tf.constant(optimizer.epsilon, tf.float32))
     for variable, gradient in zip(variables, gradients):
         index = optimizer._get_variable_index(variable)
-        tf.raw_ops.ResourceApplyAdam(
-            var=handle(variable), m=handle(optimizer._momentums[index]),
-            v=handle(optimizer._velocities[index]), grad=tf.cast(gradient, tf.float32),
-            use_locking=False, **hyper)
+        slots = dict(var=handle(variable), m=handle(optimizer._momentums[index]),
+                     v=handle(optimizer._velocities[index]))
+        if isinstance(gradient, bfloat16_adam.Bfloat16Gradient):
+            bfloat16_adam.apply(gradient, **slots, **hyper)
+        else:
+            tf.raw_ops.ResourceApplyAdam(grad=tf.cast(gradient, tf.float32), use_locking=False,
+                                         **slots, **hyper)
     optimizer.iterations.assign_add(1)
 
 
