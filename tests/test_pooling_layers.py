@@ -422,3 +422,28 @@ def test_compute_output_shape_matches_call(name):
     layer = LAYERS[name]()
     out = layer(tf.constant(frames()))
     assert tuple(layer.compute_output_shape((B, N, D))) == tuple(out.shape)
+
+
+@pytest.mark.parametrize("channels", [24, 32])
+def test_half_precision_batch_norm_is_the_float32_one_rounded(channels):
+    """bfloat16 rows are normalized by the fused kernel in bfloat16 when
+    their channels are a multiple of 16, in float32 otherwise (oneDNN has no
+    fast half-precision path there); either way, float32's result rounded."""
+    from youtube8m_willow.layers import kernels
+
+    rng = np.random.default_rng(4)
+    rows = rng.standard_normal((50, channels)).astype(np.float32) * 3 + 1
+    gamma = tf.constant(rng.random(channels).astype(np.float32) + 0.5)
+    beta = tf.constant(rng.standard_normal(channels).astype(np.float32))
+    normalize = tf.function(lambda x: kernels.normalize_batch(x, gamma, beta, 1e-3))
+    half = tf.cast(rows, tf.bfloat16)
+    graph = normalize.get_concrete_function(half).graph
+    kernel_dtypes = {op.get_attr("T") for op in graph.get_operations()
+                     if op.type == "FusedBatchNormV3"}
+    assert kernel_dtypes == {tf.float32 if channels % 16 else tf.bfloat16}
+    outputs, mean, variance = normalize(half)
+    expected, expected_mean, expected_variance = normalize(tf.cast(half, tf.float32))
+    assert outputs.dtype == tf.bfloat16 and mean.dtype == tf.float32
+    np.testing.assert_allclose(tf.cast(outputs, tf.float32), expected, rtol=2e-2, atol=2e-2)
+    np.testing.assert_allclose(mean, expected_mean, rtol=1e-2, atol=1e-2)
+    np.testing.assert_allclose(variance, expected_variance, rtol=1e-2, atol=1e-2)

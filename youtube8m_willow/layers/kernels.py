@@ -69,11 +69,16 @@ def normalize_batch(inputs, gamma, beta, epsilon: float):
     for the moments, one for the output, a fused gradient).
     """
     if ON_TENSORFLOW:
+        channels = inputs.shape[-1]
+        rows = tf.reshape(inputs, [-1, 1, 1, channels])
+        if inputs.dtype in (tf.bfloat16, tf.float16) and channels % 16:
+            # oneDNN's half-precision kernel has no fast path for these (1000
+            # channels, bfloat16: about 80x slower than float32): in float32.
+            rows = tf.cast(rows, tf.float32)
         outputs, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
-            x=tf.reshape(inputs, [-1, 1, 1, inputs.shape[-1]]), scale=gamma, offset=beta,
-            mean=tf.zeros([0]), variance=tf.zeros([0]), epsilon=epsilon,
-            exponential_avg_factor=1.0, data_format="NHWC", is_training=True)
-        return tf.reshape(outputs, tf.shape(inputs)), mean, variance
+            x=rows, scale=gamma, offset=beta, mean=tf.zeros([0]), variance=tf.zeros([0]),
+            epsilon=epsilon, exponential_avg_factor=1.0, data_format="NHWC", is_training=True)
+        return tf.cast(tf.reshape(outputs, tf.shape(inputs)), inputs.dtype), mean, variance
     mean = ops.mean(inputs, axis=0)
     variance = ops.mean(ops.square(inputs - mean), axis=0)
     outputs = (inputs - mean) * (ops.rsqrt(variance + epsilon) * gamma) + beta
