@@ -12,13 +12,10 @@ DEMO_SEGMENTS_DIR ?= demo_segments_output
 
 .PHONY: demo demo-segments test test-fast bench clean
 
-# --no-compile: Python compiles the modules it imports when first imported,
-# rather than pip compiling the tens of thousands the wheels ship (about half
-# of the install's time).
 $(STAMP): requirements.txt requirements-torch.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --no-compile -r requirements.txt -r requirements-torch.txt
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-torch.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
