@@ -26,8 +26,9 @@ from youtube8m_willow.training import bfloat16_adam
 from youtube8m_willow.training.tf1_optimizers import TF1Optimizer, handle
 
 
-# Gradients at least this large are computed last (see computed_last) and
-# multiplied by their clipping scale only when it is below 1 (clip_by_norm).
+# Gradients at least this large are computed last (see computed_last),
+# multiplied by their clipping scale only when it is below 1 (clip_by_norm)
+# and, under bfloat16, applied from their bfloat16 tensor (clip_each, bfloat16_adam).
 LARGE_GRADIENT_ELEMENTS = 1 << 24
 
 
