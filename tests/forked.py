@@ -3,9 +3,10 @@
 own (signals, kills, several workers of one cluster, exit codes, benches)
 but need not pay for importing TensorFlow each time (about 4 CPU-seconds).
 
-Each pytest worker starts one server, which imports TensorFlow and Keras
-(and nothing of this project) and then runs no TensorFlow op and starts no
-thread: a fork of it is a fresh interpreter that has already imported them.
+Each pytest worker starts one server, which imports TensorFlow and Keras as
+the scripts do (``youtube8m_willow.startup``, the one module of this project
+it imports) and then runs no TensorFlow op and starts no thread: a fork of
+it is a fresh interpreter that has already imported them.
 For each command the server forks a child that takes the caller's stdin,
 stdout, stderr (passed over a Unix socket), environment, working folder and
 ``sys.argv``, runs the script, the ``-m`` module or the ``-c`` code as
@@ -42,7 +43,9 @@ IMPORT_TIME = ("TF_CPP_MIN_LOG_LEVEL", "TF_CPP_MAX_VLOG_LEVEL", "TF_CPP_VMODULE"
 _SERVER = r"""
 import os, sys
 os.environ["KERAS_BACKEND"] = "tensorflow"
-import tensorflow, keras  # the cost every child is spared
+from youtube8m_willow.startup import import_tensorflow_quietly
+# TensorFlow and Keras, as the scripts import them: the cost every child is spared
+import_tensorflow_quietly()
 sys.path.insert(0, os.path.dirname(sys.argv[2]))
 from forked import serve
 del sys.path[:2]  # this folder and the "" of -c: each child sets its own

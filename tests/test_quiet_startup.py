@@ -3,22 +3,38 @@ stderr by default; YT8M_VERBOSE_TF=1 brings it back."""
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 
 import pytest
 
 from conftest import REPO, chatter, user_env
+from youtube8m_willow.startup import modules_hidden
 from youtube8m_willow.data.synthetic import write_synthetic_dataset
 
 MODEL = ["--model=LogisticModel", "--feature_names=mean_rgb,mean_audio", "--feature_sizes=16,8",
          "--num_classes=6"]
 
 
-def run(script: str, *args: str, **env: str) -> str:
-    """Runs a script in a user's environment; returns its stderr."""
-    result = subprocess.run([sys.executable, str(REPO / script), *args], capture_output=True,
-                            text=True, timeout=600, env=user_env(**env), cwd=str(REPO))
+UNUSED = ("jax", "pandas")  # what TensorFlow and Keras import if installed
+# Runs the script as `python script args` does, then says on its last line of
+# stderr which of UNUSED the process imported.
+LOADED_PROBE = f"""
+import atexit, runpy, sys
+atexit.register(lambda: print("imported:", *sorted({set(UNUSED)} & set(sys.modules)),
+                              file=sys.stderr))
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def run(script: str, *args: str, probe: bool = False, **env: str) -> str:
+    """Runs a script in a user's environment; returns its stderr (with
+    ``probe``, through ``LOADED_PROBE``)."""
+    command = [sys.executable, *(["-c", LOADED_PROBE] if probe else []), str(REPO / script)]
+    result = subprocess.run([*command, *args], capture_output=True, text=True, timeout=600,
+                            env=user_env(**env), cwd=str(REPO))
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stderr
 
@@ -31,22 +47,28 @@ def pattern(tmp_path_factory):
                                    min_frames=1)["video"]
 
 
-def train(train_dir, pattern, **env) -> str:
+def train(train_dir, pattern, probe=False, **env) -> str:
     # The final SavedModel export is where TF logs its signature renaming.
     return run("train.py", f"--train_dir={train_dir}", f"--train_data_pattern={pattern}",
-               "--batch_size=16", "--max_steps=2", *MODEL, **env)
+               "--batch_size=16", "--max_steps=2", *MODEL, probe=probe, **env)
 
 
-def test_scripts_start_quietly(pattern, tmp_path):
-    stderr = train(tmp_path, pattern)
+def test_scripts_start_quietly_and_leave_out_unused_imports(pattern, tmp_path):
+    """No start-up chatter; and JAX and pandas, installed here (the test
+    suite's requirements), are not imported: TensorFlow and Keras would
+    import them for features the scripts never use (a second of start-up)."""
+    assert all(importlib.util.find_spec(name) for name in UNUSED)
+    stderr = train(tmp_path, pattern, probe=True)
     assert "training step 2 " in stderr and "training stopped" in stderr
-    assert chatter(stderr) == []
+    assert chatter(stderr) == [] and stderr.splitlines()[-1] == "imported:"
     stderr = run("eval.py", f"--train_dir={tmp_path}", f"--eval_data_pattern={pattern}",
-                 "--run_once=True")
+                 "--run_once=True", probe=True)
     assert "epoch/eval number 2 " in stderr and chatter(stderr) == []
+    assert stderr.splitlines()[-1] == "imported:"
     stderr = run("inference.py", f"--train_dir={tmp_path}", f"--input_data_pattern={pattern}",
-                 f"--output_file={tmp_path / 'out.csv'}")
+                 f"--output_file={tmp_path / 'out.csv'}", probe=True)
     assert "wrote 32 videos" in stderr and chatter(stderr) == []
+    assert stderr.splitlines()[-1] == "imported:"
 
 
 def test_verbose_switch_brings_tensorflow_messages_back(pattern, tmp_path):
@@ -81,3 +103,14 @@ def test_stderr_filter_drops_only_the_notices():
     assert result.returncode == 0, result.stderr
     assert result.stderr.splitlines() == ["before", "python line", "after",
                                           "notice A once the block is over"]
+
+
+def test_hidden_modules_fail_to_import_only_within_the_block():
+    assert "wave" not in sys.modules  # a standard module nothing here imports
+    with modules_hidden(("wave", "json")):  # json is imported already: not hidden
+        with pytest.raises(ImportError):
+            import wave  # noqa: F401
+        import json  # noqa: F401
+    import wave  # noqa: F401, F811
+
+    assert sys.modules["wave"].__name__ == "wave"

@@ -87,13 +87,41 @@ def stderr_without(notices: tuple[bytes, ...]) -> Iterator[None]:
         os.close(original)
 
 
+# Optional modules that importing TensorFlow and Keras pulls in, when they
+# are installed, for features no entry point of this project uses: TF
+# Lite's JAX converter (``from jax import jit``) and Keras' pandas
+# DataFrames in ``fit``. Together about 1 s of every start-up. (A Keras
+# backend named by KERAS_BACKEND is never hidden.)
+UNUSED_AT_IMPORT = ("jax", "pandas")
+
+
+@contextlib.contextmanager
+def modules_hidden(names: tuple[str, ...]) -> Iterator[None]:
+    """Within the block, ``import name`` raises ImportError for each of
+    ``names`` not yet imported (so an optional import is skipped); after it,
+    they import as usual."""
+    hidden = [name for name in names if name not in sys.modules]
+    sys.modules.update(dict.fromkeys(hidden))
+    try:
+        yield
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, ...) is None:
+                del sys.modules[name]
+
+
 def import_tensorflow_quietly() -> None:
-    """Imports TensorFlow without its absl start-up notices on stderr (unless
-    YT8M_VERBOSE_TF is set or TensorFlow is already imported)."""
-    if verbose_tensorflow() or "tensorflow" in sys.modules:
+    """Imports TensorFlow and Keras, unless TensorFlow already is: without
+    the optional imports in ``UNUSED_AT_IMPORT``, and without TensorFlow's
+    absl start-up notices on stderr unless YT8M_VERBOSE_TF is set."""
+    if "tensorflow" in sys.modules:
         return
-    with stderr_without(ABSL_STARTUP_NOTICES):
+    quiet = contextlib.nullcontext() if verbose_tensorflow() else stderr_without(
+        ABSL_STARTUP_NOTICES)
+    unused = tuple(name for name in UNUSED_AT_IMPORT if name != os.environ.get("KERAS_BACKEND"))
+    with modules_hidden(unused), quiet:
         import tensorflow  # noqa: F401
+        import keras  # noqa: F401
 
 
 def start_tool() -> None:

@@ -16,12 +16,15 @@ import argparse
 import io
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from youtube8m_willow.errors import ConfigError, VocabularyError
 from youtube8m_willow.startup import HelpFormatter, start_tool
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # (id column, name column, fallback name column) per format.
 _FORMATS = {
@@ -43,6 +46,7 @@ def load_vocabulary(path: str) -> dict[int, str]:
 
 
 def _read_table(path: str) -> pd.DataFrame:
+    import pandas as pd  # deferred: prediction imports this module, and needs no pandas
     import tensorflow as tf  # deferred: gs:// paths; keeps `import` light
 
     if not tf.io.gfile.exists(path):
@@ -58,6 +62,8 @@ def _read_table(path: str) -> pd.DataFrame:
 
 def _to_dict(path: str, table: pd.DataFrame, id_column: str, name_column: str,
              fallback: str | None) -> dict[int, str]:
+    import pandas as pd
+
     ids = pd.to_numeric(table[id_column].str.strip(), errors="coerce")
     if ids.isna().any():
         row = int(np.argmax(ids.isna().to_numpy()))
