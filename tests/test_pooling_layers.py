@@ -447,3 +447,37 @@ def test_half_precision_batch_norm_is_the_float32_one_rounded(channels):
     np.testing.assert_allclose(tf.cast(outputs, tf.float32), expected, rtol=2e-2, atol=2e-2)
     np.testing.assert_allclose(mean, expected_mean, rtol=1e-2, atol=1e-2)
     np.testing.assert_allclose(variance, expected_variance, rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize("mixtures", [1, 2])
+def test_mixture_probabilities_are_the_gated_sigmoids(mixtures):
+    """MixtureOfExperts' per-class mixture (one XLA-compiled function on
+    TensorFlow): the NumPy formula, and the gradients of the same ops run
+    as separate kernels; bfloat16 logits are mixed in float32."""
+    from youtube8m_willow.layers import kernels
+
+    rng = np.random.default_rng(5)
+    classes = 7
+    gates = rng.standard_normal((4, classes * (mixtures + 1))).astype(np.float32) * 3
+    experts = rng.standard_normal((4, classes * mixtures)).astype(np.float32) * 3
+    weights = np_softmax(gates.reshape(-1, mixtures + 1))[:, :mixtures]
+    expected = np.sum(weights / (1 + np.exp(-experts.reshape(-1, mixtures))), axis=1)
+    upstream = tf.constant(rng.standard_normal((4, classes)).astype(np.float32))
+
+    def value_and_gradients(mixture, *logits):
+        with tf.GradientTape() as tape:
+            tape.watch(logits)
+            probabilities = mixture(*logits, mixtures)
+            loss = tf.reduce_sum(probabilities * upstream)
+        return probabilities, tape.gradient(loss, logits)
+
+    probabilities, gradients = value_and_gradients(kernels.mixture_probabilities,
+                                                   tf.constant(gates), tf.constant(experts))
+    np.testing.assert_allclose(probabilities, expected.reshape(4, classes), rtol=1e-6, atol=1e-7)
+    _, separate = value_and_gradients(kernels._mixture, tf.constant(gates), tf.constant(experts))
+    for compiled, plain in zip(gradients, separate):
+        np.testing.assert_allclose(compiled, plain, rtol=1e-5, atol=1e-7)
+    half = kernels.mixture_probabilities(tf.cast(gates, tf.bfloat16), tf.cast(experts, tf.bfloat16),
+                                         mixtures)
+    assert half.dtype == tf.float32
+    np.testing.assert_allclose(half, expected.reshape(4, classes), atol=3e-2)

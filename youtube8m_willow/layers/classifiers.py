@@ -5,7 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from youtube8m_willow.layers.core import Dense, register, softmax
+from youtube8m_willow.layers import kernels
+from youtube8m_willow.layers.core import Dense, register
 from youtube8m_willow.layers.gating import ContextGating
 
 
@@ -113,12 +114,8 @@ class MixtureOfExperts(keras.layers.Layer):
             gate_activations = dense(gate_activations)
         # The mixture in float32 whatever the compute dtype: under bfloat16
         # the softmax and sigmoid run faster and keep their precision.
-        gates = softmax(ops.reshape(ops.cast(gate_activations, "float32"),
-                                    (-1, self.num_mixtures + 1)))
-        experts = ops.sigmoid(ops.reshape(ops.cast(self.experts(inputs), "float32"),
-                                          (-1, self.num_mixtures)))
-        probabilities = ops.sum(gates[:, :self.num_mixtures] * experts, axis=1)
-        probabilities = ops.reshape(probabilities, (-1, self.num_classes))
+        probabilities = kernels.mixture_probabilities(gate_activations, self.experts(inputs),
+                                                      self.num_mixtures)
         if self.output_gating is not None:
             context = None if self.prob_gating_input == "prob" else inputs
             probabilities = self.output_gating(probabilities, context=context, training=training)

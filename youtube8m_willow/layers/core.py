@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-import warnings
 from typing import Mapping
 
 import keras
 from keras import ops
 
 from youtube8m_willow.layers import kernels
+from youtube8m_willow.layers.kernels import softmax  # noqa: F401  (the layers' name for it)
 
 PACKAGE = "youtube8m_willow"
 
@@ -288,10 +288,3 @@ def divide_no_nan(x, y):
     return ops.where(nonzero, x / ops.where(nonzero, y, ops.ones_like(y)), ops.zeros_like(x))
 
 
-def softmax(x):
-    """``softmax`` over the last axis. Keras warns when that axis has one
-    entry; here that is legal (the original's one-cluster assignments and
-    one-mixture gates), so the warning is kept quiet."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="You are using a softmax over axis")
-        return ops.softmax(x)
