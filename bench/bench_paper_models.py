@@ -130,14 +130,34 @@ def run_one(flag_args: list[str], steps: int, warmup: int) -> dict:
             "flops": step_flops(trainer.traced_step(batch).graph)}
 
 
+LOOPS = ("While", "StatelessWhile")
+CALLS = ("PartitionedCall", "StatefulPartitionedCall")
+MATMULS = ("MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3")
+
+
+def called_op_types(graph, function_name: str) -> set[str]:
+    """The op types a called function runs, those of the functions it calls included."""
+    definition = graph._get_function(function_name).cached_definition
+    types = set()
+    for node in definition.node_def:
+        types.add(node.op)
+        if node.op in CALLS:
+            types |= called_op_types(graph, node.attr["f"].func.name)
+    return types
+
+
 def step_flops(graph) -> int | None:
     """The traced step's matmul FLOPs (``machine.matmul_flops``); None where
-    a count from the graph's shapes would be wrong: a loop or a function call
-    (the recurrent models' matmuls are in their bodies) or rows known only
-    when it runs (NeXtVLAD's valid frames)."""
-    if any(op.type in ("While", "StatelessWhile", "PartitionedCall", "StatefulPartitionedCall")
-           for op in machine.live_ops(graph)):
-        return None
+    a count from the graph's shapes would be wrong: a loop, a function call
+    with a matmul or a loop inside (the recurrent models' matmuls are in
+    their bodies; a call without one, such as the MoE's compiled mixture,
+    adds none) or rows known only when it runs (NeXtVLAD's valid frames)."""
+    for op in machine.live_ops(graph):
+        if op.type in LOOPS:
+            return None
+        if op.type in CALLS and called_op_types(graph, op.get_attr("f").name) & {
+                *LOOPS, *MATMULS}:
+            return None
     try:
         return machine.matmul_flops(graph)
     except ValueError:

@@ -15,6 +15,7 @@ from conftest import REPO
 SMALL_NETVLAD = ["--cluster_size=4", "--hidden_size=16", "--iterations=5", "--num_classes=20"]
 RUNS = {
     "bench_metrics.py": ["--num_videos=2048"],
+    "bench_batch_norm.py": ["--channels=8,16", "--rows=64", "--repeats=1"],
     "bench_train.py": ["--model=all", "--warmup=1", "--steps=1", "--batch_size=8",
                        *SMALL_NETVLAD],
     "bench_input.py": ["--num_videos=16", "--num_shards=2", "--frames=10", "--num_classes=20",
@@ -30,10 +31,12 @@ RUNS = {
                              "--moe_eval=validate0040.tfrecord"],
 }
 # What a script's report must hold, where more than a rate or a parameter
-# count: NeXtVLADModel's row, its size the README's (a third of the demo's
+# count: a row per channel count, marked a multiple of 16 or not; NeXtVLADModel's row, its size the README's (a third of the demo's
 # Gated NetVLAD), its eval GAP read off eval.py; the MoE's GAP in float32
 # and in bfloat16, their difference and the bar it is held to.
-REPORTS = {"nextvlad_quality.py": r"\| NeXtVLADModel \| 1,471,220 \| .* \| [01]\.\d{3} \|\n",
+REPORTS = {"bench_batch_norm.py": r"\| 8 \| no \| [\d.]+ \| [\d.]+ \| [\d.]+x \|\n"
+                                  r"\| 16 \| yes \| [\d.]+ \| [\d.]+ \| [\d.]+x \|\n",
+           "nextvlad_quality.py": r"\| NeXtVLADModel \| 1,471,220 \| .* \| [01]\.\d{3} \|\n",
            "precision_quality.py": r"\| MoeModel \| 2 \| 0\.\d{4} \| 0\.\d{4} \| [+-]0\.\d{4} \| "
                                    r"(within|outside) 0\.003 \|\n"}
 
@@ -290,6 +293,15 @@ def test_a_floor_is_only_counted_where_the_graph_gives_it():
     assert step_flops(looped) is None
     unknown_rows = traced(lambda x: tf.matmul(x, weights), tf.TensorSpec([None, 4]))
     assert step_flops(unknown_rows) is None
+    # A called function (a compiled one, as the MoE's mixture): counted when
+    # it holds no matmul, refused when one is hidden in it (even a call deep).
+    elementwise = tf.function(lambda y: tf.nn.softmax(y) * 2.0, jit_compile=True)
+    called = traced(lambda x: elementwise(tf.matmul(x, weights)), tf.TensorSpec([2, 4]))
+    assert step_flops(called) == 2 * 2 * 4 * 3
+    inner = tf.function(lambda y: tf.matmul(y, tf.ones([3, 3])))
+    outer = tf.function(lambda y: inner(y) + 1.0)
+    hidden = traced(lambda x: outer(tf.matmul(x, weights)), tf.TensorSpec([2, 4]))
+    assert step_flops(hidden) is None
 
 
 def _vs_model_garden(tmp_path, instrument: str | None, *args):

@@ -383,7 +383,10 @@ def test_mixture_training_objective():
     assert float(distillation) == pytest.approx(
         3.0 * float(distillation_loss(mixture, logits, 2.0)), rel=1e-5)
     np.testing.assert_allclose(predictions.numpy(), tf.sigmoid(mixture).numpy(), rtol=1e-6)
-    assert float(tf.reduce_max(tf.abs(gate_gradient))) > 1e-6
+    # The gate moves only the teacher: a stop-gradient there would leave it
+    # no gradient (None). Its size depends on the random draws, which depend
+    # on the tests run before this one: only its presence is asserted.
+    assert gate_gradient is not None and np.abs(gate_gradient.numpy()).max() > 0
 
 
 def test_plain_models_have_no_term_of_their_own():
