@@ -24,11 +24,8 @@ def _state(variable, optimizer):
             int(optimizer.iterations.numpy()))
 
 
-@pytest.mark.parametrize("decay", [None, 0.3], ids=["cast", "cast plus an L2 term"])
 @pytest.mark.parametrize("scale", [0.01, 10.0], ids=["within the norm", "clipped"])
-def test_update_from_bfloat16_is_tf1_adam_on_the_float32_cast(scale, decay):
-    """The float32 gradient: the bfloat16 one's cast, or that plus ``decay *
-    weight`` (an AddN, as the gradient of a loss with an L2 term)."""
+def test_update_from_bfloat16_is_tf1_adam_on_the_float32_cast(scale):
     import tensorflow as tf
 
     rng = np.random.default_rng(2)
@@ -43,14 +40,10 @@ def test_update_from_bfloat16_is_tf1_adam_on_the_float32_cast(scale, decay):
         @tf.function
         def step(gradient):
             as_float = tf.cast(gradient, tf.float32)
-            if decay is not None:
-                as_float = tf.add_n([tf.constant(decay) * variable.value, as_float])
             if from_bfloat16:
                 source = bfloat16_adam.bfloat16_source(as_float, min_elements=1)
-                assert source is gradient  # the float32 gradient is traced back to its source
-                l2 = bfloat16_adam.l2_term(as_float)
-                assert (l2 is None) == (decay is None)
-                clipped = [bfloat16_adam.clipped(source, 1.0, l2)]
+                assert source is gradient  # the float32 cast is traced back to its source
+                clipped = [bfloat16_adam.clipped(source, 1.0)]
             else:
                 clipped = updates.clip_each([as_float], 1.0)
             updates.apply_adam(optimizer, clipped, [variable])
@@ -77,13 +70,11 @@ def test_only_large_graph_casts_of_bfloat16_are_traced_back():
         found["small"] = bfloat16_adam.bfloat16_source(as_float, 33)
         found["float16"] = bfloat16_adam.bfloat16_source(tf.cast(half, tf.float32), 1)
         found["not a cast"] = bfloat16_adam.bfloat16_source(as_float * 2.0, 1)
-        found["plus a tensor"] = bfloat16_adam.bfloat16_source(tf.add_n([as_float, as_float]), 1)
         return as_float
 
     trace(value, tf.ones([8, 4], tf.float16))
     assert found["large"] is not None and found["large"].dtype == tf.bfloat16
     assert found["small"] is found["float16"] is found["not a cast"] is None
-    assert found["plus a tensor"] is None  # only a scalar times a weight is an L2 term
 
 
 def test_bfloat16_training_updates_large_weights_from_their_bfloat16_gradient(monkeypatch):
@@ -101,7 +92,7 @@ def test_bfloat16_training_updates_large_weights_from_their_bfloat16_gradient(mo
              "labels": tf.constant((rng.random((16, 10)) < 0.3).astype(np.float32))}
     model_config = ModelConfig(model="MoeModel", num_classes=10, feature_sizes=(40,),
                                feature_names=("mean_rgb",), moe_num_mixtures=2,
-                               moe_l2=0.01)  # an L2 term: the AddN form of the gradient
+                               moe_l2=0.0)  # an L2 term would add to the cast gradient
     applied = []
     original_apply = bfloat16_adam.apply
     monkeypatch.setattr(bfloat16_adam, "apply",

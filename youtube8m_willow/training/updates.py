@@ -53,15 +53,14 @@ def clip_each(gradients: Sequence[tf.Tensor], clip_norm: float,
     """Each gradient tensor clipped to ``clip_norm`` on its own (0: none).
 
     With ``bfloat16_adam_update`` (for ``apply_adam``), a large gradient that
-    is the float32 cast of a bfloat16 one (plus an L2 term or not) comes back
-    as that bfloat16 tensor and its clipping scale
-    (``bfloat16_adam.Bfloat16Gradient``).
+    is the float32 cast of a bfloat16 one comes back as that bfloat16 tensor
+    and its clipping scale (``bfloat16_adam.Bfloat16Gradient``).
     """
     def clip(gradient):
         source = (bfloat16_adam.bfloat16_source(gradient, LARGE_GRADIENT_ELEMENTS)
                   if bfloat16_adam_update else None)
         if source is not None:
-            return bfloat16_adam.clipped(source, clip_norm, bfloat16_adam.l2_term(gradient))
+            return bfloat16_adam.clipped(source, clip_norm)
         return clip_by_norm(gradient, clip_norm) if clip_norm > 0 else gradient
 
     return [clip(g) for g in gradients]
@@ -72,8 +71,7 @@ def tensors_of(gradients: Sequence) -> list[tf.Tensor]:
     tensors = []
     for gradient in gradients:
         if isinstance(gradient, bfloat16_adam.Bfloat16Gradient):
-            tensors += [t for t in (gradient.value, gradient.scale, gradient.decay)
-                        if t is not None]
+            tensors += [gradient.value, gradient.scale]
         elif gradient is not None:
             tensors.append(gradient)
     return tensors
