@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from conftest import REPO, chatter, user_env
-from youtube8m_willow.startup import modules_hidden
 from youtube8m_willow.data.synthetic import write_synthetic_dataset
+from youtube8m_willow.startup import modules_hidden
 
 MODEL = ["--model=LogisticModel", "--feature_names=mean_rgb,mean_audio", "--feature_sizes=16,8",
          "--num_classes=6"]
