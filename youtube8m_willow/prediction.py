@@ -78,7 +78,8 @@ class Predictor:
         self.path = ""
         with weights_to_be_restored():  # restore() overwrites every weight
             self.model = create_model(model_config).build_for_config()
-        self._predict = tf.function(self._predict_batch, reduce_retracing=True)
+        self._predict = tf.function(self._predict_batch, reduce_retracing=True,
+                                    autograph=False)
 
     def _predict_batch(self, inputs: dict) -> tf.Tensor:
         """The compiled prediction: frames read as their uint8 bytes

@@ -79,7 +79,7 @@ def _scan_states(cell_type: str, projected, lengths, recurrent_weights):
 
 
 # Compiled on TensorFlow, so an eager call does not dispatch ops frame by frame.
-scan_states = kernels.compiled(_scan_states, reduce_retracing=True)
+scan_states = kernels.compiled(_scan_states, reduce_retracing=True, autograph=False)
 
 
 class _TF1Cell(keras.layers.Layer):

@@ -67,7 +67,7 @@ def _blockwise_l2_loss(value: tf.Tensor) -> tf.Tensor:
                      for block in tf.split(value, blocks)])
 
 
-@tf.function(jit_compile=True)
+@tf.function(jit_compile=True, autograph=False)
 def _adam_pass(var, m, v, value, scale, alpha, beta1, beta2, epsilon):
     """TF1's ApplyAdam on the resources ``var``, ``m``, ``v`` with the
     gradient ``float32(value) * scale``, in one compiled pass."""

@@ -177,7 +177,7 @@ def broadcast_from_chief(strategy: tf.distribute.Strategy, variables: Sequence) 
             for var, value in zip(group, summed):
                 var.assign(value)
 
-    tf.function(lambda: strategy.run(replica_fn))()
+    tf.function(lambda: strategy.run(replica_fn), autograph=False)()
 
 
 def broadcast_values(strategy: tf.distribute.Strategy, values: Sequence[int]) -> list[int]:
@@ -189,7 +189,7 @@ def broadcast_values(strategy: tf.distribute.Strategy, values: Sequence[int]) ->
         return context.all_reduce(tf.distribute.ReduceOp.SUM,
                                   tf.constant([float(v) for v in values], tf.float64) * keep)
 
-    result = tf.function(lambda: strategy.run(replica_fn))()
+    result = tf.function(lambda: strategy.run(replica_fn), autograph=False)()
     return [int(v) for v in strategy.experimental_local_results(result)[0].numpy()]
 
 
@@ -207,7 +207,7 @@ def sum_over_workers(strategy: tf.distribute.Strategy, values: Sequence[int]) ->
                                   tf.constant([float(v) for v in values], tf.float64)
                                   * tf.cast(first, tf.float64))
 
-    result = tf.function(lambda: strategy.run(replica_fn))()
+    result = tf.function(lambda: strategy.run(replica_fn), autograph=False)()
     return [int(v) for v in strategy.experimental_local_results(result)[0].numpy()]
 
 # ------------------------------------------- batch metrics over the replicas

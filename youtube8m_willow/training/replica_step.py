@@ -47,10 +47,11 @@ class ReplicaStep:
         --xla) inside one ``tf.function`` step, single or distributed."""
         self._moving_statistics = [v for v in self.model.tf1_weights().values()
                                    if not v.trainable]
-        self._forward_backward_fn = (tf.function(self._forward_backward, jit_compile=True)
+        self._forward_backward_fn = (tf.function(self._forward_backward, jit_compile=True,
+                                                 autograph=False)
                                      if self.config.xla else self._forward_backward)
         step = self._distributed_step if self.distributed else self._single_step
-        self._step_fn = tf.function(step, reduce_retracing=True)
+        self._step_fn = tf.function(step, reduce_retracing=True, autograph=False)
 
     def step(self, batch, stop: bool = False) -> dict:
         """One training step on a batch (per-replica batches when distributed).
