@@ -12,10 +12,14 @@ DEMO_SEGMENTS_DIR ?= demo_segments_output
 
 .PHONY: demo demo-segments test test-fast bench clean
 
+# The packages' bytecode is compiled on every core at once after pip (which
+# compiles one file at a time); like pip, it passes over the few files written
+# for a newer Python (torch's 3.12 helpers).
 $(STAMP): requirements.txt requirements-torch.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt -r requirements-torch.txt
+	$(PY) -m pip install --quiet --no-compile -r requirements.txt -r requirements-torch.txt
+	$(PY) -m compileall -q -j 0 $(VENV)/lib > /dev/null || true
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

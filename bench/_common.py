@@ -6,6 +6,8 @@ process and its seconds per step from the log."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import platform
@@ -150,13 +152,16 @@ STEP_LINE = re.compile(r"(\d\d):(\d\d):(\d\d\.\d+).*training step[ =:]*(\d+)")
 
 def write_frame_records(folder: Path, videos: int) -> str:
     """Synthetic 2018-style frame records (key ``id``, 3862 classes, 100 to
-    300 frames), written by the project's generator; returns their glob."""
-    subprocess.run([sys.executable, "-m", "youtube8m_willow.data.synthetic",
-                    f"--out_dir={folder}", f"--num_videos={videos}", "--num_eval_videos=1",
-                    "--num_classes=3862", "--id_key=id", "--max_frames=300", "--min_frames=100",
-                    "--skip_video_level", "--prefix=train"],
-                   check=True, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
-                   env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    300 frames), written by the project's generator in this process (its
+    command line, without a process start of its own); returns their glob."""
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    from youtube8m_willow.data import synthetic  # imports TensorFlow: only where records are made
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the generator lists what it wrote
+        synthetic.main([f"--out_dir={folder}", f"--num_videos={videos}", "--num_eval_videos=1",
+                        "--num_classes=3862", "--id_key=id", "--max_frames=300",
+                        "--min_frames=100", "--skip_video_level", "--prefix=train"])
     return str(folder / "frame" / "train*.tfrecord")
 
 

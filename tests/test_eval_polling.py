@@ -43,7 +43,7 @@ def test_polling_evaluates_each_new_checkpoint_once(tmp_path):
                     trained_more = True
                 elif len(evaluated) >= 2:
                     # Give the poller a few more polls: it must not re-evaluate.
-                    time.sleep(4)
+                    time.sleep(2.5)
                     break
             assert time.monotonic() < deadline, "eval.py did not evaluate in time"
     finally:
