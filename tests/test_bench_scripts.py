@@ -31,9 +31,10 @@ RUNS = {
                              "--moe_eval=validate0040.tfrecord"],
 }
 # What a script's report must hold, where more than a rate or a parameter
-# count: a row per channel count, marked a multiple of 16 or not; NeXtVLADModel's row, its size the README's (a third of the demo's
-# Gated NetVLAD), its eval GAP read off eval.py; the MoE's GAP in float32
-# and in bfloat16, their difference and the bar it is held to.
+# count: a row per channel count, marked a multiple of 16 or not;
+# NeXtVLADModel's row, its size the README's (a third of the demo's Gated
+# NetVLAD), its eval GAP read off eval.py; the MoE's GAP in float32 and in
+# bfloat16, their difference and the bar it is held to.
 REPORTS = {"bench_batch_norm.py": r"\| 8 \| no \| [\d.]+ \| [\d.]+ \| [\d.]+x \|\n"
                                   r"\| 16 \| yes \| [\d.]+ \| [\d.]+ \| [\d.]+x \|\n",
            "nextvlad_quality.py": r"\| NeXtVLADModel \| 1,471,220 \| .* \| [01]\.\d{3} \|\n",

@@ -177,7 +177,19 @@ def broadcast_from_chief(strategy: tf.distribute.Strategy, variables: Sequence) 
             for var, value in zip(group, summed):
                 var.assign(value)
 
-    tf.function(lambda: strategy.run(replica_fn), autograph=False)()
+    _run_on_replicas(strategy, replica_fn)
+
+
+def _run_on_replicas(strategy: tf.distribute.Strategy, replica_fn):
+    """``replica_fn`` run once on every replica, in a traced function (the
+    collectives need one; its code is plain ops, so no AutoGraph)."""
+    return tf.function(lambda: strategy.run(replica_fn), autograph=False)()
+
+
+def _summed_integers(strategy: tf.distribute.Strategy, replica_fn) -> list[int]:
+    """The integers that ``replica_fn``'s float64 all-reduce gives (this worker's copy)."""
+    result = _run_on_replicas(strategy, replica_fn)
+    return [int(v) for v in strategy.experimental_local_results(result)[0].numpy()]
 
 
 def broadcast_values(strategy: tf.distribute.Strategy, values: Sequence[int]) -> list[int]:
@@ -189,8 +201,7 @@ def broadcast_values(strategy: tf.distribute.Strategy, values: Sequence[int]) ->
         return context.all_reduce(tf.distribute.ReduceOp.SUM,
                                   tf.constant([float(v) for v in values], tf.float64) * keep)
 
-    result = tf.function(lambda: strategy.run(replica_fn), autograph=False)()
-    return [int(v) for v in strategy.experimental_local_results(result)[0].numpy()]
+    return _summed_integers(strategy, replica_fn)
 
 
 
@@ -207,8 +218,7 @@ def sum_over_workers(strategy: tf.distribute.Strategy, values: Sequence[int]) ->
                                   tf.constant([float(v) for v in values], tf.float64)
                                   * tf.cast(first, tf.float64))
 
-    result = tf.function(lambda: strategy.run(replica_fn), autograph=False)()
-    return [int(v) for v in strategy.experimental_local_results(result)[0].numpy()]
+    return _summed_integers(strategy, replica_fn)
 
 # ------------------------------------------- batch metrics over the replicas
 
