@@ -6,6 +6,8 @@ import pytest
 import tensorflow as tf
 
 from youtube8m_willow.config import ModelConfig
+from youtube8m_willow.layers import recurrent as recurrent_layers
+from youtube8m_willow.layers import recurrent_gradient
 from youtube8m_willow.layers.recurrent import BasicLSTMCell, GRUCell, StackedRNN
 from youtube8m_willow.models import recurrent  # noqa: F401  (registers the models)
 from youtube8m_willow.models.recurrent import GruModel, LstmModel
@@ -174,6 +176,67 @@ def test_stack_serialization_round_trip(cell_type):
         clone.build((None, None, 3))
     clone.set_weights(layer.get_weights())
     np.testing.assert_array_equal(clone(x, lengths).numpy(), layer(x, lengths).numpy())
+
+
+def _scan_gradients(scan, cell_type, projected, lengths, weights, cotangent):
+    """The states of ``scan`` and the gradients of ``sum(states * cotangent)``
+    with respect to ``projected`` and each recurrent weight."""
+    with tf.GradientTape() as tape:
+        tape.watch([projected, *weights])
+        states = scan(cell_type, projected, lengths, weights)
+        loss = tf.reduce_sum(states * cotangent)
+    return [states, *tape.gradient(loss, [projected, *weights])]
+
+
+@pytest.mark.parametrize("cell_type", ["lstm", "gru"])
+def test_written_out_gradient_is_tensorflows(cell_type):
+    """The scan's gradient written out (recurrent_gradient) against
+    TensorFlow's own gradient of the portable loop (tf.scan), with videos
+    that run every frame, some, one and none."""
+    rng = np.random.default_rng(3)
+    units, steps = 4, 6
+    gates, shapes = ((4 * units, [(units, 4 * units)]) if cell_type == "lstm"
+                     else (3 * units, [(units, 2 * units), (units, units)]))
+    state = 2 * units if cell_type == "lstm" else units
+    projected = tf.constant(rng.normal(size=(steps, 5, gates)), tf.float32)
+    weights = [tf.constant(rng.normal(0.0, 0.5, shape), tf.float32) for shape in shapes]
+    lengths = tf.constant([6, 3, 0, 1, 5])
+    cotangent = tf.constant(rng.normal(size=(steps, 5, state)), tf.float32)
+    theirs = _scan_gradients(recurrent_layers._scan_states, cell_type, projected, lengths,
+                             weights, cotangent)
+    ours = _scan_gradients(recurrent_gradient.scan_states, cell_type, projected, lengths,
+                           weights, cotangent)
+    np.testing.assert_array_equal(ours[0].numpy(), theirs[0].numpy())  # the same loop
+    for mine, reference in zip(ours[1:], theirs[1:]):
+        assert np.abs(reference.numpy()).max() > 0.1
+        np.testing.assert_allclose(mine.numpy(), reference.numpy(), rtol=1e-5, atol=1e-6)
+    # A video without frames gets no gradient; its states stay zero.
+    np.testing.assert_array_equal(ours[1].numpy()[:, 2], 0.0)
+    np.testing.assert_array_equal(ours[0].numpy()[:, 2], 0.0)
+
+
+def test_the_stack_trains_through_the_written_out_gradient():
+    """StackedRNN's scan on TensorFlow is the one with the written-out
+    gradient, and the kernels get their gradient through it: the same as
+    TensorFlow's own, kernel by kernel, for the stack of two layers."""
+    assert recurrent_layers.scan_states.python_function is recurrent_gradient.scan_states
+    layer = built_stack("gru", units=4, layers=2)
+    x, lengths = tf.constant(frames()), tf.constant([5, 0, 2, 4])
+
+    def kernel_gradients():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.sin(layer(x, lengths)))
+        return tape.gradient(loss, layer.trainable_variables)
+
+    ours = kernel_gradients()
+    original = recurrent_layers.scan_states
+    recurrent_layers.scan_states = recurrent_layers._scan_states
+    try:
+        theirs = kernel_gradients()
+    finally:
+        recurrent_layers.scan_states = original
+    for mine, reference in zip(ours, theirs):
+        np.testing.assert_allclose(mine.numpy(), reference.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_gradients_finite_with_empty_video():

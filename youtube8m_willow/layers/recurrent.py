@@ -8,8 +8,8 @@ initializers, so a TF1 checkpoint loads onto them name by name.
 False)`` of such cells, returning the final state only.
 
 How it runs: each layer projects all its inputs at once (one large matmul for
-the whole sequence), then a scan (compiled on TensorFlow) applies the recurrent part frame by
-frame. Layers run one after another over the whole sequence, which equals
+the whole sequence), then a scan applies the recurrent part frame by frame
+(on TensorFlow compiled, with the gradient of ``recurrent_gradient``). Layers run one after another over the whole sequence, which equals
 TF1's frame-by-frame walk through the stack. A state stops changing after its
 video's last valid frame, as with dynamic_rnn's ``sequence_length``.
 """
@@ -78,8 +78,15 @@ def _scan_states(cell_type: str, projected, lengths, recurrent_weights):
     return kernels.scan(advance, initial, (projected, times))
 
 
-# Compiled on TensorFlow, so an eager call does not dispatch ops frame by frame.
-scan_states = kernels.compiled(_scan_states, reduce_retracing=True, autograph=False)
+if kernels.ON_TENSORFLOW:
+    # The same loop with its gradient written out (recurrent_gradient), compiled
+    # so that an eager call does not dispatch ops frame by frame.
+    from youtube8m_willow.layers import recurrent_gradient
+
+    scan_states = kernels.compiled(recurrent_gradient.scan_states, reduce_retracing=True,
+                                   autograph=False)
+else:
+    scan_states = _scan_states
 
 
 class _TF1Cell(keras.layers.Layer):
@@ -102,12 +109,15 @@ class _TF1Cell(keras.layers.Layer):
     def output_size(self) -> int:
         return self.units
 
-    def project_inputs(self, inputs):
-        """The input part of every gate, ``[..., D] -> [..., G]``."""
+    def split_kernels(self) -> tuple[tuple, tuple]:
+        """The kernels' input rows and state rows (the latter as the step
+        function takes them). One split of each kernel: its gradient is one
+        concatenation, where two slices would each add a zero-filled
+        gradient of the whole kernel."""
         raise NotImplementedError
 
-    def recurrent_weights(self) -> tuple:
-        """The state rows of the kernels, as the step function takes them."""
+    def project_inputs(self, inputs, input_rows: tuple):
+        """The input part of every gate, ``[..., D] -> [..., G]``."""
         raise NotImplementedError
 
     def output(self, states):
@@ -116,8 +126,9 @@ class _TF1Cell(keras.layers.Layer):
 
     def call(self, inputs, states, training=None):
         state = states[0] if isinstance(states, (list, tuple)) else states
+        input_rows, state_rows = self.split_kernels()
         new_state = _STEPS[self.cell_type](
-            self.project_inputs(inputs), state, *self.recurrent_weights())
+            self.project_inputs(inputs, input_rows), state, *state_rows)
         return self.output(new_state), [new_state]
 
     def get_initial_state(self, batch_size=None):
@@ -166,13 +177,14 @@ class BasicLSTMCell(_TF1Cell):
             initializer=glorot_uniform())
         self.bias = self.add_weight(name="bias", shape=(4 * self.units,), initializer="zeros")
 
-    def project_inputs(self, inputs):
+    def split_kernels(self):
+        input_rows, state_rows = ops.split(self.kernel, [self.input_size], axis=0)
+        return (input_rows,), (state_rows,)
+
+    def project_inputs(self, inputs, input_rows):
         offset = np.repeat([0.0, 0.0, self.forget_bias, 0.0], self.units)  # i, j, f, o
         bias = self.bias + ops.convert_to_tensor(offset, self.bias.dtype)
-        return _matmul_last(inputs, self.kernel[:self.input_size]) + bias
-
-    def recurrent_weights(self):
-        return (self.kernel[self.input_size:],)
+        return _matmul_last(inputs, input_rows[0]) + bias
 
     def tf1_weights(self):
         return {"kernel": self.kernel, "bias": self.bias}
@@ -217,15 +229,16 @@ class GRUCell(_TF1Cell):
         self.candidate_bias = self.add_weight(
             name="candidate_bias", shape=(self.units,), initializer="zeros")
 
-    def project_inputs(self, inputs):
-        rows = self.input_size
-        kernel = ops.concatenate([self.gates_kernel[:rows], self.candidate_kernel[:rows]], axis=1)
+    def split_kernels(self):
+        gates_inputs, gates_state = ops.split(self.gates_kernel, [self.input_size], axis=0)
+        candidate_inputs, candidate_state = ops.split(self.candidate_kernel, [self.input_size],
+                                                      axis=0)
+        return (gates_inputs, candidate_inputs), (gates_state, candidate_state)
+
+    def project_inputs(self, inputs, input_rows):
+        kernel = ops.concatenate(input_rows, axis=1)
         bias = ops.concatenate([self.gates_bias, self.candidate_bias], axis=0)
         return _matmul_last(inputs, kernel) + bias
-
-    def recurrent_weights(self):
-        rows = self.input_size
-        return (self.gates_kernel[rows:], self.candidate_kernel[rows:])
 
     def tf1_weights(self):
         return {"gates/kernel": self.gates_kernel, "gates/bias": self.gates_bias,
@@ -304,8 +317,9 @@ class StackedRNN(keras.layers.Layer):
             lengths = ops.clip(ops.cast(sequence_length, "int32"), 0, steps)
         finals = []
         for cell in self.cells:
-            states = scan_states(self.cell_type, cell.project_inputs(sequence), lengths,
-                                 cell.recurrent_weights())
+            input_rows, state_rows = cell.split_kernels()
+            states = scan_states(self.cell_type, cell.project_inputs(sequence, input_rows),
+                                 lengths, state_rows)
             # A shape-relaxed trace of the scan forgets the sizes; restore them, since
             # the layers after this one build from them.
             states = ops.reshape(states, (steps, batch, cell.state_size))
