@@ -216,27 +216,33 @@ def test_written_out_gradient_is_tensorflows(cell_type):
 
 
 def test_the_stack_trains_through_the_written_out_gradient():
-    """StackedRNN's scan on TensorFlow is the one with the written-out
-    gradient, and the kernels get their gradient through it: the same as
-    TensorFlow's own, kernel by kernel, for the stack of two layers."""
-    assert recurrent_layers.scan_states.python_function is recurrent_gradient.scan_states
+    """In training, StackedRNN's scan on TensorFlow is the one with the
+    written-out gradient, and the kernels get their gradient through it: the
+    same as TensorFlow's own, kernel by kernel, for a stack of two layers.
+    Inference runs the plain loop (no gate activations kept), to the same
+    states."""
+    assert (recurrent_layers.training_scan_states.python_function
+            is recurrent_gradient.scan_states)
+    assert recurrent_layers.scan_states.python_function is recurrent_layers._scan_states
     layer = built_stack("gru", units=4, layers=2)
     x, lengths = tf.constant(frames()), tf.constant([5, 0, 2, 4])
 
     def kernel_gradients():
         with tf.GradientTape() as tape:
-            loss = tf.reduce_sum(tf.sin(layer(x, lengths)))
+            loss = tf.reduce_sum(tf.sin(layer(x, lengths, training=True)))
         return tape.gradient(loss, layer.trainable_variables)
 
     ours = kernel_gradients()
-    original = recurrent_layers.scan_states
-    recurrent_layers.scan_states = recurrent_layers._scan_states
+    original = recurrent_layers.training_scan_states
+    recurrent_layers.training_scan_states = recurrent_layers.scan_states
     try:
         theirs = kernel_gradients()
     finally:
-        recurrent_layers.scan_states = original
+        recurrent_layers.training_scan_states = original
     for mine, reference in zip(ours, theirs):
         np.testing.assert_allclose(mine.numpy(), reference.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(layer(x, lengths, training=True).numpy(),
+                                  layer(x, lengths).numpy())
 
 
 def test_gradients_finite_with_empty_video():

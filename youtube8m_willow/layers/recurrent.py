@@ -9,7 +9,8 @@ False)`` of such cells, returning the final state only.
 
 How it runs: each layer projects all its inputs at once (one large matmul for
 the whole sequence), then a scan applies the recurrent part frame by frame
-(on TensorFlow compiled, with the gradient of ``recurrent_gradient``). Layers run one after another over the whole sequence, which equals
+(compiled on TensorFlow; in training there, the loop of ``recurrent_gradient``,
+whose gradient is written out). Layers run one after another over the whole sequence, which equals
 TF1's frame-by-frame walk through the stack. A state stops changing after its
 video's last valid frame, as with dynamic_rnn's ``sequence_length``.
 """
@@ -78,15 +79,17 @@ def _scan_states(cell_type: str, projected, lengths, recurrent_weights):
     return kernels.scan(advance, initial, (projected, times))
 
 
+# Compiled on TensorFlow, so an eager call does not dispatch ops frame by frame.
+scan_states = kernels.compiled(_scan_states, reduce_retracing=True, autograph=False)
 if kernels.ON_TENSORFLOW:
-    # The same loop with its gradient written out (recurrent_gradient), compiled
-    # so that an eager call does not dispatch ops frame by frame.
+    # In training, the same loop with its gradient written out: it also keeps
+    # every frame's gate activations, which inference has no use for.
     from youtube8m_willow.layers import recurrent_gradient
 
-    scan_states = kernels.compiled(recurrent_gradient.scan_states, reduce_retracing=True,
-                                   autograph=False)
+    training_scan_states = kernels.compiled(recurrent_gradient.scan_states,
+                                            reduce_retracing=True, autograph=False)
 else:
-    scan_states = _scan_states
+    training_scan_states = scan_states
 
 
 class _TF1Cell(keras.layers.Layer):
@@ -316,10 +319,11 @@ class StackedRNN(keras.layers.Layer):
         else:
             lengths = ops.clip(ops.cast(sequence_length, "int32"), 0, steps)
         finals = []
+        scan = training_scan_states if training else scan_states
         for cell in self.cells:
             input_rows, state_rows = cell.split_kernels()
-            states = scan_states(self.cell_type, cell.project_inputs(sequence, input_rows),
-                                 lengths, state_rows)
+            states = scan(self.cell_type, cell.project_inputs(sequence, input_rows), lengths,
+                          state_rows)
             # A shape-relaxed trace of the scan forgets the sizes; restore them, since
             # the layers after this one build from them.
             states = ops.reshape(states, (steps, batch, cell.state_size))
