@@ -146,22 +146,49 @@ def called_op_types(graph, function_name: str) -> set[str]:
     return types
 
 
+# The recurrent layers' loop (layers/recurrent.py ``training_scan_states``):
+# in a training step, a call of its forward function and one of its gradient.
+SCAN_FORWARD, SCAN_BACKWARD = "__forward_scan_states_", "__backward_scan_states_"
+
+
 def step_flops(graph) -> int | None:
-    """The traced step's matmul FLOPs (``machine.matmul_flops``); None where
-    a count from the graph's shapes would be wrong: a loop, a function call
-    with a matmul or a loop inside (the recurrent models' matmuls are in
-    their bodies; a call without one, such as the MoE's compiled mixture,
-    adds none) or rows known only when it runs (NeXtVLAD's valid frames)."""
+    """The traced step's matmul FLOPs (``machine.matmul_flops``), with the
+    recurrent layers' loops counted from their calls' shapes
+    (``recurrent_scan_flops``); None where a count from the graph's shapes
+    would be wrong: any other loop, a function call with a matmul or a loop
+    inside (a call without one, such as the MoE's compiled mixture, adds
+    none) or rows known only when it runs (NeXtVLAD's valid frames)."""
+    loops = 0
     for op in machine.live_ops(graph):
         if op.type in LOOPS:
             return None
-        if op.type in CALLS and called_op_types(graph, op.get_attr("f").name) & {
-                *LOOPS, *MATMULS}:
+        if op.type not in CALLS:
+            continue
+        name = op.get_attr("f").name
+        if SCAN_FORWARD in name:
+            flops = recurrent_scan_flops(op)
+            if flops is None:
+                return None
+            loops += flops
+        elif SCAN_BACKWARD not in name and called_op_types(graph, name) & {*LOOPS, *MATMULS}:
             return None
     try:
-        return machine.matmul_flops(graph)
+        return machine.matmul_flops(graph) + loops
     except ValueError:
         return None
+
+
+def recurrent_scan_flops(call) -> int | None:
+    """A recurrent layer's loop in one training step, from its forward
+    call's inputs (``projected`` ``[T, B, G]``, the lengths, the recurrent
+    kernels ``[U, G_k]``): each frame's ``state @ kernel`` (2 B U G_k) three
+    times: forward, the state's gradient (a matmul a frame) and the kernel's
+    gradient (one matmul over all frames, the same FLOPs)."""
+    frames, batch, _ = call.inputs[0].shape
+    kernels = [tensor.shape for tensor in call.inputs[2:]]
+    if frames is None or batch is None or any(None in shape for shape in kernels):
+        return None
+    return sum(3 * 2 * frames * batch * rows * columns for rows, columns in kernels)
 
 
 def floor_cells(result: dict, gflops: float, bandwidth: float) -> str:

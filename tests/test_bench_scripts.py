@@ -356,3 +356,29 @@ def test_vs_model_garden_reports_a_failed_run(tmp_path):
                               "--batch_sizes=32", "--no_floor")
     assert result.returncode == 0
     assert "| 32 | failed: the instrument failed (3):" in result.stdout
+
+
+@pytest.mark.parametrize("model, kernels", [("LstmModel", [(4, 16)]),
+                                            ("GruModel", [(4, 8), (4, 4)])])
+def test_recurrent_floor_counts_each_frames_matmuls_three_times(model, kernels):
+    """bench_paper_models' FLOPs of a recurrent step: the graph's own matmuls
+    (projections, head, their gradients) plus, for each of the two layers'
+    loops, every frame's state @ kernel forward, for the state's gradient and
+    for the kernel's: 3 x 2 x frames x batch x rows x columns per kernel."""
+    import tensorflow as tf
+
+    from youtube8m_willow.config import ModelConfig
+    from youtube8m_willow.training.trainer import TrainConfig, Trainer
+
+    bench, machine = _bench_module("bench_paper_models"), _bench_module("machine")
+    frames, batch = 6, 3
+    config = ModelConfig(model=model, num_classes=5, feature_names=("rgb",), feature_sizes=(7,),
+                         frame_features=True, max_frames=frames, lstm_cells=4, lstm_layers=2,
+                         gru_cells=4, gru_layers=2)
+    trainer = Trainer(TrainConfig(train_dir="/unused", train_data_pattern="",
+                                  batch_size=batch), config)
+    graph = trainer.traced_step({"video_matrix": tf.zeros([batch, frames, 7]),
+                                 "num_frames": tf.constant([6, 2, 0]),
+                                 "labels": tf.zeros([batch, 5])}).graph
+    loops = 2 * sum(3 * 2 * frames * batch * rows * columns for rows, columns in kernels)
+    assert bench.step_flops(graph) == machine.matmul_flops(graph) + loops
