@@ -4,12 +4,13 @@
 gradient of that loop adds each frame's recurrent-weight gradient inside the
 backward loop: a ``[units, gates]`` matmul with only the batch as its inner
 dimension, and a sum of that size, every frame (for WILLOW's LSTM 2x1024,
-300 of each per layer and step, most of the step's time). Here the backward
+150 frames a layer, most of the step's time). Here the backward
 loop carries only what must be sequential (the state's gradient, one
 ``d_gates @ W^T`` a frame) and returns every frame's gate gradient; each
 recurrent weight's gradient is then one matmul over all frames at once,
 ``states_before^T @ d_gates``. The forward loop keeps what the backward one
-reads: the gate activations of every frame (and the GRU's candidate).
+reads: the gate activations of every frame (and the GRU's candidate), which
+is why ``recurrent`` runs it in training only.
 
 The math is ``recurrent.lstm_step`` / ``gru_step`` with the frozen state of a
 video past its last frame; ``tests/test_recurrent.py`` checks these
