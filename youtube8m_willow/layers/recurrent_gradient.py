@@ -60,10 +60,6 @@ def _on_valid(valid, gradient):
     return tf.where(valid, gradient, tf.zeros_like(gradient))
 
 
-def _scan(step, elements, initial, reverse=False):
-    return tf.scan(step, elements, initializer=initial, reverse=reverse)
-
-
 class _LSTM:
     """BasicLSTMCell: state ``[c, h]``; gates ``i, j, f, o`` (TF1 order)."""
 
@@ -78,16 +74,14 @@ class _LSTM:
             projected_t, valid_t = frame
             c, h = tf.split(state, 2, axis=-1)
             i, j, f, o = tf.split(projected_t + tf.matmul(h, kernel), 4, axis=-1)
-            activations = tf.concat([tf.sigmoid(i), tf.tanh(j), tf.sigmoid(f), tf.sigmoid(o)],
-                                    axis=-1)
-            si, tj, sf, so = tf.split(activations, 4, axis=-1)
+            si, tj, sf, so = tf.sigmoid(i), tf.tanh(j), tf.sigmoid(f), tf.sigmoid(o)
             new_c = c * sf + si * tj
             new_state = tf.concat([new_c, tf.tanh(new_c) * so], axis=-1)
-            return tf.where(valid_t, new_state, state), activations
+            return tf.where(valid_t, new_state, state), tf.concat([si, tj, sf, so], axis=-1)
 
         zeros = tf.zeros((batch, 2 * units), projected.dtype)
         initial = (zeros, tf.zeros((batch, 4 * units), projected.dtype))
-        return _scan(step, (projected, valid), initial)
+        return tf.scan(step, (projected, valid), initializer=initial)
 
     @staticmethod
     def backward(d_states, before, states, activations, valid, weights):
@@ -111,8 +105,8 @@ class _LSTM:
             return tf.where(valid_t, d_before, d_carry + d_state_t), d_gates
 
         initial = (tf.zeros_like(d_states[0]), tf.zeros_like(activations[0]))
-        return _scan(step, (d_states, before, states, activations, valid), initial,
-                     reverse=True)[1]
+        return tf.scan(step, (d_states, before, states, activations, valid),
+                       initializer=initial, reverse=True)[1]
 
     @staticmethod
     def weight_gradients(before, activations, d_gates, weights):
@@ -141,7 +135,7 @@ class _GRU:
 
         initial = (tf.zeros((batch, units), projected.dtype),
                    tf.zeros((batch, 3 * units), projected.dtype))
-        return _scan(step, (projected, valid), initial)
+        return tf.scan(step, (projected, valid), initializer=initial)
 
     @staticmethod
     def backward(d_states, before, states, saved, valid, weights):
@@ -164,7 +158,8 @@ class _GRU:
             return tf.where(valid_t, d_before, dh), tf.concat([d_gates, d_candidate], axis=-1)
 
         initial = (tf.zeros_like(d_states[0]), tf.zeros_like(saved[0]))
-        return _scan(step, (d_states, before, saved, valid), initial, reverse=True)[1]
+        return tf.scan(step, (d_states, before, saved, valid), initializer=initial,
+                       reverse=True)[1]
 
     @staticmethod
     def weight_gradients(before, saved, d_projected, weights):
