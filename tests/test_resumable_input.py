@@ -44,6 +44,7 @@ def _plan(files, shuffle=True, seed=11, num_readers=2, window=4) -> Plan:
 def _batches(plan, config, num_epochs=1, position=InputPosition(), shard=None, limit=None):
     dataset = readers.make_planned_dataset(plan, config, BATCH, num_epochs=num_epochs,
                                            position=position, shard=shard)
+    assert dataset.options().autotune.enabled is False  # see test_readers
     out = []
     for batch in dataset:
         out.append({k: v.numpy() for k, v in batch.items()})

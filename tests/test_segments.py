@@ -66,7 +66,9 @@ def test_rated_segments_one_per_start_time_with_labels_and_weights(tmp_path):
         _record("a", 12, [(5, 2, 1.0), (0, 3, 0.0), (5, 4, 0.0)]),
         _record("b", 8, [(5, 1, 1.0)]),  # frames 5..9 of an 8-frame video: 3 real, 2 zero
     ])
-    got = _all(make_rated_segment_dataset(path, CONFIG, 2, training=False, num_readers=1))
+    dataset = make_rated_segment_dataset(path, CONFIG, 2, training=False, num_readers=1)
+    assert dataset.options().autotune.enabled is False  # see test_readers
+    got = _all(dataset)
     assert got["video_ids"].tolist() == [b"a", b"a", b"b"]  # first seen start first
     assert got["num_frames"].tolist() == [5, 5, 5]
     expected_labels = np.zeros((3, 6), np.float32)

@@ -11,6 +11,7 @@ the resumable order of a ``data.resumable`` plan.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import tensorflow as tf
@@ -88,11 +89,33 @@ def _parsed_batches(records: tf.data.Dataset, config: ReaderConfig, batch_size: 
         parsed = parse_batch(paths, indices, batch, config, stats)
         return {**parsed, "input_position": position[0]} if position else parsed
 
-    dataset = records.batch(batch_size).map(plain(parse), num_parallel_calls=tf.data.AUTOTUNE,
+    dataset = records.batch(batch_size).map(plain(parse), num_parallel_calls=parallel_calls(),
                                             deterministic=deterministic)
-    dataset = dataset.prefetch(tf.data.AUTOTUNE)
+    dataset = untuned(dataset.prefetch(PREFETCH_BATCHES))
     dataset.read_stats = stats
     return dataset
+
+
+# Batches parsed ahead of the step: the parse of a batch takes a few percent
+# of a training step (bench/bench_input.py), so two cover any jitter.
+PREFETCH_BATCHES = 2
+
+
+def parallel_calls() -> int:
+    """Batches parsed at once: one per core this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def untuned(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """``dataset`` without tf.data's autotuning, its parallelism and buffers
+    fixed as given. The autotuner's model thread can hold up the deletion of
+    an iterator that stopped on a read error for 10 to 60 s on a busy
+    machine (TensorFlow 2.21: the thread sleeps out its doubling
+    optimization period), and with it the exit of a script that reports the
+    damaged file; fixed values read as fast here (``bench/bench_input.py``)."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
 
 
 def read_records(data_pattern: str | Sequence[str], config: ReaderConfig, batch_size: int, *,

@@ -25,7 +25,8 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-from youtube8m_willow.data.datasets import read_records
+from youtube8m_willow.data.datasets import (PREFETCH_BATCHES, parallel_calls, read_records,
+                                            untuned)
 from youtube8m_willow.data.parsing import parse_frame_records, record_names, video_ids
 from youtube8m_willow.data.read_errors import assert_no, error_message, first_where
 from youtube8m_willow.data.reader_config import ReaderConfig, ReadStats
@@ -123,11 +124,11 @@ def _segment_dataset(cut, data_pattern, config: ReaderConfig, batch_size: int, *
         num_readers=num_readers, seed=seed, stats=stats)
     segments = records.batch(_VIDEOS_PER_PARSE).map(
         plain(lambda p, i, r, unused_end: cut(p, i, r, config)),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic).unbatch()
+        num_parallel_calls=parallel_calls(), deterministic=deterministic).unbatch()
     if training:
         segments = segments.shuffle(_SEGMENT_SHUFFLE_FACTOR * batch_size, seed=seed,
                                     reshuffle_each_iteration=True)
-    dataset = segments.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    dataset = untuned(segments.batch(batch_size).prefetch(PREFETCH_BATCHES))
     dataset.read_stats = stats
     return dataset
 
