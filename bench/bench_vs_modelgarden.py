@@ -90,13 +90,14 @@ class Floor:
     """The floor (s/step) of each batch size: matmul FLOPs at the
     precision's matmul rate plus Adam's bytes at the memory bandwidth."""
 
-    def __init__(self, precision: str):
-        self.rate = _common.matmul_gflops(4096, 4096, 4096, precision, repeats=3)
-        self.bandwidth = machine.memory_bandwidth_gbs(512, 3)
+    def __init__(self, precision: str, size: int = 4096, megabytes: int = 512):
+        self.size = size
+        self.rate = _common.matmul_gflops(size, size, size, precision, repeats=3)
+        self.bandwidth = machine.memory_bandwidth_gbs(megabytes, 3)
 
     def describe(self, precision: str) -> str:
         return (f"floor: the traced step's matmul FLOPs at {self.rate:.0f} GFLOP/s ({precision}, "
-                f"4096^2) plus Adam's {machine.ADAM_BYTES_PER_PARAMETER} bytes per parameter "
+                f"{self.size}^2) plus Adam's {machine.ADAM_BYTES_PER_PARAMETER} bytes per parameter "
                 f"at {self.bandwidth:.1f} GB/s")
 
     def seconds(self, batch: int, args) -> float:
@@ -189,6 +190,10 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--mixtures", type=int, default=4)
     parser.add_argument("--no_floor", action="store_true", help="leave out the floor columns")
+    parser.add_argument("--floor_size", type=int, default=4096,
+                        help="side of the square matmul that measures the floor's rate")
+    parser.add_argument("--floor_megabytes", type=int, default=512,
+                        help="size of each array that measures the floor's bandwidth")
     parser.add_argument("--floor_child", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor_child:
@@ -200,7 +205,8 @@ def main() -> int:
     print(f"DbofModel + MoeModel, 3862 classes, cluster {args.cluster}, hidden {args.hidden}, "
           f"{args.frames} frames, {args.mixtures} mixtures, {args.precision}; steps "
           f"{args.first}..{args.steps} (median)")
-    floor = None if args.no_floor else Floor(args.precision)
+    floor = None if args.no_floor else Floor(args.precision, args.floor_size,
+                                             args.floor_megabytes)
     if floor:
         print(floor.describe(args.precision))
     if not both:

@@ -318,12 +318,13 @@ def _vs_model_garden(tmp_path, instrument: str | None, *args):
 
 def test_vs_model_garden_without_it_measures_this_project_alone(tmp_path):
     result = _vs_model_garden(tmp_path, None, "--batch_sizes=4", "--steps=5", "--first=3",
-                              "--cluster=8", "--hidden=8", "--frames=4", "--mixtures=2")
+                              "--cluster=8", "--hidden=8", "--frames=4", "--mixtures=2",
+                              "--floor_size=512", "--floor_megabytes=32")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "no Model Garden instrument" in result.stderr
     assert re.search(r"^\| 4 \| [\d.]+ \| [\d.]+ \| [\d.]+ GB \| [\d.]+ \| [\d.]+x \|$",
                      result.stdout, re.M), result.stdout
-    assert re.search(r"^floor: the traced step's matmul FLOPs at \d+ GFLOP/s \(float32",
+    assert re.search(r"^floor: the traced step's matmul FLOPs at \d+ GFLOP/s \(float32, 512\^2\)",
                      result.stdout, re.M), result.stdout
     assert "ratio" not in result.stdout and "Model Garden s/step" not in result.stdout
 
