@@ -558,7 +558,7 @@ def test_out_of_range_labels(tmp_path):
 def test_the_pipelines_run_without_the_autotuner(tmp_path):
     """Fixed parallelism and buffers, no tf.data autotuning: its model thread
     held up the deletion of an iterator stopped by a read error (and so the
-    exit of a script reporting a damaged file) for 10 to 60 s on a busy
+    exit of a script reporting a damaged file) for 10 to 40 s on a busy
     machine."""
     path = write_records(tmp_path / "one.tfrecord", [seq_example(good_frames(2), vid=b"a")])
     for training in (False, True):

@@ -109,7 +109,7 @@ def parallel_calls() -> int:
 def untuned(dataset: tf.data.Dataset) -> tf.data.Dataset:
     """``dataset`` without tf.data's autotuning, its parallelism and buffers
     fixed as given. The autotuner's model thread can hold up the deletion of
-    an iterator that stopped on a read error for 10 to 60 s on a busy
+    an iterator that stopped on a read error for 10 to 40 s on a busy
     machine (TensorFlow 2.21: the thread sleeps out its doubling
     optimization period), and with it the exit of a script that reports the
     damaged file; fixed values read as fast here (``bench/bench_input.py``)."""
