@@ -91,7 +91,7 @@ def _parsed_batches(records: tf.data.Dataset, config: ReaderConfig, batch_size: 
 
     dataset = records.batch(batch_size).map(plain(parse), num_parallel_calls=parallel_calls(),
                                             deterministic=deterministic)
-    dataset = untuned(dataset.prefetch(PREFETCH_BATCHES))
+    dataset = prefetched(dataset)
     dataset.read_stats = stats
     return dataset
 
@@ -106,16 +106,17 @@ def parallel_calls() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
-def untuned(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    """``dataset`` without tf.data's autotuning, its parallelism and buffers
-    fixed as given. The autotuner's model thread can hold up the deletion of
-    an iterator that stopped on a read error for 10 to 40 s on a busy
-    machine (TensorFlow 2.21: the thread sleeps out its doubling
-    optimization period), and with it the exit of a script that reports the
-    damaged file; fixed values read as fast here (``bench/bench_input.py``)."""
+def prefetched(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """``dataset`` with `PREFETCH_BATCHES` prefetched and tf.data's autotuning
+    off, its parallelism and buffers fixed as given. The autotuner's model
+    thread can hold up the deletion of an iterator that stopped on a read
+    error for 10 to 40 s on a busy machine (TensorFlow 2.21: the thread
+    sleeps out its doubling optimization period), and with it the exit of a
+    script that reports the damaged file; fixed values read as fast here
+    (``bench/bench_input.py``)."""
     options = tf.data.Options()
     options.autotune.enabled = False
-    return dataset.with_options(options)
+    return dataset.prefetch(PREFETCH_BATCHES).with_options(options)
 
 
 def read_records(data_pattern: str | Sequence[str], config: ReaderConfig, batch_size: int, *,

@@ -25,8 +25,7 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-from youtube8m_willow.data.datasets import (PREFETCH_BATCHES, parallel_calls, read_records,
-                                            untuned)
+from youtube8m_willow.data.datasets import parallel_calls, prefetched, read_records
 from youtube8m_willow.data.parsing import parse_frame_records, record_names, video_ids
 from youtube8m_willow.data.read_errors import assert_no, error_message, first_where
 from youtube8m_willow.data.reader_config import ReaderConfig, ReadStats
@@ -128,7 +127,7 @@ def _segment_dataset(cut, data_pattern, config: ReaderConfig, batch_size: int, *
     if training:
         segments = segments.shuffle(_SEGMENT_SHUFFLE_FACTOR * batch_size, seed=seed,
                                     reshuffle_each_iteration=True)
-    dataset = untuned(segments.batch(batch_size).prefetch(PREFETCH_BATCHES))
+    dataset = prefetched(segments.batch(batch_size))
     dataset.read_stats = stats
     return dataset
 
