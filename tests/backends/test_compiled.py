@@ -1,6 +1,7 @@
 """The layers under each backend's compiler give the eager numbers:
 ``tf.function(jit_compile=True)`` (XLA), ``jax.jit``, ``torch.compile``
-(its default inductor backend, which compiles C++ kernels on the CPU)."""
+(its default inductor backend, which compiles C++ kernels on the CPU), each
+as one whole graph: a graph break under ``torch.compile`` is an error."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def _compiled(model):
         return jax.jit(lambda frames: model.stateless_call(trainable, non_trainable, frames)[0])
     import torch
 
-    return torch.compile(lambda frames: model(frames, training=False))
+    return torch.compile(lambda frames: model(frames, training=False), fullgraph=True)
 
 
 def test_compiled_forward_equals_eager(inputs):

@@ -14,7 +14,6 @@ TensorFlow is imported only when it is the backend.
 from __future__ import annotations
 
 import contextlib
-import warnings
 
 import keras
 from keras import ops
@@ -208,12 +207,14 @@ def _mixture(gate_logits, expert_logits, num_mixtures: int):
 
 
 def softmax(x):
-    """``softmax`` over the last axis. Keras warns when that axis has one
-    entry; here that is legal (the original's one-cluster assignments and
-    one-mixture gates), so the warning is kept quiet."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="You are using a softmax over axis")
-        return ops.softmax(x)
+    """``softmax`` over the last axis. Over one entry (the original's
+    one-cluster assignments) it is ``exp(x - x)``: the ones (NaN where ``x``
+    is not finite) and zero gradient that softmax computes there, without
+    Keras's warning about such an axis. Silencing that warning instead
+    (``warnings.catch_warnings``) breaks the graph under ``torch.compile``."""
+    if x.shape[-1] == 1:
+        return ops.exp(x - x)
+    return ops.softmax(x)
 
 
 if ON_TENSORFLOW:
