@@ -207,15 +207,17 @@ def main() -> None:
     parser.add_argument("--only", default="", help="substring of the row names to run")
     parser.add_argument("--all", action="store_true",
                         help="every frame-level model, not only WILLOW's paper models")
+    machine.add_floor_arguments(parser)
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         _common.print_result(run_one(json.loads(args.child), args.steps, args.warmup))
         return
     print(f"machine: {_common.machine()}")
-    gflops = _common.matmul_rate_gflops(4096, 3)
-    bandwidth = machine.memory_bandwidth_gbs(512, 3)
-    print(f"floor: the traced step's matmul FLOPs at {gflops:.0f} GFLOP/s (float32, 4096^2) "
+    gflops = _common.matmul_rate_gflops(args.floor_size, 3)
+    bandwidth = machine.memory_bandwidth_gbs(args.floor_megabytes, 3)
+    print(f"floor: the traced step's matmul FLOPs at {gflops:.0f} GFLOP/s "
+          f"(float32, {args.floor_size}^2) "
           f"plus Adam's {machine.ADAM_BYTES_PER_PARAMETER} bytes per parameter at "
           f"{bandwidth:.1f} GB/s; n/a where the graph's shapes do not give the count")
     print("| model (WILLOW train_dir, or configuration) | parameters | batch | s/step | "

@@ -190,10 +190,7 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--mixtures", type=int, default=4)
     parser.add_argument("--no_floor", action="store_true", help="leave out the floor columns")
-    parser.add_argument("--floor_size", type=int, default=4096,
-                        help="side of the square matmul that measures the floor's rate")
-    parser.add_argument("--floor_megabytes", type=int, default=512,
-                        help="size of each array that measures the floor's bandwidth")
+    machine.add_floor_arguments(parser)
     parser.add_argument("--floor_child", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor_child:

@@ -127,6 +127,15 @@ def matmul_table(quick: bool, repeats: int) -> tuple[list[str], dict[str, float]
     return rows, best
 
 
+def add_floor_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--floor_size`` and ``--floor_megabytes``: what a bench's floor
+    columns are measured on (the tests measure smaller ones)."""
+    parser.add_argument("--floor_size", type=int, default=4096,
+                        help="side of the square matmul that measures the floor's rate")
+    parser.add_argument("--floor_megabytes", type=int, default=512,
+                        help="size of each array that measures the floor's bandwidth")
+
+
 def memory_bandwidth_gbs(megabytes: int, repeats: int) -> float:
     """Best GB/s of ``a += b`` over two float32 arrays of ``megabytes`` MB in
     TensorFlow, counting both reads and the write."""

@@ -109,7 +109,8 @@ def test_every_frame_level_model_has_a_row_with_all():
     # the columns of every row (step, rate, memory, floor and ratio).
     result = forked.run(
         [sys.executable, str(REPO / "bench" / "bench_paper_models.py"), "--all", "--steps=1",
-         "--warmup=0", "--only=FrameLevelLogisticModel"],
+         "--warmup=0", "--only=FrameLevelLogisticModel", "--floor_size=512",
+         "--floor_megabytes=32"],
         cwd=REPO, capture_output=True, text=True, timeout=600,
         env={**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-3000:]
