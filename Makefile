@@ -3,12 +3,14 @@
 #   make demo-segments   the same for the segment-level (2019) workflow, in its own folder
 #   make test   the test suite (every tier, the docstring examples included)
 #   make test-fast   the unit tier: no training runs, no scripts end to end
+#   (WORKERS=N: pytest workers, 2 by default; 0 runs the tests in make's own pytest process)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo_output
 DEMO_SEGMENTS_DIR ?= demo_segments_output
+WORKERS ?= 2
 
 .PHONY: demo demo-segments test test-fast bench clean
 
@@ -30,10 +32,10 @@ demo-segments: $(STAMP)
 	$(PY) -m youtube8m_willow.demo --segments --out_dir=$(DEMO_SEGMENTS_DIR)
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist worksteal
+	$(PY) -m pytest -q -n $(WORKERS) --dist worksteal
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist worksteal -m "not slow"
+	$(PY) -m pytest -q -n $(WORKERS) --dist worksteal -m "not slow"
 
 bench: $(STAMP)
 	$(PY) bench/bench_metrics.py

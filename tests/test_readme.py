@@ -41,13 +41,13 @@ def test_frame_level_example_is_the_recipes_first_line():
 
 
 def test_make_test_fast_selects_the_unit_tier_only(tmp_path):
-    """`make test-fast` (collect-only here: make test runs these tests
-    anyway) selects the unit tier: the doctests and the unit modules, no
-    test marked slow."""
+    """`make test-fast` (collect-only here, in one process: make test runs
+    these tests anyway) selects the unit tier: the doctests and the unit
+    modules, no test marked slow."""
     import os
     import subprocess
 
-    result = subprocess.run(["make", "--no-print-directory", "test-fast"], cwd=REPO,
+    result = subprocess.run(["make", "--no-print-directory", "test-fast", "WORKERS=0"], cwd=REPO,
                             capture_output=True, text=True, timeout=600,
                             env={**os.environ, "PYTEST_ADDOPTS": "--collect-only"})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
