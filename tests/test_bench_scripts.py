@@ -51,6 +51,15 @@ def test_bench_script_reports(script):
     assert result.returncode == 0, result.stderr[-3000:]
     if script in REPORTS:
         assert re.search(REPORTS[script], result.stdout), result.stdout[-2000:]
+    elif script == "bench_train.py":
+        # Both models' peaks: the process's, then its tensors' (the CPU
+        # allocator's statistics), never more, and what stays between steps
+        # (0.00 GiB for these tiny models' tensors).
+        peaks = re.findall(r"peak memory ([\d.]+) GiB \(tensors: ([\d.]+) GiB at the "
+                           r"steps' peak, ([\d.]+) GiB held between steps\)", result.stdout)
+        assert len(peaks) == 2, result.stdout[-2000:]
+        for process, tensors, held in peaks:
+            assert float(held) <= float(tensors) <= float(process) and float(process) > 0, peaks
     else:
         assert "/s" in result.stdout or "333.2M" in result.stdout, result.stdout[-2000:]
 
