@@ -148,13 +148,15 @@ def tensor_memory_gb() -> dict:
     """``{"tensor_peak_gb", "tensor_held_gb"}``: the most memory the timed
     steps' tensors took at once and what stays allocated between steps
     (weights, optimizer slots, the batch); empty where the allocator keeps
-    no statistics. The process's peak memory adds the runtime and the
+    none. The process's peak memory adds the runtime and the
     allocator's free space that was once in use."""
     import tensorflow as tf
 
     try:
         info = tf.config.experimental.get_memory_info("CPU:0")
     except ValueError:
+        return {}
+    if not info["peak"]:  # an allocator that counts nothing (TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1)
         return {}
     return {"tensor_peak_gb": info["peak"] / 2**30, "tensor_held_gb": info["current"] / 2**30}
 
