@@ -223,6 +223,28 @@ def test_netvlad_names_and_shapes():
                                  "cluster_weights2": (1, D, K)}
 
 
+def test_softmax_over_one_entry_is_one_with_zero_gradient_and_no_warning():
+    """One cluster: the softmax's ones and zero gradient, NaN kept, and no
+    Keras warning (nor a warnings context that would break torch.compile's
+    graph: tests/backends/test_compiled.py)."""
+    import warnings
+
+    from youtube8m_willow.layers import kernels
+
+    x = tf.constant([[3.0], [-2.0], [float("nan")]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = kernels.softmax(x)
+        gradient = tape.gradient(y, x)
+    np.testing.assert_array_equal(y.numpy()[:2], [[1.0], [1.0]])
+    assert np.isnan(y.numpy()[2, 0])
+    np.testing.assert_array_equal(gradient.numpy()[:2], [[0.0], [0.0]])
+    wide = tf.constant([[1.0, 2.0, 4.0]])
+    np.testing.assert_allclose(kernels.softmax(wide), tf.nn.softmax(wide), rtol=1e-6)
+
+
 def test_netvlad_vector_order_is_feature_major():
     """With one cluster and no centers in play, the output is the normalized
     sum of the frames, so the (d, k) flattening is visible."""

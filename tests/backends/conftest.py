@@ -53,13 +53,12 @@ def agreement():
             json.dumps(measured, indent=1, sort_keys=True))
 
 
-
 @pytest.fixture(scope="session", autouse=True)
 def _initial_weights_not_drawn():
     """Every layer here is given ``cases.weight_values`` (or a checkpoint's
     values) right after it is built, so its initializers' values are never
     used. On JAX each initializer compiles an XLA program per weight shape
-    (about a fifth of the suite's time): there they give zeros instead. A
+    (about 10 of the suite's 57 s): there they give zeros instead. A
     weight left out of those values would then differ from the TensorFlow
     reference, initialized as usual, and fail its comparison."""
     import keras
