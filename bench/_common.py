@@ -92,6 +92,34 @@ def peak_memory_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
+def reset_tensor_memory() -> None:
+    """Restarts the CPU allocator's peak (where it keeps statistics: the
+    allocator of TensorFlow's oneDNN build does)."""
+    import tensorflow as tf
+
+    try:
+        tf.config.experimental.reset_memory_stats("CPU:0")
+    except ValueError:
+        pass
+
+
+def tensor_memory_gb() -> dict:
+    """``{"tensor_peak_gb", "tensor_held_gb"}``: the most memory the timed
+    steps' tensors took at once and what stays allocated between steps
+    (weights, optimizer slots, the batch); empty where the allocator keeps
+    none. The process's peak memory adds the runtime and the
+    allocator's free space that was once in use."""
+    import tensorflow as tf
+
+    try:
+        info = tf.config.experimental.get_memory_info("CPU:0")
+    except ValueError:
+        return {}
+    if not info["peak"]:  # an allocator that counts nothing (TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1)
+        return {}
+    return {"tensor_peak_gb": info["peak"] / 2**30, "tensor_held_gb": info["current"] / 2**30}
+
+
 def run_child(script: str, args: list[str], timeout: float = 3600) -> dict:
     """Runs ``script args`` in a new process; returns the dict it printed
     after ``RESULT_PREFIX`` (its stderr passes through)."""

@@ -9,9 +9,12 @@ recipes; the other models (``OTHER_MODELS``) run at their defaults with
 batch 80. Each model runs in its own process (clean peak memory): a random
 in-memory batch with 300 frames (30 to 300 of them valid), ``--warmup``
 steps, then ``--steps`` timed steps of the real train step (forward, loss,
-gradients, clipping, Adam, batch-norm updates).
+gradients, clipping, Adam, batch-norm updates). The peak memory cell adds,
+where the CPU allocator keeps statistics, the most memory the timed steps'
+tensors took at once.
 
     PYTHONPATH=. .venv/bin/python bench/bench_paper_models.py [--steps=3] [--only=GRU] [--all]
+    PYTHONPATH=. .venv/bin/python bench/bench_paper_models.py --only=lstm --flags=--precision=bfloat16
 """
 
 from __future__ import annotations
@@ -119,6 +122,7 @@ def run_one(flag_args: list[str], steps: int, warmup: int) -> dict:
     }
     for _ in range(warmup):
         trainer.step(batch)
+    _common.reset_tensor_memory()
     start = time.perf_counter()
     for _ in range(steps):
         trainer.step(batch)
@@ -126,7 +130,7 @@ def run_one(flag_args: list[str], steps: int, warmup: int) -> dict:
     parameters = sum(int(tf.size(v)) for v in trainer.model.trainable_variables)
     return {"model": model_config.model, "batch_size": batch_size, "parameters": parameters,
             "seconds_per_step": seconds, "examples_per_second": batch_size / seconds,
-            "peak_memory_gb": _common.peak_memory_gb(),
+            "peak_memory_gb": _common.peak_memory_gb(), **_common.tensor_memory_gb(),
             "flops": step_flops(trainer.traced_step(batch).graph)}
 
 
@@ -200,6 +204,14 @@ def floor_cells(result: dict, gflops: float, bandwidth: float) -> str:
     return f"{floor:.2f} | {result['seconds_per_step'] / floor:.2f}x"
 
 
+def memory_cell(result: dict) -> str:
+    """``6.9 GB`` (the process's peak), with ``(tensors 5.3 GB)`` where the
+    allocator keeps statistics."""
+    tensors = result.get("tensor_peak_gb")
+    cell = f"{result['peak_memory_gb']:.1f} GB"
+    return cell if tensors is None else f"{cell} (tensors {tensors:.1f} GB)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3)
@@ -207,6 +219,8 @@ def main() -> None:
     parser.add_argument("--only", default="", help="substring of the row names to run")
     parser.add_argument("--all", action="store_true",
                         help="every frame-level model, not only WILLOW's paper models")
+    parser.add_argument("--flags", default="",
+                        help="train.py flags added to every row (e.g. --precision=bfloat16)")
     machine.add_floor_arguments(parser)
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -220,6 +234,8 @@ def main() -> None:
           f"(float32, {args.floor_size}^2) "
           f"plus Adam's {machine.ADAM_BYTES_PER_PARAMETER} bytes per parameter at "
           f"{bandwidth:.1f} GB/s; n/a where the graph's shapes do not give the count")
+    if args.flags:
+        print(f"every row with {args.flags}")
     print("| model (WILLOW train_dir, or configuration) | parameters | batch | s/step | "
           "examples/s | peak memory | floor s/step | step / floor |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -232,15 +248,16 @@ def main() -> None:
         if args.only not in name:
             continue
         try:
-            r = _common.run_child(__file__, [f"--steps={args.steps}", f"--warmup={args.warmup}",
-                                             f"--child={json.dumps(flag_args)}"])
+            r = _common.run_child(__file__, [
+                f"--steps={args.steps}", f"--warmup={args.warmup}",
+                f"--child={json.dumps([*flag_args, *shlex.split(args.flags)])}"])
         except RuntimeError as error:
             print(f"| {name} | failed: {error} |")
             continue
         label = name if name.startswith(r["model"]) else f"{r['model']} ({name})"
         print(f"| {label} | {r['parameters'] / 1e6:.1f}M | {r['batch_size']} | "
               f"{r['seconds_per_step']:.2f} | {r['examples_per_second']:.1f} | "
-              f"{r['peak_memory_gb']:.1f} GB | {floor_cells(r, gflops, bandwidth)} |",
+              f"{memory_cell(r)} | {floor_cells(r, gflops, bandwidth)} |",
               flush=True)
 
 

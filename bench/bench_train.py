@@ -117,7 +117,7 @@ def measure(args) -> dict:
     batch = random_batch(config, batch_size, args.seed)
     for _ in range(warmup):
         trainer.step(batch)
-    reset_tensor_memory()
+    _common.reset_tensor_memory()
     times, cpu = [], time.process_time()
     for _ in range(steps):
         start = time.perf_counter()
@@ -128,37 +128,9 @@ def measure(args) -> dict:
     return {"model": args.model, "batch_size": batch_size, "parameters": parameters,
             "seconds_per_step": statistics.median(times), "mean_seconds": sum(times) / steps,
             "cpu_seconds_per_step": cpu / steps, "steps": steps,
-            "peak_memory_gb": _common.peak_memory_gb(), **tensor_memory_gb(),
+            "peak_memory_gb": _common.peak_memory_gb(), **_common.tensor_memory_gb(),
             "flops_per_example": training_flops(config),
             "matmul_gflops": _common.matmul_rate_gflops(), "config": config.to_json()}
-
-
-def reset_tensor_memory() -> None:
-    """Restarts the CPU allocator's peak (where it keeps statistics: the
-    allocator of TensorFlow's oneDNN build does)."""
-    import tensorflow as tf
-
-    try:
-        tf.config.experimental.reset_memory_stats("CPU:0")
-    except ValueError:
-        pass
-
-
-def tensor_memory_gb() -> dict:
-    """``{"tensor_peak_gb", "tensor_held_gb"}``: the most memory the timed
-    steps' tensors took at once and what stays allocated between steps
-    (weights, optimizer slots, the batch); empty where the allocator keeps
-    none. The process's peak memory adds the runtime and the
-    allocator's free space that was once in use."""
-    import tensorflow as tf
-
-    try:
-        info = tf.config.experimental.get_memory_info("CPU:0")
-    except ValueError:
-        return {}
-    if not info["peak"]:  # an allocator that counts nothing (TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1)
-        return {}
-    return {"tensor_peak_gb": info["peak"] / 2**30, "tensor_held_gb": info["current"] / 2**30}
 
 
 def report(result: dict) -> str:

@@ -119,13 +119,18 @@ def test_every_frame_level_model_has_a_row_with_all():
     result = forked.run(
         [sys.executable, str(REPO / "bench" / "bench_paper_models.py"), "--all", "--steps=1",
          "--warmup=0", "--only=FrameLevelLogisticModel", "--floor_size=512",
-         "--floor_megabytes=32"],
+         "--floor_megabytes=32", "--flags=--precision=bfloat16"],
         cwd=REPO, capture_output=True, text=True, timeout=600,
         env={**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-3000:]
-    # 300 frames x 1152 features x 4716 classes, and the biases.
-    assert re.search(r"\| FrameLevelLogisticModel \| 5\.4M \| 80 \| [\d.]+ \| [\d.]+ \| "
-                     r"[\d.]+ GB \| [\d.]+ \| [\d.]+x \|\n", result.stdout), result.stdout[-2000:]
+    # 300 frames x 1152 features x 4716 classes, and the biases; the peak
+    # memory with its tensors' part (the CPU allocator's statistics).
+    row = re.search(r"\| FrameLevelLogisticModel \| 5\.4M \| 80 \| [\d.]+ \| [\d.]+ \| "
+                    r"([\d.]+) GB \(tensors ([\d.]+) GB\) \| [\d.]+ \| [\d.]+x \|\n",
+                    result.stdout)
+    assert row, result.stdout[-2000:]
+    assert float(row.group(2)) <= float(row.group(1))
+    assert "every row with --precision=bfloat16\n" in result.stdout
 
 
 def _bench_module(name):
