@@ -204,6 +204,12 @@ def floor_cells(result: dict, gflops: float, bandwidth: float) -> str:
     return f"{floor:.2f} | {result['seconds_per_step'] / floor:.2f}x"
 
 
+def flag_value(flags: str, name: str, default: str) -> str:
+    """The value of ``--name=value`` in a flags string (the last one), or ``default``."""
+    values = [f.split("=", 1)[1] for f in shlex.split(flags) if f.startswith(f"--{name}=")]
+    return values[-1] if values else default
+
+
 def memory_cell(result: dict) -> str:
     """``6.9 GB`` (the process's peak), with ``(tensors 5.3 GB)`` where the
     allocator keeps statistics."""
@@ -228,10 +234,12 @@ def main() -> None:
         _common.print_result(run_one(json.loads(args.child), args.steps, args.warmup))
         return
     print(f"machine: {_common.machine()}")
-    gflops = _common.matmul_rate_gflops(args.floor_size, 3)
+    precision = flag_value(args.flags, "precision", "float32")
+    size = args.floor_size
+    gflops = _common.matmul_gflops(size, size, size, precision, repeats=3)
     bandwidth = machine.memory_bandwidth_gbs(args.floor_megabytes, 3)
     print(f"floor: the traced step's matmul FLOPs at {gflops:.0f} GFLOP/s "
-          f"(float32, {args.floor_size}^2) "
+          f"({precision}, {size}^2) "
           f"plus Adam's {machine.ADAM_BYTES_PER_PARAMETER} bytes per parameter at "
           f"{bandwidth:.1f} GB/s; n/a where the graph's shapes do not give the count")
     if args.flags:

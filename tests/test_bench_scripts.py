@@ -131,6 +131,7 @@ def test_every_frame_level_model_has_a_row_with_all():
     assert row, result.stdout[-2000:]
     assert float(row.group(2)) <= float(row.group(1))
     assert "every row with --precision=bfloat16\n" in result.stdout
+    assert re.search(r"^floor: .* GFLOP/s \(bfloat16, 512\^2\)", result.stdout, re.M)
 
 
 def _bench_module(name):
