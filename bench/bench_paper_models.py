@@ -195,12 +195,11 @@ def recurrent_scan_flops(call) -> int | None:
     return sum(3 * 2 * frames * batch * rows * columns for rows, columns in kernels)
 
 
-def floor_cells(result: dict, gflops: float, bandwidth: float) -> str:
+def floor_cells(result: dict, measured: machine.MeasuredFloor) -> str:
     """``floor s/step | s/step / floor`` of a result, or n/a."""
     if result["flops"] is None:
         return "n/a | n/a"
-    floor = machine.floor_seconds(result["flops"], gflops,
-                                  machine.adam_bytes(result["parameters"]), bandwidth)
+    floor = measured.seconds(result["flops"], result["parameters"])
     return f"{floor:.2f} | {result['seconds_per_step'] / floor:.2f}x"
 
 
@@ -234,14 +233,9 @@ def main() -> None:
         _common.print_result(run_one(json.loads(args.child), args.steps, args.warmup))
         return
     print(f"machine: {_common.machine()}")
-    precision = flag_value(args.flags, "precision", "float32")
-    size = args.floor_size
-    gflops = _common.matmul_gflops(size, size, size, precision, repeats=3)
-    bandwidth = machine.memory_bandwidth_gbs(args.floor_megabytes, 3)
-    print(f"floor: the traced step's matmul FLOPs at {gflops:.0f} GFLOP/s "
-          f"({precision}, {size}^2) "
-          f"plus Adam's {machine.ADAM_BYTES_PER_PARAMETER} bytes per parameter at "
-          f"{bandwidth:.1f} GB/s; n/a where the graph's shapes do not give the count")
+    floor = machine.MeasuredFloor(flag_value(args.flags, "precision", "float32"),
+                                  args.floor_size, args.floor_megabytes)
+    print(f"{floor.describe()}; n/a where the graph's shapes do not give the count")
     if args.flags:
         print(f"every row with {args.flags}")
     print("| model (WILLOW train_dir, or configuration) | parameters | batch | s/step | "
@@ -265,7 +259,7 @@ def main() -> None:
         label = name if name.startswith(r["model"]) else f"{r['model']} ({name})"
         print(f"| {label} | {r['parameters'] / 1e6:.1f}M | {r['batch_size']} | "
               f"{r['seconds_per_step']:.2f} | {r['examples_per_second']:.1f} | "
-              f"{memory_cell(r)} | {floor_cells(r, gflops, bandwidth)} |",
+              f"{memory_cell(r)} | {floor_cells(r, floor)} |",
               flush=True)
 
 

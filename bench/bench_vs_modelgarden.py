@@ -86,27 +86,16 @@ def step_cost(flag_args: list[str]) -> dict:
     return {"flops": step_flops(graph), "parameters": parameters}
 
 
-class Floor:
+class Floor(machine.MeasuredFloor):
     """The floor (s/step) of each batch size: matmul FLOPs at the
     precision's matmul rate plus Adam's bytes at the memory bandwidth."""
 
-    def __init__(self, precision: str, size: int = 4096, megabytes: int = 512):
-        self.size = size
-        self.rate = _common.matmul_gflops(size, size, size, precision, repeats=3)
-        self.bandwidth = machine.memory_bandwidth_gbs(megabytes, 3)
-
-    def describe(self, precision: str) -> str:
-        return (f"floor: the traced step's matmul FLOPs at {self.rate:.0f} GFLOP/s ({precision}, "
-                f"{self.size}^2) plus Adam's {machine.ADAM_BYTES_PER_PARAMETER} bytes per parameter "
-                f"at {self.bandwidth:.1f} GB/s")
-
-    def seconds(self, batch: int, args) -> float:
+    def of_batch(self, batch: int, args) -> float:
         flags = [f for f in project_flags(batch, args) if not f.startswith("--precision")]
         cost = _common.run_child(__file__, [f"--floor_child={json.dumps(flags)}"])
         if cost["flops"] is None:
             return float("nan")
-        return machine.floor_seconds(cost["flops"], self.rate,
-                                     machine.adam_bytes(cost["parameters"]), self.bandwidth)
+        return self.seconds(cost["flops"], cost["parameters"])
 
 
 def floor_cells(floor: float, *steps: float) -> str:
@@ -205,7 +194,7 @@ def main() -> int:
     floor = None if args.no_floor else Floor(args.precision, args.floor_size,
                                              args.floor_megabytes)
     if floor:
-        print(floor.describe(args.precision))
+        print(floor.describe())
     if not both:
         print("no Model Garden instrument (--instrument and --model_garden, or "
               "$MODEL_GARDEN_COMPARE and $MODEL_GARDEN): this project's figures only",
@@ -226,7 +215,7 @@ def main() -> int:
         data = None if both else _common.write_frame_records(Path(folder) / "records", 200)
         for batch in batches:
             try:
-                seconds = floor.seconds(batch, args) if floor else None
+                seconds = floor.of_batch(batch, args) if floor else None
                 row = (both_row(batch, args, seconds) if both
                        else project_row(batch, data, args, seconds))
             except RuntimeError as error:

@@ -216,6 +216,26 @@ def floor_seconds(flops: float, gflops: float, nbytes: float, gbs: float) -> flo
     return flops / (gflops * 1e9) + nbytes / (gbs * 1e9)
 
 
+class MeasuredFloor:
+    """The rates a bench's floor is computed at, measured here: a square
+    ``size``² matmul in ``precision`` and the bandwidth over two
+    ``megabytes`` MB arrays (``add_floor_arguments``)."""
+
+    def __init__(self, precision: str = "float32", size: int = 4096, megabytes: int = 512):
+        self.precision, self.size = precision, size
+        self.rate = _common.matmul_gflops(size, size, size, precision, repeats=3)
+        self.bandwidth = memory_bandwidth_gbs(megabytes, 3)
+
+    def describe(self) -> str:
+        return (f"floor: the traced step's matmul FLOPs at {self.rate:.0f} GFLOP/s "
+                f"({self.precision}, {self.size}^2) plus Adam's {ADAM_BYTES_PER_PARAMETER} bytes "
+                f"per parameter at {self.bandwidth:.1f} GB/s")
+
+    def seconds(self, flops: float, parameters: int) -> float:
+        """The floor of a step with ``flops`` of matmuls over ``parameters``."""
+        return floor_seconds(flops, self.rate, adam_bytes(parameters), self.bandwidth)
+
+
 def floor_line(name: str, batch_size: int, flops: int, parameters: int,
                rates: dict[str, float], bandwidth: float) -> str:
     """One model's FLOPs, matmul and Adam times, and floor at both rates."""
