@@ -18,6 +18,11 @@ A command that is not ``[sys.executable, script | -m module | -c code, ...]``,
 or whose environment differs from the server's in a variable read when
 TensorFlow or Keras is imported (``IMPORT_TIME``), runs as a real
 ``subprocess`` instead: start-up output and backend choice stay real.
+
+``fork_nested=True`` does the same for the child's own ``subprocess.run`` of
+such commands (a bench's train.py and eval.py runs, its per-model child
+processes): they are forked from the server too, over its listening socket,
+and are children of the server rather than of the child.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import select
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -42,6 +48,7 @@ IMPORT_TIME = ("TF_CPP_MIN_LOG_LEVEL", "TF_CPP_MAX_VLOG_LEVEL", "TF_CPP_VMODULE"
 
 _SERVER = r"""
 import os, sys
+started_env = dict(os.environ)  # what the callers' environments are compared with
 os.environ["KERAS_BACKEND"] = "tensorflow"
 from youtube8m_willow.startup import import_tensorflow_quietly
 # TensorFlow and Keras, as the scripts import them: the cost every child is spared
@@ -49,7 +56,7 @@ import_tensorflow_quietly()
 sys.path.insert(0, os.path.dirname(sys.argv[2]))
 from forked import serve
 del sys.path[:2]  # this folder and the "" of -c: each child sets its own
-serve(int(sys.argv[1]))
+serve(int(sys.argv[1]), sys.argv[3], started_env)
 """
 
 
@@ -62,14 +69,19 @@ class _Server:
     def __init__(self):
         self.control, remote = socket.socketpair()
         self.env = dict(os.environ)
+        # The listening socket of the children's own requests (fork_nested).
+        self.folder = tempfile.TemporaryDirectory(prefix="forked-")
         self.process = subprocess.Popen(
-            [sys.executable, "-c", _SERVER, str(remote.fileno()), __file__],
+            [sys.executable, "-c", _SERVER, str(remote.fileno()), __file__,
+             os.path.join(self.folder.name, "socket")],
             pass_fds=[remote.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, env=self.env)
         remote.close()
 
     @classmethod
-    def get(cls) -> "_Server":
+    def get(cls) -> "_Server | _Nested":
+        if _Nested.instance is not None:  # in a child: its requests go to its server
+            return _Nested.instance
         with cls._lock:
             if cls._instance is None or cls._instance.process.poll() is not None:
                 cls._instance = cls()
@@ -80,26 +92,56 @@ class _Server:
             socket.send_fds(self.control, [json.dumps(request).encode()], fds)
 
 
-def serve(control_fd: int) -> None:
-    """The server's loop: fork a child for each request; report each child's
-    wait status on its status socket when it ends. One thread throughout."""
+class _Nested:
+    """The server as a child with ``fork_nested`` reaches it: one connection
+    to its listening socket per request. ``env``: the server's environment."""
+
+    instance: "_Nested | None" = None
+
+    def __init__(self, address: str, env: dict):
+        self.address, self.env = address, env
+
+    def start(self, request: dict, fds: list[int]) -> None:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            connection.connect(self.address)
+            socket.send_fds(connection, [json.dumps(request).encode()], fds)
+
+
+def serve(control_fd: int, address: str, env: dict) -> None:
+    """The server's loop: fork a child for each request, from the test
+    process (``control``) or from a child (a connection to ``address``);
+    report each child's wait status on its status socket when it ends.
+    One thread throughout. ``env``: the environment it was started with."""
     control = socket.socket(fileno=control_fd)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(address)
+    listener.listen()
     status_of: dict[int, socket.socket] = {}
     while True:
-        readable, _, _ = select.select([control], [], [], 0.05)
-        if readable:
-            message, fds, _, _ = socket.recv_fds(control, 1 << 20, 4)
-            if not message:
-                break  # the caller is gone
+        readable, _, _ = select.select([control, listener], [], [], 0.05)
+        for source in readable:
+            if source is listener:
+                connection, _ = listener.accept()
+                with connection:
+                    message, fds, _, _ = socket.recv_fds(connection, 1 << 20, 4)
+            else:
+                message, fds, _, _ = socket.recv_fds(control, 1 << 20, 4)
+                if not message:
+                    return  # the caller is gone
             stdin, stdout, stderr, status_fd = fds
             _flush()
             pid = os.fork()
             if pid == 0:
                 control.close()
+                listener.close()
                 for other in status_of.values():
                     other.close()
                 os.close(status_fd)
-                _child(json.loads(message), stdin, stdout, stderr)
+                request = json.loads(message)
+                if request.pop("fork_nested", False):
+                    _Nested.instance = _Nested(address, env)
+                    subprocess.run = _run_nested
+                _child(request, stdin, stdout, stderr)
             status = socket.socket(fileno=status_fd)
             status.sendall(json.dumps({"pid": pid}).encode() + b"\n")
             status_of[pid] = status
@@ -210,11 +252,12 @@ class Popen:
     def __new__(cls, command, **kwargs):
         command = [str(part) for part in command]
         if not _forkable(command, kwargs.get("env")):
+            kwargs.pop("fork_nested", None)
             return subprocess.Popen(command, **kwargs)
         return super().__new__(cls)
 
     def __init__(self, command, stdin=None, stdout=None, stderr=None, env=None, cwd=None,
-                 text=False, universal_newlines=None):
+                 text=False, universal_newlines=None, fork_nested=False):
         self.args = [str(part) for part in command]
         self.returncode = None
         text = bool(text or universal_newlines)
@@ -228,7 +271,7 @@ class Popen:
             else os.dup(stdin if isinstance(stdin, int) else stdin.fileno())
         self._status, status_remote = socket.socketpair()
         request = {"argv": self.args[1:], "env": dict(os.environ if env is None else env),
-                   "cwd": str(Path(cwd) if cwd else Path.cwd())}
+                   "cwd": str(Path(cwd) if cwd else Path.cwd()), "fork_nested": fork_nested}
         try:
             _Server.get().start(request, [in_fd, out_fd, err_fd, status_remote.fileno()])
         finally:
@@ -318,11 +361,13 @@ class Popen:
 def run(command, capture_output: bool = False, timeout: float | None = None,
         check: bool = False, **kwargs) -> subprocess.CompletedProcess:
     """``subprocess.run`` of a forked child (killed at ``timeout``), or
-    ``subprocess.run`` itself where the command cannot be forked."""
+    ``subprocess.run`` itself where the command cannot be forked.
+    ``fork_nested=True``: the child's own runs of such commands are forked too."""
     command = [str(part) for part in command]
     if not _forkable(command, kwargs.get("env")):
-        return subprocess.run(command, capture_output=capture_output, timeout=timeout,
-                              check=check, **kwargs)
+        kwargs.pop("fork_nested", None)
+        return _subprocess_run(command, capture_output=capture_output, timeout=timeout,
+                               check=check, **kwargs)
     if capture_output:
         kwargs.update(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     process = Popen(command, **kwargs)
@@ -336,3 +381,20 @@ def run(command, capture_output: bool = False, timeout: float | None = None,
     if check:
         result.check_returncode()
     return result
+
+
+_subprocess_run = subprocess.run
+# What ``run`` takes of ``subprocess.run``'s keywords: a child's call with any
+# other (input, encoding, start_new_session, ...) runs as it would have.
+_RUN_KEYWORDS = {"capture_output", "timeout", "check", "stdin", "stdout", "stderr", "env", "cwd",
+                 "text", "universal_newlines"}
+
+
+def _run_nested(command, *args, **kwargs) -> subprocess.CompletedProcess:
+    """``subprocess.run`` in a child started with ``fork_nested``: ``run``
+    (whose children fork theirs too) where the call is one it takes,
+    ``subprocess.run`` itself otherwise."""
+    if args or not isinstance(command, (list, tuple)) or set(kwargs) - _RUN_KEYWORDS \
+            or kwargs.get("stdin") not in (None, subprocess.DEVNULL):
+        return _subprocess_run(command, *args, **kwargs)
+    return run(command, fork_nested=True, **kwargs)

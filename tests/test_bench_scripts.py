@@ -47,7 +47,7 @@ def test_bench_script_reports(script):
     result = forked.run([sys.executable, str(REPO / "bench" / script), *RUNS[script]],
                         cwd=REPO, capture_output=True, text=True, timeout=600,
                         env={**os.environ, "PYTHONPATH": str(REPO),
-                             "TF_CPP_MIN_LOG_LEVEL": "2"})
+                             "TF_CPP_MIN_LOG_LEVEL": "2"}, fork_nested=True)
     assert result.returncode == 0, result.stderr[-3000:]
     if script in REPORTS:
         assert re.search(REPORTS[script], result.stdout), result.stdout[-2000:]
@@ -70,7 +70,7 @@ def _run_bench(script: str, *args: str, unset: tuple[str, ...] = ()):
     env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
     return forked.run([sys.executable, str(REPO / "bench" / script), *args], cwd=REPO,
-                      capture_output=True, text=True, timeout=300, env=env)
+                      capture_output=True, text=True, timeout=300, env=env, fork_nested=True)
 
 
 def _vs_original(tmp_path, instrument: str | None, *args):
@@ -121,7 +121,8 @@ def test_every_frame_level_model_has_a_row_with_all():
          "--warmup=0", "--only=FrameLevelLogisticModel", "--floor_size=512",
          "--floor_megabytes=32", "--flags=--precision=bfloat16"],
         cwd=REPO, capture_output=True, text=True, timeout=600,
-        env={**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"})
+        env={**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"},
+        fork_nested=True)
     assert result.returncode == 0, result.stderr[-3000:]
     # 300 frames x 1152 features x 4716 classes, and the biases; the peak
     # memory with its tensors' part (the CPU allocator's statistics).
@@ -215,7 +216,8 @@ def test_machine_reports_features_rates_bandwidth_and_floors():
     result = forked.run(
         [sys.executable, str(REPO / "bench" / "machine.py"), "--quick"], cwd=REPO,
         capture_output=True, text=True, timeout=600,
-        env={**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"})
+        env={**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"},
+        fork_nested=True)
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     common = _bench_module("_common")

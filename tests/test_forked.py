@@ -81,3 +81,28 @@ def test_a_run_past_its_timeout_is_killed(tmp_path):
     pid = int(marker.read_text())
     with pytest.raises(ProcessLookupError):  # killed and reaped
         os.kill(pid, 0)
+
+
+NESTED = """
+import os, subprocess, sys
+code = "import os, sys; print('tensorflow' in sys.modules, os.getppid())"
+forked = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+real = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                      input="", check=True)  # a keyword the fork server does not take
+print(os.getpid(), forked.stdout.strip(), real.stdout.strip())
+"""
+
+
+def test_fork_nested_forks_the_childs_own_python_runs_too():
+    """With ``fork_nested``, the child's ``subprocess.run`` of a python
+    command is forked from the server (TensorFlow already imported, the
+    server its parent); a call with a keyword the server does not take
+    (``input``) runs in a real process of the child's."""
+    result = forked.run([PYTHON, "-c", NESTED], capture_output=True, text=True,
+                        fork_nested=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    child, nested_imported, nested_parent, real_imported, real_parent = result.stdout.split()
+    assert nested_imported == "True" and nested_parent != child
+    assert real_imported == "False" and real_parent == child
+    plain = forked.run([PYTHON, "-c", NESTED], capture_output=True, text=True)
+    assert plain.stdout.split()[1] == "False"  # without it, a real process
