@@ -289,6 +289,22 @@ def test_parse_serialized_matches_the_dataset(synth):
     assert message.startswith("request (record 1): frame feature rgb has a frame of 1 bytes")
 
 
+def test_one_configuration_traces_its_parse_once(synth):
+    """Without read statistics the parse is one tf.function per ReaderConfig:
+    a second pipeline and a serving request of that configuration reuse its
+    graph; another configuration gets its own."""
+    config = dataclasses.replace(FRAME, num_classes=FRAME.num_classes + 1)  # new to this process
+    parse = parsing._parse_function(config)
+    first = read_all(synth["frame"], config, num_readers=1)
+    again = read_all(synth["frame"], config, num_readers=1)
+    served = readers.parse_serialized(tf.constant(raw_records(synth["frame"])), config)
+    assert parse.experimental_get_tracing_count() == 1
+    np.testing.assert_array_equal(first["video_matrix"], again["video_matrix"])
+    np.testing.assert_array_equal(served["video_matrix"].numpy(), first["video_matrix"])
+    assert parsing._parse_function(dataclasses.replace(config)) is parse
+    assert parsing._parse_function(FRAME) is not parse
+
+
 # --------------------------------------------------------------------------- order and epochs
 
 

@@ -15,6 +15,7 @@ other record contents, such as the segment windows of ``data.segments``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -235,7 +236,31 @@ def _check_finite(matrix: tf.Tensor, names: tf.Tensor, config: ReaderConfig) -> 
 
 def parse_batch(paths: tf.Tensor, indices: tf.Tensor, records: tf.Tensor, config: ReaderConfig,
                 stats: ReadStats | None) -> dict[str, tf.Tensor]:
-    """Parses a batch of serialized records into the reader's output dict."""
+    """Parses a batch of serialized records into the reader's output dict.
+
+    Without ``stats`` (counters are per dataset) it calls ``config``'s one
+    ``tf.function`` of the parse (``_parse_function``), traced once per
+    process: the readers' pipelines, the exports' serving functions and the
+    per-record checks of one configuration share its graph instead of each
+    tracing the parse and its checks again (about 0.1 s of every pipeline
+    built)."""
+    if stats is None:
+        return _parse_function(config)(paths, indices, records)
+    return _parse_batch(paths, indices, records, config, stats)
+
+
+@functools.lru_cache(maxsize=None)
+def _parse_function(config: ReaderConfig):
+    """``_parse_batch`` of ``config`` (without statistics) as one ``tf.function``."""
+    vector = tf.TensorSpec([None], tf.string)
+    return tf.function(lambda paths, indices, records: _parse_batch(paths, indices, records,
+                                                                    config, None),
+                       input_signature=[vector, tf.TensorSpec([None], tf.int64), vector],
+                       autograph=False)
+
+
+def _parse_batch(paths: tf.Tensor, indices: tf.Tensor, records: tf.Tensor, config: ReaderConfig,
+                 stats: ReadStats | None) -> dict[str, tf.Tensor]:
     names = record_names(paths, indices)
     parse = parse_frame_records if config.frame_features else _parse_video_batch
     context, matrix, num_frames, checks = parse(records, names, config)
