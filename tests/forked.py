@@ -19,8 +19,8 @@ or whose environment differs from the server's in a variable read when
 TensorFlow or Keras is imported (``IMPORT_TIME``), runs as a real
 ``subprocess`` instead: start-up output and backend choice stay real.
 
-``fork_nested=True`` does the same for the child's own ``subprocess.run`` of
-such commands (a bench's train.py and eval.py runs, its per-model child
+``fork_nested=True`` does the same for the child's own ``subprocess.run``
+(and ``check_output``) of such commands (a bench's train.py and eval.py runs, its per-model child
 processes): they are forked from the server too, over its listening socket,
 and are children of the server rather than of the child.
 """
@@ -33,7 +33,7 @@ import select
 import socket
 import subprocess
 import sys
-import tempfile
+import secrets
 import threading
 import time
 from pathlib import Path
@@ -69,11 +69,11 @@ class _Server:
     def __init__(self):
         self.control, remote = socket.socketpair()
         self.env = dict(os.environ)
-        # The listening socket of the children's own requests (fork_nested).
-        self.folder = tempfile.TemporaryDirectory(prefix="forked-")
+        # The listening socket of the children's own requests (fork_nested):
+        # an abstract address, so no file and no path-length limit.
+        address = f"forked-{os.getpid()}-{secrets.token_hex(8)}"
         self.process = subprocess.Popen(
-            [sys.executable, "-c", _SERVER, str(remote.fileno()), __file__,
-             os.path.join(self.folder.name, "socket")],
+            [sys.executable, "-c", _SERVER, str(remote.fileno()), __file__, address],
             pass_fds=[remote.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, env=self.env)
         remote.close()
@@ -103,7 +103,7 @@ class _Nested:
 
     def start(self, request: dict, fds: list[int]) -> None:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
-            connection.connect(self.address)
+            connection.connect("\0" + self.address)
             socket.send_fds(connection, [json.dumps(request).encode()], fds)
 
 
@@ -114,16 +114,18 @@ def serve(control_fd: int, address: str, env: dict) -> None:
     One thread throughout. ``env``: the environment it was started with."""
     control = socket.socket(fileno=control_fd)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(address)
+    listener.bind("\0" + address)
     listener.listen()
     status_of: dict[int, socket.socket] = {}
     while True:
         readable, _, _ = select.select([control, listener], [], [], 0.05)
         for source in readable:
             if source is listener:
-                connection, _ = listener.accept()
-                with connection:
-                    message, fds, _, _ = socket.recv_fds(connection, 1 << 20, 4)
+                message, fds = _nested_request(listener)
+                if len(fds) != 4:  # a caller gone before its request was whole
+                    for fd in fds:
+                        os.close(fd)
+                    continue
             else:
                 message, fds, _, _ = socket.recv_fds(control, 1 << 20, 4)
                 if not message:
@@ -158,6 +160,19 @@ def serve(control_fd: int, address: str, env: dict) -> None:
                 except OSError:
                     pass
                 status.close()
+
+
+def _nested_request(listener: socket.socket) -> tuple[bytes, list[int]]:
+    """A child's request on the listening socket: (message, fds); no fds
+    where the caller closed, failed or took more than 5 s to send it."""
+    try:
+        connection, _ = listener.accept()
+        with connection:
+            connection.settimeout(5)
+            message, fds, _, _ = socket.recv_fds(connection, 1 << 20, 4)
+    except OSError:
+        return b"", []
+    return (message, fds) if message else (b"", fds)
 
 
 def _child(request: dict, stdin: int, stdout: int, stderr: int) -> None:
@@ -390,11 +405,14 @@ _RUN_KEYWORDS = {"capture_output", "timeout", "check", "stdin", "stdout", "stder
                  "text", "universal_newlines"}
 
 
-def _run_nested(command, *args, **kwargs) -> subprocess.CompletedProcess:
-    """``subprocess.run`` in a child started with ``fork_nested``: ``run``
-    (whose children fork theirs too) where the call is one it takes,
-    ``subprocess.run`` itself otherwise."""
-    if args or not isinstance(command, (list, tuple)) or set(kwargs) - _RUN_KEYWORDS \
+def _run_nested(*args, **kwargs) -> subprocess.CompletedProcess:
+    """``subprocess.run`` (and so ``check_output``) in a child started with
+    ``fork_nested``: ``run`` (whose children fork theirs too) where the call
+    is one it takes, ``subprocess.run`` itself otherwise."""
+    command = args[0] if len(args) == 1 else kwargs.get("args")
+    if len(args) > 1 or not isinstance(command, (list, tuple)) \
+            or set(kwargs) - _RUN_KEYWORDS - {"args"} \
             or kwargs.get("stdin") not in (None, subprocess.DEVNULL):
-        return _subprocess_run(command, *args, **kwargs)
+        return _subprocess_run(*args, **kwargs)
+    kwargs.pop("args", None)
     return run(command, fork_nested=True, **kwargs)

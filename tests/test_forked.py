@@ -84,7 +84,11 @@ def test_a_run_past_its_timeout_is_killed(tmp_path):
 
 
 NESTED = """
-import os, subprocess, sys
+import os, socket, subprocess, sys
+import forked as server  # the module of the server this child was forked from
+if server._Nested.instance is not None:  # fork_nested: a caller gone before its request
+    with socket.socket(socket.AF_UNIX) as dropped:
+        dropped.connect("\\0" + server._Nested.instance.address)
 code = "import os, sys; print('tensorflow' in sys.modules, os.getppid())"
 forked = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
 real = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -96,8 +100,9 @@ print(os.getpid(), forked.stdout.strip(), real.stdout.strip())
 def test_fork_nested_forks_the_childs_own_python_runs_too():
     """With ``fork_nested``, the child's ``subprocess.run`` of a python
     command is forked from the server (TensorFlow already imported, the
-    server its parent); a call with a keyword the server does not take
-    (``input``) runs in a real process of the child's."""
+    server its parent), after a connection that sent nothing (the server
+    carries on); a call with a keyword the server does not take (``input``)
+    runs in a real process of the child's."""
     result = forked.run([PYTHON, "-c", NESTED], capture_output=True, text=True,
                         fork_nested=True)
     assert result.returncode == 0, result.stderr[-2000:]
