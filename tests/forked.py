@@ -20,20 +20,21 @@ TensorFlow or Keras is imported (``IMPORT_TIME``), runs as a real
 ``subprocess`` instead: start-up output and backend choice stay real.
 
 ``fork_nested=True`` does the same for the child's own ``subprocess.run``
-(and ``check_output``) of such commands (a bench's train.py and eval.py runs, its per-model child
-processes): they are forked from the server too, over its listening socket,
-and are children of the server rather than of the child.
+(and ``check_output``) of such commands (a bench's train.py and eval.py
+runs, its per-model child processes): they are forked from the server too,
+over its listening socket, and are children of the server rather than of
+the child.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import select
 import socket
 import subprocess
 import sys
-import secrets
 import threading
 import time
 from pathlib import Path
@@ -122,7 +123,7 @@ def serve(control_fd: int, address: str, env: dict) -> None:
         for source in readable:
             if source is listener:
                 message, fds = _nested_request(listener)
-                if len(fds) != 4:  # a caller gone before its request was whole
+                if not message or len(fds) != 4:  # a caller gone before its request was whole
                     for fd in fds:
                         os.close(fd)
                     continue
@@ -163,8 +164,8 @@ def serve(control_fd: int, address: str, env: dict) -> None:
 
 
 def _nested_request(listener: socket.socket) -> tuple[bytes, list[int]]:
-    """A child's request on the listening socket: (message, fds); no fds
-    where the caller closed, failed or took more than 5 s to send it."""
+    """A child's request on the listening socket: (message, fds); an empty
+    message where the caller closed, failed or took more than 5 s to send it."""
     try:
         connection, _ = listener.accept()
         with connection:
@@ -172,7 +173,7 @@ def _nested_request(listener: socket.socket) -> tuple[bytes, list[int]]:
             message, fds, _, _ = socket.recv_fds(connection, 1 << 20, 4)
     except OSError:
         return b"", []
-    return (message, fds) if message else (b"", fds)
+    return message, fds
 
 
 def _child(request: dict, stdin: int, stdout: int, stderr: int) -> None:

@@ -25,9 +25,9 @@ class ServingModule(tf.Module):
 
     The SavedModel keeps the variables that ``serve`` reads, not the Keras
     object graph: the model is reached through ``serve``'s closure, so the
-    export neither walks nor serializes its layers (a third of an export's
-    time for a small model). Loading it gives ``serve``, its signature and
-    ``model_variables``."""
+    export neither walks nor serializes its layers (about a quarter of a
+    small model's export time). Loading it gives ``serve``, its signature
+    and ``model_variables``."""
 
     def __init__(self, model, model_config: ModelConfig, top_k: int = 20):
         super().__init__()
