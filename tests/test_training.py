@@ -209,3 +209,37 @@ def test_largest_gradients_are_computed_last_with_the_same_values():
     plain = gradients(False)
     for a, b in zip(deferred, plain):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_a_large_gradient_with_an_l2_term_computes_each_of_its_parts_last():
+    """A weight with an L2 term has ``matmul gradient + lambda * w`` as its
+    gradient: the matmul's gradient, its float32 cast and ``lambda * w`` wait
+    for the other gradients too, not only their sum (each is as large as the
+    weight, and held until the sum otherwise). The values are the same."""
+    from youtube8m_willow.training import updates
+
+    big = tf.Variable(tf.random.stateless_normal([40, 30], seed=[1, 2]))
+    small = tf.Variable(tf.random.stateless_normal([30, 2], seed=[3, 4]))
+    x = tf.random.stateless_normal([5, 40], seed=[5, 6])
+
+    def gradients(defer: bool):
+        with tf.GradientTape() as tape:
+            low = tf.cast(big, tf.bfloat16)  # mixed precision: the matmul in bfloat16
+            hidden = tf.cast(tf.matmul(tf.cast(x, tf.bfloat16), low), tf.float32)
+            loss = (tf.reduce_sum(tf.tanh(tf.matmul(hidden, small)))
+                    + 1e-3 * tf.nn.l2_loss(big))
+        grads = tape.gradient(loss, [big, small])
+        if defer:
+            grads = updates.computed_last(grads, min_elements=1000)
+            parts = [t.op for t in grads[0].op.inputs]  # the cast's and the L2 term's
+            parts.append(next(p for p in parts if p.type == "Cast").inputs[0].op)  # the matmul
+            assert {"Cast", "Mul", "MatMul"} <= {op.type for op in parts}, parts
+            for op in [grads[0].op] + parts:
+                assert grads[1].op in op.control_inputs, op.name
+            assert not grads[1].op.control_inputs
+        return grads
+
+    deferred = tf.function(lambda: gradients(True))()
+    plain = tf.function(lambda: gradients(False))()
+    for a, b in zip(deferred, plain):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())

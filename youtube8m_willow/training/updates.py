@@ -85,7 +85,12 @@ def computed_last(gradients: Sequence[tf.Tensor],
     The backward pass can compute a weight's gradient as soon as its layer's
     upstream gradient exists; for Gated NetVLAD's hidden layer (1.1 GB of
     gradient) that is while every pooling activation is still held. Computed
-    last, it reuses their memory: a lower peak, the same values.
+    last, it reuses their memory: a lower peak, the same values. What waits
+    is every large tensor of the gradient's own computation (``_own_large_ops``):
+    for a weight with an L2 term, the matmul's gradient, its float32 cast and
+    the L2 term's ``lambda * w`` as well as their sum, which would otherwise
+    be computed early and held through the rest of the backward pass (WILLOW's
+    LSTM under bfloat16: its MoE's, 0.77 GB).
     """
     if tf.executing_eagerly():
         return list(gradients)
@@ -93,13 +98,46 @@ def computed_last(gradients: Sequence[tf.Tensor],
     for gradient in gradients:
         if gradient is not None:
             size = gradient.shape.num_elements() or 0
-            (large if size >= min_elements else others).append(gradient.op)
-            source = bfloat16_adam.bfloat16_source(gradient, min_elements)
-            if source is not None:  # the bfloat16 gradient it is a cast of waits too
-                large.append(source.op)
-    for op in large:
-        op._add_control_inputs(others)  # pylint: disable=protected-access
+            (large if size >= min_elements else others).append(gradient)
+    if not large or not others:
+        return list(gradients)
+    other_ops = [gradient.op for gradient in others]
+    upstream = _ancestors(other_ops)
+    for gradient in large:
+        for op in _own_large_ops(gradient, upstream, min_elements):
+            op._add_control_inputs(other_ops)  # pylint: disable=protected-access
     return list(gradients)
+
+
+# Ops whose output is a variable's value or an input, not a computed tensor.
+_NOT_COMPUTED = frozenset({"ReadVariableOp", "Placeholder", "Const", "VarHandleOp"})
+
+
+def _ancestors(ops) -> set:
+    """Every op that ``ops`` depend on (through inputs and control inputs), and ``ops``."""
+    seen, stack = set(ops), list(ops)
+    while stack:
+        op = stack.pop()
+        for parent in [tensor.op for tensor in op.inputs] + list(op.control_inputs):
+            if parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+    return seen
+
+
+def _own_large_ops(gradient: tf.Tensor, upstream: set, min_elements: int) -> list:
+    """The op of ``gradient`` and the ops before it that compute a tensor of at
+    least ``min_elements`` for it alone (none that another gradient depends
+    on, so that waiting for those gradients makes no cycle)."""
+    found, stack = [], [gradient]
+    while stack:
+        op = stack.pop().op
+        if op in upstream or op in found or op.type in _NOT_COMPUTED:
+            continue
+        found.append(op)
+        stack += [tensor for tensor in op.inputs
+                  if (tensor.shape.num_elements() or 0) >= min_elements]
+    return found
 
 
 def supports_fused_adam(optimizer) -> bool:
