@@ -215,6 +215,43 @@ def test_written_out_gradient_is_tensorflows(cell_type):
     np.testing.assert_array_equal(ours[0].numpy()[:, 2], 0.0)
 
 
+@pytest.mark.parametrize("cell_type", ["lstm", "gru"])
+def test_written_out_scan_reads_frames_without_copying_its_inputs(cell_type):
+    """The written-out loops read each frame as a slice of its stacked input:
+    the traced forward and backward pass holds no ``TensorListFromTensor``
+    (``tf.scan``'s copy of each input, frame by frame), and ``_scan`` gives
+    ``tf.scan``'s results, forward and reversed."""
+    rng = np.random.default_rng(4)
+    units, gates = 4, 16 if cell_type == "lstm" else 12
+    shapes = [(units, 16)] if cell_type == "lstm" else [(units, 8), (units, units)]
+    projected = tf.constant(rng.normal(size=(6, 5, gates)), tf.float32)
+    weights = [tf.constant(rng.normal(0.0, 0.5, shape), tf.float32) for shape in shapes]
+    lengths = tf.constant([6, 3, 0, 1, 5])
+
+    def loss_and_gradients(projected):
+        with tf.GradientTape() as tape:
+            tape.watch(projected)
+            loss = tf.reduce_sum(tf.sin(recurrent_gradient.scan_states(
+                cell_type, projected, lengths, weights)))
+        return loss, tape.gradient(loss, projected)
+
+    graph = tf.function(loss_and_gradients).get_concrete_function(projected).graph
+    functions = [graph] + [f.graph for f in graph._functions.values() if hasattr(f, "graph")]
+    op_types = {op.type for g in functions for op in g.get_operations()}
+    assert "While" in op_types or "StatelessWhile" in op_types
+    assert "TensorListFromTensor" not in op_types
+
+    def step(carry, frame):
+        state, _ = carry
+        return state * 0.5 + frame[0], tf.reduce_sum(frame[0] * state, axis=-1)
+
+    initial = (tf.zeros_like(projected[0]), tf.zeros_like(projected[0, :, 0]))
+    for reverse in (False, True):
+        ours = recurrent_gradient._scan(step, (projected,), initial, reverse=reverse)
+        theirs = tf.scan(step, (projected,), initializer=initial, reverse=reverse)
+        for mine, reference in zip(ours, theirs):
+            np.testing.assert_array_equal(mine.numpy(), reference.numpy())
+
 def test_the_stack_trains_through_the_written_out_gradient():
     """In training, StackedRNN's scan on TensorFlow is the one with the
     written-out gradient, and the kernels get their gradient through it: the
