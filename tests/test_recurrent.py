@@ -220,9 +220,10 @@ def test_written_out_scan_reads_frames_without_copying_its_inputs(cell_type):
     """The written-out loops read each frame as a slice of its stacked input:
     the traced forward and backward pass holds no ``TensorListFromTensor``
     (``tf.scan``'s copy of each input, frame by frame), and ``_scan`` gives
-    ``tf.scan``'s results, forward and reversed."""
+    ``tf.scan``'s results, forward and reversed, traced (with unknown
+    lengths and batch too) as in training."""
     rng = np.random.default_rng(4)
-    units, gates = 4, 16 if cell_type == "lstm" else 12
+    units, gates = 4, (16 if cell_type == "lstm" else 12)
     shapes = [(units, 16)] if cell_type == "lstm" else [(units, 8), (units, units)]
     projected = tf.constant(rng.normal(size=(6, 5, gates)), tf.float32)
     weights = [tf.constant(rng.normal(0.0, 0.5, shape), tf.float32) for shape in shapes]
@@ -236,6 +237,7 @@ def test_written_out_scan_reads_frames_without_copying_its_inputs(cell_type):
         return loss, tape.gradient(loss, projected)
 
     graph = tf.function(loss_and_gradients).get_concrete_function(projected).graph
+    # The step's graph and the functions it calls (the loops' bodies among them).
     functions = [graph] + [f.graph for f in graph._functions.values() if hasattr(f, "graph")]
     op_types = {op.type for g in functions for op in g.get_operations()}
     assert "While" in op_types or "StatelessWhile" in op_types
@@ -243,14 +245,25 @@ def test_written_out_scan_reads_frames_without_copying_its_inputs(cell_type):
 
     def step(carry, frame):
         state, _ = carry
-        return state * 0.5 + frame[0], tf.reduce_sum(frame[0] * state, axis=-1)
+        values, keep = frame
+        new_state = tf.where(keep, state * 0.5 + values, state)
+        return new_state, tf.reduce_sum(values * state, axis=-1)
 
-    initial = (tf.zeros_like(projected[0]), tf.zeros_like(projected[0, :, 0]))
+    keep = tf.range(6)[:, None, None] < tf.reshape(lengths, (1, -1, 1))
+    spec = (tf.TensorSpec([None, None, gates]), tf.TensorSpec([None, None, 1], tf.bool))
     for reverse in (False, True):
-        ours = recurrent_gradient._scan(step, (projected,), initial, reverse=reverse)
-        theirs = tf.scan(step, (projected,), initializer=initial, reverse=reverse)
-        for mine, reference in zip(ours, theirs):
-            np.testing.assert_array_equal(mine.numpy(), reference.numpy())
+        def ours(values, keep):
+            initial = (tf.zeros_like(values[0]), tf.zeros_like(values[0, :, 0]))
+            return recurrent_gradient._scan(step, (values, keep), initial, reverse=reverse)
+
+        def theirs(values, keep):
+            initial = (tf.zeros_like(values[0]), tf.zeros_like(values[0, :, 0]))
+            return tf.scan(step, (values, keep), initializer=initial, reverse=reverse)
+
+        for run in (tf.function(ours, input_signature=spec), tf.function(ours)):
+            for mine, reference in zip(run(projected, keep), theirs(projected, keep)):
+                np.testing.assert_array_equal(mine.numpy(), reference.numpy())
+
 
 def test_the_stack_trains_through_the_written_out_gradient():
     """In training, StackedRNN's scan on TensorFlow is the one with the

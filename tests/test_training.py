@@ -243,3 +243,27 @@ def test_a_large_gradient_with_an_l2_term_computes_each_of_its_parts_last():
     plain = tf.function(lambda: gradients(False))()
     for a, b in zip(deferred, plain):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_a_large_tensor_that_another_gradient_needs_does_not_wait():
+    """A large activation that the small weight's gradient also depends on
+    is left alone (waiting for that gradient would be a cycle): only the
+    large gradient's own ops wait, and the step runs."""
+    from youtube8m_willow.training import updates
+
+    small = tf.Variable(tf.random.stateless_normal([30, 25], seed=[1, 2]))
+    big = tf.Variable(tf.random.stateless_normal([25, 60], seed=[3, 4]))
+    x = tf.random.stateless_normal([50, 30], seed=[5, 6])
+
+    @tf.function
+    def gradients():
+        with tf.GradientTape() as tape:
+            hidden = tf.tanh(tf.matmul(x, small))  # [50, 25]: large, and the small gradient needs it
+            loss = tf.reduce_sum(tf.sin(tf.matmul(hidden, big)))
+        grads = updates.computed_last(tape.gradient(loss, [small, big]), min_elements=1000)
+        assert grads[0].op in grads[1].op.control_inputs
+        assert not hidden.op.control_inputs and not hidden.op.inputs[0].op.control_inputs
+        return grads
+
+    grads = gradients()
+    assert all(np.isfinite(g.numpy()).all() for g in grads)

@@ -45,15 +45,18 @@ def scan_states(cell_type: str, projected, lengths, recurrent_weights):
 
 
 def _scan(step, frames, initial, reverse=False):
-    """``tf.scan(step, frames, initializer=initial, reverse=reverse)``, each
-    frame read as a slice of its stacked input.
+    """``tf.scan(step, frames, initializer=initial, reverse=reverse)`` for a
+    flat tuple of stacked ``frames`` (at least one frame; their count is
+    ``frames[0]``'s) and a flat tuple ``initial``, each frame read as a slice
+    of its stacked input.
 
     ``tf.scan`` first copies each input into a list of frames
     (``TensorListFromTensor``), and a layer's copies are made as soon as its
     inputs exist: in the backward pass, every layer's saved activations were
-    copied while the layer above was still running (WILLOW's GRU in float32:
-    1.7 GB of copies at the step's peak). A slice along the first axis shares
-    its input's memory. The outputs are stacked as ``tf.scan`` stacks them.
+    copied while the layer above was still running. A slice along the first
+    axis shares its input's memory (a frame whose size is not a multiple of
+    the allocator's alignment is copied, one frame at a time). The outputs
+    are stacked as ``tf.scan`` stacks them, their static length kept.
     """
     count = tf.shape(frames[0])[0]
     outputs = tuple(tf.TensorArray(x.dtype, size=count, element_shape=x.shape) for x in initial)
@@ -64,8 +67,13 @@ def _scan(step, frames, initial, reverse=False):
         return t + 1, carry, tuple(ta.write(index, c) for ta, c in zip(outputs, carry))
 
     _, _, outputs = tf.while_loop(lambda t, *_: t < count, body,
-                                  (tf.constant(0), initial, outputs))
-    return tuple(ta.stack() for ta in outputs)
+                                  (tf.constant(0), initial, outputs),
+                                  maximum_iterations=count)
+    stacked = tuple(ta.stack() for ta in outputs)
+    for tensor in stacked:
+        tensor.set_shape(frames[0].shape[:1].concatenate(tensor.shape[1:]))
+    return stacked
+
 
 def _states_before(states):
     """The state each frame starts from: zeros, then every state but the last."""

@@ -86,11 +86,11 @@ def computed_last(gradients: Sequence[tf.Tensor],
     upstream gradient exists; for Gated NetVLAD's hidden layer (1.1 GB of
     gradient) that is while every pooling activation is still held. Computed
     last, it reuses their memory: a lower peak, the same values. What waits
-    is every large tensor of the gradient's own computation (``_own_large_ops``):
-    for a weight with an L2 term, the matmul's gradient, its float32 cast and
-    the L2 term's ``lambda * w`` as well as their sum, which would otherwise
-    be computed early and held through the rest of the backward pass (WILLOW's
-    LSTM under bfloat16: its MoE's, 0.77 GB).
+    is the gradient's op and the large tensors that lead to it
+    (``_own_large_ops``): for a weight with an L2 term, the matmul's gradient,
+    its float32 cast and the L2 term's ``lambda * w`` as well as their sum,
+    which would otherwise be computed early and held through the rest of the
+    backward pass (WILLOW's LSTM under bfloat16: its MoE's, about 1 GB).
     """
     if tf.executing_eagerly():
         return list(gradients)
@@ -102,15 +102,11 @@ def computed_last(gradients: Sequence[tf.Tensor],
     if not large or not others:
         return list(gradients)
     other_ops = [gradient.op for gradient in others]
-    upstream = _ancestors(other_ops)
+    needed_by_others = _ancestors(other_ops)
     for gradient in large:
-        for op in _own_large_ops(gradient, upstream, min_elements):
+        for op in _own_large_ops(gradient, needed_by_others, min_elements):
             op._add_control_inputs(other_ops)  # pylint: disable=protected-access
     return list(gradients)
-
-
-# Ops whose output is a variable's value or an input, not a computed tensor.
-_NOT_COMPUTED = frozenset({"ReadVariableOp", "Placeholder", "Const", "VarHandleOp"})
 
 
 def _ancestors(ops) -> set:
@@ -125,19 +121,31 @@ def _ancestors(ops) -> set:
     return seen
 
 
-def _own_large_ops(gradient: tf.Tensor, upstream: set, min_elements: int) -> list:
-    """The op of ``gradient`` and the ops before it that compute a tensor of at
-    least ``min_elements`` for it alone (none that another gradient depends
-    on, so that waiting for those gradients makes no cycle)."""
-    found, stack = [], [gradient]
+def _own_large_ops(gradient: tf.Tensor, needed_by_others: set, min_elements: int) -> list:
+    """The op of ``gradient`` and the ops reached from it through tensors of at
+    least ``min_elements`` (statically known), leaving out every op in
+    ``needed_by_others`` (so that waiting for the other gradients makes no
+    cycle) and every stateful op or input (variable reads, placeholders,
+    constants: nothing is computed there, and the function's automatic
+    control dependencies order stateful ops)."""
+    found, seen, stack = [], set(), [gradient]
     while stack:
         op = stack.pop().op
-        if op in upstream or op in found or op.type in _NOT_COMPUTED:
+        if op in seen:
+            continue
+        seen.add(op)
+        if op in needed_by_others or _is_input_or_stateful(op):
             continue
         found.append(op)
         stack += [tensor for tensor in op.inputs
                   if (tensor.shape.num_elements() or 0) >= min_elements]
     return found
+
+
+def _is_input_or_stateful(op) -> bool:
+    """Whether ``op`` is an input (placeholder, constant) or stateful (a
+    variable read, a stateful call), which the walk leaves alone."""
+    return op.type in ("Placeholder", "Const") or op._is_stateful  # pylint: disable=protected-access
 
 
 def supports_fused_adam(optimizer) -> bool:
