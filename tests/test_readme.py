@@ -1,5 +1,5 @@
-"""The README stays true: its Python example runs, its flags exist, and it
-opens with the two set-up commands."""
+"""The README stays true: its Python example runs, its flags exist, its
+layout names every module, and it opens with the two set-up commands."""
 
 from __future__ import annotations
 
@@ -57,3 +57,16 @@ def test_make_test_fast_selects_the_unit_tier_only(tmp_path):
     for slow in ("tests/test_demo.py", "tests/test_preemption.py", "tests/test_fixtures.py",
                  "tests/test_ensemble.py::test_command_line"):
         assert not any(line.startswith(slow) for line in selected), slow
+
+
+def test_the_layout_names_every_module():
+    """The README's layout names each of the package's modules (by file name,
+    in its folder's entry) and no module that is not there."""
+    block = re.search(r"^## Layout\n+```\n(.*?)```", README, re.S | re.M).group(1)
+    named = set(re.findall(r"\b(\w+\.py)\b", block))
+    package = REPO / "youtube8m_willow"
+    modules = {path.name for path in package.rglob("*.py") if path.name != "__init__.py"}
+    assert modules - named == set(), "modules the layout leaves out"
+    outside = {name for name in named - modules
+               if not list(REPO.glob(name)) and not list(REPO.glob(f"*/{name}"))}
+    assert outside == set(), "files the layout names that do not exist"
