@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from youtube8m_willow.config import ModelConfig
+from youtube8m_willow.layers import kernels
 from youtube8m_willow.layers import recurrent as recurrent_layers
 from youtube8m_willow.layers import recurrent_gradient
 from youtube8m_willow.layers.recurrent import BasicLSTMCell, GRUCell, StackedRNN
@@ -216,12 +217,13 @@ def test_written_out_gradient_is_tensorflows(cell_type):
 
 
 @pytest.mark.parametrize("cell_type", ["lstm", "gru"])
-def test_written_out_scan_reads_frames_without_copying_its_inputs(cell_type):
-    """The written-out loops read each frame as a slice of its stacked input:
-    the traced forward and backward pass holds no ``TensorListFromTensor``
-    (``tf.scan``'s copy of each input, frame by frame), and ``_scan`` gives
-    ``tf.scan``'s results, forward and reversed, traced (with unknown
-    lengths and batch too) as in training."""
+def test_the_scans_read_frames_without_copying_their_inputs(cell_type):
+    """The recurrent loops on TensorFlow (inference's, and training's with
+    its written-out gradient) read each frame as a slice of its stacked
+    input: their traced graphs hold no ``TensorListFromTensor``
+    (``tf.scan``'s copy of each input, frame by frame), and ``kernels.scan``
+    gives ``tf.scan``'s results, forward and reversed, traced (with unknown
+    lengths and batch too)."""
     rng = np.random.default_rng(4)
     units, gates = 4, (16 if cell_type == "lstm" else 12)
     shapes = [(units, 16)] if cell_type == "lstm" else [(units, 8), (units, units)]
@@ -236,12 +238,16 @@ def test_written_out_scan_reads_frames_without_copying_its_inputs(cell_type):
                 cell_type, projected, lengths, weights)))
         return loss, tape.gradient(loss, projected)
 
-    graph = tf.function(loss_and_gradients).get_concrete_function(projected).graph
-    # The step's graph and the functions it calls (the loops' bodies among them).
-    functions = [graph] + [f.graph for f in graph._functions.values() if hasattr(f, "graph")]
-    op_types = {op.type for g in functions for op in g.get_operations()}
-    assert "While" in op_types or "StatelessWhile" in op_types
-    assert "TensorListFromTensor" not in op_types
+    def inference(projected):
+        return recurrent_layers._scan_states(cell_type, projected, lengths, weights)
+
+    for traced in (loss_and_gradients, inference):
+        graph = tf.function(traced).get_concrete_function(projected).graph
+        # The graph and the functions it calls (the loops' bodies among them).
+        functions = [graph] + [f.graph for f in graph._functions.values() if hasattr(f, "graph")]
+        op_types = {op.type for g in functions for op in g.get_operations()}
+        assert "While" in op_types or "StatelessWhile" in op_types
+        assert "TensorListFromTensor" not in op_types, traced.__name__
 
     def step(carry, frame):
         state, _ = carry
@@ -254,7 +260,7 @@ def test_written_out_scan_reads_frames_without_copying_its_inputs(cell_type):
     for reverse in (False, True):
         def ours(values, keep):
             initial = (tf.zeros_like(values[0]), tf.zeros_like(values[0, :, 0]))
-            return recurrent_gradient._scan(step, (values, keep), initial, reverse=reverse)
+            return kernels.scan(step, initial, (values, keep), reverse=reverse)
 
         def theirs(values, keep):
             initial = (tf.zeros_like(values[0]), tf.zeros_like(values[0, :, 0]))
@@ -263,7 +269,6 @@ def test_written_out_scan_reads_frames_without_copying_its_inputs(cell_type):
         for run in (tf.function(ours, input_signature=spec), tf.function(ours)):
             for mine, reference in zip(run(projected, keep), theirs(projected, keep)):
                 np.testing.assert_array_equal(mine.numpy(), reference.numpy())
-
 
 def test_the_stack_trains_through_the_written_out_gradient():
     """In training, StackedRNN's scan on TensorFlow is the one with the

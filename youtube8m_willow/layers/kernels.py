@@ -5,7 +5,7 @@ Everything else in ``youtube8m_willow.layers`` and ``models`` is written
 with ``keras.ops`` and ``keras.random`` only. Here each function computes
 the same values on every backend; on TensorFlow it runs what the original
 graphs ran (TF1's fused batch norm, ``l2_loss``, stateful and stateless
-random ops, a compiled ``tf.scan``), the one custom gradient of the
+random ops, a compiled scan), the one custom gradient of the
 training step, and a gather of the rows worth computing (``RowSubset``), so
 the TensorFlow path keeps its speed and its numbers.
 TensorFlow is imported only when it is the backend.
@@ -170,17 +170,52 @@ def seed_generator(seed):
     return None if ON_TENSORFLOW else keras.random.SeedGenerator(seed)
 
 
-def scan(step, initial, elements):
+def scan(step, initial, elements, reverse: bool = False):
     """The carry after every element: ``step(carry, element) -> carry``,
-    stacked along a new first axis (``tf.scan`` on TensorFlow)."""
+    stacked along a new first axis (a carry that is a tuple: each of its
+    tensors stacked); ``reverse``: from the last element to the first.
+    ``elements`` hold at least one element. On TensorFlow, ``tf.scan``'s
+    results with each element read as a slice (``_tf_scan``)."""
     if ON_TENSORFLOW:
-        return tf.scan(step, elements, initializer=initial)
+        return _tf_scan(step, initial, elements, reverse)
 
     def carried(carry, element):
         new = step(carry, element)
         return new, new
 
-    return ops.scan(carried, initial, elements)[1]
+    return ops.scan(carried, initial, elements, reverse=reverse)[1]
+
+
+def _tf_scan(step, initial, elements, reverse: bool):
+    """``tf.scan(step, elements, initializer=initial, reverse=reverse)``, each
+    element read as a slice of its stacked input.
+
+    ``tf.scan`` first copies each input into a list of elements
+    (``TensorListFromTensor``), made as soon as the input exists: the
+    recurrent layers' frames in inference, and in training's written-out
+    backward pass every layer's saved activations, copied while the layer
+    above was still running. A slice along the first axis shares its input's
+    memory (an element whose size is not a multiple of the allocator's
+    alignment is copied, one at a time). The outputs are stacked as
+    ``tf.scan`` stacks them, their static length kept.
+    """
+    first = tf.nest.flatten(elements)[0]
+    count = tf.shape(first)[0]
+    outputs = [tf.TensorArray(x.dtype, size=count, element_shape=x.shape)
+               for x in tf.nest.flatten(initial)]
+
+    def body(t, carry, outputs):
+        index = count - 1 - t if reverse else t
+        carry = step(carry, tf.nest.map_structure(lambda x: x[index], elements))
+        written = [ta.write(index, c) for ta, c in zip(outputs, tf.nest.flatten(carry))]
+        return t + 1, carry, written
+
+    _, _, outputs = tf.while_loop(lambda t, *_: t < count, body,
+                                  (tf.constant(0), initial, outputs), maximum_iterations=count)
+    stacked = [ta.stack() for ta in outputs]
+    for tensor in stacked:
+        tensor.set_shape(first.shape[:1].concatenate(tensor.shape[1:]))
+    return tf.nest.pack_sequence_as(initial, stacked)
 
 
 def mixture_probabilities(gate_logits, expert_logits, num_mixtures: int):

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from youtube8m_willow.layers import kernels
+
 
 def scan_states(cell_type: str, projected, lengths, recurrent_weights):
     """``recurrent._scan_states`` on TensorFlow: the state after every frame
@@ -42,37 +44,6 @@ def scan_states(cell_type: str, projected, lengths, recurrent_weights):
         return states, gradient
 
     return run(projected, *recurrent_weights)
-
-
-def _scan(step, frames, initial, reverse=False):
-    """``tf.scan(step, frames, initializer=initial, reverse=reverse)`` for a
-    flat tuple of stacked ``frames`` (at least one frame; their count is
-    ``frames[0]``'s) and a flat tuple ``initial``, each frame read as a slice
-    of its stacked input.
-
-    ``tf.scan`` first copies each input into a list of frames
-    (``TensorListFromTensor``), and a layer's copies are made as soon as its
-    inputs exist: in the backward pass, every layer's saved activations were
-    copied while the layer above was still running. A slice along the first
-    axis shares its input's memory (a frame whose size is not a multiple of
-    the allocator's alignment is copied, one frame at a time). The outputs
-    are stacked as ``tf.scan`` stacks them, their static length kept.
-    """
-    count = tf.shape(frames[0])[0]
-    outputs = tuple(tf.TensorArray(x.dtype, size=count, element_shape=x.shape) for x in initial)
-
-    def body(t, carry, outputs):
-        index = count - 1 - t if reverse else t
-        carry = step(carry, tuple(x[index] for x in frames))
-        return t + 1, carry, tuple(ta.write(index, c) for ta, c in zip(outputs, carry))
-
-    _, _, outputs = tf.while_loop(lambda t, *_: t < count, body,
-                                  (tf.constant(0), initial, outputs),
-                                  maximum_iterations=count)
-    stacked = tuple(ta.stack() for ta in outputs)
-    for tensor in stacked:
-        tensor.set_shape(frames[0].shape[:1].concatenate(tensor.shape[1:]))
-    return stacked
 
 
 def _states_before(states):
@@ -112,7 +83,7 @@ class _LSTM:
 
         zeros = tf.zeros((batch, 2 * units), projected.dtype)
         initial = (zeros, tf.zeros((batch, 4 * units), projected.dtype))
-        return _scan(step, (projected, valid), initial)
+        return kernels.scan(step, initial, (projected, valid))
 
     @staticmethod
     def backward(d_states, before, states, activations, valid, weights):
@@ -136,8 +107,8 @@ class _LSTM:
             return tf.where(valid_t, d_before, d_carry + d_state_t), d_gates
 
         initial = (tf.zeros_like(d_states[0]), tf.zeros_like(activations[0]))
-        return _scan(step, (d_states, before, states, activations, valid), initial,
-                     reverse=True)[1]
+        return kernels.scan(step, initial, (d_states, before, states, activations, valid),
+                            reverse=True)[1]
 
     @staticmethod
     def weight_gradients(before, activations, d_gates, weights):
@@ -166,7 +137,7 @@ class _GRU:
 
         initial = (tf.zeros((batch, units), projected.dtype),
                    tf.zeros((batch, 3 * units), projected.dtype))
-        return _scan(step, (projected, valid), initial)
+        return kernels.scan(step, initial, (projected, valid))
 
     @staticmethod
     def backward(d_states, before, states, saved, valid, weights):
@@ -189,7 +160,7 @@ class _GRU:
             return tf.where(valid_t, d_before, dh), tf.concat([d_gates, d_candidate], axis=-1)
 
         initial = (tf.zeros_like(d_states[0]), tf.zeros_like(saved[0]))
-        return _scan(step, (d_states, before, saved, valid), initial, reverse=True)[1]
+        return kernels.scan(step, initial, (d_states, before, saved, valid), reverse=True)[1]
 
     @staticmethod
     def weight_gradients(before, saved, d_projected, weights):
