@@ -184,12 +184,13 @@ def step_flops(graph) -> int | None:
 
 def recurrent_scan_flops(call) -> int | None:
     """A recurrent layer's loop in one training step, from its forward
-    call's inputs (``projected`` ``[T, B, G]``, the lengths, the recurrent
-    kernels ``[U, G_k]``): each frame's ``state @ kernel`` (2 B U G_k) three
-    times: forward, the state's gradient (a matmul a frame) and the kernel's
-    gradient (one matmul over all frames, the same FLOPs)."""
+    call's inputs (the parts of ``projected``, each ``[T, B, G_i]``, the
+    lengths ``[B]``, the recurrent kernels ``[U, G_k]``): each frame's
+    ``state @ kernel`` (2 B U G_k) three times: forward, the state's
+    gradient (a matmul a frame) and the kernel's gradient (one matmul over
+    all frames, the same FLOPs)."""
     frames, batch, _ = call.inputs[0].shape
-    kernels = [tensor.shape for tensor in call.inputs[2:]]
+    kernels = [tensor.shape for tensor in call.inputs if tensor.shape.rank == 2]
     if frames is None or batch is None or any(None in shape for shape in kernels):
         return None
     return sum(3 * 2 * frames * batch * rows * columns for rows, columns in kernels)

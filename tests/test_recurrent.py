@@ -179,41 +179,60 @@ def test_stack_serialization_round_trip(cell_type):
     np.testing.assert_array_equal(clone(x, lengths).numpy(), layer(x, lengths).numpy())
 
 
-def _scan_gradients(scan, cell_type, projected, lengths, weights, cotangent):
-    """The states of ``scan`` and the gradients of ``sum(states * cotangent)``
-    with respect to ``projected`` and each recurrent weight."""
+def _scan_gradients(scan, cell_type, projected, lengths, weights, cotangents, sequence):
+    """The final state and outputs of ``scan`` and the gradients of
+    ``sum(final * cotangents[0]) (+ sum(outputs * cotangents[1]))`` with
+    respect to each part of ``projected`` and each recurrent weight."""
     with tf.GradientTape() as tape:
-        tape.watch([projected, *weights])
-        states = scan(cell_type, projected, lengths, weights)
-        loss = tf.reduce_sum(states * cotangent)
-    return [states, *tape.gradient(loss, [projected, *weights])]
+        tape.watch([*projected, *weights])
+        final, outputs = scan(cell_type, projected, lengths, weights, sequence)
+        loss = tf.reduce_sum(final * cotangents[0])
+        if sequence:
+            loss += tf.reduce_sum(outputs * cotangents[1])
+    return [final, outputs, *tape.gradient(loss, [*projected, *weights])]
 
 
+def _scan_inputs(cell_type, units, steps, batch, seed):
+    """Random ``projected`` parts and recurrent weights of a cell."""
+    rng = np.random.default_rng(seed)
+    parts, shapes = (([4 * units], [(units, 4 * units)]) if cell_type == "lstm"
+                     else ([2 * units, units], [(units, 2 * units), (units, units)]))
+    projected = tuple(tf.constant(rng.normal(size=(steps, batch, size)), tf.float32)
+                      for size in parts)
+    weights = [tf.constant(rng.normal(0.0, 0.5, shape), tf.float32) for shape in shapes]
+    return projected, weights
+
+
+@pytest.mark.parametrize("sequence", [True, False])
 @pytest.mark.parametrize("cell_type", ["lstm", "gru"])
-def test_written_out_gradient_is_tensorflows(cell_type):
+def test_written_out_gradient_is_tensorflows(cell_type, sequence):
     """The scan's gradient written out (recurrent_gradient) against
     TensorFlow's own gradient of the portable loop (tf.scan), with videos
-    that run every frame, some, one and none."""
-    rng = np.random.default_rng(3)
+    that run every frame, some, one and none; through the final state and
+    the outputs, and through the final state alone (a stack's last layer)."""
     units, steps = 4, 6
-    gates, shapes = ((4 * units, [(units, 4 * units)]) if cell_type == "lstm"
-                     else (3 * units, [(units, 2 * units), (units, units)]))
-    state = 2 * units if cell_type == "lstm" else units
-    projected = tf.constant(rng.normal(size=(steps, 5, gates)), tf.float32)
-    weights = [tf.constant(rng.normal(0.0, 0.5, shape), tf.float32) for shape in shapes]
+    projected, weights = _scan_inputs(cell_type, units, steps, batch=5, seed=3)
     lengths = tf.constant([6, 3, 0, 1, 5])
-    cotangent = tf.constant(rng.normal(size=(steps, 5, state)), tf.float32)
+    state = 2 * units if cell_type == "lstm" else units
+    rng = np.random.default_rng(4)
+    cotangents = (tf.constant(rng.normal(size=(5, state)), tf.float32),
+                  tf.constant(rng.normal(size=(steps, 5, units)), tf.float32))
     theirs = _scan_gradients(recurrent_layers._scan_states, cell_type, projected, lengths,
-                             weights, cotangent)
+                             weights, cotangents, sequence)
     ours = _scan_gradients(recurrent_gradient.scan_states, cell_type, projected, lengths,
-                           weights, cotangent)
+                           weights, cotangents, sequence)
     np.testing.assert_array_equal(ours[0].numpy(), theirs[0].numpy())  # the same loop
-    for mine, reference in zip(ours[1:], theirs[1:]):
+    if sequence:
+        np.testing.assert_array_equal(ours[1].numpy(), theirs[1].numpy())
+    else:
+        assert ours[1] is None and theirs[1] is None
+    for mine, reference in zip(ours[2:], theirs[2:]):
         assert np.abs(reference.numpy()).max() > 0.1
         np.testing.assert_allclose(mine.numpy(), reference.numpy(), rtol=1e-5, atol=1e-6)
-    # A video without frames gets no gradient; its states stay zero.
-    np.testing.assert_array_equal(ours[1].numpy()[:, 2], 0.0)
-    np.testing.assert_array_equal(ours[0].numpy()[:, 2], 0.0)
+    # A video without frames gets no gradient; its state stays zero.
+    for gradient in ours[2:2 + len(projected)]:
+        np.testing.assert_array_equal(gradient.numpy()[:, 2], 0.0)
+    np.testing.assert_array_equal(ours[0].numpy()[2], 0.0)
 
 
 @pytest.mark.parametrize("cell_type", ["lstm", "gru"])
@@ -224,18 +243,16 @@ def test_the_scans_read_frames_without_copying_their_inputs(cell_type):
     (``tf.scan``'s copy of each input, frame by frame), and ``kernels.scan``
     gives ``tf.scan``'s results, forward and reversed, traced (with unknown
     lengths and batch too)."""
-    rng = np.random.default_rng(4)
-    units, gates = 4, (16 if cell_type == "lstm" else 12)
-    shapes = [(units, 16)] if cell_type == "lstm" else [(units, 8), (units, units)]
-    projected = tf.constant(rng.normal(size=(6, 5, gates)), tf.float32)
-    weights = [tf.constant(rng.normal(0.0, 0.5, shape), tf.float32) for shape in shapes]
+    units = 4
+    projected, weights = _scan_inputs(cell_type, units, steps=6, batch=5, seed=4)
     lengths = tf.constant([6, 3, 0, 1, 5])
 
     def loss_and_gradients(projected):
         with tf.GradientTape() as tape:
             tape.watch(projected)
-            loss = tf.reduce_sum(tf.sin(recurrent_gradient.scan_states(
-                cell_type, projected, lengths, weights)))
+            final, outputs = recurrent_gradient.scan_states(cell_type, projected, lengths,
+                                                            weights)
+            loss = tf.reduce_sum(tf.sin(final)) + tf.reduce_sum(tf.sin(outputs))
         return loss, tape.gradient(loss, projected)
 
     def inference(projected):
@@ -249,26 +266,30 @@ def test_the_scans_read_frames_without_copying_their_inputs(cell_type):
         assert "While" in op_types or "StatelessWhile" in op_types
         assert "TensorListFromTensor" not in op_types, traced.__name__
 
-    def step(carry, frame):
-        state, _ = carry
+    def step(state, frame):
         values, keep = frame
         new_state = tf.where(keep, state * 0.5 + values, state)
-        return new_state, tf.reduce_sum(values * state, axis=-1)
+        return new_state, (new_state, tf.reduce_sum(values * state, axis=-1))
 
+    def carried(carry, frame):  # tf.scan's step: the carry is what it stacks
+        return step(carry[0], frame)[1]
+
+    values = projected[0]
     keep = tf.range(6)[:, None, None] < tf.reshape(lengths, (1, -1, 1))
-    spec = (tf.TensorSpec([None, None, gates]), tf.TensorSpec([None, None, 1], tf.bool))
+    spec = (tf.TensorSpec([None, None, values.shape[-1]]),
+            tf.TensorSpec([None, None, 1], tf.bool))
     for reverse in (False, True):
         def ours(values, keep):
-            initial = (tf.zeros_like(values[0]), tf.zeros_like(values[0, :, 0]))
-            return kernels.scan(step, initial, (values, keep), reverse=reverse)
+            return kernels.scan(step, tf.zeros_like(values[0]), (values, keep), reverse=reverse)
 
-        def theirs(values, keep):
-            initial = (tf.zeros_like(values[0]), tf.zeros_like(values[0, :, 0]))
-            return tf.scan(step, (values, keep), initializer=initial, reverse=reverse)
-
+        initial = (tf.zeros_like(values[0]), tf.zeros_like(values[0, :, 0]))
+        theirs = tf.scan(carried, (values, keep), initializer=initial, reverse=reverse)
         for run in (tf.function(ours, input_signature=spec), tf.function(ours)):
-            for mine, reference in zip(run(projected, keep), theirs(projected, keep)):
+            final, stacked = run(values, keep)
+            for mine, reference in zip(stacked, theirs):
                 np.testing.assert_array_equal(mine.numpy(), reference.numpy())
+            last = 0 if reverse else -1  # the carry after the last element read
+            np.testing.assert_array_equal(final.numpy(), theirs[0][last].numpy())
 
 def test_the_stack_trains_through_the_written_out_gradient():
     """In training, StackedRNN's scan on TensorFlow is the one with the

@@ -171,24 +171,20 @@ def seed_generator(seed):
 
 
 def scan(step, initial, elements, reverse: bool = False):
-    """The carry after every element: ``step(carry, element) -> carry``,
-    stacked along a new first axis (a carry that is a tuple: each of its
-    tensors stacked); ``reverse``: from the last element to the first.
-    ``elements`` hold at least one element. On TensorFlow, ``tf.scan``'s
-    results with each element read as a slice (``_tf_scan``)."""
+    """``keras.ops.scan``: ``step(carry, element) -> (carry, output)`` over
+    the elements (sliced along their first axis, from the last to the first
+    with ``reverse``); returns ``(final carry, every output stacked along a
+    new first axis)`` (a nest of outputs: each stacked). Only the outputs are
+    kept frame by frame, not the carry. ``elements`` hold at least one
+    element. On TensorFlow each element is read as a slice (``_tf_scan``)."""
     if ON_TENSORFLOW:
         return _tf_scan(step, initial, elements, reverse)
-
-    def carried(carry, element):
-        new = step(carry, element)
-        return new, new
-
-    return ops.scan(carried, initial, elements, reverse=reverse)[1]
+    return ops.scan(step, initial, elements, reverse=reverse)
 
 
 def _tf_scan(step, initial, elements, reverse: bool):
-    """``tf.scan(step, elements, initializer=initial, reverse=reverse)``, each
-    element read as a slice of its stacked input.
+    """``scan`` in a ``tf.while_loop`` that reads each element as a slice
+    of its stacked input.
 
     ``tf.scan`` first copies each input into a list of elements
     (``TensorListFromTensor``), made as soon as the input exists: the
@@ -201,21 +197,28 @@ def _tf_scan(step, initial, elements, reverse: bool):
     """
     first = tf.nest.flatten(elements)[0]
     count = tf.shape(first)[0]
-    outputs = [tf.TensorArray(x.dtype, size=count, element_shape=x.shape)
-               for x in tf.nest.flatten(initial)]
 
-    def body(t, carry, outputs):
+    def run(t, carry):
         index = count - 1 - t if reverse else t
-        carry = step(carry, tf.nest.map_structure(lambda x: x[index], elements))
-        written = [ta.write(index, c) for ta, c in zip(outputs, tf.nest.flatten(carry))]
+        return index, step(carry, tf.nest.map_structure(lambda x: x[index], elements))
+
+    # The first element outside the loop: its outputs give the stacks' dtypes and shapes.
+    index, (carry, output) = run(0, initial)
+    arrays = [tf.TensorArray(y.dtype, size=count, element_shape=y.shape).write(index, y)
+              for y in tf.nest.flatten(output)]
+
+    def body(t, carry, arrays):
+        index, (carry, output) = run(t, carry)
+        written = [ta.write(index, y) for ta, y in zip(arrays, tf.nest.flatten(output))]
         return t + 1, carry, written
 
-    _, _, outputs = tf.while_loop(lambda t, *_: t < count, body,
-                                  (tf.constant(0), initial, outputs), maximum_iterations=count)
-    stacked = [ta.stack() for ta in outputs]
+    _, carry, arrays = tf.while_loop(lambda t, *_: t < count, body,
+                                     (tf.constant(1), carry, arrays),
+                                     maximum_iterations=count - 1)
+    stacked = [ta.stack() for ta in arrays]
     for tensor in stacked:
         tensor.set_shape(first.shape[:1].concatenate(tensor.shape[1:]))
-    return tf.nest.pack_sequence_as(initial, stacked)
+    return carry, tf.nest.pack_sequence_as(output, stacked)
 
 
 def mixture_probabilities(gate_logits, expert_logits, num_mixtures: int):

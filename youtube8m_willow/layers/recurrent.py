@@ -28,13 +28,13 @@ CELL_TYPES = ("lstm", "gru")
 
 
 def lstm_step(projected, state, recurrent_kernel):
-    """One BasicLSTMCell step given the input part ``x W_x + b (+ forget_bias)``.
+    """One BasicLSTMCell step given the input part ``(x W_x + b (+ forget_bias),)``.
 
     ``state`` is ``[c, h]`` concatenated; gates are split in TF1's order
     ``i, j, f, o`` (the forget bias is already in ``f``).
     """
     c, h = ops.split(state, 2, axis=-1)
-    gates = projected + ops.matmul(h, recurrent_kernel)
+    gates = projected[0] + ops.matmul(h, recurrent_kernel)
     i, j, f, o = ops.split(gates, 4, axis=-1)
     new_c = c * ops.sigmoid(f) + ops.sigmoid(i) * ops.tanh(j)
     new_h = ops.tanh(new_c) * ops.sigmoid(o)
@@ -42,13 +42,13 @@ def lstm_step(projected, state, recurrent_kernel):
 
 
 def gru_step(projected, state, gates_kernel, candidate_kernel):
-    """One GRUCell step given the input part ``x [W_gates, W_cand] + b``.
+    """One GRUCell step given the input parts ``(x W_gates + b_gates,
+    x W_cand + b_cand)``.
 
     The reset gate scales the state before the candidate matmul (Keras'
     ``reset_after=False``); ``h' = z * h + (1 - z) * c``.
     """
-    units = ops.shape(candidate_kernel)[0]
-    gates_input, candidate_input = projected[..., :2 * units], projected[..., 2 * units:]
+    gates_input, candidate_input = projected
     gates = ops.sigmoid(gates_input + ops.matmul(state, gates_kernel))
     reset, update = ops.split(gates, 2, axis=-1)
     candidate = ops.tanh(candidate_input + ops.matmul(reset * state, candidate_kernel))
@@ -58,25 +58,30 @@ def gru_step(projected, state, gates_kernel, candidate_kernel):
 _STEPS = {"lstm": lstm_step, "gru": gru_step}
 
 
-def _scan_states(cell_type: str, projected, lengths, recurrent_weights):
-    """Runs one layer over time-major ``projected`` ``[T, B, G]``.
+def _scan_states(cell_type: str, projected: tuple, lengths, recurrent_weights,
+                 sequence: bool = True):
+    """Runs one layer over time-major ``projected`` (the cell's input parts,
+    each ``[T, B, G_i]``).
 
-    Returns the state after every frame, ``[T, B, S]``; a video's state is
-    frozen once ``t >= lengths[b]`` (zero if its length is 0).
+    Returns ``(the final state [B, S], the output h after every frame
+    [T, B, units], or None without sequence)``; a video's state is frozen
+    once ``t >= lengths[b]`` (zero if its length is 0).
     """
     step = _STEPS[cell_type]
     # Dynamic where unknown: a retraced (shape-relaxed) function may not know the size.
     units = ops.shape(recurrent_weights[0])[0]
     state_size = 2 * units if cell_type == "lstm" else units
-    initial = ops.zeros((ops.shape(projected)[1], state_size), projected.dtype)
+    initial = ops.zeros((ops.shape(projected[0])[1], state_size), projected[0].dtype)
     lengths = ops.reshape(lengths, (-1, 1))
 
     def advance(state, frame):
-        projected_t, t = frame
-        return ops.where(t < lengths, step(projected_t, state, *recurrent_weights), state)
+        *projected_t, t = frame
+        state = ops.where(t < lengths, step(projected_t, state, *recurrent_weights), state)
+        return state, state[:, state_size - units:]
 
-    times = ops.arange(ops.shape(projected)[0], dtype="int32")
-    return kernels.scan(advance, initial, (projected, times))
+    times = ops.arange(ops.shape(projected[0])[0], dtype="int32")
+    final, outputs = kernels.scan(advance, initial, (*projected, times))
+    return final, (outputs if sequence else None)
 
 
 # Compiled on TensorFlow, so an eager call does not dispatch ops frame by frame.
@@ -119,8 +124,9 @@ class _TF1Cell(keras.layers.Layer):
         gradient of the whole kernel."""
         raise NotImplementedError
 
-    def project_inputs(self, inputs, input_rows: tuple):
-        """The input part of every gate, ``[..., D] -> [..., G]``."""
+    def project_inputs(self, inputs, input_rows: tuple) -> tuple:
+        """The input parts of the gates, ``[..., D] -> ([..., G_i], ...)``
+        (one for the LSTM's four gates; the GRU's gates and candidate)."""
         raise NotImplementedError
 
     def output(self, states):
@@ -187,7 +193,7 @@ class BasicLSTMCell(_TF1Cell):
     def project_inputs(self, inputs, input_rows):
         offset = np.repeat([0.0, 0.0, self.forget_bias, 0.0], self.units)  # i, j, f, o
         bias = self.bias + ops.convert_to_tensor(offset, self.bias.dtype)
-        return _matmul_last(inputs, input_rows[0]) + bias
+        return (_matmul_last(inputs, input_rows[0]) + bias,)
 
     def tf1_weights(self):
         return {"kernel": self.kernel, "bias": self.bias}
@@ -239,9 +245,11 @@ class GRUCell(_TF1Cell):
         return (gates_inputs, candidate_inputs), (gates_state, candidate_state)
 
     def project_inputs(self, inputs, input_rows):
-        kernel = ops.concatenate(input_rows, axis=1)
-        bias = ops.concatenate([self.gates_bias, self.candidate_bias], axis=0)
-        return _matmul_last(inputs, kernel) + bias
+        # Two matmuls, not one of the concatenated kernels: the loop reads
+        # each part whole, and its gradient comes in the same two parts.
+        gates_rows, candidate_rows = input_rows
+        return (_matmul_last(inputs, gates_rows) + self.gates_bias,
+                _matmul_last(inputs, candidate_rows) + self.candidate_bias)
 
     def tf1_weights(self):
         return {"gates/kernel": self.gates_kernel, "gates/bias": self.gates_bias,
@@ -320,15 +328,16 @@ class StackedRNN(keras.layers.Layer):
             lengths = ops.clip(ops.cast(sequence_length, "int32"), 0, steps)
         finals = []
         scan = training_scan_states if training else scan_states
-        for cell in self.cells:
+        for number, cell in enumerate(self.cells, start=1):
             input_rows, state_rows = cell.split_kernels()
-            states = scan(self.cell_type, cell.project_inputs(sequence, input_rows), lengths,
-                          state_rows)
-            # A shape-relaxed trace of the scan forgets the sizes; restore them, since
-            # the layers after this one build from them.
-            states = ops.reshape(states, (steps, batch, cell.state_size))
-            finals.append(states[-1])
-            sequence = cell.output(states)
+            # The last layer's outputs feed nothing: the scan keeps none.
+            final, sequence = scan(self.cell_type, cell.project_inputs(sequence, input_rows),
+                                   lengths, state_rows, number < self.num_layers)
+            # A shape-relaxed trace of the scan forgets the sizes; restore them,
+            # since the layers after this one build from them.
+            finals.append(ops.reshape(final, (batch, cell.state_size)))
+            if sequence is not None:
+                sequence = ops.reshape(sequence, (steps, batch, cell.units))
         return ops.concatenate(finals, axis=-1)
 
     def compute_output_shape(self, inputs_shape, sequence_length_shape=None):
