@@ -10,8 +10,8 @@ False)`` of such cells, returning the final state only.
 How it runs: each layer projects all its inputs at once (one large matmul for
 the whole sequence), then a scan applies the recurrent part frame by frame
 (compiled on TensorFlow; in training there, the loop of ``recurrent_gradient``,
-whose gradient is written out). Layers run one after another over the whole sequence, which equals
-TF1's frame-by-frame walk through the stack. A state stops changing after its
+whose gradient is written out). Layers run one after another over the whole
+sequence, which equals TF1's frame-by-frame walk through the stack. A state stops changing after its
 video's last valid frame, as with dynamic_rnn's ``sequence_length``.
 """
 
@@ -77,11 +77,11 @@ def _scan_states(cell_type: str, projected: tuple, lengths, recurrent_weights,
     def advance(state, frame):
         *projected_t, t = frame
         state = ops.where(t < lengths, step(projected_t, state, *recurrent_weights), state)
-        return state, state[:, state_size - units:]
+        return state, ((state[:, state_size - units:],) if sequence else ())
 
     times = ops.arange(ops.shape(projected[0])[0], dtype="int32")
     final, outputs = kernels.scan(advance, initial, (*projected, times))
-    return final, (outputs if sequence else None)
+    return final, (outputs[0] if sequence else None)
 
 
 # Compiled on TensorFlow, so an eager call does not dispatch ops frame by frame.
@@ -330,7 +330,7 @@ class StackedRNN(keras.layers.Layer):
         scan = training_scan_states if training else scan_states
         for number, cell in enumerate(self.cells, start=1):
             input_rows, state_rows = cell.split_kernels()
-            # The last layer's outputs feed nothing: the scan keeps none.
+            # The last layer's outputs feed nothing: the scan returns none.
             final, sequence = scan(self.cell_type, cell.project_inputs(sequence, input_rows),
                                    lengths, state_rows, number < self.num_layers)
             # A shape-relaxed trace of the scan forgets the sizes; restore them,

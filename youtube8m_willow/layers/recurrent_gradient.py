@@ -8,7 +8,8 @@ dimension, and a sum of that size, every frame (for WILLOW's LSTM 2x1024,
 loop carries only what must be sequential (the state's gradient, one
 ``d_gates @ W^T`` a frame) and returns every frame's gate gradient; each
 recurrent weight's gradient is then one matmul over all frames at once,
-``states_before^T @ d_gates``.
+``h_{t-1}^T @ d_gates`` (the LSTM's outputs but the last, the GRU's
+starting states).
 
 What the forward loop keeps for the backward one is chosen for memory (for
 the GRU 2x1200 at batch 128, each ``[T, B, units]`` tensor is 184 MB): the
@@ -18,7 +19,8 @@ backward step slices or shifts a copy of them. The LSTM recomputes a
 frame's new ``c`` from its start and its gates. The final state is an output
 of its own: its gradient starts the backward loop, instead of a ``[T, B, S]``
 gradient that is zero but for the last frame. The last layer returns no
-output sequence, so none is kept for it, and no zero gradient is made for it.
+output sequence, so no zero gradient is made for it (the GRU keeps none
+either; the LSTM's weight gradient reads its outputs).
 
 The math is ``recurrent.lstm_step`` / ``gru_step`` with the frozen state of a
 video past its last frame; ``tests/test_recurrent.py`` checks these
