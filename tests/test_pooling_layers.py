@@ -245,6 +245,54 @@ def test_softmax_over_one_entry_is_one_with_zero_gradient_and_no_warning():
     np.testing.assert_allclose(kernels.softmax(wide), tf.nn.softmax(wide), rtol=1e-6)
 
 
+def _peak_tensor_bytes(function, *args):
+    """The CPU allocator's peak above what is held before, over one call."""
+    function(*args)  # traced and warmed
+    tf.config.experimental.reset_memory_stats("CPU:0")
+    before = tf.config.experimental.get_memory_info("CPU:0")["current"]
+    function(*args)
+    return tf.config.experimental.get_memory_info("CPU:0")["peak"] - before
+
+
+def test_wide_softmax_gradient_is_tensorflows_and_holds_one_tensor_fewer():
+    """Over LEAN_SOFTMAX_MIN_ENTRIES or more entries (Soft-DBoF's clusters),
+    the layers' softmax is TensorFlow's in value and gradient (2-D and 3-D,
+    float32 and bfloat16), and the gradient of its sum over frames (how
+    Soft-DBoF pools it) holds at most three tensors of the input's size at
+    its peak, one fewer than with TensorFlow's own gradient."""
+    from youtube8m_willow.layers import kernels
+
+    rng = np.random.default_rng(0)
+    size = kernels.LEAN_SOFTMAX_MIN_ENTRIES
+    for shape in [(6, size), (2, 3, size)]:
+        for dtype, tolerance in [(tf.float32, 1e-6), (tf.bfloat16, 1e-2)]:
+            x = tf.cast(rng.normal(size=shape), dtype)
+            upstream = tf.cast(rng.normal(size=shape), dtype)
+            results = []
+            for softmax in (kernels.softmax, tf.nn.softmax):
+                with tf.GradientTape() as tape:
+                    tape.watch(x)
+                    y = softmax(x)
+                results += [y, tape.gradient(y, x, output_gradients=upstream)]
+            for mine, reference in zip(results[:2], results[2:]):
+                np.testing.assert_allclose(tf.cast(mine, tf.float32), tf.cast(reference, tf.float32),
+                                           atol=tolerance * np.abs(reference).max())
+    frames = tf.constant(rng.normal(size=(16, 50, size)), tf.float32)
+    weights = tf.constant(rng.normal(size=(16, size)), tf.float32)
+
+    def pooled_gradient(softmax):
+        @tf.function
+        def run(frames):
+            with tf.GradientTape() as tape:
+                tape.watch(frames)
+                loss = tf.reduce_sum(tf.reduce_sum(softmax(frames), axis=1) * weights)
+            return tf.reduce_sum(tape.gradient(loss, frames))
+        return _peak_tensor_bytes(run, frames) / frames.numpy().nbytes
+
+    lean, own = pooled_gradient(kernels.softmax), pooled_gradient(tf.nn.softmax)
+    assert lean <= 3.0 and own >= lean + 1.0, (lean, own)
+
+
 def test_netvlad_vector_order_is_feature_major():
     """With one cluster and no centers in play, the output is the normalized
     sum of the frames, so the (d, k) flattening is visible."""
