@@ -7,7 +7,7 @@ from __future__ import annotations
 from keras import ops
 
 from youtube8m_willow.layers.core import BatchNorm, inverse_sqrt_normal, l2_normalize, register
-from youtube8m_willow.layers.kernels import video_matmul
+from youtube8m_willow.layers.kernels import sum_and_max_over_frames, video_matmul
 from youtube8m_willow.layers.vlad import ClusterPooling
 
 POOLING_METHODS = {"max": ops.max, "average": ops.mean}
@@ -34,11 +34,10 @@ class SoftDBoF(ClusterPooling):
 
     def call(self, frames, training=None):
         assignments = self.assign(frames, training)
-        pooled = l2_normalize(ops.sum(assignments, 1), axis=1)
-        if self.max_pool:
-            maximum = l2_normalize(ops.max(assignments, 1), axis=1)
-            pooled = ops.concatenate([pooled, maximum], 1)
-        return pooled
+        if not self.max_pool:
+            return l2_normalize(ops.sum(assignments, 1), axis=1)
+        summed, maximum = sum_and_max_over_frames(assignments)
+        return ops.concatenate([l2_normalize(summed, axis=1), l2_normalize(maximum, axis=1)], 1)
 
     def output_size(self, feature_size: int) -> int:
         return self.cluster_size * (2 if self.max_pool else 1)
@@ -81,9 +80,8 @@ class GatedDBoF(ClusterPooling):
                                                     initializer=inverse_sqrt_normal(size))
 
     def call(self, frames, training=None):
-        assignments = self.assign(frames, training)
-        summed = ops.sum(assignments, 1)
-        maximum = l2_normalize(ops.max(assignments, 1), axis=1)
+        summed, maximum = sum_and_max_over_frames(self.assign(frames, training))
+        maximum = l2_normalize(maximum, axis=1)
         gates = video_matmul(video_matmul(maximum, self.dim_red), self.cluster_weights_2)
         if self.gate_batch_norm is not None:
             gates = self.gate_batch_norm(gates, training=training)

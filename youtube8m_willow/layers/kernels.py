@@ -283,8 +283,37 @@ if ON_TENSORFLOW:
         return s, gradient
 
 
+def sum_and_max_over_frames(x):
+    """``(sum, max)`` of ``[B, N, K]`` over its frames (axis 1), with ties
+    sharing the maximum's gradient equally (as TensorFlow's own gradient).
+
+    On TensorFlow one gradient tensor for both. TensorFlow's gradient of the
+    maximum builds its indicator of the maximal frames (a ``[B, N, K]``
+    float) as soon as the forward pass allows, holds it until the backward
+    pass, and then adds its gradient to the sum's, both ``[B, N, K]``
+    (Gated DBoF's 4096 clusters over 80 x 300 frames: 393 MB each in
+    float32). Here the indicator is a boolean made in the backward pass,
+    and the two gradients are one tensor."""
+    if ON_TENSORFLOW:
+        return _tf_sum_and_max(x)
+    return ops.sum(x, 1), ops.max(x, 1)
+
+
 if ON_TENSORFLOW:
     _xla_mixture = tf.function(_mixture, jit_compile=True, autograph=False)
+
+    @tf.custom_gradient
+    def _tf_sum_and_max(x):
+        maximum = tf.reduce_max(x, 1)
+
+        def gradient(d_sum, d_max):
+            with tf.control_dependencies([d_sum, d_max]):  # not in the forward pass
+                at_max = tf.equal(x, maximum[:, None])
+            count = tf.reduce_sum(tf.cast(at_max, x.dtype), 1)
+            share = (d_max / count)[:, None]
+            return tf.where(at_max, share, tf.zeros_like(share)) + d_sum[:, None]
+
+        return (tf.reduce_sum(x, 1), maximum), gradient
 
 
 def compiled(function, **options):
