@@ -1,13 +1,16 @@
 """The few operations of the layers whose TensorFlow form is a faster fused
-kernel, each with its portable ``keras.ops`` form for JAX and PyTorch.
+kernel or a leaner gradient, each with its portable ``keras.ops`` form for
+JAX and PyTorch.
 
 Everything else in ``youtube8m_willow.layers`` and ``models`` is written
 with ``keras.ops`` and ``keras.random`` only. Here each function computes
 the same values on every backend; on TensorFlow it runs what the original
 graphs ran (TF1's fused batch norm, ``l2_loss``, stateful and stateless
-random ops, a compiled scan), the one custom gradient of the
-training step, and a gather of the rows worth computing (``RowSubset``), so
-the TensorFlow path keeps its speed and its numbers.
+random ops, a compiled scan), custom gradients that hold less memory or
+stream a large weight in its own order (the per-video matmul, a wide
+softmax, the sum and maximum over frames), and a gather of the rows worth
+computing (``RowSubset``), so the TensorFlow path keeps its speed and its
+numbers.
 TensorFlow is imported only when it is the backend.
 """
 
@@ -271,9 +274,12 @@ if ON_TENSORFLOW:
         """``tf.nn.softmax`` with the gradient ``s * (g - <g, s>)`` written
         out. TensorFlow's own makes the product ``g * s`` for the dot, a
         tensor of ``x``'s size held beside ``g``; here the dot is a batched
-        matmul of each row with itself (no such product), and the
-        subtraction and multiplication can reuse ``g``'s buffer when nothing
-        else holds it (the gradient of a sum over frames, broadcast)."""
+        matmul of each row of ``g`` with the same row of ``s`` (no such
+        product), and the subtraction and multiplication can reuse ``g``'s
+        buffer when nothing else holds it (the gradient of a sum over
+        frames, broadcast). Like every float32 matmul of the model, the dot
+        runs at the matmul precision TensorFlow sets (TF32 on recent
+        GPUs)."""
         s = tf.nn.softmax(x)
 
         def gradient(upstream):
@@ -311,7 +317,10 @@ if ON_TENSORFLOW:
                 at_max = tf.equal(x, maximum[:, None])
             count = tf.reduce_sum(tf.cast(at_max, x.dtype), 1)
             share = (d_max / count)[:, None]
-            return tf.where(at_max, share, tf.zeros_like(share)) + d_sum[:, None]
+            # A NaN maximum equals no frame: TensorFlow's gradient is NaN there (0 / 0).
+            nan = tf.fill(tf.shape(count), tf.constant(float("nan"), x.dtype))
+            elsewhere = tf.where(count > 0, tf.zeros_like(count), nan)[:, None]
+            return tf.where(at_max, share, elsewhere) + d_sum[:, None]
 
         return (tf.reduce_sum(x, 1), maximum), gradient
 
