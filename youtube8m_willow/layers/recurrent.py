@@ -11,8 +11,9 @@ How it runs: each layer projects all its inputs at once (one large matmul for
 the whole sequence), then a scan applies the recurrent part frame by frame
 (compiled on TensorFlow; in training there, the loop of ``recurrent_gradient``,
 whose gradient is written out). Layers run one after another over the whole
-sequence, which equals TF1's frame-by-frame walk through the stack. A state stops changing after its
-video's last valid frame, as with dynamic_rnn's ``sequence_length``.
+sequence, which equals TF1's frame-by-frame walk through the stack. A state
+stops changing after its video's last valid frame, as with dynamic_rnn's
+``sequence_length``.
 """
 
 from __future__ import annotations
