@@ -245,6 +245,45 @@ def test_softmax_over_one_entry_is_one_with_zero_gradient_and_no_warning():
     np.testing.assert_allclose(kernels.softmax(wide), tf.nn.softmax(wide), rtol=1e-6)
 
 
+def test_video_matmul_gradients_are_a_plain_matmuls():
+    """The per-video matmul's values and gradients are those of a plain
+    matmul in float32 and bfloat16 (its input gradient takes a different
+    form per dtype, ``kernels._input_gradient``); in float32 that gradient
+    multiplies the weight by a written-out ``dy^T`` (a ``Snapshot``, so
+    grappler cannot fold the transpose back into the matmul)."""
+    from youtube8m_willow.layers import kernels
+
+    rng = np.random.default_rng(0)
+    for dtype, tolerance in [(tf.float32, 1e-5), (tf.bfloat16, 2e-2)]:
+        inputs = tf.cast(rng.normal(size=(5, 48)), dtype)
+        kernel = tf.cast(rng.normal(size=(48, 24)), dtype)
+        upstream = tf.cast(rng.normal(size=(5, 24)), dtype)
+        results = []
+        for matmul in (kernels.video_matmul, tf.matmul):
+            with tf.GradientTape() as tape:
+                tape.watch([inputs, kernel])
+                y = matmul(inputs, kernel)
+            results += [y, *tape.gradient(y, [inputs, kernel], output_gradients=upstream)]
+        for mine, reference in zip(results[:3], results[3:]):
+            reference = tf.cast(reference, tf.float32).numpy()
+            np.testing.assert_allclose(tf.cast(mine, tf.float32), reference,
+                                       atol=tolerance * np.abs(reference).max())
+
+    @tf.function
+    def input_gradient(inputs, kernel):
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            y = kernels.video_matmul(inputs, kernel)
+        return tape.gradient(y, inputs)
+
+    graph = input_gradient.get_concrete_function(
+        tf.TensorSpec([5, 48]), tf.TensorSpec([48, 24])).graph
+    matmuls = [op for op in graph.get_operations()
+               if op.type == "MatMul" and op.inputs[0].shape == (48, 24)]
+    assert [(op.inputs[1].op.type, op.get_attr("transpose_b")) for op in matmuls] == [
+        ("Snapshot", False)]
+
+
 def _peak_tensor_bytes(function, *args):
     """The CPU allocator's peak above what is held before, over one call on
     the CPU (the allocator of TensorFlow's oneDNN build keeps the
