@@ -16,6 +16,7 @@ SMALL_NETVLAD = ["--cluster_size=4", "--hidden_size=16", "--iterations=5", "--nu
 RUNS = {
     "bench_metrics.py": ["--num_videos=2048"],
     "bench_batch_norm.py": ["--channels=8,16", "--rows=64", "--repeats=1"],
+    "bench_video_matmul.py": ["--shapes=64x32x4", "--repeats=1"],
     "bench_train.py": ["--model=all", "--warmup=1", "--steps=1", "--batch_size=8",
                        *SMALL_NETVLAD],
     "bench_input.py": ["--num_videos=16", "--num_shards=2", "--frames=10", "--num_classes=20",
@@ -31,12 +32,15 @@ RUNS = {
                              "--moe_eval=validate0040.tfrecord"],
 }
 # What a script's report must hold, where more than a rate or a parameter
-# count: a row per channel count, marked a multiple of 16 or not;
+# count: a row per channel count, marked a multiple of 16 or not; a row
+# per dtype of each shape, a time for each form of the input gradient;
 # NeXtVLADModel's row, its size the README's (a third of the demo's Gated
 # NetVLAD), its eval GAP read off eval.py; the MoE's GAP in float32 and in
 # bfloat16, their difference and the bar it is held to.
 REPORTS = {"bench_batch_norm.py": r"\| 8 \| no \| [\d.]+ \| [\d.]+ \| [\d.]+x \|\n"
                                   r"\| 16 \| yes \| [\d.]+ \| [\d.]+ \| [\d.]+x \|\n",
+           "bench_video_matmul.py": r"\| 64 x 32 \| 4 \| float32 \| [\d.]+ \| [\d.]+ \| [\d.]+ \|\n"
+                                    r"\| 64 x 32 \| 4 \| bfloat16 \| [\d.]+ \| [\d.]+ \| [\d.]+ \|\n",
            "nextvlad_quality.py": r"\| NeXtVLADModel \| 1,471,220 \| .* \| [01]\.\d{3} \|\n",
            "precision_quality.py": r"\| MoeModel \| 2 \| 0\.\d{4} \| 0\.\d{4} \| [+-]0\.\d{4} \| "
                                    r"(within|outside) 0\.003 \|\n"}

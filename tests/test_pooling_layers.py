@@ -247,8 +247,8 @@ def test_softmax_over_one_entry_is_one_with_zero_gradient_and_no_warning():
 
 def test_video_matmul_gradients_are_a_plain_matmuls():
     """The per-video matmul's values and gradients are those of a plain
-    matmul in float32 and bfloat16 (its input gradient takes a different
-    form per dtype, ``kernels._input_gradient``); in float32 that gradient
+    matmul in float32 and bfloat16 (its input gradient is computed as
+    ``(W dy^T)^T``, ``kernels._input_gradient``); in float32 that gradient
     multiplies the weight by a written-out ``dy^T`` (a ``Snapshot``, so
     grappler cannot fold the transpose back into the matmul)."""
     from youtube8m_willow.layers import kernels

@@ -42,7 +42,7 @@ def video_matmul(inputs, kernel):
     a large weight, e.g. Gated NetVLAD's 278528 x 1024 hidden weights).
 
     Same values and gradients as a plain matmul; on TensorFlow only the
-    input gradient ``dy @ kernel^T`` is computed in the form oneDNN runs
+    input gradient ``dy @ kernel^T`` takes another form, the one oneDNN runs
     fastest for the weight's dtype (``_input_gradient``). Not for the
     frame-level matmuls (``[B*N, D]`` rows), where the plain form is faster.
     """
@@ -61,20 +61,19 @@ if ON_TENSORFLOW:
         return tf.matmul(inputs, kernel), gradient
 
     def _input_gradient(upstream, kernel):
-        """``upstream @ kernel^T``.
+        """``upstream @ kernel^T`` as ``(kernel @ upstream^T)^T``, which
+        streams the weight in its own row order (a 2-core AVX2 CPU: 0.73 s
+        instead of 1.86 s for 80 rows against 278528 x 1024).
 
-        In float32, ``(kernel @ upstream^T)^T``: it streams the weight in
-        its own row order (a 2-core AVX2 CPU: 0.73 s instead of 1.86 s for
-        80 rows against 278528 x 1024), and ``upstream^T`` is written out
-        first (``Snapshot``; grappler would otherwise fold the transpose
-        back into the matmul's ``transpose_b``): 0.23 s instead of 0.31 s
-        for the same shape on a Zen 5 CPU. In bfloat16 oneDNN's own
-        ``transpose_b`` kernel is the faster one there (0.14 s against
-        0.17 s), so it runs the plain form.
+        In float32 ``upstream^T`` is written out first (``Snapshot``, which
+        grappler does not fold back into the matmul's ``transpose_b``): on a
+        Zen 5 CPU 0.24 s instead of 0.31 s for that shape, and no slower for
+        the smaller ones. In bfloat16 the folded form is as fast or faster
+        there (``bench/bench_video_matmul.py``).
         """
-        if kernel.dtype != tf.float32:
-            return tf.matmul(upstream, kernel, transpose_b=True)
-        upstream_t = tf.raw_ops.Snapshot(input=tf.transpose(upstream))
+        upstream_t = tf.transpose(upstream)
+        if kernel.dtype == tf.float32:
+            upstream_t = tf.raw_ops.Snapshot(input=upstream_t)
         return tf.transpose(tf.matmul(kernel, upstream_t))
 
 
