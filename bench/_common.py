@@ -136,6 +136,19 @@ def print_result(result: dict) -> None:
     print(RESULT_PREFIX + json.dumps(result), flush=True)
 
 
+def median_ms(call, repeats: int) -> float:
+    """The median wall time of ``repeats`` calls of ``call`` (a compiled
+    function whose result has ``.numpy()``), in ms, after one untimed call
+    that traces and warms it."""
+    call().numpy()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call().numpy()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
 def matmul_rate_gflops(size: int = 2048, repeats: int = 5) -> float:
     """Best float32 matmul rate of this machine (GFLOP/s) on square matrices."""
     return matmul_gflops(size, size, size, repeats=repeats)

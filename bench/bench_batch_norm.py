@@ -15,9 +15,7 @@ batch of 80 videos x 300 frames) and prints the median of ``--repeats``:
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -58,16 +56,6 @@ def fused_step(dtype: str, rows: int, channels: int):
     return step
 
 
-def median_ms(step, repeats: int) -> float:
-    step().numpy()  # traced and run once, untimed
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step().numpy()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
-
-
 def main(argv=None) -> None:
     args = parse_args(argv)
     channels = [int(c) for c in args.channels.split(",")]
@@ -77,7 +65,7 @@ def main(argv=None) -> None:
     print("| channels | multiple of 16 | float32 ms | bfloat16 ms | bfloat16 / float32 |")
     print("|---:|---|---:|---:|---:|")
     for count in channels:
-        ms = {dtype: median_ms(fused_step(dtype, args.rows, count), args.repeats)
+        ms = {dtype: _common.median_ms(fused_step(dtype, args.rows, count), args.repeats)
               for dtype in ("float32", "bfloat16")}
         print(f"| {count} | {'yes' if count % 16 == 0 else 'no'} | {ms['float32']:.1f} | "
               f"{ms['bfloat16']:.1f} | {ms['bfloat16'] / ms['float32']:.1f}x |", flush=True)
