@@ -26,6 +26,7 @@ seed (`replica_sampling_seed`).
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import tensorflow as tf
@@ -33,7 +34,7 @@ import tensorflow as tf
 from youtube8m_willow.data.parsing import with_float_frames
 from youtube8m_willow.data.resumable import InputPosition
 from youtube8m_willow.errors import NonFiniteLossError
-from youtube8m_willow.training import distribute, updates
+from youtube8m_willow.training import distribute, l2_gradient, updates
 from youtube8m_willow.training.batch_metrics import batch_metrics
 
 TOP_K = 20  # predictions per video ranked by the batch GAP
@@ -110,20 +111,32 @@ class ReplicaStep:
         and the gradients of ``label_weight * label_loss +
         regularization_weight * regularization_penalty * l2_sum`` (weights
         None: 1), times the loss scale under float16. The model's
-        ``training_objective`` gives the predictions and both losses."""
+        ``training_objective`` gives the predictions and both losses; the
+        gradient of slim's L2 penalties is added after the tape's
+        (``training.l2_gradient``)."""
         variables = self.model.trainable_variables
+        scales = l2_gradient.slim_l2_scales(variables)
         with tf.GradientTape() as tape:
             predictions, label_loss, model_regularization = self.model.training_objective(
                 batch, batch["labels"], self.loss_fn)
-            l2_sum = self.model.regularization_loss() + model_regularization
-            regularization = self.config.regularization_penalty * l2_sum
-            objective = (label_loss if label_weight is None else label_loss * label_weight) + (
-                regularization if regularization_weight is None
-                else regularization * regularization_weight)
+            with tape.stop_recording() if scales is not None else contextlib.nullcontext():
+                weight_l2 = self.model.regularization_loss()
+            differentiated = (model_regularization if scales is not None
+                              else weight_l2 + model_regularization)
+            objective = (_weighted(label_loss, label_weight)
+                         + _weighted(self.config.regularization_penalty * differentiated,
+                                     regularization_weight))
             if self.loss_scale is not None:
                 objective = self.loss_scale.scaled(objective)
-        gradients = updates.computed_last(tape.gradient(objective, variables))
-        return predictions, label_loss, l2_sum, gradients
+        gradients = tape.gradient(objective, variables)
+        if scales is not None:
+            coefficient = _weighted(tf.constant(self.config.regularization_penalty),
+                                    regularization_weight)
+            if self.loss_scale is not None:
+                coefficient = self.loss_scale.scaled(coefficient)
+            gradients = l2_gradient.plus_l2_terms(gradients, variables, scales, coefficient)
+        return predictions, label_loss, weight_l2 + model_regularization, updates.computed_last(
+            gradients)
 
     def _apply(self, gradients) -> None:
         """Unscales (float16), clips each tensor and updates the weights."""
@@ -240,6 +253,11 @@ def _replica_positions(context, rows, has_data):
     last = tf.cond(has_data, lambda: tf.cast(rows[-1], tf.float64),
                    lambda: tf.fill([fields], tf.constant(-1.0, tf.float64)))
     return context.all_gather(last[None], axis=0)
+
+
+def _weighted(value, weight):
+    """``value * weight``; ``value`` where ``weight`` is None."""
+    return value if weight is None else value * weight
 
 
 def _model_inputs(batch: dict, model) -> dict:

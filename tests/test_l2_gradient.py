@@ -1,0 +1,103 @@
+"""The gradient of slim's L2 penalties added by the training step
+(training.l2_gradient): the tape's gradient of the whole objective, in
+float32 and under bfloat16, through the compiled pass and without it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from youtube8m_willow.training import l2_gradient
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+@pytest.mark.parametrize("fused", [True, False], ids=["compiled pass", "TensorFlow ops"])
+def test_l2_terms_plus_the_rest_are_the_tapes_gradient(monkeypatch, policy, fused):
+    """A penalized and an unpenalized weight: the tape's gradient of the
+    label term plus ``plus_l2_terms`` is its gradient of the whole objective;
+    the compiled pass reads the bfloat16 gradient, not its float32 cast."""
+    import keras
+    import tensorflow as tf
+
+    from youtube8m_willow.layers.core import Dense
+
+    monkeypatch.setattr(l2_gradient, "FUSED_MIN_ELEMENTS", 1 if fused else 1 << 40)
+    compiled_inputs = []
+    original = l2_gradient._compiled_plus_scaled_weight
+    monkeypatch.setattr(l2_gradient, "_compiled_plus_scaled_weight",
+                        lambda gradient, *rest: compiled_inputs.append(gradient.dtype)
+                        or original(gradient, *rest))
+    rng = np.random.default_rng(0)
+    penalized = Dense(12, l2=0.3, dtype=keras.DTypePolicy(policy))
+    plain = Dense(5, dtype=keras.DTypePolicy(policy))
+    inputs = tf.constant(rng.standard_normal((6, 16)), tf.float32)
+    upstream = tf.constant(rng.standard_normal((6, 5)), tf.float32)
+    plain(penalized(inputs))
+    variables = penalized.trainable_variables + plain.trainable_variables
+    coefficient = tf.constant(0.7)
+
+    def label_term():
+        return tf.reduce_sum(tf.cast(plain(penalized(inputs)), tf.float32) * upstream)
+
+    @tf.function
+    def both():
+        with tf.GradientTape() as tape:
+            whole = label_term() + coefficient * sum(penalized.losses)
+        reference = tape.gradient(whole, variables)
+        with tf.GradientTape() as tape:
+            label = label_term()
+        scales = l2_gradient.slim_l2_scales(variables)
+        mine = l2_gradient.plus_l2_terms(tape.gradient(label, variables), variables, scales,
+                                         coefficient)
+        return reference, mine
+
+    reference, mine = both()
+    for value, expected in zip(mine, reference):
+        np.testing.assert_allclose(value.numpy(), expected.numpy(), rtol=1e-6, atol=1e-7)
+    assert np.abs(mine[0].numpy()).max() > 0 and mine[0].dtype == tf.float32
+    expected_inputs = {"float32": [tf.float32], "mixed_bfloat16": [tf.bfloat16]}[policy]
+    assert compiled_inputs == (expected_inputs if fused else [])  # the penalized kernel only
+
+
+def test_other_regularizers_leave_the_penalty_to_the_tape():
+    import keras
+
+    from youtube8m_willow.layers.core import SlimL2
+
+    variables = [keras.Variable(np.ones((2, 2), np.float32)) for _ in range(3)]
+    variables[0].regularizer = SlimL2(0.5)
+    assert l2_gradient.slim_l2_scales(variables) == [0.5, 0.0, 0.0]
+    variables[2].regularizer = keras.regularizers.L2(0.1)
+    assert l2_gradient.slim_l2_scales(variables) is None
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_training_step_gradients_are_the_whole_objectives(monkeypatch, precision):
+    """The step's gradients of a MoE with an L2 penalty (its experts' and
+    gates' weights through the compiled pass) are the tape's gradients of
+    ``label_loss + regularization_penalty * l2_sum``."""
+    import tensorflow as tf
+
+    from youtube8m_willow.config import ModelConfig
+    from youtube8m_willow.training.run import Trainer
+    from youtube8m_willow.training.train_config import TrainConfig
+
+    monkeypatch.setattr(l2_gradient, "FUSED_MIN_ELEMENTS", 400)
+    rng = np.random.default_rng(3)
+    inputs = {"video_matrix": tf.constant(rng.random((16, 40)).astype(np.float32)),
+              "num_frames": tf.ones([16], tf.int32),
+              "labels": tf.constant((rng.random((16, 10)) < 0.3).astype(np.float32))}
+    model_config = ModelConfig(model="MoeModel", num_classes=10, feature_sizes=(40,),
+                               feature_names=("mean_rgb",), moe_num_mixtures=2, moe_l2=0.05)
+    trainer = Trainer(TrainConfig(train_dir="unused", train_data_pattern="", seed=5,
+                                  precision=precision, regularization_penalty=3.0),
+                      model_config)
+    model = trainer.model
+    _, _, l2_sum, gradients = tf.function(trainer._forward_backward)(inputs)
+    with tf.GradientTape() as tape:
+        _, label_loss, _ = model.training_objective(inputs, inputs["labels"], trainer.loss_fn)
+        whole = label_loss + 3.0 * model.regularization_loss()
+    reference = tape.gradient(whole, model.trainable_variables)
+    assert float(l2_sum) > 0
+    for value, expected in zip(gradients, reference):
+        np.testing.assert_allclose(value.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
