@@ -3,7 +3,7 @@ against a large weight) in each form TensorFlow can run it: the measurement
 behind ``layers/kernels._input_gradient`` choosing its form per dtype.
 
 Forms, each a compiled function of the same ``W`` ``[rows, columns]`` and
-``dy`` ``[batch, columns]``:
+``dy`` ``[batch, columns]`` (random normal):
 
 - ``transpose_b``: ``matmul(dy, W, transpose_b=True)``, TensorFlow's own
   gradient;
@@ -44,13 +44,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def input_gradient(form: str, dtype: str, rows: int, columns: int, batch: int):
-    """A compiled call of one form of ``dy @ W^T`` in ``dtype`` (returns a
+def input_gradient(form: str, weight, upstream):
+    """A compiled call of one form of ``upstream @ weight^T`` (returns a
     corner of it: the whole product is computed, little is copied out)."""
     import tensorflow as tf
-
-    weight = tf.Variable(tf.cast(tf.random.normal([rows, columns]), dtype))
-    upstream = tf.Variable(tf.cast(tf.random.normal([batch, columns]), dtype))
 
     @tf.function
     def call():
@@ -67,6 +64,8 @@ def input_gradient(form: str, dtype: str, rows: int, columns: int, batch: int):
 
 
 def main(argv=None) -> None:
+    import tensorflow as tf
+
     args = parse_args(argv)
     shapes = [tuple(int(n) for n in shape.split("x")) for shape in args.shapes.split(",")]
     print(f"machine: {_common.machine()}")
@@ -75,12 +74,15 @@ def main(argv=None) -> None:
     print("|---|---:|---|" + "---:|" * len(FORMS))
     for rows, columns, batch in shapes:
         for dtype in ("float32", "bfloat16"):
-            cells = []
-            for form in FORMS:  # one weight at a time (1.1 GB for the hidden layer's)
-                call = input_gradient(form, dtype, rows, columns, batch)
-                cells.append(f"{_common.median_ms(call, args.repeats):.1f}")
-            print(f"| {rows} x {columns} | {batch} | {dtype} | " + " | ".join(cells) + " |",
-                  flush=True)
+            # One weight and upstream gradient for the three forms, one
+            # shape and dtype at a time (1.1 GB for the hidden layer's weight).
+            weight = tf.Variable(tf.cast(tf.random.normal([rows, columns]), dtype))
+            upstream = tf.Variable(tf.cast(tf.random.normal([batch, columns]), dtype))
+            cells = [_common.median_ms(input_gradient(form, weight, upstream), args.repeats)
+                     for form in FORMS]
+            del weight, upstream
+            times = " | ".join(f"{ms:.1f}" for ms in cells)
+            print(f"| {rows} x {columns} | {batch} | {dtype} | {times} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ def test_l2_terms_plus_the_rest_are_the_tapes_gradient(monkeypatch, policy, fuse
         reference = tape.gradient(whole, variables)
         with tf.GradientTape() as tape:
             label = label_term()
-        scales = l2_gradient.slim_l2_scales(variables)
+        scales = l2_gradient.slim_l2_scales(variables, len(penalized.losses))
         mine = l2_gradient.plus_l2_terms(tape.gradient(label, variables), variables, scales,
                                          coefficient)
         return reference, mine
@@ -59,23 +59,64 @@ def test_l2_terms_plus_the_rest_are_the_tapes_gradient(monkeypatch, policy, fuse
     assert compiled_inputs == (expected_inputs if fused else [])  # the penalized kernel only
 
 
-def test_other_regularizers_leave_the_penalty_to_the_tape():
+def test_other_losses_leave_the_penalty_to_the_tape():
+    """Scales only where the model's losses are exactly slim's penalties: a
+    regularizer of another kind, or a loss of no weight's, gives None."""
     import keras
 
     from youtube8m_willow.layers.core import SlimL2
 
     variables = [keras.Variable(np.ones((2, 2), np.float32)) for _ in range(3)]
     variables[0].regularizer = SlimL2(0.5)
-    assert l2_gradient.slim_l2_scales(variables) == [0.5, 0.0, 0.0]
+    assert l2_gradient.slim_l2_scales(variables, 1) == [0.5, 0.0, 0.0]
+    assert l2_gradient.slim_l2_scales(variables, 2) is None  # an added loss
     variables[2].regularizer = keras.regularizers.L2(0.1)
-    assert l2_gradient.slim_l2_scales(variables) is None
+    assert l2_gradient.slim_l2_scales(variables, 2) is None
 
 
-@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_large_l2_gradients_still_wait_for_the_others(monkeypatch):
+    """Under bfloat16 the compiled pass and the weight's bfloat16 matmul
+    gradient it reads are computed after the other gradients
+    (``updates.computed_last``), as the tape's cast and sum were."""
+    import keras
+    import tensorflow as tf
+
+    from youtube8m_willow.layers.core import Dense
+    from youtube8m_willow.training import updates
+
+    monkeypatch.setattr(l2_gradient, "FUSED_MIN_ELEMENTS", 1)
+    policy = keras.DTypePolicy("mixed_bfloat16")
+    large, small = Dense(64, l2=0.1, dtype=policy), Dense(3, dtype=policy)
+    inputs = tf.ones([4, 32])
+    small(large(inputs))
+    variables = large.trainable_variables + small.trainable_variables
+    found = {}
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.cast(small(large(inputs)), tf.float32))
+        gradients = l2_gradient.plus_l2_terms(tape.gradient(loss, variables), variables,
+                                              l2_gradient.slim_l2_scales(variables, 1), 1.0)
+        found["gradients"] = updates.computed_last(gradients, min_elements=32 * 64)
+        return found["gradients"]
+
+    step()
+    kernel_gradient, small_kernel_gradient = found["gradients"][0], found["gradients"][2]
+    call = kernel_gradient.op
+    matmul = call.inputs[0].op
+    assert call.inputs[0].dtype == tf.bfloat16 and matmul.type == "MatMul"
+    for op in (call, matmul):
+        assert small_kernel_gradient.op in op.control_inputs, op.name
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16", "float16"])
 def test_training_step_gradients_are_the_whole_objectives(monkeypatch, precision):
     """The step's gradients of a MoE with an L2 penalty (its experts' and
     gates' weights through the compiled pass) are the tape's gradients of
-    ``label_loss + regularization_penalty * l2_sum``."""
+    ``label_loss + regularization_penalty * l2_sum``, weighted as a replica
+    of a distributed step weighs them, and times the loss scale under
+    float16."""
     import tensorflow as tf
 
     from youtube8m_willow.config import ModelConfig
@@ -93,11 +134,18 @@ def test_training_step_gradients_are_the_whole_objectives(monkeypatch, precision
                                   precision=precision, regularization_penalty=3.0),
                       model_config)
     model = trainer.model
-    _, _, l2_sum, gradients = tf.function(trainer._forward_backward)(inputs)
-    with tf.GradientTape() as tape:
-        _, label_loss, _ = model.training_objective(inputs, inputs["labels"], trainer.loss_fn)
-        whole = label_loss + 3.0 * model.regularization_loss()
-    reference = tape.gradient(whole, model.trainable_variables)
-    assert float(l2_sum) > 0
-    for value, expected in zip(gradients, reference):
-        np.testing.assert_allclose(value.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+    scale = 1.0 if trainer.loss_scale is None else float(trainer.loss_scale.scale.numpy())
+    for label_weight, regularization_weight in [(None, None), (0.5, 0.25)]:
+        _, _, l2_sum, gradients = tf.function(trainer._forward_backward)(
+            inputs, label_weight, regularization_weight)
+        with tf.GradientTape() as tape:
+            _, label_loss, _ = model.training_objective(inputs, inputs["labels"],
+                                                        trainer.loss_fn)
+            whole = ((label_weight or 1.0) * label_loss
+                     + (regularization_weight or 1.0) * 3.0 * model.regularization_loss())
+            whole = whole * scale
+        reference = tape.gradient(whole, model.trainable_variables)
+        assert float(l2_sum) > 0
+        for value, expected in zip(gradients, reference):
+            np.testing.assert_allclose(value.numpy(), expected.numpy(), rtol=1e-5,
+                                       atol=1e-6 * scale)

@@ -250,7 +250,8 @@ def test_video_matmul_gradients_are_a_plain_matmuls():
     matmul in float32 and bfloat16 (its input gradient is computed as
     ``(W dy^T)^T``, ``kernels._input_gradient``); in float32 that gradient
     multiplies the weight by a written-out ``dy^T`` (a ``Snapshot``, so
-    grappler cannot fold the transpose back into the matmul)."""
+    grappler cannot fold the transpose back into the matmul), in bfloat16 by
+    the transpose that grappler folds."""
     from youtube8m_willow.layers import kernels
 
     rng = np.random.default_rng(0)
@@ -276,12 +277,13 @@ def test_video_matmul_gradients_are_a_plain_matmuls():
             y = kernels.video_matmul(inputs, kernel)
         return tape.gradient(y, inputs)
 
-    graph = input_gradient.get_concrete_function(
-        tf.TensorSpec([5, 48]), tf.TensorSpec([48, 24])).graph
-    matmuls = [op for op in graph.get_operations()
-               if op.type == "MatMul" and op.inputs[0].shape == (48, 24)]
-    assert [(op.inputs[1].op.type, op.get_attr("transpose_b")) for op in matmuls] == [
-        ("Snapshot", False)]
+    for dtype, written_out in [(tf.float32, "Snapshot"), (tf.bfloat16, "Transpose")]:
+        graph = input_gradient.get_concrete_function(
+            tf.TensorSpec([5, 48], dtype), tf.TensorSpec([48, 24], dtype)).graph
+        matmuls = [op for op in graph.get_operations()
+                   if op.type == "MatMul" and op.inputs[0].shape == (48, 24)]
+        assert [(op.inputs[1].op.type, op.get_attr("transpose_b")) for op in matmuls] == [
+            (written_out, False)], dtype
 
 
 def _peak_tensor_bytes(function, *args):

@@ -42,8 +42,9 @@ def video_matmul(inputs, kernel):
     a large weight, e.g. Gated NetVLAD's 278528 x 1024 hidden weights).
 
     Same values and gradients as a plain matmul; on TensorFlow only the
-    input gradient ``dy @ kernel^T`` takes another form, the one oneDNN runs
-    fastest for the weight's dtype (``_input_gradient``). Not for the
+    input gradient ``dy @ kernel^T`` takes another form, ``(kernel dy^T)^T``
+    (``_input_gradient``: the faster of its two variants for the matmul's
+    dtype, measured on CPUs for float32 and bfloat16). Not for the
     frame-level matmuls (``[B*N, D]`` rows), where the plain form is faster.
     """
     if not ON_TENSORFLOW or len(inputs.shape) != 2:
@@ -69,7 +70,7 @@ if ON_TENSORFLOW:
         grappler does not fold back into the matmul's ``transpose_b``): on a
         Zen 5 CPU 0.24 s instead of 0.31 s for that shape, and no slower for
         the smaller ones. In bfloat16 the folded form is as fast or faster
-        there (``bench/bench_video_matmul.py``).
+        there (``bench/bench_video_matmul.py``); float16 takes it unmeasured.
         """
         upstream_t = tf.transpose(upstream)
         if kernel.dtype == tf.float32:

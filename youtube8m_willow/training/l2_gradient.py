@@ -4,12 +4,13 @@ The objective's L2 term ``c * sum_i scale_i * sum(w_i ** 2) / 2`` has the
 gradient ``c * scale_i * w_i`` for each penalized weight. Through the tape it
 costs, per weight, a product the size of the weight and a sum with the
 weight's other gradient (under bfloat16, with the float32 cast of that
-gradient first): three passes, each writing a float32 tensor of the weight's
-size. Here the step takes the tape's gradient of the rest of the objective
-and adds the term itself: for a weight of at least ``FUSED_MIN_ELEMENTS``,
-one XLA-compiled pass reads the other gradient (its bfloat16 tensor where it
-is a cast of one) and the weight, and writes the sum. The values are the
-tape's: the same product and sum, in float32.
+gradient first): two or three passes, each writing a float32 tensor of the
+weight's size. Here the step takes the tape's gradient of the rest of the
+objective and adds the term itself: for a weight of at least
+``FUSED_MIN_ELEMENTS``, one XLA-compiled pass reads the other gradient (its
+bfloat16 tensor where it is a cast of one) and the weight, and writes the
+sum. The values are the tape's up to rounding (XLA may fuse the multiply
+and the add); the smaller weights' are the tape's ops.
 """
 
 from __future__ import annotations
@@ -26,16 +27,19 @@ from youtube8m_willow.training import bfloat16_adam
 FUSED_MIN_ELEMENTS = 1 << 20
 
 
-def slim_l2_scales(variables: Sequence) -> list[float] | None:
-    """Each variable's slim L2 scale (0 without a penalty), or None when a
-    variable has a regularizer of another kind: the tape then differentiates
-    the whole objective."""
+def slim_l2_scales(variables: Sequence, loss_count: int) -> list[float] | None:
+    """Each variable's slim L2 scale (0 without a penalty), or None when the
+    model's ``loss_count`` losses are not exactly those penalties (a
+    regularizer of another kind, an activity regularizer, an added loss): the
+    tape then differentiates the whole objective."""
     scales = []
     for variable in variables:
         regularizer = getattr(variable, "regularizer", None)
         if regularizer is not None and not isinstance(regularizer, SlimL2):
             return None
         scales.append(regularizer.scale if regularizer is not None else 0.0)
+    if loss_count != sum(1 for scale in scales if scale):
+        return None
     return scales
 
 

@@ -115,7 +115,7 @@ class ReplicaStep:
         gradient of slim's L2 penalties is added after the tape's
         (``training.l2_gradient``)."""
         variables = self.model.trainable_variables
-        scales = l2_gradient.slim_l2_scales(variables)
+        scales = l2_gradient.slim_l2_scales(variables, len(self.model.losses))
         with tf.GradientTape() as tape:
             predictions, label_loss, model_regularization = self.model.training_objective(
                 batch, batch["labels"], self.loss_fn)

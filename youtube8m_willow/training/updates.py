@@ -87,9 +87,10 @@ def computed_last(gradients: Sequence[tf.Tensor],
     gradient) that is while every pooling activation is still held. Computed
     last, it reuses their memory: a lower peak, the same values. What waits
     is the gradient's op and the large tensors that lead to it
-    (``_own_large_ops``): for a weight with an L2 term, the matmul's gradient,
-    its float32 cast and the L2 term's ``lambda * w`` as well as their sum,
-    which would otherwise be computed early and held through the rest of the
+    (``_own_large_ops``): for a weight with an L2 term, the matmul's gradient
+    as well as the compiled pass that adds the term (``training.l2_gradient``;
+    before it, the tape's float32 cast, ``lambda * w`` and their sum), which
+    would otherwise be computed early and held through the rest of the
     backward pass (WILLOW's LSTM under bfloat16: its MoE's, about 1 GB).
     """
     if tf.executing_eagerly():
