@@ -245,6 +245,16 @@ def test_softmax_over_one_entry_is_one_with_zero_gradient_and_no_warning():
     np.testing.assert_allclose(kernels.softmax(wide), tf.nn.softmax(wide), rtol=1e-6)
 
 
+def _assert_matches_reference(mine, references, tolerance, equal_nan=False):
+    """Each of ``mine`` equals its reference (TensorFlow's own op and
+    gradient) in float32 to ``tolerance`` of the reference's largest
+    magnitude."""
+    for value, reference in zip(mine, references):
+        reference = tf.cast(reference, tf.float32).numpy()
+        np.testing.assert_allclose(tf.cast(value, tf.float32), reference, equal_nan=equal_nan,
+                                   atol=tolerance * np.nanmax(np.abs(reference)))
+
+
 def test_video_matmul_gradients_are_a_plain_matmuls():
     """The per-video matmul's values and gradients are those of a plain
     matmul in float32 and bfloat16 (its input gradient is computed as
@@ -265,10 +275,7 @@ def test_video_matmul_gradients_are_a_plain_matmuls():
                 tape.watch([inputs, kernel])
                 y = matmul(inputs, kernel)
             results += [y, *tape.gradient(y, [inputs, kernel], output_gradients=upstream)]
-        for mine, reference in zip(results[:3], results[3:]):
-            reference = tf.cast(reference, tf.float32).numpy()
-            np.testing.assert_allclose(tf.cast(mine, tf.float32), reference,
-                                       atol=tolerance * np.abs(reference).max())
+        _assert_matches_reference(results[:3], results[3:], tolerance)
 
     @tf.function
     def input_gradient(inputs, kernel):
@@ -320,10 +327,7 @@ def test_wide_softmax_gradient_is_tensorflows_and_holds_one_tensor_fewer():
                     tape.watch(x)
                     y = softmax(x)
                 results += [y, tape.gradient(y, x, output_gradients=upstream)]
-            for mine, reference in zip(results[:2], results[2:]):
-                reference = tf.cast(reference, tf.float32)
-                np.testing.assert_allclose(tf.cast(mine, tf.float32), reference,
-                                           atol=tolerance * np.abs(reference).max())
+            _assert_matches_reference(results[:2], results[2:], tolerance)
     frames = tf.constant(rng.normal(size=(16, 50, size)), tf.float32)
     weights = tf.constant(rng.normal(size=(16, size)), tf.float32)
 
@@ -366,10 +370,7 @@ def test_sum_and_max_over_frames_gradient_is_tensorflows_in_one_tensor():
                 summed, maximum = pool(x)
                 loss = tf.reduce_sum(summed * weights[0]) + tf.reduce_sum(maximum * weights[1])
             results += [summed, maximum, tape.gradient(loss, x)]
-        for mine, reference in zip(results[:3], results[3:]):
-            reference = tf.cast(reference, tf.float32)
-            np.testing.assert_allclose(tf.cast(mine, tf.float32), reference, equal_nan=True,
-                                       atol=tolerance * np.nanmax(np.abs(reference)))
+        _assert_matches_reference(results[:3], results[3:], tolerance, equal_nan=True)
         assert np.isnan(results[2][2, :, 2]).all() and np.isfinite(results[2][:2]).all()
         np.testing.assert_allclose(tf.cast(results[2][0, 1:3, 0], tf.float32),
                                    tf.cast(weights[0][0, 0] + weights[1][0, 0] / 2, tf.float32),
