@@ -26,7 +26,6 @@ seed (`replica_sampling_seed`).
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import tensorflow as tf
@@ -119,8 +118,8 @@ class ReplicaStep:
         with tf.GradientTape() as tape:
             predictions, label_loss, model_regularization = self.model.training_objective(
                 batch, batch["labels"], self.loss_fn)
-            with tape.stop_recording() if scales is not None else contextlib.nullcontext():
-                weight_l2 = self.model.regularization_loss()
+            weight_l2 = self.model.regularization_loss()
+            # With scales, the penalties' gradient is added after the tape's.
             differentiated = (model_regularization if scales is not None
                               else weight_l2 + model_regularization)
             objective = (_weighted(label_loss, label_weight)
