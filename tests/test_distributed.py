@@ -121,8 +121,9 @@ def _finish(processes, log_dir, timeout=TIMEOUT) -> list[str]:
                 process.kill()
                 process.wait()
     logs = [(log_dir / f"worker{i}.log").read_text() for i in range(len(processes))]
-    for process, log in zip(processes, logs):
-        assert process.returncode == 0, log[-3000:]
+    failed = [f"worker {i} exited with {p.returncode}:\n{log[-3000:]}"
+              for i, (p, log) in enumerate(zip(processes, logs)) if p.returncode != 0]
+    assert not failed, "\n".join(failed)
     return logs
 
 
@@ -188,6 +189,46 @@ def test_two_workers_report_the_records_skipped_on_any_worker(tmp_path):
     for log in logs:
         assert "stopped (end_of_data)" in log
         assert "skipped or dropped input (all 2 workers): corrupt_records=1, " in log
+
+
+_LEAVE_TOGETHER_SCRIPT = textwrap.dedent("""
+    import logging, pathlib, sys, time
+    from youtube8m_willow.training import distribute
+
+    logging.basicConfig(level=logging.INFO)
+    marker = pathlib.Path(sys.argv[1])
+    strategy = distribute.select_strategy()
+    chief = distribute.strategy_is_chief(strategy)
+    if chief:  # late at the first barrier; the marker says it got there
+        time.sleep(3)
+        marker.write_text("chief at the barrier")
+    distribute.leave_together(strategy)
+    if not chief:
+        print("marker after the barrier:", marker.exists(), file=sys.stderr)
+    if chief:  # too late for the worker's 1-second second barrier
+        time.sleep(5)
+    distribute.leave_together(strategy, timeout_s=1)
+""")
+
+
+def test_leave_together_waits_for_every_worker_and_a_failed_wait_is_logged(tmp_path):
+    """The end-of-run barrier: the worker passes it only after the chief got
+    there (the chief writes a file first); a barrier that times out is a
+    warning, and both processes still exit 0."""
+    addresses = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    processes = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_CONFIG": json.dumps(tf_config),
+               "PYTHONPATH": str(REPO)}
+        with open(tmp_path / f"worker{index}.log", "w") as log:
+            processes.append(forked.Popen(
+                [sys.executable, "-c", _LEAVE_TOGETHER_SCRIPT, str(tmp_path / "marker")],
+                stdout=subprocess.DEVNULL, stderr=log, env=env, cwd=str(REPO)))
+    chief_log, worker_log = _finish(processes, tmp_path)
+    assert "marker after the barrier: True" in worker_log
+    for log in (chief_log, worker_log):
+        assert "the workers did not meet at the end of the run" in log
 
 
 RESUME_FLAGS = ["--batch_size=16", "--num_epochs=3", "--num_readers=1", "--seed=4",

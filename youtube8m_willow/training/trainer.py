@@ -108,13 +108,15 @@ def train(config: TrainConfig, model_config: ModelConfig,
     _log_plan(trainer, restored)
     done = _done_before_training(trainer, restored)
     if done is not None:
+        distribute.leave_together(strategy)
         return done
     first_step = trainer.global_step
     resumed_mid_input = any(p != InputPosition() for p in trainer.input_positions)
     dataset = trainer.make_dataset()
     with _StopRequest() as stop:  # until the last checkpoint and export are written
         progress = _run_steps(trainer, dataset, stop)
-        trainer.report_skipped(dataset)
+        trainer.report_skipped(dataset)  # the last collective
+        distribute.leave_together(strategy)
         if progress.stopped_by == "nan":
             path = checkpoint.latest_checkpoint(config.train_dir) if trainer.is_chief else None
             raise NonFiniteLossError(
