@@ -96,43 +96,47 @@ def _dequantize_bytes(quantized: tf.Tensor) -> tf.Tensor:
                                       mode="MIN_COMBINED")
 
 
-def _decode_frames(frames: tf.RaggedTensor, name: str, size: int,
+def _decode_frames(strings: tf.Tensor, frames: tf.Tensor, name: str, size: int,
                    names: tf.Tensor) -> tuple[tf.Tensor, tf.Operation]:
-    """The uint8 values [frames, size] of one feature's frames, checking each frame's size."""
-    byte_counts = tf.strings.length(frames.flat_values)
-    bad = tf.not_equal(byte_counts, size)
+    """The uint8 values [B, T, size] of one feature's frames (``strings``:
+    the parsed [B, T] bytes, ``frames`` [B] of them real), zero bytes after
+    each video's last frame; checks each real frame's size first."""
+    byte_counts = tf.strings.length(strings)
+    real = tf.sequence_mask(frames, tf.shape(strings)[1])
+    bad = tf.logical_and(real, tf.not_equal(byte_counts, size))
     check = assert_no(bad, lambda: error_message(
-        tf.gather(names, first_where(frames.value_rowids(), bad)), ": frame feature ", name,
-        " has a frame of ", first_where(byte_counts, bad), " bytes, expected ", str(size),
-        " (check --feature_names / --feature_sizes)"))
+        first_where(names, tf.reduce_any(bad, axis=1)), ": frame feature ", name,
+        " has a frame of ", first_where(tf.reshape(byte_counts, [-1]), tf.reshape(bad, [-1])),
+        " bytes, expected ", str(size), " (check --feature_names / --feature_sizes)"))
     with tf.control_dependencies([check]):
-        return tf.reshape(tf.io.decode_raw(frames.flat_values, tf.uint8), [-1, size]), check
+        # The padding entries are empty strings: fixed_length gives them zeros.
+        return tf.io.decode_raw(strings, tf.uint8, fixed_length=size), check
 
 
 def _frame_matrix(lists: dict[str, tf.Tensor], lengths: dict[str, tf.Tensor], config: ReaderConfig,
                   names: tf.Tensor) -> tuple[tf.Tensor, list[tf.Operation]]:
-    """Frames [B, max_frames, D], features concatenated, zero-padded / clipped:
-    dequantized floats, or with ``config.quantized_frames`` the uint8 bytes."""
-    frames = [tf.RaggedTensor.from_tensor(lists[n], lengths=lengths[n]) for n in config.feature_names]
-    decoded = [_decode_frames(f, n, s, names)
-               for f, n, s in zip(frames, config.feature_names, config.feature_sizes)]
-    quantized, checks = [q for q, _ in decoded], [c for _, c in decoded]
-    shape = [None, config.max_frames]
-    convert, pad = ((tf.identity, 0) if config.quantized_frames else (_dequantize_bytes, 0.0))
+    """Frames [B, max_frames, D], features concatenated, each feature
+    zero-padded after its own last frame and clipped to max_frames: the
+    uint8 bytes with ``config.quantized_frames``, else the dequantized floats
+    (``dequantize_frames``: padding exactly 0.0).
 
-    def joined():  # all features have the same frame counts (the normal case): one pass
-        values = convert(tf.concat(quantized, axis=1))
-        return frames[0].with_flat_values(values).to_tensor(pad, shape=shape + [config.feature_size])
+    Each feature is decoded straight from the parsed [B, T] strings (one
+    copy of its bytes), not through a ragged tensor of its real frames."""
+    decoded = [_decode_frames(lists[n], lengths[n], n, s, names)
+               for n, s in zip(config.feature_names, config.feature_sizes)]
+    padded = [_to_frames(values, config.max_frames) for values, _ in decoded]
+    matrix = padded[0] if len(padded) == 1 else tf.concat(padded, axis=-1)
+    if not config.quantized_frames:
+        matrix = dequantize_frames(matrix, _feature_frames(lengths, config), config.feature_sizes)
+    return matrix, [check for _, check in decoded]
 
-    def separate():  # frame counts differ between features: each padded on its own
-        return tf.concat([f.with_flat_values(convert(q)).to_tensor(pad, shape=shape + [s])
-                          for f, q, s in zip(frames, quantized, config.feature_sizes)], axis=-1)
 
-    if len(frames) == 1:
-        return joined(), checks
-    first = lengths[config.feature_names[0]]
-    same = tf.reduce_all([tf.reduce_all(tf.equal(lengths[n], first)) for n in config.feature_names[1:]])
-    return tf.cond(same, joined, separate), checks
+def _to_frames(values: tf.Tensor, max_frames: int) -> tf.Tensor:
+    """[B, T, D] clipped or zero-padded to [B, max_frames, D]."""
+    values = values[:, :max_frames]
+    padding = max_frames - tf.shape(values)[1]
+    padded = tf.pad(values, [[0, 0], [0, padding], [0, 0]])
+    return tf.ensure_shape(padded, [None, max_frames, values.shape[-1]])
 
 
 def _feature_frames(lengths: dict[str, tf.Tensor], config: ReaderConfig) -> tf.Tensor:
