@@ -549,6 +549,14 @@ def test_wrong_feature_sizes(tmp_path):
     path = write_records(tmp_path / "size.tfrecord", [seq_example(good_frames(2)), seq_example(frames)])
     data_error(path, FRAME, r"size\.tfrecord \(record 1\): frame feature rgb has a frame of 15 bytes, "
                r"expected 16 \(check --feature_names / --feature_sizes\)")
+    # One byte too many (decoding at a fixed length would cut it), and an
+    # empty frame among the real ones (bytes like the padding's).
+    for frame, count in ((frames["rgb"][0] + b"x", 17), (b"", 0)):
+        frames["rgb"][1] = frame
+        path = write_records(tmp_path / f"size{count}.tfrecord",
+                             [seq_example(good_frames(2)), seq_example(frames)])
+        data_error(path, FRAME, rf"size{count}\.tfrecord \(record 1\): frame feature rgb has a "
+                   rf"frame of {count} bytes, expected 16")
     vpath = write_records(tmp_path / "vsize.tfrecord",
                           [video_example({"mean_rgb": [0.0] * 16, "mean_audio": [0.0] * 5})])
     data_error(vpath, VIDEO, r"vsize\.tfrecord \(record 0\): feature 'mean_audio' has 5 values, expected 4")

@@ -96,13 +96,15 @@ def _dequantize_bytes(quantized: tf.Tensor) -> tf.Tensor:
                                       mode="MIN_COMBINED")
 
 
-def _decode_frames(strings: tf.Tensor, frames: tf.Tensor, name: str, size: int,
-                   names: tf.Tensor) -> tuple[tf.Tensor, tf.Operation]:
-    """The uint8 values [B, T, size] of one feature's frames (``strings``:
-    the parsed [B, T] bytes, ``frames`` [B] of them real), zero bytes after
-    each video's last frame; checks each real frame's size first."""
+def _decode_frames(strings: tf.Tensor, frame_counts: tf.Tensor, name: str, size: int,
+                   max_frames: int, names: tf.Tensor) -> tuple[tf.Tensor, tf.Operation]:
+    """The uint8 values [B, min(T, max_frames), size] of one feature's
+    frames, zero bytes after each video's last frame. ``strings``: the
+    parsed [B, T] bytes, of which ``frame_counts`` [B] are each row's real
+    frames. Checks the size of every real frame first (those past
+    ``max_frames`` too)."""
     byte_counts = tf.strings.length(strings)
-    real = tf.sequence_mask(frames, tf.shape(strings)[1])
+    real = tf.sequence_mask(frame_counts, tf.shape(strings)[1])
     bad = tf.logical_and(real, tf.not_equal(byte_counts, size))
     check = assert_no(bad, lambda: error_message(
         first_where(names, tf.reduce_any(bad, axis=1)), ": frame feature ", name,
@@ -110,7 +112,7 @@ def _decode_frames(strings: tf.Tensor, frames: tf.Tensor, name: str, size: int,
         " bytes, expected ", str(size), " (check --feature_names / --feature_sizes)"))
     with tf.control_dependencies([check]):
         # The padding entries are empty strings: fixed_length gives them zeros.
-        return tf.io.decode_raw(strings, tf.uint8, fixed_length=size), check
+        return tf.io.decode_raw(strings[:, :max_frames], tf.uint8, fixed_length=size), check
 
 
 def _frame_matrix(lists: dict[str, tf.Tensor], lengths: dict[str, tf.Tensor], config: ReaderConfig,
@@ -120,9 +122,10 @@ def _frame_matrix(lists: dict[str, tf.Tensor], lengths: dict[str, tf.Tensor], co
     uint8 bytes with ``config.quantized_frames``, else the dequantized floats
     (``dequantize_frames``: padding exactly 0.0).
 
-    Each feature is decoded straight from the parsed [B, T] strings (one
-    copy of its bytes), not through a ragged tensor of its real frames."""
-    decoded = [_decode_frames(lists[n], lengths[n], n, s, names)
+    Each feature is decoded straight from the parsed [B, T] strings, not
+    through a ragged tensor of its real frames (a gather of their strings
+    and a padded copy fewer)."""
+    decoded = [_decode_frames(lists[n], lengths[n], n, s, config.max_frames, names)
                for n, s in zip(config.feature_names, config.feature_sizes)]
     padded = [_to_frames(values, config.max_frames) for values, _ in decoded]
     matrix = padded[0] if len(padded) == 1 else tf.concat(padded, axis=-1)
@@ -132,8 +135,7 @@ def _frame_matrix(lists: dict[str, tf.Tensor], lengths: dict[str, tf.Tensor], co
 
 
 def _to_frames(values: tf.Tensor, max_frames: int) -> tf.Tensor:
-    """[B, T, D] clipped or zero-padded to [B, max_frames, D]."""
-    values = values[:, :max_frames]
+    """[B, T <= max_frames, D] zero-padded to [B, max_frames, D]."""
     padding = max_frames - tf.shape(values)[1]
     padded = tf.pad(values, [[0, 0], [0, padding], [0, 0]])
     return tf.ensure_shape(padded, [None, max_frames, values.shape[-1]])
@@ -148,8 +150,9 @@ def _feature_frames(lengths: dict[str, tf.Tensor], config: ReaderConfig) -> tf.T
 def dequantize_frames(video_matrix: tf.Tensor, feature_frames: tf.Tensor,
                       feature_sizes: Sequence[int], positions: tf.Tensor | None = None
                       ) -> tf.Tensor:
-    """The float frames of a ``quantized_frames`` batch: bitwise the
-    ``video_matrix`` the reader gives without it (padding exactly 0.0).
+    """The float frames of a ``quantized_frames`` batch, ``dequantize`` of
+    each byte and exactly 0.0 past each feature's frames (the float reader
+    gives its ``video_matrix`` through here too, so the two agree bitwise).
 
     Args:
         video_matrix: uint8 [B, T, D], features concatenated.

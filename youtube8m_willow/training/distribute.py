@@ -32,6 +32,7 @@ process) alone writes checkpoints, exports, model_flags.json and summaries.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -183,31 +184,32 @@ def broadcast_from_chief(strategy: tf.distribute.Strategy, variables: Sequence) 
     _run_on_replicas(strategy, replica_fn)
 
 
-_BARRIERS_PASSED = []  # one id per barrier: every worker passes the same ones in turn
+# Numbers the barriers: every worker passes the same ones, in the same order.
+_barrier_numbers = itertools.count()
 
 
-def leave_together(strategy: tf.distribute.Strategy, timeout_s: float = 3600.0) -> None:
+def leave_together(strategy: tf.distribute.Strategy, timeout_s: float = 600.0) -> None:
     """Waits until every worker is here (a barrier of the cluster's
-    coordination service); a no-op with one worker.
+    coordination service); a no-op with one worker. Every worker must call
+    it the same number of times.
 
-    Called after a run's last collective. The worker that finishes a
-    collective first may otherwise exit while its peer still fetches its part
-    of the result over gRPC, and the peer fails with "Socket closed". The
-    barrier's answer comes from the chief's own service, so the chief, which
-    still writes the last checkpoint and export, leaves last. A barrier that
-    fails (a worker died) is logged, not raised: the training itself is done.
+    Called after a run's last collective: no worker passes until every
+    worker has finished it. Without it, the worker that finishes a
+    collective first may exit while its peer still fetches that worker's
+    part over gRPC, and the peer fails with "Socket closed". A barrier that
+    fails (a worker died, or ``timeout_s`` passed) is logged, not raised:
+    the training itself is done.
     """
     if num_workers(strategy) == 1:
         return
     from tensorflow.python.eager import context  # no public API for the barrier
 
-    barrier_id = f"youtube8m_willow/leave_together/{len(_BARRIERS_PASSED)}"
-    _BARRIERS_PASSED.append(barrier_id)
+    barrier_id = f"youtube8m_willow/leave_together/{next(_barrier_numbers)}"
     try:
         context.context().wait_at_barrier(barrier_id, int(timeout_s * 1000))
     except tf.errors.OpError as error:
         log.warning("the workers did not meet at the end of the run: %s",
-                    str(error).splitlines()[0])
+                    (str(error).splitlines() or [type(error).__name__])[0])
 
 
 def _run_on_replicas(strategy: tf.distribute.Strategy, replica_fn):
