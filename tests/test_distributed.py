@@ -93,20 +93,25 @@ def _free_ports(count: int) -> list[int]:
     return ports
 
 
-def _start_workers(train_dirs, extra_flags, log_dir):
-    """Starts one train.py per train_dir, as the workers of one cluster; each
-    logs to ``log_dir/worker<i>.log``."""
-    addresses = [f"127.0.0.1:{port}" for port in _free_ports(len(train_dirs))]
+def _start_cluster(commands, log_dir):
+    """Starts one process per command, as the workers of one cluster
+    (``TF_CONFIG`` over loopback); each logs to ``log_dir/worker<i>.log``."""
+    addresses = [f"127.0.0.1:{port}" for port in _free_ports(len(commands))]
     processes = []
-    for index, train_dir in enumerate(train_dirs):
+    for index, command in enumerate(commands):
         tf_config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_CONFIG": json.dumps(tf_config)}
-        command = [sys.executable, str(REPO / "train.py"), f"--train_dir={train_dir}",
-                   *MODEL_FLAGS, *extra_flags]
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_CONFIG": json.dumps(tf_config),
+               "PYTHONPATH": str(REPO)}
         with open(log_dir / f"worker{index}.log", "w") as log:
             processes.append(forked.Popen(command, stdout=subprocess.DEVNULL, stderr=log,
                                           env=env, cwd=str(REPO)))
     return processes
+
+
+def _start_workers(train_dirs, extra_flags, log_dir):
+    """Starts one train.py per train_dir, as the workers of one cluster."""
+    return _start_cluster([[sys.executable, str(REPO / "train.py"), f"--train_dir={train_dir}",
+                            *MODEL_FLAGS, *extra_flags] for train_dir in train_dirs], log_dir)
 
 
 def _finish(processes, log_dir, timeout=TIMEOUT) -> list[str]:
@@ -215,17 +220,8 @@ def test_leave_together_waits_for_every_worker_and_a_failed_wait_is_logged(tmp_p
     """The end-of-run barrier: the worker passes it only after the chief got
     there (the chief writes a file first); a barrier that times out is a
     warning, and both processes still exit 0."""
-    addresses = [f"127.0.0.1:{port}" for port in _free_ports(2)]
-    processes = []
-    for index in range(2):
-        tf_config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_CONFIG": json.dumps(tf_config),
-               "PYTHONPATH": str(REPO)}
-        with open(tmp_path / f"worker{index}.log", "w") as log:
-            processes.append(forked.Popen(
-                [sys.executable, "-c", _LEAVE_TOGETHER_SCRIPT, str(tmp_path / "marker")],
-                stdout=subprocess.DEVNULL, stderr=log, env=env, cwd=str(REPO)))
-    chief_log, worker_log = _finish(processes, tmp_path)
+    command = [sys.executable, "-c", _LEAVE_TOGETHER_SCRIPT, str(tmp_path / "marker")]
+    chief_log, worker_log = _finish(_start_cluster([command, command], tmp_path), tmp_path)
     assert "marker after the barrier: True" in worker_log
     for log in (chief_log, worker_log):
         assert "the workers did not meet at the end of the run" in log
