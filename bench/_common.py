@@ -136,6 +136,21 @@ def print_result(result: dict) -> None:
     print(RESULT_PREFIX + json.dumps(result), flush=True)
 
 
+def measure_models(script: str, model: str, models, argv: list[str], measure, report) -> None:
+    """A bench's ``--model``: one model measured here (its result printed for
+    a parent process, then its report line), or with ``all`` each of
+    ``models`` in a process of its own (a clean peak memory each) with
+    ``argv``'s other flags, one report line each."""
+    if model != "all":
+        result = measure()
+        print_result(result)
+        print(report(result))
+        return
+    forwarded = [a for a in argv if not a.startswith("--model")]
+    for name in models:
+        print(report(run_child(script, [f"--model={name}", *forwarded])), flush=True)
+
+
 def median_ms(call, repeats: int) -> float:
     """The median wall time of ``repeats`` calls of ``call`` (a compiled
     function whose result has ``.numpy()``), in ms, after one untimed call

@@ -95,15 +95,9 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     print(f"machine: {_common.machine()}", flush=True)
-    if args.model != "all":
-        result = measure(args)
-        _common.print_result(result)
-        print(report(result))
-        return
-    forwarded = [a for a in (argv if argv is not None else sys.argv[1:])
-                 if not a.startswith("--model")]
-    for model in MODELS:
-        print(report(_common.run_child(__file__, [f"--model={model}", *forwarded])), flush=True)
+    _common.measure_models(__file__, args.model, MODELS,
+                           argv if argv is not None else sys.argv[1:],
+                           lambda: measure(args), report)
 
 
 if __name__ == "__main__":

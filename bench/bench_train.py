@@ -155,17 +155,10 @@ def _tensors(result: dict) -> str:
 def main(argv=None) -> None:
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if args.model != "all":
-        print(f"machine: {_common.machine()}")
-        result = measure(args)
-        _common.print_result(result)
-        print(report(result))
-        return
-    print(f"machine: {_common.machine()}")
-    forwarded = [a for a in (argv if argv is not None else sys.argv[1:])
-                 if not a.startswith("--model")]
-    for model in MODELS:
-        print(report(_common.run_child(__file__, [f"--model={model}", *forwarded])), flush=True)
+    print(f"machine: {_common.machine()}", flush=True)
+    _common.measure_models(__file__, args.model, MODELS,
+                           argv if argv is not None else sys.argv[1:],
+                           lambda: measure(args), report)
 
 
 if __name__ == "__main__":
