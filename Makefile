@@ -16,13 +16,16 @@ WORKERS ?= 2
 
 # The packages' bytecode is compiled on every core at once after pip (which
 # compiles one file at a time); like pip, it passes over the few files written
-# for a newer Python (torch's 3.12 helpers).
-$(STAMP): requirements.txt requirements-torch.txt pyproject.toml
+# for a newer Python (torch's 3.12 helpers). Then the project's own kernels
+# are built against the installed TensorFlow (youtube8m_willow/native; where
+# that fails, training takes TensorFlow's path, and the kernels' test fails).
+$(STAMP): requirements.txt requirements-torch.txt pyproject.toml youtube8m_willow/native/row_block_adam.cc
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet --no-compile -r requirements.txt -r requirements-torch.txt
 	$(PY) -m compileall -q -j 0 $(VENV)/lib > /dev/null || true
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m youtube8m_willow.native.build || true
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -134,20 +134,9 @@ def run_one(flag_args: list[str], steps: int, warmup: int) -> dict:
             "flops": step_flops(trainer.traced_step(batch).graph)}
 
 
-LOOPS = ("While", "StatelessWhile")
-CALLS = ("PartitionedCall", "StatefulPartitionedCall")
+LOOPS = machine.LOOPS
+CALLS = machine.CALLS
 MATMULS = ("MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3")
-
-
-def called_op_types(graph, function_name: str) -> set[str]:
-    """The op types a called function runs, those of the functions it calls included."""
-    definition = graph._get_function(function_name).cached_definition
-    types = set()
-    for node in definition.node_def:
-        types.add(node.op)
-        if node.op in CALLS:
-            types |= called_op_types(graph, node.attr["f"].func.name)
-    return types
 
 
 # The recurrent layers' loop (layers/recurrent.py ``training_scan_states``):
@@ -165,7 +154,9 @@ def step_flops(graph) -> int | None:
     loops = 0
     for op in machine.live_ops(graph):
         if op.type in LOOPS:
-            return None
+            if machine.factored_adam_loop_flops(graph, op) is None:
+                return None
+            continue  # counted by machine.matmul_flops
         if op.type not in CALLS:
             continue
         name = op.get_attr("f").name
@@ -174,7 +165,8 @@ def step_flops(graph) -> int | None:
             if flops is None:
                 return None
             loops += flops
-        elif SCAN_BACKWARD not in name and called_op_types(graph, name) & {*LOOPS, *MATMULS}:
+        elif SCAN_BACKWARD not in name and (machine.called_op_types(graph, name)
+                                             & {*LOOPS, *MATMULS}):
             return None
     try:
         return machine.matmul_flops(graph) + loops

@@ -173,11 +173,52 @@ def live_ops(graph) -> list:
     return list(live.values())
 
 
+LOOPS = ("While", "StatelessWhile")
+CALLS = ("PartitionedCall", "StatefulPartitionedCall")
+
+
+def called_op_types(graph, function_name: str) -> set[str]:
+    """The op types a called function runs, those of the functions it calls included."""
+    definition = graph._get_function(function_name).cached_definition
+    types = set()
+    for node in definition.node_def:
+        types.add(node.op)
+        if node.op in CALLS:
+            types |= called_op_types(graph, node.attr["f"].func.name)
+    return types
+
+
+def factored_adam_loop_flops(graph, loop) -> int | None:
+    """The row blocks of a weight gradient that a factored Adam update
+    (``training/factored_adam.py``) makes in its loop: ``2 F B H`` from the
+    loop's ``[F, B]`` columns and ``[B, H]`` upstream gradient (the rows past
+    the loop's blocks are a MatMul outside it, counted with the others);
+    None for any other loop."""
+    if "RowBlockApplyAdam" not in called_op_types(graph, loop.get_attr("body").name):
+        return None
+    from youtube8m_willow.training import factored_adam
+
+    matrices = [tuple(tensor.shape) for tensor in loop.inputs if tensor.shape.rank == 2]
+    if len(matrices) != 2 or None in matrices[0] + matrices[1]:
+        return None
+    # [F, B] then [B, H] in the loop's captures, in either order.
+    first, second = matrices if matrices[0][1] == matrices[1][0] else matrices[::-1]
+    if first[1] != second[0]:
+        return None
+    (rows, batch), columns = first, second[1]
+    block = min(factored_adam.BLOCK_ROWS, rows)
+    return 2 * (rows - rows % block) * batch * columns
+
+
 def matmul_flops(graph) -> int:
     """Sum of 2 m k n over the live MatMul and BatchMatMul ops of a traced
-    function graph (their shapes fully known)."""
+    function graph (their shapes fully known), and the matmuls of a factored
+    Adam update's loop (``factored_adam_loop_flops``)."""
     total = 0
     for op in live_ops(graph):
+        if op.type in LOOPS:
+            total += factored_adam_loop_flops(graph, op) or 0
+            continue
         if op.type == "MatMul":
             transposed = op.get_attr("transpose_a")
         elif op.type in ("BatchMatMul", "BatchMatMulV2", "BatchMatMulV3"):

@@ -331,3 +331,58 @@ def run_in_a_terminal(command: list[str], rows: int = 40, columns: int = 200,
         os.close(terminal)
         os.close(controller)
     return process.wait(), b"".join(chunks).decode("utf-8", "replace")
+
+
+def peak_tensor_bytes(function, *args) -> int:
+    """The CPU allocator's peak above what is held before, over one call of
+    ``function`` on the CPU (the allocator of TensorFlow's oneDNN build keeps
+    the statistics; the project's CPU install is that build)."""
+    import tensorflow as tf
+
+    with tf.device("CPU:0"):
+        function(*args)  # traced and warmed
+        tf.config.experimental.reset_memory_stats("CPU:0")
+        before = tf.config.experimental.get_memory_info("CPU:0")["current"]
+        function(*args)
+        return tf.config.experimental.get_memory_info("CPU:0")["peak"] - before
+
+
+def small_moe_batch() -> dict:
+    """One fixed batch for ``small_moe_config``'s model: 16 videos of 40
+    features, 10 classes."""
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(3)
+    return {"video_matrix": tf.constant(rng.random((16, 40)).astype(np.float32)),
+            "num_frames": tf.ones([16], tf.int32),
+            "labels": tf.constant((rng.random((16, 10)) < 0.3).astype(np.float32))}
+
+
+def small_moe_config(moe_l2: float = 0.0):
+    """A small video-level MoE (40 features, 10 classes, 2 mixtures: experts
+    [40, 20], gates [40, 30])."""
+    from youtube8m_willow.config import ModelConfig
+
+    return ModelConfig(model="MoeModel", num_classes=10, feature_sizes=(40,),
+                       feature_names=("mean_rgb",), moe_num_mixtures=2, moe_l2=moe_l2)
+
+
+def train_small_moe(monkeypatch, large_gradient_elements: int, steps: int = 3,
+                    **train_config) -> list:
+    """The weights of ``small_moe_config``'s model (no L2 term, which would
+    add to the matmul gradients) after ``steps`` steps on
+    ``small_moe_batch``, with ``updates.LARGE_GRADIENT_ELEMENTS`` set to
+    ``large_gradient_elements`` (which weights take the large-gradient
+    paths); seed 5, clipping at 0.05."""
+    from youtube8m_willow.training import updates
+    from youtube8m_willow.training.run import Trainer
+    from youtube8m_willow.training.train_config import TrainConfig
+
+    batch = small_moe_batch()
+    monkeypatch.setattr(updates, "LARGE_GRADIENT_ELEMENTS", large_gradient_elements)
+    trainer = Trainer(TrainConfig(train_dir="unused", train_data_pattern="", seed=5,
+                                  clip_gradient_norm=0.05, **train_config), small_moe_config())
+    for _ in range(steps):
+        trainer.step(batch)
+    return [v.numpy() for v in trainer.model.trainable_variables]

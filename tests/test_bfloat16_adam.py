@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import train_small_moe
 
 from youtube8m_willow.training import bfloat16_adam, updates
 
@@ -80,33 +81,14 @@ def test_only_large_graph_casts_of_bfloat16_are_traced_back():
 def test_bfloat16_training_updates_large_weights_from_their_bfloat16_gradient(monkeypatch):
     """A --precision=bfloat16 step applies a large weight's update from its
     bfloat16 gradient, and trains as the step through the float32 cast does."""
-    import tensorflow as tf
-
-    from youtube8m_willow.config import ModelConfig
-    from youtube8m_willow.training.run import Trainer
-    from youtube8m_willow.training.train_config import TrainConfig
-
-    rng = np.random.default_rng(3)
-    batch = {"video_matrix": tf.constant(rng.random((16, 40)).astype(np.float32)),
-             "num_frames": tf.ones([16], tf.int32),
-             "labels": tf.constant((rng.random((16, 10)) < 0.3).astype(np.float32))}
-    model_config = ModelConfig(model="MoeModel", num_classes=10, feature_sizes=(40,),
-                               feature_names=("mean_rgb",), moe_num_mixtures=2,
-                               moe_l2=0.0)  # an L2 term would add to the cast gradient
     applied = []
     original_apply = bfloat16_adam.apply
     monkeypatch.setattr(bfloat16_adam, "apply",
                         lambda gradient, *a, **k: applied.append(tuple(gradient.value.shape))
                         or original_apply(gradient, *a, **k))
-    weights = []
-    for large in (400, 1 << 40):  # the experts' and gates' [40, 20], [40, 30]; nothing
-        monkeypatch.setattr(updates, "LARGE_GRADIENT_ELEMENTS", large)
-        config = TrainConfig(train_dir="unused", train_data_pattern="", precision="bfloat16", seed=5,
-                             clip_gradient_norm=0.05)
-        trainer = Trainer(config, model_config)
-        for _ in range(3):
-            trainer.step(batch)
-        weights.append([v.numpy() for v in trainer.model.trainable_variables])
+    # The experts' and gates' [40, 20], [40, 30] are large; then nothing is.
+    weights = [train_small_moe(monkeypatch, large, precision="bfloat16")
+               for large in (400, 1 << 40)]
     assert sorted(applied) == [(40, 20), (40, 30)]  # traced once
     for via_bfloat16, via_float32 in zip(*weights):
         np.testing.assert_allclose(via_bfloat16, via_float32, rtol=1e-5, atol=1e-6)

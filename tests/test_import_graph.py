@@ -21,23 +21,25 @@ The rooms, lowest first (a module may import its own room and those below):
    it sits below both: the models read their config off a checkpoint
    (``models.original_train_dir``) and the optimizers their slots
    (``training.optimizer_state``).
-4. ``layers``: Keras layers, usable on their own.
-5. ``models``: the models built from layers, the registry of their original
+4. ``native``: the project's own TensorFlow kernels, built against the
+   installed TensorFlow (``native.build``), and their loaders.
+5. ``layers``: Keras layers, usable on their own.
+6. ``models``: the models built from layers, the registry of their original
    class names, their config inferred from a checkpoint.
-6. ``data``: the tf.data readers and the synthetic data (no model needed).
-7. ``losses``, ``metrics``, ``summaries``, ``progress`` (the live bar of
+7. ``data``: the tf.data readers and the synthetic data (no model needed).
+8. ``losses``, ``metrics``, ``summaries``, ``progress`` (the live bar of
    a loop on a terminal) and ``compat`` (the starter's module names of the
    metrics: ``youtube8m_willow.eval_util``, ...): what a run computes and
    reports.
-8. ``training``: optimizers, their state in a checkpoint, the loop.
-9. ``evaluation`` (and ``eval_report``, its per-class report),
+9. ``training``: optimizers, their state in a checkpoint, the loop.
+10. ``evaluation`` (and ``eval_report``, its per-class report),
    ``prediction``, ``segments``, ``submission``, ``portable``: the engines
    that use trained models (they may use training's checkpoint restore); ``validation`` and ``train_dir_flags``:
    the scripts' configs checked and resolved against a train_dir's saved
    flags (they know the models, losses and optimizers by name).
-10. ``flags``: absl flags -> the configs of every engine below;
+11. ``flags``: absl flags -> the configs of every engine below;
     ``flag_help``: every flag's help line and group (plain text, no import).
-11. ``cli``, ``apps`` (what each script does, as a function of its
+12. ``cli``, ``apps`` (what each script does, as a function of its
     configs), ``demo``, ``portable.convert``: entry points
     (``portable.convert`` is a ``python -m`` script: absl flags and
     ``main``); and the package's
@@ -60,6 +62,7 @@ ROOMS: list[tuple[str, ...]] = [
     ("errors", "config", "atomic", "startup"),
     ("legacy",),
     ("checkpoint",),
+    ("native",),
     ("layers",),
     ("models",),
     ("data",),

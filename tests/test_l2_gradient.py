@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import small_moe_batch, small_moe_config
 
 from youtube8m_willow.training import l2_gradient
 
@@ -119,17 +120,12 @@ def test_training_step_gradients_are_the_whole_objectives(monkeypatch, precision
     float16."""
     import tensorflow as tf
 
-    from youtube8m_willow.config import ModelConfig
     from youtube8m_willow.training.run import Trainer
     from youtube8m_willow.training.train_config import TrainConfig
 
     monkeypatch.setattr(l2_gradient, "FUSED_MIN_ELEMENTS", 400)
-    rng = np.random.default_rng(3)
-    inputs = {"video_matrix": tf.constant(rng.random((16, 40)).astype(np.float32)),
-              "num_frames": tf.ones([16], tf.int32),
-              "labels": tf.constant((rng.random((16, 10)) < 0.3).astype(np.float32))}
-    model_config = ModelConfig(model="MoeModel", num_classes=10, feature_sizes=(40,),
-                               feature_names=("mean_rgb",), moe_num_mixtures=2, moe_l2=0.05)
+    inputs = small_moe_batch()
+    model_config = small_moe_config(moe_l2=0.05)
     trainer = Trainer(TrainConfig(train_dir="unused", train_data_pattern="", seed=5,
                                   precision=precision, regularization_penalty=3.0),
                       model_config)

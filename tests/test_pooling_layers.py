@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import keras
+from conftest import peak_tensor_bytes
 
 from youtube8m_willow.layers.dbof import DBoF, GatedDBoF, SoftDBoF, StarterDBoF
 from youtube8m_willow.layers.fisher import NetFV
@@ -293,18 +294,6 @@ def test_video_matmul_gradients_are_a_plain_matmuls():
             (written_out, False)], dtype
 
 
-def _peak_tensor_bytes(function, *args):
-    """The CPU allocator's peak above what is held before, over one call on
-    the CPU (the allocator of TensorFlow's oneDNN build keeps the
-    statistics; the project's CPU install is that build)."""
-    with tf.device("CPU:0"):
-        function(*args)  # traced and warmed
-        tf.config.experimental.reset_memory_stats("CPU:0")
-        before = tf.config.experimental.get_memory_info("CPU:0")["current"]
-        function(*args)
-        return tf.config.experimental.get_memory_info("CPU:0")["peak"] - before
-
-
 def test_wide_softmax_gradient_is_tensorflows_and_holds_one_tensor_fewer():
     """Over LEAN_SOFTMAX_MIN_ENTRIES or more entries (Soft-DBoF's clusters),
     the layers' softmax is TensorFlow's in value and gradient (2-D and 3-D,
@@ -338,7 +327,7 @@ def test_wide_softmax_gradient_is_tensorflows_and_holds_one_tensor_fewer():
                 tape.watch(frames)
                 loss = tf.reduce_sum(tf.reduce_sum(softmax(frames), axis=1) * weights)
             return tf.reduce_sum(tape.gradient(loss, frames))
-        return _peak_tensor_bytes(run, frames) / frames.numpy().nbytes
+        return peak_tensor_bytes(run, frames) / frames.numpy().nbytes
 
     lean, own = pooled_gradient(kernels.softmax), pooled_gradient(tf.nn.softmax)
     assert own - lean >= 0.5, (lean, own)
@@ -386,7 +375,7 @@ def test_sum_and_max_over_frames_gradient_is_tensorflows_in_one_tensor():
                 summed, maximum = pool(frames)
                 loss = tf.reduce_sum(summed * weights[0]) + tf.reduce_sum(maximum * weights[1])
             return tf.reduce_sum(tape.gradient(loss, frames))
-        return _peak_tensor_bytes(run, frames) / frames.numpy().nbytes
+        return peak_tensor_bytes(run, frames) / frames.numpy().nbytes
 
     lean = pooled_gradient(kernels.sum_and_max_over_frames)
     own = pooled_gradient(lambda v: (tf.reduce_sum(v, 1), tf.reduce_max(v, 1)))

@@ -141,9 +141,9 @@ class ReplicaStep:
         """Unscales (float16), clips each tensor and updates the weights."""
         variables = self.model.trainable_variables
         if self.loss_scale is None:
-            bfloat16_adam_update = self.in_place and updates.supports_fused_adam(self.optimizer)
+            adam_update = self.in_place and updates.supports_fused_adam(self.optimizer)
             self._update(updates.clip_each(gradients, self.config.clip_gradient_norm,
-                                           bfloat16_adam_update), variables)
+                                           adam_update), variables)
             return
         gradients, finite = self.loss_scale.unscaled(gradients)
         clipped = updates.clip_each(gradients, self.config.clip_gradient_norm)

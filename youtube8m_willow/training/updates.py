@@ -22,13 +22,15 @@ from typing import Sequence
 import keras
 import tensorflow as tf
 
-from youtube8m_willow.training import bfloat16_adam
+from youtube8m_willow.training import bfloat16_adam, factored_adam
 from youtube8m_willow.training.tf1_optimizers import TF1Optimizer, handle
 
 
 # Gradients at least this large are computed last (see computed_last),
 # multiplied by their clipping scale only when it is below 1 (clip_by_norm)
-# and, under bfloat16, applied from their bfloat16 tensor (clip_each, bfloat16_adam).
+# and, under bfloat16, applied from their bfloat16 tensor (clip_each,
+# bfloat16_adam); a float32 matmul gradient, from its two factors
+# (factored_adam).
 LARGE_GRADIENT_ELEMENTS = 1 << 24
 
 
@@ -49,18 +51,24 @@ def clip_by_norm(gradient: tf.Tensor, clip_norm: float,
 
 
 def clip_each(gradients: Sequence[tf.Tensor], clip_norm: float,
-              bfloat16_adam_update: bool = False) -> list:
+              adam_update: bool = False) -> list:
     """Each gradient tensor clipped to ``clip_norm`` on its own (0: none).
 
-    With ``bfloat16_adam_update`` (for ``apply_adam``), a large gradient that
-    is the float32 cast of a bfloat16 one comes back as that bfloat16 tensor
-    and its clipping scale (``bfloat16_adam.Bfloat16Gradient``).
+    With ``adam_update`` (the gradients go to ``apply_adam``), a large
+    gradient comes back in a form its update reads instead of a clipped
+    float32 copy, with its clipping scale: the float32 cast of a bfloat16
+    gradient as that bfloat16 tensor (``bfloat16_adam.Bfloat16Gradient``); a
+    float32 matmul gradient ``x^T g`` as its factors
+    (``factored_adam.FactoredGradient``).
     """
     def clip(gradient):
-        source = (bfloat16_adam.bfloat16_source(gradient, LARGE_GRADIENT_ELEMENTS)
-                  if bfloat16_adam_update else None)
-        if source is not None:
-            return bfloat16_adam.clipped(source, clip_norm)
+        if adam_update:
+            source = bfloat16_adam.bfloat16_source(gradient, LARGE_GRADIENT_ELEMENTS)
+            if source is not None:
+                return bfloat16_adam.clipped(source, clip_norm)
+            matmul_factors = factored_adam.factors(gradient, LARGE_GRADIENT_ELEMENTS)
+            if matmul_factors is not None:
+                return factored_adam.clipped(*matmul_factors, clip_norm)
         return clip_by_norm(gradient, clip_norm) if clip_norm > 0 else gradient
 
     return [clip(g) for g in gradients]
@@ -72,6 +80,8 @@ def tensors_of(gradients: Sequence) -> list[tf.Tensor]:
     for gradient in gradients:
         if isinstance(gradient, bfloat16_adam.Bfloat16Gradient):
             tensors += [gradient.value, gradient.scale]
+        elif isinstance(gradient, factored_adam.FactoredGradient):
+            tensors += [gradient.inputs, gradient.upstream, gradient.scale]
         elif gradient is not None:
             tensors.append(gradient)
     return tensors
@@ -176,7 +186,8 @@ def apply_adam(optimizer: keras.optimizers.Adam, gradients: Sequence[tf.Tensor],
     ``w -= lr_t m / (sqrt(v) + epsilon)``: Keras' Adam in one pass. In a
     replica context each replica updates its own copy with the same values.
     A ``bfloat16_adam.Bfloat16Gradient`` (of ``clip_each``) is applied from
-    its bfloat16 tensor, by the same formula.
+    its bfloat16 tensor, by the same formula; a
+    ``factored_adam.FactoredGradient`` a block of rows at a time, by TF1's.
     """
     step = tf.cast(optimizer.iterations + 1, tf.float32)
     beta_1 = tf.constant(optimizer.beta_1, tf.float32)
@@ -190,6 +201,8 @@ def apply_adam(optimizer: keras.optimizers.Adam, gradients: Sequence[tf.Tensor],
                      v=handle(optimizer._velocities[index]))
         if isinstance(gradient, bfloat16_adam.Bfloat16Gradient):
             bfloat16_adam.apply(gradient, **slots, **hyper)
+        elif isinstance(gradient, factored_adam.FactoredGradient):
+            factored_adam.apply(gradient, **slots, **hyper)
         else:
             tf.raw_ops.ResourceApplyAdam(grad=tf.cast(gradient, tf.float32), use_locking=False,
                                          **slots, **hyper)

@@ -1,0 +1,222 @@
+"""Adam on a large weight from its gradient's factors (training.factored_adam)
+and the row-block kernel under it (native.row_block_adam): TF1's update, bit
+for bit, without the whole gradient."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import peak_tensor_bytes, train_small_moe
+
+from youtube8m_willow.native import row_block_adam
+from youtube8m_willow.training import factored_adam, updates
+
+HYPER = dict(beta1_power=0.9 ** 3, beta2_power=0.999 ** 3, lr=0.01, beta1=0.9, beta2=0.999,
+             epsilon=1e-8)
+
+
+def _hyper():
+    import tensorflow as tf
+
+    return {name: tf.constant(value, tf.float32) for name, value in HYPER.items()}
+
+
+def test_row_block_kernel_is_built_and_is_tf1_adam_on_the_rows():
+    """The kernel (built by make) updates rows [start, start + R) of a weight
+    and its slots as TF1's ResourceApplyAdam updates them, bit for bit, and
+    leaves the other rows alone."""
+    import tensorflow as tf
+
+    assert row_block_adam.available(), (
+        "the row-block Adam kernel is not built: python -m youtube8m_willow.native.build")
+    rng = np.random.default_rng(0)
+    shape, start, rows = (300, 48), 117, 70
+    var, m, v = (rng.standard_normal(shape).astype(np.float32) for _ in range(3))
+    v = np.abs(v)
+    grad = rng.standard_normal((rows, shape[1])).astype(np.float32)
+    blocked = [tf.Variable(a) for a in (var, m, v)]
+    row_block_adam.apply(*(b.handle for b in blocked), tf.constant(grad), start, **_hyper())
+    whole = [tf.Variable(a[start:start + rows]) for a in (var, m, v)]
+    tf.raw_ops.ResourceApplyAdam(var=whole[0].handle, m=whole[1].handle, v=whole[2].handle,
+                                 grad=tf.constant(grad), use_locking=False, **_hyper())
+    for before, after, reference in zip((var, m, v), blocked, whole):
+        after = after.numpy()
+        np.testing.assert_array_equal(after[start:start + rows], reference.numpy())
+        np.testing.assert_array_equal(after[:start], before[:start])
+        np.testing.assert_array_equal(after[start + rows:], before[start + rows:])
+        assert not np.array_equal(after[start:start + rows], before[start:start + rows])
+
+
+@pytest.mark.parametrize("grad_shape, start, message", [
+    ((4, 7), 0, "grad must be \\[rows, 8\\]"),
+    ((4, 8), 29, "rows \\[29, 33\\) are outside the variable's 30 rows"),
+    ((4, 8), -1, "outside the variable's 30 rows"),
+])
+def test_row_block_kernel_rejects_a_block_that_does_not_fit(grad_shape, start, message):
+    import tensorflow as tf
+
+    weights = [tf.Variable(tf.zeros([30, 8])) for _ in range(3)]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        row_block_adam.apply(*(w.handle for w in weights), tf.zeros(grad_shape), start,
+                             **_hyper())
+    assert all(not w.numpy().any() for w in weights)
+
+
+def _adam_state(rng, shape):
+    import keras
+
+    variable = keras.Variable(rng.standard_normal(shape).astype(np.float32) * 0.1)
+    optimizer = keras.optimizers.Adam(0.01, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
+    optimizer.build([variable])
+    return variable, optimizer
+
+
+@pytest.mark.parametrize("clip_norm", [1e6, 0.5, 0.0], ids=["within the norm", "clipped",
+                                                             "no clipping"])
+def test_factored_update_is_the_whole_gradient_update(monkeypatch, clip_norm):
+    """Three steps of ``x @ W`` (``video_matmul``, whose weight gradient is
+    the matmul ``x^T g``) with rows past the last full block: the factored
+    update gives TF1's whole-gradient update bit for bit, but for the
+    clipping scale, whose norm may round apart."""
+    import tensorflow as tf
+
+    from youtube8m_willow.layers.kernels import video_matmul
+
+    monkeypatch.setattr(updates, "LARGE_GRADIENT_ELEMENTS", 1)
+    rng = np.random.default_rng(1)
+    rows = 2 * factored_adam.BLOCK_ROWS + 100
+    shape = (rows, 24)
+    inputs = [tf.constant(rng.standard_normal((5, rows)).astype(np.float32)) for _ in range(3)]
+    targets = tf.constant(rng.standard_normal((5, 24)).astype(np.float32))
+    start = rng.standard_normal(shape).astype(np.float32) * 0.1
+    results, forms = [], []
+    for adam_update in (False, True):
+        variable, optimizer = _adam_state(rng, shape)
+        variable.assign(start)
+
+        @tf.function
+        def step(x):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(tf.square(video_matmul(x, variable) - targets))
+            gradients = tape.gradient(loss, [variable.value])
+            clipped = updates.clip_each(gradients, clip_norm, adam_update)
+            forms.append(type(clipped[0]).__name__)
+            with tf.control_dependencies(updates.tensors_of(clipped)):
+                updates.apply_adam(optimizer, clipped, [variable])
+
+        for x in inputs:
+            step(x)
+        results.append((variable.numpy(), optimizer._momentums[0].numpy(),
+                        optimizer._velocities[0].numpy()))
+    assert forms == ["SymbolicTensor", "FactoredGradient"]  # traced once each
+    for whole, factored in zip(*results):
+        if clip_norm == 0.5:
+            # Scales 2e-7 apart (float32 sums in another order), differences a
+            # few 1e-7 after three steps at learning rate 0.01.
+            np.testing.assert_allclose(factored, whole, rtol=1e-5, atol=1e-6)
+        else:
+            np.testing.assert_array_equal(factored, whole)
+    assert not np.allclose(results[1][0], start)
+
+
+def test_clipping_norm_from_the_factors_is_the_gradients_norm():
+    """``|x^T g|`` from the Gram matrices, against the float64 norm of the
+    product: 1e-6 relative (float32 matmuls of x's column chunks)."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(4)
+    for rows in (300, 64 * factored_adam.GRAM_CHUNKS * 2):  # one chunk; GRAM_CHUNKS chunks
+        x = rng.standard_normal((6, rows)).astype(np.float32)
+        g = rng.standard_normal((6, 9)).astype(np.float32)
+        exact = np.sqrt(((x.astype(np.float64).T @ g.astype(np.float64)) ** 2).sum())
+        for clip_norm in (exact / 3, exact * 3):
+            scale = factored_adam.clipped(tf.constant(x), tf.constant(g), clip_norm).scale
+            expected = clip_norm / max(exact, clip_norm)
+            np.testing.assert_allclose(float(scale), expected, rtol=1e-6)
+
+
+def test_only_large_graph_matmul_gradients_are_factored():
+    import tensorflow as tf
+
+    found = {}
+
+    @tf.function
+    def trace(x, g):
+        product = tf.matmul(x, g, transpose_a=True)  # [6, 4]: 24 elements
+        found["large"] = factored_adam.factors(product, 24)
+        found["small"] = factored_adam.factors(product, 25)
+        found["not transposed"] = factored_adam.factors(tf.matmul(tf.transpose(x), g), 1)
+        found["a sum"] = factored_adam.factors(product + 1.0, 1)
+        found["bfloat16"] = factored_adam.factors(
+            tf.matmul(tf.cast(x, tf.bfloat16), tf.cast(g, tf.bfloat16), transpose_a=True), 1)
+        return product
+
+    x, g = tf.ones([3, 6]), tf.ones([3, 4])
+    trace(x, g)
+    assert found["large"][0].shape == (3, 6) and found["large"][1].shape == (3, 4)
+    assert found["small"] is found["not transposed"] is found["a sum"] is None
+    assert found["bfloat16"] is None
+    assert factored_adam.factors(tf.matmul(x, g, transpose_a=True), 1) is None  # eager
+
+
+def test_without_the_kernel_the_gradient_stays_whole(monkeypatch):
+    import tensorflow as tf
+
+    monkeypatch.setattr(row_block_adam, "available", lambda: False)
+    found = {}
+
+    @tf.function
+    def trace(x, g):
+        found["factors"] = factored_adam.factors(tf.matmul(x, g, transpose_a=True), 1)
+        return x
+
+    trace(tf.ones([3, 6]), tf.ones([3, 4]))
+    assert found["factors"] is None
+
+
+def test_factored_update_never_holds_the_whole_gradient(monkeypatch):
+    """A 64 MB weight's update: TF1's path holds its gradient (and, clipped,
+    a scaled copy); the factored one a few row blocks (measured: under a
+    tenth of the gradient's size; the test asks for a quarter)."""
+    import tensorflow as tf
+
+    from youtube8m_willow.layers.kernels import video_matmul
+
+    monkeypatch.setattr(updates, "LARGE_GRADIENT_ELEMENTS", 1)
+    rng = np.random.default_rng(2)
+    shape = (65536, 256)
+    gradient_bytes = shape[0] * shape[1] * 4
+    x = tf.constant(rng.standard_normal((8, shape[0])).astype(np.float32))
+    peaks = {}
+    for adam_update in (False, True):
+        variable, optimizer = _adam_state(rng, shape)
+
+        @tf.function
+        def step(x):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(tf.square(video_matmul(x, variable)))
+            clipped = updates.clip_each(tape.gradient(loss, [variable.value]), 1.0, adam_update)
+            with tf.control_dependencies(updates.tensors_of(clipped)):
+                updates.apply_adam(optimizer, clipped, [variable])
+            return loss
+
+        peaks[adam_update] = peak_tensor_bytes(step, x) / gradient_bytes
+    assert peaks[False] >= 1.0 and peaks[True] < 0.25, peaks
+
+
+def test_training_step_updates_large_matmul_weights_from_their_factors(monkeypatch):
+    """A float32 step of a model whose MoE weights are large (the threshold
+    lowered) updates them from their factors, and trains as TF1's
+    whole-gradient step does (its clipping scale aside: 1e-5 after three
+    steps)."""
+    applied = []
+    original_apply = factored_adam.apply
+    monkeypatch.setattr(factored_adam, "apply",
+                        lambda gradient, *a, **k: applied.append(
+                            (tuple(gradient.inputs.shape), tuple(gradient.upstream.shape)))
+                        or original_apply(gradient, *a, **k))
+    # The experts' and gates' [40, 20], [40, 30] are large; then nothing is.
+    weights = [train_small_moe(monkeypatch, large) for large in (400, 1 << 40)]
+    assert sorted(applied) == [((16, 40), (16, 20)), ((16, 40), (16, 30))]  # traced once
+    for factored, whole in zip(*weights):
+        np.testing.assert_allclose(factored, whole, rtol=1e-5, atol=1e-7)

@@ -1,0 +1,112 @@
+"""Adam on a large weight from its gradient's two factors, block by block.
+
+A matmul's weight gradient is ``x^T g`` (``x``: the layer's input ``[B, F]``,
+``g``: the gradient at its output ``[B, H]``). For Gated NetVLAD's hidden
+layer that product is 278528 x 1024 floats, 1.1 GB made only to be read by
+the clipping norm, the clipping multiply and Adam. Here the update never
+makes it whole:
+
+- the clipping norm comes from the factors, ``|x^T g|^2 = sum((x x^T) *
+  (g g^T))``, with ``x x^T`` summed over column chunks of ``x`` (one
+  ``[B, F] x [F, B]`` matmul runs at a fraction of the machine's rate);
+- then, for each block of ``BLOCK_ROWS`` rows, ``x[:, rows]^T g`` (oneDNN's
+  matmul) times the clipping scale, and TF1's Adam on those rows of the
+  weight and its slots, in place (``native.row_block_adam``).
+
+The same bits as the whole-gradient update when the gradient is within the
+clipping norm: a row block of the matmul is those rows of the whole one, and
+the kernel is TF1's formula. When it is clipped, the norm may round apart by
+an ulp or so (its sum is taken in another order), so the scale may too.
+
+Float32 only, for a gradient that is exactly such a matmul (no other term
+added: not a weight with an L2 penalty, not one used twice) of at least
+``updates.LARGE_GRADIENT_ELEMENTS``, in a graph, where the kernel is built;
+anything else keeps TensorFlow's path (``training.updates``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+from youtube8m_willow.native import row_block_adam
+
+# Rows of the weight updated at once: 4 MB blocks for 1024 columns, which
+# stay in cache between the matmul that makes them and Adam.
+BLOCK_ROWS = 1024
+# Column chunks of x for x x^T (one [B, F] x [F, B] matmul: 70 ms for
+# Gated NetVLAD's hidden layer; 64 batched chunks: 30 ms).
+GRAM_CHUNKS = 64
+
+
+@dataclass(frozen=True)
+class FactoredGradient:
+    """A weight's gradient ``inputs^T upstream`` as its two factors, and the
+    factor its clipping multiplies it by (1 when within the norm)."""
+
+    inputs: tf.Tensor
+    upstream: tf.Tensor
+    scale: tf.Tensor
+
+
+def factors(gradient, min_elements: int):
+    """``(x, g)`` where the float32 ``gradient`` of at least ``min_elements``
+    is the matmul ``x^T g`` (in a graph, with the kernel built), else None."""
+    if gradient is None or tf.executing_eagerly() or gradient.dtype != tf.float32:
+        return None
+    if (gradient.shape.num_elements() or 0) < min_elements or gradient.op.type != "MatMul":
+        return None
+    op = gradient.op
+    if not op.get_attr("transpose_a") or op.get_attr("transpose_b"):
+        return None
+    inputs, upstream = op.inputs
+    if inputs.shape.rank != 2 or upstream.shape.rank != 2 or not row_block_adam.available():
+        return None
+    return inputs, upstream
+
+
+def clipped(inputs, upstream, clip_norm: float) -> FactoredGradient:
+    """The factors with the scale of ``clip_by_norm(inputs^T upstream,
+    clip_norm)``: ``c / max(|x^T g|, c)`` (1 without clipping)."""
+    if clip_norm <= 0:
+        return FactoredGradient(inputs, upstream, tf.constant(1.0))
+    squared = tf.reduce_sum(_gram(inputs) * _gram(upstream))
+    norm = tf.cast(tf.sqrt(tf.maximum(squared, 0.0)), tf.float32)
+    return FactoredGradient(inputs, upstream, clip_norm / tf.maximum(norm, clip_norm))
+
+
+def _gram(matrix: tf.Tensor) -> tf.Tensor:
+    """``matrix matrix^T`` ``[B, B]`` in float64: float32 matmuls of column
+    chunks of ``matrix``, summed in float64 (the terms of the squared norm
+    cancel in part, so their rounding matters)."""
+    columns = matrix.shape[1]
+    chunks = GRAM_CHUNKS if columns % GRAM_CHUNKS == 0 and columns >= 64 * GRAM_CHUNKS else 1
+    rows = tf.shape(matrix)[0]
+    chunked = tf.transpose(tf.reshape(matrix, [rows, chunks, columns // chunks]), [1, 0, 2])
+    return tf.reduce_sum(tf.cast(tf.matmul(chunked, chunked, transpose_b=True), tf.float64), 0)
+
+
+def apply(gradient: FactoredGradient, var, m, v, **hyper) -> None:
+    """TF1's Adam on the resources ``var``, ``m``, ``v`` (``[F, H]``) from
+    ``gradient``, a block of rows at a time (``tf.raw_ops.ResourceApplyAdam``'s
+    hyperparameters)."""
+    columns_first = tf.transpose(gradient.inputs)  # [F, B]: each block's rows contiguous
+    upstream, scale = gradient.upstream, gradient.scale
+    rows = gradient.inputs.shape[1]
+    block = min(BLOCK_ROWS, rows)
+
+    def update(start, size):
+        block_gradient = tf.matmul(columns_first[start:start + size], upstream) * scale
+        row_block_adam.apply(var, m, v, block_gradient, start, **hyper)
+
+    def body(index):
+        update(index * block, block)
+        return (index + 1,)
+
+    full_blocks = rows // block
+    tf.while_loop(lambda index: index < full_blocks, body, [tf.constant(0)],
+                  parallel_iterations=1)
+    if rows % block:
+        # The last rows, after the loop's (the kernel orders its updates by its variables).
+        update(full_blocks * block, rows % block)
