@@ -34,7 +34,8 @@ def test_row_block_kernel_is_built_and_is_tf1_adam_on_the_rows():
     var, m, v = (rng.standard_normal(shape).astype(np.float32) for _ in range(3))
     v = np.abs(v)
     grad = rng.standard_normal((rows, shape[1])).astype(np.float32)
-    blocked = [tf.Variable(a) for a in (var, m, v)]
+    with tf.device("CPU:0"):  # the kernel is the CPU's
+        blocked = [tf.Variable(a) for a in (var, m, v)]
     row_block_adam.apply(*(b.handle for b in blocked), tf.constant(grad), start, **_hyper())
     whole = [tf.Variable(a[start:start + rows]) for a in (var, m, v)]
     tf.raw_ops.ResourceApplyAdam(var=whole[0].handle, m=whole[1].handle, v=whole[2].handle,
@@ -55,7 +56,8 @@ def test_row_block_kernel_is_built_and_is_tf1_adam_on_the_rows():
 def test_row_block_kernel_rejects_a_block_that_does_not_fit(grad_shape, start, message):
     import tensorflow as tf
 
-    weights = [tf.Variable(tf.zeros([30, 8])) for _ in range(3)]
+    with tf.device("CPU:0"):
+        weights = [tf.Variable(tf.zeros([30, 8])) for _ in range(3)]
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
         row_block_adam.apply(*(w.handle for w in weights), tf.zeros(grad_shape), start,
                              **_hyper())
@@ -71,9 +73,10 @@ def _adam_state(rng, shape):
     return variable, optimizer
 
 
-@pytest.mark.parametrize("clip_norm", [1e6, 0.5, 0.0], ids=["within the norm", "clipped",
-                                                             "no clipping"])
-def test_factored_update_is_the_whole_gradient_update(monkeypatch, clip_norm):
+@pytest.mark.parametrize("batch, columns, clip_norm", [
+    (5, 64, 1e6), (5, 64, 0.5), (5, 64, 0.0), (80, 1024, 1e6)],
+    ids=["within the norm", "clipped", "no clipping", "Gated NetVLAD's batch and width"])
+def test_factored_update_is_the_whole_gradient_update(monkeypatch, batch, columns, clip_norm):
     """Three steps of ``x @ W`` (``video_matmul``, whose weight gradient is
     the matmul ``x^T g``) with rows past the last full block: the factored
     update gives TF1's whole-gradient update bit for bit, but for the
@@ -85,9 +88,10 @@ def test_factored_update_is_the_whole_gradient_update(monkeypatch, clip_norm):
     monkeypatch.setattr(updates, "LARGE_GRADIENT_ELEMENTS", 1)
     rng = np.random.default_rng(1)
     rows = 2 * factored_adam.BLOCK_ROWS + 100
-    shape = (rows, 24)
-    inputs = [tf.constant(rng.standard_normal((5, rows)).astype(np.float32)) for _ in range(3)]
-    targets = tf.constant(rng.standard_normal((5, 24)).astype(np.float32))
+    shape = (rows, columns)
+    inputs = [tf.constant(rng.standard_normal((batch, rows)).astype(np.float32))
+              for _ in range(3)]
+    targets = tf.constant(rng.standard_normal((batch, columns)).astype(np.float32))
     start = rng.standard_normal(shape).astype(np.float32) * 0.1
     results, forms = [], []
     for adam_update in (False, True):
@@ -129,13 +133,13 @@ def test_clipping_norm_from_the_factors_is_the_gradients_norm():
         x = rng.standard_normal((6, rows)).astype(np.float32)
         g = rng.standard_normal((6, 9)).astype(np.float32)
         exact = np.sqrt(((x.astype(np.float64).T @ g.astype(np.float64)) ** 2).sum())
-        for clip_norm in (exact / 3, exact * 3):
-            scale = factored_adam.clipped(tf.constant(x), tf.constant(g), clip_norm).scale
-            expected = clip_norm / max(exact, clip_norm)
-            np.testing.assert_allclose(float(scale), expected, rtol=1e-6)
+        scale = factored_adam.clipped(tf.constant(x), tf.constant(g), exact / 3).scale
+        np.testing.assert_allclose(float(scale), 1 / 3, rtol=1e-6)
+        within = factored_adam.clipped(tf.constant(x), tf.constant(g), exact * 3).scale
+        assert float(within) == 1.0  # exactly: the gradient is then TF1's bit for bit
 
 
-def test_only_large_graph_matmul_gradients_are_factored():
+def test_only_large_graph_matmul_gradients_are_factored(monkeypatch):
     import tensorflow as tf
 
     found = {}
@@ -143,6 +147,8 @@ def test_only_large_graph_matmul_gradients_are_factored():
     @tf.function
     def trace(x, g):
         product = tf.matmul(x, g, transpose_a=True)  # [6, 4]: 24 elements
+        found["batch too large"] = factored_adam.factors(product, 1)  # 3 x (6 + 4) > 24 / 8
+        monkeypatch.setattr(factored_adam, "MAX_BATCH_SHARE", 2.0)
         found["large"] = factored_adam.factors(product, 24)
         found["small"] = factored_adam.factors(product, 25)
         found["not transposed"] = factored_adam.factors(tf.matmul(tf.transpose(x), g), 1)
@@ -155,6 +161,7 @@ def test_only_large_graph_matmul_gradients_are_factored():
     trace(x, g)
     assert found["large"][0].shape == (3, 6) and found["large"][1].shape == (3, 4)
     assert found["small"] is found["not transposed"] is found["a sum"] is None
+    assert found["batch too large"] is None
     assert found["bfloat16"] is None
     assert factored_adam.factors(tf.matmul(x, g, transpose_a=True), 1) is None  # eager
 
@@ -215,7 +222,9 @@ def test_training_step_updates_large_matmul_weights_from_their_factors(monkeypat
                         lambda gradient, *a, **k: applied.append(
                             (tuple(gradient.inputs.shape), tuple(gradient.upstream.shape)))
                         or original_apply(gradient, *a, **k))
-    # The experts' and gates' [40, 20], [40, 30] are large; then nothing is.
+    # The experts' and gates' [40, 20], [40, 30] are large (and the batch of
+    # 16 small enough against them); then nothing is.
+    monkeypatch.setattr(factored_adam, "MAX_BATCH_SHARE", 2.0)
     weights = [train_small_moe(monkeypatch, large) for large in (400, 1 << 40)]
     assert sorted(applied) == [((16, 40), (16, 20)), ((16, 40), (16, 30))]  # traced once
     for factored, whole in zip(*weights):

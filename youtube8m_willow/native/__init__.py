@@ -4,5 +4,6 @@
 in place (``training.factored_adam`` updates Gated NetVLAD's 1.1 GB hidden
 weight block by block, so its whole gradient is never made). ``build``
 compiles the kernels (``make`` runs it); without them training takes
-TensorFlow's own path, with the same numbers.
+TensorFlow's own path (more memory; the same numbers but for the clipping
+norm's last digits).
 """

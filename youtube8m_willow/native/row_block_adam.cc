@@ -1,6 +1,6 @@
 // RowBlockApplyAdam: TF1's ApplyAdam on rows [start, start + R) of a float32
 // resource variable and its two Adam slots, in place, from the gradient of
-// those rows alone ([R, H]).
+// those rows alone ([R, H]). CPU only.
 //
 // TensorFlow has no dense in-place update of part of a variable: its slice
 // and scatter assignments switch the variable to copy-on-read mode (every
@@ -9,7 +9,9 @@
 // elsewhere is copied first), then applies TF1's formula, expression for
 // expression, to the rows: the same float32 operations in the same order, so
 // the same bits as ApplyAdam on the whole variable (built without contracted
-// multiply-adds, as TensorFlow's own kernels are).
+// multiply-adds, as TensorFlow's own kernels are). A variable in copy-on-read
+// mode would be copied whole for every block: the caller turns that mode off
+// first (training/factored_adam.py).
 #define EIGEN_USE_THREADS
 
 #include "tensorflow/core/framework/op.h"
@@ -43,12 +45,24 @@ class RowBlockApplyAdamOp : public OpKernel {
   explicit RowBlockApplyAdamOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
+    for (int input = 3; input <= 10; ++input) {
+      if (input == 9) continue;  // grad
+      OP_REQUIRES(ctx, TensorShapeUtils::IsScalar(ctx->input(input).shape()),
+                  absl::InvalidArgumentError(absl::StrCat(
+                      "input ", input, " must be a scalar, got ",
+                      ctx->input(input).shape().DebugString())));
+    }
     auto locks = MaybeLockVariableInputMutexesInOrder<CPUDevice, float>(
         ctx, /*do_lock=*/true, /*sparse=*/false, {0, 1, 2});
     Tensor var, m, v;
     OP_REQUIRES_OK(ctx, GetInputTensorFromVariable<CPUDevice, float>(ctx, 0, true, false, &var));
     OP_REQUIRES_OK(ctx, GetInputTensorFromVariable<CPUDevice, float>(ctx, 1, true, false, &m));
     OP_REQUIRES_OK(ctx, GetInputTensorFromVariable<CPUDevice, float>(ctx, 2, true, false, &v));
+    for (const Tensor* t : {&var, &m, &v}) {
+      OP_REQUIRES(ctx, t->IsInitialized() && t->dtype() == DT_FLOAT,
+                  absl::InvalidArgumentError(
+                      "var, m and v must be initialized float32 variables"));
+    }
     const Tensor& grad = ctx->input(9);
     OP_REQUIRES(ctx, var.dims() == 2 && var.shape() == m.shape() && var.shape() == v.shape(),
                 absl::InvalidArgumentError(absl::StrCat(
@@ -62,7 +76,7 @@ class RowBlockApplyAdamOp : public OpKernel {
     const int64_t start = ctx->input(10).scalar<int64_t>()();
     const int64_t rows = grad.dim_size(0);
     const int64_t cols = var.dim_size(1);
-    OP_REQUIRES(ctx, start >= 0 && start + rows <= var.dim_size(0),
+    OP_REQUIRES(ctx, start >= 0 && start <= var.dim_size(0) && rows <= var.dim_size(0) - start,
                 absl::InvalidArgumentError(absl::StrCat(
                     "rows [", start, ", ", start + rows, ") are outside the variable's ",
                     var.dim_size(0), " rows")));

@@ -15,13 +15,17 @@ makes it whole:
 
 The same bits as the whole-gradient update when the gradient is within the
 clipping norm: a row block of the matmul is those rows of the whole one, and
-the kernel is TF1's formula. When it is clipped, the norm may round apart by
-an ulp or so (its sum is taken in another order), so the scale may too.
+the kernel is TF1's formula. When it is clipped, the norm's last digits may
+differ (its float32 sums run in another order: 2e-7 relative in the tests;
+more where the Gram matrices' terms cancel), and so may the scale's.
 
 Float32 only, for a gradient that is exactly such a matmul (no other term
 added: not a weight with an L2 penalty, not one used twice) of at least
-``updates.LARGE_GRADIENT_ELEMENTS``, in a graph, where the kernel is built;
-anything else keeps TensorFlow's path (``training.updates``).
+``updates.LARGE_GRADIENT_ELEMENTS``, with a batch small against the weight
+(``MAX_BATCH_SHARE``: else the Gram matrices cost more than they save), in
+a graph, on a machine without a GPU (the kernel is the CPU's), where the
+kernel is built; anything else keeps TensorFlow's path
+(``training.updates``).
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ BLOCK_ROWS = 1024
 # Column chunks of x for x x^T (one [B, F] x [F, B] matmul: 70 ms for
 # Gated NetVLAD's hidden layer; 64 batched chunks: 30 ms).
 GRAM_CHUNKS = 64
+# The factors' elements B (F + H) at most this share of the weight's F H:
+# the Gram matrices' matmuls and copies grow with B, the saving does not.
+MAX_BATCH_SHARE = 1 / 8
 
 
 @dataclass(frozen=True)
@@ -61,7 +68,12 @@ def factors(gradient, min_elements: int):
     if not op.get_attr("transpose_a") or op.get_attr("transpose_b"):
         return None
     inputs, upstream = op.inputs
-    if inputs.shape.rank != 2 or upstream.shape.rank != 2 or not row_block_adam.available():
+    if inputs.shape.rank != 2 or upstream.shape.rank != 2 or inputs.shape[0] is None:
+        return None
+    rows, columns = inputs.shape[1], upstream.shape[1]
+    if inputs.shape[0] * (rows + columns) > MAX_BATCH_SHARE * rows * columns:
+        return None
+    if tf.config.list_logical_devices("GPU") or not row_block_adam.available():
         return None
     return inputs, upstream
 
@@ -91,6 +103,10 @@ def apply(gradient: FactoredGradient, var, m, v, **hyper) -> None:
     """TF1's Adam on the resources ``var``, ``m``, ``v`` (``[F, H]``) from
     ``gradient``, a block of rows at a time (``tf.raw_ops.ResourceApplyAdam``'s
     hyperparameters)."""
+    for handle in (var, m, v):
+        # A variable that a sparse op once read copies itself on every read
+        # and would be copied whole for every block: dense from here on.
+        tf.raw_ops.DisableCopyOnRead(resource=handle)
     columns_first = tf.transpose(gradient.inputs)  # [F, B]: each block's rows contiguous
     upstream, scale = gradient.upstream, gradient.scale
     rows = gradient.inputs.shape[1]
@@ -108,5 +124,6 @@ def apply(gradient: FactoredGradient, var, m, v, **hyper) -> None:
     tf.while_loop(lambda index: index < full_blocks, body, [tf.constant(0)],
                   parallel_iterations=1)
     if rows % block:
-        # The last rows, after the loop's (the kernel orders its updates by its variables).
+        # The last rows (the function's automatic control dependencies order
+        # it after the loop: both update the same variables).
         update(full_blocks * block, rows % block)
