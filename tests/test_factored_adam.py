@@ -73,6 +73,38 @@ def _adam_state(rng, shape):
     return variable, optimizer
 
 
+def _whole_and_factored(monkeypatch, rng, start, inputs, loss, clip_norm):
+    """A weight starting at ``start`` after one Adam step per input, each
+    from the gradient of ``loss(x, variable)`` through ``clip_each`` and
+    ``apply_adam``: first with no gradient factored, then as ``clip_each``
+    chooses. Returns both ``(w, m, v)`` and the forms ``clip_each`` gave the
+    gradient."""
+    import tensorflow as tf
+
+    results, forms = [], []
+    for factored in (False, True):
+        variable, optimizer = _adam_state(rng, start.shape)
+        variable.assign(start)
+
+        @tf.function
+        def step(x):
+            with tf.GradientTape() as tape:
+                value = loss(x, variable)
+            clipped = updates.clip_each(tape.gradient(value, [variable.value]), clip_norm, True)
+            forms.append(type(clipped[0]).__name__)
+            with tf.control_dependencies(updates.tensors_of(clipped)):
+                updates.apply_adam(optimizer, clipped, [variable])
+
+        with monkeypatch.context() as patch:
+            if not factored:
+                patch.setattr(factored_adam, "factors", lambda gradient, minimum: None)
+            for x in inputs:
+                step(x)
+        results.append((variable.numpy(), optimizer._momentums[0].numpy(),
+                        optimizer._velocities[0].numpy()))
+    return results, forms
+
+
 @pytest.mark.parametrize("batch, columns, clip_norm", [
     (5, 64, 1e6), (5, 64, 0.5), (5, 64, 0.0), (80, 1024, 1e6)],
     ids=["within the norm", "clipped", "no clipping", "Gated NetVLAD's batch and width"])
@@ -93,25 +125,11 @@ def test_factored_update_is_the_whole_gradient_update(monkeypatch, batch, column
               for _ in range(3)]
     targets = tf.constant(rng.standard_normal((batch, columns)).astype(np.float32))
     start = rng.standard_normal(shape).astype(np.float32) * 0.1
-    results, forms = [], []
-    for adam_update in (False, True):
-        variable, optimizer = _adam_state(rng, shape)
-        variable.assign(start)
 
-        @tf.function
-        def step(x):
-            with tf.GradientTape() as tape:
-                loss = tf.reduce_sum(tf.square(video_matmul(x, variable) - targets))
-            gradients = tape.gradient(loss, [variable.value])
-            clipped = updates.clip_each(gradients, clip_norm, adam_update)
-            forms.append(type(clipped[0]).__name__)
-            with tf.control_dependencies(updates.tensors_of(clipped)):
-                updates.apply_adam(optimizer, clipped, [variable])
+    def loss(x, variable):
+        return tf.reduce_sum(tf.square(video_matmul(x, variable) - targets))
 
-        for x in inputs:
-            step(x)
-        results.append((variable.numpy(), optimizer._momentums[0].numpy(),
-                        optimizer._velocities[0].numpy()))
+    results, forms = _whole_and_factored(monkeypatch, rng, start, inputs, loss, clip_norm)
     assert forms == ["SymbolicTensor", "FactoredGradient"]  # traced once each
     for whole, factored in zip(*results):
         if clip_norm == 0.5:
@@ -123,19 +141,57 @@ def test_factored_update_is_the_whole_gradient_update(monkeypatch, batch, column
     assert not np.allclose(results[1][0], start)
 
 
+@pytest.mark.parametrize("clip_norm", [1e6, 0.5], ids=["within the norm", "clipped"])
+def test_bfloat16_factored_update_is_the_bfloat16_gradients_update(monkeypatch, clip_norm):
+    """Under bfloat16 (a float32 weight cast for a bfloat16 matmul) the
+    factored update makes each block's bfloat16 gradient and applies TF1's
+    formula to its float32 cast: as ``bfloat16_adam``'s update from the
+    whole bfloat16 gradient does, up to its compiled pass's rounding."""
+    import tensorflow as tf
+
+    from youtube8m_willow.layers.kernels import video_matmul
+
+    monkeypatch.setattr(updates, "LARGE_GRADIENT_ELEMENTS", 1)
+    rng = np.random.default_rng(5)
+    rows = 2 * factored_adam.BLOCK_ROWS + 100
+    shape = (rows, 64)
+    inputs = [tf.constant(rng.standard_normal((5, rows)), tf.bfloat16) for _ in range(3)]
+    targets = tf.constant(rng.standard_normal((5, 64)), tf.bfloat16)
+    start = rng.standard_normal(shape).astype(np.float32) * 0.1
+
+    def loss(x, variable):
+        output = video_matmul(x, tf.cast(variable.value, tf.bfloat16))
+        return tf.reduce_sum(tf.square(tf.cast(output - targets, tf.float32)))
+
+    results, forms = _whole_and_factored(monkeypatch, rng, start, inputs, loss, clip_norm)
+    assert forms == ["Bfloat16Gradient", "FactoredGradient"]  # traced once each
+    for whole, factored in zip(*results):
+        if clip_norm == 0.5:
+            # bfloat16_adam's norm is that of the gradient rounded to bfloat16,
+            # the factors' that of the product itself (about 2^-9 apart):
+            # 2e-4 apart after three steps at learning rate 0.01.
+            np.testing.assert_allclose(factored, whole, rtol=0, atol=5e-4)
+        else:
+            np.testing.assert_allclose(factored, whole, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(results[1][0], start)
+
+
 def test_clipping_norm_from_the_factors_is_the_gradients_norm():
     """``|x^T g|`` from the Gram matrices, against the float64 norm of the
-    product: 1e-6 relative (float32 matmuls of x's column chunks)."""
+    product: 1e-6 relative (float32 matmuls of x's column chunks; bfloat16
+    factors cast to float32 first)."""
     import tensorflow as tf
 
     rng = np.random.default_rng(4)
-    for rows in (300, 64 * factored_adam.GRAM_CHUNKS * 2):  # one chunk; GRAM_CHUNKS chunks
-        x = rng.standard_normal((6, rows)).astype(np.float32)
-        g = rng.standard_normal((6, 9)).astype(np.float32)
-        exact = np.sqrt(((x.astype(np.float64).T @ g.astype(np.float64)) ** 2).sum())
-        scale = factored_adam.clipped(tf.constant(x), tf.constant(g), exact / 3).scale
+    for rows, dtype in [(300, tf.float32), (64 * factored_adam.GRAM_CHUNKS * 2, tf.float32),
+                        (300, tf.bfloat16)]:  # one chunk; GRAM_CHUNKS chunks; bfloat16 factors
+        x = tf.cast(rng.standard_normal((6, rows)), dtype)
+        g = tf.cast(rng.standard_normal((6, 9)), dtype)
+        exact = np.sqrt(((tf.cast(x, tf.float64).numpy().T @ tf.cast(g, tf.float64).numpy())
+                         ** 2).sum())
+        scale = factored_adam.clipped(x, g, exact / 3).scale
         np.testing.assert_allclose(float(scale), 1 / 3, rtol=1e-6)
-        within = factored_adam.clipped(tf.constant(x), tf.constant(g), exact * 3).scale
+        within = factored_adam.clipped(x, g, exact * 3).scale
         assert float(within) == 1.0  # exactly: the gradient is then TF1's bit for bit
 
 

@@ -16,8 +16,9 @@ float32 copy is never made:
   slots in place.
 
 Only under bfloat16, and only for weights of at least
-``updates.LARGE_GRADIENT_ELEMENTS``: float32 training keeps TF1's own kernel,
-bit for bit the original's.
+``updates.LARGE_GRADIENT_ELEMENTS`` whose gradient ``factored_adam`` does
+not take (Gated NetVLAD's hidden weight it does, where its kernel is
+built): float32 training keeps TF1's own kernel, bit for bit the original's.
 """
 
 from __future__ import annotations

@@ -19,8 +19,13 @@ the kernel is TF1's formula. When it is clipped, the norm's last digits may
 differ (its float32 sums run in another order: 2e-7 relative in the tests;
 more where the Gram matrices' terms cancel), and so may the scale's.
 
-Float32 only, for a gradient that is exactly such a matmul (no other term
-added: not a weight with an L2 penalty, not one used twice) of at least
+Under bfloat16 the gradient is the float32 cast of a bfloat16 matmul: each
+block is made in bfloat16 and cast, and the norm is that of the product of
+the bfloat16 factors (not of the product rounded to bfloat16, as
+``bfloat16_adam``'s is: about 2^-9 apart).
+
+For a gradient that is exactly such a matmul (no other term added: not a
+weight with an L2 penalty, not one used twice) of at least
 ``updates.LARGE_GRADIENT_ELEMENTS``, with a batch small against the weight
 (``MAX_BATCH_SHARE``: else the Gram matrices cost more than they save), in
 a graph, on a machine without a GPU (the kernel is the CPU's), where the
@@ -59,12 +64,17 @@ class FactoredGradient:
 
 def factors(gradient, min_elements: int):
     """``(x, g)`` where the float32 ``gradient`` of at least ``min_elements``
-    is the matmul ``x^T g`` (in a graph, with the kernel built), else None."""
+    is the matmul ``x^T g``, or the float32 cast of a bfloat16 one (in a
+    graph, with the kernel built), else None."""
     if gradient is None or tf.executing_eagerly() or gradient.dtype != tf.float32:
         return None
-    if (gradient.shape.num_elements() or 0) < min_elements or gradient.op.type != "MatMul":
+    if (gradient.shape.num_elements() or 0) < min_elements:
         return None
     op = gradient.op
+    if op.type == "Cast" and op.inputs[0].dtype == tf.bfloat16:
+        op = op.inputs[0].op
+    if op.type != "MatMul":
+        return None
     if not op.get_attr("transpose_a") or op.get_attr("transpose_b"):
         return None
     inputs, upstream = op.inputs
@@ -92,6 +102,7 @@ def _gram(matrix: tf.Tensor) -> tf.Tensor:
     """``matrix matrix^T`` ``[B, B]`` in float64: float32 matmuls of column
     chunks of ``matrix``, summed in float64 (the terms of the squared norm
     cancel in part, so their rounding matters)."""
+    matrix = tf.cast(matrix, tf.float32)
     columns = matrix.shape[1]
     chunks = GRAM_CHUNKS if columns % GRAM_CHUNKS == 0 and columns >= 64 * GRAM_CHUNKS else 1
     rows = tf.shape(matrix)[0]
@@ -113,7 +124,8 @@ def apply(gradient: FactoredGradient, var, m, v, **hyper) -> None:
     block = min(BLOCK_ROWS, rows)
 
     def update(start, size):
-        block_gradient = tf.matmul(columns_first[start:start + size], upstream) * scale
+        block_gradient = tf.cast(tf.matmul(columns_first[start:start + size], upstream),
+                                 tf.float32) * scale
         row_block_adam.apply(var, m, v, block_gradient, start, **hyper)
 
     def body(index):

@@ -27,10 +27,10 @@ from youtube8m_willow.training.tf1_optimizers import TF1Optimizer, handle
 
 
 # Gradients at least this large are computed last (see computed_last),
-# multiplied by their clipping scale only when it is below 1 (clip_by_norm)
-# and, under bfloat16, applied from their bfloat16 tensor (clip_each,
-# bfloat16_adam); a float32 matmul gradient, from its two factors
-# (factored_adam).
+# multiplied by their clipping scale only when it is below 1 (clip_by_norm),
+# applied from their two factors where they are one matmul (clip_each,
+# factored_adam) and else, under bfloat16, from their bfloat16 tensor
+# (bfloat16_adam).
 LARGE_GRADIENT_ELEMENTS = 1 << 24
 
 
@@ -56,19 +56,19 @@ def clip_each(gradients: Sequence[tf.Tensor], clip_norm: float,
 
     With ``adam_update`` (the gradients go to ``apply_adam``), a large
     gradient comes back in a form its update reads instead of a clipped
-    float32 copy, with its clipping scale: the float32 cast of a bfloat16
-    gradient as that bfloat16 tensor (``bfloat16_adam.Bfloat16Gradient``); a
-    float32 matmul gradient ``x^T g`` as its factors
-    (``factored_adam.FactoredGradient``).
+    float32 copy, with its clipping scale: a matmul gradient ``x^T g`` (or
+    its float32 cast under bfloat16) as its factors
+    (``factored_adam.FactoredGradient``); another float32 cast of a bfloat16
+    gradient as that bfloat16 tensor (``bfloat16_adam.Bfloat16Gradient``).
     """
     def clip(gradient):
         if adam_update:
-            source = bfloat16_adam.bfloat16_source(gradient, LARGE_GRADIENT_ELEMENTS)
-            if source is not None:
-                return bfloat16_adam.clipped(source, clip_norm)
             matmul_factors = factored_adam.factors(gradient, LARGE_GRADIENT_ELEMENTS)
             if matmul_factors is not None:
                 return factored_adam.clipped(*matmul_factors, clip_norm)
+            source = bfloat16_adam.bfloat16_source(gradient, LARGE_GRADIENT_ELEMENTS)
+            if source is not None:
+                return bfloat16_adam.clipped(source, clip_norm)
         return clip_by_norm(gradient, clip_norm) if clip_norm > 0 else gradient
 
     return [clip(g) for g in gradients]
