@@ -17,8 +17,9 @@ float32 copy is never made:
 
 Only under bfloat16, and only for weights of at least
 ``updates.LARGE_GRADIENT_ELEMENTS`` whose gradient ``factored_adam`` does
-not take (Gated NetVLAD's hidden weight it does, where its kernel is
-built): float32 training keeps TF1's own kernel, bit for bit the original's.
+not take (it takes Gated NetVLAD's hidden weight's on a machine without a
+GPU, where its kernel is built): float32 training keeps TF1's own kernel,
+bit for bit the original's.
 """
 
 from __future__ import annotations
