@@ -386,3 +386,15 @@ def train_small_moe(monkeypatch, large_gradient_elements: int, steps: int = 3,
     for _ in range(steps):
         trainer.step(batch)
     return [v.numpy() for v in trainer.model.trainable_variables]
+
+
+def keras_adam_state(rng, shape):
+    """A float32 Keras variable of standard normals and a built Keras Adam
+    for it (learning rate 0.01, TF1's betas and epsilon)."""
+    import keras
+    import numpy as np
+
+    variable = keras.Variable(rng.standard_normal(shape).astype(np.float32))
+    optimizer = keras.optimizers.Adam(0.01, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
+    optimizer.build([variable])
+    return variable, optimizer

@@ -6,18 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import train_small_moe
+from conftest import keras_adam_state, train_small_moe
 
 from youtube8m_willow.training import bfloat16_adam, factored_adam, updates
-
-
-def _adam_state(rng, shape):
-    import keras
-
-    variable = keras.Variable(rng.standard_normal(shape).astype(np.float32))
-    optimizer = keras.optimizers.Adam(0.01, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
-    optimizer.build([variable])
-    return variable, optimizer
 
 
 def _state(variable, optimizer):
@@ -35,7 +26,7 @@ def test_update_from_bfloat16_is_tf1_adam_on_the_float32_cast(scale):
     start = rng.standard_normal(shape).astype(np.float32)
     results = []
     for from_bfloat16 in (False, True):
-        variable, optimizer = _adam_state(rng, shape)
+        variable, optimizer = keras_adam_state(rng, shape)
         variable.assign(start)
 
         @tf.function

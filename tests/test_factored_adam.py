@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import peak_tensor_bytes, train_small_moe
+from conftest import keras_adam_state, peak_tensor_bytes, train_small_moe
 
 from youtube8m_willow.native import row_block_adam
 from youtube8m_willow.training import factored_adam, updates
@@ -64,15 +64,6 @@ def test_row_block_kernel_rejects_a_block_that_does_not_fit(grad_shape, start, m
     assert all(not w.numpy().any() for w in weights)
 
 
-def _adam_state(rng, shape):
-    import keras
-
-    variable = keras.Variable(rng.standard_normal(shape).astype(np.float32) * 0.1)
-    optimizer = keras.optimizers.Adam(0.01, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
-    optimizer.build([variable])
-    return variable, optimizer
-
-
 def _whole_and_factored(monkeypatch, rng, start, inputs, loss, clip_norm):
     """A weight starting at ``start`` after one Adam step per input, each
     from the gradient of ``loss(x, variable)`` through ``clip_each`` and
@@ -83,7 +74,7 @@ def _whole_and_factored(monkeypatch, rng, start, inputs, loss, clip_norm):
 
     results, forms = [], []
     for factored in (False, True):
-        variable, optimizer = _adam_state(rng, start.shape)
+        variable, optimizer = keras_adam_state(rng, start.shape)
         variable.assign(start)
 
         @tf.function
@@ -260,7 +251,7 @@ def test_factored_update_never_holds_the_whole_gradient(monkeypatch):
     x = tf.constant(rng.standard_normal((8, shape[0])).astype(np.float32))
     peaks = {}
     for adam_update in (False, True):
-        variable, optimizer = _adam_state(rng, shape)
+        variable, optimizer = keras_adam_state(rng, shape)
 
         @tf.function
         def step(x):

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from youtube8m_willow.native import row_block_adam
+from youtube8m_willow.training import bfloat16_adam
 
 # Rows of the weight updated at once: 4 MB blocks for 1024 columns, which
 # stay in cache between the matmul that makes them and Adam.
@@ -70,9 +71,8 @@ def factors(gradient, min_elements: int):
         return None
     if (gradient.shape.num_elements() or 0) < min_elements:
         return None
-    op = gradient.op
-    if op.type == "Cast" and op.inputs[0].dtype == tf.bfloat16:
-        op = op.inputs[0].op
+    source = bfloat16_adam.bfloat16_source(gradient, min_elements)
+    op = (gradient if source is None else source).op
     if op.type != "MatMul":
         return None
     if not op.get_attr("transpose_a") or op.get_attr("transpose_b"):
