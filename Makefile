@@ -8,7 +8,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-KERNEL := youtube8m_willow/native/librow_block_adam.so
+KERNELS := $(patsubst youtube8m_willow/native/%.cc,youtube8m_willow/native/lib%.so,\
+             $(wildcard youtube8m_willow/native/*.cc))
 DEMO_DIR ?= demo_output
 DEMO_SEGMENTS_DIR ?= demo_segments_output
 WORKERS ?= 2
@@ -27,25 +28,25 @@ $(STAMP): requirements.txt requirements-torch.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-# Where the build fails (no C++ compiler) make goes on: training takes
+# Where a build fails (no C++ compiler) make goes on: training takes
 # TensorFlow's path, and the kernel's test says why.
-$(KERNEL): youtube8m_willow/native/row_block_adam.cc $(STAMP)
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m youtube8m_willow.native.build || true
+youtube8m_willow/native/lib%.so: youtube8m_willow/native/%.cc $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m youtube8m_willow.native.build $* || true
 
-demo: $(STAMP) $(KERNEL)
+demo: $(STAMP) $(KERNELS)
 	$(PY) -m youtube8m_willow.demo --out_dir=$(DEMO_DIR)
 
-demo-segments: $(STAMP) $(KERNEL)
+demo-segments: $(STAMP) $(KERNELS)
 	$(PY) -m youtube8m_willow.demo --segments --out_dir=$(DEMO_SEGMENTS_DIR)
 
-test: $(STAMP) $(KERNEL)
+test: $(STAMP) $(KERNELS)
 	$(PY) -m pytest -q -n $(WORKERS) --dist worksteal
 
-test-fast: $(STAMP) $(KERNEL)
+test-fast: $(STAMP) $(KERNELS)
 	$(PY) -m pytest -q -n $(WORKERS) --dist worksteal -m "not slow"
 
-bench: $(STAMP) $(KERNEL)
+bench: $(STAMP) $(KERNELS)
 	$(PY) bench/bench_metrics.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) $(DEMO_SEGMENTS_DIR) $(KERNEL)
+	rm -rf $(VENV) $(DEMO_DIR) $(DEMO_SEGMENTS_DIR) $(KERNELS) youtube8m_willow/native/*.so.cpu

@@ -191,15 +191,17 @@ class BatchNorm(keras.layers.Layer):
         flat = ops.reshape(inputs, (-1, channels))
         outputs, mean, corrected_variance = kernels.normalize_batch(
             flat, self.gamma, self.beta, self.epsilon)
-        if self.bessel_correction:
-            variance = corrected_variance
-        else:
-            count = ops.cast(ops.shape(flat)[0], corrected_variance.dtype)
-            variance = corrected_variance * ops.maximum(count - 1.0, 1.0) / count
-        self._update_moving(mean, variance)
+        self.update_moving(mean, corrected_variance, ops.shape(flat)[0])
         return ops.reshape(outputs, ops.shape(inputs))
 
-    def _update_moving(self, mean, variance):
+    def update_moving(self, mean, corrected_variance, count):
+        """Moves the moving statistics towards a batch's moments over
+        ``count`` rows, whose variance comes Bessel-corrected (for a caller
+        that normalized the batch itself)."""
+        variance = corrected_variance
+        if not self.bessel_correction:
+            count = ops.cast(count, corrected_variance.dtype)
+            variance = corrected_variance * ops.maximum(count - 1.0, 1.0) / count
         rate = 1.0 - self.decay
         self.moving_mean.assign_sub((self.moving_mean - mean) * rate)
         self.moving_variance.assign_sub((self.moving_variance - variance) * rate)

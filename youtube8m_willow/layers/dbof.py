@@ -7,7 +7,7 @@ from __future__ import annotations
 from keras import ops
 
 from youtube8m_willow.layers.core import BatchNorm, inverse_sqrt_normal, l2_normalize, register
-from youtube8m_willow.layers.kernels import sum_and_max_over_frames, video_matmul
+from youtube8m_willow.layers.kernels import video_matmul
 from youtube8m_willow.layers.vlad import ClusterPooling
 
 POOLING_METHODS = {"max": ops.max, "average": ops.mean}
@@ -33,10 +33,9 @@ class SoftDBoF(ClusterPooling):
         self.max_pool = bool(max_pool)
 
     def call(self, frames, training=None):
-        assignments = self.assign(frames, training)
+        summed, maximum = self.sum_and_max(frames, training, with_max=self.max_pool)
         if not self.max_pool:
-            return l2_normalize(ops.sum(assignments, 1), axis=1)
-        summed, maximum = sum_and_max_over_frames(assignments)
+            return l2_normalize(summed, axis=1)
         return ops.concatenate([l2_normalize(summed, axis=1), l2_normalize(maximum, axis=1)], 1)
 
     def output_size(self, feature_size: int) -> int:
@@ -80,7 +79,7 @@ class GatedDBoF(ClusterPooling):
                                                     initializer=inverse_sqrt_normal(size))
 
     def call(self, frames, training=None):
-        summed, maximum = sum_and_max_over_frames(self.assign(frames, training))
+        summed, maximum = self.sum_and_max(frames, training)
         maximum = l2_normalize(maximum, axis=1)
         gates = video_matmul(video_matmul(maximum, self.dim_red), self.cluster_weights_2)
         if self.gate_batch_norm is not None:

@@ -8,9 +8,10 @@ the same values on every backend; on TensorFlow it runs what the original
 graphs ran (TF1's fused batch norm, ``l2_loss``, stateful and stateless
 random ops, a compiled scan), custom gradients that hold less memory or
 stream a large weight in its own order (the per-video matmul, a wide
-softmax, the sum and maximum over frames), and a gather of the rows worth
-computing (``RowSubset``), so the TensorFlow path keeps its speed and its
-numbers.
+softmax, the sum and maximum over frames), the project's own kernel of
+batch norm, softmax and pooling over frames (``native.softmax_pool``), and
+a gather of the rows worth computing (``RowSubset``), so the TensorFlow
+path keeps its speed and its numbers.
 TensorFlow is imported only when it is the backend.
 """
 
@@ -26,6 +27,9 @@ ON_TENSORFLOW = BACKEND == "tensorflow"
 
 if ON_TENSORFLOW:
     import tensorflow as tf
+    from tensorflow.python.ops import control_flow_util
+
+    from youtube8m_willow.native import softmax_pool
 
 
 def weight_shapes_only():
@@ -338,6 +342,29 @@ if ON_TENSORFLOW:
             return tf.where(at_max, share, elsewhere) + d_sum[:, None]
 
         return (tf.reduce_sum(x, 1), maximum), gradient
+
+
+def fuses_softmax_pool(dtype) -> bool:
+    """Whether ``normalized_softmax_pool`` runs here for ``dtype`` inputs:
+    float32 on TensorFlow, outside XLA, on a machine without a GPU (the
+    kernel is the CPU's), with the kernel built."""
+    return (ON_TENSORFLOW and keras.backend.standardize_dtype(dtype) == "float32"
+            and not control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+            and not tf.config.list_logical_devices("GPU") and softmax_pool.available())
+
+
+def normalized_softmax_pool(projections, gamma, beta, epsilon: float):
+    """``(sum, max, mean, variance)``: the sum and maximum over frames of
+    ``softmax(BN(projections))`` (``[B, N, K]`` -> ``[B, K]`` each), batch
+    norm with the batch's moments over its ``B*N`` frames, and those moments
+    (``[K]``, the variance Bessel-corrected as ``normalize_batch`` returns
+    it). One kernel and its gradient (``native.softmax_pool``) that never
+    store the assignments: training holds one tensor of the projections'
+    size for them, where batch norm, softmax, sum and maximum hold three
+    (Soft-DBoF's 8000 clusters over 80 x 300 frames: 768 MB each in
+    float32). Where ``fuses_softmax_pool`` holds."""
+    return softmax_pool.pool(projections, tf.convert_to_tensor(gamma),
+                             tf.convert_to_tensor(beta), epsilon)
 
 
 def compiled(function, **options):

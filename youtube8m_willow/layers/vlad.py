@@ -13,6 +13,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from youtube8m_willow.layers import kernels
 from youtube8m_willow.layers.core import (BatchNorm, inverse_sqrt_normal, l2_normalize,
                                           normalized_or_biased, register, softmax)
 
@@ -79,6 +80,25 @@ class ClusterAssignment(keras.layers.Layer):
                 name="cluster_biases", shape=(self.cluster_size,),
                 initializer=inverse_sqrt_normal(feature_size), trainable=self.apply_biases)
 
+    def fused_sum_and_max(self, frames, training=None):
+        """``(sum, max)`` over frames of the ``[B, N, D]`` frames'
+        assignments, each ``[B, K]``, from one kernel that never stores them
+        (``kernels.normalized_softmax_pool``); None where it does not apply:
+        outside training, without batch norm, with another activation, or
+        where ``kernels.fuses_softmax_pool`` says no. Moves the moving
+        statistics as ``call`` does."""
+        if not (training and self.batch_norm is not None and self.activation == "softmax"
+                and kernels.fuses_softmax_pool(frames.dtype)):
+            return None
+        flat = ops.reshape(frames, (-1, self.cluster_weights.shape[0]))
+        projections = ops.matmul(flat, self.cluster_weights)
+        projections = ops.reshape(projections, (-1, ops.shape(frames)[1], self.cluster_size))
+        norm = self.batch_norm
+        summed, maximum, mean, variance = kernels.normalized_softmax_pool(
+            projections, norm.gamma, norm.beta, norm.epsilon)
+        norm.update_moving(mean, variance, ops.shape(frames)[0] * ops.shape(frames)[1])
+        return summed, maximum
+
     def call(self, inputs, training=None):
         activation = ops.matmul(inputs, self.cluster_weights)
         if self.batch_norm is not None:
@@ -140,6 +160,18 @@ class ClusterPooling(keras.layers.Layer):
         flat = ops.reshape(frames, (-1, self.feature_size))
         activation = self.assignment(flat, training=training)
         return ops.reshape(activation, (-1, ops.shape(frames)[1], self.cluster_size))
+
+    def sum_and_max(self, frames, training=None, with_max: bool = True):
+        """The assignments' sum over frames ``[B, K]`` and, ``with_max``,
+        their maximum (else None): in training on a CPU from the fused kernel
+        (``ClusterAssignment.fused_sum_and_max``), else from ``assign``."""
+        fused = self.assignment.fused_sum_and_max(frames, training)
+        if fused is not None:
+            return fused if with_max else (fused[0], None)
+        assignments = self.assign(frames, training)
+        if not with_max:
+            return ops.sum(assignments, 1), None
+        return kernels.sum_and_max_over_frames(assignments)
 
     def own_tf1_weights(self) -> dict:
         return {}

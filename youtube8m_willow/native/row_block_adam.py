@@ -8,34 +8,15 @@ hyperparameters: bit for bit what ``ResourceApplyAdam`` does to those rows.
 
 from __future__ import annotations
 
-import functools
-
 import tensorflow as tf
-from absl import logging
 
-from youtube8m_willow.native import build
-
-
-@functools.lru_cache(maxsize=None)
-def library():
-    """The loaded kernel library, or None (not built, or built for another
-    TensorFlow: logged once)."""
-    path = build.library_path("row_block_adam")
-    if not path.exists():
-        logging.info("%s is not built (python -m youtube8m_willow.native.build)", path)
-        return None
-    try:
-        return tf.load_op_library(str(path))
-    except (tf.errors.NotFoundError, OSError) as error:
-        logging.warning("cannot load %s (%s); rebuild it with python -m "
-                        "youtube8m_willow.native.build", path, error)
-        return None
+from youtube8m_willow.native.loading import load
 
 
 def available() -> bool:
-    return library() is not None
+    return load("row_block_adam") is not None
 
 
 def apply(var, m, v, grad, start, **hyper) -> None:
-    library().row_block_apply_adam(var=var, m=m, v=v, grad=grad,
-                                   start=tf.cast(start, tf.int64), **hyper)
+    load("row_block_adam").row_block_apply_adam(var=var, m=m, v=v, grad=grad,
+                                                start=tf.cast(start, tf.int64), **hyper)

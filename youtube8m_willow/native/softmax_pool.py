@@ -1,0 +1,44 @@
+"""The ``NormalizedSoftmaxPool`` kernel (``softmax_pool.cc``) and its gradient.
+
+``pool(x, gamma, beta, epsilon)`` takes the frames' cluster projections
+``x`` ``[B, F, K]`` (float32) through batch norm with the batch's moments
+and a softmax over the clusters, and returns ``(sum, max, mean, variance)``:
+the assignments' sum and maximum over each video's frames ``[B, K]``, and the
+batch's moments ``[K]`` (the variance Bessel-corrected, as TF1's fused batch
+norm reports it for the moving statistics). Differentiable in ``x``,
+``gamma`` and ``beta``; the assignments themselves are never stored, so
+training holds one ``[B, F, K]`` tensor for them where batch norm, softmax,
+sum and maximum hold three.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from youtube8m_willow.native.loading import load
+
+
+def available() -> bool:
+    return load("softmax_pool") is not None
+
+
+def pool(x, gamma, beta, epsilon: float):
+    kernels = load("softmax_pool")
+
+    @tf.custom_gradient
+    def pooled(x, gamma, beta):
+        summed, maximum, count, mean, variance = kernels.normalized_softmax_pool(
+            x, gamma, beta, epsilon=epsilon)
+
+        def gradient(sum_grad, max_grad, *_):
+            sum_grad, max_grad = (tf.zeros_like(summed) if g is None else g
+                                  for g in (sum_grad, max_grad))
+            return kernels.normalized_softmax_pool_grad(
+                x, gamma, beta, mean, variance, maximum, count, sum_grad, max_grad,
+                epsilon=epsilon)
+
+        rows = tf.cast(tf.shape(x)[0] * tf.shape(x)[1], tf.float32)
+        corrected = variance * rows / tf.maximum(rows - 1.0, 1.0)
+        return (summed, maximum, tf.stop_gradient(mean), tf.stop_gradient(corrected)), gradient
+
+    return pooled(x, gamma, beta)
