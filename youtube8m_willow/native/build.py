@@ -24,11 +24,12 @@ X86 = platform.machine().lower() in ("x86_64", "amd64")
 # and sum apart, and row_block_adam must give their bits.
 FLAGS = ["-std=c++17", "-shared", "-fPIC", "-O3", "-DNDEBUG", "-ffp-contract=off", "-w"]
 # Each kernel's own flags on x86. row_block_adam: AVX, as TensorFlow's own
-# kernels are built (its x86 builds require it), for their bits.
+# kernels are built (its x86 builds require it), for their bits; its square
+# roots vectorize without errno (they are correctly rounded either way).
 # softmax_pool: this CPU's whole instruction set (AVX-512 where it has it:
 # its selects and float64 sums run about 1.6x faster than with AVX2), so
 # the library is stamped with the CPU it was built for.
-X86_FLAGS = {"row_block_adam": ["-mavx"], "softmax_pool": ["-march=native"]}
+X86_FLAGS = {"row_block_adam": ["-mavx", "-fno-math-errno"], "softmax_pool": ["-march=native"]}
 KERNELS = tuple(X86_FLAGS)
 
 

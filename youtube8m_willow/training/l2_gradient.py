@@ -71,3 +71,18 @@ def _plus_scaled_weight(gradient, weight, factor):
 def _compiled_plus_scaled_weight(gradient, weight, factor):
     """``float32(gradient) + factor * weight`` in one pass."""
     return tf.cast(gradient, tf.float32) + factor * weight
+
+
+def penalized_parts(gradient):
+    """``(value, weight, factor)`` where ``gradient`` is the compiled pass's
+    ``float32(value) + factor * weight`` (in a graph; ``value`` float32 or
+    bfloat16), else None: an update that reads those instead need not make
+    the sum (``training.penalized_adam``)."""
+    if gradient is None or tf.executing_eagerly():
+        return None
+    op = gradient.op
+    if op.type not in ("PartitionedCall", "StatefulPartitionedCall"):
+        return None
+    if _compiled_plus_scaled_weight.python_function.__name__ not in op.get_attr("f").name:
+        return None
+    return tuple(op.inputs)

@@ -22,7 +22,7 @@ from typing import Sequence
 import keras
 import tensorflow as tf
 
-from youtube8m_willow.training import bfloat16_adam, factored_adam
+from youtube8m_willow.training import bfloat16_adam, factored_adam, penalized_adam
 from youtube8m_willow.training.tf1_optimizers import TF1Optimizer, handle
 
 
@@ -56,13 +56,18 @@ def clip_each(gradients: Sequence[tf.Tensor], clip_norm: float,
 
     With ``adam_update`` (the gradients go to ``apply_adam``), a large
     gradient comes back in a form its update reads instead of a clipped
-    float32 copy, with its clipping scale: a matmul gradient ``x^T g`` (or
-    its float32 cast under bfloat16) as its factors
-    (``factored_adam.FactoredGradient``); another float32 cast of a bfloat16
-    gradient as that bfloat16 tensor (``bfloat16_adam.Bfloat16Gradient``).
+    float32 copy, with its clipping scale: an L2-penalized weight's as the
+    parts of ``g + c * w`` (``penalized_adam.PenalizedGradient``, from 1M
+    elements); a matmul gradient ``x^T g`` (or its float32 cast under
+    bfloat16) as its factors (``factored_adam.FactoredGradient``); another
+    float32 cast of a bfloat16 gradient as that bfloat16 tensor
+    (``bfloat16_adam.Bfloat16Gradient``).
     """
     def clip(gradient):
         if adam_update:
+            penalized_parts = penalized_adam.parts(gradient)
+            if penalized_parts is not None:
+                return penalized_adam.clipped(*penalized_parts, clip_norm)
             matmul_factors = factored_adam.factors(gradient, LARGE_GRADIENT_ELEMENTS)
             if matmul_factors is not None:
                 return factored_adam.clipped(*matmul_factors, clip_norm)
@@ -82,6 +87,8 @@ def tensors_of(gradients: Sequence) -> list[tf.Tensor]:
             tensors += [gradient.value, gradient.scale]
         elif isinstance(gradient, factored_adam.FactoredGradient):
             tensors += [gradient.inputs, gradient.upstream, gradient.scale]
+        elif isinstance(gradient, penalized_adam.PenalizedGradient):
+            tensors += [gradient.value, gradient.weight, gradient.factor, gradient.scale]
         elif gradient is not None:
             tensors.append(gradient)
     return tensors
@@ -187,7 +194,8 @@ def apply_adam(optimizer: keras.optimizers.Adam, gradients: Sequence[tf.Tensor],
     replica context each replica updates its own copy with the same values.
     A ``bfloat16_adam.Bfloat16Gradient`` (of ``clip_each``) is applied from
     its bfloat16 tensor, by the same formula; a
-    ``factored_adam.FactoredGradient`` a block of rows at a time, by TF1's.
+    ``factored_adam.FactoredGradient`` a block of rows at a time, by TF1's;
+    a ``penalized_adam.PenalizedGradient`` from its parts, by TF1's.
     """
     step = tf.cast(optimizer.iterations + 1, tf.float32)
     beta_1 = tf.constant(optimizer.beta_1, tf.float32)
@@ -203,6 +211,8 @@ def apply_adam(optimizer: keras.optimizers.Adam, gradients: Sequence[tf.Tensor],
             bfloat16_adam.apply(gradient, **slots, **hyper)
         elif isinstance(gradient, factored_adam.FactoredGradient):
             factored_adam.apply(gradient, **slots, **hyper)
+        elif isinstance(gradient, penalized_adam.PenalizedGradient):
+            penalized_adam.apply(gradient, **slots, **hyper)
         else:
             tf.raw_ops.ResourceApplyAdam(grad=tf.cast(gradient, tf.float32), use_locking=False,
                                          **slots, **hyper)
