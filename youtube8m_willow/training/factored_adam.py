@@ -10,8 +10,9 @@ makes it whole:
   (g g^T))``, with ``x x^T`` summed over column chunks of ``x`` (one
   ``[B, F] x [F, B]`` matmul runs at a fraction of the machine's rate);
 - then, for each block of ``BLOCK_ROWS`` rows, ``x[:, rows]^T g`` (oneDNN's
-  matmul) times the clipping scale, and TF1's Adam on those rows of the
-  weight and its slots, in place (``native.row_block_adam``).
+  matmul), and TF1's Adam on those rows of the weight and its slots from
+  the block times the clipping scale, in place (``native.row_block_adam``,
+  which casts the block and multiplies it).
 
 The same bits as the whole-gradient update when the gradient is within the
 clipping norm: a row block of the matmul is those rows of the whole one, and
@@ -20,7 +21,7 @@ differ (its float32 sums run in another order: 2e-7 relative in the tests;
 more where the Gram matrices' terms cancel), and so may the scale's.
 
 Under bfloat16 the gradient is the float32 cast of a bfloat16 matmul: each
-block is made in bfloat16 and cast, and the norm is that of the product of
+block is made in bfloat16 (the kernel casts it), and the norm is that of the product of
 the bfloat16 factors (not of the product rounded to bfloat16, as
 ``bfloat16_adam``'s is: about 2^-9 apart).
 
@@ -124,9 +125,10 @@ def apply(gradient: FactoredGradient, var, m, v, **hyper) -> None:
     block = min(BLOCK_ROWS, rows)
 
     def update(start, size):
-        block_gradient = tf.cast(tf.matmul(columns_first[start:start + size], upstream),
-                                 tf.float32) * scale
-        row_block_adam.apply(var, m, v, block_gradient, start, **hyper)
+        # The block as the matmul makes it (bfloat16 or float32): the kernel
+        # casts it and multiplies it by the scale.
+        block_gradient = tf.matmul(columns_first[start:start + size], upstream)
+        row_block_adam.apply(var, m, v, block_gradient, start, scale=scale, **hyper)
 
     def body(index):
         update(index * block, block)
