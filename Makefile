@@ -14,7 +14,7 @@ DEMO_DIR ?= demo_output
 DEMO_SEGMENTS_DIR ?= demo_segments_output
 WORKERS ?= 2
 
-.PHONY: demo demo-segments test test-fast bench clean
+.PHONY: demo demo-segments test test-fast bench clean FORCE
 
 # The packages' bytecode is compiled on every core at once after pip (which
 # compiles one file at a time); like pip, it passes over the few files written
@@ -29,9 +29,13 @@ $(STAMP): requirements.txt requirements-torch.txt pyproject.toml
 	touch $(STAMP)
 
 # Where a build fails (no C++ compiler) make goes on: training takes
-# TensorFlow's path, and the kernel's test says why.
-youtube8m_willow/native/lib%.so: youtube8m_willow/native/%.cc $(STAMP)
+# TensorFlow's path, and the kernel's test says why. The build runs on every
+# make (FORCE): it skips a kernel that is up to date, and rebuilds one built
+# for another CPU, which make's timestamps cannot tell.
+youtube8m_willow/native/lib%.so: youtube8m_willow/native/%.cc $(STAMP) FORCE
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m youtube8m_willow.native.build $* || true
+
+FORCE:
 
 demo: $(STAMP) $(KERNELS)
 	$(PY) -m youtube8m_willow.demo --out_dir=$(DEMO_DIR)

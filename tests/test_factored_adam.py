@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import keras_adam_state, peak_tensor_bytes, train_small_moe
 
-from youtube8m_willow.native import row_block_adam
+from youtube8m_willow.native import loading, row_block_adam
 from youtube8m_willow.training import factored_adam, updates
 
 HYPER = dict(beta1_power=0.9 ** 3, beta2_power=0.999 ** 3, lr=0.01, beta1=0.9, beta2=0.999,
@@ -27,7 +27,7 @@ def test_row_block_kernel_is_built_and_is_tf1_adam_on_the_rows():
     leaves the other rows alone."""
     import tensorflow as tf
 
-    assert row_block_adam.available(), (
+    assert loading.load("row_block_adam") is not None, (
         "the row-block Adam kernel is not built: python -m youtube8m_willow.native.build")
     rng = np.random.default_rng(0)
     shape, start, rows = (300, 48), 117, 70

@@ -18,8 +18,9 @@ EPSILON = 1e-3
 
 
 def test_kernel_is_built():
-    assert softmax_pool.available(), (
-        "the softmax_pool kernel is not built: python -m youtube8m_willow.native.build")
+    assert loading.load("softmax_pool") is not None, (
+        "the softmax_pool kernel is not built for this CPU and TensorFlow: "
+        "python -m youtube8m_willow.native.build")
 
 
 def tensorflow_pool(x, gamma, beta, epsilon=EPSILON):
@@ -142,16 +143,45 @@ def test_gradient_holds_one_tensor_of_the_projections_size():
     assert fused < 1.5 and own - fused >= 2.0, (fused, own)
 
 
+def test_gradient_written_over_the_projections_is_tensorflows():
+    """In a graph, where the gradient takes the projections' own buffer (the
+    case the test above measures), it is TensorFlow's gradient to 1e-5 of
+    its size, as are gamma's and beta's."""
+    x, gamma, beta, weights = inputs(videos=4, frames=20, clusters=1100, seed=4)
+
+    def gradients(pool):
+        @tf.function
+        def step(x):
+            projections = x * 2.0  # made inside: the kernel may write over it
+            with tf.GradientTape() as tape:
+                tape.watch([projections, gamma, beta])
+                summed, maximum, _, _ = pool(projections, gamma, beta)
+                loss = tf.reduce_sum(summed * weights[0]) + tf.reduce_sum(maximum * weights[1])
+            return tape.gradient(loss, [projections, gamma, beta])
+        return step(x)
+
+    fused = gradients(lambda *a: softmax_pool.pool(*a, EPSILON))
+    expected = gradients(tensorflow_pool)
+    for want, got in zip(expected, fused):
+        assert relative_error(want, got) < 1e-5
+
+
 def layer_step(layer, frames, fused: bool, monkeypatch):
     """The layer's output, weight gradients and moving statistics after one
-    training call, through the fused kernel or TensorFlow's ops."""
+    training call, through the fused kernel (which it must call) or
+    TensorFlow's ops."""
+    calls = []
     with monkeypatch.context() as patch:
-        if not fused:
+        if fused:
+            original = softmax_pool.pool
+            patch.setattr(softmax_pool, "pool", lambda *a: calls.append(1) or original(*a))
+        else:
             patch.setattr(softmax_pool, "available", lambda: False)
         with tf.GradientTape() as tape:
             out = layer(frames, training=True)
             loss = tf.reduce_sum(out * tf.range(out.shape[1], dtype=tf.float32))
         gradients = tape.gradient(loss, layer.trainable_weights)
+    assert len(calls) == (1 if fused else 0)
     norm = layer.assignment.batch_norm
     return [out, *gradients, norm.moving_mean.numpy(), norm.moving_variance.numpy()]
 
@@ -178,19 +208,21 @@ def traced_op_types(layer, frames, training, jit_compile=False):
 
 
 def test_layers_take_the_kernel_only_where_it_applies():
-    """In training, float32, outside XLA: the kernel; in inference, in
-    bfloat16 and in an XLA-compiled function: TensorFlow's ops (a compiled
-    function cannot hold the kernel, and runs)."""
+    """In training, float32, outside XLA, on a machine without a GPU: the
+    kernel; in inference, in bfloat16 and in an XLA-compiled function:
+    TensorFlow's ops (a compiled function cannot hold the kernel, and
+    runs)."""
     frames = tf.constant(np.random.default_rng(3).normal(size=(2, 5, 8)).astype("float32"))
     layer = SoftDBoF(16)
     layer(frames)
-    assert "NormalizedSoftmaxPool" in traced_op_types(layer, frames, True)
+    on_cpu = not tf.config.list_logical_devices("GPU")
+    assert ("NormalizedSoftmaxPool" in traced_op_types(layer, frames, True)) == on_cpu
     assert "NormalizedSoftmaxPool" not in traced_op_types(layer, frames, False)
     assert "NormalizedSoftmaxPool" not in traced_op_types(layer, frames, True, jit_compile=True)
     compiled = tf.function(lambda x: layer(x, training=True), jit_compile=True)
     assert np.isfinite(compiled(frames).numpy()).all()
     assert not kernels.fuses_softmax_pool("bfloat16")
-    assert kernels.fuses_softmax_pool("float32")
+    assert kernels.fuses_softmax_pool("float32") == on_cpu
 
 
 def test_a_kernel_built_for_another_cpu_is_not_loaded(monkeypatch):

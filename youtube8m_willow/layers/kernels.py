@@ -350,7 +350,7 @@ def fuses_softmax_pool(dtype) -> bool:
     kernel is the CPU's), with the kernel built."""
     return (ON_TENSORFLOW and keras.backend.standardize_dtype(dtype) == "float32"
             and not control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
-            and not tf.config.list_logical_devices("GPU") and softmax_pool.available())
+            and softmax_pool.available())
 
 
 def normalized_softmax_pool(projections, gamma, beta, epsilon: float):
@@ -360,9 +360,10 @@ def normalized_softmax_pool(projections, gamma, beta, epsilon: float):
     (``[K]``, the variance Bessel-corrected as ``normalize_batch`` returns
     it). One kernel and its gradient (``native.softmax_pool``) that never
     store the assignments: training holds one tensor of the projections'
-    size for them, where batch norm, softmax, sum and maximum hold three
-    (Soft-DBoF's 8000 clusters over 80 x 300 frames: 768 MB each in
-    float32). Where ``fuses_softmax_pool`` holds."""
+    size for them, where batch norm, softmax (with ``softmax``'s lean
+    gradient), sum and maximum hold three (Soft-DBoF's 8000 clusters over
+    80 x 300 frames: 768 MB each in float32). Where ``fuses_softmax_pool``
+    holds."""
     return softmax_pool.pool(projections, tf.convert_to_tensor(gamma),
                              tf.convert_to_tensor(beta), epsilon)
 

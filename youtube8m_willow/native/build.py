@@ -12,6 +12,7 @@ TensorFlow's own path (more memory; the same numbers to float32 rounding).
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import platform
 import shutil
 import subprocess
@@ -78,13 +79,13 @@ def compile_command(name: str) -> list[str]:
 
 
 def up_to_date(name: str) -> bool:
-    import tensorflow as tf
-
+    """Built for this CPU, after its source and the installed TensorFlow
+    (found without importing it: ``make`` asks on every run)."""
     library = library_path(name)
     if not library.exists() or not built_for_this_cpu(name):
         return False
-    newest_input = max((HERE / f"{name}.cc").stat().st_mtime,
-                       Path(tf.__file__).parent.stat().st_mtime)
+    tensorflow = Path(importlib.util.find_spec("tensorflow").origin).parent
+    newest_input = max((HERE / f"{name}.cc").stat().st_mtime, tensorflow.stat().st_mtime)
     return library.stat().st_mtime >= newest_input
 
 

@@ -29,3 +29,10 @@ def load(name: str):
         logging.warning("cannot load %s (%s); rebuild it with python -m "
                         "youtube8m_willow.native.build", path, error)
         return None
+
+
+def runs_here(name: str) -> bool:
+    """Whether the kernel ``name`` runs here: loaded, on a machine without a
+    GPU (the project's kernels are the CPU's; TensorFlow would place the
+    variables and tensors they take on the GPU)."""
+    return not tf.config.list_logical_devices("GPU") and load(name) is not None

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from youtube8m_willow.native.loading import load
+from youtube8m_willow.native.loading import load, runs_here
 
 
 def available() -> bool:
-    return load("row_block_adam") is not None
+    """Loaded, on a machine without a GPU (``loading.runs_here``)."""
+    return runs_here("row_block_adam")
 
 
 def apply(var, m, v, grad, start, l2=0.0, scale=1.0, **hyper) -> None:

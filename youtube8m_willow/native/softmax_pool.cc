@@ -12,7 +12,8 @@
 // the gradient itself), and writes its x gradient in x's own buffer when
 // nothing else holds it. So the pooling holds one [B, F, K] tensor through
 // the step where TensorFlow's fused batch norm, softmax, sum and maximum
-// hold three at the backward pass's peak (Soft-DBoF's 8000 clusters over
+// hold three at the backward pass's peak with the layers' lean softmax
+// gradient, about five with TensorFlow's own (Soft-DBoF's 8000 clusters over
 // 80 x 300 frames: 768 MB each).
 //
 // The maximum's gradient goes to every frame at the maximum, shared equally
@@ -23,9 +24,7 @@
 #define EIGEN_USE_THREADS
 
 #include <cmath>
-#include <cstdlib>
 #include <limits>
-#include <memory>
 #include <vector>
 
 #include "tensorflow/core/framework/op.h"
@@ -55,9 +54,13 @@ REGISTER_OP("NormalizedSoftmaxPool")
     .Output("variance: float")
     .Attr("epsilon: float")
     .SetShapeFn([](InferenceContext* c) {
-      ShapeHandle x;
+      ShapeHandle x, vector;
       TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 3, &x));
-      const DimensionHandle videos = c->Dim(x, 0), clusters = c->Dim(x, 2);
+      DimensionHandle videos = c->Dim(x, 0), clusters = c->Dim(x, 2);
+      for (int input = 1; input <= 2; ++input) {
+        TF_RETURN_IF_ERROR(c->WithRank(c->input(input), 1, &vector));
+        TF_RETURN_IF_ERROR(c->Merge(clusters, c->Dim(vector, 0), &clusters));
+      }
       for (int output = 0; output < 3; ++output) c->set_output(output, c->Matrix(videos, clusters));
       c->set_output(3, c->Vector(clusters));
       c->set_output(4, c->Vector(clusters));
@@ -106,10 +109,11 @@ struct Normalization {
   ConstRow Beta() const { return ConstRow(beta.data(), clusters); }
 };
 
-// One frame's assignments s (K floats) from its projections x. Not inlined:
-// the forward pass and both gradient passes run this one code, so the
+// One frame's assignments s (K floats) from its projections x. Neither
+// inlined nor specialized: the forward pass and both gradient passes run
+// this one code, so the
 // gradient finds the forward pass's maxima among its own bits.
-__attribute__((noinline)) void SoftmaxRow(const float* x, const Normalization& norm, float* s) {
+__attribute__((noipa)) void SoftmaxRow(const float* x, const Normalization& norm, float* s) {
   Row y(s, norm.clusters);
   y = (ConstRow(x, norm.clusters) - norm.Mean()) * norm.Scale() + norm.Beta();
   const float largest = y.maxCoeff();
@@ -188,28 +192,40 @@ absl::Status CheckMatrix(const Tensor& t, const char* name, const Dims& d) {
 absl::Status ReadDims(const Tensor& x, Dims* d) {
   if (x.dims() != 3 || x.dim_size(1) == 0 || x.dim_size(2) == 0) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "x must be [videos, frames, clusters] with frames and clusters, got ",
+        "x must be [videos, frames, clusters] with at least one frame and one cluster, got ",
         x.shape().DebugString()));
   }
   *d = {x.dim_size(0), x.dim_size(1), x.dim_size(2)};
   return absl::OkStatus();
 }
 
-// Runs video(b, scratch) for every video on the CPU's threads; scratch is
-// two K-float rows of the running thread, the first 64-byte aligned: Eigen's
-// vectorized sums start at the first aligned entry, so the softmax's sum (and
-// with it every assignment's bits) would depend on its row's address.
+// Runs video(b) for every video on the CPU's threads.
 template <typename Fn>
 void ForEachVideo(OpKernelContext* ctx, const Dims& d, double ops_per_entry, Fn video) {
   const Eigen::TensorOpCost cost(4.0 * d.frames * d.clusters, 0,
                                  ops_per_entry * d.frames * d.clusters);
   ctx->eigen_device<CPUDevice>().parallelFor(d.videos, cost, [&](int64_t begin, int64_t end) {
-    const int64_t row = (d.clusters + 15) / 16 * 16;  // floats, a multiple of 64 bytes
-    std::unique_ptr<float, decltype(&std::free)> scratch(
-        static_cast<float*>(std::aligned_alloc(64, 2 * row * sizeof(float))), &std::free);
-    for (int64_t b = begin; b < end; ++b) video(b, scratch.get(), scratch.get() + row);
+    for (int64_t b = begin; b < end; ++b) video(b);
   });
 }
+
+// Two K-float scratch rows per video, each 64-byte aligned (TensorFlow's
+// CPU allocator aligns to 64 bytes; rows are padded to 16 floats): Eigen's
+// vectorized sums start at the first aligned entry, so the softmax's sum (and
+// with it every assignment's bits) would otherwise depend on its row's address.
+class Scratch {
+ public:
+  absl::Status Allocate(OpKernelContext* ctx, const Dims& d) {
+    row_ = (d.clusters + 15) / 16 * 16;
+    return ctx->allocate_temp(DT_FLOAT, TensorShape({d.videos, 2 * row_}), &rows_);
+  }
+  float* First(int64_t b) { return rows_.flat<float>().data() + b * 2 * row_; }
+  float* Second(int64_t b) { return First(b) + row_; }
+
+ private:
+  Tensor rows_;
+  int64_t row_ = 0;
+};
 
 // Per-cluster sums over all frames of per-video partial sums [B, K].
 std::vector<double> SumOverVideos(const std::vector<double>& partial, const Dims& d) {
@@ -225,7 +241,7 @@ std::vector<double> SumOverVideos(const std::vector<double>& partial, const Dims
 void Moments(OpKernelContext* ctx, const float* x, const Dims& d, float* mean, float* variance) {
   const int64_t k = d.clusters;
   std::vector<double> partial(d.videos * k, 0.0);
-  ForEachVideo(ctx, d, 1, [&](int64_t b, float*, float*) {
+  ForEachVideo(ctx, d, 1, [&](int64_t b) {
     DoubleRow acc(partial.data() + b * k, k);
     for (int64_t f = 0; f < d.frames; ++f) {
       acc += ConstRow(x + (b * d.frames + f) * k, k).cast<double>();
@@ -235,7 +251,7 @@ void Moments(OpKernelContext* ctx, const float* x, const Dims& d, float* mean, f
   for (double& m : mean64) m /= d.Rows();
   std::fill(partial.begin(), partial.end(), 0.0);
   const Eigen::Map<const Eigen::ArrayXd> centre(mean64.data(), k);
-  ForEachVideo(ctx, d, 3, [&](int64_t b, float*, float*) {
+  ForEachVideo(ctx, d, 3, [&](int64_t b) {
     DoubleRow acc(partial.data() + b * k, k);
     for (int64_t f = 0; f < d.frames; ++f) {
       acc += (ConstRow(x + (b * d.frames + f) * k, k).cast<double>() - centre).square();
@@ -291,7 +307,10 @@ class NormalizedSoftmaxPoolOp : public PoolKernel {
     float* sums = sum->flat<float>().data();
     float* maxima = max->flat<float>().data();
     float* counts = count->flat<float>().data();
-    ForEachVideo(ctx, d, 40, [&](int64_t b, float* scratch, float*) {
+    Scratch rows;
+    OP_REQUIRES_OK(ctx, rows.Allocate(ctx, d));
+    ForEachVideo(ctx, d, 40, [&](int64_t b) {
+      float* scratch = rows.First(b);
       std::vector<double> total(k, 0.0);
       float* top = maxima + b * k;
       float* ties = counts + b * k;
@@ -352,9 +371,12 @@ class NormalizedSoftmaxPoolGradOp : public PoolKernel {
       SoftmaxGradient(s, k, dot, y_grad);
     };
 
+    Scratch rows;
+    OP_REQUIRES_OK(ctx, rows.Allocate(ctx, d));
     // Pass 1: batch norm's sums of g_y and g_y * x_hat over all frames.
     std::vector<double> beta_partial(d.videos * k, 0.0), gamma_partial(d.videos * k, 0.0);
-    ForEachVideo(ctx, d, 50, [&](int64_t b, float* s, float* g_y) {
+    ForEachVideo(ctx, d, 50, [&](int64_t b) {
+      float *s = rows.First(b), *g_y = rows.Second(b);
       std::vector<float> shares(2 * k);
       max_shares(b, shares.data(), shares.data() + k);
       for (int64_t f = 0; f < d.frames; ++f) {
@@ -380,7 +402,8 @@ class NormalizedSoftmaxPoolGradOp : public PoolKernel {
     // each frame's row computed whole before it is written over x's.
     OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({0}, 0, x.shape(), &x_grad));
     float* out = x_grad->flat<float>().data();
-    ForEachVideo(ctx, d, 50, [&](int64_t b, float* s, float* g_y) {
+    ForEachVideo(ctx, d, 50, [&](int64_t b) {
+      float *s = rows.First(b), *g_y = rows.Second(b);
       std::vector<float> shares(2 * k);
       max_shares(b, shares.data(), shares.data() + k);
       for (int64_t f = 0; f < d.frames; ++f) {

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from youtube8m_willow.native.loading import load
+from youtube8m_willow.native.loading import load, runs_here
 
 
 def available() -> bool:
-    return load("softmax_pool") is not None
+    """Loaded, on a machine without a GPU (``loading.runs_here``)."""
+    return runs_here("softmax_pool")
 
 
 def pool(x, gamma, beta, epsilon: float):

@@ -84,7 +84,7 @@ def factors(gradient, min_elements: int):
     rows, columns = inputs.shape[1], upstream.shape[1]
     if inputs.shape[0] * (rows + columns) > MAX_BATCH_SHARE * rows * columns:
         return None
-    if tf.config.list_logical_devices("GPU") or not row_block_adam.available():
+    if not row_block_adam.available():
         return None
     return inputs, upstream
 

@@ -24,7 +24,9 @@ differs from ``l2_loss``'s in the last digits, and only when clipping. The
 compiled pass that would add the term fuses the multiply and the add where
 XLA chooses to: a few ulps from both. Only on a machine without a GPU (the
 kernels are the CPU's), with the kernels built, for matrices, in the
-in-place Adam update (a single replica, no float16 loss scaling).
+in-place Adam update without float16 loss scaling. Only a gradient that is
+still the compiled pass's output takes it: one summed over replicas comes
+out of the all-reduce instead, and keeps the whole-gradient path.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def parts(gradient):
     found = l2_gradient.penalized_parts(gradient)
     if found is None or found[1].shape.rank != 2:
         return None
-    if tf.config.list_logical_devices("GPU") or not row_block_adam.available():
+    if not row_block_adam.available():
         return None
     return found
 
@@ -71,6 +73,9 @@ def clipped(value, weight, factor, clip_norm: float) -> PenalizedGradient:
 
 def apply(gradient: PenalizedGradient, var, m, v, **hyper) -> None:
     """TF1's Adam on the resources ``var``, ``m``, ``v`` from ``gradient``
-    (``tf.raw_ops.ResourceApplyAdam``'s hyperparameters), in one pass."""
+    (``tf.raw_ops.ResourceApplyAdam``'s hyperparameters), in one pass. The
+    kernel reads the term's ``w`` from ``var`` itself, as the step read it
+    for ``gradient.weight``: nothing writes a weight between its reads and
+    its update."""
     row_block_adam.apply(var, m, v, gradient.value, 0, l2=gradient.factor,
                          scale=gradient.scale, **hyper)
