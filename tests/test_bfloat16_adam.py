@@ -75,8 +75,8 @@ def test_bfloat16_training_updates_large_weights_from_their_bfloat16_gradient(mo
     the step through the float32 cast does."""
     monkeypatch.setattr(factored_adam, "factors", lambda gradient, minimum: None)
     applied = []
-    original_apply = bfloat16_adam.apply
-    monkeypatch.setattr(bfloat16_adam, "apply",
+    original_apply = bfloat16_adam.Bfloat16Gradient.apply
+    monkeypatch.setattr(bfloat16_adam.Bfloat16Gradient, "apply",
                         lambda gradient, *a, **k: applied.append(tuple(gradient.value.shape))
                         or original_apply(gradient, *a, **k))
     # The experts' and gates' [40, 20], [40, 30] are large; then nothing is.

@@ -276,8 +276,8 @@ def test_training_step_updates_large_matmul_weights_from_their_factors(monkeypat
     5e-3 under bfloat16 (the whole gradient's norm is that of the product
     rounded to bfloat16)."""
     applied = []
-    original_apply = factored_adam.apply
-    monkeypatch.setattr(factored_adam, "apply",
+    original_apply = factored_adam.FactoredGradient.apply
+    monkeypatch.setattr(factored_adam.FactoredGradient, "apply",
                         lambda gradient, *a, **k: applied.append(
                             (tuple(gradient.inputs.shape), tuple(gradient.upstream.shape)))
                         or original_apply(gradient, *a, **k))

@@ -32,6 +32,12 @@ def tensorflow_pool(x, gamma, beta, epsilon=EPSILON):
     return tf.reduce_sum(s, 1), tf.reduce_max(s, 1), mean, variance
 
 
+def fused_pool(x, gamma, beta):
+    """The kernel's outputs, the variance Bessel-corrected as
+    ``tensorflow_pool``'s."""
+    return kernels.normalized_softmax_pool(x, gamma, beta, EPSILON)
+
+
 def pool_and_gradients(pool, x, gamma, beta, weights):
     with tf.GradientTape() as tape:
         tape.watch([x, gamma, beta])
@@ -62,7 +68,7 @@ def test_values_and_gradients_are_tensorflows(clusters):
     array to 1e-5 of its own size (they agree to about 1e-6): with tied
     frames, and at a width (1100) not a multiple of any vector."""
     x, gamma, beta, weights = inputs(clusters=clusters)
-    fused = pool_and_gradients(lambda *a: softmax_pool.pool(*a, EPSILON), x, gamma, beta, weights)
+    fused = pool_and_gradients(fused_pool, x, gamma, beta, weights)
     expected = pool_and_gradients(tensorflow_pool, x, gamma, beta, weights)
     names = ["sum", "max", "mean", "variance", "x gradient", "gamma gradient", "beta gradient"]
     for name, want, got in zip(names, expected, fused):
@@ -79,7 +85,7 @@ def test_tied_frames_share_the_maximums_gradient():
     x, gamma, beta, _ = inputs()
     with tf.GradientTape() as tape:
         tape.watch(x)
-        _, maximum, _, _ = softmax_pool.pool(x, gamma, beta, EPSILON)
+        _, maximum, _, _ = kernels.normalized_softmax_pool(x, gamma, beta, EPSILON)
         loss = tf.reduce_sum(maximum[1])
     gradient = tape.gradient(loss, x).numpy()
     np.testing.assert_array_equal(gradient[1, 3], gradient[1, 1])
@@ -96,7 +102,7 @@ def test_a_nan_projection_makes_the_outputs_nan_as_tensorflow():
     finite but wrong comes out."""
     x, gamma, beta, weights = inputs(clusters=40)
     x = tf.tensor_scatter_nd_update(x, [[0, 2, 7]], [np.nan])
-    fused = pool_and_gradients(lambda *a: softmax_pool.pool(*a, EPSILON), x, gamma, beta, weights)
+    fused = pool_and_gradients(fused_pool, x, gamma, beta, weights)
     expected = pool_and_gradients(tensorflow_pool, x, gamma, beta, weights)
     for want, got in zip(expected[:2], fused[:2]):
         assert np.isnan(want).any() and np.isnan(got[np.isnan(want)]).all()
@@ -138,7 +144,7 @@ def test_gradient_holds_one_tensor_of_the_projections_size():
             return tf.reduce_sum(tape.gradient(loss, projections))
         return peak_tensor_bytes(step, x) / x.numpy().nbytes
 
-    fused = held(lambda *a: softmax_pool.pool(*a, EPSILON))
+    fused = held(fused_pool)
     own = held(tensorflow_pool)
     assert fused < 1.5 and own - fused >= 2.0, (fused, own)
 
@@ -160,7 +166,7 @@ def test_gradient_written_over_the_projections_is_tensorflows():
             return tape.gradient(loss, [projections, gamma, beta])
         return step(x)
 
-    fused = gradients(lambda *a: softmax_pool.pool(*a, EPSILON))
+    fused = gradients(fused_pool)
     expected = gradients(tensorflow_pool)
     for want, got in zip(expected, fused):
         assert relative_error(want, got) < 1e-5

@@ -104,8 +104,14 @@ def normalize_batch(inputs, gamma, beta, epsilon: float):
     mean = ops.mean(inputs, axis=0)
     variance = ops.mean(ops.square(inputs - mean), axis=0)
     outputs = (inputs - mean) * (ops.rsqrt(variance + epsilon) * gamma) + beta
-    count = ops.cast(ops.shape(inputs)[0], variance.dtype)
-    return outputs, mean, variance * count / ops.maximum(count - 1.0, 1.0)
+    return outputs, mean, bessel_corrected(variance, ops.shape(inputs)[0])
+
+
+def bessel_corrected(variance, count):
+    """A population variance over ``count`` rows times ``n / (n - 1)``
+    (none for one row): the variance TF1's fused batch norm reports."""
+    count = ops.cast(count, variance.dtype)
+    return variance * count / ops.maximum(count - 1.0, 1.0)
 
 
 def gather_frames(frames, indices):
@@ -364,8 +370,10 @@ def normalized_softmax_pool(projections, gamma, beta, epsilon: float):
     gradient), sum and maximum hold three (Soft-DBoF's 8000 clusters over
     80 x 300 frames: 768 MB each in float32). Where ``fuses_softmax_pool``
     holds."""
-    return softmax_pool.pool(projections, tf.convert_to_tensor(gamma),
-                             tf.convert_to_tensor(beta), epsilon)
+    summed, maximum, mean, variance = softmax_pool.pool(
+        projections, tf.convert_to_tensor(gamma), tf.convert_to_tensor(beta), epsilon)
+    shape = tf.shape(projections)
+    return summed, maximum, mean, bessel_corrected(variance, shape[0] * shape[1])
 
 
 def compiled(function, **options):

@@ -4,8 +4,8 @@
 ``x`` ``[B, F, K]`` (float32) through batch norm with the batch's moments
 and a softmax over the clusters, and returns ``(sum, max, mean, variance)``:
 the assignments' sum and maximum over each video's frames ``[B, K]``, and the
-batch's moments ``[K]`` (the variance Bessel-corrected, as TF1's fused batch
-norm reports it for the moving statistics). Differentiable in ``x``,
+batch's moments ``[K]`` (the population variance, which the batch norm
+used). Differentiable in ``x``,
 ``gamma`` and ``beta``; the assignments themselves are never stored, so
 training holds one ``[B, F, K]`` tensor for them where batch norm, softmax,
 sum and maximum hold three.
@@ -38,8 +38,6 @@ def pool(x, gamma, beta, epsilon: float):
                 x, gamma, beta, mean, variance, maximum, count, sum_grad, max_grad,
                 epsilon=epsilon)
 
-        rows = tf.cast(tf.shape(x)[0] * tf.shape(x)[1], tf.float32)
-        corrected = variance * rows / tf.maximum(rows - 1.0, 1.0)
-        return (summed, maximum, tf.stop_gradient(mean), tf.stop_gradient(corrected)), gradient
+        return (summed, maximum, tf.stop_gradient(mean), tf.stop_gradient(variance)), gradient
 
     return pooled(x, gamma, beta)

@@ -28,17 +28,26 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
+from youtube8m_willow.training.gradient_forms import GradientForm, clip_scale
+
 # The row blocks the norm is taken over: each one cast to float32 alone.
 NORM_BLOCKS = 8
 
 
 @dataclass(frozen=True)
-class Bfloat16Gradient:
+class Bfloat16Gradient(GradientForm):
     """A float32 weight's gradient as the bfloat16 tensor it was cast from,
     and the factor its clipping multiplies it by (1 when within the norm)."""
 
     value: tf.Tensor
     scale: tf.Tensor
+
+    def apply(self, var, m, v, *, beta1_power, beta2_power, lr, beta1, beta2,
+              epsilon) -> None:
+        """One Adam step of the resources ``var``, ``m``, ``v``, with
+        ``tf.raw_ops.ResourceApplyAdam``'s arguments, in one compiled pass."""
+        alpha = lr * tf.sqrt(1.0 - beta2_power) / (1.0 - beta1_power)
+        _adam_pass(var, m, v, self.value, self.scale, alpha, beta1, beta2, epsilon)
 
 
 def bfloat16_source(gradient, min_elements: int):
@@ -55,10 +64,8 @@ def bfloat16_source(gradient, min_elements: int):
 def clipped(value: tf.Tensor, clip_norm: float) -> Bfloat16Gradient:
     """``value`` (bfloat16) with the scale of ``clip_by_norm(float32(value),
     clip_norm)``: ``c / max(|g|, c)`` (1 without clipping)."""
-    if clip_norm <= 0:
-        return Bfloat16Gradient(value, tf.constant(1.0))
-    norm = tf.sqrt(2.0 * _blockwise_l2_loss(value))
-    return Bfloat16Gradient(value, clip_norm / tf.maximum(norm, clip_norm))
+    return Bfloat16Gradient(
+        value, clip_scale(clip_norm, lambda: tf.sqrt(2.0 * _blockwise_l2_loss(value))))
 
 
 def _blockwise_l2_loss(value: tf.Tensor) -> tf.Tensor:
@@ -82,10 +89,3 @@ def _adam_pass(var, m, v, value, scale, alpha, beta1, beta2, epsilon):
     tf.raw_ops.AssignVariableOp(resource=v, value=new_v)
     tf.raw_ops.AssignVariableOp(resource=var, value=new_var)
 
-
-def apply(gradient: Bfloat16Gradient, var, m, v, *, beta1_power, beta2_power, lr, beta1,
-          beta2, epsilon) -> None:
-    """One Adam step of the resources ``var``, ``m``, ``v`` from ``gradient``,
-    with ``tf.raw_ops.ResourceApplyAdam``'s arguments."""
-    alpha = lr * tf.sqrt(1.0 - beta2_power) / (1.0 - beta1_power)
-    _adam_pass(var, m, v, gradient.value, gradient.scale, alpha, beta1, beta2, epsilon)

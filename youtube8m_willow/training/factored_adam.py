@@ -42,6 +42,7 @@ import tensorflow as tf
 
 from youtube8m_willow.native import row_block_adam
 from youtube8m_willow.training import bfloat16_adam
+from youtube8m_willow.training.gradient_forms import GradientForm, clip_scale
 
 # Rows of the weight updated at once: 4 MB blocks for 1024 columns, which
 # stay in cache between the matmul that makes them and Adam.
@@ -55,13 +56,44 @@ MAX_BATCH_SHARE = 1 / 8
 
 
 @dataclass(frozen=True)
-class FactoredGradient:
+class FactoredGradient(GradientForm):
     """A weight's gradient ``inputs^T upstream`` as its two factors, and the
     factor its clipping multiplies it by (1 when within the norm)."""
 
     inputs: tf.Tensor
     upstream: tf.Tensor
     scale: tf.Tensor
+
+    def apply(self, var, m, v, **hyper) -> None:
+        """TF1's Adam on the resources ``var``, ``m``, ``v`` (``[F, H]``), a
+        block of rows at a time (``tf.raw_ops.ResourceApplyAdam``'s
+        hyperparameters)."""
+        for handle in (var, m, v):
+            # A variable that a sparse op once read copies itself on every
+            # read and would be copied whole for every block: dense from here on.
+            tf.raw_ops.DisableCopyOnRead(resource=handle)
+        columns_first = tf.transpose(self.inputs)  # [F, B]: each block's rows contiguous
+        upstream, scale = self.upstream, self.scale
+        rows = self.inputs.shape[1]
+        block = min(BLOCK_ROWS, rows)
+
+        def update(start, size):
+            # The block as the matmul makes it (bfloat16 or float32): the
+            # kernel casts it and multiplies it by the scale.
+            block_gradient = tf.matmul(columns_first[start:start + size], upstream)
+            row_block_adam.apply(var, m, v, block_gradient, start, scale=scale, **hyper)
+
+        def body(index):
+            update(index * block, block)
+            return (index + 1,)
+
+        full_blocks = rows // block
+        tf.while_loop(lambda index: index < full_blocks, body, [tf.constant(0)],
+                      parallel_iterations=1)
+        if rows % block:
+            # The last rows (the function's automatic control dependencies
+            # order it after the loop: both update the same variables).
+            update(full_blocks * block, rows % block)
 
 
 def factors(gradient, min_elements: int):
@@ -92,11 +124,11 @@ def factors(gradient, min_elements: int):
 def clipped(inputs, upstream, clip_norm: float) -> FactoredGradient:
     """The factors with the scale of ``clip_by_norm(inputs^T upstream,
     clip_norm)``: ``c / max(|x^T g|, c)`` (1 without clipping)."""
-    if clip_norm <= 0:
-        return FactoredGradient(inputs, upstream, tf.constant(1.0))
-    squared = tf.reduce_sum(_gram(inputs) * _gram(upstream))
-    norm = tf.cast(tf.sqrt(tf.maximum(squared, 0.0)), tf.float32)
-    return FactoredGradient(inputs, upstream, clip_norm / tf.maximum(norm, clip_norm))
+    def norm():
+        squared = tf.reduce_sum(_gram(inputs) * _gram(upstream))
+        return tf.cast(tf.sqrt(tf.maximum(squared, 0.0)), tf.float32)
+
+    return FactoredGradient(inputs, upstream, clip_scale(clip_norm, norm))
 
 
 def _gram(matrix: tf.Tensor) -> tf.Tensor:
@@ -109,35 +141,3 @@ def _gram(matrix: tf.Tensor) -> tf.Tensor:
     rows = tf.shape(matrix)[0]
     chunked = tf.transpose(tf.reshape(matrix, [rows, chunks, columns // chunks]), [1, 0, 2])
     return tf.reduce_sum(tf.cast(tf.matmul(chunked, chunked, transpose_b=True), tf.float64), 0)
-
-
-def apply(gradient: FactoredGradient, var, m, v, **hyper) -> None:
-    """TF1's Adam on the resources ``var``, ``m``, ``v`` (``[F, H]``) from
-    ``gradient``, a block of rows at a time (``tf.raw_ops.ResourceApplyAdam``'s
-    hyperparameters)."""
-    for handle in (var, m, v):
-        # A variable that a sparse op once read copies itself on every read
-        # and would be copied whole for every block: dense from here on.
-        tf.raw_ops.DisableCopyOnRead(resource=handle)
-    columns_first = tf.transpose(gradient.inputs)  # [F, B]: each block's rows contiguous
-    upstream, scale = gradient.upstream, gradient.scale
-    rows = gradient.inputs.shape[1]
-    block = min(BLOCK_ROWS, rows)
-
-    def update(start, size):
-        # The block as the matmul makes it (bfloat16 or float32): the kernel
-        # casts it and multiplies it by the scale.
-        block_gradient = tf.matmul(columns_first[start:start + size], upstream)
-        row_block_adam.apply(var, m, v, block_gradient, start, scale=scale, **hyper)
-
-    def body(index):
-        update(index * block, block)
-        return (index + 1,)
-
-    full_blocks = rows // block
-    tf.while_loop(lambda index: index < full_blocks, body, [tf.constant(0)],
-                  parallel_iterations=1)
-    if rows % block:
-        # The last rows (the function's automatic control dependencies order
-        # it after the loop: both update the same variables).
-        update(full_blocks * block, rows % block)

@@ -37,10 +37,11 @@ import tensorflow as tf
 
 from youtube8m_willow.native import row_block_adam
 from youtube8m_willow.training import l2_gradient
+from youtube8m_willow.training.gradient_forms import GradientForm, clip_scale
 
 
 @dataclass(frozen=True)
-class PenalizedGradient:
+class PenalizedGradient(GradientForm):
     """A weight's gradient ``value + factor * weight`` as its parts, and the
     factor its clipping multiplies it by (1 when within the norm)."""
 
@@ -48,6 +49,15 @@ class PenalizedGradient:
     weight: tf.Tensor
     factor: tf.Tensor
     scale: tf.Tensor
+
+    def apply(self, var, m, v, **hyper) -> None:
+        """TF1's Adam on the resources ``var``, ``m``, ``v``
+        (``tf.raw_ops.ResourceApplyAdam``'s hyperparameters), in one pass.
+        The kernel reads the term's ``w`` from ``var`` itself, as the step
+        read it for ``weight``: nothing writes a weight between its reads and
+        its update."""
+        row_block_adam.apply(var, m, v, self.value, 0, l2=self.factor, scale=self.scale,
+                             **hyper)
 
 
 def parts(gradient):
@@ -64,18 +74,8 @@ def parts(gradient):
 def clipped(value, weight, factor, clip_norm: float) -> PenalizedGradient:
     """The parts with the scale of ``clip_by_norm(value + factor * weight,
     clip_norm)``: ``c / max(|g|, c)`` (1 without clipping)."""
-    if clip_norm <= 0:
-        return PenalizedGradient(value, weight, factor, tf.constant(1.0))
-    squared = row_block_adam.squared_norm(value, weight, factor)
-    norm = tf.cast(tf.sqrt(squared), tf.float32)
-    return PenalizedGradient(value, weight, factor, clip_norm / tf.maximum(norm, clip_norm))
+    def norm():
+        return tf.cast(tf.sqrt(row_block_adam.squared_norm(value, weight, factor)), tf.float32)
 
+    return PenalizedGradient(value, weight, factor, clip_scale(clip_norm, norm))
 
-def apply(gradient: PenalizedGradient, var, m, v, **hyper) -> None:
-    """TF1's Adam on the resources ``var``, ``m``, ``v`` from ``gradient``
-    (``tf.raw_ops.ResourceApplyAdam``'s hyperparameters), in one pass. The
-    kernel reads the term's ``w`` from ``var`` itself, as the step read it
-    for ``gradient.weight``: nothing writes a weight between its reads and
-    its update."""
-    row_block_adam.apply(var, m, v, gradient.value, 0, l2=gradient.factor,
-                         scale=gradient.scale, **hyper)

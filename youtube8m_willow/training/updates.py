@@ -23,6 +23,7 @@ import keras
 import tensorflow as tf
 
 from youtube8m_willow.training import bfloat16_adam, factored_adam, penalized_adam
+from youtube8m_willow.training.gradient_forms import GradientForm
 from youtube8m_willow.training.tf1_optimizers import TF1Optimizer, handle
 
 
@@ -83,12 +84,8 @@ def tensors_of(gradients: Sequence) -> list[tf.Tensor]:
     """The tensors an update of ``gradients`` (of ``clip_each``) reads."""
     tensors = []
     for gradient in gradients:
-        if isinstance(gradient, bfloat16_adam.Bfloat16Gradient):
-            tensors += [gradient.value, gradient.scale]
-        elif isinstance(gradient, factored_adam.FactoredGradient):
-            tensors += [gradient.inputs, gradient.upstream, gradient.scale]
-        elif isinstance(gradient, penalized_adam.PenalizedGradient):
-            tensors += [gradient.value, gradient.weight, gradient.factor, gradient.scale]
+        if isinstance(gradient, GradientForm):
+            tensors += gradient.tensors()
         elif gradient is not None:
             tensors.append(gradient)
     return tensors
@@ -192,10 +189,11 @@ def apply_adam(optimizer: keras.optimizers.Adam, gradients: Sequence[tf.Tensor],
     ``m += (g - m)(1 - beta1)``, ``v += (g^2 - v)(1 - beta2)``,
     ``w -= lr_t m / (sqrt(v) + epsilon)``: Keras' Adam in one pass. In a
     replica context each replica updates its own copy with the same values.
-    A ``bfloat16_adam.Bfloat16Gradient`` (of ``clip_each``) is applied from
-    its bfloat16 tensor, by the same formula; a
-    ``factored_adam.FactoredGradient`` a block of rows at a time, by TF1's;
-    a ``penalized_adam.PenalizedGradient`` from its parts, by TF1's.
+    A ``gradient_forms.GradientForm`` (of ``clip_each``) applies itself from
+    its parts: a ``bfloat16_adam.Bfloat16Gradient`` from its bfloat16 tensor,
+    by the same formula; a ``factored_adam.FactoredGradient`` a block of rows
+    at a time, and a ``penalized_adam.PenalizedGradient`` in one pass, by
+    TF1's.
     """
     step = tf.cast(optimizer.iterations + 1, tf.float32)
     beta_1 = tf.constant(optimizer.beta_1, tf.float32)
@@ -207,12 +205,8 @@ def apply_adam(optimizer: keras.optimizers.Adam, gradients: Sequence[tf.Tensor],
         index = optimizer._get_variable_index(variable)
         slots = dict(var=handle(variable), m=handle(optimizer._momentums[index]),
                      v=handle(optimizer._velocities[index]))
-        if isinstance(gradient, bfloat16_adam.Bfloat16Gradient):
-            bfloat16_adam.apply(gradient, **slots, **hyper)
-        elif isinstance(gradient, factored_adam.FactoredGradient):
-            factored_adam.apply(gradient, **slots, **hyper)
-        elif isinstance(gradient, penalized_adam.PenalizedGradient):
-            penalized_adam.apply(gradient, **slots, **hyper)
+        if isinstance(gradient, GradientForm):
+            gradient.apply(**slots, **hyper)
         else:
             tf.raw_ops.ResourceApplyAdam(grad=tf.cast(gradient, tf.float32), use_locking=False,
                                          **slots, **hyper)
