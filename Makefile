@@ -18,8 +18,9 @@ WORKERS ?= 2
 
 # The packages' bytecode is compiled on every core at once after pip (which
 # compiles one file at a time); like pip, it passes over the few files written
-# for a newer Python (torch's 3.12 helpers). Then the project's own kernel
-# is built against the installed TensorFlow (youtube8m_willow/native).
+# for a newer Python (torch's 3.12 helpers). The project's own kernels are
+# built against the installed TensorFlow by their rule below
+# (youtube8m_willow/native).
 $(STAMP): requirements.txt requirements-torch.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip

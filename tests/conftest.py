@@ -370,20 +370,21 @@ def small_moe_config(moe_l2: float = 0.0):
 
 
 def train_small_moe(monkeypatch, large_gradient_elements: int, steps: int = 3,
-                    **train_config) -> list:
-    """The weights of ``small_moe_config``'s model (no L2 term, which would
-    add to the matmul gradients) after ``steps`` steps on
+                    moe_l2: float = 0.0, **train_config) -> list:
+    """The weights of ``small_moe_config(moe_l2)``'s model (by default no L2
+    term, which would add to the matmul gradients) after ``steps`` steps on
     ``small_moe_batch``, with ``updates.LARGE_GRADIENT_ELEMENTS`` set to
     ``large_gradient_elements`` (which weights take the large-gradient
-    paths); seed 5, clipping at 0.05."""
+    paths); seed 5, clipping at 0.05 unless ``train_config`` says otherwise."""
     from youtube8m_willow.training import updates
     from youtube8m_willow.training.run import Trainer
     from youtube8m_willow.training.train_config import TrainConfig
 
     batch = small_moe_batch()
     monkeypatch.setattr(updates, "LARGE_GRADIENT_ELEMENTS", large_gradient_elements)
+    train_config = {"clip_gradient_norm": 0.05, **train_config}
     trainer = Trainer(TrainConfig(train_dir="unused", train_data_pattern="", seed=5,
-                                  clip_gradient_norm=0.05, **train_config), small_moe_config())
+                                  **train_config), small_moe_config(moe_l2))
     for _ in range(steps):
         trainer.step(batch)
     return [v.numpy() for v in trainer.model.trainable_variables]

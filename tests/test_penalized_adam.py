@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import small_moe_batch, small_moe_config
+from conftest import train_small_moe
 
 from youtube8m_willow.native import row_block_adam
-from youtube8m_willow.training import l2_gradient, penalized_adam
+from youtube8m_willow.training import l2_gradient, penalized_adam, updates
 
 HYPER = dict(beta1_power=0.9 ** 3, beta2_power=0.999 ** 3, lr=0.01, beta1=0.9, beta2=0.999,
              epsilon=1e-8)
@@ -75,9 +75,6 @@ def train(monkeypatch, penalized: bool, clip_norm: float, precision: str = "floa
     """The weights of a small MoE with an L2 term on its gates and experts
     (each through ``l2_gradient``'s compiled pass) after ``steps`` steps,
     with or without ``penalized_adam``; and how many updates took it."""
-    from youtube8m_willow.training.run import Trainer
-    from youtube8m_willow.training.train_config import TrainConfig
-
     monkeypatch.setattr(l2_gradient, "FUSED_MIN_ELEMENTS", 400)
     taken = []
     if penalized:
@@ -86,14 +83,11 @@ def train(monkeypatch, penalized: bool, clip_norm: float, precision: str = "floa
                             lambda *a, **k: taken.append(1) or original(*a, **k))
     else:
         monkeypatch.setattr(penalized_adam, "parts", lambda gradient: None)
-    trainer = Trainer(TrainConfig(train_dir="unused", train_data_pattern="", seed=5,
-                                  clip_gradient_norm=clip_norm, precision=precision,
-                                  regularization_penalty=3.0),
-                      small_moe_config(moe_l2=0.05))
-    batch = small_moe_batch()
-    for _ in range(steps):
-        trainer.step(batch)
-    return [v.numpy() for v in trainer.model.trainable_variables], len(taken)
+    # The large-gradient paths' threshold as it is: these weights stay below it.
+    weights = train_small_moe(monkeypatch, updates.LARGE_GRADIENT_ELEMENTS, steps, moe_l2=0.05,
+                              clip_gradient_norm=clip_norm, precision=precision,
+                              regularization_penalty=3.0)
+    return weights, len(taken)
 
 
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])

@@ -104,7 +104,6 @@ struct Normalization {
   }
 
   ConstRow Mean() const { return ConstRow(mean.data(), clusters); }
-  ConstRow InvStd() const { return ConstRow(inv_std.data(), clusters); }
   ConstRow Scale() const { return ConstRow(scale.data(), clusters); }
   ConstRow Beta() const { return ConstRow(beta.data(), clusters); }
 };
