@@ -16,8 +16,9 @@ import forked
 from conftest import REPO, SHARED, shared_path
 from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.layers.statistics import FrameStatistics
+from youtube8m_willow.layers.dbof import BagOfFramesPooling
 from youtube8m_willow.models.frame_level import (HiddenLayer, TwoStreamPoolingModel,
-                                                 parameter_count)
+                                                 parameter_count, stream_sizes)
 from youtube8m_willow.models.registry import create_model, is_frame_level, model_names
 
 FIXTURE = SHARED / "fixtures" / "netvlad_gated"
@@ -336,6 +337,79 @@ def test_lf_front_matches_numpy(case):
                           + w["fully_connected/biases"])
     got = model({"video_matrix": video, "num_frames": num_frames}).numpy()
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+FOLDING_CASES = {
+    "softdbof_max_pool": small("SoftDbofModelLF", softdbof_maxpool=True),
+    "gateddbof": small("GatedDbofModelLF"),
+    "willow_dbof": small("DbofModelLF"),
+    "starter_dbof_sigmoid_average": small("DbofModel", dbof_activation="sigmoid",
+                                          dbof_pooling_method="average"),
+    "starter_dbof_rgb_only": small("DbofModel", feature_names=("rgb",), feature_sizes=(RGB,)),
+}
+
+
+def _training_step(config, monkeypatch, fold: bool):
+    """One training-mode forward and gradient of a randomized model: loss,
+    gradients and moving statistics by weight path, and the widths of the
+    gradient's ``[B*N, width]`` matmuls."""
+    monkeypatch.setattr(BagOfFramesPooling, "folds_input_affine", fold)
+    model = create_model(config).build_for_config()
+    randomize(model)
+    video, num_frames = inputs()
+    video = video[..., :config.feature_size]
+    labels = (np.random.RandomState(3).rand(len(video), CLASSES) < 0.3).astype(np.float32)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            loss = cross_entropy(labels, model({"video_matrix": video, "num_frames": num_frames},
+                                               training=True))
+        return loss, tape.gradient(loss, model.trainable_weights)
+
+    loss, grads = step()
+    rows = len(video) * config.iterations
+    widths = [op.outputs[0].shape[1] for op in step.get_concrete_function().graph.get_operations()
+              if op.type == "MatMul" and op.outputs[0].shape[0] == rows]
+    return (float(loss), {v.path: g.numpy() for v, g in zip(model.trainable_weights, grads)},
+            {v.path: v.numpy() for v in model.non_trainable_weights}, widths)
+
+
+@pytest.mark.parametrize("case", sorted(FOLDING_CASES))
+def test_dbof_models_fold_input_batch_norm_into_the_cluster_weights(case, monkeypatch):
+    """In training the DBoF models hand their poolings the frames
+    standardized, with input_bn's gamma and beta folded into the cluster
+    weights: the loss, gradients and moving statistics are those of the
+    normalized frames, and the gradient has no ``[B*N, D]`` input gradient."""
+    config = FOLDING_CASES[case]
+    loss, grads, moving, widths = _training_step(config, monkeypatch, fold=True)
+    want_loss, want_grads, want_moving, want_widths = _training_step(config, monkeypatch,
+                                                                     fold=False)
+    np.testing.assert_allclose(loss, want_loss, rtol=1e-6)
+    largest = max(np.abs(g).max() for g in want_grads.values())
+    for path, want in want_grads.items():
+        # input_bn's beta: zero but for rounding on both paths (the cluster
+        # batch norm cancels any shift), so held to the largest gradient.
+        # The rest to 1e-4 of their size: the two roundings of the
+        # projections differ in their last bits, which the cluster batch
+        # norm's gradient amplifies.
+        size = largest if path.endswith("input_bn/beta") else np.abs(want).max()
+        np.testing.assert_allclose(grads[path], want, atol=1e-4 * size, err_msg=path)
+    for path, want in want_moving.items():
+        np.testing.assert_allclose(moving[path], want, atol=1e-6, err_msg=path)
+    # The starter's DbofModel pools all the columns as one stream.
+    input_widths = ({config.feature_size} if config.model == "DbofModel"
+                    else set(stream_sizes(config)) - {0})
+    assert input_widths <= set(want_widths)
+    assert not input_widths & set(widths)
+
+
+def test_netvlad_models_keep_input_batch_norm_applied(monkeypatch):
+    """The NetVLAD and NetFV poolings use the frames beyond their cluster
+    projections: they get the normalized frames."""
+    for config in (small("NetVLADModelLF"), small("NetFVModelLF")):
+        *_, widths = _training_step(config, monkeypatch, fold=True)
+        assert {RGB, AUDIO} <= set(widths), config.model
 
 
 def test_netfv_gating_has_no_remove_diag_option():

@@ -7,6 +7,7 @@ import tensorflow as tf
 import keras
 from conftest import peak_tensor_bytes
 
+from youtube8m_willow.layers.core import BatchNorm, PendingAffine
 from youtube8m_willow.layers.dbof import DBoF, GatedDBoF, SoftDBoF, StarterDBoF
 from youtube8m_willow.layers.fisher import NetFV
 from youtube8m_willow.layers.statistics import FrameStatistics
@@ -163,6 +164,79 @@ def test_cluster_assignment_names_and_shapes():
     without = ClusterAssignment(K, add_batch_norm=False)
     without.build((None, D))
     assert tf1_shapes(without) == {"cluster_weights": (D, K), "cluster_biases": (K,)}
+
+
+def test_batch_norm_standardize_leaves_its_map_unapplied():
+    """``standardize`` gives the rows ``call`` normalizes in training before
+    its gamma and beta, the map that applies them, and the same moving
+    statistics; an unbuilt layer builds itself."""
+    x = frames(2).reshape(-1, D) * 3 + 1
+    called, standardizing = BatchNorm(), BatchNorm()
+    w = build_random(called, (None, D))
+    standardizing.build((None, D))
+    standardizing.set_weights(called.get_weights())
+    expected = called(tf.constant(x), training=True).numpy()
+    standardized, affine = standardizing.standardize(tf.constant(x))
+    np.testing.assert_allclose(standardized, (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-3),
+                               atol=1e-5)
+    np.testing.assert_array_equal(affine.scale, w["gamma"].astype(np.float32))
+    np.testing.assert_array_equal(affine.offset, w["beta"].astype(np.float32))
+    np.testing.assert_allclose(affine.apply(standardized), expected, atol=1e-5)
+    for moved, want in zip(standardizing.get_weights()[2:], called.get_weights()[2:]):
+        np.testing.assert_array_equal(moved, want)
+    fresh = BatchNorm()
+    np.testing.assert_allclose(fresh.standardize(tf.constant(x))[0], standardized, atol=1e-6)
+
+
+def _affine(seed=3, size=D):
+    rng = np.random.RandomState(seed)
+    return PendingAffine(tf.constant(rng.uniform(0.5, 2, size).astype(np.float32)),
+                         tf.constant(rng.randn(size).astype(np.float32)))
+
+
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_cluster_assignment_folds_an_input_affine_into_its_weights(batch_norm):
+    """Given rows and a map unapplied, the assignment is that of the mapped
+    rows, with the same gradients for the map and the weights, and its
+    gradient forms no input gradient (no ``[M, D]`` matmul) when the rows
+    are data."""
+    layer = ClusterAssignment(K, add_batch_norm=batch_norm, activation="sigmoid")
+    build_random(layer, (None, D))
+    x = tf.constant(frames(4, (B * N, D)))
+    affine = _affine()
+
+    @tf.function
+    def assign_and_differentiate(fold):
+        with tf.GradientTape() as tape:
+            tape.watch([affine.scale, affine.offset])
+            out = (layer(x, training=True, input_affine=affine) if fold
+                   else layer(affine.apply(x), training=True))
+            loss = tf.reduce_sum(out * tf.range(K, dtype=tf.float32))
+        return out, tape.gradient(loss, [affine.scale, affine.offset, *layer.trainable_weights])
+
+    folded, folded_grads = assign_and_differentiate(True)
+    applied, applied_grads = assign_and_differentiate(False)
+    np.testing.assert_allclose(folded, applied, atol=1e-5)
+    for index, (got, want) in enumerate(zip(folded_grads, applied_grads)):
+        # With the cluster batch norm, which cancels any shift, the offset's
+        # gradient (index 1) is zero but for rounding on both paths: held to
+        # the scale's gradient's size.
+        size = np.abs(applied_grads[0 if batch_norm and index == 1 else index]).max()
+        np.testing.assert_allclose(got, want, atol=1e-5 * size)
+
+    def input_gradient_matmuls(fold):
+        graph = assign_and_differentiate.get_concrete_function(fold).graph
+        return [op for op in graph.get_operations() if op.type == "MatMul"
+                and op.outputs[0].shape.as_list() == [B * N, D]]
+    assert input_gradient_matmuls(False) and not input_gradient_matmuls(True)
+
+
+def test_pending_affine_splits_by_columns():
+    affine = _affine(size=5)
+    left, right = affine.split([2])
+    np.testing.assert_array_equal(np.concatenate([left.scale, right.scale]), affine.scale)
+    np.testing.assert_array_equal(np.concatenate([left.offset, right.offset]), affine.offset)
+    assert left.scale.shape == (2,) and right.offset.shape == (3,)
 
 
 def test_cluster_assignment_rejects_unknown_activation():

@@ -11,6 +11,7 @@ mapped onto Keras weights name by name (see ``youtube8m_willow.legacy``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from typing import Mapping
 
@@ -133,6 +134,40 @@ def normalized_or_biased(weights_name: str, weights, batch_norm, bn_scope: str,
     return names
 
 
+@dataclasses.dataclass(frozen=True)
+class PendingAffine:
+    """An affine map ``x * scale + offset`` over the last axis, handed on
+    unapplied (``BatchNorm.standardize``) to a matmul that folds it into its
+    weights (``fold_into``). A plain object, not a tuple: Keras hands it to a
+    layer as it is, without casting ``scale`` and ``offset`` to the layer's
+    compute dtype."""
+
+    scale: object
+    offset: object
+
+    def apply(self, x):
+        """``x * scale + offset``."""
+        return x * ops.cast(self.scale, x.dtype) + ops.cast(self.offset, x.dtype)
+
+    def split(self, sizes: list[int]) -> list["PendingAffine"]:
+        """The maps of consecutive column blocks, as ``ops.split(x, sizes)``
+        splits ``x``'s columns."""
+        scales = ops.split(self.scale, sizes)
+        offsets = ops.split(self.offset, sizes)
+        return [PendingAffine(s, o) for s, o in zip(scales, offsets)]
+
+    def fold_into(self, kernel):
+        """``(scale[:, None] * kernel, offset kernel)``: ``apply(x) kernel``
+        is ``x`` times the first plus the second (a ``[1, K]`` row). The
+        product's gradient then takes one matmul, ``x^T dy``, for the
+        kernel's, scale's and offset's gradients, where ``apply(x) kernel``
+        takes two (``apply(x)^T dy`` and the input gradient ``dy kernel^T``,
+        whose only use is ``scale``'s and ``offset``'s gradients)."""
+        scale = ops.cast(self.scale, kernel.dtype)
+        offset = ops.cast(self.offset, kernel.dtype)
+        return scale[:, None] * kernel, ops.matmul(offset[None, :], kernel)
+
+
 # slim's batch-norm decay of the moving statistics, kept for parity.
 BATCH_NORM_DECAY = 0.999
 
@@ -183,16 +218,34 @@ class BatchNorm(keras.layers.Layer):
         scale = ops.rsqrt(variance + self.epsilon) * gamma
         return inputs * scale + (beta - mean * scale)
 
-    def _normalize_batch(self, inputs):
+    def _normalize_batch(self, inputs, gamma=None, beta=None):
         """Training mode: the batch's moments over every axis but the last
         (TF1's fused kernel on TensorFlow, see ``kernels.normalize_batch``),
-        whose variance comes Bessel-corrected."""
+        whose variance comes Bessel-corrected; scaled by ``gamma`` and
+        shifted by ``beta`` (the layer's own by default)."""
         channels = self.gamma.shape[0]  # known even where a relaxed trace does not know it
         flat = ops.reshape(inputs, (-1, channels))
         outputs, mean, corrected_variance = kernels.normalize_batch(
-            flat, self.gamma, self.beta, self.epsilon)
+            flat, self.gamma if gamma is None else gamma,
+            self.beta if beta is None else beta, self.epsilon)
         self.update_moving(mean, corrected_variance, ops.shape(flat)[0])
         return ops.reshape(outputs, ops.shape(inputs))
+
+    def standardize(self, inputs):
+        """Training mode without the affine map: ``(x_hat, affine)``, where
+        ``call`` would return ``affine.apply(x_hat)``; moves the moving
+        statistics as ``call`` does.
+
+        For a consumer whose only use of the output is a matmul, which folds
+        the map into its weights (``ClusterAssignment``): ``x_hat`` is then
+        data, so the gradient never forms the ``[M, C]`` output gradient.
+        """
+        if not self.built:
+            self.build(inputs.shape)
+        channels = self.gamma.shape[0]
+        standardized = self._normalize_batch(
+            inputs, ops.ones((channels,), "float32"), ops.zeros((channels,), "float32"))
+        return standardized, PendingAffine(self.gamma, self.beta)
 
     def update_moving(self, mean, corrected_variance, count):
         """Moves the moving statistics towards a batch's moments over

@@ -6,15 +6,25 @@ from __future__ import annotations
 
 from keras import ops
 
-from youtube8m_willow.layers.core import BatchNorm, inverse_sqrt_normal, l2_normalize, register
+from youtube8m_willow.layers.core import (BatchNorm, PendingAffine, inverse_sqrt_normal,
+                                          l2_normalize, register)
 from youtube8m_willow.layers.kernels import video_matmul
 from youtube8m_willow.layers.vlad import ClusterPooling
 
 POOLING_METHODS = {"max": ops.max, "average": ops.mean}
 
 
+class BagOfFramesPooling(ClusterPooling):
+    """Base of the DBoF poolings, which see the frames only through their
+    cluster projections: they take frames standardized by the input batch
+    norm with its map unapplied (``input_affine``) and fold the map into the
+    cluster weights."""
+
+    folds_input_affine = True
+
+
 @register
-class SoftDBoF(ClusterPooling):
+class SoftDBoF(BagOfFramesPooling):
     """Soft bag of frames: the soft assignments summed over frames and
     L2-normalized; with ``max_pool`` also their L2-normalized maximum over
     frames, appended after the sum.
@@ -32,8 +42,9 @@ class SoftDBoF(ClusterPooling):
         super().__init__(cluster_size, add_batch_norm, **kwargs)
         self.max_pool = bool(max_pool)
 
-    def call(self, frames, training=None):
-        summed, maximum = self.sum_and_max(frames, training, with_max=self.max_pool)
+    def call(self, frames, training=None, input_affine: PendingAffine | None = None):
+        summed, maximum = self.sum_and_max(frames, training, with_max=self.max_pool,
+                                           input_affine=input_affine)
         if not self.max_pool:
             return l2_normalize(summed, axis=1)
         return ops.concatenate([l2_normalize(summed, axis=1), l2_normalize(maximum, axis=1)], 1)
@@ -46,7 +57,7 @@ class SoftDBoF(ClusterPooling):
 
 
 @register
-class GatedDBoF(ClusterPooling):
+class GatedDBoF(BagOfFramesPooling):
     """Gated Soft-DBoF: the summed soft assignments ``s``, gated by a
     projection of their L2-normalized maximum ``m`` over frames:
     ``L2(sigmoid(BN(m dim_red cluster_weights_2)) * s)``.
@@ -78,8 +89,8 @@ class GatedDBoF(ClusterPooling):
             self.cluster_biases_2 = self.add_weight(name="cluster_biases_2", shape=(clusters,),
                                                     initializer=inverse_sqrt_normal(size))
 
-    def call(self, frames, training=None):
-        summed, maximum = self.sum_and_max(frames, training)
+    def call(self, frames, training=None, input_affine: PendingAffine | None = None):
+        summed, maximum = self.sum_and_max(frames, training, input_affine=input_affine)
         maximum = l2_normalize(maximum, axis=1)
         gates = video_matmul(video_matmul(maximum, self.dim_red), self.cluster_weights_2)
         if self.gate_batch_norm is not None:
@@ -102,7 +113,7 @@ class GatedDBoF(ClusterPooling):
 
 
 @register
-class DBoF(ClusterPooling):
+class DBoF(BagOfFramesPooling):
     """WILLOW's DBoF: linear cluster projections (batch norm or bias, no
     activation: the original's activation test never fires, and trained
     models depend on that), then ``[L2(mean over frames), L2(max over frames)]``.
@@ -117,8 +128,8 @@ class DBoF(ClusterPooling):
 
     assignment_activation = "linear"
 
-    def call(self, frames, training=None):
-        projections = self.assign(frames, training)
+    def call(self, frames, training=None, input_affine: PendingAffine | None = None):
+        projections = self.assign(frames, training, input_affine)
         average = l2_normalize(ops.mean(projections, 1), axis=1)
         maximum = l2_normalize(ops.max(projections, 1), axis=1)
         return ops.concatenate([average, maximum], 1)
@@ -128,7 +139,7 @@ class DBoF(ClusterPooling):
 
 
 @register
-class StarterDBoF(ClusterPooling):
+class StarterDBoF(BagOfFramesPooling):
     """The starter code's DBoF cluster layer: ``activation(BN(x W))`` per
     frame, pooled over frames by ``pooling_method`` (no normalization).
 
@@ -160,8 +171,9 @@ class StarterDBoF(ClusterPooling):
         self.activation = activation
         self.pooling_method = pooling_method
 
-    def call(self, frames, training=None):
-        return POOLING_METHODS[self.pooling_method](self.assign(frames, training), 1)
+    def call(self, frames, training=None, input_affine: PendingAffine | None = None):
+        return POOLING_METHODS[self.pooling_method](
+            self.assign(frames, training, input_affine), 1)
 
     def output_size(self, feature_size: int) -> int:
         return self.cluster_size

@@ -14,8 +14,8 @@ import keras
 from keras import ops
 
 from youtube8m_willow.layers import kernels
-from youtube8m_willow.layers.core import (BatchNorm, inverse_sqrt_normal, l2_normalize,
-                                          normalized_or_biased, register, softmax)
+from youtube8m_willow.layers.core import (BatchNorm, PendingAffine, inverse_sqrt_normal,
+                                          l2_normalize, normalized_or_biased, register, softmax)
 
 
 ASSIGNMENT_ACTIVATIONS = {
@@ -80,7 +80,17 @@ class ClusterAssignment(keras.layers.Layer):
                 name="cluster_biases", shape=(self.cluster_size,),
                 initializer=inverse_sqrt_normal(feature_size), trainable=self.apply_biases)
 
-    def fused_sum_and_max(self, frames, training=None):
+    def project(self, inputs, input_affine: PendingAffine | None = None):
+        """The projections ``x W`` of ``[M, D]`` rows; with ``input_affine``,
+        of the rows that map makes of ``inputs``, with the map folded into
+        ``W`` (``PendingAffine.fold_into``)."""
+        if input_affine is None:
+            return ops.matmul(inputs, self.cluster_weights)
+        kernel, offset = input_affine.fold_into(self.cluster_weights)
+        return ops.matmul(inputs, kernel) + offset
+
+    def fused_sum_and_max(self, frames, training=None,
+                          input_affine: PendingAffine | None = None):
         """``(sum, max)`` over frames of the ``[B, N, D]`` frames'
         assignments, each ``[B, K]``, from one kernel that never stores them
         (``kernels.normalized_softmax_pool``); None where it does not apply:
@@ -91,7 +101,7 @@ class ClusterAssignment(keras.layers.Layer):
                 and kernels.fuses_softmax_pool(frames.dtype)):
             return None
         flat = ops.reshape(frames, (-1, self.cluster_weights.shape[0]))
-        projections = ops.matmul(flat, self.cluster_weights)
+        projections = self.project(flat, input_affine)
         projections = ops.reshape(projections, (-1, ops.shape(frames)[1], self.cluster_size))
         norm = self.batch_norm
         summed, maximum, mean, variance = kernels.normalized_softmax_pool(
@@ -99,8 +109,8 @@ class ClusterAssignment(keras.layers.Layer):
         norm.update_moving(mean, variance, ops.shape(frames)[0] * ops.shape(frames)[1])
         return summed, maximum
 
-    def call(self, inputs, training=None):
-        activation = ops.matmul(inputs, self.cluster_weights)
+    def call(self, inputs, training=None, input_affine: PendingAffine | None = None):
+        activation = self.project(inputs, input_affine)
         if self.batch_norm is not None:
             activation = self.batch_norm(activation, training=training)
         elif self.apply_biases:
@@ -132,6 +142,10 @@ class ClusterPooling(keras.layers.Layer):
 
     assignment_activation = "softmax"
     applies_cluster_biases = True
+    # Whether ``call`` takes the frames standardized with their batch norm's
+    # map unapplied (``input_affine``): where the frames enter only through
+    # the assignment's projections, which fold the map into their weights.
+    folds_input_affine = False
 
     def __init__(self, cluster_size: int, add_batch_norm: bool = True,
                  activation: str | None = None, **kwargs):
@@ -154,21 +168,23 @@ class ClusterPooling(keras.layers.Layer):
     def build_pooling(self):
         """Creates the subclass's own weights (``self.feature_size`` is set)."""
 
-    def assign(self, frames, training=None):
+    def assign(self, frames, training=None, input_affine: PendingAffine | None = None):
         """``[B, N, D]`` frames -> ``[B, N, K]`` assignments, computed on the
-        ``[B*N, D]`` reshape as the original does."""
+        ``[B*N, D]`` reshape as the original does (of ``input_affine``'s
+        map of the frames, where given)."""
         flat = ops.reshape(frames, (-1, self.feature_size))
-        activation = self.assignment(flat, training=training)
+        activation = self.assignment(flat, training=training, input_affine=input_affine)
         return ops.reshape(activation, (-1, ops.shape(frames)[1], self.cluster_size))
 
-    def sum_and_max(self, frames, training=None, with_max: bool = True):
+    def sum_and_max(self, frames, training=None, with_max: bool = True,
+                    input_affine: PendingAffine | None = None):
         """The assignments' sum over frames ``[B, K]`` and, ``with_max``,
         their maximum (else None): in training on a CPU from the fused kernel
         (``ClusterAssignment.fused_sum_and_max``), else from ``assign``."""
-        fused = self.assignment.fused_sum_and_max(frames, training)
+        fused = self.assignment.fused_sum_and_max(frames, training, input_affine)
         if fused is not None:
             return fused if with_max else (fused[0], None)
-        assignments = self.assign(frames, training)
+        assignments = self.assign(frames, training, input_affine)
         if not with_max:
             return ops.sum(assignments, 1), None
         return kernels.sum_and_max_over_frames(assignments)

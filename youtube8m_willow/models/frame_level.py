@@ -19,7 +19,7 @@ from keras import ops
 
 from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.layers.classifiers import LogisticClassifier
-from youtube8m_willow.layers.core import (BatchNorm, divide_no_nan, normal,
+from youtube8m_willow.layers.core import (BatchNorm, PendingAffine, divide_no_nan, normal,
                                           normalized_or_biased, register, sequence_mask,
                                           variance_scaling)
 from youtube8m_willow.layers.kernels import video_matmul, weight_shapes_only
@@ -116,6 +116,31 @@ def stream_sizes(config: ModelConfig) -> tuple[int, int]:
     return video, config.feature_size - video
 
 
+def normalize_input(input_bn: BatchNorm | None, flat, training, poolings) -> tuple:
+    """``input_bn`` on the ``[B*N, D]`` frames: ``(rows, affine)``.
+
+    In training, where every pooling folds the batch norm's map into its
+    cluster weights (``folds_input_affine``), the standardized rows and the
+    map unapplied (``BatchNorm.standardize``): the same projections, one
+    ``[B*N, D] x [D, K]`` matmul fewer in the gradient. Else the normalized
+    rows and None; without ``input_bn``, the rows as they are.
+    """
+    if input_bn is None:
+        return flat, None
+    if training and all(p.folds_input_affine for p in poolings if p is not None):
+        return input_bn.standardize(flat)
+    return input_bn(flat, training=training), None
+
+
+def pool_rows(pooling, rows, num_samples: int, affine: PendingAffine | None, training):
+    """``pooling`` of ``[B*N, D]`` rows seen as ``[B, N, D]`` frames,
+    handing it ``affine`` where ``normalize_input`` left one."""
+    frames = ops.reshape(rows, (-1, num_samples, rows.shape[-1]))
+    if affine is None:
+        return pooling(frames, training=training)
+    return pooling(frames, training=training, input_affine=affine)
+
+
 class FrameLevelModel(VideoModel):
     """Base of the frame-level models (``[B, T, D]`` input)."""
 
@@ -199,19 +224,18 @@ class TwoStreamPoolingModel(FrameSamplingModel):
         """``[B, N, D]`` sampled, normalized frames -> the ``[B, F]`` pooled vector."""
         num_samples = self.config.iterations
         flat = ops.reshape(frames, (-1, self.config.feature_size))
-        if self.input_bn is not None:
-            flat = self.input_bn(flat, training=training)
+        flat, affine = normalize_input(self.input_bn, flat, training,
+                                       [self.video_pooling, self.audio_pooling])
         if self.audio_pooling is None:
-            video = ops.reshape(flat, (-1, num_samples, self.video_size))
-            return self.video_pooling(video, training=training)
+            return pool_rows(self.video_pooling, flat, num_samples, affine, training)
         # One split, not two slices: its gradient is one concatenation, where
         # each slice's is a zero-filled [B*N, D] tensor and the two are added.
         video, audio = ops.split(flat, [self.video_size], axis=1)
+        video_affine, audio_affine = (affine.split([self.video_size]) if affine is not None
+                                      else (None, None))
         return ops.concatenate([
-            self.video_pooling(ops.reshape(video, (-1, num_samples, self.video_size)),
-                               training=training),
-            self.audio_pooling(ops.reshape(audio, (-1, num_samples, self.audio_size)),
-                               training=training)], 1)
+            pool_rows(self.video_pooling, video, num_samples, video_affine, training),
+            pool_rows(self.audio_pooling, audio, num_samples, audio_affine, training)], 1)
 
     def predict_sampled(self, frames, num_frames, training=False):
         activation = self.pool(frames, training=training)
@@ -372,11 +396,10 @@ class DbofModel(FrameSamplingModel):
         self.classifier = create_classifier(config.video_level_classifier_model, config)
 
     def predict_sampled(self, frames, num_frames, training=False):
-        feature_size = self.config.feature_size
-        if self.input_bn is not None:
-            flat = self.input_bn(ops.reshape(frames, (-1, feature_size)), training=training)
-            frames = ops.reshape(flat, (-1, self.config.iterations, feature_size))
-        activation = self.hidden(self.dbof(frames, training=training), training=training)
+        flat = ops.reshape(frames, (-1, self.config.feature_size))
+        flat, affine = normalize_input(self.input_bn, flat, training, [self.dbof])
+        pooled = pool_rows(self.dbof, flat, self.config.iterations, affine, training)
+        activation = self.hidden(pooled, training=training)
         return self.classifier(activation, training=training)
 
     def tf1_scopes(self):
