@@ -15,8 +15,9 @@ import tensorflow as tf
 import forked
 from conftest import REPO, SHARED, shared_path
 from youtube8m_willow.config import ModelConfig
-from youtube8m_willow.layers.statistics import FrameStatistics
 from youtube8m_willow.layers.dbof import BagOfFramesPooling
+from youtube8m_willow.layers.statistics import FrameStatistics
+from youtube8m_willow.layers.vlad import NetRVLAD, NetVLAD, NetVLAGD
 from youtube8m_willow.models.frame_level import (HiddenLayer, TwoStreamPoolingModel,
                                                  parameter_count, stream_sizes)
 from youtube8m_willow.models.registry import create_model, is_frame_level, model_names
@@ -346,14 +347,20 @@ FOLDING_CASES = {
     "starter_dbof_sigmoid_average": small("DbofModel", dbof_activation="sigmoid",
                                           dbof_pooling_method="average"),
     "starter_dbof_rgb_only": small("DbofModel", feature_names=("rgb",), feature_sizes=(RGB,)),
+    "netvlad_gated": small("NetVLADModelLF", gating=True),
+    "netrvlad": small("NetVLADModelLF", lightvlad=True),
+    "netvlagd_rgb_only": small("NetVLADModelLF", vlagd=True, feature_names=("rgb",),
+                               feature_sizes=(RGB,)),
 }
+FOLDING_POOLINGS = (BagOfFramesPooling, NetVLAD, NetRVLAD, NetVLAGD)
 
 
 def _training_step(config, monkeypatch, fold: bool):
     """One training-mode forward and gradient of a randomized model: loss,
     gradients and moving statistics by weight path, and the widths of the
-    gradient's ``[B*N, width]`` matmuls."""
-    monkeypatch.setattr(BagOfFramesPooling, "folds_input_affine", fold)
+    gradient's ``[B*N, width]`` matmuls (input gradients)."""
+    for pooling in FOLDING_POOLINGS:
+        monkeypatch.setattr(pooling, "folds_input_affine", fold)
     model = create_model(config).build_for_config()
     randomize(model)
     video, num_frames = inputs()
@@ -370,17 +377,19 @@ def _training_step(config, monkeypatch, fold: bool):
     loss, grads = step()
     rows = len(video) * config.iterations
     widths = [op.outputs[0].shape[1] for op in step.get_concrete_function().graph.get_operations()
-              if op.type == "MatMul" and op.outputs[0].shape[0] == rows]
+              if op.type == "MatMul" and op.name.startswith("gradient_tape/")
+              and op.outputs[0].shape[0] == rows]
     return (float(loss), {v.path: g.numpy() for v, g in zip(model.trainable_weights, grads)},
             {v.path: v.numpy() for v in model.non_trainable_weights}, widths)
 
 
 @pytest.mark.parametrize("case", sorted(FOLDING_CASES))
-def test_dbof_models_fold_input_batch_norm_into_the_cluster_weights(case, monkeypatch):
-    """In training the DBoF models hand their poolings the frames
-    standardized, with input_bn's gamma and beta folded into the cluster
-    weights: the loss, gradients and moving statistics are those of the
-    normalized frames, and the gradient has no ``[B*N, D]`` input gradient."""
+def test_models_fold_input_batch_norm_into_their_poolings(case, monkeypatch):
+    """In training the DBoF and NetVLAD models hand their poolings the
+    frames standardized, with input_bn's gamma and beta folded into the
+    cluster weights and the sums over frames: the loss, gradients and moving
+    statistics are those of the normalized frames, and the gradient has no
+    ``[B*N, D]`` input gradient."""
     config = FOLDING_CASES[case]
     loss, grads, moving, widths = _training_step(config, monkeypatch, fold=True)
     want_loss, want_grads, want_moving, want_widths = _training_step(config, monkeypatch,
@@ -404,12 +413,10 @@ def test_dbof_models_fold_input_batch_norm_into_the_cluster_weights(case, monkey
     assert not input_widths & set(widths)
 
 
-def test_netvlad_models_keep_input_batch_norm_applied(monkeypatch):
-    """The NetVLAD and NetFV poolings use the frames beyond their cluster
-    projections: they get the normalized frames."""
-    for config in (small("NetVLADModelLF"), small("NetFVModelLF")):
-        *_, widths = _training_step(config, monkeypatch, fold=True)
-        assert {RGB, AUDIO} <= set(widths), config.model
+def test_netfv_keeps_input_batch_norm_applied(monkeypatch):
+    """NetFV's second-order sums square the frames: it gets them normalized."""
+    *_, widths = _training_step(small("NetFVModelLF"), monkeypatch, fold=True)
+    assert {RGB, AUDIO} <= set(widths)
 
 
 def test_netfv_gating_has_no_remove_diag_option():

@@ -142,9 +142,10 @@ class ClusterPooling(keras.layers.Layer):
 
     assignment_activation = "softmax"
     applies_cluster_biases = True
-    # Whether ``call`` takes the frames standardized with their batch norm's
-    # map unapplied (``input_affine``): where the frames enter only through
-    # the assignment's projections, which fold the map into their weights.
+    # Whether ``call`` takes the frames standardized, with their batch norm's
+    # map unapplied (``input_affine``), and folds the map into its weights
+    # and sums: where the frames enter only through the assignment's
+    # projections and linear sums over frames.
     folds_input_affine = False
 
     def __init__(self, cluster_size: int, add_batch_norm: bool = True,
@@ -207,11 +208,26 @@ class ClusterPooling(keras.layers.Layer):
                 "add_batch_norm": self.add_batch_norm}
 
 
-def aggregate(assignments, frames):
-    """``sum_n a[b, n, k] * x[b, n, d]`` as ``[B, D, K]`` (the original's
-    transpose, batched matmul, transpose)."""
+def weighted_sums(assignments, frames, input_affine: PendingAffine | None = None):
+    """``sum_n a[b, n, k] * x[b, n, d]`` as ``[B, K, D]`` (the original's
+    transposed assignments times the frames).
+
+    With ``input_affine``, of the frames that map makes of ``frames``:
+    ``scale * sum_n a x + offset * sum_n a``, the same sums, whose gradient
+    forms no gradient of ``frames`` where they are data (see
+    ``BatchNorm.standardize``).
+    """
     weighted = ops.matmul(ops.transpose(assignments, (0, 2, 1)), frames)
-    return ops.transpose(weighted, (0, 2, 1))
+    if input_affine is None:
+        return weighted
+    scale = ops.cast(input_affine.scale, weighted.dtype)
+    offset = ops.cast(input_affine.offset, weighted.dtype)
+    return weighted * scale + ops.sum(assignments, 1)[:, :, None] * offset
+
+
+def aggregate(assignments, frames, input_affine: PendingAffine | None = None):
+    """``weighted_sums`` as ``[B, D, K]`` (the original's transpose of them)."""
+    return ops.transpose(weighted_sums(assignments, frames, input_affine), (0, 2, 1))
 
 
 def normalize_descriptor(descriptor):
@@ -242,16 +258,18 @@ class NetVLAD(ClusterPooling):
         (2, 12)
     """
 
+    folds_input_affine = True
+
     def build_pooling(self):
         self.cluster_weights2 = self.add_weight(
             name="cluster_weights2", shape=(1, self.feature_size, self.cluster_size),
             initializer=inverse_sqrt_normal(self.feature_size))
 
-    def call(self, frames, training=None):
-        assignments = self.assign(frames, training)
+    def call(self, frames, training=None, input_affine: PendingAffine | None = None):
+        assignments = self.assign(frames, training, input_affine)
         assignment_sum = ops.sum(assignments, -2, keepdims=True)
         weighted_centers = assignment_sum * self.cluster_weights2
-        vlad = aggregate(assignments, frames) - weighted_centers
+        vlad = aggregate(assignments, frames, input_affine) - weighted_centers
         return normalize_descriptor(vlad)
 
     def own_tf1_weights(self):
@@ -271,8 +289,11 @@ class NetRVLAD(ClusterPooling):
         (2, 12)
     """
 
-    def call(self, frames, training=None):
-        return normalize_descriptor(aggregate(self.assign(frames, training), frames))
+    folds_input_affine = True
+
+    def call(self, frames, training=None, input_affine: PendingAffine | None = None):
+        assignments = self.assign(frames, training, input_affine)
+        return normalize_descriptor(aggregate(assignments, frames, input_affine))
 
 
 @register
@@ -293,6 +314,7 @@ class NetVLAGD(ClusterPooling):
         (2, 12)
     """
 
+    folds_input_affine = True
     applies_cluster_biases = False
 
     def build_pooling(self):
@@ -300,9 +322,9 @@ class NetVLAGD(ClusterPooling):
             name="gate_weights", shape=(1, self.cluster_size, self.feature_size),
             initializer=inverse_sqrt_normal(self.feature_size))
 
-    def call(self, frames, training=None):
-        assignments = self.assign(frames, training)
-        weighted = ops.matmul(ops.transpose(assignments, (0, 2, 1)), frames)
+    def call(self, frames, training=None, input_affine: PendingAffine | None = None):
+        assignments = self.assign(frames, training, input_affine)
+        weighted = weighted_sums(assignments, frames, input_affine)
         gated = weighted * ops.sigmoid(self.gate_weights)
         return normalize_descriptor(ops.transpose(gated, (0, 2, 1)))
 
