@@ -16,6 +16,7 @@ import forked
 from conftest import REPO, SHARED, shared_path
 from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.layers.dbof import BagOfFramesPooling
+from youtube8m_willow.layers.fisher import NetFV
 from youtube8m_willow.layers.statistics import FrameStatistics
 from youtube8m_willow.layers.vlad import NetRVLAD, NetVLAD, NetVLAGD
 from youtube8m_willow.models.frame_level import (HiddenLayer, TwoStreamPoolingModel,
@@ -351,8 +352,10 @@ FOLDING_CASES = {
     "netrvlad": small("NetVLADModelLF", lightvlad=True),
     "netvlagd_rgb_only": small("NetVLADModelLF", vlagd=True, feature_names=("rgb",),
                                feature_sizes=(RGB,)),
+    "netfv_coupled_gated": small("NetFVModelLF", gating=True),
+    "netfv_uncoupled": small("NetFVModelLF", fv_couple_weights=False),
 }
-FOLDING_POOLINGS = (BagOfFramesPooling, NetVLAD, NetRVLAD, NetVLAGD)
+FOLDING_POOLINGS = (BagOfFramesPooling, NetVLAD, NetRVLAD, NetVLAGD, NetFV)
 
 
 def _training_step(config, monkeypatch, fold: bool):
@@ -385,11 +388,11 @@ def _training_step(config, monkeypatch, fold: bool):
 
 @pytest.mark.parametrize("case", sorted(FOLDING_CASES))
 def test_models_fold_input_batch_norm_into_their_poolings(case, monkeypatch):
-    """In training the DBoF and NetVLAD models hand their poolings the
-    frames standardized, with input_bn's gamma and beta folded into the
-    cluster weights and the sums over frames: the loss, gradients and moving
-    statistics are those of the normalized frames, and the gradient has no
-    ``[B*N, D]`` input gradient."""
+    """In training the LF models and the starter's DbofModel hand their
+    poolings the frames standardized, with input_bn's gamma and beta folded
+    into the cluster weights and the sums over frames: the loss, gradients
+    and moving statistics are those of the normalized frames, and the
+    gradient has no ``[B*N, D]`` input gradient."""
     config = FOLDING_CASES[case]
     loss, grads, moving, widths = _training_step(config, monkeypatch, fold=True)
     want_loss, want_grads, want_moving, want_widths = _training_step(config, monkeypatch,
@@ -411,12 +414,6 @@ def test_models_fold_input_batch_norm_into_their_poolings(case, monkeypatch):
                     else set(stream_sizes(config)) - {0})
     assert input_widths <= set(want_widths)
     assert not input_widths & set(widths)
-
-
-def test_netfv_keeps_input_batch_norm_applied(monkeypatch):
-    """NetFV's second-order sums square the frames: it gets them normalized."""
-    *_, widths = _training_step(small("NetFVModelLF"), monkeypatch, fold=True)
-    assert {RGB, AUDIO} <= set(widths)
 
 
 def test_netfv_gating_has_no_remove_diag_option():

@@ -4,8 +4,25 @@ from __future__ import annotations
 
 from keras import ops
 
-from youtube8m_willow.layers.core import inverse_sqrt_normal, l2_normalize, normal, register
+from youtube8m_willow.layers.core import (PendingAffine, inverse_sqrt_normal, l2_normalize,
+                                          normal, register)
 from youtube8m_willow.layers.vlad import ClusterPooling, aggregate, normalize_descriptor
+
+
+def squared_sums(assignments, frames, first_order, assignment_sum,
+                 input_affine: PendingAffine | None = None):
+    """``sum_n a[b, n, k] * x[b, n, d] ** 2`` as ``[B, D, K]``, given the
+    plain sums ``first_order`` (``aggregate``) and ``assignment_sum``
+    (``[B, 1, K]``). With ``input_affine``, of ``y = x * scale + offset``,
+    from the squares of ``frames`` themselves:
+    ``scale**2 sum_n a x**2 + offset (2 sum_n a y - offset sum_n a)``,
+    whose gradient forms none of ``frames`` (see ``BatchNorm.standardize``)."""
+    squares = aggregate(assignments, ops.square(frames))
+    if input_affine is None:
+        return squares
+    scale = ops.cast(input_affine.scale, squares.dtype)[:, None]
+    offset = ops.cast(input_affine.offset, squares.dtype)[:, None]
+    return squares * ops.square(scale) + offset * (2.0 * first_order - offset * assignment_sum)
 
 
 @register
@@ -40,6 +57,8 @@ class NetFV(ClusterPooling):
         (2, 24)
     """
 
+    folds_input_affine = True
+
     def __init__(self, cluster_size: int, add_batch_norm: bool = True,
                  couple_weights: bool = True, coupling_factor: float = 0.01, **kwargs):
         super().__init__(cluster_size, add_batch_norm, **kwargs)
@@ -61,20 +80,19 @@ class NetFV(ClusterPooling):
             return self.coupling_factor * self.assignment.cluster_weights
         return self.cluster_weights2
 
-    def call(self, frames, training=None):
+    def call(self, frames, training=None, input_affine: PendingAffine | None = None):
         sigma = ops.square(self.covar_weights) + 1e-6
-        assignments = self.assign(frames, training)
+        assignments = self.assign(frames, training, input_affine)
         assignment_sum = ops.sum(assignments, -2, keepdims=True)
         centers = self.centers()
-        first_order = aggregate(assignments, frames)
-        second_order = self._second_order(assignments, frames, first_order, assignment_sum,
-                                          centers, sigma)
+        first_order = aggregate(assignments, frames, input_affine)
+        squares = squared_sums(assignments, frames, first_order, assignment_sum, input_affine)
+        second_order = self._second_order(squares, first_order, assignment_sum, centers, sigma)
         first_order = (first_order - assignment_sum * centers) / sigma
         return ops.concatenate([normalize_descriptor(first_order), second_order], 1)
 
-    def _second_order(self, assignments, frames, first_order, assignment_sum, centers, sigma):
+    def _second_order(self, squares, first_order, assignment_sum, centers, sigma):
         """The flattened, twice L2-normalized second-order term."""
-        squares = aggregate(assignments, ops.square(frames))
         second = (assignment_sum * ops.square(centers) + squares) - 2.0 * (first_order * centers)
         second = second / ops.square(sigma) - assignment_sum
         second = ops.reshape(second, (-1, self.feature_size * self.cluster_size))
