@@ -43,7 +43,7 @@ REPORTS = {"bench_batch_norm.py": r"\| 8 \| no \| [\d.]+ \| [\d.]+ \| [\d.]+x \|
                                     r"\| 64 x 32 \| 4 \| bfloat16 \| [\d.]+ \| [\d.]+ \| [\d.]+ \|\n",
            "nextvlad_quality.py": r"\| NeXtVLADModel \| 1,471,220 \| .* \| [01]\.\d{3} \|\n",
            "precision_quality.py": r"\| MoeModel \| 2 \| 0\.\d{4} \| 0\.\d{4} \| [+-]0\.\d{4} \| "
-                                   r"(within|outside) 0\.003 \|\n"}
+                                   r"(within|outside) 0\.003 \| 1: 0\.\d{4} / 0\.\d{4} \|\n"}
 
 
 @pytest.mark.parametrize("script", sorted(RUNS))

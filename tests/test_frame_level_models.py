@@ -15,10 +15,8 @@ import tensorflow as tf
 import forked
 from conftest import REPO, SHARED, shared_path
 from youtube8m_willow.config import ModelConfig
-from youtube8m_willow.layers.dbof import BagOfFramesPooling
-from youtube8m_willow.layers.fisher import NetFV
 from youtube8m_willow.layers.statistics import FrameStatistics
-from youtube8m_willow.layers.vlad import NetRVLAD, NetVLAD, NetVLAGD
+from youtube8m_willow.layers.vlad import ClusterPooling
 from youtube8m_willow.models.frame_level import (HiddenLayer, TwoStreamPoolingModel,
                                                  parameter_count, stream_sizes)
 from youtube8m_willow.models.registry import create_model, is_frame_level, model_names
@@ -355,15 +353,13 @@ FOLDING_CASES = {
     "netfv_coupled_gated": small("NetFVModelLF", gating=True),
     "netfv_uncoupled": small("NetFVModelLF", fv_couple_weights=False),
 }
-FOLDING_POOLINGS = (BagOfFramesPooling, NetVLAD, NetRVLAD, NetVLAGD, NetFV)
 
 
 def _training_step(config, monkeypatch, fold: bool):
     """One training-mode forward and gradient of a randomized model: loss,
     gradients and moving statistics by weight path, and the widths of the
     gradient's ``[B*N, width]`` matmuls (input gradients)."""
-    for pooling in FOLDING_POOLINGS:
-        monkeypatch.setattr(pooling, "folds_input_affine", fold)
+    monkeypatch.setattr(ClusterPooling, "folds_input_affine", fold)
     model = create_model(config).build_for_config()
     randomize(model)
     video, num_frames = inputs()
@@ -373,8 +369,9 @@ def _training_step(config, monkeypatch, fold: bool):
     @tf.function
     def step():
         with tf.GradientTape() as tape:
-            loss = cross_entropy(labels, model({"video_matrix": video, "num_frames": num_frames},
-                                               training=True))
+            predictions = model({"video_matrix": video, "num_frames": num_frames},
+                                training=True)
+            loss = cross_entropy(labels, tf.cast(predictions, tf.float32))
         return loss, tape.gradient(loss, model.trainable_weights)
 
     loss, grads = step()
@@ -414,6 +411,18 @@ def test_models_fold_input_batch_norm_into_their_poolings(case, monkeypatch):
                     else set(stream_sizes(config)) - {0})
     assert input_widths <= set(want_widths)
     assert not input_widths & set(widths)
+
+
+def test_mixed_precision_keeps_input_batch_norm_applied(monkeypatch):
+    """Under bfloat16 the map's parts would round apart: the poolings get
+    the normalized frames, and the gradient has its input gradients."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        *_, widths = _training_step(small("SoftDbofModelLF"), monkeypatch, fold=True)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert {RGB, AUDIO} <= set(widths)
 
 
 def test_netfv_gating_has_no_remove_diag_option():

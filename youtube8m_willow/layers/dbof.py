@@ -14,17 +14,8 @@ from youtube8m_willow.layers.vlad import ClusterPooling
 POOLING_METHODS = {"max": ops.max, "average": ops.mean}
 
 
-class BagOfFramesPooling(ClusterPooling):
-    """Base of the DBoF poolings, which see the frames only through their
-    cluster projections: they take frames standardized by the input batch
-    norm with its map unapplied (``input_affine``) and fold the map into the
-    cluster weights."""
-
-    folds_input_affine = True
-
-
 @register
-class SoftDBoF(BagOfFramesPooling):
+class SoftDBoF(ClusterPooling):
     """Soft bag of frames: the soft assignments summed over frames and
     L2-normalized; with ``max_pool`` also their L2-normalized maximum over
     frames, appended after the sum.
@@ -57,7 +48,7 @@ class SoftDBoF(BagOfFramesPooling):
 
 
 @register
-class GatedDBoF(BagOfFramesPooling):
+class GatedDBoF(ClusterPooling):
     """Gated Soft-DBoF: the summed soft assignments ``s``, gated by a
     projection of their L2-normalized maximum ``m`` over frames:
     ``L2(sigmoid(BN(m dim_red cluster_weights_2)) * s)``.
@@ -113,7 +104,7 @@ class GatedDBoF(BagOfFramesPooling):
 
 
 @register
-class DBoF(BagOfFramesPooling):
+class DBoF(ClusterPooling):
     """WILLOW's DBoF: linear cluster projections (batch norm or bias, no
     activation: the original's activation test never fires, and trained
     models depend on that), then ``[L2(mean over frames), L2(max over frames)]``.
@@ -139,7 +130,7 @@ class DBoF(BagOfFramesPooling):
 
 
 @register
-class StarterDBoF(BagOfFramesPooling):
+class StarterDBoF(ClusterPooling):
     """The starter code's DBoF cluster layer: ``activation(BN(x W))`` per
     frame, pooled over frames by ``pooling_method`` (no normalization).
 

@@ -57,8 +57,6 @@ class NetFV(ClusterPooling):
         (2, 24)
     """
 
-    folds_input_affine = True
-
     def __init__(self, cluster_size: int, add_batch_norm: bool = True,
                  couple_weights: bool = True, coupling_factor: float = 0.01, **kwargs):
         super().__init__(cluster_size, add_batch_norm, **kwargs)

@@ -142,11 +142,12 @@ class ClusterPooling(keras.layers.Layer):
 
     assignment_activation = "softmax"
     applies_cluster_biases = True
-    # Whether ``call`` takes the frames standardized, with their batch norm's
-    # map unapplied (``input_affine``), and folds the map into its weights
-    # and sums: where the frames enter only through the assignment's
-    # projections and linear sums over frames.
-    folds_input_affine = False
+    # Every pooling's ``call`` takes frames standardized by the model's input
+    # batch norm with its map unapplied (``input_affine``, see
+    # ``BatchNorm.standardize``) and folds the map into all it computes from
+    # them (``ClusterAssignment.project``, ``weighted_sums``); a pooling
+    # that cannot sets this False and is handed the normalized frames.
+    folds_input_affine = True
 
     def __init__(self, cluster_size: int, add_batch_norm: bool = True,
                  activation: str | None = None, **kwargs):
@@ -258,8 +259,6 @@ class NetVLAD(ClusterPooling):
         (2, 12)
     """
 
-    folds_input_affine = True
-
     def build_pooling(self):
         self.cluster_weights2 = self.add_weight(
             name="cluster_weights2", shape=(1, self.feature_size, self.cluster_size),
@@ -289,8 +288,6 @@ class NetRVLAD(ClusterPooling):
         (2, 12)
     """
 
-    folds_input_affine = True
-
     def call(self, frames, training=None, input_affine: PendingAffine | None = None):
         assignments = self.assign(frames, training, input_affine)
         return normalize_descriptor(aggregate(assignments, frames, input_affine))
@@ -314,7 +311,6 @@ class NetVLAGD(ClusterPooling):
         (2, 12)
     """
 
-    folds_input_affine = True
     applies_cluster_biases = False
 
     def build_pooling(self):
