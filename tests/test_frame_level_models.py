@@ -396,13 +396,16 @@ def test_models_fold_input_batch_norm_into_their_poolings(case, monkeypatch):
                                                                      fold=False)
     np.testing.assert_allclose(loss, want_loss, rtol=1e-6)
     largest = max(np.abs(g).max() for g in want_grads.values())
+    # Where the frames enter only through the projections (the DBoF
+    # models), the cluster batch norm cancels any shift: input_bn's beta has
+    # a zero gradient but for rounding on both paths, held to the largest.
+    shift_cancelled = "Dbof" in config.model
     for path, want in want_grads.items():
-        # input_bn's beta: zero but for rounding on both paths (the cluster
-        # batch norm cancels any shift), so held to the largest gradient.
-        # The rest to 1e-4 of their size: the two roundings of the
+        # To 1e-4 of each gradient's size: the two roundings of the
         # projections differ in their last bits, which the cluster batch
         # norm's gradient amplifies.
-        size = largest if path.endswith("input_bn/beta") else np.abs(want).max()
+        size = (largest if shift_cancelled and path.endswith("input_bn/beta")
+                else np.abs(want).max())
         np.testing.assert_allclose(grads[path], want, atol=1e-4 * size, err_msg=path)
     for path, want in want_moving.items():
         np.testing.assert_allclose(moving[path], want, atol=1e-6, err_msg=path)
@@ -411,18 +414,6 @@ def test_models_fold_input_batch_norm_into_their_poolings(case, monkeypatch):
                     else set(stream_sizes(config)) - {0})
     assert input_widths <= set(want_widths)
     assert not input_widths & set(widths)
-
-
-def test_mixed_precision_keeps_input_batch_norm_applied(monkeypatch):
-    """Under bfloat16 the map's parts would round apart: the poolings get
-    the normalized frames, and the gradient has its input gradients."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_bfloat16")
-    try:
-        *_, widths = _training_step(small("SoftDbofModelLF"), monkeypatch, fold=True)
-    finally:
-        keras.config.set_dtype_policy(previous)
-    assert {RGB, AUDIO} <= set(widths)
 
 
 def test_netfv_gating_has_no_remove_diag_option():

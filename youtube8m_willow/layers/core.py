@@ -137,10 +137,12 @@ def normalized_or_biased(weights_name: str, weights, batch_norm, bn_scope: str,
 @dataclasses.dataclass(frozen=True)
 class PendingAffine:
     """An affine map ``x * scale + offset`` over the last axis, handed on
-    unapplied (``BatchNorm.standardize``) to a matmul that folds it into its
-    weights (``fold_into``). A plain object, not a tuple: Keras hands it to a
-    layer as it is, without casting ``scale`` and ``offset`` to the layer's
-    compute dtype."""
+    unapplied (``BatchNorm.standardize``) to a layer that folds it into
+    what it computes from ``x``: a matmul's weights (``fold_into``), sums
+    over frames (``layers.vlad.weighted_sums``). A plain object, not a
+    tuple: Keras hands it to a layer as it is, without casting ``scale`` and
+    ``offset`` to the layer's compute dtype (the folds cast them where they
+    meet it)."""
 
     scale: object
     offset: object
@@ -149,11 +151,11 @@ class PendingAffine:
         """``x * scale + offset``."""
         return x * ops.cast(self.scale, x.dtype) + ops.cast(self.offset, x.dtype)
 
-    def split(self, sizes: list[int]) -> list["PendingAffine"]:
-        """The maps of consecutive column blocks, as ``ops.split(x, sizes)``
-        splits ``x``'s columns."""
-        scales = ops.split(self.scale, sizes)
-        offsets = ops.split(self.offset, sizes)
+    def split(self, indices: list[int]) -> list["PendingAffine"]:
+        """The maps of consecutive column blocks, as ``ops.split(x, indices)``
+        splits ``x``'s columns at ``indices``."""
+        scales = ops.split(self.scale, indices)
+        offsets = ops.split(self.offset, indices)
         return [PendingAffine(s, o) for s, o in zip(scales, offsets)]
 
     def fold_into(self, kernel):
@@ -236,9 +238,10 @@ class BatchNorm(keras.layers.Layer):
         ``call`` would return ``affine.apply(x_hat)``; moves the moving
         statistics as ``call`` does.
 
-        For a consumer whose only use of the output is a matmul, which folds
-        the map into its weights (``ClusterAssignment``): ``x_hat`` is then
-        data, so the gradient never forms the ``[M, C]`` output gradient.
+        For consumers that fold the map into what they compute from the
+        output (the cluster poolings: their projections' weights, their sums
+        over frames): ``x_hat`` is then data, so the gradient never forms the
+        ``[M, C]`` output gradient.
         """
         if not self.built:
             self.build(inputs.shape)

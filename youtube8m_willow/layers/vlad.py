@@ -96,7 +96,7 @@ class ClusterAssignment(keras.layers.Layer):
         (``kernels.normalized_softmax_pool``); None where it does not apply:
         outside training, without batch norm, with another activation, or
         where ``kernels.fuses_softmax_pool`` says no. Moves the moving
-        statistics as ``call`` does."""
+        statistics as ``call`` does; ``input_affine`` as in ``project``."""
         if not (training and self.batch_norm is not None and self.activation == "softmax"
                 and kernels.fuses_softmax_pool(frames.dtype)):
             return None

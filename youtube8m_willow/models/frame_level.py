@@ -119,19 +119,16 @@ def stream_sizes(config: ModelConfig) -> tuple[int, int]:
 def normalize_input(input_bn: BatchNorm | None, flat, training, poolings) -> tuple:
     """``input_bn`` on the ``[B*N, D]`` frames: ``(rows, affine)``.
 
-    In float32 training, where every pooling folds the batch norm's map into
-    what it computes from the frames (``ClusterPooling.folds_input_affine``),
-    the standardized rows and the map unapplied (``BatchNorm.standardize``):
-    the same values, and a gradient without the ``[B*N, D]`` input
-    gradients. Not under mixed precision, where each of the map's parts
-    (gamma, gamma W, the scaled sums) would round to bfloat16 where the
-    normalized frames round once. Else the normalized rows and None;
-    without ``input_bn``, the rows as they are.
+    In training, where every pooling folds the batch norm's map into what
+    it computes from the frames (``ClusterPooling.folds_input_affine``), the
+    standardized rows and the map unapplied (``BatchNorm.standardize``): the
+    same values, and a gradient without the ``[B*N, D]`` input gradients.
+    Else the normalized rows and None; without ``input_bn``, the rows as
+    they are.
     """
     if input_bn is None:
         return flat, None
-    if (training and keras.backend.standardize_dtype(flat.dtype) == "float32"
-            and all(p.folds_input_affine for p in poolings if p is not None)):
+    if training and all(p.folds_input_affine for p in poolings if p is not None):
         return input_bn.standardize(flat)
     return input_bn(flat, training=training), None
 
