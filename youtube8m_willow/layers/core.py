@@ -147,9 +147,14 @@ class PendingAffine:
     scale: object
     offset: object
 
+    def parts(self, dtype):
+        """``(scale, offset)`` cast to ``dtype``, where a fold meets it."""
+        return ops.cast(self.scale, dtype), ops.cast(self.offset, dtype)
+
     def apply(self, x):
         """``x * scale + offset``."""
-        return x * ops.cast(self.scale, x.dtype) + ops.cast(self.offset, x.dtype)
+        scale, offset = self.parts(x.dtype)
+        return x * scale + offset
 
     def split(self, indices: list[int]) -> list["PendingAffine"]:
         """The maps of consecutive column blocks, as ``ops.split(x, indices)``
@@ -165,8 +170,7 @@ class PendingAffine:
         kernel's, scale's and offset's gradients, where ``apply(x) kernel``
         takes two (``apply(x)^T dy`` and the input gradient ``dy kernel^T``,
         whose only use is ``scale``'s and ``offset``'s gradients)."""
-        scale = ops.cast(self.scale, kernel.dtype)
-        offset = ops.cast(self.offset, kernel.dtype)
+        scale, offset = self.parts(kernel.dtype)
         return scale[:, None] * kernel, ops.matmul(offset[None, :], kernel)
 
 

@@ -20,8 +20,7 @@ def squared_sums(assignments, frames, first_order, assignment_sum,
     squares = aggregate(assignments, ops.square(frames))
     if input_affine is None:
         return squares
-    scale = ops.cast(input_affine.scale, squares.dtype)[:, None]
-    offset = ops.cast(input_affine.offset, squares.dtype)[:, None]
+    scale, offset = (part[:, None] for part in input_affine.parts(squares.dtype))
     return squares * ops.square(scale) + offset * (2.0 * first_order - offset * assignment_sum)
 
 

@@ -221,8 +221,7 @@ def weighted_sums(assignments, frames, input_affine: PendingAffine | None = None
     weighted = ops.matmul(ops.transpose(assignments, (0, 2, 1)), frames)
     if input_affine is None:
         return weighted
-    scale = ops.cast(input_affine.scale, weighted.dtype)
-    offset = ops.cast(input_affine.offset, weighted.dtype)
+    scale, offset = input_affine.parts(weighted.dtype)
     return weighted * scale + ops.sum(assignments, 1)[:, :, None] * offset
 
 
