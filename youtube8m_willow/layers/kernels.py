@@ -9,8 +9,8 @@ graphs ran (TF1's fused batch norm, ``l2_loss``, stateful and stateless
 random ops, a compiled scan), custom gradients that hold less memory or
 stream a large weight in its own order (the per-video matmul, a wide
 softmax, the sum and maximum over frames), the project's own kernel of
-batch norm, softmax and pooling over frames (``native.softmax_pool``), and
-a gather of the rows worth computing (``RowSubset``), so the TensorFlow
+batch norm, softmax and pooling over frames (``native.softmax_pool``) and of the
+NetVLAD poolings' normalizations (``native.vlad_descriptor``), and a gather of the rows worth computing (``RowSubset``), so the TensorFlow
 path keeps its speed and its numbers.
 TensorFlow is imported only when it is the backend.
 """
@@ -29,7 +29,7 @@ if ON_TENSORFLOW:
     import tensorflow as tf
     from tensorflow.python.ops import control_flow_util
 
-    from youtube8m_willow.native import softmax_pool
+    from youtube8m_willow.native import softmax_pool, vlad_descriptor
 
 
 def weight_shapes_only():
@@ -354,9 +354,34 @@ def fuses_softmax_pool(dtype) -> bool:
     """Whether ``normalized_softmax_pool`` runs here for ``dtype`` inputs:
     float32 on TensorFlow, outside XLA, on a machine without a GPU (the
     kernel is the CPU's), with the kernel built."""
+    return _native_kernel_runs(dtype) and softmax_pool.available()
+
+
+def fuses_vlad_descriptor(dtype) -> bool:
+    """Whether ``normalized_vlad`` runs here for ``dtype`` inputs: as
+    ``fuses_softmax_pool``, with its own kernel built."""
+    return _native_kernel_runs(dtype) and vlad_descriptor.available()
+
+
+def _native_kernel_runs(dtype) -> bool:
+    """float32 on TensorFlow, outside XLA (the project's kernels are
+    float32 and the CPU's; ``available`` checks the machine)."""
     return (ON_TENSORFLOW and keras.backend.standardize_dtype(dtype) == "float32"
-            and not control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
-            and softmax_pool.available())
+            and not control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
+
+
+def normalized_vlad(weighted, assignment_sum, scale, shift):
+    """The pooled vector ``[B, D*K]`` of a NetVLAD-style pooling from its
+    assignment-weighted sums ``[B, K, D]``, their assignments' sums
+    ``[B, K]`` and a per-(cluster, feature) map ``[K, D]`` each:
+    ``v = weighted * scale + assignment_sum * shift``, intra-normalized
+    over ``D``, flattened in ``(d, k)`` order and L2-normalized (TF1's
+    ``l2_normalize`` at both steps). One kernel and its gradient
+    (``native.vlad_descriptor``) where TensorFlow's ops make about 25
+    passes over ``[B, K, D]`` tensors (Gated NetVLAD's video stream: 84 MB
+    each). Where ``fuses_vlad_descriptor`` holds."""
+    return vlad_descriptor.normalize(weighted, assignment_sum, tf.convert_to_tensor(scale),
+                                     tf.convert_to_tensor(shift))
 
 
 def normalized_softmax_pool(projections, gamma, beta, epsilon: float):

@@ -238,6 +238,43 @@ def normalize_descriptor(descriptor):
     return l2_normalize(ops.reshape(descriptor, (-1, flat_size)), axis=1)
 
 
+def residual_map(shape, dtype, input_affine: PendingAffine | None = None, centers=None,
+                 gates=None):
+    """``(scale, shift)``, each ``shape`` ``[K, D]``, such that
+    ``sums * scale + s_k * shift`` is ``(sum_n a y - s_k c) * g`` for the
+    plain sums ``sum_n a x`` of frames that ``input_affine`` maps to ``y``
+    (identity where None), centers ``c`` and gates ``g`` (``[K, D]``; none
+    where None) and the assignments' sums ``s_k``. Without a map the
+    residual's values are the unfolded graph's bit for bit (times one,
+    plus zero)."""
+    scale, shift = ops.ones(shape, dtype), ops.zeros(shape, dtype)
+    if input_affine is not None:
+        input_scale, offset = input_affine.parts(dtype)
+        scale, shift = scale * input_scale, shift + offset
+    if centers is not None:
+        shift = shift - centers
+    if gates is not None:
+        scale, shift = scale * gates, shift * gates
+    return scale, shift
+
+
+def pooled_descriptor(assignments, frames, input_affine: PendingAffine | None = None,
+                      centers=None, gates=None):
+    """The pooled vector ``[B, D*K]`` of ``[B, N, K]`` assignments of
+    ``[B, N, D]`` frames: ``normalize_descriptor`` of the residuals
+    ``(sum_n a y - s_k c) * g`` (``residual_map``; ``[B, D, K]``, as the
+    original's transposed sums), from the CPU's kernel in float32 on
+    TensorFlow (``kernels.fuses_vlad_descriptor``), else from the same
+    operations as the original's."""
+    weighted = ops.matmul(ops.transpose(assignments, (0, 2, 1)), frames)
+    assignment_sum = ops.sum(assignments, 1)
+    scale, shift = residual_map(weighted.shape[1:], weighted.dtype, input_affine, centers, gates)
+    if kernels.fuses_vlad_descriptor(weighted.dtype):
+        return kernels.normalized_vlad(weighted, assignment_sum, scale, shift)
+    residuals = weighted * scale + assignment_sum[:, :, None] * shift
+    return normalize_descriptor(ops.transpose(residuals, (0, 2, 1)))
+
+
 @register
 class NetVLAD(ClusterPooling):
     """NetVLAD: sums of the residuals to learned centers, weighted by the soft
@@ -265,10 +302,8 @@ class NetVLAD(ClusterPooling):
 
     def call(self, frames, training=None, input_affine: PendingAffine | None = None):
         assignments = self.assign(frames, training, input_affine)
-        assignment_sum = ops.sum(assignments, -2, keepdims=True)
-        weighted_centers = assignment_sum * self.cluster_weights2
-        vlad = aggregate(assignments, frames, input_affine) - weighted_centers
-        return normalize_descriptor(vlad)
+        centers = ops.transpose(self.cluster_weights2[0])
+        return pooled_descriptor(assignments, frames, input_affine, centers=centers)
 
     def own_tf1_weights(self):
         return {"cluster_weights2": self.cluster_weights2}
@@ -289,7 +324,7 @@ class NetRVLAD(ClusterPooling):
 
     def call(self, frames, training=None, input_affine: PendingAffine | None = None):
         assignments = self.assign(frames, training, input_affine)
-        return normalize_descriptor(aggregate(assignments, frames, input_affine))
+        return pooled_descriptor(assignments, frames, input_affine)
 
 
 @register
@@ -319,9 +354,8 @@ class NetVLAGD(ClusterPooling):
 
     def call(self, frames, training=None, input_affine: PendingAffine | None = None):
         assignments = self.assign(frames, training, input_affine)
-        weighted = weighted_sums(assignments, frames, input_affine)
-        gated = weighted * ops.sigmoid(self.gate_weights)
-        return normalize_descriptor(ops.transpose(gated, (0, 2, 1)))
+        gates = ops.sigmoid(self.gate_weights[0])
+        return pooled_descriptor(assignments, frames, input_affine, gates=gates)
 
     def own_tf1_weights(self):
         return {"gate_weights": self.gate_weights}

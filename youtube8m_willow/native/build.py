@@ -29,8 +29,10 @@ FLAGS = ["-std=c++17", "-shared", "-fPIC", "-O3", "-DNDEBUG", "-ffp-contract=off
 # roots vectorize without errno (they are correctly rounded either way).
 # softmax_pool: this CPU's whole instruction set (AVX-512 where it has it:
 # its selects and float64 sums run about 1.6x faster than with AVX2), so
-# the library is stamped with the CPU it was built for.
-X86_FLAGS = {"row_block_adam": ["-mavx", "-fno-math-errno"], "softmax_pool": ["-march=native"]}
+# the library is stamped with the CPU it was built for. vlad_descriptor: the
+# same, for its row loops.
+X86_FLAGS = {"row_block_adam": ["-mavx", "-fno-math-errno"], "softmax_pool": ["-march=native"],
+             "vlad_descriptor": ["-march=native"]}
 KERNELS = tuple(X86_FLAGS)
 
 
