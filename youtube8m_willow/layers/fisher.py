@@ -6,7 +6,8 @@ from keras import ops
 
 from youtube8m_willow.layers.core import (PendingAffine, inverse_sqrt_normal, l2_normalize,
                                           normal, register)
-from youtube8m_willow.layers.vlad import ClusterPooling, aggregate, normalize_descriptor
+from youtube8m_willow.layers.vlad import (ClusterPooling, aggregate, descriptor, mapped_sums,
+                                          plain_sums, residual_map)
 
 
 def squared_sums(assignments, frames, first_order, assignment_sum,
@@ -80,13 +81,25 @@ class NetFV(ClusterPooling):
     def call(self, frames, training=None, input_affine: PendingAffine | None = None):
         sigma = ops.square(self.covar_weights) + 1e-6
         assignments = self.assign(frames, training, input_affine)
-        assignment_sum = ops.sum(assignments, -2, keepdims=True)
+        weighted = plain_sums(assignments, frames)
+        sums = ops.sum(assignments, 1)
+        assignment_sum = sums[:, None, :]
         centers = self.centers()
-        first_order = aggregate(assignments, frames, input_affine)
+        first_order = ops.transpose(mapped_sums(weighted, sums, input_affine), (0, 2, 1))
         squares = squared_sums(assignments, frames, first_order, assignment_sum, input_affine)
         second_order = self._second_order(squares, first_order, assignment_sum, centers, sigma)
-        first_order = (first_order - assignment_sum * centers) / sigma
-        return ops.concatenate([normalize_descriptor(first_order), second_order], 1)
+        return ops.concatenate([self._first_order(weighted, sums, centers, sigma, input_affine),
+                                second_order], 1)
+
+    def _first_order(self, weighted, sums, centers, sigma, input_affine):
+        """The normalized first-order term from the plain sums ``[B, K, D]``:
+        the residuals ``(sum_n a y - s_k c) / sigma``, as gates ``1 /
+        sigma`` (``residual_map``)."""
+        size = (self.feature_size, self.cluster_size)
+        centers = ops.transpose(ops.reshape(centers, size))
+        scale, shift = residual_map(weighted.shape[1:], weighted.dtype, input_affine,
+                                    centers=centers, gates=ops.transpose(1.0 / sigma))
+        return descriptor(weighted, sums, scale, shift)
 
     def _second_order(self, squares, first_order, assignment_sum, centers, sigma):
         """The flattened, twice L2-normalized second-order term."""

@@ -145,7 +145,7 @@ class ClusterPooling(keras.layers.Layer):
     # Every pooling's ``call`` takes frames standardized by the model's input
     # batch norm with its map unapplied (``input_affine``, see
     # ``BatchNorm.standardize``) and folds the map into all it computes from
-    # them (``ClusterAssignment.project``, ``weighted_sums``); a pooling
+    # them (``ClusterAssignment.project``, ``residual_map``, ``mapped_sums``); a pooling
     # that cannot sets this False and is handed the normalized frames.
     folds_input_affine = True
 
@@ -209,25 +209,27 @@ class ClusterPooling(keras.layers.Layer):
                 "add_batch_norm": self.add_batch_norm}
 
 
-def weighted_sums(assignments, frames, input_affine: PendingAffine | None = None):
-    """``sum_n a[b, n, k] * x[b, n, d]`` as ``[B, K, D]`` (the original's
-    transposed assignments times the frames).
-
-    With ``input_affine``, of the frames that map makes of ``frames``:
-    ``scale * sum_n a x + offset * sum_n a``, the same sums, whose gradient
-    forms no gradient of ``frames`` where they are data (see
-    ``BatchNorm.standardize``).
-    """
-    weighted = ops.matmul(ops.transpose(assignments, (0, 2, 1)), frames)
+def mapped_sums(weighted, assignment_sum, input_affine: PendingAffine | None = None):
+    """The sums ``weighted`` ``[B, K, D]`` of frames, turned into those of the
+    frames ``input_affine`` makes of them (as they are where None):
+    ``scale * sum_n a x + offset * sum_n a``, given ``assignment_sum``
+    ``[B, K]``. Their gradient forms no gradient of the frames where they
+    are data (see ``BatchNorm.standardize``)."""
     if input_affine is None:
         return weighted
     scale, offset = input_affine.parts(weighted.dtype)
-    return weighted * scale + ops.sum(assignments, 1)[:, :, None] * offset
+    return weighted * scale + assignment_sum[:, :, None] * offset
 
 
-def aggregate(assignments, frames, input_affine: PendingAffine | None = None):
-    """``weighted_sums`` as ``[B, D, K]`` (the original's transpose of them)."""
-    return ops.transpose(weighted_sums(assignments, frames, input_affine), (0, 2, 1))
+def plain_sums(assignments, frames):
+    """``sum_n a[b, n, k] * x[b, n, d]`` as ``[B, K, D]`` (the original's
+    transposed assignments times the frames)."""
+    return ops.matmul(ops.transpose(assignments, (0, 2, 1)), frames)
+
+
+def aggregate(assignments, frames):
+    """``plain_sums`` as ``[B, D, K]`` (the original's transpose of them)."""
+    return ops.transpose(plain_sums(assignments, frames), (0, 2, 1))
 
 
 def normalize_descriptor(descriptor):
@@ -261,14 +263,20 @@ def residual_map(shape, dtype, input_affine: PendingAffine | None = None, center
 def pooled_descriptor(assignments, frames, input_affine: PendingAffine | None = None,
                       centers=None, gates=None):
     """The pooled vector ``[B, D*K]`` of ``[B, N, K]`` assignments of
-    ``[B, N, D]`` frames: ``normalize_descriptor`` of the residuals
-    ``(sum_n a y - s_k c) * g`` (``residual_map``; ``[B, D, K]``, as the
-    original's transposed sums), from the CPU's kernel in float32 on
-    TensorFlow (``kernels.fuses_vlad_descriptor``), else from the same
-    operations as the original's."""
-    weighted = ops.matmul(ops.transpose(assignments, (0, 2, 1)), frames)
+    ``[B, N, D]`` frames: ``descriptor`` of the residuals
+    ``(sum_n a y - s_k c) * g`` (``residual_map``)."""
+    weighted = plain_sums(assignments, frames)
     assignment_sum = ops.sum(assignments, 1)
     scale, shift = residual_map(weighted.shape[1:], weighted.dtype, input_affine, centers, gates)
+    return descriptor(weighted, assignment_sum, scale, shift)
+
+
+def descriptor(weighted, assignment_sum, scale, shift):
+    """``normalize_descriptor`` of the residuals ``weighted * scale +
+    assignment_sum * shift`` (``[B, K, D]`` sums, ``[B, K]``, and ``[K, D]``
+    each; ``[B, D, K]`` transposed, as the original's sums), from the CPU's
+    kernel in float32 on TensorFlow (``kernels.fuses_vlad_descriptor``),
+    else from the same operations as the original's."""
     if kernels.fuses_vlad_descriptor(weighted.dtype):
         return kernels.normalized_vlad(weighted, assignment_sum, scale, shift)
     residuals = weighted * scale + assignment_sum[:, :, None] * shift

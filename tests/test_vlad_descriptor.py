@@ -1,0 +1,197 @@
+"""The NetVLAD poolings' residuals and normalizations as one kernel
+(native.vlad_descriptor, through kernels.normalized_vlad): TensorFlow's
+values and gradients, the epsilon of TF1's L2 normalization and NaN as
+there, shape errors, and the layers taking it only where it applies and
+training alike through it."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from youtube8m_willow.layers import kernels
+from youtube8m_willow.layers.fisher import NetFV
+from youtube8m_willow.layers.vlad import NetRVLAD, NetVLAD, NetVLAGD, normalize_descriptor
+from youtube8m_willow.native import build, loading, vlad_descriptor
+
+
+def test_kernel_is_built():
+    assert loading.load("vlad_descriptor") is not None, (
+        "the vlad_descriptor kernel is not built for this CPU and TensorFlow: "
+        "python -m youtube8m_willow.native.build")
+
+
+def tensorflow_descriptor(weighted, assignment_sum, scale, shift):
+    """The same vector op by op, as the layers compute it without the kernel."""
+    residuals = weighted * scale + assignment_sum[:, :, None] * shift
+    return normalize_descriptor(tf.transpose(residuals, (0, 2, 1)))
+
+
+def descriptor_and_gradients(descriptor, inputs, upstream):
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        out = descriptor(*inputs)
+        loss = tf.reduce_sum(out * upstream)
+    return [out, *tape.gradient(loss, inputs)]
+
+
+def inputs(videos=3, clusters=5, features=7, seed=0):
+    rng = np.random.default_rng(seed)
+    arrays = [rng.normal(size=(videos, clusters, features)),
+              rng.uniform(0.0, 4.0, (videos, clusters)),
+              rng.uniform(0.5, 2.0, (clusters, features)),
+              rng.normal(size=(clusters, features))]
+    upstream = rng.normal(size=(videos, clusters * features))
+    return [tf.constant(a.astype("float32")) for a in arrays], tf.constant(upstream, tf.float32)
+
+
+def relative_error(expected, actual):
+    expected, actual = np.asarray(expected, np.float64), np.asarray(actual, np.float64)
+    return np.max(np.abs(expected - actual)) / np.max(np.abs(expected))
+
+
+NAMES = ["descriptor", "weighted gradient", "assignment sum gradient", "scale gradient",
+         "shift gradient"]
+
+
+@pytest.mark.parametrize("videos,clusters,features", [(3, 5, 7), (2, 16, 9), (4, 37, 64),
+                                                      (1, 1, 3)])
+def test_values_and_gradients_are_tensorflows(videos, clusters, features):
+    """The vector and its four gradients against TensorFlow's ops, each to
+    1e-5 of its own size (they agree to about 3e-7): a part tile of
+    clusters, exactly one tile, more than two, and one cluster."""
+    values, upstream = inputs(videos, clusters, features)
+    fused = descriptor_and_gradients(kernels.normalized_vlad, values, upstream)
+    expected = descriptor_and_gradients(tensorflow_descriptor, values, upstream)
+    for name, want, got in zip(NAMES, expected, fused):
+        assert got.shape == want.shape, name
+        assert relative_error(want, got) < 1e-5, name
+
+
+def test_the_norms_epsilon_holds_as_in_tensorflow():
+    """A cluster whose residuals are all zero (no assignment, no shift) and
+    a video whose residuals are all zero fall under TF1's epsilon (1e-12 on
+    the squared sum): zeros out, and the gradient of a constant scale
+    there, as TensorFlow's ops give."""
+    values, upstream = inputs(videos=3, clusters=4, features=6, seed=1)
+    weighted, assignment_sum, scale, shift = (v.numpy() for v in values)
+    weighted[0, 2] = 0.0
+    assignment_sum[0, 2] = 0.0
+    weighted[2] = 0.0
+    assignment_sum[2] = 0.0
+    values = [tf.constant(v) for v in (weighted, assignment_sum, scale, shift)]
+    fused = descriptor_and_gradients(kernels.normalized_vlad, values, upstream)
+    expected = descriptor_and_gradients(tensorflow_descriptor, values, upstream)
+    np.testing.assert_array_equal(fused[0].numpy().reshape(3, 6, 4)[0, :, 2], 0.0)
+    np.testing.assert_array_equal(fused[0].numpy()[2], 0.0)
+    assert np.abs(expected[1][2]).max() > 0  # the epsilon's gradient is not zero
+    for name, want, got in zip(NAMES, expected, fused):
+        assert relative_error(want, got) < 1e-5, name
+
+
+def test_a_nan_sum_makes_its_video_nan_as_tensorflow():
+    """A NaN in one video's sums makes that video's vector and every
+    gradient NaN where TensorFlow's are; the other videos' vectors stay
+    finite and equal TensorFlow's."""
+    values, upstream = inputs(videos=3, clusters=4, features=6, seed=2)
+    weighted = values[0].numpy()
+    weighted[1, 3, 2] = np.nan
+    values[0] = tf.constant(weighted)
+    fused = descriptor_and_gradients(kernels.normalized_vlad, values, upstream)
+    expected = descriptor_and_gradients(tensorflow_descriptor, values, upstream)
+    assert np.isnan(fused[0][1]).all() and np.isnan(expected[0][1]).all()
+    for video in (0, 2):
+        assert relative_error(expected[0][video], fused[0][video]) < 1e-5
+    for want, got in zip(expected[1:], fused[1:]):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+
+
+def test_kernel_rejects_mismatched_shapes():
+    (weighted, assignment_sum, scale, shift), upstream = inputs()
+    kernel = loading.load("vlad_descriptor")
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"scale must be \[5, 7\], got \[5,6\]"):
+        kernel.normalized_vlad(weighted, assignment_sum, scale[:, :6], shift)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="weighted must be"):
+        kernel.normalized_vlad(weighted[0], assignment_sum, scale, shift)
+    descriptor, cluster_squares, video_squares = kernel.normalized_vlad(
+        weighted, assignment_sum, scale, shift)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"descriptor_grad must be \[3, 35\]"):
+        kernel.normalized_vlad_grad(weighted, assignment_sum, scale, shift, cluster_squares,
+                                    video_squares, descriptor, upstream[:2])
+
+
+POOLINGS = {"NetVLAD": lambda: NetVLAD(20), "NetVLAD without batch norm":
+            lambda: NetVLAD(20, add_batch_norm=False), "NetRVLAD": lambda: NetRVLAD(20),
+            "NetVLAGD": lambda: NetVLAGD(20), "NetFV": lambda: NetFV(20),
+            "NetFV with centers of its own": lambda: NetFV(20, couple_weights=False)}
+
+
+def layer_step(layer, frames, fused: bool, monkeypatch):
+    """The layer's output and weight gradients after one training call,
+    through the kernel (which it must call) or TensorFlow's ops."""
+    calls = []
+    with monkeypatch.context() as patch:
+        if fused:
+            original = vlad_descriptor.normalize
+            patch.setattr(vlad_descriptor, "normalize",
+                          lambda *a: calls.append(1) or original(*a))
+        else:
+            patch.setattr(vlad_descriptor, "available", lambda: False)
+        with tf.GradientTape() as tape:
+            out = layer(frames, training=True)
+            loss = tf.reduce_sum(out * tf.range(out.shape[1], dtype=tf.float32))
+        gradients = tape.gradient(loss, layer.trainable_weights)
+    assert len(calls) == (1 if fused else 0)
+    return [out, *gradients]
+
+
+@pytest.mark.parametrize("name", POOLINGS)
+def test_layers_train_alike_through_the_kernel(name, monkeypatch):
+    """Each NetVLAD pooling (and NetFV, whose first-order term is one) gives
+    the same output and weight gradients in training through the kernel as
+    through TensorFlow's ops, to 1e-5 of each array's size."""
+    frames = tf.constant(np.random.default_rng(4).normal(size=(4, 9, 24)).astype("float32"))
+    fused_layer, tf_layer = POOLINGS[name](), POOLINGS[name]()
+    fused_layer(frames[:1]), tf_layer(frames[:1])
+    tf_layer.set_weights(fused_layer.get_weights())
+    fused = layer_step(fused_layer, frames, True, monkeypatch)
+    expected = layer_step(tf_layer, frames, False, monkeypatch)
+    assert len(fused) == len(fused_layer.trainable_weights) + 1
+    for want, got in zip(expected, fused):
+        assert relative_error(want, got) < 1e-5
+
+
+def traced_op_types(layer, frames, training, jit_compile=False):
+    function = tf.function(lambda x: layer(x, training=training), jit_compile=jit_compile)
+    return {op.type for op in function.get_concrete_function(frames).graph.get_operations()}
+
+
+def test_layers_take_the_kernel_only_where_it_applies():
+    """In float32, training and inference, outside XLA, on a machine
+    without a GPU: the kernel; in bfloat16 and in an XLA-compiled function:
+    TensorFlow's ops (a compiled function cannot hold the kernel, and
+    runs)."""
+    frames = tf.constant(np.random.default_rng(5).normal(size=(2, 5, 8)).astype("float32"))
+    layer = NetVLAD(16)
+    layer(frames)
+    on_cpu = not tf.config.list_logical_devices("GPU")
+    for training in (True, False):
+        assert ("NormalizedVlad" in traced_op_types(layer, frames, training)) == on_cpu
+    assert "NormalizedVlad" not in traced_op_types(layer, frames, True, jit_compile=True)
+    compiled = tf.function(lambda x: layer(x, training=True), jit_compile=True)
+    assert np.isfinite(compiled(frames).numpy()).all()
+    assert not kernels.fuses_vlad_descriptor("bfloat16")
+    assert kernels.fuses_vlad_descriptor("float32") == on_cpu
+
+
+def test_a_kernel_built_for_another_cpu_is_not_loaded(monkeypatch):
+    """The kernel is compiled for the CPU it is built on; on another (a
+    copied checkout) it is neither loaded nor taken as up to date."""
+    assert build.tuned_to_cpu("vlad_descriptor") == build.X86
+    if not build.X86:
+        return
+    assert build.built_for_this_cpu("vlad_descriptor")
+    monkeypatch.setattr(build, "cpu_signature", lambda: "another cpu")
+    assert not build.built_for_this_cpu("vlad_descriptor")
+    assert not build.up_to_date("vlad_descriptor")
+    assert loading.load.__wrapped__("vlad_descriptor") is None
