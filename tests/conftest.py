@@ -348,6 +348,22 @@ def peak_tensor_bytes(function, *args) -> int:
         return tf.config.experimental.get_memory_info("CPU:0")["peak"] - before
 
 
+def relative_error(expected, actual) -> float:
+    """The largest absolute difference over the largest magnitude of ``expected``."""
+    import numpy as np
+
+    expected, actual = np.asarray(expected, np.float64), np.asarray(actual, np.float64)
+    return np.max(np.abs(expected - actual)) / np.max(np.abs(expected))
+
+
+def traced_op_types(layer, inputs, training, jit_compile=False) -> set:
+    """The op types of ``layer``'s call on ``inputs`` traced in a graph."""
+    import tensorflow as tf
+
+    function = tf.function(lambda x: layer(x, training=training), jit_compile=jit_compile)
+    return {op.type for op in function.get_concrete_function(inputs).graph.get_operations()}
+
+
 def small_moe_batch() -> dict:
     """One fixed batch for ``small_moe_config``'s model: 16 videos of 40
     features, 10 classes."""

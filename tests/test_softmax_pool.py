@@ -10,7 +10,7 @@ import forked
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO, peak_tensor_bytes
+from conftest import REPO, peak_tensor_bytes, relative_error, traced_op_types
 
 from youtube8m_willow.layers import kernels
 from youtube8m_willow.layers.core import l2_normalize
@@ -57,11 +57,6 @@ def inputs(videos=3, frames=7, clusters=1100, seed=0):
     beta = rng.normal(size=clusters).astype("float32")
     weights = [tf.constant(rng.normal(size=(videos, clusters)).astype("float32")) for _ in range(2)]
     return tf.constant(x), tf.constant(gamma), tf.constant(beta), weights
-
-
-def relative_error(expected, actual):
-    expected, actual = np.asarray(expected, np.float64), np.asarray(actual, np.float64)
-    return np.max(np.abs(expected - actual)) / np.max(np.abs(expected))
 
 
 @pytest.mark.parametrize("clusters", [1, 5, 1100])
@@ -224,11 +219,6 @@ def test_layers_train_alike_through_the_kernel(make_layer, monkeypatch):
         assert relative_error(want, got) < 1e-5
 
 
-def traced_op_types(layer, frames, training, jit_compile=False):
-    function = tf.function(lambda x: layer(x, training=training), jit_compile=jit_compile)
-    return {op.type for op in function.get_concrete_function(frames).graph.get_operations()}
-
-
 def test_layers_take_the_kernel_only_where_it_applies():
     """In training, float32, outside XLA, on a machine without a GPU: the
     kernel; in inference, in bfloat16 and in an XLA-compiled function:
@@ -247,15 +237,16 @@ def test_layers_take_the_kernel_only_where_it_applies():
     assert kernels.fuses_softmax_pool("float32") == on_cpu
 
 
-def test_a_kernel_built_for_another_cpu_is_not_loaded(monkeypatch):
-    """The kernel is compiled for the CPU it is built on; on another (a
-    copied checkout) it is neither loaded nor taken as up to date."""
-    assert build.tuned_to_cpu("softmax_pool") == build.X86
+@pytest.mark.parametrize("name", ["softmax_pool", "vlad_descriptor"])
+def test_a_kernel_built_for_another_cpu_is_not_loaded(name, monkeypatch):
+    """The kernels tuned to the CPU are compiled for the one they are built
+    on; on another (a copied checkout) they are neither loaded nor taken as
+    up to date."""
+    assert build.tuned_to_cpu(name) == build.X86
     if not build.X86:
         return
-    assert build.built_for_this_cpu("softmax_pool")
+    assert build.built_for_this_cpu(name)
     monkeypatch.setattr(build, "cpu_signature", lambda: "another cpu")
-    assert not build.built_for_this_cpu("softmax_pool")
-    assert not build.up_to_date("softmax_pool")
-    assert loading.load.__wrapped__("softmax_pool") is None
-    assert build.built_for_this_cpu("row_block_adam")  # built for any AVX CPU
+    assert not build.built_for_this_cpu(name)
+    assert not build.up_to_date(name)
+    assert loading.load.__wrapped__(name) is None

@@ -7,11 +7,12 @@ training alike through it."""
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import relative_error, traced_op_types
 
 from youtube8m_willow.layers import kernels
 from youtube8m_willow.layers.fisher import NetFV
 from youtube8m_willow.layers.vlad import NetRVLAD, NetVLAD, NetVLAGD, normalize_descriptor
-from youtube8m_willow.native import build, loading, vlad_descriptor
+from youtube8m_willow.native import loading, vlad_descriptor
 
 
 def test_kernel_is_built():
@@ -42,11 +43,6 @@ def inputs(videos=3, clusters=5, features=7, seed=0):
               rng.normal(size=(clusters, features))]
     upstream = rng.normal(size=(videos, clusters * features))
     return [tf.constant(a.astype("float32")) for a in arrays], tf.constant(upstream, tf.float32)
-
-
-def relative_error(expected, actual):
-    expected, actual = np.asarray(expected, np.float64), np.asarray(actual, np.float64)
-    return np.max(np.abs(expected - actual)) / np.max(np.abs(expected))
 
 
 NAMES = ["descriptor", "weighted gradient", "assignment sum gradient", "scale gradient",
@@ -161,11 +157,6 @@ def test_layers_train_alike_through_the_kernel(name, monkeypatch):
         assert relative_error(want, got) < 1e-5
 
 
-def traced_op_types(layer, frames, training, jit_compile=False):
-    function = tf.function(lambda x: layer(x, training=training), jit_compile=jit_compile)
-    return {op.type for op in function.get_concrete_function(frames).graph.get_operations()}
-
-
 def test_layers_take_the_kernel_only_where_it_applies():
     """In float32, training and inference, outside XLA, on a machine
     without a GPU: the kernel; in bfloat16 and in an XLA-compiled function:
@@ -182,16 +173,3 @@ def test_layers_take_the_kernel_only_where_it_applies():
     assert np.isfinite(compiled(frames).numpy()).all()
     assert not kernels.fuses_vlad_descriptor("bfloat16")
     assert kernels.fuses_vlad_descriptor("float32") == on_cpu
-
-
-def test_a_kernel_built_for_another_cpu_is_not_loaded(monkeypatch):
-    """The kernel is compiled for the CPU it is built on; on another (a
-    copied checkout) it is neither loaded nor taken as up to date."""
-    assert build.tuned_to_cpu("vlad_descriptor") == build.X86
-    if not build.X86:
-        return
-    assert build.built_for_this_cpu("vlad_descriptor")
-    monkeypatch.setattr(build, "cpu_signature", lambda: "another cpu")
-    assert not build.built_for_this_cpu("vlad_descriptor")
-    assert not build.up_to_date("vlad_descriptor")
-    assert loading.load.__wrapped__("vlad_descriptor") is None
