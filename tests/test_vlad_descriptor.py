@@ -63,6 +63,21 @@ def test_values_and_gradients_are_tensorflows(videos, clusters, features):
         assert relative_error(want, got) < 1e-5, name
 
 
+def test_bfloat16_inputs_are_computed_in_float32():
+    """bfloat16 sums and map give the float32 vector and gradients of the
+    same (rounded) values, each rounded to bfloat16: within bfloat16's
+    rounding (0.4%) of TensorFlow's float32 ops on them."""
+    values, upstream = inputs(videos=4, clusters=37, features=64, seed=6)
+    halves = [tf.cast(v, tf.bfloat16) for v in values]
+    fused = descriptor_and_gradients(kernels.normalized_vlad, halves,
+                                     tf.cast(upstream, tf.bfloat16))
+    rounded = [tf.cast(h, tf.float32) for h in halves]
+    expected = descriptor_and_gradients(tensorflow_descriptor, rounded, upstream)
+    for name, want, got in zip(NAMES, expected, fused):
+        assert got.dtype == tf.bfloat16, name
+        assert relative_error(want, tf.cast(got, tf.float32)) < 1e-2, name
+
+
 def test_the_norms_epsilon_holds_as_in_tensorflow():
     """A cluster whose residuals are all zero (no assignment, no shift) and
     a video whose residuals are all zero fall under TF1's epsilon (1e-12 on
@@ -158,8 +173,8 @@ def test_layers_train_alike_through_the_kernel(name, monkeypatch):
 
 
 def test_layers_take_the_kernel_only_where_it_applies():
-    """In float32, training and inference, outside XLA, on a machine
-    without a GPU: the kernel; in bfloat16 and in an XLA-compiled function:
+    """In float32 and bfloat16, training and inference, outside XLA, on a
+    machine without a GPU: the kernel; in an XLA-compiled function:
     TensorFlow's ops (a compiled function cannot hold the kernel, and
     runs)."""
     frames = tf.constant(np.random.default_rng(5).normal(size=(2, 5, 8)).astype("float32"))
@@ -171,5 +186,6 @@ def test_layers_take_the_kernel_only_where_it_applies():
     assert "NormalizedVlad" not in traced_op_types(layer, frames, True, jit_compile=True)
     compiled = tf.function(lambda x: layer(x, training=True), jit_compile=True)
     assert np.isfinite(compiled(frames).numpy()).all()
-    assert not kernels.fuses_vlad_descriptor("bfloat16")
-    assert kernels.fuses_vlad_descriptor("float32") == on_cpu
+    for dtype in ("float32", "bfloat16"):
+        assert kernels.fuses_vlad_descriptor(dtype) == on_cpu
+    assert not kernels.fuses_vlad_descriptor("float16")

@@ -359,7 +359,10 @@ def fuses_softmax_pool(dtype) -> bool:
 
 def fuses_vlad_descriptor(dtype) -> bool:
     """Whether ``normalized_vlad`` runs here for ``dtype`` inputs: as
-    ``fuses_softmax_pool``, with its own kernel built."""
+    ``fuses_softmax_pool`` (with its own kernel built), and for bfloat16
+    inputs too, computed in float32."""
+    if keras.backend.standardize_dtype(dtype) == "bfloat16":
+        dtype = "float32"
     return _native_kernel_runs(dtype) and vlad_descriptor.available()
 
 
@@ -379,26 +382,12 @@ def normalized_vlad(weighted, assignment_sum, scale, shift):
     ``l2_normalize`` at both steps). One kernel and its gradient
     (``native.vlad_descriptor``) where TensorFlow's ops make about 25
     passes over ``[B, K, D]`` tensors (Gated NetVLAD's video stream: 84 MB
-    each). Where ``fuses_vlad_descriptor`` holds."""
-    return vlad_descriptor.normalize(weighted, assignment_sum, tf.convert_to_tensor(scale),
-                                     tf.convert_to_tensor(shift))
-
-
-def normalized_softmax_pool(projections, gamma, beta, epsilon: float):
-    """``(sum, max, mean, variance)``: the sum and maximum over frames of
-    ``softmax(BN(projections))`` (``[B, N, K]`` -> ``[B, K]`` each), batch
-    norm with the batch's moments over its ``B*N`` frames, and those moments
-    (``[K]``, the variance Bessel-corrected as ``normalize_batch`` returns
-    it). One kernel and its gradient (``native.softmax_pool``) that never
-    store the assignments: training holds one tensor of the projections'
-    size for them, where batch norm, softmax (with ``softmax``'s lean
-    gradient), sum and maximum hold three (Soft-DBoF's 8000 clusters over
-    80 x 300 frames: 768 MB each in float32). Where ``fuses_softmax_pool``
-    holds."""
-    summed, maximum, mean, variance = softmax_pool.pool(
-        projections, tf.convert_to_tensor(gamma), tf.convert_to_tensor(beta), epsilon)
-    shape = tf.shape(projections)
-    return summed, maximum, mean, bessel_corrected(variance, shape[0] * shape[1])
+    each). bfloat16 inputs are computed in float32, the vector cast back
+    (TensorFlow's bfloat16 ops were slower than the casts and the kernel).
+    Where ``fuses_vlad_descriptor`` holds."""
+    dtype = weighted.dtype
+    inputs = [tf.cast(x, tf.float32) for x in (weighted, assignment_sum, scale, shift)]
+    return tf.cast(vlad_descriptor.normalize(*inputs), dtype)
 
 
 def compiled(function, **options):
