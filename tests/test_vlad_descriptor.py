@@ -11,6 +11,7 @@ from conftest import relative_error, traced_op_types
 
 from youtube8m_willow.layers import kernels
 from youtube8m_willow.layers.fisher import NetFV
+from youtube8m_willow.layers.core import l2_normalize
 from youtube8m_willow.layers.vlad import NetRVLAD, NetVLAD, NetVLAGD, normalize_descriptor
 from youtube8m_willow.native import loading, vlad_descriptor
 
@@ -59,6 +60,42 @@ def test_values_and_gradients_are_tensorflows(videos, clusters, features):
     fused = descriptor_and_gradients(kernels.normalized_vlad, values, upstream)
     expected = descriptor_and_gradients(tensorflow_descriptor, values, upstream)
     for name, want, got in zip(NAMES, expected, fused):
+        assert got.shape == want.shape, name
+        assert relative_error(want, got) < 1e-5, name
+
+
+def tensorflow_second_order(weighted, assignment_sum, scale, shift, squares, square_scale):
+    """NetFV's second-order form op by op: three terms, no intra-normalization,
+    two L2 normalizations of the flattened vector."""
+    residuals = weighted * scale + assignment_sum[:, :, None] * shift + squares * square_scale
+    size = residuals.shape[1] * residuals.shape[2]
+    flat = tf.reshape(tf.transpose(residuals, (0, 2, 1)), (-1, size))
+    return l2_normalize(l2_normalize(flat, axis=1), axis=1)
+
+
+def kernel_second_order(weighted, assignment_sum, scale, shift, squares, square_scale):
+    return vlad_descriptor.normalize(weighted, assignment_sum, scale, shift, squares,
+                                     square_scale, intra_normalize=False)
+
+
+@pytest.mark.parametrize("videos,clusters,features", [(3, 5, 7), (4, 37, 64), (2, 1, 5)])
+def test_the_second_order_form_is_tensorflows(videos, clusters, features):
+    """With the squares' term and two normalizations of the whole video
+    (NetFV's second order): the vector and its six gradients against
+    TensorFlow's ops, each to 1e-5 of its own size; one video all zeros
+    (under the epsilon) among them."""
+    values, upstream = inputs(videos, clusters, features, seed=7)
+    more, _ = inputs(videos, clusters, features, seed=8)
+    values = [*values, tf.abs(more[0]), more[2]]
+    zeros = [v.numpy() for v in values]
+    for index in (0, 1, 4):
+        zeros[index][-1] = 0.0
+    values = [tf.constant(v) for v in zeros]
+    fused = descriptor_and_gradients(kernel_second_order, values, upstream)
+    expected = descriptor_and_gradients(tensorflow_second_order, values, upstream)
+    np.testing.assert_array_equal(fused[0][-1], 0.0)
+    names = [*NAMES, "squares gradient", "square scale gradient"]
+    for name, want, got in zip(names, expected, fused):
         assert got.shape == want.shape, name
         assert relative_error(want, got) < 1e-5, name
 
@@ -119,40 +156,47 @@ def test_a_nan_sum_makes_its_video_nan_as_tensorflow():
 def test_kernel_rejects_mismatched_shapes():
     (weighted, assignment_sum, scale, shift), upstream = inputs()
     kernel = loading.load("vlad_descriptor")
+    none = tf.zeros([0])
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"scale must be \[5, 7\], got \[5,6\]"):
-        kernel.normalized_vlad(weighted, assignment_sum, scale[:, :6], shift)
+        kernel.normalized_vlad(weighted, assignment_sum, scale[:, :6], shift, none, none)
     with pytest.raises(tf.errors.InvalidArgumentError, match="weighted must be"):
-        kernel.normalized_vlad(weighted[0], assignment_sum, scale, shift)
+        kernel.normalized_vlad(weighted[0], assignment_sum, scale, shift, none, none)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"square_scale must be \[5, 7\]"):
+        kernel.normalized_vlad(weighted, assignment_sum, scale, shift, weighted, scale[:2])
     descriptor, cluster_squares, video_squares = kernel.normalized_vlad(
-        weighted, assignment_sum, scale, shift)
+        weighted, assignment_sum, scale, shift, none, none)
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match=r"descriptor_grad must be \[3, 35\]"):
-        kernel.normalized_vlad_grad(weighted, assignment_sum, scale, shift, cluster_squares,
-                                    video_squares, descriptor, upstream[:2])
+        kernel.normalized_vlad_grad(weighted, assignment_sum, scale, shift, none, none,
+                                    cluster_squares, video_squares, descriptor, upstream[:2])
 
 
-POOLINGS = {"NetVLAD": lambda: NetVLAD(20), "NetVLAD without batch norm":
-            lambda: NetVLAD(20, add_batch_norm=False), "NetRVLAD": lambda: NetRVLAD(20),
-            "NetVLAGD": lambda: NetVLAGD(20), "NetFV": lambda: NetFV(20),
-            "NetFV with centers of its own": lambda: NetFV(20, couple_weights=False)}
+# Each pooling, and how many times its training call runs the kernel (NetFV:
+# its first- and second-order terms).
+POOLINGS = {"NetVLAD": (lambda: NetVLAD(20), 1),
+            "NetVLAD without batch norm": (lambda: NetVLAD(20, add_batch_norm=False), 1),
+            "NetRVLAD": (lambda: NetRVLAD(20), 1), "NetVLAGD": (lambda: NetVLAGD(20), 1),
+            "NetFV": (lambda: NetFV(20), 2),
+            "NetFV with centers of its own": (lambda: NetFV(20, couple_weights=False), 2)}
 
 
-def layer_step(layer, frames, fused: bool, monkeypatch):
+def layer_step(layer, frames, kernel_calls: int, monkeypatch):
     """The layer's output and weight gradients after one training call,
-    through the kernel (which it must call) or TensorFlow's ops."""
+    through the kernel (which it must call ``kernel_calls`` times) or, with
+    none, TensorFlow's ops."""
     calls = []
     with monkeypatch.context() as patch:
-        if fused:
+        if kernel_calls:
             original = vlad_descriptor.normalize
             patch.setattr(vlad_descriptor, "normalize",
-                          lambda *a: calls.append(1) or original(*a))
+                          lambda *a, **k: calls.append(1) or original(*a, **k))
         else:
             patch.setattr(vlad_descriptor, "available", lambda: False)
         with tf.GradientTape() as tape:
             out = layer(frames, training=True)
             loss = tf.reduce_sum(out * tf.range(out.shape[1], dtype=tf.float32))
         gradients = tape.gradient(loss, layer.trainable_weights)
-    assert len(calls) == (1 if fused else 0)
+    assert len(calls) == kernel_calls
     return [out, *gradients]
 
 
@@ -162,11 +206,12 @@ def test_layers_train_alike_through_the_kernel(name, monkeypatch):
     the same output and weight gradients in training through the kernel as
     through TensorFlow's ops, to 1e-5 of each array's size."""
     frames = tf.constant(np.random.default_rng(4).normal(size=(4, 9, 24)).astype("float32"))
-    fused_layer, tf_layer = POOLINGS[name](), POOLINGS[name]()
+    make_layer, kernel_calls = POOLINGS[name]
+    fused_layer, tf_layer = make_layer(), make_layer()
     fused_layer(frames[:1]), tf_layer(frames[:1])
     tf_layer.set_weights(fused_layer.get_weights())
-    fused = layer_step(fused_layer, frames, True, monkeypatch)
-    expected = layer_step(tf_layer, frames, False, monkeypatch)
+    fused = layer_step(fused_layer, frames, kernel_calls, monkeypatch)
+    expected = layer_step(tf_layer, frames, 0, monkeypatch)
     assert len(fused) == len(fused_layer.trainable_weights) + 1
     for want, got in zip(expected, fused):
         assert relative_error(want, got) < 1e-5

@@ -4,25 +4,44 @@ from __future__ import annotations
 
 from keras import ops
 
+from youtube8m_willow.layers import kernels
 from youtube8m_willow.layers.core import (PendingAffine, inverse_sqrt_normal, l2_normalize,
                                           normal, register)
-from youtube8m_willow.layers.vlad import (ClusterPooling, aggregate, descriptor, mapped_sums,
-                                          plain_sums, residual_map)
+from youtube8m_willow.layers.vlad import (ClusterPooling, descriptor, mapped_sums, plain_sums,
+                                          residual_map)
 
 
-def squared_sums(assignments, frames, first_order, assignment_sum,
-                 input_affine: PendingAffine | None = None):
-    """``sum_n a[b, n, k] * x[b, n, d] ** 2`` as ``[B, D, K]``, given the
-    plain sums ``first_order`` (``aggregate``) and ``assignment_sum``
-    (``[B, 1, K]``). With ``input_affine``, of ``y = x * scale + offset``,
-    from the squares of ``frames`` themselves:
-    ``scale**2 sum_n a x**2 + offset (2 sum_n a y - offset sum_n a)``,
-    whose gradient forms none of ``frames`` (see ``BatchNorm.standardize``)."""
-    squares = aggregate(assignments, ops.square(frames))
+def mapped_squares(squares, first_order, assignment_sum,
+                   input_affine: PendingAffine | None = None):
+    """The sums ``squares`` (``sum_n a[b, n, k] * x[b, n, d] ** 2`` as
+    ``[B, D, K]``) turned into those of ``y = x * scale + offset``, given the
+    mapped sums ``first_order`` (``[B, D, K]``) and ``assignment_sum``
+    (``[B, 1, K]``): ``scale**2 sum_n a x**2 + offset (2 sum_n a y - offset
+    sum_n a)``, whose gradient forms none of the frames (see
+    ``BatchNorm.standardize``); as they are without a map."""
     if input_affine is None:
         return squares
     scale, offset = (part[:, None] for part in input_affine.parts(squares.dtype))
     return squares * ops.square(scale) + offset * (2.0 * first_order - offset * assignment_sum)
+
+
+def second_order_map(dtype, input_affine: PendingAffine | None, centers, sigma):
+    """``(scale, shift, square_scale)`` ``[K, D]`` each, such that
+    ``sums * scale + s_k * shift + squares * square_scale`` is NetFV's
+    second-order term ``(s_k c**2 + sum_n a y**2 - 2 c sum_n a y) / sigma**2
+    - s_k`` for the plain sums ``sum_n a x`` and ``sum_n a x**2`` of frames
+    that ``input_affine`` maps to ``y = x * scale + offset`` (identity where
+    None), centers ``c`` and ``sigma`` (``[K, D]``): ``scale**2 /
+    sigma**2``, ``2 scale (offset - c) / sigma**2`` and ``(offset - c)**2 /
+    sigma**2 - 1``, expanded."""
+    inverse = 1.0 / ops.square(ops.cast(sigma, dtype))
+    centers = ops.cast(centers, dtype)
+    if input_affine is None:
+        return -2.0 * centers * inverse, ops.square(centers) * inverse - 1.0, inverse
+    input_scale, offset = input_affine.parts(dtype)
+    residual = offset - centers
+    return (2.0 * input_scale * residual * inverse, ops.square(residual) * inverse - 1.0,
+            ops.square(input_scale) * inverse)
 
 
 @register
@@ -83,30 +102,45 @@ class NetFV(ClusterPooling):
         assignments = self.assign(frames, training, input_affine)
         weighted = plain_sums(assignments, frames)
         sums = ops.sum(assignments, 1)
-        assignment_sum = sums[:, None, :]
         centers = self.centers()
-        first_order = ops.transpose(mapped_sums(weighted, sums, input_affine), (0, 2, 1))
-        squares = squared_sums(assignments, frames, first_order, assignment_sum, input_affine)
-        second_order = self._second_order(squares, first_order, assignment_sum, centers, sigma)
-        return ops.concatenate([self._first_order(weighted, sums, centers, sigma, input_affine),
-                                second_order], 1)
+        return ops.concatenate([
+            self._first_order(weighted, sums, centers, sigma, input_affine),
+            self._second_order(assignments, frames, weighted, sums, centers, sigma, input_affine),
+        ], 1)
 
     def _first_order(self, weighted, sums, centers, sigma, input_affine):
         """The normalized first-order term from the plain sums ``[B, K, D]``:
         the residuals ``(sum_n a y - s_k c) / sigma``, as gates ``1 /
         sigma`` (``residual_map``)."""
-        size = (self.feature_size, self.cluster_size)
-        centers = ops.transpose(ops.reshape(centers, size))
+        centers = self._cluster_major(centers)
         scale, shift = residual_map(weighted.shape[1:], weighted.dtype, input_affine,
                                     centers=centers, gates=ops.transpose(1.0 / sigma))
         return descriptor(weighted, sums, scale, shift)
 
-    def _second_order(self, squares, first_order, assignment_sum, centers, sigma):
-        """The flattened, twice L2-normalized second-order term."""
+    def _second_order(self, assignments, frames, weighted, sums, centers, sigma, input_affine):
+        """The flattened, twice L2-normalized second-order term: from the
+        CPU's kernel where ``kernels.fuses_vlad_descriptor`` holds
+        (``second_order_map``), else from the original's operations."""
+        squares = plain_sums(assignments, ops.square(frames))
+        if kernels.fuses_vlad_descriptor(weighted.dtype):
+            # In float32 whatever the compute dtype: the kernel computes in
+            # float32, and the term is a difference of near sums.
+            scale, shift, square_scale = second_order_map(
+                "float32", input_affine, self._cluster_major(centers), ops.transpose(sigma))
+            return kernels.normalized_vlad(weighted, sums, scale, shift, squares, square_scale,
+                                           intra_normalize=False)
+        assignment_sum = sums[:, None, :]
+        first_order = ops.transpose(mapped_sums(weighted, sums, input_affine), (0, 2, 1))
+        squares = mapped_squares(ops.transpose(squares, (0, 2, 1)), first_order, assignment_sum,
+                                 input_affine)
         second = (assignment_sum * ops.square(centers) + squares) - 2.0 * (first_order * centers)
         second = second / ops.square(sigma) - assignment_sum
         second = ops.reshape(second, (-1, self.feature_size * self.cluster_size))
         return l2_normalize(l2_normalize(second, axis=1), axis=1)
+
+    def _cluster_major(self, centers):
+        """The centers (``[D, K]`` or ``[1, D, K]``) as ``[K, D]``."""
+        return ops.transpose(ops.reshape(centers, (self.feature_size, self.cluster_size)))
 
     def output_size(self, feature_size: int) -> int:
         return 2 * feature_size * self.cluster_size

@@ -373,12 +373,15 @@ def _native_kernel_runs(dtype) -> bool:
             and not control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
 
 
-def normalized_vlad(weighted, assignment_sum, scale, shift):
+def normalized_vlad(weighted, assignment_sum, scale, shift, squares=None, square_scale=None,
+                    intra_normalize: bool = True):
     """The pooled vector ``[B, D*K]`` of a NetVLAD-style pooling from its
     assignment-weighted sums ``[B, K, D]``, their assignments' sums
     ``[B, K]`` and a per-(cluster, feature) map ``[K, D]`` each:
-    ``v = weighted * scale + assignment_sum * shift``, intra-normalized
-    over ``D``, flattened in ``(d, k)`` order and L2-normalized (TF1's
+    ``v = weighted * scale + assignment_sum * shift`` (plus ``squares *
+    square_scale`` where given: NetFV's second order), intra-normalized
+    over ``D`` (or, without ``intra_normalize``, L2-normalized over the
+    video), flattened in ``(d, k)`` order and L2-normalized (TF1's
     ``l2_normalize`` at both steps). One kernel and its gradient
     (``native.vlad_descriptor``) where TensorFlow's ops make about 25
     passes over ``[B, K, D]`` tensors (Gated NetVLAD's video stream: 84 MB
@@ -386,8 +389,9 @@ def normalized_vlad(weighted, assignment_sum, scale, shift):
     (TensorFlow's bfloat16 ops were slower than the casts and the kernel).
     Where ``fuses_vlad_descriptor`` holds."""
     dtype = weighted.dtype
-    inputs = [tf.cast(x, tf.float32) for x in (weighted, assignment_sum, scale, shift)]
-    return tf.cast(vlad_descriptor.normalize(*inputs), dtype)
+    inputs = [None if x is None else tf.cast(x, tf.float32)
+              for x in (weighted, assignment_sum, scale, shift, squares, square_scale)]
+    return tf.cast(vlad_descriptor.normalize(*inputs, intra_normalize=intra_normalize), dtype)
 
 
 def normalized_softmax_pool(projections, gamma, beta, epsilon: float):

@@ -227,11 +227,6 @@ def plain_sums(assignments, frames):
     return ops.matmul(ops.transpose(assignments, (0, 2, 1)), frames)
 
 
-def aggregate(assignments, frames):
-    """``plain_sums`` as ``[B, D, K]`` (the original's transpose of them)."""
-    return ops.transpose(plain_sums(assignments, frames), (0, 2, 1))
-
-
 def normalize_descriptor(descriptor):
     """Intra-normalization over ``d`` of ``[B, D, K]``, then flattening in
     ``(d, k)`` order and a global L2 normalization."""
