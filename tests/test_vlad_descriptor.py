@@ -161,6 +161,9 @@ def test_kernel_rejects_mismatched_shapes():
         kernel.normalized_vlad(weighted, assignment_sum, scale[:, :6], shift, none, none)
     with pytest.raises(tf.errors.InvalidArgumentError, match="weighted must be"):
         kernel.normalized_vlad(weighted[0], assignment_sum, scale, shift, none, none)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="at least one cluster"):
+        kernel.normalized_vlad(weighted[:, :0], assignment_sum[:, :0], scale[:0], shift[:0],
+                               none, none, intra_normalize=False)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"square_scale must be \[5, 7\]"):
         kernel.normalized_vlad(weighted, assignment_sum, scale, shift, weighted, scale[:2])
     descriptor, cluster_squares, video_squares = kernel.normalized_vlad(

@@ -194,9 +194,10 @@ absl::Status CheckShape(const Tensor& t, const char* name, std::initializer_list
 // square_scale are both empty (no squares' term) or [B, K, D] and [K, D].
 absl::Status ReadDims(OpKernelContext* ctx, Dims* d) {
   const Tensor& weighted = ctx->input(0);
-  if (weighted.dims() != 3) {
+  if (weighted.dims() != 3 || weighted.dim_size(1) == 0 || weighted.dim_size(2) == 0) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "weighted must be [videos, clusters, features], got ", weighted.shape().DebugString()));
+        "weighted must be [videos, clusters, features] with at least one cluster and one "
+        "feature, got ", weighted.shape().DebugString()));
   }
   *d = {weighted.dim_size(0), weighted.dim_size(1), weighted.dim_size(2)};
   TF_RETURN_IF_ERROR(CheckShape(ctx->input(1), "assignment_sum", {d->videos, d->clusters}));
