@@ -76,6 +76,32 @@ def test_values_and_gradients_are_tensorflows(clusters):
         assert relative_error(want, got) < 1e-5, name
 
 
+def test_an_offset_is_pooled_as_if_added_to_the_projections():
+    """``pool(x, ..., offset)`` gives what TensorFlow's ops give for ``x +
+    offset``: sum, max, the moments (the mean with the offset) and the
+    gradients of ``x``, gamma and beta to 1e-5 of each array's size; the
+    offset's gradient is the sum over frames of ``x``'s, rounding noise
+    next to it, as on TensorFlow's path (the batch norm cancels the
+    offset)."""
+    x, gamma, beta, weights = inputs(clusters=40)
+    offset = tf.constant(np.random.default_rng(9).normal(size=40).astype("float32"))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([x, gamma, beta, offset])
+        fused = kernels.normalized_softmax_pool(x, gamma, beta, EPSILON, offset)
+        expected = tensorflow_pool(x + offset, gamma, beta)
+        losses = [tf.reduce_sum(out[0] * weights[0]) + tf.reduce_sum(out[1] * weights[1])
+                  for out in (fused, expected)]
+    fused_grads, expected_grads = (tape.gradient(loss, [x, gamma, beta, offset])
+                                   for loss in losses)
+    for want, got in zip([*expected, *expected_grads[:3]], [*fused, *fused_grads[:3]]):
+        assert relative_error(want, got) < 1e-5
+    x_grad_sum = np.sum(fused_grads[0].numpy().astype(np.float64), axis=(0, 1))
+    np.testing.assert_allclose(fused_grads[3], x_grad_sum, atol=1e-6)
+    scale = np.abs(fused_grads[0].numpy()).sum(axis=(0, 1))
+    assert (np.abs(fused_grads[3]) < 1e-4 * scale).all()
+    assert (np.abs(expected_grads[3]) < 1e-4 * scale).all()
+
+
 def test_tied_frames_share_the_maximums_gradient():
     """Three identical frames are all at every cluster's maximum of their
     video or at none: the gradient of the maximum alone reaches them equally

@@ -394,7 +394,7 @@ def normalized_vlad(weighted, assignment_sum, scale, shift, squares=None, square
     return tf.cast(vlad_descriptor.normalize(*inputs, intra_normalize=intra_normalize), dtype)
 
 
-def normalized_softmax_pool(projections, gamma, beta, epsilon: float):
+def normalized_softmax_pool(projections, gamma, beta, epsilon: float, offset=None):
     """``(sum, max, mean, variance)``: the sum and maximum over frames of
     ``softmax(BN(projections))`` (``[B, N, K]`` -> ``[B, K]`` each), batch
     norm with the batch's moments over its ``B*N`` frames, and those moments
@@ -403,10 +403,11 @@ def normalized_softmax_pool(projections, gamma, beta, epsilon: float):
     store the assignments: training holds one tensor of the projections'
     size for them, where batch norm, softmax (with ``softmax``'s lean
     gradient), sum and maximum hold three (Soft-DBoF's 8000 clusters over
-    80 x 300 frames: 768 MB each in float32). Where ``fuses_softmax_pool``
-    holds."""
+    80 x 300 frames: 768 MB each in float32). With ``offset`` (``[K]``),
+    of ``projections + offset``, which is never made (nor its gradient's
+    sum over frames: the kernel's). Where ``fuses_softmax_pool`` holds."""
     summed, maximum, mean, variance = softmax_pool.pool(
-        projections, tf.convert_to_tensor(gamma), tf.convert_to_tensor(beta), epsilon)
+        projections, tf.convert_to_tensor(gamma), tf.convert_to_tensor(beta), epsilon, offset)
     shape = tf.shape(projections)
     return summed, maximum, mean, bessel_corrected(variance, shape[0] * shape[1])
 

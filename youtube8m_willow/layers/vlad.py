@@ -84,10 +84,17 @@ class ClusterAssignment(keras.layers.Layer):
         """The projections ``x W`` of ``[M, D]`` rows; with ``input_affine``,
         of the rows that map makes of ``inputs``, with the map folded into
         ``W`` (``PendingAffine.fold_into``)."""
+        projections, offset = self.project_apart(inputs, input_affine)
+        return projections if offset is None else projections + offset
+
+    def project_apart(self, inputs, input_affine: PendingAffine | None = None):
+        """``project``'s projections as ``(rows, offset)``: the matmul, and
+        the ``[1, K]`` row ``input_affine``'s offset adds to each (None
+        without a map)."""
         if input_affine is None:
-            return ops.matmul(inputs, self.cluster_weights)
+            return ops.matmul(inputs, self.cluster_weights), None
         kernel, offset = input_affine.fold_into(self.cluster_weights)
-        return ops.matmul(inputs, kernel) + offset
+        return ops.matmul(inputs, kernel), offset
 
     def fused_sum_and_max(self, frames, training=None,
                           input_affine: PendingAffine | None = None):
@@ -101,11 +108,12 @@ class ClusterAssignment(keras.layers.Layer):
                 and kernels.fuses_softmax_pool(frames.dtype)):
             return None
         flat = ops.reshape(frames, (-1, self.cluster_weights.shape[0]))
-        projections = self.project(flat, input_affine)
+        projections, offset = self.project_apart(flat, input_affine)
         projections = ops.reshape(projections, (-1, ops.shape(frames)[1], self.cluster_size))
         norm = self.batch_norm
         summed, maximum, mean, variance = kernels.normalized_softmax_pool(
-            projections, norm.gamma, norm.beta, norm.epsilon)
+            projections, norm.gamma, norm.beta, norm.epsilon,
+            None if offset is None else offset[0])
         norm.update_moving(mean, variance, ops.shape(frames)[0] * ops.shape(frames)[1])
         return summed, maximum
 

@@ -80,11 +80,13 @@ REGISTER_OP("NormalizedSoftmaxPoolGrad")
     .Output("x_grad: float")
     .Output("gamma_grad: float")
     .Output("beta_grad: float")
+    .Output("x_grad_sum: float")
     .Attr("epsilon: float")
     .SetShapeFn([](InferenceContext* c) {
       c->set_output(0, c->input(0));
       c->set_output(1, c->input(1));
       c->set_output(2, c->input(2));
+      c->set_output(3, c->input(1));
       return absl::OkStatus();
     });
 
@@ -398,20 +400,31 @@ class NormalizedSoftmaxPoolGradOp : public PoolKernel {
       gamma_mean[i] = static_cast<float>(gamma_sum[i] / d.Rows());
     }
     // Pass 2: x_grad = scale * (g_y - mean(g_y) - x_hat * mean(g_y * x_hat)),
-    // each frame's row computed whole before it is written over x's.
+    // each frame's row computed whole before it is written over x's, and
+    // its sum over frames (the gradient of a per-cluster offset added to x,
+    // which the batch norm cancels: rounding noise, as TensorFlow's).
     OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({0}, 0, x.shape(), &x_grad));
     float* out = x_grad->flat<float>().data();
+    std::vector<double> x_grad_partial(d.videos * k, 0.0);
     ForEachVideo(ctx, d, 50, [&](int64_t b) {
       float *s = rows.First(b), *g_y = rows.Second(b);
       std::vector<float> shares(2 * k);
       max_shares(b, shares.data(), shares.data() + k);
+      DoubleRow column_sum(x_grad_partial.data() + b * k, k);
       for (int64_t f = 0; f < d.frames; ++f) {
         const int64_t row = (b * d.frames + f) * k;
         frame_gradient(b, xs + row, shares.data(), shares.data() + k, s, g_y);
         NormalizationGradient(g_y, xs + row, norm, beta_mean.data(), gamma_mean.data(),
                               out + row);
+        column_sum += ConstRow(out + row, k).cast<double>();
       }
     });
+    const std::vector<double> x_grad_total = SumOverVideos(x_grad_partial, d);
+    Tensor* x_grad_sum;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({k}), &x_grad_sum));
+    for (int64_t i = 0; i < k; ++i) {
+      x_grad_sum->flat<float>()(i) = static_cast<float>(x_grad_total[i]);
+    }
   }
 };
 

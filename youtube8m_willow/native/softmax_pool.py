@@ -8,7 +8,8 @@ batch's moments ``[K]`` (the population variance, which the batch norm
 used). Differentiable in ``x``,
 ``gamma`` and ``beta``; the assignments themselves are never stored, so
 training holds one ``[B, F, K]`` tensor for them where batch norm, softmax,
-sum and maximum hold three.
+sum and maximum hold three. ``pool(..., offset)`` takes ``x + offset`` without
+making it.
 """
 
 from __future__ import annotations
@@ -23,11 +24,17 @@ def available() -> bool:
     return runs_here("softmax_pool")
 
 
-def pool(x, gamma, beta, epsilon: float):
+def pool(x, gamma, beta, epsilon: float, offset=None):
+    """With ``offset`` (``[K]``), of ``x + offset``: the batch norm cancels
+    it but for the moments' mean, which includes it; its gradient is the
+    kernel's sum of ``x``'s gradient over frames. The ``[B, F, K]`` sum
+    ``x + offset`` and its gradient's column sums are never made."""
     kernels = load("softmax_pool")
+    if offset is None:
+        offset = tf.zeros_like(gamma)
 
     @tf.custom_gradient
-    def pooled(x, gamma, beta):
+    def pooled(x, gamma, beta, offset):
         summed, maximum, count, mean, variance = kernels.normalized_softmax_pool(
             x, gamma, beta, epsilon=epsilon)
 
@@ -38,6 +45,7 @@ def pool(x, gamma, beta, epsilon: float):
                 x, gamma, beta, mean, variance, maximum, count, sum_grad, max_grad,
                 epsilon=epsilon)
 
-        return (summed, maximum, tf.stop_gradient(mean), tf.stop_gradient(variance)), gradient
+        moments = (tf.stop_gradient(mean + offset), tf.stop_gradient(variance))
+        return (summed, maximum, *moments), gradient
 
-    return pooled(x, gamma, beta)
+    return pooled(x, gamma, beta, offset)
