@@ -237,3 +237,28 @@ def test_layers_take_the_kernel_only_where_it_applies():
     for dtype in ("float32", "bfloat16"):
         assert kernels.fuses_vlad_descriptor(dtype) == on_cpu
     assert not kernels.fuses_vlad_descriptor("float16")
+
+
+def test_a_graph_for_export_takes_tensorflows_ops():
+    """Within ``tensorflow_ops_only`` (the SavedModel export) the layers
+    trace none of the project's kernels, so TensorFlow Serving or a plain
+    TensorFlow loads the export; after it, the kernel again."""
+    frames = tf.constant(np.random.default_rng(5).normal(size=(2, 5, 8)).astype("float32"))
+    layer = NetFV(4)
+    layer(frames)
+    on_cpu = not tf.config.list_logical_devices("GPU")
+    with kernels.tensorflow_ops_only():
+        assert "NormalizedVlad" not in traced_op_types(layer, frames, False)
+        assert not kernels.fuses_softmax_pool("float32")
+    assert ("NormalizedVlad" in traced_op_types(layer, frames, False)) == on_cpu
+
+
+def test_an_empty_batch_gives_empty_outputs_and_zero_map_gradients():
+    """No video: an empty vector, and zero gradients of the map (the squares'
+    one included)."""
+    values, _ = inputs(videos=2, clusters=5, features=7)
+    empty = [values[0][:0], values[1][:0], values[2], values[3], values[0][:0], values[2]]
+    fused = descriptor_and_gradients(kernel_second_order, empty, tf.zeros([0, 35]))
+    assert fused[0].shape == (0, 35)
+    for gradient in (fused[3], fused[4], fused[6]):
+        np.testing.assert_array_equal(gradient, 0.0)

@@ -139,10 +139,10 @@ class PendingAffine:
     """An affine map ``x * scale + offset`` over the last axis, handed on
     unapplied (``BatchNorm.standardize``) to a layer that folds it into
     what it computes from ``x``: a matmul's weights (``fold_into``), sums
-    over frames (``layers.vlad.mapped_sums``). A plain object, not a
-    tuple: Keras hands it to a layer as it is, without casting ``scale`` and
-    ``offset`` to the layer's compute dtype (the folds cast them where they
-    meet it)."""
+    over frames (``layers.vlad.residual_map``, ``mapped_sums``). A plain
+    object, not a tuple: Keras hands it to a layer as it is, without
+    casting ``scale`` and ``offset`` to the layer's compute dtype (the folds
+    cast them where they meet it)."""
 
     scale: object
     offset: object

@@ -30,10 +30,10 @@ def second_order_map(dtype, input_affine: PendingAffine | None, centers, sigma):
     ``sums * scale + s_k * shift + squares * square_scale`` is NetFV's
     second-order term ``(s_k c**2 + sum_n a y**2 - 2 c sum_n a y) / sigma**2
     - s_k`` for the plain sums ``sum_n a x`` and ``sum_n a x**2`` of frames
-    that ``input_affine`` maps to ``y = x * scale + offset`` (identity where
-    None), centers ``c`` and ``sigma`` (``[K, D]``): ``scale**2 /
-    sigma**2``, ``2 scale (offset - c) / sigma**2`` and ``(offset - c)**2 /
-    sigma**2 - 1``, expanded."""
+    that ``input_affine`` maps to ``y = x * a + o`` (identity where None),
+    centers ``c`` and ``sigma`` (``[K, D]``), expanded: ``scale = 2 a (o -
+    c) / sigma**2``, ``shift = (o - c)**2 / sigma**2 - 1`` and
+    ``square_scale = a**2 / sigma**2``."""
     inverse = 1.0 / ops.square(ops.cast(sigma, dtype))
     centers = ops.cast(centers, dtype)
     if input_affine is None:

@@ -367,10 +367,29 @@ def fuses_vlad_descriptor(dtype) -> bool:
 
 
 def _native_kernel_runs(dtype) -> bool:
-    """float32 on TensorFlow, outside XLA (the project's kernels are
-    float32 and the CPU's; ``available`` checks the machine)."""
-    return (ON_TENSORFLOW and keras.backend.standardize_dtype(dtype) == "float32"
+    """float32 on TensorFlow, outside XLA and ``tensorflow_ops_only`` (the
+    project's kernels are float32 and the CPU's; ``available`` checks the
+    machine)."""
+    return (ON_TENSORFLOW and not _TENSORFLOW_OPS_ONLY
+            and keras.backend.standardize_dtype(dtype) == "float32"
             and not control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
+
+
+_TENSORFLOW_OPS_ONLY = False
+
+
+@contextlib.contextmanager
+def tensorflow_ops_only():
+    """A context in which the layers trace TensorFlow's own ops, none of the
+    project's kernels: for a graph that leaves this process (a SavedModel
+    export, which TensorFlow Serving or a plain TensorFlow must load without
+    the kernels' libraries)."""
+    global _TENSORFLOW_OPS_ONLY
+    before, _TENSORFLOW_OPS_ONLY = _TENSORFLOW_OPS_ONLY, True
+    try:
+        yield
+    finally:
+        _TENSORFLOW_OPS_ONLY = before
 
 
 def normalized_vlad(weighted, assignment_sum, scale, shift, squares=None, square_scale=None,

@@ -278,8 +278,10 @@ def descriptor(weighted, assignment_sum, scale, shift):
     """``normalize_descriptor`` of the residuals ``weighted * scale +
     assignment_sum * shift`` (``[B, K, D]`` sums, ``[B, K]``, and ``[K, D]``
     each; ``[B, D, K]`` transposed, as the original's sums), from the CPU's
-    kernel in float32 on TensorFlow (``kernels.fuses_vlad_descriptor``),
-    else from the same operations as the original's."""
+    kernel on TensorFlow (``kernels.fuses_vlad_descriptor``), else from the
+    backend's operations: the original's, and its values bit for bit, where
+    ``scale`` is ones or gates and ``shift`` zeros or minus the centers
+    (NetVLAD, NetRVLAD and NetVLAGD without input_bn's map)."""
     if kernels.fuses_vlad_descriptor(weighted.dtype):
         return kernels.normalized_vlad(weighted, assignment_sum, scale, shift)
     residuals = weighted * scale + assignment_sum[:, :, None] * shift

@@ -1,15 +1,15 @@
 """The ``NormalizedSoftmaxPool`` kernel (``softmax_pool.cc``) and its gradient.
 
-``pool(x, gamma, beta, epsilon)`` takes the frames' cluster projections
-``x`` ``[B, F, K]`` (float32) through batch norm with the batch's moments
-and a softmax over the clusters, and returns ``(sum, max, mean, variance)``:
-the assignments' sum and maximum over each video's frames ``[B, K]``, and the
-batch's moments ``[K]`` (the population variance, which the batch norm
-used). Differentiable in ``x``,
-``gamma`` and ``beta``; the assignments themselves are never stored, so
-training holds one ``[B, F, K]`` tensor for them where batch norm, softmax,
-sum and maximum hold three. ``pool(..., offset)`` takes ``x + offset`` without
-making it.
+``pool(x, gamma, beta, epsilon, offset=None)`` takes the frames' cluster
+projections ``x`` ``[B, F, K]`` (float32), plus a per-cluster ``offset``
+where given (never added to them), through batch norm with the batch's
+moments and a softmax over the clusters, and returns ``(sum, max, mean,
+variance)``: the assignments' sum and maximum over each video's frames
+``[B, K]``, and the batch's moments ``[K]`` (the population variance, which
+the batch norm used). Differentiable in ``x``, ``gamma``, ``beta`` and
+``offset``; the assignments themselves are never stored, so training holds
+one ``[B, F, K]`` tensor for them where batch norm, softmax, sum and
+maximum hold three.
 """
 
 from __future__ import annotations

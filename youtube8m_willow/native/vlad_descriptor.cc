@@ -20,10 +20,10 @@
 // reads the sums three times, while a video's are in cache, and writes y;
 // the gradient reads y and its gradient, then the sums once more and writes
 // theirs. v and u are recomputed, never stored, by the one function Residual,
-// so the gradient sees the forward pass's bits. The squared sums are
-// accumulated in float64; everything else is float32, rounded per operation
-// as TensorFlow's own kernels round (the same values to float32 rounding,
-// not the same bits).
+// so the gradient sees the forward pass's bits. The squared sums, dot
+// products and the map's gradient sums are accumulated in float64;
+// everything else is float32, rounded per operation as TensorFlow's own
+// kernels round (the same values to float32 rounding, not the same bits).
 #define EIGEN_USE_THREADS
 
 #include <algorithm>
@@ -190,8 +190,13 @@ absl::Status CheckShape(const Tensor& t, const char* name, std::initializer_list
                                                  t.shape().DebugString()));
 }
 
+// Whether the squares' term is given: squares [B, K, D] (of rank 3, even
+// with no video), not the empty vector that stands for none.
+bool HasSquares(OpKernelContext* ctx) { return ctx->input(4).dims() == 3; }
+
 // weighted [B, K, D] and the five inputs after it, checked: squares and
-// square_scale are both empty (no squares' term) or [B, K, D] and [K, D].
+// square_scale are both empty vectors (no squares' term) or [B, K, D] and
+// [K, D].
 absl::Status ReadDims(OpKernelContext* ctx, Dims* d) {
   const Tensor& weighted = ctx->input(0);
   if (weighted.dims() != 3 || weighted.dim_size(1) == 0 || weighted.dim_size(2) == 0) {
@@ -203,7 +208,8 @@ absl::Status ReadDims(OpKernelContext* ctx, Dims* d) {
   TF_RETURN_IF_ERROR(CheckShape(ctx->input(1), "assignment_sum", {d->videos, d->clusters}));
   TF_RETURN_IF_ERROR(CheckShape(ctx->input(2), "scale", {d->clusters, d->features}));
   TF_RETURN_IF_ERROR(CheckShape(ctx->input(3), "shift", {d->clusters, d->features}));
-  if (ctx->input(4).NumElements() == 0 && ctx->input(5).NumElements() == 0) {
+  if (!HasSquares(ctx) && ctx->input(4).NumElements() == 0 &&
+      ctx->input(5).NumElements() == 0) {
     return absl::OkStatus();
   }
   TF_RETURN_IF_ERROR(CheckShape(ctx->input(4), "squares", {d->videos, d->clusters, d->features}));
@@ -223,7 +229,7 @@ struct Inputs {
   const float *weighted, *sum, *scale, *shift;
   const float *squares = nullptr, *square_scale = nullptr;
   Dims d;
-  bool intra;
+  bool intra, has_squares;
 
   Inputs(OpKernelContext* ctx, const Dims& dims, bool intra_normalize)
       : weighted(ctx->input(0).flat<float>().data()),
@@ -231,8 +237,9 @@ struct Inputs {
         scale(ctx->input(2).flat<float>().data()),
         shift(ctx->input(3).flat<float>().data()),
         d(dims),
-        intra(intra_normalize) {
-    if (ctx->input(4).NumElements() > 0) {
+        intra(intra_normalize),
+        has_squares(HasSquares(ctx)) {
+    if (has_squares) {
       squares = ctx->input(4).flat<float>().data();
       square_scale = ctx->input(5).flat<float>().data();
     }
@@ -242,8 +249,8 @@ struct Inputs {
   void Residual(int64_t b, int64_t k, float* out) const {
     const int64_t row = b * d.clusters + k, n = d.features;
     ResidualRow(weighted + row * n, sum[row], scale + k * n, shift + k * n,
-                squares ? squares + row * n : nullptr, square_scale ? square_scale + k * n : nullptr,
-                n, out);
+                has_squares ? squares + row * n : nullptr,
+                has_squares ? square_scale + k * n : nullptr, n, out);
   }
 
   // The first normalization's squared sum of each row of video b, from the
@@ -433,7 +440,7 @@ class NormalizedVladGradOp : public VladKernel {
       const int64_t size = count * in.d.features, offset = first * in.d.features;
       const std::vector<double>* sums[] = {&scale, &shift, &square_scale};
       const int outputs[] = {2, 3, 5};
-      for (int i = 0; i < (in.squares ? 3 : 2); ++i) {
+      for (int i = 0; i < (in.has_squares ? 3 : 2); ++i) {
         float* out = grads[outputs[i]]->flat<float>().data() + offset;
         for (int64_t e = 0; e < size; ++e) out[e] = static_cast<float>((*sums[i])[e]);
       }
@@ -460,7 +467,7 @@ class NormalizedVladGradOp : public VladKernel {
       scale_sum[i] += static_cast<double>(g[i] * weighted[i]);
       shift_sum[i] += static_cast<double>(g[i] * sum);
     }
-    if (in.squares == nullptr) return;
+    if (!in.has_squares) return;
     const float* __restrict square_scale = in.square_scale + k * n;
     const float* __restrict squares = in.squares + row * n;
     float* __restrict squares_grad = grads[4]->flat<float>().data() + row * n;

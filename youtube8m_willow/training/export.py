@@ -4,7 +4,8 @@ The signature takes a batch of serialized ``tf.Example`` (video-level) or
 ``tf.SequenceExample`` (frame-level) records, ``example_bytes``, and returns
 ``video_id``, ``class_indexes`` (top-k class ids) and ``predictions`` (their
 scores), computed in eval mode with every weight, batch-norm moving
-statistics included (the original exported trainable variables only).
+statistics included (the original exported trainable variables only), with
+TensorFlow's own ops only (``kernels.tensorflow_ops_only``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import tensorflow as tf
 
 from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.data.readers import ReaderConfig, parse_serialized
+from youtube8m_willow.layers import kernels
 
 EXPORT_DIR = "export"
 MOVED_ASIDE = ".old"  # an export being replaced, until its replacement is in place
@@ -66,8 +68,9 @@ def export_model(model, model_config: ModelConfig, train_dir: str, global_step: 
     if tf.io.gfile.exists(temporary):  # left by a killed export
         tf.io.gfile.rmtree(temporary)
     module = ServingModule(model, model_config, top_k)
-    tf.saved_model.save(module, temporary, signatures={"serving_default": module.serve},
-                        options=SAVE_OPTIONS)
+    with kernels.tensorflow_ops_only():  # loadable without this project's kernels
+        tf.saved_model.save(module, temporary, signatures={"serving_default": module.serve},
+                            options=SAVE_OPTIONS)
     _replace_folder(temporary, final)
     return final
 
