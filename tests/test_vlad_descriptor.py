@@ -157,7 +157,8 @@ def test_kernel_rejects_mismatched_shapes():
     (weighted, assignment_sum, scale, shift), upstream = inputs()
     kernel = loading.load("vlad_descriptor")
     none = tf.zeros([0])
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"scale must be \[5, 7\], got \[5,6\]"):
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"scale must be \[5, 7\], got \[5,6\]"):
         kernel.normalized_vlad(weighted, assignment_sum, scale[:, :6], shift, none, none)
     with pytest.raises(tf.errors.InvalidArgumentError, match="weighted must be"):
         kernel.normalized_vlad(weighted[0], assignment_sum, scale, shift, none, none)

@@ -8,9 +8,10 @@ the same values on every backend; on TensorFlow it runs what the original
 graphs ran (TF1's fused batch norm, ``l2_loss``, stateful and stateless
 random ops, a compiled scan), custom gradients that hold less memory or
 stream a large weight in its own order (the per-video matmul, a wide
-softmax, the sum and maximum over frames), the project's own kernel of
-batch norm, softmax and pooling over frames (``native.softmax_pool``) and of the
-NetVLAD poolings' normalizations (``native.vlad_descriptor``), and a gather of the rows worth computing (``RowSubset``), so the TensorFlow
+softmax, the sum and maximum over frames), the project's own kernels of
+batch norm, softmax and pooling over frames (``native.softmax_pool``) and
+of the NetVLAD poolings' normalizations (``native.vlad_descriptor``), and
+a gather of the rows worth computing (``RowSubset``), so the TensorFlow
 path keeps its speed and its numbers.
 TensorFlow is imported only when it is the backend.
 """

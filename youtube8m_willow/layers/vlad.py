@@ -153,8 +153,9 @@ class ClusterPooling(keras.layers.Layer):
     # Every pooling's ``call`` takes frames standardized by the model's input
     # batch norm with its map unapplied (``input_affine``, see
     # ``BatchNorm.standardize``) and folds the map into all it computes from
-    # them (``ClusterAssignment.project``, ``residual_map``, ``mapped_sums``); a pooling
-    # that cannot sets this False and is handed the normalized frames.
+    # them (``ClusterAssignment.project``, ``residual_map``, ``mapped_sums``);
+    # a pooling that cannot sets this False and is handed the normalized
+    # frames.
     folds_input_affine = True
 
     def __init__(self, cluster_size: int, add_batch_norm: bool = True,
@@ -249,9 +250,9 @@ def residual_map(shape, dtype, input_affine: PendingAffine | None = None, center
     ``sums * scale + s_k * shift`` is ``(sum_n a y - s_k c) * g`` for the
     plain sums ``sum_n a x`` of frames that ``input_affine`` maps to ``y``
     (identity where None), centers ``c`` and gates ``g`` (``[K, D]``; none
-    where None) and the assignments' sums ``s_k``. Without a map the
-    residual's values are the unfolded graph's bit for bit (times one,
-    plus zero)."""
+    where None) and the assignments' sums ``s_k``. Without a map, with
+    centers or gates alone, the residuals' values are the unfolded graph's
+    bit for bit (times one, plus zero)."""
     scale, shift = ops.ones(shape, dtype), ops.zeros(shape, dtype)
     if input_affine is not None:
         input_scale, offset = input_affine.parts(dtype)
