@@ -174,6 +174,13 @@ void Scale(float* __restrict x, float factor, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] *= factor;
 }
 
+// The squared sum of x normalized with the squared sum `squares`
+// (x * InverseNorm(squares), written over x).
+double NormalizedSquaredSum(float* x, float squares, int64_t n) {
+  Scale(x, InverseNorm(squares), n);
+  return SquaredSum(x, n);
+}
+
 // The gradient of x -> x * r (r = InverseNorm of its squared sum) at x * r =
 // normalized: r * g - coefficient * normalized, where coefficient is r times
 // <g, normalized> (0 where the norm's epsilon held), written over g.
@@ -305,26 +312,28 @@ class NormalizedVladOp : public VladKernel {
     float* squares = video_squares->flat<float>().data();
     const int64_t n = d.features;
 
-    // One video at a time, its sums read three times while they are in
-    // cache: each row's squared sum; the squared sum of the rows after the
-    // first normalization; then y, a tile of clusters at a time, written
-    // transposed.
+    // One video at a time, while its sums are in cache: each row's squared
+    // sum and the squared sum of the rows after the first normalization
+    // (with intra-normalization in the same read; over the whole video in
+    // a second one, once every row's squares are known); then y, a tile of
+    // clusters at a time, written transposed.
     float* out = descriptor->flat<float>().data();
     ParallelFor(ctx, d.videos, 8.0 * d.Size(), 20.0 * d.Size(), [&](int64_t begin, int64_t end) {
       const int64_t stride = TileStride(n);
       std::vector<float> tile(kTile * stride), first_squares(d.clusters);
       for (int64_t b = begin; b < end; ++b) {
         float* v = tile.data();
-        for (int64_t k = 0; k < d.clusters; ++k) {
-          in.Residual(b, k, v);
-          row_squares[b * d.clusters + k] = static_cast<float>(SquaredSum(v, n));
-        }
-        in.FirstSquares(row_squares, b, first_squares.data());
         double total = 0.0;
         for (int64_t k = 0; k < d.clusters; ++k) {
+          const int64_t row = b * d.clusters + k;
           in.Residual(b, k, v);
-          Scale(v, InverseNorm(first_squares[k]), n);
-          total += SquaredSum(v, n);
+          row_squares[row] = static_cast<float>(SquaredSum(v, n));
+          if (in.intra) total += NormalizedSquaredSum(v, row_squares[row], n);
+        }
+        in.FirstSquares(row_squares, b, first_squares.data());
+        for (int64_t k = 0; !in.intra && k < d.clusters; ++k) {
+          in.Residual(b, k, v);
+          total += NormalizedSquaredSum(v, first_squares[k], n);
         }
         squares[b] = static_cast<float>(total);
         const float video_r = InverseNorm(squares[b]);
