@@ -364,6 +364,29 @@ def traced_op_types(layer, inputs, training, jit_compile=False) -> set:
     return {op.type for op in function.get_concrete_function(inputs).graph.get_operations()}
 
 
+def train_call_through(layer, frames, kernel, entry: str, kernel_calls: int,
+                       monkeypatch) -> list:
+    """``[output, *weight gradients]`` of one training call of ``layer`` on
+    ``frames`` (loss: the output weighted by its column index), through the
+    native module ``kernel``'s ``entry``, which it must call ``kernel_calls``
+    times, or with none, the module unavailable: TensorFlow's ops."""
+    import tensorflow as tf
+
+    calls = []
+    with monkeypatch.context() as patch:
+        if kernel_calls:
+            original = getattr(kernel, entry)
+            patch.setattr(kernel, entry, lambda *a, **k: calls.append(1) or original(*a, **k))
+        else:
+            patch.setattr(kernel, "available", lambda: False)
+        with tf.GradientTape() as tape:
+            out = layer(frames, training=True)
+            loss = tf.reduce_sum(out * tf.range(out.shape[1], dtype=tf.float32))
+        gradients = tape.gradient(loss, layer.trainable_weights)
+    assert len(calls) == kernel_calls
+    return [out, *gradients]
+
+
 def small_moe_batch() -> dict:
     """One fixed batch for ``small_moe_config``'s model: 16 videos of 40
     features, 10 classes."""

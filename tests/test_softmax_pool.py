@@ -10,7 +10,8 @@ import forked
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO, peak_tensor_bytes, relative_error, traced_op_types
+from conftest import (REPO, peak_tensor_bytes, relative_error, traced_op_types,
+                      train_call_through)
 
 from youtube8m_willow.layers import kernels
 from youtube8m_willow.layers.core import l2_normalize
@@ -217,20 +218,10 @@ def layer_step(layer, frames, fused: bool, monkeypatch):
     """The layer's output, weight gradients and moving statistics after one
     training call, through the fused kernel (which it must call) or
     TensorFlow's ops."""
-    calls = []
-    with monkeypatch.context() as patch:
-        if fused:
-            original = softmax_pool.pool
-            patch.setattr(softmax_pool, "pool", lambda *a: calls.append(1) or original(*a))
-        else:
-            patch.setattr(softmax_pool, "available", lambda: False)
-        with tf.GradientTape() as tape:
-            out = layer(frames, training=True)
-            loss = tf.reduce_sum(out * tf.range(out.shape[1], dtype=tf.float32))
-        gradients = tape.gradient(loss, layer.trainable_weights)
-    assert len(calls) == (1 if fused else 0)
+    step = train_call_through(layer, frames, softmax_pool, "pool", 1 if fused else 0,
+                              monkeypatch)
     norm = layer.assignment.batch_norm
-    return [out, *gradients, norm.moving_mean.numpy(), norm.moving_variance.numpy()]
+    return [*step, norm.moving_mean.numpy(), norm.moving_variance.numpy()]
 
 
 @pytest.mark.parametrize("make_layer", [lambda: SoftDBoF(1030), lambda: SoftDBoF(7, max_pool=True),

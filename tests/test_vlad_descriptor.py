@@ -7,7 +7,7 @@ training alike through it."""
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import relative_error, traced_op_types
+from conftest import relative_error, traced_op_types, train_call_through
 
 from youtube8m_willow.layers import kernels
 from youtube8m_willow.layers.fisher import NetFV
@@ -184,26 +184,6 @@ POOLINGS = {"NetVLAD": (lambda: NetVLAD(20), 1),
             "NetFV with centers of its own": (lambda: NetFV(20, couple_weights=False), 2)}
 
 
-def layer_step(layer, frames, kernel_calls: int, monkeypatch):
-    """The layer's output and weight gradients after one training call,
-    through the kernel (which it must call ``kernel_calls`` times) or, with
-    none, TensorFlow's ops."""
-    calls = []
-    with monkeypatch.context() as patch:
-        if kernel_calls:
-            original = vlad_descriptor.normalize
-            patch.setattr(vlad_descriptor, "normalize",
-                          lambda *a, **k: calls.append(1) or original(*a, **k))
-        else:
-            patch.setattr(vlad_descriptor, "available", lambda: False)
-        with tf.GradientTape() as tape:
-            out = layer(frames, training=True)
-            loss = tf.reduce_sum(out * tf.range(out.shape[1], dtype=tf.float32))
-        gradients = tape.gradient(loss, layer.trainable_weights)
-    assert len(calls) == kernel_calls
-    return [out, *gradients]
-
-
 @pytest.mark.parametrize("name", POOLINGS)
 def test_layers_train_alike_through_the_kernel(name, monkeypatch):
     """Each NetVLAD pooling (and NetFV, whose first-order term is one) gives
@@ -214,8 +194,9 @@ def test_layers_train_alike_through_the_kernel(name, monkeypatch):
     fused_layer, tf_layer = make_layer(), make_layer()
     fused_layer(frames[:1]), tf_layer(frames[:1])
     tf_layer.set_weights(fused_layer.get_weights())
-    fused = layer_step(fused_layer, frames, kernel_calls, monkeypatch)
-    expected = layer_step(tf_layer, frames, 0, monkeypatch)
+    fused = train_call_through(fused_layer, frames, vlad_descriptor, "normalize", kernel_calls,
+                               monkeypatch)
+    expected = train_call_through(tf_layer, frames, vlad_descriptor, "normalize", 0, monkeypatch)
     assert len(fused) == len(fused_layer.trainable_weights) + 1
     for want, got in zip(expected, fused):
         assert relative_error(want, got) < 1e-5
