@@ -134,6 +134,16 @@ def normalized_or_biased(weights_name: str, weights, batch_norm, bn_scope: str,
     return names
 
 
+def split_points(sizes: list[int]) -> list[int]:
+    """The column indices at which ``ops.split`` cuts blocks of ``sizes``
+    columns ([1024, 128] -> [1024])."""
+    points, total = [], 0
+    for size in sizes[:-1]:
+        total += int(size)
+        points.append(total)
+    return points
+
+
 @dataclasses.dataclass(frozen=True)
 class PendingAffine:
     """An affine map ``x * scale + offset`` over the last axis, handed on
@@ -224,35 +234,50 @@ class BatchNorm(keras.layers.Layer):
         scale = ops.rsqrt(variance + self.epsilon) * gamma
         return inputs * scale + (beta - mean * scale)
 
-    def _normalize_batch(self, inputs, gamma=None, beta=None):
+    def _normalize_batch(self, inputs):
         """Training mode: the batch's moments over every axis but the last
         (TF1's fused kernel on TensorFlow, see ``kernels.normalize_batch``),
-        whose variance comes Bessel-corrected; scaled by ``gamma`` and
-        shifted by ``beta`` (the layer's own by default)."""
+        whose variance comes Bessel-corrected."""
         channels = self.gamma.shape[0]  # known even where a relaxed trace does not know it
         flat = ops.reshape(inputs, (-1, channels))
         outputs, mean, corrected_variance = kernels.normalize_batch(
-            flat, self.gamma if gamma is None else gamma,
-            self.beta if beta is None else beta, self.epsilon)
+            flat, self.gamma, self.beta, self.epsilon)
         self.update_moving(mean, corrected_variance, ops.shape(flat)[0])
         return ops.reshape(outputs, ops.shape(inputs))
 
-    def standardize(self, inputs):
-        """Training mode without the affine map: ``(x_hat, affine)``, where
-        ``call`` would return ``affine.apply(x_hat)``; moves the moving
-        statistics as ``call`` does.
+    def standardize(self, inputs, sizes: list[int] | None = None, l2_first: bool = False):
+        """Training mode without the affine map: ``[(x_hat, affine), ...]``,
+        one pair per block of ``sizes`` columns (default: one block of all),
+        where ``call`` would return ``affine.apply(x_hat)`` of each block;
+        moves the moving statistics as ``call`` does.
 
         For consumers that fold the map into what they compute from the
         output (the cluster poolings: their projections' weights, their sums
         over frames): ``x_hat`` is then data, so the gradient never forms the
-        ``[M, C]`` output gradient.
+        ``[M, C]`` output gradient. ``l2_first``: of the rows L2-normalized
+        first (TF1's ``l2_normalize``: the input scaling, done here with the
+        moments where ``kernels.standardized_streams`` runs).
         """
         if not self.built:
             self.build(inputs.shape)
         channels = self.gamma.shape[0]
-        standardized = self._normalize_batch(
-            inputs, ops.ones((channels,), "float32"), ops.zeros((channels,), "float32"))
-        return standardized, PendingAffine(self.gamma, self.beta)
+        sizes = [channels] if sizes is None else [int(size) for size in sizes]
+        rows = ops.reshape(inputs, (-1, channels))
+        if kernels.fuses_frame_streams(rows.dtype):
+            blocks, mean, corrected_variance = kernels.standardized_streams(
+                rows, sizes, l2_first, self.epsilon)
+        else:
+            if l2_first:
+                rows = l2_normalize(rows)
+            standardized, mean, corrected_variance = kernels.normalize_batch(
+                rows, ops.ones((channels,), "float32"), ops.zeros((channels,), "float32"),
+                self.epsilon)
+            blocks = (ops.split(standardized, split_points(sizes), axis=1) if len(sizes) > 1
+                      else [standardized])
+        self.update_moving(mean, corrected_variance, ops.shape(rows)[0])
+        affine = PendingAffine(self.gamma, self.beta)
+        affines = affine.split(split_points(sizes)) if len(sizes) > 1 else [affine]
+        return list(zip(blocks, affines))
 
     def update_moving(self, mean, corrected_variance, count):
         """Moves the moving statistics towards a batch's moments over

@@ -10,7 +10,8 @@ random ops, a compiled scan), custom gradients that hold less memory or
 stream a large weight in its own order (the per-video matmul, a wide
 softmax, the sum and maximum over frames), the project's own kernels of
 batch norm, softmax and pooling over frames (``native.softmax_pool``) and
-of the NetVLAD poolings' normalizations (``native.vlad_descriptor``), and
+of the NetVLAD poolings' normalizations (``native.vlad_descriptor``) and
+of the LF models' input preparation (``native.frame_streams``), and
 a gather of the rows worth computing (``RowSubset``), so the TensorFlow
 path keeps its speed and its numbers.
 TensorFlow is imported only when it is the backend.
@@ -30,7 +31,7 @@ if ON_TENSORFLOW:
     import tensorflow as tf
     from tensorflow.python.ops import control_flow_util
 
-    from youtube8m_willow.native import softmax_pool, vlad_descriptor
+    from youtube8m_willow.native import frame_streams, softmax_pool, vlad_descriptor
 
 
 def weight_shapes_only():
@@ -367,6 +368,12 @@ def fuses_vlad_descriptor(dtype) -> bool:
     return _native_kernel_runs(dtype) and vlad_descriptor.available()
 
 
+def fuses_frame_streams(dtype) -> bool:
+    """Whether ``standardized_streams`` runs here for ``dtype`` rows: as
+    ``fuses_softmax_pool``, with its own kernel built."""
+    return _native_kernel_runs(dtype) and frame_streams.available()
+
+
 def _native_kernel_runs(dtype) -> bool:
     """float32 on TensorFlow, outside XLA and ``tensorflow_ops_only`` (the
     project's kernels are float32 and the CPU's; ``available`` checks the
@@ -412,6 +419,18 @@ def normalized_vlad(weighted, assignment_sum, scale, shift, squares=None, square
     inputs = [None if x is None else tf.cast(x, tf.float32)
               for x in (weighted, assignment_sum, scale, shift, squares, square_scale)]
     return tf.cast(vlad_descriptor.normalize(*inputs, intra_normalize=intra_normalize), dtype)
+
+
+def standardized_streams(rows, sizes: list[int], l2_first: bool, epsilon: float):
+    """``(streams, mean, variance)``: ``rows`` ``[M, C]`` (float32),
+    L2-normalized each first where ``l2_first`` (TF1's ``l2_normalize``),
+    standardized with their own moments as ``normalize_batch`` does without
+    its map, and cut into column blocks of ``sizes``; the moments ``[C]``,
+    the variance Bessel-corrected. One kernel (``native.frame_streams``):
+    two passes over the rows where TensorFlow's ops make about ten (the
+    L2 norm's, the fused batch norm's, the split's), with the moments in
+    float64. Where ``fuses_frame_streams`` holds."""
+    return frame_streams.standardize(rows, sizes, l2_first, epsilon)
 
 
 def normalized_softmax_pool(projections, gamma, beta, epsilon: float, offset=None):

@@ -83,7 +83,8 @@ class VideoModel(keras.Model):
 
     def call(self, inputs, training=False):
         inputs = model_inputs(inputs)
-        features, num_frames = self.scaled_inputs(inputs)
+        features, num_frames = self.scaled_inputs(
+            inputs, scale=not self.scales_own_frames(training))
         if "frame_indices" in inputs:  # the caller read only the frames this model samples
             return self.predict_sampled(features, num_frames, training=training)
         return self.predict_probabilities(features, num_frames, training=training,
@@ -106,12 +107,21 @@ class VideoModel(keras.Model):
         frames at ``frame_indices``; a model that samples implements it."""
         raise NotImplementedError(f"{type(self).__name__} does not sample frames")
 
-    def scaled_inputs(self, inputs):
+    def scales_own_frames(self, training) -> bool:
+        """Whether this model's forward pass (in this mode) applies the input
+        scaling itself, fused with its first layer, so that ``call`` hands
+        it the features unscaled. Only for a scaling that works frame by
+        frame (``l2``): sampling then commutes with it."""
+        return False
+
+    def scaled_inputs(self, inputs, scale: bool = True):
         """The scaled float32 features and the int32 frame counts of a batch
-        (in any of the forms ``model_inputs`` takes)."""
+        (in any of the forms ``model_inputs`` takes); unscaled where not
+        ``scale``."""
         inputs = model_inputs(inputs)
-        features = scale_features(ops.cast(inputs["video_matrix"], "float32"),
-                                  self.input_scaling)
+        features = ops.cast(inputs["video_matrix"], "float32")
+        if scale:
+            features = scale_features(features, self.input_scaling)
         return features, ops.cast(inputs["num_frames"], "int32")
 
     def padding_frame(self, features):

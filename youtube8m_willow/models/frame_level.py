@@ -21,7 +21,7 @@ from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.layers.classifiers import LogisticClassifier
 from youtube8m_willow.layers.core import (BatchNorm, PendingAffine, divide_no_nan, normal,
                                           normalized_or_biased, register, sequence_mask,
-                                          variance_scaling)
+                                          split_points, variance_scaling)
 from youtube8m_willow.layers.kernels import video_matmul, weight_shapes_only
 from youtube8m_willow.layers.dbof import DBoF, GatedDBoF, SoftDBoF, StarterDBoF
 from youtube8m_willow.layers.fisher import NetFV
@@ -116,21 +116,25 @@ def stream_sizes(config: ModelConfig) -> tuple[int, int]:
     return video, config.feature_size - video
 
 
-def normalize_input(input_bn: BatchNorm | None, flat, training, poolings) -> tuple:
-    """``input_bn`` on the ``[B*N, D]`` frames: ``(rows, affine)``.
+def normalize_input(input_bn: BatchNorm | None, flat, sizes: list[int], training,
+                    folds: bool, l2_first: bool = False) -> list[tuple]:
+    """``input_bn`` on the ``[B*N, D]`` frames, cut into the streams of
+    ``sizes`` columns: ``[(rows, affine), ...]``.
 
-    In training, where every pooling folds the batch norm's map into what
-    it computes from the frames (``ClusterPooling.folds_input_affine``), the
-    standardized rows and the map unapplied (``BatchNorm.standardize``): the
-    same values, and a gradient without the ``[B*N, D]`` input gradients.
-    Else the normalized rows and None; without ``input_bn``, the rows as
-    they are.
+    Where ``folds`` (training, every pooling folding the batch norm's map
+    into what it computes from the frames: ``FrameSamplingModel.folds_input_bn``),
+    the standardized rows and the map unapplied (``BatchNorm.standardize``,
+    of the frames L2-normalized first where ``l2_first``): the same values,
+    and a gradient without the ``[B*N, D]`` input gradients. Else the
+    normalized rows and None; without ``input_bn``, the rows as they are.
     """
-    if input_bn is None:
-        return flat, None
-    if training and all(p.folds_input_affine for p in poolings if p is not None):
-        return input_bn.standardize(flat)
-    return input_bn(flat, training=training), None
+    if folds:
+        return input_bn.standardize(flat, sizes, l2_first)
+    rows = flat if input_bn is None else input_bn(flat, training=training)
+    # One split, not slices: its gradient is one concatenation, where each
+    # slice's is a zero-filled [B*N, D] tensor and the two are added.
+    streams = ops.split(rows, split_points(sizes), axis=1) if len(sizes) > 1 else [rows]
+    return [(stream, None) for stream in streams]
 
 
 def pool_rows(pooling, rows, num_samples: int, affine: PendingAffine | None, training):
@@ -154,6 +158,32 @@ class FrameSamplingModel(FrameLevelModel):
     (``predict_sampled``, which the subclass implements)."""
 
     sampler: FrameSampler
+    # The batch norm of the sampled frames, where the model has one.
+    input_bn: BatchNorm | None = None
+
+    def input_bn_poolings(self) -> list:
+        """The poolings that read ``input_bn``'s output."""
+        return []
+
+    def folds_input_bn(self, training) -> bool:
+        """Whether this mode hands the poolings the standardized frames and
+        ``input_bn``'s map unapplied (``normalize_input``): in training,
+        where every pooling folds the map (``folds_input_affine``)."""
+        poolings = [p for p in self.input_bn_poolings() if p is not None]
+        return bool(training and self.input_bn is not None and poolings
+                    and all(p.folds_input_affine for p in poolings))
+
+    def scales_own_frames(self, training) -> bool:
+        """The L2 input scaling goes with ``input_bn``'s moments where the
+        map is folded (``BatchNorm.standardize``: one kernel where it runs)."""
+        return self.input_scaling == "l2" and self.folds_input_bn(training)
+
+    def normalized_streams(self, frames, sizes: list[int], training) -> list[tuple]:
+        """``normalize_input`` of the sampled frames ``[B, N, D]`` as this
+        model's mode has them (scaled, or not where ``scales_own_frames``)."""
+        flat = ops.reshape(frames, (-1, self.config.feature_size))
+        return normalize_input(self.input_bn, flat, sizes, training,
+                               self.folds_input_bn(training), self.scales_own_frames(training))
 
     def frame_indices(self, num_frames, sampling_seed=None):
         return self.sampler.indices(num_frames, sampling_seed)
@@ -221,22 +251,17 @@ class TwoStreamPoolingModel(FrameSamplingModel):
         """The pooling layer of one stream (``"video"`` or ``"audio"``)."""
         raise NotImplementedError
 
+    def input_bn_poolings(self) -> list:
+        return [self.video_pooling, self.audio_pooling]
+
     def pool(self, frames, training=False):
-        """``[B, N, D]`` sampled, normalized frames -> the ``[B, F]`` pooled vector."""
-        num_samples = self.config.iterations
-        flat = ops.reshape(frames, (-1, self.config.feature_size))
-        flat, affine = normalize_input(self.input_bn, flat, training,
-                                       [self.video_pooling, self.audio_pooling])
-        if self.audio_pooling is None:
-            return pool_rows(self.video_pooling, flat, num_samples, affine, training)
-        # One split, not two slices: its gradient is one concatenation, where
-        # each slice's is a zero-filled [B*N, D] tensor and the two are added.
-        video, audio = ops.split(flat, [self.video_size], axis=1)
-        video_affine, audio_affine = (affine.split([self.video_size]) if affine is not None
-                                      else (None, None))
-        return ops.concatenate([
-            pool_rows(self.video_pooling, video, num_samples, video_affine, training),
-            pool_rows(self.audio_pooling, audio, num_samples, audio_affine, training)], 1)
+        """``[B, N, D]`` sampled frames -> the ``[B, F]`` pooled vector."""
+        poolings = [p for p in self.input_bn_poolings() if p is not None]
+        sizes = [self.video_size, self.audio_size][:len(poolings)]
+        pooled = [pool_rows(pooling, rows, self.config.iterations, affine, training)
+                  for pooling, (rows, affine) in zip(
+                      poolings, self.normalized_streams(frames, sizes, training))]
+        return pooled[0] if len(pooled) == 1 else ops.concatenate(pooled, 1)
 
     def predict_sampled(self, frames, num_frames, training=False):
         activation = self.pool(frames, training=training)
@@ -396,10 +421,12 @@ class DbofModel(FrameSamplingModel):
                                   batch_norm=batch_norm, activation=activation, name="hidden")
         self.classifier = create_classifier(config.video_level_classifier_model, config)
 
+    def input_bn_poolings(self) -> list:
+        return [self.dbof]
+
     def predict_sampled(self, frames, num_frames, training=False):
-        flat = ops.reshape(frames, (-1, self.config.feature_size))
-        flat, affine = normalize_input(self.input_bn, flat, training, [self.dbof])
-        pooled = pool_rows(self.dbof, flat, self.config.iterations, affine, training)
+        [(rows, affine)] = self.normalized_streams(frames, [self.config.feature_size], training)
+        pooled = pool_rows(self.dbof, rows, self.config.iterations, affine, training)
         activation = self.hidden(pooled, training=training)
         return self.classifier(activation, training=training)
 

@@ -1,0 +1,32 @@
+"""The ``FrameStreams`` kernel (``frame_streams.cc``): the LF models' input
+preparation in training.
+
+``standardize(frames, sizes, l2_normalize, epsilon)`` takes the sampled
+frames ``[R, D]`` (float32), L2-normalizes each (TF1's ``l2_normalize``,
+where asked), standardizes every column with the rows' moments (TF1's fused
+batch norm in training, without its affine map) and cuts the columns into
+streams of ``sizes``. Returns ``(streams, mean, variance)``, the variance
+Bessel-corrected as the fused batch norm reports it. The frames are data:
+no gradient.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from youtube8m_willow.native.loading import load, runs_here
+
+
+def available() -> bool:
+    """Loaded, on a machine without a GPU (``loading.runs_here``)."""
+    return runs_here("frame_streams")
+
+
+def standardize(frames, sizes: list[int], l2_normalize: bool, epsilon: float):
+    streams, mean, variance = load("frame_streams").frame_streams(
+        frames, num_streams=len(sizes), stream_sizes=[int(s) for s in sizes],
+        l2_normalize=l2_normalize, epsilon=epsilon)
+    return list(streams), mean, variance
+
+
+tf.no_gradient("FrameStreams")
