@@ -94,13 +94,20 @@ def test_adam_has_tf1_constants_and_per_tensor_clipping():
     np.testing.assert_allclose(b.numpy(), [-0.5], rtol=1e-6)
 
 
-def test_batch_metrics_match_eval_util():
+@pytest.mark.parametrize("classes,label_share", [(30, 0.1), (30, 0.9), (12, 0.3)])
+def test_batch_metrics_match_eval_util(classes, label_share):
+    """Against eval_util, with tied scores (the lower class ranks first in
+    both), a video without labels, videos with more labels than the GAP's
+    top 20 (PERR reads past them) and fewer classes than 20."""
     from youtube8m_willow.metrics import eval_util
 
     rng = np.random.default_rng(0)
-    predictions = rng.random((64, 30)).astype(np.float32)
-    labels = (rng.random((64, 30)) < 0.1).astype(np.float32)
+    predictions = rng.random((64, classes)).astype(np.float32)
+    predictions[5] = 0.5
+    predictions[6, ::2] = predictions[6, 1]
+    labels = (rng.random((64, classes)) < label_share).astype(np.float32)
     labels[3] = 0  # a video without labels
+    labels[5, 1] = 1.0
     ours = {k: float(v) for k, v in batch_metrics(predictions, labels, top_k=20).items()}
     assert ours["hit_at_one"] == pytest.approx(eval_util.calculate_hit_at_one(predictions, labels))
     assert ours["perr"] == pytest.approx(

@@ -265,15 +265,13 @@ def metric_parts(predictions: tf.Tensor, labels: tf.Tensor, rows: int,
     """
     from youtube8m_willow.training import batch_metrics
 
-    labels = tf.cast(labels, tf.float32)
-    size = tf.cast(tf.shape(labels)[0], tf.float32)
-    k = min(top_k, predictions.shape[1])
-    values, indices = tf.math.top_k(predictions, k=k)
-    kept = tf.gather(labels, indices, axis=1, batch_dims=1)
+    ranked = batch_metrics.rank(predictions, labels, top_k)
+    size = tf.cast(tf.shape(predictions)[0], tf.float32)
+    values, kept = batch_metrics.top_of(ranked, top_k, predictions.shape[1])
     padding = [[0, rows - tf.shape(values)[0]], [0, 0]]
-    return {"hit_at_one": batch_metrics.hit_at_one(predictions, labels) * size,
-            "perr": batch_metrics.precision_at_equal_recall_rate(predictions, labels) * size,
-            "positives": tf.reduce_sum(labels),
+    return {"hit_at_one": batch_metrics.hit_at_one(ranked) * size,
+            "perr": batch_metrics.precision_at_equal_recall_rate(ranked) * size,
+            "positives": ranked.positives,
             "top_values": tf.pad(values, padding, constant_values=-1.0),
             "top_labels": tf.pad(kept, padding)}
 
