@@ -29,9 +29,8 @@ ON_TENSORFLOW = BACKEND == "tensorflow"
 
 if ON_TENSORFLOW:
     import tensorflow as tf
-    from tensorflow.python.ops import control_flow_util
 
-    from youtube8m_willow.native import frame_streams, softmax_pool, vlad_descriptor
+    from youtube8m_willow.native import frame_streams, loading, softmax_pool, vlad_descriptor
 
 
 def weight_shapes_only():
@@ -375,29 +374,16 @@ def fuses_frame_streams(dtype) -> bool:
 
 
 def _native_kernel_runs(dtype) -> bool:
-    """float32 on TensorFlow, outside XLA and ``tensorflow_ops_only`` (the
-    project's kernels are float32 and the CPU's; ``available`` checks the
-    machine)."""
-    return (ON_TENSORFLOW and not _TENSORFLOW_OPS_ONLY
-            and keras.backend.standardize_dtype(dtype) == "float32"
-            and not control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
+    """float32 on TensorFlow (the project's kernels are float32; their
+    ``available`` checks the machine, the export context and XLA)."""
+    return ON_TENSORFLOW and keras.backend.standardize_dtype(dtype) == "float32"
 
 
-_TENSORFLOW_OPS_ONLY = False
-
-
-@contextlib.contextmanager
 def tensorflow_ops_only():
     """A context in which the layers trace TensorFlow's own ops, none of the
-    project's kernels: for a graph that leaves this process (a SavedModel
-    export, which TensorFlow Serving or a plain TensorFlow must load without
-    the kernels' libraries)."""
-    global _TENSORFLOW_OPS_ONLY
-    before, _TENSORFLOW_OPS_ONLY = _TENSORFLOW_OPS_ONLY, True
-    try:
-        yield
-    finally:
-        _TENSORFLOW_OPS_ONLY = before
+    project's kernels (``native.loading.tensorflow_ops_only``): for a
+    SavedModel export. A plain context on the other backends."""
+    return loading.tensorflow_ops_only() if ON_TENSORFLOW else contextlib.nullcontext()
 
 
 def normalized_vlad(weighted, assignment_sum, scale, shift, squares=None, square_scale=None,

@@ -30,9 +30,10 @@ FLAGS = ["-std=c++17", "-shared", "-fPIC", "-O3", "-DNDEBUG", "-ffp-contract=off
 # softmax_pool: this CPU's whole instruction set (AVX-512 where it has it:
 # its selects and float64 sums run about 1.6x faster than with AVX2), so
 # the library is stamped with the CPU it was built for. vlad_descriptor: the
-# same, for its row loops; frame_streams too.
+# same, for its row loops; frame_streams and dequantize_frames too.
 X86_FLAGS = {"row_block_adam": ["-mavx", "-fno-math-errno"], "softmax_pool": ["-march=native"],
-             "vlad_descriptor": ["-march=native"], "frame_streams": ["-march=native"]}
+             "vlad_descriptor": ["-march=native"], "frame_streams": ["-march=native"],
+             "dequantize_frames": ["-march=native"]}
 KERNELS = tuple(X86_FLAGS)
 
 
