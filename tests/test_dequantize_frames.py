@@ -20,21 +20,31 @@ def test_kernel_is_built():
         "python -m youtube8m_willow.native.build")
 
 
-def batch(videos=4, frames=7, seed=0):
-    """Every byte value, and each feature with frame counts of its own: a
-    video without frames, one whose audio ends first, one with all."""
+FRAMES = 30
+
+
+def batch(seed=0):
+    """Random bytes, every value of them in the first video's frames (all
+    real), and each feature with frame counts of its own: a video without
+    frames, one whose audio ends first, one with a few."""
     rng = np.random.default_rng(seed)
-    video_matrix = rng.integers(0, 256, (videos, frames, sum(SIZES)), dtype=np.uint8)
-    video_matrix.flat[:256] = np.arange(256, dtype=np.uint8)
-    counts = np.array([[frames, frames], [0, 0], [5, 2], [3, 3]], np.int32)[:videos]
+    video_matrix = rng.integers(0, 256, (4, FRAMES, sum(SIZES)), dtype=np.uint8)
+    video_matrix[0].flat[:256] = np.arange(256, dtype=np.uint8)
+    counts = np.array([[FRAMES, FRAMES], [0, 0], [5, 2], [3, 3]], np.int32)
     return tf.constant(video_matrix), tf.constant(counts)
 
 
 def both_paths(monkeypatch, *args, **kwargs):
-    """``dequantize_frames`` through the kernel, then through TensorFlow's ops."""
-    fused = dequantize_frames(*args, **kwargs)
-    monkeypatch.setattr(kernel, "available", lambda: False)
-    plain = dequantize_frames(*args, **kwargs)
+    """``dequantize_frames`` through the kernel (which it must call once),
+    then through TensorFlow's ops."""
+    calls, dequantize = [], kernel.dequantize
+    with monkeypatch.context() as patch:
+        patch.setattr(kernel, "dequantize", lambda *a, **k: calls.append(1) or dequantize(*a, **k))
+        fused = dequantize_frames(*args, **kwargs)
+    assert len(calls) == 1
+    with monkeypatch.context() as patch:
+        patch.setattr(kernel, "available", lambda: False)
+        plain = dequantize_frames(*args, **kwargs)
     return fused.numpy(), plain.numpy()
 
 
@@ -50,7 +60,7 @@ def test_sampled_positions_are_gathered_with_their_padding(monkeypatch):
     """Positions repeated, out of order and past a video's frames: the bytes
     at them, zero where the position is padding."""
     video_matrix, counts = batch()
-    positions = tf.constant([[6, 0, 0, 3], [0, 1, 2, 3], [4, 1, 5, 1], [2, 2, 6, 0]], tf.int32)
+    positions = tf.constant([[29, 0, 0, 3], [0, 1, 2, 3], [4, 1, 5, 1], [2, 2, 6, 0]], tf.int32)
     fused, plain = both_paths(monkeypatch, video_matrix, counts, SIZES, positions)
     assert fused.shape == (4, 4, sum(SIZES))
     np.testing.assert_array_equal(fused.view(np.uint32), plain.view(np.uint32))
@@ -60,16 +70,17 @@ def test_sampled_positions_are_gathered_with_their_padding(monkeypatch):
 def test_an_empty_batch_gives_no_frames(monkeypatch):
     video_matrix, counts = batch()
     fused, plain = both_paths(monkeypatch, video_matrix[:0], counts[:0], SIZES)
-    assert fused.shape == plain.shape == (0, 7, sum(SIZES))
+    assert fused.shape == plain.shape == (0, FRAMES, sum(SIZES))
 
 
 def test_kernel_rejects_bad_positions_and_shapes():
     video_matrix, counts = batch()
     table = tf.zeros([256])
     with pytest.raises(tf.errors.InvalidArgumentError,
-                       match=r"positions\[1, 0\] = 7 is not in \[0, 7\)"):
-        kernel.dequantize(video_matrix, counts, SIZES, table, tf.constant([[0], [7], [0], [0]]))
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"bytes must be \[videos, frames, 9\]"):
+                       match=r"positions\[1, 0\] = 30 is not in \[0, 30\)"):
+        kernel.dequantize(video_matrix, counts, SIZES, table, tf.constant([[0], [30], [0], [0]]))
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"bytes must be \[videos, frames, 9\]"):
         kernel.dequantize(video_matrix[:, :, :8], counts, SIZES, table)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"feature_frames must be \[4, 2\]"):
         kernel.dequantize(video_matrix, counts[:, :1], SIZES, table)

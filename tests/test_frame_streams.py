@@ -6,7 +6,7 @@ errors, and the models taking it only where it applies."""
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import relative_error
+from conftest import relative_error, traced_op_types
 
 from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.layers import kernels
@@ -95,14 +95,23 @@ def test_kernel_rejects_mismatched_shapes():
                              l2_normalize=False, epsilon=EPSILON)
 
 
-def test_the_frames_are_data():
-    """The op has no gradient: nothing flows back to the frames."""
-    x = frames(10, 4)
+@pytest.mark.parametrize("kernel_runs", [True, False])
+def test_the_frames_are_data(kernel_runs, monkeypatch):
+    """``BatchNorm.standardize`` sends no gradient back to the frames, through
+    the kernel (which has none) as through TensorFlow's ops; gamma and beta
+    get theirs through the maps."""
+    monkeypatch.setattr(frame_streams, "available", lambda: kernel_runs)
+    x, layer = frames(10, 4), BatchNorm()
     with tf.GradientTape() as tape:
         tape.watch(x)
-        streams, _, _ = frame_streams.standardize(x, [4], True, EPSILON)
-        loss = tf.reduce_sum(streams[0])
-    assert tape.gradient(loss, x) is None
+        [(rows, affine)] = layer.standardize(x, l2_first=True)
+        loss = tf.reduce_sum(affine.apply(rows) * tf.range(4.0))
+    frames_gradient, gamma_gradient, beta_gradient = tape.gradient(
+        loss, [x, layer.gamma, layer.beta])
+    assert frames_gradient is None
+    np.testing.assert_allclose(beta_gradient, 10 * np.arange(4.0))
+    np.testing.assert_allclose(gamma_gradient, np.sum(rows.numpy() * np.arange(4.0), 0),
+                               atol=1e-5)
 
 
 def test_batch_norm_standardizes_alike_through_the_kernel(monkeypatch):
@@ -137,8 +146,7 @@ def small_lf(**fields) -> ModelConfig:
 def traced_model_ops(model, training, jit_compile=False) -> set:
     batch = {"video_matrix": tf.zeros([2, 10, model.config.feature_size]),
              "num_frames": tf.constant([10, 4])}
-    function = tf.function(lambda b: model(b, training=training), jit_compile=jit_compile)
-    return {op.type for op in function.get_concrete_function(batch).graph.get_operations()}
+    return traced_op_types(model, batch, training, jit_compile)
 
 
 def test_models_take_the_kernel_only_where_it_applies():

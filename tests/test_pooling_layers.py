@@ -233,7 +233,7 @@ def test_cluster_assignment_folds_an_input_affine_into_its_weights(batch_norm):
 
 def test_pending_affine_splits_by_columns():
     affine = _affine(size=5)
-    left, right = affine.split([2])
+    left, right = affine.split([2, affine.scale.shape[0] - 2])
     np.testing.assert_array_equal(np.concatenate([left.scale, right.scale]), affine.scale)
     np.testing.assert_array_equal(np.concatenate([left.offset, right.offset]), affine.offset)
     assert left.scale.shape == (2,) and right.offset.shape == (3,)

@@ -22,8 +22,8 @@ import numpy as np
 import tensorflow as tf
 
 from youtube8m_willow.data.read_errors import assert_no, error_message, first_where
-from youtube8m_willow.native import dequantize_frames as dequantize_kernel
 from youtube8m_willow.data.reader_config import ReaderConfig, ReadStats
+from youtube8m_willow.native import dequantize_frames as dequantize_kernel
 
 
 def dequantize(feat, max_quantized_value: float = 2.0, min_quantized_value: float = -2.0):
@@ -167,7 +167,7 @@ def dequantize_frames(video_matrix: tf.Tensor, feature_frames: tf.Tensor,
         positions: int32 [B, N]: only the frames at these positions of each
             video, gathered (default: all T frames, in order).
     """
-    if dequantize_kernel.available():
+    if video_matrix.dtype == tf.uint8 and dequantize_kernel.available():
         table = _dequantize_bytes(tf.range(256, dtype=tf.int32))
         return dequantize_kernel.dequantize(video_matrix, feature_frames, feature_sizes, table,
                                             positions)

@@ -134,14 +134,15 @@ def normalized_or_biased(weights_name: str, weights, batch_norm, bn_scope: str,
     return names
 
 
-def split_points(sizes: list[int]) -> list[int]:
-    """The column indices at which ``ops.split`` cuts blocks of ``sizes``
-    columns ([1024, 128] -> [1024])."""
-    points, total = [], 0
-    for size in sizes[:-1]:
-        total += int(size)
-        points.append(total)
-    return points
+def split_columns(x, sizes: list[int], axis: int = -1) -> list:
+    """``x`` cut into consecutive blocks of ``sizes`` along ``axis`` (one
+    block: ``[x]``, no op). One split, not slices: its gradient is one
+    concatenation, where each slice's is a zero-filled tensor of ``x``'s
+    size and they are added."""
+    if len(sizes) == 1:
+        return [x]
+    points = [sum(int(size) for size in sizes[:i + 1]) for i in range(len(sizes) - 1)]
+    return ops.split(x, points, axis=axis)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,11 +167,11 @@ class PendingAffine:
         scale, offset = self.parts(x.dtype)
         return x * scale + offset
 
-    def split(self, indices: list[int]) -> list["PendingAffine"]:
-        """The maps of consecutive column blocks, as ``ops.split(x, indices)``
-        splits ``x``'s columns at ``indices``."""
-        scales = ops.split(self.scale, indices)
-        offsets = ops.split(self.offset, indices)
+    def split(self, sizes: list[int]) -> list["PendingAffine"]:
+        """The maps of consecutive column blocks of ``sizes`` columns
+        (``split_columns``)."""
+        scales = split_columns(self.scale, sizes)
+        offsets = split_columns(self.offset, sizes)
         return [PendingAffine(s, o) for s, o in zip(scales, offsets)]
 
     def fold_into(self, kernel):
@@ -254,7 +255,8 @@ class BatchNorm(keras.layers.Layer):
         For consumers that fold the map into what they compute from the
         output (the cluster poolings: their projections' weights, their sums
         over frames): ``x_hat`` is then data, so the gradient never forms the
-        ``[M, C]`` output gradient. ``l2_first``: of the rows L2-normalized
+        ``[M, C]`` output gradient, and none flows back to ``inputs`` (the
+        frames, data themselves). ``l2_first``: of the rows L2-normalized
         first (TF1's ``l2_normalize``: the input scaling, done here with the
         moments where ``kernels.standardized_streams`` runs).
         """
@@ -272,11 +274,9 @@ class BatchNorm(keras.layers.Layer):
             standardized, mean, corrected_variance = kernels.normalize_batch(
                 rows, ops.ones((channels,), "float32"), ops.zeros((channels,), "float32"),
                 self.epsilon)
-            blocks = (ops.split(standardized, split_points(sizes), axis=1) if len(sizes) > 1
-                      else [standardized])
+            blocks = split_columns(ops.stop_gradient(standardized), sizes)
         self.update_moving(mean, corrected_variance, ops.shape(rows)[0])
-        affine = PendingAffine(self.gamma, self.beta)
-        affines = affine.split(split_points(sizes)) if len(sizes) > 1 else [affine]
+        affines = PendingAffine(self.gamma, self.beta).split(sizes)
         return list(zip(blocks, affines))
 
     def update_moving(self, mean, corrected_variance, count):

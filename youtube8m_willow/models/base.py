@@ -44,7 +44,9 @@ class VideoModel(keras.Model):
     (``--input_scaling``, ``models.input_scaling``: the starter's L2
     normalization, or the NeXtVLAD fork's eigenvalue scaling), as the
     original train/eval/inference graphs did, so every caller (training,
-    evaluation, inference, the exported SavedModel) computes the same thing.
+    evaluation, inference, the exported SavedModel) computes the same thing;
+    a model may apply it later in its own forward pass, fused with its first
+    layer (``scales_own_frames``), the same values.
 
     Subclasses implement ``predict_probabilities`` and ``tf1_scopes``; a
     model that samples frames also ``frame_indices`` and ``predict_sampled``;
@@ -103,8 +105,9 @@ class VideoModel(keras.Model):
         return None
 
     def predict_sampled(self, frames, num_frames, training=False):
-        """``predict_probabilities`` after the frame sampling, on the scaled
-        frames at ``frame_indices``; a model that samples implements it."""
+        """``predict_probabilities`` after the frame sampling, on the frames
+        at ``frame_indices`` (scaled, but where ``scales_own_frames``); a
+        model that samples implements it."""
         raise NotImplementedError(f"{type(self).__name__} does not sample frames")
 
     def scales_own_frames(self, training) -> bool:

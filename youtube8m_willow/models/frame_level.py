@@ -21,7 +21,7 @@ from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.layers.classifiers import LogisticClassifier
 from youtube8m_willow.layers.core import (BatchNorm, PendingAffine, divide_no_nan, normal,
                                           normalized_or_biased, register, sequence_mask,
-                                          split_points, variance_scaling)
+                                          split_columns, variance_scaling)
 from youtube8m_willow.layers.kernels import video_matmul, weight_shapes_only
 from youtube8m_willow.layers.dbof import DBoF, GatedDBoF, SoftDBoF, StarterDBoF
 from youtube8m_willow.layers.fisher import NetFV
@@ -131,10 +131,7 @@ def normalize_input(input_bn: BatchNorm | None, flat, sizes: list[int], training
     if folds:
         return input_bn.standardize(flat, sizes, l2_first)
     rows = flat if input_bn is None else input_bn(flat, training=training)
-    # One split, not slices: its gradient is one concatenation, where each
-    # slice's is a zero-filled [B*N, D] tensor and the two are added.
-    streams = ops.split(rows, split_points(sizes), axis=1) if len(sizes) > 1 else [rows]
-    return [(stream, None) for stream in streams]
+    return [(stream, None) for stream in split_columns(rows, sizes)]
 
 
 def pool_rows(pooling, rows, num_samples: int, affine: PendingAffine | None, training):

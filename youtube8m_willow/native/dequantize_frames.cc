@@ -2,8 +2,8 @@
 // as their uint8 bytes (CPU):
 //
 //   out[b, n, c] = table[bytes[b, p, c]]   where p = positions[b, n] (or n)
-//                                          is before feature(c)'s last frame
-//                                          of video b: p < feature_frames[b, f]
+//                                          is one of feature(c)'s frames of
+//                                          video b: p < feature_frames[b, f]
 //                = 0.0                     elsewhere (padding)
 //
 // table holds the 256 floats of the dequantization (TensorFlow's own op
@@ -41,7 +41,9 @@ REGISTER_OP("DequantizeFrames")
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle bytes, positions;
       TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 3, &bytes));
-      if (c->RankKnown(c->input(2)) && c->Rank(c->input(2)) == 2) {
+      if (!c->RankKnown(c->input(2))) {  // [B, N, D] or [B, T, D]
+        c->set_output(0, c->MakeShape({c->Dim(bytes, 0), c->UnknownDim(), c->Dim(bytes, 2)}));
+      } else if (c->Rank(c->input(2)) == 2) {
         positions = c->input(2);
         c->set_output(0, c->MakeShape({c->Dim(bytes, 0), c->Dim(positions, 1),
                                        c->Dim(bytes, 2)}));

@@ -2,7 +2,7 @@
 frames of a batch kept as uint8 bytes, in one pass.
 
 ``dequantize(video_matrix, feature_frames, feature_sizes, table, positions)``
-gives ``table[byte]`` for each byte of a frame before its feature's last
+gives ``table[byte]`` for each byte of a frame up to its feature's last
 frame and 0.0 past it, gathering the frames at ``positions`` (``[B, N]``)
 where given. ``table``: the 256 dequantized values, made by TensorFlow's own
 op, so the floats are its bits. The frames are data: no gradient.
@@ -16,7 +16,8 @@ from youtube8m_willow.native.loading import load, runs_here
 
 
 def available() -> bool:
-    """Loaded, and here a kernel may run (``loading.runs_here``)."""
+    """Loaded, and a kernel may run here: no GPU, not under XLA, not for an
+    export (``loading.runs_here``)."""
     return runs_here("dequantize_frames")
 
 

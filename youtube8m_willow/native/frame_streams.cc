@@ -59,6 +59,14 @@ REGISTER_OP("FrameStreams")
       TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 2, &frames));
       std::vector<int64_t> sizes;
       TF_RETURN_IF_ERROR(c->GetAttr("stream_sizes", &sizes));
+      int num_streams;
+      TF_RETURN_IF_ERROR(c->GetAttr("num_streams", &num_streams));
+      if (static_cast<size_t>(num_streams) != sizes.size()) {
+        return absl::InvalidArgumentError("num_streams must be the number of stream_sizes");
+      }
+      for (int64_t size : sizes) {
+        if (size <= 0) return absl::InvalidArgumentError("stream_sizes must be positive");
+      }
       int64_t width = 0;
       for (size_t i = 0; i < sizes.size(); ++i) {
         c->set_output(i, c->Matrix(c->Dim(frames, 0), sizes[i]));

@@ -19,7 +19,8 @@ from youtube8m_willow.native.loading import load, runs_here
 
 
 def available() -> bool:
-    """Loaded, on a machine without a GPU (``loading.runs_here``)."""
+    """Loaded, and a kernel may run here: no GPU, not under XLA, not for an
+    export (``loading.runs_here``)."""
     return runs_here("row_block_adam")
 
 
