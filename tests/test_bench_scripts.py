@@ -17,6 +17,7 @@ RUNS = {
     "bench_metrics.py": ["--num_videos=2048"],
     "bench_batch_norm.py": ["--channels=8,16", "--rows=64", "--repeats=1"],
     "bench_video_matmul.py": ["--shapes=64x32x4", "--repeats=1"],
+    "bench_input_prep.py": ["--videos=4", "--frames=10", "--sizes=8,4", "--repeats=1"],
     "bench_train.py": ["--model=all", "--warmup=1", "--steps=1", "--batch_size=8",
                        *SMALL_NETVLAD],
     "bench_input.py": ["--num_videos=16", "--num_shards=2", "--frames=10", "--num_classes=20",
@@ -33,7 +34,8 @@ RUNS = {
 }
 # What a script's report must hold, where more than a rate or a parameter
 # count: a row per channel count, marked a multiple of 16 or not; a row
-# per dtype of each shape, a time for each form of the input gradient;
+# per dtype of each shape, a time for each form of the input gradient; a
+# row per part of the input preparation and one for both, each timed both ways;
 # NeXtVLADModel's row, its size the README's (a third of the demo's Gated
 # NetVLAD), its eval GAP read off eval.py; the MoE's GAP in float32 and in
 # bfloat16, their difference and the bar it is held to.
@@ -41,6 +43,9 @@ REPORTS = {"bench_batch_norm.py": r"\| 8 \| no \| [\d.]+ \| [\d.]+ \| [\d.]+x \|
                                   r"\| 16 \| yes \| [\d.]+ \| [\d.]+ \| [\d.]+x \|\n",
            "bench_video_matmul.py": r"\| 64 x 32 \| 4 \| float32 \| [\d.]+ \| [\d.]+ \| [\d.]+ \|\n"
                                     r"\| 64 x 32 \| 4 \| bfloat16 \| [\d.]+ \| [\d.]+ \| [\d.]+ \|\n",
+           "bench_input_prep.py": r"\| bytes to floats \| [\d.]+ \| [\d.]+ \| [\d.]+x \|\n"
+                                  r"\| L2 scaling, input_bn, stream split \| [\d.]+ \| [\d.]+ "
+                                  r"\| [\d.]+x \|\n\| both \| [\d.]+ \| [\d.]+ \| [\d.]+x \|\n",
            "nextvlad_quality.py": r"\| NeXtVLADModel \| 1,471,220 \| .* \| [01]\.\d{3} \|\n",
            "precision_quality.py": r"\| MoeModel \| 2 \| 0\.\d{4} \| 0\.\d{4} \| [+-]0\.\d{4} \| "
                                    r"(within|outside) 0\.003 \| 1: 0\.\d{4} / 0\.\d{4} \|\n"}
