@@ -155,19 +155,21 @@ class FrameSamplingModel(FrameLevelModel):
     (``predict_sampled``, which the subclass implements)."""
 
     sampler: FrameSampler
-    # The batch norm of the sampled frames, where the model has one.
-    input_bn: BatchNorm | None = None
 
     def input_bn_poolings(self) -> list:
-        """The poolings that read ``input_bn``'s output."""
+        """The poolings that read the output of ``input_bn``, the batch norm
+        of the sampled frames (a subclass's attribute, where it has one)."""
         return []
 
     def folds_input_bn(self, training) -> bool:
         """Whether this mode hands the poolings the standardized frames and
         ``input_bn``'s map unapplied (``normalize_input``): in training,
         where every pooling folds the map (``folds_input_affine``)."""
+        # Not a class attribute's default: on PyTorch a class attribute would
+        # hide the instance's layer (torch keeps submodules apart).
+        input_bn = getattr(self, "input_bn", None)
         poolings = [p for p in self.input_bn_poolings() if p is not None]
-        return bool(training and self.input_bn is not None and poolings
+        return bool(training and input_bn is not None and poolings
                     and all(p.folds_input_affine for p in poolings))
 
     def scales_own_frames(self, training) -> bool:
@@ -179,7 +181,7 @@ class FrameSamplingModel(FrameLevelModel):
         """``normalize_input`` of the sampled frames ``[B, N, D]`` as this
         model's mode has them (scaled, or not where ``scales_own_frames``)."""
         flat = ops.reshape(frames, (-1, self.config.feature_size))
-        return normalize_input(self.input_bn, flat, sizes, training,
+        return normalize_input(getattr(self, "input_bn", None), flat, sizes, training,
                                self.folds_input_bn(training), self.scales_own_frames(training))
 
     def frame_indices(self, num_frames, sampling_seed=None):
