@@ -12,15 +12,13 @@ from youtube8m_willow.native import dequantize_frames as kernel
 from youtube8m_willow.native import loading
 
 SIZES = (6, 3)
+FRAMES = 30
 
 
 def test_kernel_is_built():
     assert loading.load("dequantize_frames") is not None, (
         "the dequantize_frames kernel is not built for this CPU and TensorFlow: "
         "python -m youtube8m_willow.native.build")
-
-
-FRAMES = 30
 
 
 def batch(seed=0):

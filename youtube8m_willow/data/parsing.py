@@ -91,11 +91,8 @@ def _dequantize_bytes(quantized: tf.Tensor) -> tf.Tensor:
     The MIN_COMBINED Dequantize op computes min_range + q * (max_range -
     min_range) / 255, the same float32 values as q * 4/255 + (4/512 - 2) (checked
     for all 256 bytes in the tests) at less than half the memory traffic.
-    ``quantized``: uint8, or int32 values 0 to 255 (the kernel's table).
     """
     low = dequantize(0.0)
-    if quantized.dtype != tf.uint8:
-        quantized = tf.cast(quantized, tf.uint8)
     return tf.quantization.dequantize(tf.bitcast(quantized, tf.quint8), low, low + 4.0,
                                       mode="MIN_COMBINED")
 
@@ -168,7 +165,7 @@ def dequantize_frames(video_matrix: tf.Tensor, feature_frames: tf.Tensor,
             video, gathered (default: all T frames, in order).
     """
     if video_matrix.dtype == tf.uint8 and dequantize_kernel.available():
-        table = _dequantize_bytes(tf.range(256, dtype=tf.int32))
+        table = _dequantize_bytes(tf.constant(np.arange(256, dtype=np.uint8)))
         return dequantize_kernel.dequantize(video_matrix, feature_frames, feature_sizes, table,
                                             positions)
     if positions is not None:
