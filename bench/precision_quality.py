@@ -13,7 +13,8 @@ compute), the same flags and seed, on two workloads:
 
 Each row gives both GAPs and bfloat16's minus float32's. With several
 ``--seeds`` each precision trains once per seed (the same seed in both) and
-the row gives the mean GAPs, their difference and each run's GAPs: training
+the row gives the mean GAPs, their difference with the standard error of
+the mean of the seeds' differences, and each run's GAPs: training
 on two cores is not bitwise repeatable (its reductions' order varies), and
 300 steps of the frame-level model move its GAP by several thousandths from
 run to run in either precision. The bar this project holds bfloat16 to:
@@ -58,6 +59,16 @@ def eval_gap(train_dir: str, patterns: tuple[str, str], model_flags: list[str], 
     if int(step) != steps:
         raise RuntimeError(f"eval.py evaluated step {step}, not {steps}")
     return float(gap)
+
+
+def difference_cell(float32: list[float], bfloat16: list[float]) -> str:
+    """bfloat16's mean GAP minus float32's; with several seeds, ``± `` the
+    standard error of the mean of the per-seed differences."""
+    differences = [b - f for f, b in zip(float32, bfloat16, strict=True)]
+    cell = f"{statistics.mean(bfloat16) - statistics.mean(float32):+.4f}"
+    if len(differences) < 2:
+        return cell
+    return f"{cell} ± {statistics.stdev(differences) / len(differences) ** 0.5:.4f}"
 
 
 def workloads(args, folder: Path) -> dict:
@@ -108,7 +119,8 @@ def main() -> int:
             runs = ", ".join(f"{seed}: {f32:.4f} / {bf16:.4f}" for seed, f32, bf16
                              in zip(seeds, gaps["float32"], gaps["bfloat16"]))
             print(f"| {name} | {steps} | {means['float32']:.4f} | {means['bfloat16']:.4f} | "
-                  f"{difference:+.4f} | {'within' if abs(difference) <= bar else 'outside'} "
+                  f"{difference_cell(gaps['float32'], gaps['bfloat16'])} | "
+                  f"{'within' if abs(difference) <= bar else 'outside'} "
                   f"{bar} | {runs} |", flush=True)
     return 0
 

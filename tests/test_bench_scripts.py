@@ -27,6 +27,12 @@ RUNS = {
     "bench_segments.py": ["--num_segments=3000", "--num_classes=200", "--whitelist=50",
                           "--segment_max_pred=100"],
     "param_counts.py": ["--markdown"],
+    "step_profile.py": ["--steps=1", "--warmup=1", "--top=3", "--floor_size=128",
+                        "--floor_megabytes=8",
+                        "--model_flags=--model=NetVLADModelLF --netvlad_cluster_size=4 "
+                        "--netvlad_hidden_size=16 --iterations=5 --num_classes=20 "
+                        "--frame_features=True --feature_names=rgb,audio "
+                        "--feature_sizes=1024,128 --batch_size=8"],
     "nextvlad_quality.py": ["--steps=2", "--only=NeXtVLADModel"],
     "precision_quality.py": ["--only=MoeModel", "--moe_steps=2",
                              "--moe_train=validate0000.tfrecord",
@@ -36,7 +42,8 @@ RUNS = {
 # count: a row per channel count, marked a multiple of 16 or not; a row
 # per dtype of each shape, a time for each form of the input gradient; a
 # row per part of the input preparation and one for both, each timed both ways;
-# NeXtVLADModel's row, its size the README's (a third of the demo's Gated
+# the step profile's floor ratios and a row per kind (the tiny NetVLAD runs
+# the project's kernels), then its longest ops; NeXtVLADModel's row, its size the README's (a third of the demo's Gated
 # NetVLAD), its eval GAP read off eval.py; the MoE's GAP in float32 and in
 # bfloat16, their difference and the bar it is held to.
 REPORTS = {"bench_batch_norm.py": r"\| 8 \| no \| [\d.]+ \| [\d.]+ \| [\d.]+x \|\n"
@@ -46,6 +53,15 @@ REPORTS = {"bench_batch_norm.py": r"\| 8 \| no \| [\d.]+ \| [\d.]+ \| [\d.]+x \|
            "bench_input_prep.py": r"\| bytes to floats \| [\d.]+ \| [\d.]+ \| [\d.]+x \|\n"
                                   r"\| L2 scaling, input_bn, stream split \| [\d.]+ \| [\d.]+ "
                                   r"\| [\d.]+x \|\n\| both \| [\d.]+ \| [\d.]+ \| [\d.]+x \|\n",
+           "step_profile.py": r"step / floor: [\d.]+x \(wall time\), [\d.]+x \(op time\)\n"
+                              r"(.*\n){2}"
+                              r"\| matmuls \| [\d.]+ \| [\d.]+% \| [\d.]+ \| \d+ GFLOP/s .*\n"
+                              r"\| Adam and norms \| [\d.]+ \| [\d.]+% \| [\d.]+ "
+                              r"\| [\d.]+ GB/s .*\n"
+                              r"\| the project's kernels \| [\d.]*[1-9][\d.]* \| .*\n\| XLA \| .*\n"
+                              r"\| copies \| .*\n\| the rest \| .*\n"
+                              r"\| all ops \| [\d.]+ \| 100\.0% \| [\d.]+ \| \|\n"
+                              r"the 3 longest ops:\n(.*\n){2}(\| .* \| [\d.]+ \| [\d.]+ \|\n){3}",
            "nextvlad_quality.py": r"\| NeXtVLADModel \| 1,471,220 \| .* \| [01]\.\d{3} \|\n",
            "precision_quality.py": r"\| MoeModel \| 2 \| 0\.\d{4} \| 0\.\d{4} \| [+-]0\.\d{4} \| "
                                    r"(within|outside) 0\.003 \| 1: 0\.\d{4} / 0\.\d{4} \|\n"}
@@ -150,6 +166,82 @@ def _bench_module(name):
         return __import__(name)
     finally:
         sys.path.remove(str(REPO / "bench"))
+
+
+def test_precision_quality_gives_the_differences_standard_error():
+    quality = _bench_module("precision_quality")
+    assert quality.difference_cell([0.84], [0.83]) == "-0.0100"
+    # Per-seed differences -0.01 and 0: mean -0.005, standard deviation
+    # 0.00707, over the square root of 2 seeds.
+    assert quality.difference_cell([0.84, 0.83], [0.83, 0.83]) == "-0.0050 ± 0.0050"
+
+
+def test_step_profile_sums_each_ops_time_by_kind():
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    profile = _bench_module("step_profile")
+    space = xplane_pb2.XSpace()
+    plane = space.planes.add()
+    labels = ["hidden/MatMul:_MklNativeFusedMatMul", "RowBlockApplyAdam:RowBlockApplyAdam",
+              "vlad/NormalizedVlad:NormalizedVlad", "transpose_9:_MklTranspose",
+              "add:AddV2", "ExecutorState::Process", profile.XLA_EVENT]
+    for index, label in enumerate(labels, 1):
+        plane.event_metadata[index].name = label
+
+    def line(name, events):
+        """A thread's events: (metadata id, start ms, duration ms)."""
+        added = plane.lines.add(name=name)
+        for metadata_id, start, milliseconds in events:
+            added.events.add(metadata_id=metadata_id, offset_ps=int(start * 1e9),
+                             duration_ps=int(milliseconds * 1e9))
+
+    # The executor's own event (6) wraps the ops and is left out; an event
+    # inside a counted one (the XLA execution inside "add" on the third
+    # thread) is not counted again; a thread not the executor's is left out.
+    line("tf_Compute/1", [(6, 0, 110), (1, 0, 40), (2, 40, 20), (3, 60, 10), (1, 70, 30),
+                          (7, 100, 5)])
+    line("tf_Compute/2", [(4, 0, 4), (5, 4, 1)])
+    line("tf_Compute/3", [(5, 0, 2), (7, 0.5, 1)])
+    line("tf_data_private_threadpool", [(5, 0, 50)])
+    ops = profile.op_times(space)
+    assert [(op.name, op.calls) for op in ops] == [
+        ("hidden/MatMul", 2), ("RowBlockApplyAdam", 1), ("vlad/NormalizedVlad", 1),
+        ("XLA", 1), ("transpose_9", 1), ("add", 2)]
+    assert ops[0].seconds == pytest.approx(0.070)
+    project_ops = profile.project_op_types()
+    assert {"NormalizedVlad", "NormalizedVladGrad", "RowBlockApplyAdam", "FrameStreams",
+            "DequantizeFrames"} <= project_ops
+    totals = profile.by_kind(ops, project_ops)
+    assert totals == pytest.approx({"matmuls": 0.070, "Adam and norms": 0.020,
+                                    "the project's kernels": 0.010, "XLA": 0.005,
+                                    "copies": 0.004, "the rest": 0.003})
+    assert profile.kind_of("_MklBatchMatMulV2", project_ops) == "matmuls"
+    assert profile.kind_of("ResourceApplyAdam", project_ops) == "Adam and norms"
+    assert profile.kind_of("ConcatV2", project_ops) == "copies"
+
+
+def test_step_profile_rows_without_a_flop_count():
+    from types import SimpleNamespace
+
+    profile = _bench_module("step_profile")
+    floor = SimpleNamespace(rate=100.0, bandwidth=10.0)
+    totals = dict.fromkeys(profile.KINDS, 0.0)
+    totals.update({"matmuls": 0.6, "Adam and norms": 0.28, "the rest": 0.12})
+    rows = profile.kind_rows(totals, 2, None, 1_000_000, floor)
+    # Two steps: 300 ms of matmuls a step, whose floor is unknown without
+    # the count; Adam's 28 MB at 10 GB/s is 2.8 ms, moved in 140 ms.
+    assert rows[2] == "| matmuls | 300.0 | 60.0% | n/a |  |"
+    assert rows[3] == "| Adam and norms | 140.0 | 28.0% | 2.8 | 0.2 GB/s (floor 10.0) |"
+    assert rows[5] == "| XLA | 0.0 | 0.0% | 0.0 |  |"
+    assert rows[-1] == "| all ops | 500.0 | 100.0% | n/a | |"
+
+
+def test_step_profile_names_one_recipe_row():
+    profile = _bench_module("step_profile")
+    with pytest.raises(SystemExit, match="names 0 of the recipe's rows"):
+        profile.model_flag_args(profile.parse_args(["--row=no such row"]))
+    name, flags = profile.model_flag_args(profile.parse_args(["--row=gatednetvladLF"]))
+    assert name.startswith("gatednetvladLF") and "--model=NetVLADModelLF" in flags
 
 
 def test_nextvlad_rows_are_the_authors_recipes():
