@@ -22,17 +22,18 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 X86 = platform.machine().lower() in ("x86_64", "amd64")
 # No contracted multiply-adds: TensorFlow's own kernels round each product
-# and sum apart, and row_block_adam must give their bits.
+# and sum apart, and row_block_adam must give their bits (-march=native
+# allows FMA instructions; this keeps them out of its arithmetic).
 FLAGS = ["-std=c++17", "-shared", "-fPIC", "-O3", "-DNDEBUG", "-ffp-contract=off", "-w"]
 # Each kernel's own flags on x86: this CPU's whole instruction set (AVX-512
 # where it has it), so each library is stamped with the CPU it was built
 # for. softmax_pool: its selects and float64 sums run about 1.6x faster
 # than with AVX2; vlad_descriptor, frame_streams and dequantize_frames: their
-# row loops; row_block_adam: TF1's Adam with twice AVX's lanes for its
-# divisions and square roots, which held it below the memory's rate, and
-# the same bits as TensorFlow's own AVX kernel (no contracted multiply-adds;
-# IEEE divisions and square roots round alike at any width), its square
-# roots vectorized without errno.
+# row loops; row_block_adam: TF1's Adam with AVX-512's lanes where the CPU
+# has them, twice AVX's, for its divisions and square roots (with AVX alone
+# they held it below the memory's rate), and the same bits as TensorFlow's
+# own AVX kernel (no contracted multiply-adds; IEEE divisions and square
+# roots round alike at any width), its square roots vectorized without errno.
 X86_FLAGS = {"row_block_adam": ["-march=native", "-fno-math-errno"],
              "softmax_pool": ["-march=native"], "vlad_descriptor": ["-march=native"],
              "frame_streams": ["-march=native"], "dequantize_frames": ["-march=native"]}
@@ -67,7 +68,7 @@ def stamp_path(name: str) -> Path:
 
 def built_for_this_cpu(name: str) -> bool:
     """False for a kernel tuned to another CPU (its instructions may be
-    missing here); True for one built for any."""
+    missing here); True for one built for any (off x86, where none is tuned)."""
     if not tuned_to_cpu(name):
         return True
     stamp = stamp_path(name)

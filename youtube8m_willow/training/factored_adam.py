@@ -30,7 +30,7 @@ weight with an L2 penalty, not one used twice) of at least
 ``updates.LARGE_GRADIENT_ELEMENTS``, with a batch small against the weight
 (``MAX_BATCH_SHARE``: else the Gram matrices cost more than they save), in
 a graph, on a machine without a GPU (the kernel is the CPU's), where the
-kernel is built; anything else keeps TensorFlow's path
+kernel is built for this CPU; anything else keeps TensorFlow's path
 (``training.updates``).
 """
 

@@ -23,7 +23,7 @@ product with the scale) bit for bit, given the scale; the scale itself
 differs from ``l2_loss``'s in the last digits, and only when clipping. The
 compiled pass that would add the term fuses the multiply and the add where
 XLA chooses to: a few ulps from both. Only on a machine without a GPU (the
-kernels are the CPU's), with the kernels built, for matrices, in the
+kernels are the CPU's), with the kernels built for this CPU, for matrices, in the
 in-place Adam update without float16 loss scaling. Only a gradient that is
 still the compiled pass's output takes it: one summed over replicas comes
 out of the all-reduce instead, and keeps the whole-gradient path.
