@@ -188,6 +188,11 @@ def _child(request: dict, stdin: int, stdout: int, stderr: int) -> None:
         if fd != target:
             os.dup2(fd, target)
             os.close(fd)
+    # As python started from a shell: SIGINT raises KeyboardInterrupt and no
+    # signal is blocked, whatever the server inherited from the pytest worker
+    # that started it (a handler set to ignore SIGINT, a blocked mask).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
