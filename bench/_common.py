@@ -22,8 +22,41 @@ import threading
 import time
 from pathlib import Path
 
+from youtube8m_willow import startup
+
 RESULT_PREFIX = "RESULT "
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# The environment this bench was started in: what an external instrument's
+# original runs under (TensorFlow's own oneDNN default for the CPU). The
+# benches themselves measure the project as its scripts run it, oneDNN on
+# whatever the CPU (``startup.use_onednn``).
+STARTED_ENV = dict(os.environ)
+startup.use_onednn()
+
+
+def instrument_env(**extra: str) -> dict[str, str]:
+    """An external instrument's environment: the bench's own at its start
+    (so an original gets TensorFlow's defaults), with ``extra``; the project
+    side it runs sets its own start-up environment, as the scripts do."""
+    return {**STARTED_ENV, **extra}
+
+
+def instrument_onednn() -> str:
+    """The line an instrument bench prints: oneDNN on each side."""
+    started = STARTED_ENV.get(startup.ONEDNN_ENV)
+    other = (f"{startup.ONEDNN_ENV}={started}" if started is not None else
+             "at TensorFlow's default for this CPU (on only with AVX-512 VNNI or BF16, "
+             "AVX-VNNI or AMX)")
+    return f"oneDNN: this project {onednn_setting()} (its scripts' setting), the other side {other}"
+
+
+def onednn_setting() -> str:
+    """oneDNN as TensorFlow reads it: on, off, or its default for the CPU."""
+    value = os.environ.get(startup.ONEDNN_ENV, "").strip().lower()
+    if value in ("1", "true"):
+        return "on"
+    return "off" if value in ("0", "false") else "at TensorFlow's default for this CPU"
 
 
 def _read(path: str) -> str:
@@ -61,11 +94,10 @@ def machine() -> str:
     memory = re.search(r"MemTotal:\s+(\d+) kB", _read("/proc/meminfo"))
     flags = cpu_flags()
     extensions = [name for name in ("avx512f", "avx512_bf16", "amx_bf16") if name in flags]
-    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "on")
     total = f"{int(memory.group(1)) / 2**20:.0f} GiB memory" if memory else "memory unknown"
     return (f"{cpu_model()}, {os.cpu_count()} cores, {total}, "
             f"{'/'.join(extensions) or 'no AVX-512'}; "
-            f"TensorFlow {tf.__version__}, Keras {keras.__version__}, oneDNN {onednn}, "
+            f"TensorFlow {tf.__version__}, Keras {keras.__version__}, oneDNN {onednn_setting()}, "
             f"Python {platform.python_version()}")
 
 

@@ -88,7 +88,7 @@ def first_shards(shards: list[Path], number: int, folder: Path) -> str:
 
 
 def original_env() -> dict:
-    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_USE_LEGACY_KERAS": "1"}
+    return _common.instrument_env(TF_CPP_MIN_LOG_LEVEL="2", TF_USE_LEGACY_KERAS="1")
 
 
 def train_original(reference: Path, flags: list[str], batch: int, records: str, steps: int,
@@ -184,6 +184,7 @@ def main() -> int:
               file=sys.stderr)
         return 2
     print(f"machine: {_common.machine()}")
+    print(_common.instrument_onednn())
     print(f"inference batch {args.batch_size}, the original's train_dir after "
           f"{args.train_steps} step(s), {args.rounds} round(s) per side, synthetic 2017-format "
           "records (frame-level: 100-300 frames)")

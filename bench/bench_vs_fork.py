@@ -44,7 +44,7 @@ def measure(side: str, reference: Path, flags: list[str], data: str, steps: int,
     train_dir = work / f"{side}_train_dir"
     args = [f"--train_data_pattern={data}", f"--train_dir={train_dir}", f"--max_steps={steps}",
             *flags]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "YT8M_PROGRESS": "lines"}
+    env = _common.instrument_env(TF_CPP_MIN_LOG_LEVEL="2", YT8M_PROGRESS="lines")
     if side == "fork":
         env["TF_USE_LEGACY_KERAS"] = "1"  # the fork's TF1 layers
         command = [str(_common.reference_python(reference)), "train.py", *args]
@@ -82,6 +82,7 @@ def main() -> int:
               "venv/): nothing measured", file=sys.stderr)
         return 1
     print(f"machine: {_common.machine()}")
+    print(_common.instrument_onednn())
     print(f"steps {args.first}..{args.steps} (median), {args.rounds} round(s) per side, "
           f"batch 80, {args.videos} synthetic videos of 100-300 frames, 3862 classes"
           + (f", project flags {args.project_flags}" if args.project_flags else ""))

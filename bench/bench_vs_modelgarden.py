@@ -126,9 +126,9 @@ def measure_project(batch: int, data: str, args) -> dict[str, float]:
 
 
 def measure_both(batch: int, args) -> dict[str, dict[str, float]]:
-    env = {**os.environ, "ROUNDS": str(args.rounds),
-           "MGEXTRA": f"{STARTER_COMPUTATION} --precision={args.precision}",
-           "PEXTRA": f"--precision={args.precision}"}
+    env = _common.instrument_env(
+        ROUNDS=str(args.rounds), MGEXTRA=f"{STARTER_COMPUTATION} --precision={args.precision}",
+        PEXTRA=f"--precision={args.precision}")
     result = subprocess.run(
         ["bash", args.instrument, args.model_garden, str(REPO), str(args.steps), str(args.first),
          str(batch), str(args.cluster), str(args.hidden), str(args.frames), str(args.mixtures)],
@@ -188,6 +188,7 @@ def main() -> int:
     batches = [int(b) for b in args.batch_sizes.split(",")]
     both = instrument_ready(args)
     print(f"machine: {_common.machine()}; {datetime.now():%Y-%m-%d}")
+    print(_common.instrument_onednn())
     print(f"DbofModel + MoeModel, 3862 classes, cluster {args.cluster}, hidden {args.hidden}, "
           f"{args.frames} frames, {args.mixtures} mixtures, {args.precision}; steps "
           f"{args.first}..{args.steps} (median)")

@@ -49,7 +49,7 @@ def rows(video_data: str | None) -> dict[str, list[str]]:
 
 def measure(instrument: str, name: str, flags: list[str], steps: int, first: int,
             rounds: int, video_data: str | None, extra: str) -> dict:
-    env = {**os.environ, "SBS_ROUNDS": str(rounds), "PEXTRA": extra}
+    env = _common.instrument_env(SBS_ROUNDS=str(rounds), PEXTRA=extra)
     if video_data:
         env["SBS_DATA"] = video_data
     result = subprocess.run(["bash", instrument, name, str(steps), str(first), " ".join(flags)],
@@ -81,6 +81,7 @@ def main() -> int:
               "bench_paper_models.py gives this project's own figures", file=sys.stderr)
         return 1
     print(f"machine: {_common.machine()}")
+    print(_common.instrument_onednn())
     print(f"steps {args.first}..{args.steps} (median), {args.rounds} round(s) per side"
           + (f", project flags {args.project_flags}" if args.project_flags else ""))
     print("| model | original s/step | port s/step | speed-up | original max RSS | "

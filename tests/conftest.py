@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 
 import forked
+from youtube8m_willow.startup import use_onednn
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+use_onednn()  # the scripts' TensorFlow, in the workers and all they start
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Under `-n N` the workers already share the cores: one thread inside
     # each op (in a worker and in the scripts it starts) instead of N, which

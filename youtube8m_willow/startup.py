@@ -46,10 +46,28 @@ def use_tensorflow_keras() -> None:
     os.environ["KERAS_BACKEND"] = "tensorflow"
 
 
+ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
+
+
+def use_onednn() -> None:
+    """TensorFlow's oneDNN kernels on every x86 CPU (an explicit
+    TF_ENABLE_ONEDNN_OPTS wins). On Linux TF turns them on by itself only
+    where the CPU has AVX-512 VNNI or BF16, AVX-VNNI or AMX; elsewhere, as on
+    an AVX2-only EPYC, it runs Eigen's matmuls and allocates every tensor
+    with ``posix_memalign``, whose large blocks are mapped and zeroed afresh
+    each time. With oneDNN on, the matmuls are oneDNN's and large tensors
+    come from its caching allocator: on a 2-core AVX2 EPYC a 4096^2 float32
+    matmul runs at about 100 GFLOP/s instead of 58, and an 89 MB
+    element-wise product takes 9.5 ms instead of 45. Takes effect only
+    before TensorFlow is imported."""
+    os.environ.setdefault(ONEDNN_ENV, "1")
+
+
 def prepare_environment() -> None:
-    """The process environment of a script (quiet TensorFlow, Keras on
-    TensorFlow); call it before TensorFlow or Keras is imported."""
+    """The process environment of a script (quiet TensorFlow, oneDNN on,
+    Keras on TensorFlow); call it before TensorFlow or Keras is imported."""
     quiet_tensorflow_startup()
+    use_onednn()
     use_tensorflow_keras()
 
 
