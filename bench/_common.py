@@ -28,11 +28,10 @@ RESULT_PREFIX = "RESULT "
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # The environment this bench was started in: what an external instrument's
-# original runs under (TensorFlow's own oneDNN default for the CPU). The
-# benches themselves measure the project as its scripts run it, oneDNN on
-# whatever the CPU (``startup.use_onednn``).
+# original runs under (TensorFlow's defaults). The benches themselves measure
+# the project as its scripts run it (``startup.use_caching_allocator``).
 STARTED_ENV = dict(os.environ)
-startup.use_onednn()
+startup.use_caching_allocator()
 
 
 def instrument_env(**extra: str) -> dict[str, str]:
@@ -42,21 +41,20 @@ def instrument_env(**extra: str) -> dict[str, str]:
     return {**STARTED_ENV, **extra}
 
 
-def instrument_onednn() -> str:
-    """The line an instrument bench prints: oneDNN on each side."""
-    started = STARTED_ENV.get(startup.ONEDNN_ENV)
-    other = (f"{startup.ONEDNN_ENV}={started}" if started is not None else
-             "at TensorFlow's default for this CPU (on only with AVX-512 VNNI or BF16, "
-             "AVX-VNNI or AMX)")
-    return f"oneDNN: this project {onednn_setting()} (its scripts' setting), the other side {other}"
+def tensorflow_setting(env=None) -> str:
+    """oneDNN and the CPU allocator of a TensorFlow started with ``env``
+    (this process's environment by default)."""
+    env = os.environ if env is None else env
+    if startup.onednn_on(env):
+        return "oneDNN on"
+    bfc = env.get(startup.BFC_ENV, "").strip().lower() in ("1", "true")
+    return f"oneDNN off, {'caching (BFC)' if bfc else 'default'} allocator"
 
 
-def onednn_setting() -> str:
-    """oneDNN as TensorFlow reads it: on, off, or its default for the CPU."""
-    value = os.environ.get(startup.ONEDNN_ENV, "").strip().lower()
-    if value in ("1", "true"):
-        return "on"
-    return "off" if value in ("0", "false") else "at TensorFlow's default for this CPU"
+def instrument_setting() -> str:
+    """The line an instrument bench prints: TensorFlow's setting on each side."""
+    return (f"TensorFlow: this project {tensorflow_setting()} (its scripts' setting), "
+            f"the other side {tensorflow_setting(STARTED_ENV)} (the bench's environment)")
 
 
 def _read(path: str) -> str:
@@ -79,11 +77,7 @@ def cpu_model(cpuinfo: str | None = None) -> str:
     return cpu.group(1).strip() if cpu else (platform.processor() or platform.machine())
 
 
-def cpu_flags(cpuinfo: str | None = None) -> set[str]:
-    """The CPU's feature flags (the first ``flags`` line of ``/proc/cpuinfo``)."""
-    flags = re.search(r"^flags\s*:\s*(.+)$", _read("/proc/cpuinfo") if cpuinfo is None
-                      else cpuinfo, re.M)
-    return set(flags.group(1).split()) if flags else set()
+cpu_flags = startup.cpu_flags
 
 
 def machine() -> str:
@@ -97,7 +91,7 @@ def machine() -> str:
     total = f"{int(memory.group(1)) / 2**20:.0f} GiB memory" if memory else "memory unknown"
     return (f"{cpu_model()}, {os.cpu_count()} cores, {total}, "
             f"{'/'.join(extensions) or 'no AVX-512'}; "
-            f"TensorFlow {tf.__version__}, Keras {keras.__version__}, oneDNN {onednn_setting()}, "
+            f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {tensorflow_setting()}, "
             f"Python {platform.python_version()}")
 
 

@@ -184,7 +184,7 @@ def main() -> int:
               file=sys.stderr)
         return 2
     print(f"machine: {_common.machine()}")
-    print(_common.instrument_onednn())
+    print(_common.instrument_setting())
     print(f"inference batch {args.batch_size}, the original's train_dir after "
           f"{args.train_steps} step(s), {args.rounds} round(s) per side, synthetic 2017-format "
           "records (frame-level: 100-300 frames)")

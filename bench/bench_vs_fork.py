@@ -82,7 +82,7 @@ def main() -> int:
               "venv/): nothing measured", file=sys.stderr)
         return 1
     print(f"machine: {_common.machine()}")
-    print(_common.instrument_onednn())
+    print(_common.instrument_setting())
     print(f"steps {args.first}..{args.steps} (median), {args.rounds} round(s) per side, "
           f"batch 80, {args.videos} synthetic videos of 100-300 frames, 3862 classes"
           + (f", project flags {args.project_flags}" if args.project_flags else ""))

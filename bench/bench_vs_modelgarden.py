@@ -188,7 +188,7 @@ def main() -> int:
     batches = [int(b) for b in args.batch_sizes.split(",")]
     both = instrument_ready(args)
     print(f"machine: {_common.machine()}; {datetime.now():%Y-%m-%d}")
-    print(_common.instrument_onednn())
+    print(_common.instrument_setting())
     print(f"DbofModel + MoeModel, 3862 classes, cluster {args.cluster}, hidden {args.hidden}, "
           f"{args.frames} frames, {args.mixtures} mixtures, {args.precision}; steps "
           f"{args.first}..{args.steps} (median)")

@@ -81,7 +81,7 @@ def main() -> int:
               "bench_paper_models.py gives this project's own figures", file=sys.stderr)
         return 1
     print(f"machine: {_common.machine()}")
-    print(_common.instrument_onednn())
+    print(_common.instrument_setting())
     print(f"steps {args.first}..{args.steps} (median), {args.rounds} round(s) per side"
           + (f", project flags {args.project_flags}" if args.project_flags else ""))
     print("| model | original s/step | port s/step | speed-up | original max RSS | "

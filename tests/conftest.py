@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 import forked
-from youtube8m_willow.startup import use_onednn
+from youtube8m_willow.startup import use_caching_allocator
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-use_onednn()  # the scripts' TensorFlow, in the workers and all they start
+use_caching_allocator()  # the scripts' TensorFlow, in the workers and all they start
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Under `-n N` the workers already share the cores: one thread inside
     # each op (in a worker and in the scripts it starts) instead of N, which
@@ -132,11 +132,15 @@ TF_CHATTER = ("absl::InitializeLog", "cpu_feature_guard", "rebuild TensorFlow", 
               "will be renamed to", "Sharding callback", "Assets written", "fingerprint")
 
 
+SUITE_ENV = ("TF_CPP_MIN_LOG_LEVEL", "TF_CPU_ALLOCATOR_USE_BFC", "TF_CPU_BFC_MEM_LIMIT_IN_MB",
+             "YT8M_VERBOSE_TF")
+
+
 def user_env(**extra: str) -> dict:
-    """The environment of a user who set nothing: no TF_CPP_MIN_LOG_LEVEL
-    (which this suite sets for itself) and no YT8M_VERBOSE_TF."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("TF_CPP_MIN_LOG_LEVEL", "YT8M_VERBOSE_TF")}
+    """The environment of a user who set nothing: none of the variables this
+    suite sets for itself (TF's log level and allocator) and no
+    YT8M_VERBOSE_TF."""
+    env = {k: v for k, v in os.environ.items() if k not in SUITE_ENV}
     return {**env, **extra}
 
 

@@ -372,6 +372,24 @@ def test_machine_reads_the_cpu_flags():
     assert "no native bfloat16" in _bench_module("machine").feature_lines({"avx2"})[1]
 
 
+def test_an_instrument_runs_its_original_in_the_environment_the_bench_started_in(
+        monkeypatch):
+    """The benches measure the project as its scripts run (their allocator);
+    an original driven by an instrument keeps TensorFlow's defaults, or what
+    the user set, and the bench says which."""
+    common = _bench_module("_common")
+    monkeypatch.setattr(common, "STARTED_ENV", {"PATH": "/bin"})
+    assert common.instrument_env(SBS_ROUNDS="2") == {"PATH": "/bin", "SBS_ROUNDS": "2"}
+    monkeypatch.setattr(common, "STARTED_ENV", {"TF_ENABLE_ONEDNN_OPTS": "0"})
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+    monkeypatch.setenv("TF_CPU_ALLOCATOR_USE_BFC", "true")
+    assert common.instrument_setting() == (
+        "TensorFlow: this project oneDNN off, caching (BFC) allocator (its scripts' setting), "
+        "the other side oneDNN off, default allocator (the bench's environment)")
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")
+    assert common.tensorflow_setting() == "oneDNN on"
+
+
 def test_machine_floor_arithmetic():
     machine = _bench_module("machine")
     # Adam reads parameter, gradient, m, v and writes parameter, m, v: 7 float32.

@@ -4,6 +4,7 @@ stderr by default; YT8M_VERBOSE_TF=1 brings it back."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 
@@ -11,19 +12,29 @@ import pytest
 
 from conftest import REPO, chatter, user_env
 from youtube8m_willow.data.synthetic import write_synthetic_dataset
-from youtube8m_willow.startup import modules_hidden
+from youtube8m_willow.startup import (BFC_ENV, BFC_LIMIT_ENV, ONEDNN_ENV, modules_hidden,
+                                      onednn_on, use_caching_allocator)
 
 MODEL = ["--model=LogisticModel", "--feature_names=mean_rgb,mean_audio", "--feature_sizes=16,8",
          "--num_classes=6"]
 
 
 UNUSED = ("jax", "pandas")  # what TensorFlow and Keras import if installed
-# Runs the script as `python script args` does, then says on its last line of
-# stderr which of UNUSED the process imported.
+# Runs the script as `python script args` does, then says on its last lines of
+# stderr whether its CPU allocator is a caching one (those keep statistics)
+# and which of UNUSED it imported.
 LOADED_PROBE = f"""
 import atexit, runpy, sys
 atexit.register(lambda: print("imported:", *sorted({set(UNUSED)} & set(sys.modules)),
                               file=sys.stderr))
+def allocator():
+    import tensorflow as tf
+    try:
+        caching = tf.config.experimental.get_memory_info("CPU:0")["peak"] > 0
+    except ValueError:  # "Allocator stats not available": posix_memalign per tensor
+        caching = False
+    print("caching allocator:", caching, file=sys.stderr)
+atexit.register(allocator)  # runs first
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
@@ -61,6 +72,9 @@ def test_scripts_start_quietly_and_leave_out_unused_imports(pattern, tmp_path):
     stderr = train(tmp_path, pattern, probe=True)
     assert "training step 2 " in stderr and "training stopped" in stderr
     assert chatter(stderr) == [] and stderr.splitlines()[-1] == "imported:"
+    # Large tensors from a caching allocator on every CPU, also where TF's
+    # default is posix_memalign per tensor (startup.use_caching_allocator).
+    assert stderr.splitlines()[-2] == "caching allocator: True"
     stderr = run("eval.py", f"--train_dir={tmp_path}", f"--eval_data_pattern={pattern}",
                  "--run_once=True", probe=True)
     assert "epoch/eval number 2 " in stderr and chatter(stderr) == []
@@ -85,32 +99,44 @@ def test_an_explicit_tf_log_level_is_respected(pattern, tmp_path):
     assert any(line.startswith("I") and ".cc:" in line for line in stderr.splitlines())
 
 
-FILTER_PROBE = """
-import os, sys
-from youtube8m_willow.cli import stderr_without
-with stderr_without((b"notice A", b"notice B")):
-    os.write(2, b"before\\nnotice A from C++\\n")
-    print("python line", file=sys.stderr)
-    os.write(2, b"notice B again\\nafter\\n")
-os.write(2, b"notice A once the block is over\\n")
-"""
+AVX2 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n"
+AVX512_BF16 = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n"
 
 
-def test_stderr_filter_drops_only_the_notices():
-    # Writes straight to file descriptor 2, as TensorFlow's C++ code does.
-    result = subprocess.run([sys.executable, "-c", FILTER_PROBE], capture_output=True,
-                            text=True, timeout=120, cwd=str(REPO))
-    assert result.returncode == 0, result.stderr
-    assert result.stderr.splitlines() == ["before", "python line", "after",
-                                          "notice A once the block is over"]
+@pytest.fixture
+def scratch_env(monkeypatch):
+    """os.environ as a user who set none of the variables start-up sets,
+    restored after the test."""
+    for name in ("TF_CPP_MIN_LOG_LEVEL", "KERAS_BACKEND", ONEDNN_ENV, BFC_ENV, BFC_LIMIT_ENV):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    return monkeypatch
 
 
-def test_hidden_modules_fail_to_import_only_within_the_block():
-    assert "wave" not in sys.modules  # a standard module nothing here imports
-    with modules_hidden(("wave", "json")):  # json is imported already: not hidden
-        with pytest.raises(ImportError):
-            import wave  # noqa: F401
-        import json  # noqa: F401
-    import wave  # noqa: F401, F811
+def test_the_caching_allocator_is_turned_on_where_oneDNN_is_off(scratch_env):
+    use_caching_allocator(AVX2)
+    assert os.environ[BFC_ENV] == "true"
+    assert int(os.environ[BFC_LIMIT_ENV]) >= 1 << 16  # never below TF's own 64 GB
 
-    assert sys.modules["wave"].__name__ == "wave"
+
+@pytest.mark.parametrize("cpuinfo, onednn", [(AVX512_BF16, None), (AVX2, "1"), (AVX2, "true")])
+def test_oneDNN_brings_its_own_caching_allocator(scratch_env, cpuinfo, onednn):
+    if onednn:
+        scratch_env.setenv(ONEDNN_ENV, onednn)
+    assert onednn_on(cpuinfo=cpuinfo)
+    use_caching_allocator(cpuinfo)
+    assert BFC_ENV not in os.environ and BFC_LIMIT_ENV not in os.environ
+
+
+def test_the_users_allocator_setting_wins(scratch_env):
+    scratch_env.setenv(BFC_ENV, "false")
+    use_caching_allocator(AVX2)
+    assert os.environ[BFC_ENV] == "false" and BFC_LIMIT_ENV not in os.environ
+    scratch_env.setenv(ONEDNN_ENV, "0")
+    assert not onednn_on(cpuinfo=AVX512_BF16)
+
+
+def test_a_script_started_with_the_default_allocator_keeps_it(pattern, tmp_path):
+    stderr = train(tmp_path, pattern, probe=True, TF_ENABLE_ONEDNN_OPTS="0",
+                   TF_CPU_ALLOCATOR_USE_BFC="false")
+    assert "training stopped" in stderr and stderr.splitlines()[-2] == "caching allocator: False"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import sys
 import threading
 from typing import Iterator
@@ -47,27 +48,65 @@ def use_tensorflow_keras() -> None:
 
 
 ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
+BFC_ENV = "TF_CPU_ALLOCATOR_USE_BFC"
+BFC_LIMIT_ENV = "TF_CPU_BFC_MEM_LIMIT_IN_MB"
+# TensorFlow's own policy on Linux x86: oneDNN on where the CPU has one of
+# these, off elsewhere (an explicit TF_ENABLE_ONEDNN_OPTS wins).
+ONEDNN_CPU_FEATURES = ("avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8",
+                       "amx_bf16")
 
 
-def use_onednn() -> None:
-    """TensorFlow's oneDNN kernels on every x86 CPU (an explicit
-    TF_ENABLE_ONEDNN_OPTS wins). On Linux TF turns them on by itself only
-    where the CPU has AVX-512 VNNI or BF16, AVX-VNNI or AMX; elsewhere, as on
-    an AVX2-only EPYC, it runs Eigen's matmuls and allocates every tensor
-    with ``posix_memalign``, whose large blocks are mapped and zeroed afresh
-    each time. With oneDNN on, the matmuls are oneDNN's and large tensors
-    come from its caching allocator: on a 2-core AVX2 EPYC a 4096^2 float32
-    matmul runs at about 100 GFLOP/s instead of 58, and an 89 MB
-    element-wise product takes 9.5 ms instead of 45. Takes effect only
-    before TensorFlow is imported."""
-    os.environ.setdefault(ONEDNN_ENV, "1")
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """The CPU's feature flags (the first ``flags`` line of ``/proc/cpuinfo``)."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as file:
+                cpuinfo = file.read()
+        except OSError:
+            cpuinfo = ""
+    flags = re.search(r"^flags\s*:\s*(.+)$", cpuinfo, re.M)
+    return set(flags.group(1).split()) if flags else set()
+
+
+def onednn_on(env=None, cpuinfo: str | None = None) -> bool:
+    """Whether TensorFlow started with ``env`` (this process's environment by
+    default) runs its oneDNN kernels."""
+    value = (os.environ if env is None else env).get(ONEDNN_ENV, "").strip().lower()
+    if value in ("0", "1", "false", "true"):
+        return value in ("1", "true")
+    return bool(cpu_flags(cpuinfo) & set(ONEDNN_CPU_FEATURES))
+
+
+def use_caching_allocator(cpuinfo: str | None = None) -> None:
+    """Tensors from an allocator that keeps the memory it has mapped.
+
+    With oneDNN on, TensorFlow's oneDNN allocator is one. Without it (TF's
+    default on CPUs without AVX-512 VNNI or BF16, AVX-VNNI or AMX, such as
+    an AVX2-only EPYC), TF allocates each tensor with ``posix_memalign``,
+    whose large blocks are mapped and zeroed afresh every time: on a 2-core
+    AVX2 EPYC an 89 MB element-wise product took 45 ms instead of 9.5, and
+    Gated NetVLAD's copies and kernels lost 0.5 s a step. There this turns
+    on TF's own caching (BFC) allocator, its limit the machine's memory
+    rather than TF's 64 GB. (oneDNN itself is left as TF chooses: on that
+    CPU its matmuls were slower for the batch-80 shapes.) An explicit
+    TF_CPU_ALLOCATOR_USE_BFC wins. Takes effect only before TensorFlow is
+    imported."""
+    if onednn_on(cpuinfo=cpuinfo) or BFC_ENV in os.environ:
+        return
+    os.environ[BFC_ENV] = "true"
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        memory = 0
+    os.environ.setdefault(BFC_LIMIT_ENV, str(max(memory >> 20, 1 << 16)))
 
 
 def prepare_environment() -> None:
-    """The process environment of a script (quiet TensorFlow, oneDNN on,
-    Keras on TensorFlow); call it before TensorFlow or Keras is imported."""
+    """The process environment of a script (quiet TensorFlow, a caching
+    allocator, Keras on TensorFlow); call it before TensorFlow or Keras is
+    imported."""
     quiet_tensorflow_startup()
-    use_onednn()
+    use_caching_allocator()
     use_tensorflow_keras()
 
 
