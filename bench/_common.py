@@ -2,7 +2,11 @@
 one measurement in a fresh process (so its peak memory is its own), the CPU's
 features, the machine's matmul rates (the compute floor of the models), and
 for the side-by-side benches synthetic frame records, one timed training
-process and its seconds per step from the log."""
+process and its seconds per step from the log.
+
+Importing it sets the process's TensorFlow start-up environment as the
+scripts do (``startup.use_caching_allocator``), keeping the environment it
+found in ``STARTED_ENV`` for the external instruments."""
 
 from __future__ import annotations
 
@@ -22,10 +26,12 @@ import threading
 import time
 from pathlib import Path
 
-from youtube8m_willow import startup
-
 RESULT_PREFIX = "RESULT "
 REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))  # the package, also without PYTHONPATH
+
+from youtube8m_willow import startup  # noqa: E402
 
 # The environment this bench was started in: what an external instrument's
 # original runs under (TensorFlow's defaults). The benches themselves measure
@@ -47,7 +53,7 @@ def tensorflow_setting(env=None) -> str:
     env = os.environ if env is None else env
     if startup.onednn_on(env):
         return "oneDNN on"
-    bfc = env.get(startup.BFC_ENV, "").strip().lower() in ("1", "true")
+    bfc = env.get(startup.BFC_ENV, "").lower() in ("1", "true")
     return f"oneDNN off, {'caching (BFC)' if bfc else 'default'} allocator"
 
 
@@ -120,7 +126,7 @@ def peak_memory_gb() -> float:
 
 def reset_tensor_memory() -> None:
     """Restarts the CPU allocator's peak (where it keeps statistics: the
-    allocator of TensorFlow's oneDNN build does)."""
+    caching ones do, oneDNN's and TensorFlow's BFC)."""
     import tensorflow as tf
 
     try:
@@ -236,8 +242,6 @@ def write_frame_records(folder: Path, videos: int) -> str:
     """Synthetic 2018-style frame records (key ``id``, 3862 classes, 100 to
     300 frames), written by the project's generator in this process (its
     command line, without a process start of its own); returns their glob."""
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
     from youtube8m_willow.data import synthetic  # imports TensorFlow: only where records are made
 
     with contextlib.redirect_stdout(io.StringIO()):  # the generator lists what it wrote

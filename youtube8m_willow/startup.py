@@ -1,5 +1,5 @@
-"""What every entry point does first: a quiet TensorFlow start-up, and the
-help format of the ``python -m`` tools.
+"""What every entry point does first: a quiet TensorFlow start-up with a
+caching CPU allocator, and the help format of the ``python -m`` tools.
 
 The scripts (``cli.start_script``) and the package's ``python -m`` tools
 (``start_tool``) call it before TensorFlow or Keras is imported (importing
@@ -10,7 +10,9 @@ absl::InitializeLog()", CUDA absence notes): TF's C++ log level goes to 2
 already set, and TensorFlow is imported with its absl start-up notices held
 back (``import_tensorflow_quietly``: on CPUs where oneDNN is on by default,
 TF logs those through absl, which no log level reaches).
-``YT8M_VERBOSE_TF=1`` leaves all of it as TensorFlow has it.
+``YT8M_VERBOSE_TF=1`` leaves all of it as TensorFlow has it. Where TF's
+default CPU allocator maps every large tensor afresh (oneDNN off), it turns
+on TF's caching allocator (``use_caching_allocator``).
 
 It imports nothing of the package, so a tool in any room may use it.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import platform
 import re
 import sys
 import threading
@@ -51,7 +54,8 @@ ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
 BFC_ENV = "TF_CPU_ALLOCATOR_USE_BFC"
 BFC_LIMIT_ENV = "TF_CPU_BFC_MEM_LIMIT_IN_MB"
 # TensorFlow's own policy on Linux x86: oneDNN on where the CPU has one of
-# these, off elsewhere (an explicit TF_ENABLE_ONEDNN_OPTS wins).
+# these, off elsewhere (an explicit TF_ENABLE_ONEDNN_OPTS wins). Elsewhere
+# (aarch64, Windows) its policy differs and start-up leaves TF's choice.
 ONEDNN_CPU_FEATURES = ("avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8",
                        "amx_bf16")
 
@@ -68,10 +72,16 @@ def cpu_flags(cpuinfo: str | None = None) -> set[str]:
     return set(flags.group(1).split()) if flags else set()
 
 
+def linux_x86() -> bool:
+    """Whether this is Linux on x86-64, where ``onednn_on`` knows TF's policy."""
+    return sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64")
+
+
 def onednn_on(env=None, cpuinfo: str | None = None) -> bool:
-    """Whether TensorFlow started with ``env`` (this process's environment by
-    default) runs its oneDNN kernels."""
-    value = (os.environ if env is None else env).get(ONEDNN_ENV, "").strip().lower()
+    """Whether TensorFlow on Linux x86 started with ``env`` (this process's
+    environment by default) runs its oneDNN kernels. A value TF does not read
+    as a bool (it lowers the case, strips nothing) leaves its policy."""
+    value = (os.environ if env is None else env).get(ONEDNN_ENV, "").lower()
     if value in ("0", "1", "false", "true"):
         return value in ("1", "true")
     return bool(cpu_flags(cpuinfo) & set(ONEDNN_CPU_FEATURES))
@@ -85,13 +95,14 @@ def use_caching_allocator(cpuinfo: str | None = None) -> None:
     an AVX2-only EPYC), TF allocates each tensor with ``posix_memalign``,
     whose large blocks are mapped and zeroed afresh every time: on a 2-core
     AVX2 EPYC an 89 MB element-wise product took 45 ms instead of 9.5, and
-    Gated NetVLAD's copies and kernels lost 0.5 s a step. There this turns
-    on TF's own caching (BFC) allocator, its limit the machine's memory
-    rather than TF's 64 GB. (oneDNN itself is left as TF chooses: on that
-    CPU its matmuls were slower for the batch-80 shapes.) An explicit
-    TF_CPU_ALLOCATOR_USE_BFC wins. Takes effect only before TensorFlow is
-    imported."""
-    if onednn_on(cpuinfo=cpuinfo) or BFC_ENV in os.environ:
+    Gated NetVLAD's copies and kernels lost 0.5 s a step. There (Linux x86
+    only, where TF's policy is known) this turns on TF's own caching (BFC)
+    allocator, its limit the machine's memory where that exceeds TF's
+    default of 64 GB. (oneDNN itself is left as TF chooses: on that CPU its
+    matmuls were slower for the batch-80 shapes.) An explicit
+    TF_CPU_ALLOCATOR_USE_BFC or TF_CPU_BFC_MEM_LIMIT_IN_MB wins. Takes effect
+    only before TensorFlow builds its CPU allocator (its first op)."""
+    if not linux_x86() or onednn_on(cpuinfo=cpuinfo) or BFC_ENV in os.environ:
         return
     os.environ[BFC_ENV] = "true"
     try:
