@@ -53,7 +53,7 @@ def tensorflow_setting(env=None) -> str:
     env = os.environ if env is None else env
     if startup.onednn_on(env):
         return "oneDNN on"
-    bfc = env.get(startup.BFC_ENV, "").lower() in ("1", "true")
+    bfc = startup.tf_env_bool(startup.BFC_ENV, env)
     return f"oneDNN off, {'caching (BFC)' if bfc else 'default'} allocator"
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import forked
-from youtube8m_willow.startup import use_caching_allocator
+from youtube8m_willow.startup import BFC_ENV, BFC_LIMIT_ENV, use_caching_allocator
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 use_caching_allocator()  # the scripts' TensorFlow, in the workers and all they start
@@ -132,8 +132,7 @@ TF_CHATTER = ("absl::InitializeLog", "cpu_feature_guard", "rebuild TensorFlow", 
               "will be renamed to", "Sharding callback", "Assets written", "fingerprint")
 
 
-SUITE_ENV = ("TF_CPP_MIN_LOG_LEVEL", "TF_CPU_ALLOCATOR_USE_BFC", "TF_CPU_BFC_MEM_LIMIT_IN_MB",
-             "YT8M_VERBOSE_TF")
+SUITE_ENV = ("TF_CPP_MIN_LOG_LEVEL", BFC_ENV, BFC_LIMIT_ENV, "YT8M_VERBOSE_TF")
 
 
 def user_env(**extra: str) -> dict:

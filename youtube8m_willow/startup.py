@@ -77,13 +77,21 @@ def linux_x86() -> bool:
     return sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64")
 
 
+def tf_env_bool(name: str, env=None) -> bool | None:
+    """A switch as TensorFlow reads it from ``env`` (this process's
+    environment by default): "1"/"true" or "0"/"false" in any case, nothing
+    stripped; None where it is unset or not such a value (TF's default)."""
+    value = (os.environ if env is None else env).get(name, "").lower()
+    return value in ("1", "true") if value in ("0", "1", "false", "true") else None
+
+
 def onednn_on(env=None, cpuinfo: str | None = None) -> bool:
     """Whether TensorFlow on Linux x86 started with ``env`` (this process's
-    environment by default) runs its oneDNN kernels. A value TF does not read
-    as a bool (it lowers the case, strips nothing) leaves its policy."""
-    value = (os.environ if env is None else env).get(ONEDNN_ENV, "").lower()
-    if value in ("0", "1", "false", "true"):
-        return value in ("1", "true")
+    environment by default) runs its oneDNN kernels: the user's switch, else
+    TF's policy for the CPU."""
+    explicit = tf_env_bool(ONEDNN_ENV, env)
+    if explicit is not None:
+        return explicit
     return bool(cpu_flags(cpuinfo) & set(ONEDNN_CPU_FEATURES))
 
 
