@@ -332,7 +332,8 @@ def test_machine_reports_features_rates_bandwidth_and_floors():
     assert len(rows) == 5 and "| float32 GFLOP/s | bfloat16 GFLOP/s |" in out, out
     assert all(float(rate.replace(",", "")) > 0 for _, *rates in rows for rate in rates)
     assert float(re.search(r"^memory bandwidth: ([\d.]+) GB/s", out, re.M).group(1)) > 0
-    for model in ("Gated NetVLAD paper config", "video-level MoE"):
+    for model in ("Gated NetVLAD paper config", "video-level MoE, 3862 classes",
+                  "video-level MoE, 4716 classes"):
         floor = re.search(rf"^{model} \(batch 8, .*GFLOP/step.* floor (\S+) s/step float32, "
                           rf"(\S+) s/step bfloat16$", out, re.M)
         assert floor and float(floor.group(1)) > 0 and float(floor.group(2)) > 0, out
