@@ -1,6 +1,8 @@
 """TensorFlow's start-up and export chatter is hidden from the scripts'
 stderr by default; YT8M_VERBOSE_TF=1 brings it back. The scripts' TensorFlow
-allocates from a caching CPU allocator whatever the CPU."""
+allocates from a caching CPU allocator whatever the CPU. At exit their
+garbage collector is frozen, after every other exit handler, and what they
+wrote is whole."""
 
 from __future__ import annotations
 
@@ -23,14 +25,20 @@ MODEL = ["--model=LogisticModel", "--feature_names=mean_rgb,mean_audio", "--feat
 
 UNUSED = ("jax", "pandas")  # what TensorFlow and Keras import if installed
 # Runs the script as `python script args` does, then says on its last lines of
-# stderr whether its CPU allocator is a caching one (those keep statistics)
-# and which of UNUSED it imported.
+# stderr whether its CPU allocator is a caching one (those keep statistics),
+# which of UNUSED it imported and, after the script's own exit handlers,
+# whether its garbage collector is on and holds frozen objects.
 LOADED_PROBE = f"""
-import atexit, runpy, sys
+import atexit, gc, runpy, sys
+atexit.register(lambda: print("collector on:", gc.isenabled(), "frozen:",
+                              gc.get_freeze_count() > 0, file=sys.stderr))  # runs last
 atexit.register(lambda: print("imported:", *sorted({set(UNUSED)} & set(sys.modules)),
                               file=sys.stderr))
 def allocator():
     import tensorflow as tf
+    # A large tensor: oneDNN's allocator passes small ones to malloc and
+    # counts only those it caches (a tiny model's run leaves its peak at 0).
+    tf.zeros([1 << 22]).numpy()
     try:
         caching = tf.config.experimental.get_memory_info("CPU:0")["peak"] > 0
     except ValueError:  # "Allocator stats not available": posix_memalign per tensor
@@ -73,18 +81,63 @@ def test_scripts_start_quietly_and_leave_out_unused_imports(pattern, tmp_path):
     assert all(importlib.util.find_spec(name) for name in UNUSED)
     stderr = train(tmp_path, pattern, probe=True)
     assert "training step 2 " in stderr and "training stopped" in stderr
-    assert chatter(stderr) == [] and stderr.splitlines()[-1] == "imported:"
     # Large tensors from a caching allocator on every CPU, also where TF's
-    # default is posix_memalign per tensor (startup.use_caching_allocator).
-    assert stderr.splitlines()[-2] == "caching allocator: True"
+    # default is posix_memalign per tensor (startup.use_caching_allocator);
+    # at exit, the collector frozen (startup.skip_final_collection).
+    assert chatter(stderr) == [] and stderr.splitlines()[-3:] == [
+        "caching allocator: True", "imported:", FROZEN]
     stderr = run("eval.py", f"--train_dir={tmp_path}", f"--eval_data_pattern={pattern}",
                  "--run_once=True", probe=True)
     assert "epoch/eval number 2 " in stderr and chatter(stderr) == []
-    assert stderr.splitlines()[-2:] == ["caching allocator: True", "imported:"]
+    assert stderr.splitlines()[-3:] == ["caching allocator: True", "imported:", FROZEN]
     stderr = run("inference.py", f"--train_dir={tmp_path}", f"--input_data_pattern={pattern}",
                  f"--output_file={tmp_path / 'out.csv'}", probe=True)
     assert "wrote 32 videos" in stderr and chatter(stderr) == []
-    assert stderr.splitlines()[-2:] == ["caching allocator: True", "imported:"]
+    assert stderr.splitlines()[-3:] == ["caching allocator: True", "imported:", FROZEN]
+    # What these processes wrote is whole after an exit without the final
+    # collections: the event files' last records, the checkpoint eval.py
+    # read, every video in the CSV.
+    steps = scalar_steps(tmp_path)  # eval.py writes into the train_dir, as the original
+    assert steps["model/total_loss"] == {1, 2} and steps["Epoch/Eval_Avg_Hit@1"] == {2}
+    assert len((tmp_path / "out.csv").read_text().splitlines()) == 1 + 32
+
+
+FROZEN = "collector on: False frozen: True"
+
+
+def scalar_steps(directory) -> dict[str, set[int]]:
+    """``{tag: steps}`` of the scalar summaries in ``directory``'s event files."""
+    import tensorflow as tf
+
+    steps: dict[str, set[int]] = {}
+    for path in directory.glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.HasField("simple_value"):
+                    steps.setdefault(value.tag, set()).add(event.step)
+    return steps
+
+
+# Exit handlers around startup.skip_final_collection, each saying whether the
+# collector is on when it runs: "first" registered before it (runs after
+# it), "later" after it, and the function called again after "later".
+EXIT_ORDER_PROBE = """
+import atexit, gc, sys
+from youtube8m_willow import startup
+say = lambda name: lambda: print(name, gc.isenabled(), file=sys.stderr)
+atexit.register(say("first"))
+startup.skip_final_collection()
+atexit.register(say("later"))
+startup.skip_final_collection()
+print("running", gc.isenabled(), file=sys.stderr)
+"""
+
+
+def test_the_collector_is_frozen_once_after_the_later_exit_handlers():
+    result = subprocess.run([sys.executable, "-c", EXIT_ORDER_PROBE], capture_output=True,
+                            text=True, timeout=120, cwd=str(REPO))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == ["running True", "later True", "first False"]
 
 
 def test_verbose_switch_brings_tensorflow_messages_back(pattern, tmp_path):
@@ -160,7 +213,7 @@ def test_off_linux_x86_start_up_leaves_the_allocator_to_tensorflow(scratch_env):
 def test_a_script_started_with_the_default_allocator_keeps_it(pattern, tmp_path):
     stderr = train(tmp_path, pattern, probe=True, TF_ENABLE_ONEDNN_OPTS="0",
                    TF_CPU_ALLOCATOR_USE_BFC="false")
-    assert "training stopped" in stderr and stderr.splitlines()[-2] == "caching allocator: False"
+    assert "training stopped" in stderr and stderr.splitlines()[-3] == "caching allocator: False"
 FILTER_PROBE = """
 import os, sys
 from youtube8m_willow.cli import stderr_without

@@ -12,7 +12,9 @@ back (``import_tensorflow_quietly``: on CPUs where oneDNN is on by default,
 TF logs those through absl, which no log level reaches).
 ``YT8M_VERBOSE_TF=1`` leaves all of it as TensorFlow has it. Where TF's
 default CPU allocator maps every large tensor afresh (oneDNN off), it turns
-on TF's caching allocator (``use_caching_allocator``).
+on TF's caching allocator (``use_caching_allocator``). At exit it spares
+Python's finalization the garbage collections over everything TensorFlow
+loaded (``skip_final_collection``).
 
 It imports nothing of the package, so a tool in any room may use it.
 """
@@ -20,7 +22,9 @@ It imports nothing of the package, so a tool in any room may use it.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
+import gc
 import os
 import platform
 import re
@@ -120,13 +124,40 @@ def use_caching_allocator(cpuinfo: str | None = None) -> None:
     os.environ.setdefault(BFC_LIMIT_ENV, str(max(memory >> 20, 1 << 16)))
 
 
+_FREEZE_REGISTERED = False
+
+
+def freeze_garbage_collector() -> None:
+    """Turns the cyclic garbage collector off and moves every object alive
+    to its permanent generation, which no collection walks."""
+    gc.disable()
+    gc.freeze()
+
+
+def skip_final_collection() -> None:
+    """Has the process freeze its garbage collector at exit (once, however
+    often called). After importing TensorFlow, Python's finalization spends
+    about a second in collections that walk every object loaded, when the
+    work is done. Registered before TensorFlow and the script's own exit
+    handlers, the freeze runs after them (exit handlers run last registered,
+    first): they close and flush what they hold, then modules are freed by
+    reference count alone. What the scripts write they close before they
+    exit, as their tests check in processes that skip finalization
+    altogether (``tests/forked.py``)."""
+    global _FREEZE_REGISTERED
+    if not _FREEZE_REGISTERED:
+        atexit.register(freeze_garbage_collector)
+        _FREEZE_REGISTERED = True
+
+
 def prepare_environment() -> None:
     """The process environment of a script (quiet TensorFlow, a caching
-    allocator, Keras on TensorFlow); call it before TensorFlow or Keras is
-    imported."""
+    allocator, Keras on TensorFlow, a quick exit); call it before
+    TensorFlow or Keras is imported."""
     quiet_tensorflow_startup()
     use_caching_allocator()
     use_tensorflow_keras()
+    skip_final_collection()
 
 
 # What TensorFlow's libraries print through absl while they load, whatever

@@ -1,0 +1,71 @@
+"""How long a process takes to exit once TensorFlow is loaded: with
+Python's finalization as it is, and with the scripts' exit
+(``startup.skip_final_collection``: the garbage collector frozen after the
+other exit handlers).
+
+Each round starts two child processes, alternating which goes first: each
+imports TensorFlow (as the scripts do, quietly), runs one op, prints the
+time and returns; the exit time is from that print to the process's end,
+as the parent sees it. Prints the median of each over ``--rounds``.
+
+    PYTHONPATH=. .venv/bin/python bench/bench_exit.py [--rounds=5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402  (the bench directory's shared helpers)
+
+CHILD = """
+import sys, time
+from youtube8m_willow import startup
+startup.quiet_tensorflow_startup()
+if sys.argv[1] == "frozen":
+    startup.skip_final_collection()
+startup.import_tensorflow_quietly()
+import tensorflow as tf
+(tf.ones([64, 64]) @ tf.ones([64, 64])).numpy()
+print(time.time(), flush=True)
+"""
+EXITS = {"plain": "Python's finalization", "frozen": "the scripts' exit (collector frozen)"}
+
+
+def exit_seconds(kind: str) -> float:
+    """Seconds from a child's last line to its end."""
+    process = subprocess.Popen([sys.executable, "-c", CHILD, kind], stdout=subprocess.PIPE,
+                               text=True, cwd=_common.REPO_ROOT,
+                               env={**os.environ, "PYTHONPATH": str(_common.REPO_ROOT)})
+    stamp = float(process.stdout.readline())
+    process.communicate()
+    ended = time.time()
+    if process.returncode != 0:
+        raise RuntimeError(f"the {kind} child failed ({process.returncode})")
+    return ended - stamp
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5, help="runs of each, alternating")
+    args = parser.parse_args(argv)
+    print(f"machine: {_common.machine()}", flush=True)
+    seconds: dict[str, list[float]] = {kind: [] for kind in EXITS}
+    for round_ in range(args.rounds):
+        for kind in (list(EXITS) if round_ % 2 == 0 else list(EXITS)[::-1]):
+            seconds[kind].append(exit_seconds(kind))
+    print(f"exit after importing TensorFlow, median of {args.rounds} alternating runs:")
+    print("| exit | seconds | runs |\n|---|---:|---|")
+    for kind, label in EXITS.items():
+        runs = ", ".join(f"{value:.2f}" for value in seconds[kind])
+        print(f"| {label} | {statistics.median(seconds[kind]):.2f} | {runs} |")
+
+
+if __name__ == "__main__":
+    main()
