@@ -8,7 +8,8 @@ notes, absl's "All log messages before absl::InitializeLog()", CUDA absence
 notes) and the INFO lines of SavedModel export such as signature renaming
 (TF's Python logger stays at WARNING). ``YT8M_VERBOSE_TF=1`` leaves all of
 it as TensorFlow has it. It also gives TensorFlow a caching CPU allocator
-where its default has none (``startup.use_caching_allocator``).
+where its default has none (``startup.use_caching_allocator``) and freezes
+the garbage collector at exit (``startup.skip_final_collection``).
 """
 
 from __future__ import annotations

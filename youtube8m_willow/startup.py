@@ -1,5 +1,6 @@
 """What every entry point does first: a quiet TensorFlow start-up with a
-caching CPU allocator, and the help format of the ``python -m`` tools.
+caching CPU allocator and a quick exit, and the help format of the
+``python -m`` tools.
 
 The scripts (``cli.start_script``) and the package's ``python -m`` tools
 (``start_tool``) call it before TensorFlow or Keras is imported (importing
@@ -137,13 +138,15 @@ def freeze_garbage_collector() -> None:
 def skip_final_collection() -> None:
     """Has the process freeze its garbage collector at exit (once, however
     often called). After importing TensorFlow, Python's finalization spends
-    about a second in collections that walk every object loaded, when the
-    work is done. Registered before TensorFlow and the script's own exit
-    handlers, the freeze runs after them (exit handlers run last registered,
-    first): they close and flush what they hold, then modules are freed by
-    reference count alone. What the scripts write they close before they
-    exit, as their tests check in processes that skip finalization
-    altogether (``tests/forked.py``)."""
+    most of a second in collections that walk every object loaded, when the
+    work is done. Registered before TensorFlow and the script register
+    theirs, the freeze runs after their exit handlers (last registered,
+    first); only those registered earlier (``logging.shutdown``, which
+    flushes the log handlers) run after it. Finalization then clears the
+    modules' namespaces, but what sits in a reference cycle is never freed
+    nor finalized: a writer left open would lose its buffer. What the
+    scripts write they close before they exit, as their tests check in
+    processes that skip finalization altogether (``tests/forked.py``)."""
     global _FREEZE_REGISTERED
     if not _FREEZE_REGISTERED:
         atexit.register(freeze_garbage_collector)
