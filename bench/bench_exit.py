@@ -1,14 +1,14 @@
 """How long a process takes to exit once TensorFlow is loaded: with
 Python's finalization as it is, and with the scripts' exit
-(``startup.skip_final_collection``: the garbage collector frozen after the
-other exit handlers).
+(``startup.skip_final_collection``: the garbage collector frozen after
+TensorFlow's and the script's exit handlers).
 
 Each round starts two child processes, alternating which goes first: each
-starts as the scripts do (``startup.prepare_environment``; the plain one
-then takes the freeze's exit handler back), imports TensorFlow, runs one
-op, prints the time and returns; the exit time is from that print to the
-process's end, as the parent sees it. Prints the median of each over
-``--rounds``.
+starts as the package's tools do (``startup.start_tool``: the scripts'
+environment, TensorFlow imported quietly; the plain one then takes the
+freeze's exit handler back), runs one op, prints the time and returns; the
+exit time is from that print to the process's end, as the parent sees it.
+Prints the median of each over ``--rounds``.
 
     PYTHONPATH=. .venv/bin/python bench/bench_exit.py [--rounds=5]
 """
@@ -29,10 +29,9 @@ import _common  # noqa: E402  (the bench directory's shared helpers)
 CHILD = """
 import atexit, sys, time
 from youtube8m_willow import startup
-startup.prepare_environment()
+startup.start_tool()
 if sys.argv[1] == "plain":
     atexit.unregister(startup.freeze_garbage_collector)
-startup.import_tensorflow_quietly()
 import tensorflow as tf
 (tf.ones([64, 64]) @ tf.ones([64, 64])).numpy()
 print("done at", time.time(), flush=True)
