@@ -489,6 +489,33 @@ def test_id_key_probe_reads_through_the_checks(tmp_path):
         readers.first_record_id_key(junk, VIDEO)
 
 
+def test_id_key_probe_reads_a_sound_first_record_without_a_pipeline(tmp_path, monkeypatch):
+    """The first record of the first non-empty file, CRCs checked, read
+    straight from the file; the pipeline (which would name the damage) only
+    where that fails."""
+    from youtube8m_willow.data import files, release
+
+    empty = write_records(tmp_path / "a.tfrecord", [])
+    path, records = _good_file(tmp_path, name="b.tfrecord")
+    later = write_records(tmp_path / "c.tfrecord", [seq_example(good_frames(2), id_key="video_id")])
+    listed = files.file_sizes(f"{empty},{path},{later}")
+    assert files.first_sound_record(listed) == (path, records[0])
+
+    def no_pipeline(*args, **kwargs):
+        raise AssertionError("the readers' pipeline was built")
+
+    monkeypatch.setattr(release, "read_records", no_pipeline)
+    assert readers.first_record_id_key(f"{later},{path},{empty}", FRAME) == "id"
+    data = bytearray(Path(path).read_bytes())
+    data[12 + 5] ^= 0x40  # a payload byte of record 0: its CRC no longer matches
+    Path(path).write_bytes(bytes(data))
+    assert files.first_sound_record(files.file_sizes(path)) is None
+    Path(later).write_bytes(Path(later).read_bytes()[:20])  # cut inside record 0
+    assert files.first_sound_record(files.file_sizes(later)) is None
+    with pytest.raises(AssertionError, match="pipeline was built"):
+        readers.first_record_id_key(path, FRAME)
+
+
 def test_missing_feature_key(tmp_path):
     """A record of the right kind without a feature: its own feature names,
     and --feature_names (not --frame_features) named."""

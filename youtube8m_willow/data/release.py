@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import tensorflow as tf
 
 from youtube8m_willow.data.datasets import read_records
+from youtube8m_willow.data.files import file_sizes, first_sound_record
 from youtube8m_willow.data.parsing import record_names
 from youtube8m_willow.data.read_errors import data_error_from, raise_data_errors
 from youtube8m_willow.data.reader_config import ReaderConfig
@@ -26,7 +27,17 @@ def first_record_id_key(data_pattern: str | Sequence[str], config: ReaderConfig)
     (or, unless ``config.skip_bad_records``, an unparsable one) is a
     `DataError` naming its file; with ``skip_bad_records`` it is skipped as
     the readers skip it.
+
+    A sound first record is read straight from its file (`first_sound_record`);
+    the readers' pipeline is built only where that fails, or with
+    ``skip_bad_records``, whose validation decides which record is first.
     """
+    if not config.skip_bad_records:
+        first = first_sound_record(file_sizes(data_pattern))
+        if first is not None:
+            path, record = first
+            return _id_key_of(tf.constant(record), record_names(tf.constant([path]),
+                                                                tf.constant([0], tf.int64)))
     records, _, _ = read_records(data_pattern, config, 1, training=False, num_readers=1)
     for path, index, record, _ in raise_data_errors(records.take(1)):
         return _id_key_of(record, record_names(path[None], index[None]))
