@@ -2,7 +2,9 @@
 project's kernels and through TensorFlow's ops: the sampled frames' bytes to
 floats (``data.parsing.dequantize_frames``: ``native.dequantize_frames``),
 then the L2 input scaling, input_bn's moments and standardization and the
-stream split (``BatchNorm.standardize``: ``native.frame_streams``).
+stream split (``BatchNorm.standardize``: ``native.frame_streams``); and in
+inference, the L2 scaling and the split, input_bn's map left to the
+poolings (``BatchNorm.inference_parts``: the same kernel).
 
 Each row times one batch of ``--videos`` x ``--frames`` sampled frames of
 ``--sizes`` features (default: WILLOW's batch of 80 videos, 300 frames,
@@ -58,9 +60,14 @@ def steps(videos: int, frames: int, sizes: list[int]) -> dict:
         blocks = input_bn.standardize(tf.reshape(frames_, [-1, width]), sizes, l2_first=True)
         return tf.add_n([block[0, 0] for block, _ in blocks])
 
+    def inference(frames_):
+        blocks = input_bn.inference_parts(tf.reshape(frames_, [-1, width]), sizes, l2_first=True)
+        return tf.add_n([block[0, 0] for block, _ in blocks])
+
     return {"bytes to floats": tf.function(lambda: dequantize()[0, 0, 0]),
             "L2 scaling, input_bn, stream split": tf.function(lambda: standardize(floats)),
-            "both": tf.function(lambda: standardize(dequantize()))}
+            "both": tf.function(lambda: standardize(dequantize())),
+            "inference: L2 scaling, stream split": tf.function(lambda: inference(floats))}
 
 
 def main(argv=None) -> None:
@@ -69,7 +76,7 @@ def main(argv=None) -> None:
     from youtube8m_willow.native import loading
 
     print(f"machine: {_common.machine()}")
-    print(f"one training batch's input preparation, {args.videos} videos x {args.frames} "
+    print(f"one batch's input preparation, {args.videos} videos x {args.frames} "
           f"sampled frames of {'+'.join(map(str, sizes))} features, median of {args.repeats}")
     print("| part | project's kernels ms | TensorFlow's ops ms | speed-up |")
     print("|---|---:|---:|---:|")

@@ -56,7 +56,9 @@ REPORTS = {"bench_exit.py": r"\| Python's finalization \| [\d.]+ \| [\d.]+ \|\n"
                                     r"\| 64 x 32 \| 4 \| bfloat16 \| [\d.]+ \| [\d.]+ \| [\d.]+ \|\n",
            "bench_input_prep.py": r"\| bytes to floats \| [\d.]+ \| [\d.]+ \| [\d.]+x \|\n"
                                   r"\| L2 scaling, input_bn, stream split \| [\d.]+ \| [\d.]+ "
-                                  r"\| [\d.]+x \|\n\| both \| [\d.]+ \| [\d.]+ \| [\d.]+x \|\n",
+                                  r"\| [\d.]+x \|\n\| both \| [\d.]+ \| [\d.]+ \| [\d.]+x \|\n"
+                                  r"\| inference: L2 scaling, stream split \| [\d.]+ \| [\d.]+ "
+                                  r"\| [\d.]+x \|\n",
            "step_profile.py": r"step / floor: [\d.]+x \(wall time\), [\d.]+x \(op time\)\n"
                               r"(.*\n){2}"
                               r"\| matmuls \| [\d.]+ \| [\d.]+% \| [\d.]+ \| \d+ GFLOP/s .*\n"

@@ -1,7 +1,8 @@
-"""The LF models' input preparation in training as one kernel
-(native.frame_streams, through BatchNorm.standardize): TensorFlow's streams,
-float64-accurate moments, the edge cases of TF1's fused batch norm, shape
-errors, and the models taking it only where it applies."""
+"""The LF models' input preparation as one kernel (native.frame_streams,
+through BatchNorm.standardize in training and BatchNorm.inference_parts in
+inference): TensorFlow's streams, float64-accurate moments, the edge cases
+of TF1's fused batch norm, shape errors, and the models taking it only
+where it applies."""
 
 import numpy as np
 import pytest
@@ -149,23 +150,97 @@ def traced_model_ops(model, training, jit_compile=False) -> set:
     return traced_op_types(model, batch, training, jit_compile)
 
 
+@pytest.mark.parametrize("rows,sizes", [(600, [40, 8]), (5, [2, 3, 4]), (0, [3, 2])])
+def test_scaled_streams_are_tensorflows(rows, sizes):
+    """Without standardize (inference): the L2-normalized rows' columns to
+    1e-6 of their size (the row norms in float64), and without the L2
+    scaling the columns themselves, bit for bit; no rows: empty streams."""
+    x = frames(rows, sum(sizes))
+    for l2_first in (True, False):
+        streams = frame_streams.scale(x, sizes, l2_first)
+        want = tf.split(l2_normalize(x) if l2_first else x, sizes, axis=1)
+        assert [s.shape for s in streams] == [(rows, size) for size in sizes]
+        for want_stream, stream in zip(want, streams):
+            if l2_first and rows:
+                assert relative_error(want_stream, stream) < 1e-6
+            else:
+                np.testing.assert_array_equal(stream, want_stream)
+
+
+@pytest.mark.parametrize("kernel_runs", [True, False])
+def test_inference_parts_are_the_inference_batch_norm(kernel_runs, monkeypatch):
+    """``BatchNorm.inference_parts``: each block's map applied gives
+    inference mode's output of the L2-normalized rows (to 1e-6 of its
+    size), through the kernel and through TensorFlow's ops; the moving
+    statistics stay; gamma and beta get their gradients through the maps,
+    the frames (data) none."""
+    monkeypatch.setattr(frame_streams, "available", lambda: kernel_runs)
+    x, layer = frames(90, 12), BatchNorm()
+    layer.build((None, 12))
+    rng = np.random.default_rng(1)
+    for weight in (layer.gamma, layer.beta, layer.moving_mean):
+        weight.assign(rng.uniform(-1.0, 1.0, 12))
+    layer.moving_variance.assign(rng.uniform(0.1, 2.0, 12))
+    moving = [v.numpy() for v in (layer.moving_mean, layer.moving_variance)]
+    want = tf.split(layer(l2_normalize(x), training=False), [9, 3], axis=1)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        parts = layer.inference_parts(x, [9, 3], l2_first=True)
+        loss = sum(tf.reduce_sum(affine.apply(block)) for block, affine in parts)
+    for (block, affine), want_block in zip(parts, want):
+        assert relative_error(want_block, affine.apply(block)) < 1e-6
+    for kept, before in zip((layer.moving_mean, layer.moving_variance), moving):
+        np.testing.assert_array_equal(kept, before)
+    frames_gradient, beta_gradient = tape.gradient(loss, [x, layer.beta])
+    assert frames_gradient is None if kernel_runs else frames_gradient is not None
+    np.testing.assert_allclose(beta_gradient, np.full(12, 90.0))
+
+
 def test_models_take_the_kernel_only_where_it_applies():
-    """An LF model with input_bn traces the kernel in training on a machine
-    without a GPU, the L2 input scaling in it; not in inference, under XLA,
-    for an export, nor without input_bn. With another input scaling the
-    model scales the frames first, as in inference."""
+    """An LF model with input_bn traces the kernel in training and in
+    inference on a machine without a GPU, the L2 input scaling in it; not
+    under XLA, for an export, nor without input_bn. With another input
+    scaling the model scales the frames first."""
     on_cpu = not tf.config.list_logical_devices("GPU")
     model = create_model(small_lf()).build_for_config()
-    assert model.scales_own_frames(True) and not model.scales_own_frames(False)
+    assert model.scales_own_frames(True) and model.scales_own_frames(False)
     assert ("FrameStreams" in traced_model_ops(model, True)) == on_cpu
-    assert "FrameStreams" not in traced_model_ops(model, False)
+    assert ("FrameStreams" in traced_model_ops(model, False)) == on_cpu
     assert "FrameStreams" not in traced_model_ops(model, True, jit_compile=True)
+    assert "FrameStreams" not in traced_model_ops(model, False, jit_compile=True)
     with kernels.tensorflow_ops_only():
         assert "FrameStreams" not in traced_model_ops(model, True)
+        assert "FrameStreams" not in traced_model_ops(model, False)
     plain = create_model(small_lf(netvlad_add_batch_norm=False)).build_for_config()
-    assert not plain.scales_own_frames(True)
+    assert not plain.scales_own_frames(True) and not plain.scales_own_frames(False)
     assert "FrameStreams" not in traced_model_ops(plain, True)
+    assert "FrameStreams" not in traced_model_ops(plain, False)
     eigen = create_model(small_lf(input_scaling="eigen", feature_sizes=(1024, 8)))
     eigen.build_for_config()
     assert not eigen.scales_own_frames(True)
     assert ("FrameStreams" in traced_model_ops(eigen, True)) == on_cpu
+    assert ("FrameStreams" in traced_model_ops(eigen, False)) == on_cpu
+
+
+@pytest.mark.parametrize("model_name", ["NetVLADModelLF", "NetFVModelLF", "GatedDbofModelLF"])
+def test_inference_folds_input_bn_with_the_same_predictions(model_name, monkeypatch):
+    """Inference with input_bn's moving map folded into the poolings
+    (through the kernel, and through TensorFlow's ops) predicts what the
+    map applied to the frames predicts (the graph before the fold), to
+    1e-6, with moving statistics away from their initial values."""
+    model = create_model(small_lf(model=model_name)).build_for_config()
+    rng = np.random.default_rng(2)
+    bn = model.input_bn
+    bn.moving_mean.assign(rng.uniform(-0.1, 0.1, bn.moving_mean.shape))
+    bn.moving_variance.assign(rng.uniform(0.001, 0.01, bn.moving_variance.shape))
+    bn.gamma.assign(rng.uniform(0.5, 1.5, bn.gamma.shape))
+    batch = {"video_matrix": tf.constant(rng.uniform(-2, 2, (3, 10, 24)).astype("float32")),
+             "num_frames": tf.constant([10, 4, 7]), "sampling_seed": tf.constant([1, 2])}
+    predictions = {}
+    for name, folds, kernel_runs in [("unfolded", False, False), ("kernel", True, True),
+                                     ("ops", True, False)]:
+        monkeypatch.setattr(type(model), "folds_input_bn", lambda self, training, f=folds: f)
+        monkeypatch.setattr(frame_streams, "available", lambda runs=kernel_runs: runs)
+        predictions[name] = model(batch, training=False).numpy()
+    np.testing.assert_allclose(predictions["kernel"], predictions["unfolded"], atol=1e-6)
+    np.testing.assert_allclose(predictions["ops"], predictions["unfolded"], atol=1e-6)

@@ -229,11 +229,16 @@ class BatchNorm(keras.layers.Layer):
     def call(self, inputs, training=None):
         if training:
             return self._normalize_batch(inputs)
-        mean, variance, beta, gamma = (ops.cast(v, inputs.dtype) for v in (
+        return self.moving_map(inputs.dtype).apply(inputs)
+
+    def moving_map(self, dtype="float32") -> PendingAffine:
+        """Inference mode's map ``x * scale + offset`` from the moving
+        statistics, computed in ``dtype`` with ``tf.nn.batch_normalization``'s
+        arithmetic, operation by operation."""
+        mean, variance, beta, gamma = (ops.cast(v, dtype) for v in (
             self.moving_mean, self.moving_variance, self.beta, self.gamma))
-        # tf.nn.batch_normalization's arithmetic, operation by operation.
         scale = ops.rsqrt(variance + self.epsilon) * gamma
-        return inputs * scale + (beta - mean * scale)
+        return PendingAffine(scale, beta - mean * scale)
 
     def _normalize_batch(self, inputs):
         """Training mode: the batch's moments over every axis but the last
@@ -260,11 +265,8 @@ class BatchNorm(keras.layers.Layer):
         first (TF1's ``l2_normalize``: the input scaling, done here with the
         moments where ``kernels.standardized_streams`` runs).
         """
-        if not self.built:
-            self.build(inputs.shape)
+        rows, sizes = self._rows_and_blocks(inputs, sizes)
         channels = self.gamma.shape[0]
-        sizes = [channels] if sizes is None else [int(size) for size in sizes]
-        rows = ops.reshape(inputs, (-1, channels))
         if kernels.fuses_frame_streams(rows.dtype):
             blocks, mean, corrected_variance = kernels.standardized_streams(
                 rows, sizes, l2_first, self.epsilon)
@@ -278,6 +280,31 @@ class BatchNorm(keras.layers.Layer):
         self.update_moving(mean, corrected_variance, ops.shape(rows)[0])
         affines = PendingAffine(self.gamma, self.beta).split(sizes)
         return list(zip(blocks, affines))
+
+    def inference_parts(self, inputs, sizes: list[int] | None = None, l2_first: bool = False):
+        """Inference mode as ``standardize`` gives training mode: ``[(x,
+        affine), ...]``, one pair per block of ``sizes`` columns, where
+        ``call`` would return ``affine.apply(x)`` of each block: the rows as
+        they are (L2-normalized first where ``l2_first``) and the moving
+        statistics' map (``moving_map``), for the same consumers, which fold
+        it. The ``[M, C]`` rows are then read once and written once
+        (``kernels.scaled_streams``, where it runs) where the map, the
+        input scaling and the split make about six passes."""
+        rows, sizes = self._rows_and_blocks(inputs, sizes)
+        if kernels.fuses_frame_streams(rows.dtype):
+            blocks = kernels.scaled_streams(rows, sizes, l2_first)
+        else:
+            blocks = split_columns(l2_normalize(rows) if l2_first else rows, sizes)
+        return list(zip(blocks, self.moving_map().split(sizes)))
+
+    def _rows_and_blocks(self, inputs, sizes: list[int] | None):
+        """``inputs`` as ``[M, C]`` rows (the layer built for them), and the
+        column blocks' ``sizes`` (default: one block of all ``C``)."""
+        if not self.built:
+            self.build(inputs.shape)
+        channels = self.gamma.shape[0]
+        sizes = [channels] if sizes is None else [int(size) for size in sizes]
+        return ops.reshape(inputs, (-1, channels)), sizes
 
     def update_moving(self, mean, corrected_variance, count):
         """Moves the moving statistics towards a batch's moments over

@@ -419,6 +419,17 @@ def standardized_streams(rows, sizes: list[int], l2_first: bool, epsilon: float)
     return frame_streams.standardize(rows, sizes, l2_first, epsilon)
 
 
+def scaled_streams(rows, sizes: list[int], l2_first: bool) -> list:
+    """``rows`` ``[M, C]`` (float32), L2-normalized each where ``l2_first``
+    and cut into column blocks of ``sizes``: ``standardized_streams``
+    without the moments and the standardization (inference, where
+    ``BatchNorm.inference_parts`` leaves the moving statistics' map to the
+    poolings). One pass (``native.frame_streams``) where TensorFlow's ops
+    make four (the L2 norm's square, sum and product, the split's copy).
+    Where ``fuses_frame_streams`` holds."""
+    return frame_streams.scale(rows, sizes, l2_first)
+
+
 def normalized_softmax_pool(projections, gamma, beta, epsilon: float, offset=None):
     """``(sum, max, mean, variance)``: the sum and maximum over frames of
     ``softmax(BN(projections))`` (``[B, N, K]`` -> ``[B, K]`` each), batch

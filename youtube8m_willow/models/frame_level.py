@@ -121,15 +121,20 @@ def normalize_input(input_bn: BatchNorm | None, flat, sizes: list[int], training
     """``input_bn`` on the ``[B*N, D]`` frames, cut into the streams of
     ``sizes`` columns: ``[(rows, affine), ...]``.
 
-    Where ``folds`` (training, every pooling folding the batch norm's map
-    into what it computes from the frames: ``FrameSamplingModel.folds_input_bn``),
-    the standardized rows and the map unapplied (``BatchNorm.standardize``,
-    of the frames L2-normalized first where ``l2_first``): the same values,
-    and a gradient without the ``[B*N, D]`` input gradients. Else the
-    normalized rows and None; without ``input_bn``, the rows as they are.
+    Where ``folds`` (every pooling folding the batch norm's map into what it
+    computes from the frames: ``FrameSamplingModel.folds_input_bn``), the
+    rows and the map unapplied, of the frames L2-normalized first where
+    ``l2_first``: in training the standardized rows and gamma and beta
+    (``BatchNorm.standardize``: a gradient without the ``[B*N, D]`` input
+    gradients), in inference the rows and the moving statistics' map
+    (``BatchNorm.inference_parts``: no pass of the map over the rows); the
+    same values. Else the normalized rows and None; without ``input_bn``,
+    the rows as they are.
     """
     if folds:
-        return input_bn.standardize(flat, sizes, l2_first)
+        if training:
+            return input_bn.standardize(flat, sizes, l2_first)
+        return input_bn.inference_parts(flat, sizes, l2_first)
     rows = flat if input_bn is None else input_bn(flat, training=training)
     return [(stream, None) for stream in split_columns(rows, sizes)]
 
@@ -162,14 +167,14 @@ class FrameSamplingModel(FrameLevelModel):
         return []
 
     def folds_input_bn(self, training) -> bool:
-        """Whether this mode hands the poolings the standardized frames and
-        ``input_bn``'s map unapplied (``normalize_input``): in training,
-        where every pooling folds the map (``folds_input_affine``)."""
+        """Whether the poolings are handed the frames and ``input_bn``'s map
+        unapplied (``normalize_input``), in training and in inference: where
+        every pooling folds the map (``folds_input_affine``)."""
         # Not a class attribute's default: on PyTorch a class attribute would
         # hide the instance's layer (torch keeps submodules apart).
         input_bn = getattr(self, "input_bn", None)
         poolings = [p for p in self.input_bn_poolings() if p is not None]
-        return bool(training and input_bn is not None and poolings
+        return bool(input_bn is not None and poolings
                     and all(p.folds_input_affine for p in poolings))
 
     def scales_own_frames(self, training) -> bool:

@@ -1,20 +1,23 @@
-// FrameStreams: the LF models' input preparation in training, from the
-// sampled frames [R, D] (float32, CPU) to the standardized streams the
-// poolings read:
+// FrameStreams: the LF models' input preparation, from the sampled frames
+// [R, D] (float32, CPU) to the streams the poolings read:
 //
 //   x'[r] = x[r] * rsqrt(max(sum_d x[r, d] ** 2, 1e-12))   (with l2_normalize:
 //                                                           TF1's l2_normalize)
-//   mean[d], variance[d]: the moments of x' over the R rows
-//   y[r, d] = (x'[r, d] - mean[d]) * rsqrt(variance[d] + epsilon)
+//   with standardize (training):
+//     mean[d], variance[d]: the moments of x' over the R rows
+//     y[r, d] = (x'[r, d] - mean[d]) * rsqrt(variance[d] + epsilon)
+//   without (inference, where input_bn's map from its moving statistics is
+//   folded into the poolings): y = x', and mean and variance are zeros
 //   streams: y's columns cut at stream_sizes ([R, 1024] rgb, [R, 128] audio)
 //
-// It returns mean and the variance Bessel-corrected (R / (R - 1); none for
-// one row), as TF1's fused batch norm reports them for the moving averages.
-// As TensorFlow's ops this is the input scaling's square, sum and multiply,
-// the fused batch norm's passes over [R, D] and the split's copy; here one
-// pass reads the frames for the row norms and the moments, and a second
-// reads them again and writes the streams. The frames are data: the op has
-// no gradient.
+// With standardize it returns mean and the variance Bessel-corrected
+// (R / (R - 1); none for one row), as TF1's fused batch norm reports them
+// for the moving averages. As TensorFlow's ops this is the input scaling's
+// square, sum and multiply, the batch norm's passes over [R, D] and the
+// split's copy; here one pass reads the frames for the row norms and the
+// moments, and a second reads them again and writes the streams (without
+// standardize, the one pass that writes them). The frames are data: the op
+// has no gradient.
 //
 // The row norms and the moments are accumulated in float64, over fixed
 // blocks of rows merged in order, so the result does not depend on the
@@ -54,6 +57,7 @@ REGISTER_OP("FrameStreams")
     .Attr("stream_sizes: list(int)")
     .Attr("l2_normalize: bool")
     .Attr("epsilon: float")
+    .Attr("standardize: bool = true")
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle frames;
       TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 2, &frames));
@@ -105,6 +109,7 @@ class FrameStreamsOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("stream_sizes", &sizes_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("l2_normalize", &l2_normalize_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("epsilon", &epsilon_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("standardize", &standardize_));
     int num_streams;
     OP_REQUIRES_OK(ctx, ctx->GetAttr("num_streams", &num_streams));
     OP_REQUIRES(ctx, static_cast<size_t>(num_streams) == sizes_.size(),
@@ -133,6 +138,12 @@ class FrameStreamsOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(sizes_.size(), TensorShape({width_}), &mean_out));
     OP_REQUIRES_OK(ctx,
                    ctx->allocate_output(sizes_.size() + 1, TensorShape({width_}), &variance_out));
+    if (!standardize_) {
+      std::fill_n(mean_out->flat<float>().data(), width_, 0.0f);
+      std::fill_n(variance_out->flat<float>().data(), width_, 0.0f);
+      WriteStreams(ctx, x, rows, nullptr, nullptr, nullptr, streams);
+      return;
+    }
 
     std::vector<float> row_scales(rows);
     std::vector<double> sums(2 * width_, 0.0);
@@ -183,6 +194,9 @@ class FrameStreamsOp : public OpKernel {
     }
   }
 
+  // The streams of x' standardized with mean and inverse_std; without them
+  // (null: no standardize) of x' itself, each row's scale computed here
+  // (row_scales null).
   void WriteStreams(OpKernelContext* ctx, const float* x, int64_t rows, const float* row_scales,
                     const float* mean, const float* inverse_std,
                     const std::vector<float*>& streams) const {
@@ -190,10 +204,15 @@ class FrameStreamsOp : public OpKernel {
     ctx->eigen_device<CPUDevice>().parallelFor(rows, cost, [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
         const float* row = x + r * width_;
-        const float scale = row_scales[r];
+        const float scale =
+            row_scales != nullptr ? row_scales[r] : RowScale(row, width_, l2_normalize_);
         int64_t column = 0;
         for (size_t i = 0; i < sizes_.size(); ++i) {
           float* out = streams[i] + r * sizes_[i];
+          if (mean == nullptr) {
+            for (int64_t j = 0; j < sizes_[i]; ++j, ++column) out[j] = row[column] * scale;
+            continue;
+          }
           for (int64_t j = 0; j < sizes_[i]; ++j, ++column) {
             out[j] = (row[column] * scale - mean[column]) * inverse_std[column];
           }
@@ -206,6 +225,7 @@ class FrameStreamsOp : public OpKernel {
   int64_t width_ = 0;
   bool l2_normalize_ = false;
   float epsilon_ = 0.0f;
+  bool standardize_ = true;
 };
 
 REGISTER_KERNEL_BUILDER(Name("FrameStreams").Device(DEVICE_CPU), FrameStreamsOp);

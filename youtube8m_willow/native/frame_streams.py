@@ -1,13 +1,15 @@
 """The ``FrameStreams`` kernel (``frame_streams.cc``): the LF models' input
-preparation in training.
+preparation.
 
-``standardize(frames, sizes, l2_normalize, epsilon)`` takes the sampled
-frames ``[R, D]`` (float32), L2-normalizes each (TF1's ``l2_normalize``,
-where asked), standardizes every column with the rows' moments (TF1's fused
-batch norm in training, without its affine map) and cuts the columns into
-streams of ``sizes``. Returns ``(streams, mean, variance)``, the variance
-Bessel-corrected as the fused batch norm reports it. The frames are data:
-no gradient.
+``standardize(frames, sizes, l2_normalize, epsilon)`` (training) takes the
+sampled frames ``[R, D]`` (float32), L2-normalizes each (TF1's
+``l2_normalize``, where asked), standardizes every column with the rows'
+moments (TF1's fused batch norm in training, without its affine map) and
+cuts the columns into streams of ``sizes``. Returns ``(streams, mean,
+variance)``, the variance Bessel-corrected as the fused batch norm reports
+it. ``scale(frames, sizes, l2_normalize)`` (inference, where the moving
+statistics' map is folded into the poolings) gives the streams of the
+frames L2-normalized alone, in one pass. The frames are data: no gradient.
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ def standardize(frames, sizes: list[int], l2_normalize: bool, epsilon: float):
         frames, num_streams=len(sizes), stream_sizes=[int(s) for s in sizes],
         l2_normalize=l2_normalize, epsilon=epsilon)
     return list(streams), mean, variance
+
+
+def scale(frames, sizes: list[int], l2_normalize: bool) -> list:
+    streams, _, _ = load("frame_streams").frame_streams(
+        frames, num_streams=len(sizes), stream_sizes=[int(s) for s in sizes],
+        l2_normalize=l2_normalize, epsilon=0.0, standardize=False)
+    return list(streams)
 
 
 tf.no_gradient("FrameStreams")
