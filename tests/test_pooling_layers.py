@@ -684,10 +684,13 @@ def test_half_precision_batch_norm_is_the_float32_one_rounded(channels):
 
 @pytest.mark.parametrize("mixtures", [1, 2])
 def test_mixture_probabilities_are_the_gated_sigmoids(mixtures):
-    """MixtureOfExperts' per-class mixture (one XLA-compiled function on
-    TensorFlow): the NumPy formula, and the gradients of the same ops run
-    as separate kernels; bfloat16 logits are mixed in float32."""
+    """MixtureOfExperts' per-class mixture (one XLA-compiled function in a
+    TensorFlow graph): the NumPy formula, and the gradients of the same ops
+    run as separate kernels (as an eager call runs them); bfloat16 logits
+    are mixed in float32."""
     from youtube8m_willow.layers import kernels
+
+    compiled_mixture = tf.function(kernels.mixture_probabilities, autograph=False)
 
     rng = np.random.default_rng(5)
     classes = 7
@@ -704,13 +707,33 @@ def test_mixture_probabilities_are_the_gated_sigmoids(mixtures):
             loss = tf.reduce_sum(probabilities * upstream)
         return probabilities, tape.gradient(loss, logits)
 
-    probabilities, gradients = value_and_gradients(kernels.mixture_probabilities,
+    probabilities, gradients = value_and_gradients(compiled_mixture,
                                                    tf.constant(gates), tf.constant(experts))
     np.testing.assert_allclose(probabilities, expected.reshape(4, classes), rtol=1e-6, atol=1e-7)
-    _, separate = value_and_gradients(kernels._mixture, tf.constant(gates), tf.constant(experts))
+    eager, separate = value_and_gradients(kernels.mixture_probabilities, tf.constant(gates),
+                                          tf.constant(experts))
+    np.testing.assert_allclose(eager, expected.reshape(4, classes), rtol=1e-6, atol=1e-7)
     for compiled, plain in zip(gradients, separate):
         np.testing.assert_allclose(compiled, plain, rtol=1e-5, atol=1e-7)
-    half = kernels.mixture_probabilities(tf.cast(gates, tf.bfloat16), tf.cast(experts, tf.bfloat16),
-                                         mixtures)
+    half = compiled_mixture(tf.cast(gates, tf.bfloat16), tf.cast(experts, tf.bfloat16), mixtures)
     assert half.dtype == tf.float32
     np.testing.assert_allclose(half, expected.reshape(4, classes), atol=3e-2)
+
+
+def test_the_mixture_compiles_in_a_graph_and_not_eagerly(monkeypatch):
+    """The XLA-compiled mixture is traced into graphs (the steps) and not
+    run eagerly, where it would be compiled for a one-off shape (the
+    build on zeros)."""
+    from youtube8m_willow.layers import kernels
+
+    calls = []
+    compiled = kernels._xla_mixture
+    monkeypatch.setattr(kernels, "_xla_mixture",
+                        lambda *args: calls.append(args) or compiled(*args))
+    gates, experts = tf.zeros([2, 6]), tf.zeros([2, 4])
+    eager = kernels.mixture_probabilities(gates, experts, 2)
+    assert not calls
+    traced = tf.function(lambda g, e: kernels.mixture_probabilities(g, e, 2))(gates, experts)
+    assert len(calls) == 1
+    np.testing.assert_allclose(eager, traced)
+    np.testing.assert_allclose(eager, np.full([2, 2], 2 / 3 * 0.5), rtol=1e-6)

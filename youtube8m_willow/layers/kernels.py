@@ -257,10 +257,14 @@ def mixture_probabilities(gate_logits, expert_logits, num_mixtures: int):
     the "nothing" expert's) and expert logits ``[B, C * num_mixtures]``, in
     float32 whatever their dtype.
 
-    On TensorFlow, forward and gradient are each one XLA-compiled loop: as
+    In a TensorFlow graph (a ``tf.function``: training and prediction
+    steps), forward and gradient are each one XLA-compiled loop: as
     separate kernels, the softmax over rows of 3 is oneDNN's slowest shape
-    (a third of the MoE head's time outside its matmuls)."""
-    if ON_TENSORFLOW:
+    (a third of the MoE head's time outside its matmuls). Run eagerly (a
+    model built by a call on zeros, a one-off call), separate kernels: XLA
+    would compile the loop for that call's shape alone (about 0.1 s of
+    every script's start)."""
+    if ON_TENSORFLOW and not tf.executing_eagerly():
         return _xla_mixture(gate_logits, expert_logits, num_mixtures)
     return _mixture(gate_logits, expert_logits, num_mixtures)
 
