@@ -416,6 +416,39 @@ def test_models_fold_input_batch_norm_into_their_poolings(case, monkeypatch):
     assert not input_widths & set(widths)
 
 
+def _inference_predictions(config, monkeypatch, fold: bool, far: bool):
+    """A randomized model's inference-mode predictions; ``far``: frames
+    near 1 + 0.1 noise, with input_bn's moving statistics their columns'
+    moments (each column's mean about ten times its deviation)."""
+    monkeypatch.setattr(ClusterPooling, "folds_input_affine", fold)
+    model = create_model(config).build_for_config()
+    randomize(model)
+    video, num_frames = inputs()
+    video = video[..., :config.feature_size]
+    if far:
+        real = (np.arange(video.shape[1])[None, :] < num_frames[:, None])[..., None]
+        video = ((1.0 + 0.1 * video) * real).astype(np.float32)
+        features, _ = model.scaled_inputs({"video_matrix": video, "num_frames": num_frames})
+        rows = features.numpy()[np.broadcast_to(real, video.shape)[..., 0]]
+        model.input_bn.moving_mean.assign(rows.mean(0))
+        model.input_bn.moving_variance.assign(rows.var(0))
+    return model({"video_matrix": video, "num_frames": num_frames}, training=False).numpy()
+
+
+@pytest.mark.parametrize("far", [False, True])
+@pytest.mark.parametrize("case", sorted(FOLDING_CASES))
+def test_models_fold_input_batch_norm_in_inference_too(case, far, monkeypatch):
+    """In inference the same models hand their poolings the frames and
+    input_bn's moving map unapplied (``BatchNorm.inference_parts``): the
+    predictions of the map applied to the frames, to 1e-6; where each
+    column's mean is about ten times its deviation (the map's offset then
+    cancels against the scaled frames' sums), to 1e-5."""
+    config = FOLDING_CASES[case]
+    folded = _inference_predictions(config, monkeypatch, fold=True, far=far)
+    applied = _inference_predictions(config, monkeypatch, fold=False, far=far)
+    np.testing.assert_allclose(folded, applied, atol=1e-5 if far else 1e-6)
+
+
 def test_netfv_gating_has_no_remove_diag_option():
     model = create_model(small("NetFVModelLF", gating=True, gating_remove_diag=True))
     assert model.gating.remove_diag is False

@@ -167,13 +167,14 @@ def test_scaled_streams_are_tensorflows(rows, sizes):
                 np.testing.assert_array_equal(stream, want_stream)
 
 
+@pytest.mark.parametrize("l2_first", [True, False])
 @pytest.mark.parametrize("kernel_runs", [True, False])
-def test_inference_parts_are_the_inference_batch_norm(kernel_runs, monkeypatch):
+def test_inference_parts_are_the_inference_batch_norm(kernel_runs, l2_first, monkeypatch):
     """``BatchNorm.inference_parts``: each block's map applied gives
-    inference mode's output of the L2-normalized rows (to 1e-6 of its
-    size), through the kernel and through TensorFlow's ops; the moving
-    statistics stay; gamma and beta get their gradients through the maps,
-    the frames (data) none."""
+    inference mode's output of the (L2-normalized) rows to 1e-6 of its
+    size, through the kernel and through TensorFlow's ops; the moving
+    statistics stay; the frames, gamma and beta get the gradients they get
+    through ``call`` (the kernel's gradient: TensorFlow's L2 scaling's)."""
     monkeypatch.setattr(frame_streams, "available", lambda: kernel_runs)
     x, layer = frames(90, 12), BatchNorm()
     layer.build((None, 12))
@@ -182,18 +183,27 @@ def test_inference_parts_are_the_inference_batch_norm(kernel_runs, monkeypatch):
         weight.assign(rng.uniform(-1.0, 1.0, 12))
     layer.moving_variance.assign(rng.uniform(0.1, 2.0, 12))
     moving = [v.numpy() for v in (layer.moving_mean, layer.moving_variance)]
-    want = tf.split(layer(l2_normalize(x), training=False), [9, 3], axis=1)
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        parts = layer.inference_parts(x, [9, 3], l2_first=True)
-        loss = sum(tf.reduce_sum(affine.apply(block)) for block, affine in parts)
-    for (block, affine), want_block in zip(parts, want):
-        assert relative_error(want_block, affine.apply(block)) < 1e-6
+    upstream = tf.constant(rng.standard_normal((90, 12)).astype("float32"))
+
+    def loss_and_gradients(outputs_of):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            outputs = outputs_of(x)
+            loss = tf.reduce_sum(tf.concat(outputs, 1) * upstream)
+        return outputs, tape.gradient(loss, [x, layer.gamma, layer.beta])
+
+    parts = layer.inference_parts(x, [9, 3], l2_first=l2_first)
+    got, gradients = loss_and_gradients(lambda rows: [
+        affine.apply(block) for block, affine in layer.inference_parts(rows, [9, 3], l2_first)])
+    want, want_gradients = loss_and_gradients(lambda rows: tf.split(
+        layer(l2_normalize(rows) if l2_first else rows, training=False), [9, 3], axis=1))
+    assert [block.shape for block, _ in parts] == [(90, 9), (90, 3)]
+    for got_block, want_block in zip(got, want):
+        assert relative_error(want_block, got_block) < 1e-6
     for kept, before in zip((layer.moving_mean, layer.moving_variance), moving):
         np.testing.assert_array_equal(kept, before)
-    frames_gradient, beta_gradient = tape.gradient(loss, [x, layer.beta])
-    assert frames_gradient is None if kernel_runs else frames_gradient is not None
-    np.testing.assert_allclose(beta_gradient, np.full(12, 90.0))
+    for gradient, want_gradient in zip(gradients, want_gradients):
+        assert relative_error(want_gradient, gradient) < 1e-5
 
 
 def test_models_take_the_kernel_only_where_it_applies():

@@ -4,6 +4,7 @@ TensorFlow's values and gradients, ties and NaN as there, one tensor of the
 projections' size held where TensorFlow's path holds three, and the layers
 taking it only where it applies."""
 
+import os
 import sys
 
 import forked
@@ -271,3 +272,23 @@ def test_a_kernel_built_for_another_cpu_is_not_loaded(name, monkeypatch):
     assert not build.built_for_this_cpu(name)
     assert not build.up_to_date(name)
     assert loading.load.__wrapped__(name) is None
+
+
+def test_a_kernel_older_than_its_source_is_not_loaded(tmp_path, monkeypatch):
+    """A library built before its source last changed (a checkout updated
+    without ``make``) may lack what the Python side asks of its op: it is
+    neither loaded nor taken as up to date."""
+    monkeypatch.setattr(build, "HERE", tmp_path)
+    monkeypatch.setattr(build, "built_for_this_cpu", lambda name: True)
+    source, library = tmp_path / "frame_streams.cc", build.library_path("frame_streams")
+    source.write_text("// source")
+    library.write_bytes(b"not a library")
+    os.utime(source, (1000, 1000))
+    os.utime(library, (2000, 2000))
+    assert build.built_after_source("frame_streams")
+    os.utime(source, (3000, 3000))
+    assert not build.built_after_source("frame_streams")
+    assert not build.up_to_date("frame_streams")
+    assert loading.load.__wrapped__("frame_streams") is None
+    source.unlink()  # not shipped: nothing to compare
+    assert build.built_after_source("frame_streams")

@@ -204,7 +204,7 @@ def first_sound_record(files: Sequence[tuple[str, int]]) -> tuple[str, bytes] | 
         # TensorFlow's own record reader, without tf.compat.v1's deprecation notice.
         from tensorflow.python.lib.io import _pywrap_record_io
         return path, next(iter(_pywrap_record_io.RecordIterator(path, "")))
-    except (ImportError, AttributeError, StopIteration, tf.errors.OpError):
+    except (ImportError, AttributeError, TypeError, StopIteration, tf.errors.OpError):
         return None
 
 

@@ -36,8 +36,8 @@ def first_record_id_key(data_pattern: str | Sequence[str], config: ReaderConfig)
         first = first_sound_record(file_sizes(data_pattern))
         if first is not None:
             path, record = first
-            return _id_key_of(tf.constant(record), record_names(tf.constant([path]),
-                                                                tf.constant([0], tf.int64)))
+            names = record_names(tf.constant([path]), tf.constant([0], tf.int64))
+            return _id_key_of(tf.constant(record), names)
     records, _, _ = read_records(data_pattern, config, 1, training=False, num_readers=1)
     for path, index, record, _ in raise_data_errors(records.take(1)):
         return _id_key_of(record, record_names(path[None], index[None]))

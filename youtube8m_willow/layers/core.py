@@ -148,12 +148,12 @@ def split_columns(x, sizes: list[int], axis: int = -1) -> list:
 @dataclasses.dataclass(frozen=True)
 class PendingAffine:
     """An affine map ``x * scale + offset`` over the last axis, handed on
-    unapplied (``BatchNorm.standardize``) to a layer that folds it into
-    what it computes from ``x``: a matmul's weights (``fold_into``), sums
-    over frames (``layers.vlad.residual_map``, ``mapped_sums``). A plain
-    object, not a tuple: Keras hands it to a layer as it is, without
-    casting ``scale`` and ``offset`` to the layer's compute dtype (the folds
-    cast them where they meet it)."""
+    unapplied (``BatchNorm.standardize``, ``BatchNorm.inference_parts``) to
+    a layer that folds it into what it computes from ``x``: a matmul's
+    weights (``fold_into``), sums over frames (``layers.vlad.residual_map``,
+    ``mapped_sums``). A plain object, not a tuple: Keras hands it to a layer
+    as it is, without casting ``scale`` and ``offset`` to the layer's
+    compute dtype (the folds cast them where they meet it)."""
 
     scale: object
     offset: object
@@ -265,7 +265,7 @@ class BatchNorm(keras.layers.Layer):
         first (TF1's ``l2_normalize``: the input scaling, done here with the
         moments where ``kernels.standardized_streams`` runs).
         """
-        rows, sizes = self._rows_and_blocks(inputs, sizes)
+        rows, sizes = self._rows_and_sizes(inputs, sizes)
         channels = self.gamma.shape[0]
         if kernels.fuses_frame_streams(rows.dtype):
             blocks, mean, corrected_variance = kernels.standardized_streams(
@@ -290,14 +290,14 @@ class BatchNorm(keras.layers.Layer):
         it. The ``[M, C]`` rows are then read once and written once
         (``kernels.scaled_streams``, where it runs) where the map, the
         input scaling and the split make about six passes."""
-        rows, sizes = self._rows_and_blocks(inputs, sizes)
+        rows, sizes = self._rows_and_sizes(inputs, sizes)
         if kernels.fuses_frame_streams(rows.dtype):
             blocks = kernels.scaled_streams(rows, sizes, l2_first)
         else:
             blocks = split_columns(l2_normalize(rows) if l2_first else rows, sizes)
         return list(zip(blocks, self.moving_map().split(sizes)))
 
-    def _rows_and_blocks(self, inputs, sizes: list[int] | None):
+    def _rows_and_sizes(self, inputs, sizes: list[int] | None):
         """``inputs`` as ``[M, C]`` rows (the layer built for them), and the
         column blocks' ``sizes`` (default: one block of all ``C``)."""
         if not self.built:

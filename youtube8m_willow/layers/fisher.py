@@ -18,7 +18,8 @@ def mapped_squares(squares, first_order, assignment_sum,
     mapped sums ``first_order`` (``[B, D, K]``) and ``assignment_sum``
     (``[B, 1, K]``): ``scale**2 sum_n a x**2 + offset (2 sum_n a y - offset
     sum_n a)``, whose gradient forms none of the frames (see
-    ``BatchNorm.standardize``); as they are without a map."""
+    ``BatchNorm.standardize`` and ``inference_parts``); as they are without
+    a map."""
     if input_affine is None:
         return squares
     scale, offset = (part[:, None] for part in input_affine.parts(squares.dtype))

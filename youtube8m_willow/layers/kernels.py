@@ -372,8 +372,8 @@ def fuses_vlad_descriptor(dtype) -> bool:
 
 
 def fuses_frame_streams(dtype) -> bool:
-    """Whether ``standardized_streams`` runs here for ``dtype`` rows: as
-    ``fuses_softmax_pool``, with its own kernel built."""
+    """Whether ``standardized_streams`` and ``scaled_streams`` run here for
+    ``dtype`` rows: as ``fuses_softmax_pool``, with their kernel built."""
     return _native_kernel_runs(dtype) and frame_streams.available()
 
 

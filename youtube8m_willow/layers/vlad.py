@@ -150,12 +150,13 @@ class ClusterPooling(keras.layers.Layer):
 
     assignment_activation = "softmax"
     applies_cluster_biases = True
-    # Every pooling's ``call`` takes frames standardized by the model's input
-    # batch norm with its map unapplied (``input_affine``, see
-    # ``BatchNorm.standardize``) and folds the map into all it computes from
-    # them (``ClusterAssignment.project``, ``residual_map``, ``mapped_sums``);
-    # a pooling that cannot sets this False and is handed the normalized
-    # frames.
+    # Every pooling's ``call`` takes frames with the model's input batch
+    # norm's map unapplied (``input_affine``: standardized frames and gamma
+    # and beta in training, ``BatchNorm.standardize``; the frames and the
+    # moving statistics' map in inference, ``BatchNorm.inference_parts``) and
+    # folds the map into all it computes from them
+    # (``ClusterAssignment.project``, ``residual_map``, ``mapped_sums``); a
+    # pooling that cannot sets this False and is handed the normalized frames.
     folds_input_affine = True
 
     def __init__(self, cluster_size: int, add_batch_norm: bool = True,
@@ -223,7 +224,7 @@ def mapped_sums(weighted, assignment_sum, input_affine: PendingAffine | None = N
     frames ``input_affine`` makes of them (as they are where None):
     ``scale * sum_n a x + offset * sum_n a``, given ``assignment_sum``
     ``[B, K]``. Their gradient forms no gradient of the frames where they
-    are data (see ``BatchNorm.standardize``)."""
+    are data (see ``BatchNorm.standardize`` and ``inference_parts``)."""
     if input_affine is None:
         return weighted
     scale, offset = input_affine.parts(weighted.dtype)

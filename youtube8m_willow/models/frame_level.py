@@ -168,8 +168,9 @@ class FrameSamplingModel(FrameLevelModel):
 
     def folds_input_bn(self, training) -> bool:
         """Whether the poolings are handed the frames and ``input_bn``'s map
-        unapplied (``normalize_input``), in training and in inference: where
-        every pooling folds the map (``folds_input_affine``)."""
+        unapplied (``normalize_input``): where every pooling folds the map
+        (``folds_input_affine``), in either mode (``training`` is there for
+        a model whose answer would depend on it)."""
         # Not a class attribute's default: on PyTorch a class attribute would
         # hide the instance's layer (torch keeps submodules apart).
         input_bn = getattr(self, "input_bn", None)
@@ -178,8 +179,10 @@ class FrameSamplingModel(FrameLevelModel):
                     and all(p.folds_input_affine for p in poolings))
 
     def scales_own_frames(self, training) -> bool:
-        """The L2 input scaling goes with ``input_bn``'s moments where the
-        map is folded (``BatchNorm.standardize``: one kernel where it runs)."""
+        """The L2 input scaling goes with the frames' preparation for the
+        poolings where input_bn's map is folded (``BatchNorm.standardize``
+        in training, ``BatchNorm.inference_parts`` in inference: one kernel
+        where it runs)."""
         return self.input_scaling == "l2" and self.folds_input_bn(training)
 
     def normalized_streams(self, frames, sizes: list[int], training) -> list[tuple]:

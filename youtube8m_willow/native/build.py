@@ -84,15 +84,25 @@ def compile_command(name: str) -> list[str]:
             *tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags()]
 
 
+def built_after_source(name: str) -> bool:
+    """Whether ``lib<name>.so`` was built after its ``<name>.cc`` last
+    changed (True where the source is not shipped): an older library may
+    lack what the Python side asks of the op."""
+    try:
+        source = (HERE / f"{name}.cc").stat().st_mtime
+    except OSError:
+        return True
+    return library_path(name).stat().st_mtime >= source
+
+
 def up_to_date(name: str) -> bool:
     """Built for this CPU, after its source and the installed TensorFlow
     (found without importing it: ``make`` asks on every run)."""
     library = library_path(name)
-    if not library.exists() or not built_for_this_cpu(name):
+    if not library.exists() or not built_for_this_cpu(name) or not built_after_source(name):
         return False
     tensorflow = Path(importlib.util.find_spec("tensorflow").origin).parent
-    newest_input = max((HERE / f"{name}.cc").stat().st_mtime, tensorflow.stat().st_mtime)
-    return library.stat().st_mtime >= newest_input
+    return library.stat().st_mtime >= tensorflow.stat().st_mtime
 
 
 def build(name: str) -> bool:

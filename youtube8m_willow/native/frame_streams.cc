@@ -141,7 +141,7 @@ class FrameStreamsOp : public OpKernel {
     if (!standardize_) {
       std::fill_n(mean_out->flat<float>().data(), width_, 0.0f);
       std::fill_n(variance_out->flat<float>().data(), width_, 0.0f);
-      WriteStreams(ctx, x, rows, nullptr, nullptr, nullptr, streams);
+      WriteScaledStreams(ctx, x, rows, streams);
       return;
     }
 
@@ -194,9 +194,7 @@ class FrameStreamsOp : public OpKernel {
     }
   }
 
-  // The streams of x' standardized with mean and inverse_std; without them
-  // (null: no standardize) of x' itself, each row's scale computed here
-  // (row_scales null).
+  // The streams of x' standardized with mean and inverse_std.
   void WriteStreams(OpKernelContext* ctx, const float* x, int64_t rows, const float* row_scales,
                     const float* mean, const float* inverse_std,
                     const std::vector<float*>& streams) const {
@@ -204,18 +202,32 @@ class FrameStreamsOp : public OpKernel {
     ctx->eigen_device<CPUDevice>().parallelFor(rows, cost, [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
         const float* row = x + r * width_;
-        const float scale =
-            row_scales != nullptr ? row_scales[r] : RowScale(row, width_, l2_normalize_);
+        const float scale = row_scales[r];
         int64_t column = 0;
         for (size_t i = 0; i < sizes_.size(); ++i) {
           float* out = streams[i] + r * sizes_[i];
-          if (mean == nullptr) {
-            for (int64_t j = 0; j < sizes_[i]; ++j, ++column) out[j] = row[column] * scale;
-            continue;
-          }
           for (int64_t j = 0; j < sizes_[i]; ++j, ++column) {
             out[j] = (row[column] * scale - mean[column]) * inverse_std[column];
           }
+        }
+      }
+    });
+  }
+
+  // The streams of x' itself (no standardize), each row's scale computed as
+  // the row is written: one pass.
+  void WriteScaledStreams(OpKernelContext* ctx, const float* x, int64_t rows,
+                          const std::vector<float*>& streams) const {
+    const double per_row = (l2_normalize_ ? 3.0 : 1.0) * width_;
+    const Eigen::TensorOpCost cost(4.0 * width_, 4.0 * width_, per_row);
+    ctx->eigen_device<CPUDevice>().parallelFor(rows, cost, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const float* row = x + r * width_;
+        const float scale = RowScale(row, width_, l2_normalize_);
+        int64_t column = 0;
+        for (size_t i = 0; i < sizes_.size(); ++i) {
+          float* out = streams[i] + r * sizes_[i];
+          for (int64_t j = 0; j < sizes_[i]; ++j, ++column) out[j] = row[column] * scale;
         }
       }
     });

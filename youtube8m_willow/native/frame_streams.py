@@ -9,7 +9,10 @@ cuts the columns into streams of ``sizes``. Returns ``(streams, mean,
 variance)``, the variance Bessel-corrected as the fused batch norm reports
 it. ``scale(frames, sizes, l2_normalize)`` (inference, where the moving
 statistics' map is folded into the poolings) gives the streams of the
-frames L2-normalized alone, in one pass. The frames are data: no gradient.
+frames L2-normalized alone, in one pass. Gradient: none where the op
+standardizes (training's frames are data, as on TensorFlow's path); without,
+that of TensorFlow's L2 scaling and split (a model's input gradient in
+inference, as the ops it replaces give).
 """
 
 from __future__ import annotations
@@ -39,4 +42,18 @@ def scale(frames, sizes: list[int], l2_normalize: bool) -> list:
     return list(streams)
 
 
-tf.no_gradient("FrameStreams")
+@tf.RegisterGradient("FrameStreams")
+def _frame_streams_gradient(op, *output_gradients):
+    if op.get_attr("standardize"):
+        return [None]
+    frames, sizes = op.inputs[0], op.get_attr("stream_sizes")
+    gradients = [tf.zeros_like(stream) if gradient is None else gradient
+                 for stream, gradient in zip(op.outputs[:len(sizes)], output_gradients)]
+    with tf.GradientTape() as tape:
+        tape.watch(frames)
+        rows = frames
+        if op.get_attr("l2_normalize"):  # TF1's l2_normalize, as the op computes it
+            squares = tf.reduce_sum(tf.square(frames), axis=1, keepdims=True)
+            rows = frames * tf.math.rsqrt(tf.maximum(squares, 1e-12))
+        streams = tf.split(rows, sizes, axis=1)
+    return [tape.gradient(streams, frames, output_gradients=gradients)]
