@@ -684,13 +684,11 @@ def test_half_precision_batch_norm_is_the_float32_one_rounded(channels):
 
 @pytest.mark.parametrize("mixtures", [1, 2])
 def test_mixture_probabilities_are_the_gated_sigmoids(mixtures):
-    """MixtureOfExperts' per-class mixture (one XLA-compiled function in a
-    TensorFlow graph): the NumPy formula, and the gradients of the same ops
-    run as separate kernels (as an eager call runs them); bfloat16 logits
+    """MixtureOfExperts' per-class mixture (one XLA-compiled function on
+    TensorFlow): the NumPy formula, and the gradients of the same ops run
+    as separate kernels (as inside ``uncompiled_mixture``); bfloat16 logits
     are mixed in float32."""
     from youtube8m_willow.layers import kernels
-
-    compiled_mixture = tf.function(kernels.mixture_probabilities, autograph=False)
 
     rng = np.random.default_rng(5)
     classes = 7
@@ -700,40 +698,46 @@ def test_mixture_probabilities_are_the_gated_sigmoids(mixtures):
     expected = np.sum(weights / (1 + np.exp(-experts.reshape(-1, mixtures))), axis=1)
     upstream = tf.constant(rng.standard_normal((4, classes)).astype(np.float32))
 
-    def value_and_gradients(mixture, *logits):
+    def value_and_gradients(*logits):
         with tf.GradientTape() as tape:
             tape.watch(logits)
-            probabilities = mixture(*logits, mixtures)
+            probabilities = kernels.mixture_probabilities(*logits, mixtures)
             loss = tf.reduce_sum(probabilities * upstream)
         return probabilities, tape.gradient(loss, logits)
 
-    probabilities, gradients = value_and_gradients(compiled_mixture,
-                                                   tf.constant(gates), tf.constant(experts))
+    probabilities, gradients = value_and_gradients(tf.constant(gates), tf.constant(experts))
     np.testing.assert_allclose(probabilities, expected.reshape(4, classes), rtol=1e-6, atol=1e-7)
-    eager, separate = value_and_gradients(kernels.mixture_probabilities, tf.constant(gates),
-                                          tf.constant(experts))
-    np.testing.assert_allclose(eager, expected.reshape(4, classes), rtol=1e-6, atol=1e-7)
-    for compiled, plain in zip(gradients, separate):
-        np.testing.assert_allclose(compiled, plain, rtol=1e-5, atol=1e-7)
-    half = compiled_mixture(tf.cast(gates, tf.bfloat16), tf.cast(experts, tf.bfloat16), mixtures)
+    with kernels.uncompiled_mixture():
+        plain, separate = value_and_gradients(tf.constant(gates), tf.constant(experts))
+    np.testing.assert_allclose(plain, expected.reshape(4, classes), rtol=1e-6, atol=1e-7)
+    for compiled, plain_gradient in zip(gradients, separate):
+        np.testing.assert_allclose(compiled, plain_gradient, rtol=1e-5, atol=1e-7)
+    half = kernels.mixture_probabilities(tf.cast(gates, tf.bfloat16), tf.cast(experts, tf.bfloat16),
+                                         mixtures)
     assert half.dtype == tf.float32
     np.testing.assert_allclose(half, expected.reshape(4, classes), atol=3e-2)
 
 
-def test_the_mixture_compiles_in_a_graph_and_not_eagerly(monkeypatch):
-    """The XLA-compiled mixture is traced into graphs (the steps) and not
-    run eagerly, where it would be compiled for a one-off shape (the
-    build on zeros)."""
+def test_a_model_build_compiles_no_mixture(monkeypatch):
+    """A model's build on zeros runs the MoE mixture as separate kernels
+    (``uncompiled_mixture``: XLA would compile it for that one shape); its
+    calls, eager and in a graph, run the compiled mixture, and predict alike."""
+    from youtube8m_willow.config import ModelConfig
     from youtube8m_willow.layers import kernels
+    from youtube8m_willow.models.registry import create_model
 
     calls = []
     compiled = kernels._xla_mixture
     monkeypatch.setattr(kernels, "_xla_mixture",
                         lambda *args: calls.append(args) or compiled(*args))
-    gates, experts = tf.zeros([2, 6]), tf.zeros([2, 4])
-    eager = kernels.mixture_probabilities(gates, experts, 2)
+    config = ModelConfig(model="MoeModel", frame_features=False, feature_names=("mean_rgb",),
+                         feature_sizes=(8,), num_classes=5, moe_num_mixtures=2)
+    model = create_model(config).build_for_config()
     assert not calls
-    traced = tf.function(lambda g, e: kernels.mixture_probabilities(g, e, 2))(gates, experts)
+    batch = {"video_matrix": tf.constant(np.random.default_rng(0).normal(size=[3, 8]),
+                                         tf.float32), "num_frames": tf.ones([3], tf.int32)}
+    eager = model(batch).numpy()
     assert len(calls) == 1
-    np.testing.assert_allclose(eager, traced)
-    np.testing.assert_allclose(eager, np.full([2, 2], 2 / 3 * 0.5), rtol=1e-6)
+    traced = tf.function(lambda inputs: model(inputs))(batch).numpy()
+    assert len(calls) == 2
+    np.testing.assert_array_equal(eager, traced)

@@ -257,16 +257,30 @@ def mixture_probabilities(gate_logits, expert_logits, num_mixtures: int):
     the "nothing" expert's) and expert logits ``[B, C * num_mixtures]``, in
     float32 whatever their dtype.
 
-    In a TensorFlow graph (a ``tf.function``: training and prediction
-    steps), forward and gradient are each one XLA-compiled loop: as
+    On TensorFlow, forward and gradient are each one XLA-compiled loop: as
     separate kernels, the softmax over rows of 3 is oneDNN's slowest shape
-    (a third of the MoE head's time outside its matmuls). Run eagerly (a
-    model built by a call on zeros, a one-off call), separate kernels: XLA
-    would compile the loop for that call's shape alone (about 0.1 s of
-    every script's start)."""
-    if ON_TENSORFLOW and not tf.executing_eagerly():
+    (a third of the MoE head's time outside its matmuls). Inside
+    ``uncompiled_mixture`` (a model's build), separate kernels."""
+    if ON_TENSORFLOW and _COMPILED_MIXTURE:
         return _xla_mixture(gate_logits, expert_logits, num_mixtures)
     return _mixture(gate_logits, expert_logits, num_mixtures)
+
+
+_COMPILED_MIXTURE = True
+
+
+@contextlib.contextmanager
+def uncompiled_mixture():
+    """A context in which ``mixture_probabilities`` runs as separate
+    kernels: for a call whose output is thrown away (a model built by a call
+    on zeros), whose shape no step runs again. XLA would compile its loop
+    for that shape alone, about 0.1 s of every script's start."""
+    global _COMPILED_MIXTURE
+    previous, _COMPILED_MIXTURE = _COMPILED_MIXTURE, False
+    try:
+        yield
+    finally:
+        _COMPILED_MIXTURE = previous
 
 
 def _mixture(gate_logits, expert_logits, num_mixtures: int):

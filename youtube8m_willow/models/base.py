@@ -9,6 +9,7 @@ from keras import ops
 
 from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.errors import ConfigError
+from youtube8m_willow.layers import kernels
 from youtube8m_willow.layers.core import collect_tf1_weights
 from youtube8m_willow.models.input_scaling import scale_features
 
@@ -172,7 +173,8 @@ class VideoModel(keras.Model):
         config = self.config
         shape = ([1, config.max_frames, config.feature_size] if config.frame_features
                  else [1, config.feature_size])
-        self({"video_matrix": ops.zeros(shape), "num_frames": ops.ones((1,), "int32")})
+        with kernels.uncompiled_mixture():  # nothing of this call is kept
+            self({"video_matrix": ops.zeros(shape), "num_frames": ops.ones((1,), "int32")})
         return self
 
     def get_build_config(self):
