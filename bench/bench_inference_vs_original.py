@@ -148,6 +148,11 @@ def infer(side: str, reference: Path, kind: str, flags: list[str], train_dir: Pa
             "ids": sorted(row.split(",", 1)[0] for row in rows)}
 
 
+def run_order(rounds: int) -> list[str]:
+    """``rounds`` runs a side, alternating: original, port, port, original, ..."""
+    return (["original", "port", "port", "original"] * rounds)[:2 * rounds]
+
+
 def row(name: str, videos: int, runs: dict[str, list[dict]]) -> str:
     best = {side: min(results, key=lambda r: r["seconds"]) for side, results in runs.items()}
     first = {side: min(r["first"] for r in results) for side, results in runs.items()}
@@ -195,7 +200,7 @@ def main() -> int:
     if args.rounds < 1:
         print(f"--rounds={args.rounds}: at least 1", file=sys.stderr)
         return 2
-    order = (["original", "port", "port", "original"] * args.rounds)[:2 * args.rounds]
+    order = run_order(args.rounds)
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
         write_records(work / "records", max(counts))

@@ -285,6 +285,10 @@ def test_inference_vs_original_refuses_counts_that_are_not_whole_shards(tmp_path
                         "--videos=400,1000")
     assert result.returncode == 2
     assert "--videos=400,1000: each count must be a positive multiple of 400" in result.stderr
+    result = _run_bench("bench_inference_vs_original.py", f"--reference_dir={tmp_path}",
+                        "--rounds=0")
+    assert result.returncode == 2
+    assert "--rounds=0: at least 1" in result.stderr
 
 
 def test_inference_vs_original_times_from_the_start_to_the_first_batch():
@@ -306,6 +310,8 @@ def test_inference_vs_original_times_from_the_start_to_the_first_batch():
                          {"seconds": 8.0, "first": 4.5, "rss": 2.5}],
             "port": [{"seconds": 5.0, "first": 3.0, "rss": 1.0},
                      {"seconds": 6.0, "first": 2.5, "rss": 1.2}]}
+    assert bench.run_order(1) == ["original", "port"]
+    assert bench.run_order(3) == ["original", "port", "port", "original", "original", "port"]
     assert bench.row("M", 400, runs) == ("| M | 400 | 50 | 80 | 1.60x | 4.0 s | 2.5 s | "
                                          "2.00 GB | 1.00 GB | 0.50 |")
 
