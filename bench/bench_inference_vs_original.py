@@ -184,6 +184,9 @@ def main() -> int:
         print("no WILLOW set up (--reference_dir or $REFERENCE_DIR with willow/ and venv/): "
               "nothing measured", file=sys.stderr)
         return 1
+    if args.rounds < 1:
+        print(f"--rounds={args.rounds}: at least 1", file=sys.stderr)
+        return 2
     counts = [int(count) for count in args.videos.split(",")]
     if any(count <= 0 or count % SHARD for count in counts):
         print(f"--videos={args.videos}: each count must be a positive multiple of {SHARD}",
@@ -197,9 +200,6 @@ def main() -> int:
     print("| model | videos | original videos/s | port videos/s | speed-up | original first "
           "batch | port first batch | original max RSS | port max RSS | memory ratio |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    if args.rounds < 1:
-        print(f"--rounds={args.rounds}: at least 1", file=sys.stderr)
-        return 2
     order = run_order(args.rounds)
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)

@@ -274,21 +274,29 @@ def test_a_kernel_built_for_another_cpu_is_not_loaded(name, monkeypatch):
     assert loading.load.__wrapped__(name) is None
 
 
-def test_a_kernel_older_than_its_source_is_not_loaded(tmp_path, monkeypatch):
-    """A library built before its source last changed (a checkout updated
-    without ``make``) may lack what the Python side asks of its op: it is
-    neither loaded nor taken as up to date."""
+def test_a_kernel_of_another_source_is_not_loaded(tmp_path, monkeypatch, caplog):
+    """A library compiled from another version of its source (a checkout
+    updated without ``make``) may lack what the Python side asks of its
+    op: it is neither loaded (a warning says to rebuild) nor taken as up to
+    date; one compiled from the source as it is loads. Times do not
+    matter, only the source's digest that the build stamps."""
     monkeypatch.setattr(build, "HERE", tmp_path)
     monkeypatch.setattr(build, "built_for_this_cpu", lambda name: True)
+    monkeypatch.setattr(loading.tf, "load_op_library", lambda path: "loaded")
     source, library = tmp_path / "frame_streams.cc", build.library_path("frame_streams")
-    source.write_text("// source")
-    library.write_bytes(b"not a library")
-    os.utime(source, (1000, 1000))
-    os.utime(library, (2000, 2000))
-    assert build.built_after_source("frame_streams")
-    os.utime(source, (3000, 3000))
-    assert not build.built_after_source("frame_streams")
+    source.write_text("// version 1")
+    library.write_bytes(b"a library")
+    build.source_stamp_path("frame_streams").write_text(build.source_digest("frame_streams"))
+    os.utime(source, (4e9, 4e9))  # touched later: the same source
+    assert build.built_from_current_source("frame_streams")
+    assert loading.load.__wrapped__("frame_streams") == "loaded"
+    source.write_text("// version 2")
+    assert not build.built_from_current_source("frame_streams")
     assert not build.up_to_date("frame_streams")
-    assert loading.load.__wrapped__("frame_streams") is None
+    with caplog.at_level("WARNING"):
+        assert loading.load.__wrapped__("frame_streams") is None
+    assert "built from another version of frame_streams.cc" in caplog.text
     source.unlink()  # not shipped: nothing to compare
-    assert build.built_after_source("frame_streams")
+    assert build.built_from_current_source("frame_streams")
+    build.source_stamp_path("frame_streams").unlink()
+    assert build.built_from_current_source("frame_streams")

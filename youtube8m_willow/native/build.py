@@ -3,8 +3,9 @@
     python -m youtube8m_willow.native.build [name ...]
 
 ``make`` runs it after installing the requirements. Each ``<name>.cc``
-becomes ``lib<name>.so`` beside it (rebuilt when the source or TensorFlow is
-newer, or, for a kernel tuned to the CPU, on another CPU). A failed build is
+becomes ``lib<name>.so`` beside it, stamped with its source's digest
+(rebuilt when the source changes, when TensorFlow is newer, or, for a
+kernel tuned to the CPU, on another CPU). A failed build is
 reported and leaves the kernel out; the layers and the optimizer then take
 TensorFlow's own path (more memory; the same numbers to float32 rounding).
 """
@@ -84,22 +85,35 @@ def compile_command(name: str) -> list[str]:
             *tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags()]
 
 
-def built_after_source(name: str) -> bool:
-    """Whether ``lib<name>.so`` was built after its ``<name>.cc`` last
-    changed (True where the source is not shipped): an older library may
-    lack what the Python side asks of the op."""
+def source_stamp_path(name: str) -> Path:
+    return HERE / f"lib{name}.so.source"
+
+
+def source_digest(name: str) -> str | None:
+    """A digest of ``<name>.cc``; None where the source is not shipped."""
     try:
-        source = (HERE / f"{name}.cc").stat().st_mtime
+        return hashlib.sha256((HERE / f"{name}.cc").read_bytes()).hexdigest()[:16]
     except OSError:
-        return True
-    return library_path(name).stat().st_mtime >= source
+        return None
+
+
+def built_from_current_source(name: str) -> bool:
+    """Whether ``lib<name>.so`` was compiled from ``<name>.cc`` as it is now
+    (its digest, stamped by ``build``; True where the source is not
+    shipped): a library of an older source may lack what the Python side
+    asks of its op. A digest, not the files' times, which a checkout or a
+    copy changes without changing the source."""
+    digest = source_digest(name)
+    stamp = source_stamp_path(name)
+    return digest is None or (stamp.exists() and stamp.read_text().strip() == digest)
 
 
 def up_to_date(name: str) -> bool:
-    """Built for this CPU, after its source and the installed TensorFlow
-    (found without importing it: ``make`` asks on every run)."""
+    """Built for this CPU from the current source, after the installed
+    TensorFlow (found without importing it: ``make`` asks on every run)."""
     library = library_path(name)
-    if not library.exists() or not built_for_this_cpu(name) or not built_after_source(name):
+    if (not library.exists() or not built_for_this_cpu(name)
+            or not built_from_current_source(name)):
         return False
     tensorflow = Path(importlib.util.find_spec("tensorflow").origin).parent
     return library.stat().st_mtime >= tensorflow.stat().st_mtime
@@ -110,6 +124,7 @@ def build(name: str) -> bool:
     if up_to_date(name):
         return True
     stamp_path(name).unlink(missing_ok=True)
+    source_stamp_path(name).unlink(missing_ok=True)
     result = subprocess.run(compile_command(name), capture_output=True, text=True)
     if result.returncode != 0:
         print(f"could not build the {name} kernel ({result.returncode}); TensorFlow's own "
@@ -117,6 +132,9 @@ def build(name: str) -> bool:
         return False
     if tuned_to_cpu(name):
         stamp_path(name).write_text(cpu_signature() + "\n")
+    digest = source_digest(name)
+    if digest is not None:
+        source_stamp_path(name).write_text(digest + "\n")
     print(f"built {library_path(name)}")
     return True
 

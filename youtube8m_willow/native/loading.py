@@ -15,16 +15,16 @@ from youtube8m_willow.native import build
 
 @functools.lru_cache(maxsize=None)
 def load(name: str):
-    """The loaded ``lib<name>.so``, or None (not built, built before its
-    source last changed, or for another TensorFlow or CPU: logged once); the
-    callers then take TensorFlow's own path."""
+    """The loaded ``lib<name>.so``, or None (not built, built from another
+    version of its source, or for another TensorFlow or CPU: logged once);
+    the callers then take TensorFlow's own path."""
     path = build.library_path(name)
     if not path.exists():
         logging.info("%s is not built (python -m youtube8m_willow.native.build)", path)
         return None
-    if not build.built_after_source(name):
-        logging.warning("%s is older than its source %s.cc; rebuild it with python -m "
-                        "youtube8m_willow.native.build", path, name)
+    if not build.built_from_current_source(name):
+        logging.warning("%s was built from another version of %s.cc; rebuild it with "
+                        "python -m youtube8m_willow.native.build", path, name)
         return None
     if not build.built_for_this_cpu(name):
         logging.warning("%s was built for another CPU; rebuild it with python -m "
