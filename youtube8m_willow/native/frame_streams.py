@@ -29,17 +29,21 @@ def available() -> bool:
 
 
 def standardize(frames, sizes: list[int], l2_normalize: bool, epsilon: float):
-    streams, mean, variance = load("frame_streams").frame_streams(
-        frames, num_streams=len(sizes), stream_sizes=[int(s) for s in sizes],
-        l2_normalize=l2_normalize, epsilon=epsilon)
-    return list(streams), mean, variance
+    return _frame_streams(frames, sizes, l2_normalize, epsilon, True)
 
 
 def scale(frames, sizes: list[int], l2_normalize: bool) -> list:
-    streams, _, _ = load("frame_streams").frame_streams(
+    streams, _, _ = _frame_streams(frames, sizes, l2_normalize, 0.0, False)
+    return streams
+
+
+def _frame_streams(frames, sizes: list[int], l2_normalize: bool, epsilon: float,
+                   standardize_: bool):
+    """The op: ``(streams as a list, mean, variance)``."""
+    streams, mean, variance = load("frame_streams").frame_streams(
         frames, num_streams=len(sizes), stream_sizes=[int(s) for s in sizes],
-        l2_normalize=l2_normalize, epsilon=0.0, standardize=False)
-    return list(streams)
+        l2_normalize=l2_normalize, epsilon=epsilon, standardize=standardize_)
+    return list(streams), mean, variance
 
 
 @tf.RegisterGradient("FrameStreams")
