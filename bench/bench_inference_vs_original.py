@@ -21,6 +21,14 @@ exit), the seconds from the start to the first batch written (each side
 logs ``num examples processed``), and peak memory (max RSS); each side keeps
 its better run. Both CSVs must list every video.
 
+And the port's floor: TensorFlow's import alone (a process that only imports
+it as the port's scripts do, timed start to exit, alternating with the
+original's ``import tensorflow.compat.v1``: the better of as many runs as the
+rounds) plus the model's forward matmul FLOPs for the videos
+(``bench_train.forward_flops``) at the machine's float32 rate (a 4096^2
+matmul, measured in a process of its own). "at the floor" is the speed-up a
+port that reached its floor would show: the original's seconds over it.
+
     PYTHONPATH=. .venv/bin/python bench/bench_inference_vs_original.py --reference_dir=/tmp/reference
     ... --only=MoE --videos=400
 """
@@ -40,6 +48,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
+import bench_train  # noqa: E402
 from bench_paper_models import recipe_train_lines  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,12 +64,20 @@ TRAINING_ONLY = ("--train_data_pattern", "--train_dir", "--batch_size", "--base_
 FIRST_BATCH = re.compile(r"(\d\d):(\d\d):(\d\d\.\d+).*num examples processed")
 
 
-def models() -> dict[str, tuple[str, list[str], int]]:
-    """``{row: (record kind, training flags, training batch)}``."""
+def models() -> dict[str, tuple[str, list[str], int, str]]:
+    """``{row: (record kind, training flags, training batch, bench_train model)}``."""
     netvlad = next(flags for name, flags in recipe_train_lines().items()
                    if name.startswith("gatednetvlad"))
-    return {"Gated NetVLAD (paper)": ("frame", netvlad, 80),
-            "MoE (video-level)": ("video", ["--model=MoeModel", *FEATURES["video"]], 256)}
+    return {"Gated NetVLAD (paper)": ("frame", netvlad, 80, "netvlad"),
+            "MoE (video-level)": ("video", ["--model=MoeModel", *FEATURES["video"]], 256, "moe")}
+
+
+def forward_flops_per_video(model: str) -> float:
+    """A bench_train model's forward matmul FLOPs per video at the records'
+    4716 classes (its paper config: the rows' flags)."""
+    config = bench_train.model_config(argparse.Namespace(
+        model=model, num_classes=4716, cluster_size=256, hidden_size=1024, iterations=300))
+    return bench_train.forward_flops(config)
 
 
 def model_flags(flags: list[str]) -> list[str]:
@@ -148,18 +165,48 @@ def infer(side: str, reference: Path, kind: str, flags: list[str], train_dir: Pa
             "ids": sorted(row.split(",", 1)[0] for row in rows)}
 
 
+# What each side's import of TensorFlow is timed with: the original's first
+# line of TensorFlow, the port's scripts' start-up (``startup.start_tool``).
+IMPORTS = {"original": "import tensorflow.compat.v1",
+           "port": "from youtube8m_willow import startup; startup.start_tool()"}
+
+
+def import_seconds(side: str, reference: Path) -> float:
+    """Seconds of a process of ``side``'s interpreter and environment that only imports TensorFlow."""
+    if side == "original":
+        python, cwd, env = _common.reference_python(reference), reference / "willow", original_env()
+    else:
+        python, cwd, env = sys.executable, REPO, {**os.environ, "PYTHONPATH": str(REPO)}
+    start = time.monotonic()
+    subprocess.run([str(python), "-c", IMPORTS[side]], cwd=cwd, env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.monotonic() - start
+
+
+def float32_rate() -> float:
+    """The machine's float32 matmul GFLOP/s (4096^2), measured in a process of its own."""
+    code = "import _common; print(_common.matmul_gflops(4096, 4096, 4096, repeats=3))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, check=True,
+                            capture_output=True, text=True)
+    return float(result.stdout.split()[-1])
+
+
 def run_order(rounds: int) -> list[str]:
     """``rounds`` runs a side, alternating: original, port, port, original, ..."""
     return (["original", "port", "port", "original"] * rounds)[:2 * rounds]
 
 
-def row(name: str, videos: int, runs: dict[str, list[dict]]) -> str:
+def row(name: str, videos: int, runs: dict[str, list[dict]], floor: float) -> str:
+    """A table row; ``floor``: the port's floor in seconds."""
     best = {side: min(results, key=lambda r: r["seconds"]) for side, results in runs.items()}
     first = {side: min(r["first"] for r in results) for side, results in runs.items()}
     rss = {side: min(r["rss"] for r in results) for side, results in runs.items()}
     rate = {side: videos / best[side]["seconds"] for side in runs}
     return (f"| {name} | {videos} | {rate['original']:.0f} | {rate['port']:.0f} | "
-            f"{rate['port'] / rate['original']:.2f}x | {first['original']:.1f} s | "
+            f"{rate['port'] / rate['original']:.2f}x | {floor:.1f} s | "
+            f"{best['port']['seconds'] / floor:.2f} | "
+            f"{best['original']['seconds'] / floor:.2f}x | {first['original']:.1f} s | "
             f"{first['port']:.1f} s | {rss['original']:.2f} GB | {rss['port']:.2f} GB | "
             f"{rss['port'] / rss['original']:.2f} |")
 
@@ -197,14 +244,22 @@ def main() -> int:
     print(f"inference batch {args.batch_size}, the original's train_dir after "
           f"{args.train_steps} step(s), {args.rounds} round(s) per side, synthetic 2017-format "
           "records (frame-level: 100-300 frames)")
-    print("| model | videos | original videos/s | port videos/s | speed-up | original first "
-          "batch | port first batch | original max RSS | port max RSS | memory ratio |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     order = run_order(args.rounds)
+    imports = {"original": [], "port": []}
+    for side in order:
+        imports[side].append(import_seconds(side, reference))
+    imported, gflops = min(imports["port"]), float32_rate()
+    print(f"TensorFlow's import alone: original {min(imports['original']):.2f} s, port "
+          f"{imported:.2f} s; float32 matmuls at {gflops:.0f} GFLOP/s (4096^2). Floor: the "
+          "port's import plus the forward's matmul FLOPs at that rate")
+    print("| model | videos | original videos/s | port videos/s | speed-up | port floor | "
+          "port / floor | at the floor | original first batch | port first batch | "
+          "original max RSS | port max RSS | memory ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
         write_records(work / "records", max(counts))
-        for name, (kind, flags, train_batch) in models().items():
+        for name, (kind, flags, train_batch, model) in models().items():
             if args.only not in name:
                 continue
             shards = sorted((work / "records" / kind).glob("test*.tfrecord"))
@@ -220,7 +275,8 @@ def main() -> int:
                 ids = {side: results[0]["ids"] for side, results in runs.items()}
                 if ids["original"] != ids["port"] or len(ids["port"]) != count:
                     raise RuntimeError(f"{name}: the CSVs do not both list the {count} videos")
-                print(row(name, count, runs), flush=True)
+                floor = imported + count * forward_flops_per_video(model) / (gflops * 1e9)
+                print(row(name, count, runs, floor), flush=True)
             shutil.rmtree(train_dir)
     return 0
 

@@ -73,19 +73,23 @@ def model_config(args):
                        moe_num_mixtures=2)
 
 
-def training_flops(config) -> float:
-    """Matmul FLOPs of one training example (forward x3, or x2 without input gradient)."""
+def forward_flops(config) -> float:
+    """Matmul FLOPs of one example's forward pass (a prediction)."""
     classes, mixtures = config.num_classes, config.moe_num_mixtures
     if config.model == "MoeModel":
-        return 2 * 2 * config.feature_size * classes * (2 * mixtures + 1)
+        return 2 * config.feature_size * classes * (2 * mixtures + 1)
     frames, video = config.iterations, config.feature_sizes[0]
     audio = config.feature_size - video
     clusters = config.netvlad_cluster_size
     hidden = config.netvlad_hidden_size
     pooled = video * clusters + audio * (clusters // 2)
-    forward = (2 * 2 * frames * pooled + 2 * pooled * hidden + 2 * hidden * hidden
-               + 2 * hidden * classes * (2 * mixtures + 1) + 2 * classes * classes)
-    return 3 * forward
+    return (2 * 2 * frames * pooled + 2 * pooled * hidden + 2 * hidden * hidden
+            + 2 * hidden * classes * (2 * mixtures + 1) + 2 * classes * classes)
+
+
+def training_flops(config) -> float:
+    """Matmul FLOPs of one training example (forward x3, or x2 without input gradient)."""
+    return (2 if config.model == "MoeModel" else 3) * forward_flops(config)
 
 
 def random_batch(config, batch_size: int, seed: int) -> dict:

@@ -312,8 +312,18 @@ def test_inference_vs_original_times_from_the_start_to_the_first_batch():
                      {"seconds": 6.0, "first": 2.5, "rss": 1.2}]}
     assert bench.run_order(1) == ["original", "port"]
     assert bench.run_order(3) == ["original", "port", "port", "original", "original", "port"]
-    assert bench.row("M", 400, runs) == ("| M | 400 | 50 | 80 | 1.60x | 4.0 s | 2.5 s | "
-                                         "2.00 GB | 1.00 GB | 0.50 |")
+    # The port's floor 4 s: 5 s is 1.25 times it; the original's 8 s, 2x.
+    assert bench.row("M", 400, runs, 4.0) == ("| M | 400 | 50 | 80 | 1.60x | 4.0 s | 1.25 | "
+                                              "2.00x | 4.0 s | 2.5 s | 2.00 GB | 1.00 GB | "
+                                              "0.50 |")
+    # Per video: MoE 2 * 1152 * 4716 * (2 * 2 + 1); Gated NetVLAD's frames
+    # (assignment and residual sums, 4 * 300 * (1024 * 256 + 128 * 128)),
+    # hidden layer, its gating, MoE and the classes' gating.
+    assert bench.forward_flops_per_video("moe") == 2 * 1152 * 4716 * 5
+    assert bench.forward_flops_per_video("netvlad") == (
+        4 * 300 * 278528 + 2 * 278528 * 1024 + 2 * 1024 * 1024 + 2 * 1024 * 4716 * 5
+        + 2 * 4716 * 4716)
+    assert [model[3] for model in bench.models().values()] == ["netvlad", "moe"]
 
 
 def test_side_by_side_benches_time_the_logged_steps():

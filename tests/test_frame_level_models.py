@@ -651,3 +651,44 @@ def test_a_model_fed_only_its_sampled_bytes_predicts_as_from_every_float_frame(m
     for training in (False, True):
         np.testing.assert_allclose(model(from_bytes, training=training).numpy(),
                                    model(floats, training=training).numpy(), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", [name for name in model_names() if is_frame_level(name)])
+def test_predictor_predicts_a_large_batch_in_chunks_as_whole(name):
+    """A batch of more than ``videos_per_call`` videos runs through the
+    compiled prediction in chunks of that many, in order: every frame-level
+    model predicts the same for each video as from the whole batch at once
+    (its prediction depends on its own frames alone)."""
+    from youtube8m_willow.prediction import Predictor
+
+    predictor = Predictor(small(name, lstm_cells=4, gru_cells=4, lstm_layers=2, gru_layers=2))
+    randomize(predictor.model)
+    rng = np.random.RandomState(5)
+    num_frames = np.array([10, 4, 1, 7, 10, 2, 9], np.int32)
+    video = rng.randn(7, 10, FEATURES).astype(np.float32)
+    video *= (np.arange(10)[None, :] < num_frames[:, None])[..., None]
+    batch = {"video_matrix": tf.constant(video), "num_frames": tf.constant(num_frames),
+             "video_ids": tf.constant([b"v%d" % i for i in range(7)])}
+    predictor.videos_per_call = None
+    whole = predictor(batch).numpy()
+    calls = []
+    compiled = predictor._predict
+    predictor._predict = lambda inputs: calls.append(inputs["video_matrix"].shape[0]) or \
+        compiled(inputs)
+    predictor.videos_per_call = 3
+    chunked = predictor(batch).numpy()
+    assert calls == [3, 3, 1]
+    assert whole.shape == (7, CLASSES) and np.ptp(whole) > 1e-3
+    np.testing.assert_allclose(chunked, whole, rtol=1e-6, atol=1e-7)
+
+
+def test_frame_level_batches_are_predicted_at_most_prediction_frames_at_a_time():
+    """``videos_per_call``: 512 videos of 300 frames (the frames of
+    ``PREDICTION_FRAMES``), fewer of longer videos, at least one; whole
+    batches of video-level features."""
+    from youtube8m_willow.prediction import PREDICTION_FRAMES, videos_per_call
+
+    assert videos_per_call(small("NetVLADModelLF", max_frames=300)) == 512
+    assert videos_per_call(small("LstmModel", max_frames=1000)) == PREDICTION_FRAMES // 1000
+    assert videos_per_call(small("DbofModel", max_frames=PREDICTION_FRAMES * 2)) == 1
+    assert videos_per_call(ModelConfig(model="MoeModel")) is None

@@ -42,6 +42,24 @@ INITIAL_WEIGHT_WARNING = 0.5
 # Float32 rounding allowed when checking that the moving variances could
 # have come from n such steps (see ``batch_norm_warning``).
 _VARIANCE_TOLERANCE = 1e-3
+# Frames one compiled prediction call takes at most: a larger frame-level
+# batch runs through the model in chunks (``videos_per_call``). A call's
+# intermediates grow with its frames: for Gated NetVLAD's batch of 1024
+# videos of 300 frames (the float frames, the cluster assignments and the
+# descriptors) they are 3.6 GB, half its inference's peak memory. Chunks of
+# 512 such videos keep the model's matmuls at their rate (the hidden
+# layer's: 203 GFLOP/s at 512 rows, 212 at 1024, 186 at 256;
+# ``bench/machine.py`` measures such shapes).
+PREDICTION_FRAMES = 512 * 300
+
+
+def videos_per_call(model_config: ModelConfig) -> int | None:
+    """The most videos of a batch that one prediction call takes: whole
+    batches of video-level features (small), ``PREDICTION_FRAMES`` worth of
+    frame-level ones (at least one video)."""
+    if not model_config.frame_features:
+        return None
+    return max(1, PREDICTION_FRAMES // model_config.max_frames)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +93,7 @@ class Predictor:
 
     def _build(self, model_config: ModelConfig) -> None:
         self.model_config = model_config
+        self.videos_per_call = videos_per_call(model_config)
         self.path = ""
         with weights_to_be_restored():  # restore() overwrites every weight
             self.model = create_model(model_config).build_for_config()
@@ -102,10 +121,19 @@ class Predictor:
         return step
 
     def __call__(self, batch):
-        """Probabilities ``[B, classes]``; non-finite ones are an error (bad weights)."""
+        """Probabilities ``[B, classes]``; non-finite ones are an error (bad
+        weights). A batch of more than ``videos_per_call`` videos is
+        predicted in chunks of that many, in order (each video's prediction
+        depends on its own features alone)."""
         inputs = {key: batch[key] for key in ("video_matrix", "num_frames", "feature_frames")
                   if key in batch}
-        predictions = self._predict(inputs)
+        size, chunk = int(inputs["video_matrix"].shape[0]), self.videos_per_call
+        if chunk is None or size <= chunk:
+            predictions = self._predict(inputs)
+        else:
+            predictions = tf.concat(
+                [self._predict({key: value[start:start + chunk] for key, value in inputs.items()})
+                 for start in range(0, size, chunk)], axis=0)
         finite = tf.reduce_all(tf.math.is_finite(predictions), axis=1)
         if not bool(tf.reduce_all(finite)):
             video = batch["video_ids"][int(tf.argmin(tf.cast(finite, tf.int32)))].numpy()
