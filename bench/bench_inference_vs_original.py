@@ -26,8 +26,9 @@ it as the port's scripts do, timed start to exit, alternating with the
 original's ``import tensorflow.compat.v1``: the better of as many runs as the
 rounds) plus the model's forward matmul FLOPs for the videos
 (``bench_train.forward_flops``) at the machine's float32 rate (a 4096^2
-matmul, measured in a process of its own). "at the floor" is the speed-up a
-port that reached its floor would show: the original's seconds over it.
+matmul, measured in a process of its own). "speed-up at the floor" is the
+speed-up a port that reached its floor would show: the original's seconds
+over it.
 
     PYTHONPATH=. .venv/bin/python bench/bench_inference_vs_original.py --reference_dir=/tmp/reference
     ... --only=MoE --videos=400
@@ -49,6 +50,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 import bench_train  # noqa: E402
+import machine  # noqa: E402
 from bench_paper_models import recipe_train_lines  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,9 +76,9 @@ def models() -> dict[str, tuple[str, list[str], int, str]]:
 
 def forward_flops_per_video(model: str) -> float:
     """A bench_train model's forward matmul FLOPs per video at the records'
-    4716 classes (its paper config: the rows' flags)."""
+    4716 classes, at the paper config (the rows' flags)."""
     config = bench_train.model_config(argparse.Namespace(
-        model=model, num_classes=4716, cluster_size=256, hidden_size=1024, iterations=300))
+        model=model, num_classes=4716, **machine.FULL_MODEL_ARGS))
     return bench_train.forward_flops(config)
 
 
@@ -145,12 +147,11 @@ def infer(side: str, reference: Path, kind: str, flags: list[str], train_dir: Pa
     """One inference.py process; its wall seconds, first batch, max RSS and CSV rows."""
     args = [f"--train_dir={train_dir}", f"--input_data_pattern={records}",
             f"--output_file={output}", f"--batch_size={batch}", *FEATURES[kind]]
+    python, cwd, env = side_process(side, reference)
     if side == "original":
-        command = [str(_common.reference_python(reference)), "inference.py", *args]
-        cwd, env = reference / "willow", original_env()
+        command = [python, "inference.py", *args]
     else:  # WILLOW's README gives inference.py the model flags too
-        command = [sys.executable, str(REPO / "inference.py"), *args, *model_flags(flags)]
-        cwd, env = REPO, {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
+        command = [python, str(REPO / "inference.py"), *args, *model_flags(flags)]
     os.sync()
     time.sleep(2)  # a quiet disk
     started = seconds_of_day(datetime.datetime.now())
@@ -165,20 +166,26 @@ def infer(side: str, reference: Path, kind: str, flags: list[str], train_dir: Pa
             "ids": sorted(row.split(",", 1)[0] for row in rows)}
 
 
-# What each side's import of TensorFlow is timed with: the original's first
-# line of TensorFlow, the port's scripts' start-up (``startup.start_tool``).
+def side_process(side: str, reference: Path) -> tuple[str, Path, dict]:
+    """``side``'s interpreter, working directory and environment."""
+    if side == "original":
+        return str(_common.reference_python(reference)), reference / "willow", original_env()
+    return sys.executable, REPO, {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+                                  "PYTHONPATH": str(REPO)}
+
+
+# What a process that only imports TensorFlow runs: the original's first line
+# of TensorFlow; the port's scripts' start-up (``startup.start_tool``: Keras
+# too, and their quick exit).
 IMPORTS = {"original": "import tensorflow.compat.v1",
            "port": "from youtube8m_willow import startup; startup.start_tool()"}
 
 
 def import_seconds(side: str, reference: Path) -> float:
-    """Seconds of a process of ``side``'s interpreter and environment that only imports TensorFlow."""
-    if side == "original":
-        python, cwd, env = _common.reference_python(reference), reference / "willow", original_env()
-    else:
-        python, cwd, env = sys.executable, REPO, {**os.environ, "PYTHONPATH": str(REPO)}
+    """Start to exit of a process of ``side``'s that only imports TensorFlow."""
+    python, cwd, env = side_process(side, reference)
     start = time.monotonic()
-    subprocess.run([str(python), "-c", IMPORTS[side]], cwd=cwd, env=env, check=True,
+    subprocess.run([python, "-c", IMPORTS[side]], cwd=cwd, env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.monotonic() - start
 
@@ -249,11 +256,12 @@ def main() -> int:
     for side in order:
         imports[side].append(import_seconds(side, reference))
     imported, gflops = min(imports["port"]), float32_rate()
-    print(f"TensorFlow's import alone: original {min(imports['original']):.2f} s, port "
-          f"{imported:.2f} s; float32 matmuls at {gflops:.0f} GFLOP/s (4096^2). Floor: the "
-          "port's import plus the forward's matmul FLOPs at that rate")
+    print(f"a process that only imports TensorFlow, start to exit (the port's: its scripts' "
+          f"start-up, Keras included): original {min(imports['original']):.2f} s, port "
+          f"{imported:.2f} s; float32 matmuls at {gflops:.0f} GFLOP/s (4096^2). Port floor: "
+          "that import plus the forward's matmul FLOPs at that rate")
     print("| model | videos | original videos/s | port videos/s | speed-up | port floor | "
-          "port / floor | at the floor | original first batch | port first batch | "
+          "port / floor | speed-up at the floor | original first batch | port first batch | "
           "original max RSS | port max RSS | memory ratio |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as work:

@@ -33,18 +33,18 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _settle_the_heap() -> None:
-    """TensorFlow and Keras imported once, their million objects moved out of
-    the garbage collector's sight (``gc.freeze``), and full collections made
-    rarer: a worker's traced graphs otherwise cost it a half-second full
-    collection every few tests, and ``keras.backend.clear_session`` (after
-    every in-process script run) another one each time."""
+    """TensorFlow and Keras imported once, their objects moved out of the
+    garbage collector's sight (``import_tensorflow_quietly`` freezes them),
+    and full collections made rarer: a worker's traced graphs otherwise cost
+    it a half-second full collection every few tests, and
+    ``keras.backend.clear_session`` (after every in-process script run)
+    another one each time."""
     import gc
 
     from youtube8m_willow.startup import import_tensorflow_quietly
 
     import_tensorflow_quietly()
-    import keras  # noqa: F401
-    gc.freeze()
+    gc.freeze()  # also where TensorFlow was imported before, unfrozen
     gc.set_threshold(10000, 50, 50)
 
 

@@ -388,3 +388,5 @@ def test_eval_and_inference_read_frames_as_bytes_and_predict_as_from_floats(tmp_
     from_bytes, from_floats = predictor(batch).numpy(), predictor(floats).numpy()
     assert from_bytes.shape == (12, CLASSES) and np.ptp(from_bytes) > 0.1
     np.testing.assert_allclose(from_bytes, from_floats, rtol=1e-6, atol=1e-7)
+    predictor.videos_per_call = 5  # the bytes and their frame counts, in chunks of 5, 5, 2
+    np.testing.assert_allclose(predictor(batch).numpy(), from_bytes, rtol=1e-6, atol=1e-7)

@@ -683,12 +683,15 @@ def test_predictor_predicts_a_large_batch_in_chunks_as_whole(name):
 
 
 def test_frame_level_batches_are_predicted_at_most_prediction_frames_at_a_time():
-    """``videos_per_call``: 512 videos of 300 frames (the frames of
-    ``PREDICTION_FRAMES``), fewer of longer videos, at least one; whole
-    batches of video-level features."""
+    """``videos_per_call``: 512 videos of 300 frames, or of 300 sampled
+    frames (the frames of ``PREDICTION_FRAMES``), fewer of longer videos, at
+    least one; whole batches of video-level features."""
     from youtube8m_willow.prediction import PREDICTION_FRAMES, videos_per_call
 
-    assert videos_per_call(small("NetVLADModelLF", max_frames=300)) == 512
+    assert videos_per_call(small("NetVLADModelLF", max_frames=300, iterations=300)) == 512
+    assert videos_per_call(small("NetVLADModelLF", max_frames=300, iterations=30)) == 512
     assert videos_per_call(small("LstmModel", max_frames=1000)) == PREDICTION_FRAMES // 1000
+    # A segment's 5 frames, 300 of them sampled (with replacement).
+    assert videos_per_call(small("NetVLADModelLF", max_frames=5, iterations=300)) == 512
     assert videos_per_call(small("DbofModel", max_frames=PREDICTION_FRAMES * 2)) == 1
     assert videos_per_call(ModelConfig(model="MoeModel")) is None

@@ -17,8 +17,9 @@ import pytest
 from conftest import REPO, chatter, user_env
 from test_tensorboard import read_scalars
 from youtube8m_willow.data.synthetic import write_synthetic_dataset
-from youtube8m_willow.startup import (BFC_ENV, BFC_LIMIT_ENV, ONEDNN_ENV, modules_hidden,
-                                      onednn_on, use_caching_allocator)
+from youtube8m_willow.startup import (BFC_ENV, BFC_LIMIT_ENV, ONEDNN_ENV,
+                                      loaded_out_of_collection, modules_hidden, onednn_on,
+                                      use_caching_allocator)
 
 MODEL = ["--model=LogisticModel", "--feature_names=mean_rgb,mean_audio", "--feature_sizes=16,8",
          "--num_classes=6"]
@@ -127,6 +128,45 @@ def test_the_collector_is_frozen_once_after_the_later_exit_handlers():
                             text=True, timeout=120, cwd=str(REPO))
     assert result.returncode == 0, result.stderr
     assert result.stderr.splitlines() == ["running True", "later True", "first False"]
+
+
+def test_what_is_loaded_is_out_of_the_collectors_walks():
+    """Inside ``loaded_out_of_collection`` the collector is off; after it,
+    what the block made is frozen (no collection walks it) and the collector
+    is as it was."""
+    import gc
+
+    made = []  # all kept alive: a frozen object that is freed leaves the count
+    for enabled in (True, False):
+        (gc.enable if enabled else gc.disable)()
+        try:
+            before = gc.get_freeze_count()
+            with loaded_out_of_collection():
+                assert not gc.isenabled()
+                made += [[] for _ in range(1000)]
+            assert gc.isenabled() == enabled
+            assert gc.get_freeze_count() >= before + 1000
+        finally:
+            gc.enable()
+
+
+STARTED_PROBE = """
+import gc, sys
+from youtube8m_willow import startup
+startup.start_tool()
+import tensorflow
+print(gc.isenabled(), gc.get_freeze_count(), len(gc.get_objects()))
+"""
+
+
+def test_a_tool_starts_with_tensorflow_out_of_the_collectors_walks():
+    """After the start-up's import, TensorFlow's and Keras' objects (half a
+    million) are frozen; the collector is on, and tracks only the few since."""
+    result = subprocess.run([sys.executable, "-c", STARTED_PROBE], capture_output=True,
+                            text=True, timeout=300, cwd=str(REPO), env=user_env())
+    assert result.returncode == 0, result.stderr[-3000:]
+    enabled, frozen, tracked = result.stdout.split()
+    assert enabled == "True" and int(frozen) > 100_000 and int(tracked) < int(frozen) // 10
 
 
 def test_verbose_switch_brings_tensorflow_messages_back(pattern, tmp_path):

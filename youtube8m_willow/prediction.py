@@ -44,22 +44,23 @@ INITIAL_WEIGHT_WARNING = 0.5
 _VARIANCE_TOLERANCE = 1e-3
 # Frames one compiled prediction call takes at most: a larger frame-level
 # batch runs through the model in chunks (``videos_per_call``). A call's
-# intermediates grow with its frames: for Gated NetVLAD's batch of 1024
-# videos of 300 frames (the float frames, the cluster assignments and the
-# descriptors) they are 3.6 GB, half its inference's peak memory. Chunks of
-# 512 such videos keep the model's matmuls at their rate (the hidden
-# layer's: 203 GFLOP/s at 512 rows, 212 at 1024, 186 at 256;
-# ``bench/machine.py`` measures such shapes).
+# intermediates grow with its videos and their frames: for Gated NetVLAD's
+# batch of 1024 videos of 300 sampled frames (the float frames, the cluster
+# assignments, the 278,528-float descriptors) they are 3.6 GB, about 40% of
+# its inference's peak memory. Chunks of 512 such videos keep its matmuls
+# near their rate at 1024 rows (the README's inference section).
 PREDICTION_FRAMES = 512 * 300
 
 
 def videos_per_call(model_config: ModelConfig) -> int | None:
     """The most videos of a batch that one prediction call takes: whole
     batches of video-level features (small), ``PREDICTION_FRAMES`` worth of
-    frame-level ones (at least one video)."""
+    frame-level ones (at least one video), counting the more of a video's
+    frames and the frames a model samples (with replacement, it may sample
+    more than a video has)."""
     if not model_config.frame_features:
         return None
-    return max(1, PREDICTION_FRAMES // model_config.max_frames)
+    return max(1, PREDICTION_FRAMES // max(model_config.max_frames, model_config.iterations))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,7 +125,8 @@ class Predictor:
         """Probabilities ``[B, classes]``; non-finite ones are an error (bad
         weights). A batch of more than ``videos_per_call`` videos is
         predicted in chunks of that many, in order (each video's prediction
-        depends on its own features alone)."""
+        depends on its own frames alone, and on its own draws where the
+        model samples frames at random)."""
         inputs = {key: batch[key] for key in ("video_matrix", "num_frames", "feature_frames")
                   if key in batch}
         size, chunk = int(inputs["video_matrix"].shape[0]), self.videos_per_call

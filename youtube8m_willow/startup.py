@@ -13,9 +13,10 @@ back (``import_tensorflow_quietly``: on CPUs where oneDNN is on by default,
 TF logs those through absl, which no log level reaches).
 ``YT8M_VERBOSE_TF=1`` leaves all of it as TensorFlow has it. Where TF's
 default CPU allocator maps every large tensor afresh (oneDNN off), it turns
-on TF's caching allocator (``use_caching_allocator``). At exit it spares
-Python's finalization the garbage collections over everything TensorFlow
-loaded (``skip_final_collection``).
+on TF's caching allocator (``use_caching_allocator``). The garbage
+collector walks none of what TensorFlow loads: not during the import, nor
+after it (``loaded_out_of_collection``), nor in Python's finalization at
+exit (``skip_final_collection``).
 
 It imports nothing of the package, so a tool in any room may use it.
 """
@@ -220,16 +221,38 @@ def modules_hidden(names: tuple[str, ...]) -> Iterator[None]:
                 del sys.modules[name]
 
 
+@contextlib.contextmanager
+def loaded_out_of_collection() -> Iterator[None]:
+    """Runs the block with the cyclic garbage collector off, then moves every
+    object alive to its permanent generation (``gc.freeze``), which no
+    collection walks, and turns the collector back on (if it was).
+
+    For an import of TensorFlow and Keras: their half million objects,
+    walked by hundreds of collections during the import and by each full
+    collection after it, were 0.45 to 0.6 s of the import on a 2-core AMD
+    EPYC and 0.16 s a full collection afterwards. The import makes about
+    1,400 objects of cyclic garbage, which stay (a few MB)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+
+
 def import_tensorflow_quietly() -> None:
     """Imports TensorFlow and Keras, unless TensorFlow already is: without
-    the optional imports in ``UNUSED_AT_IMPORT``, and without TensorFlow's
-    absl start-up notices on stderr unless YT8M_VERBOSE_TF is set."""
+    the optional imports in ``UNUSED_AT_IMPORT``, without TensorFlow's absl
+    start-up notices on stderr unless YT8M_VERBOSE_TF is set, and out of
+    the garbage collector's walks (``loaded_out_of_collection``)."""
     if "tensorflow" in sys.modules:
         return
     quiet = contextlib.nullcontext() if verbose_tensorflow() else stderr_without(
         ABSL_STARTUP_NOTICES)
     unused = tuple(name for name in UNUSED_AT_IMPORT if name != os.environ.get("KERAS_BACKEND"))
-    with modules_hidden(unused), quiet:
+    with loaded_out_of_collection(), modules_hidden(unused), quiet:
         import tensorflow  # noqa: F401
         import keras  # noqa: F401
 
