@@ -1,12 +1,14 @@
 """How long a process takes to exit once TensorFlow is loaded: with
-Python's finalization as it is, and with the scripts' exit
-(``startup.skip_final_collection``: the garbage collector frozen after
-TensorFlow's and the script's exit handlers).
+Python's finalization as it is; with TensorFlow's objects frozen at import
+(``startup.loaded_out_of_collection``) and nothing more; and with the
+scripts' exit besides (``startup.skip_final_collection``: the garbage
+collector frozen after TensorFlow's and the script's exit handlers).
 
-Each round starts two child processes, alternating which goes first: each
-starts as the package's tools do (``startup.start_tool``: the scripts'
-environment, TensorFlow imported quietly; the plain one then takes the
-freeze's exit handler back), runs one op, prints the time and returns; the
+Each round starts three child processes, in an order that turns each
+round: each starts as the package's tools do (``startup.start_tool``: the
+scripts' environment, TensorFlow imported quietly and frozen); the first
+two then take the exit freeze's handler back, and the plain one unfreezes
+the import's objects. Each runs one op, prints the time and returns; the
 exit time is from that print to the process's end, as the parent sees it.
 Prints the median of each over ``--rounds``.
 
@@ -27,16 +29,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402  (the bench directory's shared helpers)
 
 CHILD = """
-import atexit, sys, time
+import atexit, gc, sys, time
 from youtube8m_willow import startup
 startup.start_tool()
-if sys.argv[1] == "plain":
+if sys.argv[1] != "frozen":
     atexit.unregister(startup.freeze_garbage_collector)
+if sys.argv[1] == "plain":
+    gc.unfreeze()
 import tensorflow as tf
 (tf.ones([64, 64]) @ tf.ones([64, 64])).numpy()
 print("done at", time.time(), flush=True)
 """
-EXITS = {"plain": "Python's finalization", "frozen": "the scripts' exit (collector frozen)"}
+EXITS = {"plain": "Python's finalization", "import": "TensorFlow's import frozen",
+         "frozen": "the scripts' exit (collector frozen)"}
 
 
 def exit_seconds(kind: str) -> float:
@@ -66,9 +71,10 @@ def main(argv=None) -> None:
     print(f"machine: {_common.machine()}", flush=True)
     seconds: dict[str, list[float]] = {kind: [] for kind in EXITS}
     for round_ in range(args.rounds):
-        for kind in (list(EXITS) if round_ % 2 == 0 else list(EXITS)[::-1]):
+        kinds = list(EXITS)
+        for kind in kinds[round_ % len(kinds):] + kinds[:round_ % len(kinds)]:
             seconds[kind].append(exit_seconds(kind))
-    print(f"exit after importing TensorFlow, median of {args.rounds} alternating runs:")
+    print(f"exit after importing TensorFlow, median of {args.rounds} runs in turning order:")
     print("| exit | seconds | runs |\n|---|---:|---|")
     for kind, label in EXITS.items():
         runs = ", ".join(f"{value:.2f}" for value in seconds[kind])

@@ -44,7 +44,8 @@ def _settle_the_heap() -> None:
     from youtube8m_willow.startup import import_tensorflow_quietly
 
     import_tensorflow_quietly()
-    gc.freeze()  # also where TensorFlow was imported before, unfrozen
+    import keras  # noqa: F401  (where TensorFlow was imported before, unfrozen)
+    gc.freeze()
     gc.set_threshold(10000, 50, 50)
 
 

@@ -49,6 +49,7 @@ RUNS = {
 # NetVLAD), its eval GAP read off eval.py; the MoE's GAP in float32 and in
 # bfloat16, their difference and the bar it is held to.
 REPORTS = {"bench_exit.py": r"\| Python's finalization \| [\d.]+ \| [\d.]+ \|\n"
+                            r"\| TensorFlow's import frozen \| [\d.]+ \| [\d.]+ \|\n"
                             r"\| the scripts' exit \(collector frozen\) \| [\d.]+ \| [\d.]+ \|\n",
            "bench_batch_norm.py": r"\| 8 \| no \| [\d.]+ \| [\d.]+ \| [\d.]+x \|\n"
                                   r"\| 16 \| yes \| [\d.]+ \| [\d.]+ \| [\d.]+x \|\n",

@@ -138,9 +138,10 @@ def freeze_garbage_collector() -> None:
 
 def skip_final_collection() -> None:
     """Has the process freeze its garbage collector at exit (once, however
-    often called). After importing TensorFlow, Python's finalization spends
-    most of a second in collections that walk every object loaded, when the
-    work is done. Registered before TensorFlow and the script register
+    often called). Python's finalization would otherwise spend its
+    collections walking every object the run made and, where TensorFlow was
+    not imported out of the collector's walks, every object it loaded (most
+    of a second), when the work is done. Registered before TensorFlow and the script register
     theirs, the freeze runs after their exit handlers (last registered,
     first); only those registered earlier (``logging.shutdown``, which
     flushes the log handlers) run after it. Finalization then clears the
@@ -223,21 +224,20 @@ def modules_hidden(names: tuple[str, ...]) -> Iterator[None]:
 
 @contextlib.contextmanager
 def loaded_out_of_collection() -> Iterator[None]:
-    """Runs the block with the cyclic garbage collector off, then moves every
-    object alive to its permanent generation (``gc.freeze``), which no
-    collection walks, and turns the collector back on (if it was).
+    """Runs the block with the cyclic garbage collector off; if it succeeds,
+    moves every object alive to the permanent generation (``gc.freeze``),
+    which no collection walks. Then turns the collector back on (if it was).
 
-    For an import of TensorFlow and Keras: their half million objects,
-    walked by hundreds of collections during the import and by each full
-    collection after it, were 0.45 to 0.6 s of the import on a 2-core AMD
-    EPYC and 0.16 s a full collection afterwards. The import makes about
-    1,400 objects of cyclic garbage, which stay (a few MB)."""
+    For the import of TensorFlow and Keras: walking their half million
+    objects (hundreds of collections) cost 0.45 to 0.6 s of the import on a
+    2-core AMD EPYC, and each full collection after it 0.16 s. The import
+    makes about 1,400 objects of cyclic garbage, which stay (a few MB)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
-    finally:
         gc.freeze()
+    finally:
         if enabled:
             gc.enable()
 
