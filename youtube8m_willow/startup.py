@@ -141,14 +141,15 @@ def skip_final_collection() -> None:
     often called). Python's finalization would otherwise spend its
     collections walking every object the run made and, where TensorFlow was
     not imported out of the collector's walks, every object it loaded (most
-    of a second), when the work is done. Registered before TensorFlow and the script register
-    theirs, the freeze runs after their exit handlers (last registered,
-    first); only those registered earlier (``logging.shutdown``, which
-    flushes the log handlers) run after it. Finalization then clears the
-    modules' namespaces, but what sits in a reference cycle is never freed
-    nor finalized: a writer left open would lose its buffer. What the
-    scripts write they close before they exit, as their tests check in
-    processes that skip finalization altogether (``tests/forked.py``)."""
+    of a second), when the work is done. Registered before TensorFlow and
+    the script register theirs, the freeze runs after their exit handlers
+    (last registered, first); only those registered earlier
+    (``logging.shutdown``, which flushes the log handlers) run after it.
+    Finalization then clears the modules' namespaces, but what sits in a
+    reference cycle is never freed nor finalized: a writer left open would
+    lose its buffer. What the scripts write they close before they exit, as
+    their tests check in processes that skip finalization altogether
+    (``tests/forked.py``)."""
     global _FREEZE_REGISTERED
     if not _FREEZE_REGISTERED:
         atexit.register(freeze_garbage_collector)
