@@ -45,11 +45,11 @@ _VARIANCE_TOLERANCE = 1e-3
 # Frames one compiled prediction call takes at most: a larger frame-level
 # batch runs through the model in chunks (``videos_per_call``). A call's
 # intermediates grow with its videos and their frames: for Gated NetVLAD's
-# batch of 1024 videos of 300 sampled frames (the float frames, the cluster
-# assignments, the 278,528-float descriptors) they are 3.6 GB, about 40% of
-# its inference's peak memory. Chunks of 512 such videos keep its matmuls
-# near their rate at 1024 rows (the hidden layer's ran at 96% of it at 512
-# rows, 88% at 256, on a 2-core AMD EPYC).
+# batch of 1024 videos of 300 sampled frames, about 3 GB (1.4 GB of float
+# frames, 0.5 GB of cluster assignments, 1.1 GB of 278,528-float
+# descriptors), a third of its inference's peak. Chunks of 512 such videos
+# keep its matmuls near their rate at 1024 rows (the hidden layer's ran at
+# 96% of it at 512 rows, 88% at 256, on a 2-core AMD EPYC).
 PREDICTION_FRAMES = 512 * 300
 
 
