@@ -16,8 +16,9 @@
 // square, sum and multiply, the batch norm's passes over [R, D] and the
 // split's copy; here one pass reads the frames for the row norms and the
 // moments, and a second reads them again and writes the streams (without
-// standardize, the one pass that writes them). The frames are data: the op
-// has no gradient.
+// standardize, the one pass that writes them). With standardize the frames
+// are data and the op has no gradient; without, its gradient is TensorFlow's
+// L2 scaling's and split's (registered in frame_streams.py).
 //
 // The row norms and the moments are accumulated in float64, over fixed
 // blocks of rows merged in order, so the result does not depend on the
