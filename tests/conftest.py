@@ -70,7 +70,7 @@ UNIT_MODULES = {"test_checkpoints", "test_ensemble", "test_segment_map", "test_v
                 "test_segment_submission", "test_import_graph", "test_flags", "test_flag_help",
                 "test_progress", "test_nextvlad", "test_bfloat16_adam", "test_l2_gradient",
                 "test_softmax_pool", "test_penalized_adam", "test_vlad_descriptor",
-                "test_frame_streams", "test_dequantize_frames"}
+                "test_frame_streams", "test_dequantize_frames", "test_moe_mixture"}
 
 
 # The modules of the longest tests, longest first. They are collected first

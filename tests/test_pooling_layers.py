@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import keras
-from conftest import peak_tensor_bytes
+from conftest import peak_tensor_bytes, relative_error
 
 from youtube8m_willow.layers.core import BatchNorm, PendingAffine
 from youtube8m_willow.layers.dbof import DBoF, GatedDBoF, SoftDBoF, StarterDBoF
@@ -682,14 +682,18 @@ def test_half_precision_batch_norm_is_the_float32_one_rounded(channels):
     np.testing.assert_allclose(variance, expected_variance, rtol=1e-2, atol=1e-2)
 
 
+@pytest.mark.parametrize("kernel", [True, False])
 @pytest.mark.parametrize("mixtures", [1, 2])
-def test_mixture_probabilities_are_the_gated_sigmoids(mixtures):
-    """MixtureOfExperts' per-class mixture (one XLA-compiled function on
-    TensorFlow): the NumPy formula, and the gradients of the same ops run
-    as separate kernels (as inside ``uncompiled_mixture``); bfloat16 logits
-    are mixed in float32."""
+def test_mixture_probabilities_are_the_gated_sigmoids(mixtures, kernel, monkeypatch):
+    """MixtureOfExperts' per-class mixture on TensorFlow (the project's
+    kernel for float32 logits where built, else one XLA-compiled function):
+    the NumPy formula, and the gradients of the same ops run as separate
+    kernels (``_mixture``, as inside ``uncompiled_mixture`` without the
+    kernel); bfloat16 logits are mixed in float32."""
     from youtube8m_willow.layers import kernels
 
+    if not kernel:
+        monkeypatch.setattr(kernels, "fuses_mixture", lambda *dtypes: False)
     rng = np.random.default_rng(5)
     classes = 7
     gates = rng.standard_normal((4, classes * (mixtures + 1))).astype(np.float32) * 3
@@ -698,20 +702,20 @@ def test_mixture_probabilities_are_the_gated_sigmoids(mixtures):
     expected = np.sum(weights / (1 + np.exp(-experts.reshape(-1, mixtures))), axis=1)
     upstream = tf.constant(rng.standard_normal((4, classes)).astype(np.float32))
 
-    def value_and_gradients(*logits):
+    def value_and_gradients(mixture, *logits):
         with tf.GradientTape() as tape:
             tape.watch(logits)
-            probabilities = kernels.mixture_probabilities(*logits, mixtures)
+            probabilities = mixture(*logits, mixtures)
             loss = tf.reduce_sum(probabilities * upstream)
         return probabilities, tape.gradient(loss, logits)
 
-    probabilities, gradients = value_and_gradients(tf.constant(gates), tf.constant(experts))
+    logits = (tf.constant(gates), tf.constant(experts))
+    probabilities, gradients = value_and_gradients(kernels.mixture_probabilities, *logits)
     np.testing.assert_allclose(probabilities, expected.reshape(4, classes), rtol=1e-6, atol=1e-7)
-    with kernels.uncompiled_mixture():
-        plain, separate = value_and_gradients(tf.constant(gates), tf.constant(experts))
+    plain, separate = value_and_gradients(kernels._mixture, *logits)
     np.testing.assert_allclose(plain, expected.reshape(4, classes), rtol=1e-6, atol=1e-7)
-    for compiled, plain_gradient in zip(gradients, separate):
-        np.testing.assert_allclose(compiled, plain_gradient, rtol=1e-5, atol=1e-7)
+    for fused, plain_gradient in zip(gradients, separate):
+        assert relative_error(plain_gradient, fused) < 1e-6
     half = kernels.mixture_probabilities(tf.cast(gates, tf.bfloat16), tf.cast(experts, tf.bfloat16),
                                          mixtures)
     assert half.dtype == tf.float32
@@ -719,15 +723,17 @@ def test_mixture_probabilities_are_the_gated_sigmoids(mixtures):
 
 
 def test_a_model_build_compiles_no_mixture(monkeypatch):
-    """A model's build on zeros runs the MoE mixture as separate kernels
-    (``uncompiled_mixture``: XLA would compile it for that one shape); its
-    calls, eager and in a graph, run the compiled mixture, and predict alike."""
+    """Without the project's kernel, a model's build on zeros runs the MoE
+    mixture as separate kernels (``uncompiled_mixture``: XLA would compile
+    it for that one shape); its calls, eager and in a graph, run the
+    compiled mixture, and predict alike."""
     from youtube8m_willow.config import ModelConfig
     from youtube8m_willow.layers import kernels
     from youtube8m_willow.models.registry import create_model
 
     calls = []
     compiled = kernels._xla_mixture
+    monkeypatch.setattr(kernels, "fuses_mixture", lambda *dtypes: False)
     monkeypatch.setattr(kernels, "_xla_mixture",
                         lambda *args: calls.append(args) or compiled(*args))
     config = ModelConfig(model="MoeModel", frame_features=False, feature_names=("mean_rgb",),

@@ -11,8 +11,8 @@ stream a large weight in its own order (the per-video matmul, a wide
 softmax, the sum and maximum over frames), the project's own kernels of
 batch norm, softmax and pooling over frames (``native.softmax_pool``) and
 of the NetVLAD poolings' normalizations (``native.vlad_descriptor``) and
-of the LF models' input preparation (``native.frame_streams``), and
-a gather of the rows worth computing (``RowSubset``), so the TensorFlow
+of the LF models' input preparation (``native.frame_streams``) and of
+the MoE head's mixture (``native.moe_mixture``), and a gather of the rows worth computing (``RowSubset``), so the TensorFlow
 path keeps its speed and its numbers.
 TensorFlow is imported only when it is the backend.
 """
@@ -30,7 +30,8 @@ ON_TENSORFLOW = BACKEND == "tensorflow"
 if ON_TENSORFLOW:
     import tensorflow as tf
 
-    from youtube8m_willow.native import frame_streams, loading, softmax_pool, vlad_descriptor
+    from youtube8m_willow.native import (frame_streams, loading, moe_mixture, softmax_pool,
+                                         vlad_descriptor)
 
 
 def weight_shapes_only():
@@ -257,13 +258,26 @@ def mixture_probabilities(gate_logits, expert_logits, num_mixtures: int):
     the "nothing" expert's) and expert logits ``[B, C * num_mixtures]``, in
     float32 whatever their dtype.
 
-    On TensorFlow, forward and gradient are each one XLA-compiled loop: as
-    separate kernels, the softmax over rows of 3 is oneDNN's slowest shape
-    (a third of the MoE head's time outside its matmuls). Inside
-    ``uncompiled_mixture`` (a model's build), separate kernels."""
+    On TensorFlow, float32 logits go to the project's kernel and its
+    gradient (``native.moe_mixture``, where ``fuses_mixture`` holds); other
+    logits (bfloat16, or without the kernel) to one XLA-compiled loop for the
+    forward pass and one for the gradient: as separate kernels, the softmax
+    over rows of 3 is oneDNN's slowest shape (a third of the MoE head's time
+    outside its matmuls). Inside ``uncompiled_mixture`` (a model's build)
+    the XLA loop's place is taken by separate kernels."""
+    if ON_TENSORFLOW and fuses_mixture(gate_logits.dtype, expert_logits.dtype):
+        return moe_mixture.probabilities(gate_logits, expert_logits, num_mixtures)
     if ON_TENSORFLOW and _COMPILED_MIXTURE:
         return _xla_mixture(gate_logits, expert_logits, num_mixtures)
     return _mixture(gate_logits, expert_logits, num_mixtures)
+
+
+def fuses_mixture(gate_dtype, expert_dtype) -> bool:
+    """Whether ``mixture_probabilities`` runs the project's kernel here:
+    float32 logits, where the kernels run (``fuses_softmax_pool``'s rule),
+    with its kernel built."""
+    return (_native_kernel_runs(gate_dtype) and _native_kernel_runs(expert_dtype)
+            and moe_mixture.available())
 
 
 _COMPILED_MIXTURE = True
@@ -272,9 +286,10 @@ _COMPILED_MIXTURE = True
 @contextlib.contextmanager
 def uncompiled_mixture():
     """A context in which ``mixture_probabilities`` runs as separate
-    kernels: for a call whose output is thrown away (a model built by a call
-    on zeros), whose shape no step runs again. XLA would compile its loop
-    for that shape alone, about 0.1 s of every script's start."""
+    kernels where it would run XLA's loop: for a call whose output is thrown
+    away (a model built by a call on zeros), whose shape no step runs again.
+    XLA would compile its loop for that shape alone, about 0.1 s of every
+    script's start. (The project's kernel, compiled beforehand, still runs.)"""
     global _COMPILED_MIXTURE
     previous, _COMPILED_MIXTURE = _COMPILED_MIXTURE, False
     try:

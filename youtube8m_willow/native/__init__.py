@@ -9,7 +9,9 @@
   and their gradient;
 - ``frame_streams``: the LF models' input scaling, input batch norm and
   stream split in training;
-- ``dequantize_frames``: a batch's frames kept as bytes, to floats.
+- ``dequantize_frames``: a batch's frames kept as bytes, to floats;
+- ``moe_mixture``: the MoE head's per-class softmax over its gates, its
+  experts' sigmoids and their mixture, and its gradient.
 
 ``build`` compiles them (``make`` runs it), ``loading`` loads them and says
 where they may run; without them the callers take TensorFlow's own ops

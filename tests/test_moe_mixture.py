@@ -1,0 +1,145 @@
+"""The MoE head's mixture in one kernel (native.moe_mixture, through
+kernels.mixture_probabilities): the separate TensorFlow ops' values and
+gradients for any number of mixtures and across the kernel's blocks of
+classes, NaN and saturated logits as there, clear shape errors, and the
+layers taking it only for float32 logits outside an export."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import relative_error, traced_op_types
+
+from youtube8m_willow.layers import kernels
+from youtube8m_willow.layers.classifiers import MixtureOfExperts
+from youtube8m_willow.native import loading, moe_mixture
+
+ON_CPU = not tf.config.list_logical_devices("GPU")
+
+
+def test_kernel_is_built():
+    assert loading.load("moe_mixture") is not None, (
+        "the moe_mixture kernel is not built for this CPU and TensorFlow: "
+        "python -m youtube8m_willow.native.build")
+
+
+def logits(videos, classes, mixtures, seed=0, scale=3.0):
+    rng = np.random.default_rng(seed)
+    gates = rng.normal(size=(videos, classes * (mixtures + 1))).astype("float32") * scale
+    experts = rng.normal(size=(videos, classes * mixtures)).astype("float32") * scale
+    upstream = rng.normal(size=(videos, classes)).astype("float32")
+    return gates, experts, upstream
+
+
+def value_and_gradients(mixture, gates, experts, upstream, mixtures):
+    gates, experts = tf.constant(gates), tf.constant(experts)
+    with tf.GradientTape() as tape:
+        tape.watch([gates, experts])
+        probabilities = mixture(gates, experts, mixtures)
+        loss = tf.reduce_sum(probabilities * upstream)
+    return [probabilities.numpy(), *(g.numpy() for g in tape.gradient(loss, [gates, experts]))]
+
+
+def kernel(gates, experts, mixtures):
+    return moe_mixture.probabilities(gates, experts, mixtures)
+
+
+# 1 and 2 mixtures, 3 (the strides the kernel unrolls, 4 and 3) and 6 (its
+# plain loops, strides 7 and 6); 3 x 301 classes cross its blocks of 256.
+@pytest.mark.parametrize("mixtures", [1, 2, 3, 6])
+def test_values_and_gradients_are_the_separate_ops(mixtures):
+    gates, experts, upstream = logits(3, 301, mixtures, seed=mixtures)
+    fused = value_and_gradients(kernel, gates, experts, upstream, mixtures)
+    separate = value_and_gradients(kernels._mixture, gates, experts, upstream, mixtures)
+    weights = np.exp(gates.reshape(-1, mixtures + 1))
+    weights /= weights.sum(axis=1, keepdims=True)
+    by_hand = np.sum(weights[:, :mixtures] / (1 + np.exp(-experts.reshape(-1, mixtures))), 1)
+    np.testing.assert_allclose(fused[0], by_hand.reshape(3, 301), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(fused[0], separate[0], rtol=1e-6, atol=1e-7)
+    # The gates' gradient is a difference (a_j - q) * g_j: its error is relative
+    # to the terms, so to the largest gradient, not entry by entry.
+    for got, want in zip(fused[1:], separate[1:]):
+        assert relative_error(want, got) < 1e-6
+
+
+def test_gradient_by_hand():
+    """One class, one mixture: p = g0 * s with g0 = e^a / (e^a + e^b),
+    s = sigmoid(x); dp/da = g0 (1 - g0) s, dp/db = -g0 (1 - g0) s,
+    dp/dx = g0 s (1 - s)."""
+    a, b, x = 0.5, -1.0, 2.0
+    g0 = np.exp(a) / (np.exp(a) + np.exp(b))
+    s = 1 / (1 + np.exp(-x))
+    p, gate_grad, expert_grad = value_and_gradients(
+        kernel, np.array([[a, b]], "float32"), np.array([[x]], "float32"),
+        np.ones((1, 1), "float32"), 1)
+    np.testing.assert_allclose(p, [[g0 * s]], rtol=1e-6)
+    np.testing.assert_allclose(gate_grad, [[g0 * (1 - g0) * s, -g0 * (1 - g0) * s]], rtol=1e-5)
+    np.testing.assert_allclose(expert_grad, [[g0 * s * (1 - s)]], rtol=1e-5)
+
+
+def test_nan_stays_in_its_class_and_saturated_logits_are_finite():
+    """A NaN logit makes its class's probability NaN, as the separate ops
+    do, and its class's gradients (there the separate ops keep some entries
+    finite, by the order of their sums), and no other class's; logits of
+    +-1e4 saturate the softmax and the sigmoids without overflow."""
+    gates, experts, upstream = logits(2, 40, 2, seed=7)
+    gates[1, 5 * 3 + 1] = np.nan
+    gates[0, :9] = [1e4, -1e4, 0, -1e4, -1e4, 1e4, 0, 0, 0]
+    experts[0, :6] = [1e4, -1e4, -1e4, 1e4, 200, -200]
+    fused = value_and_gradients(kernel, gates, experts, upstream, 2)
+    separate = value_and_gradients(kernels._mixture, gates, experts, upstream, 2)
+    assert np.isnan(fused[0][1, 5]) and np.isnan(fused[0]).sum() == 1
+    assert np.isnan(fused[1][1, 15:18]).all() and np.isnan(fused[1]).sum() == 3
+    assert np.isnan(fused[2][1, 10:12]).all() and np.isnan(fused[2]).sum() == 2
+    np.testing.assert_array_equal(np.isnan(fused[0]), np.isnan(separate[0]))
+    for got, want in zip(fused, separate):
+        kept = ~np.isnan(got)
+        assert relative_error(want[kept], got[kept]) < 1e-6
+
+
+def test_an_empty_batch_gives_empty_outputs():
+    gates, experts, upstream = logits(0, 6, 2)
+    p, gate_grad, expert_grad = value_and_gradients(kernel, gates, experts, upstream, 2)
+    assert p.shape == (0, 6) and gate_grad.shape == (0, 18) and expert_grad.shape == (0, 12)
+
+
+def test_kernel_rejects_mismatched_shapes():
+    gates, experts, upstream = logits(2, 5, 2)
+    ops = loading.load("moe_mixture")
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="gates must be"):
+        ops.moe_mixture(gates[:, :14], experts, num_mixtures=2)
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="gates must be"):
+        ops.moe_mixture(gates, experts[:1], num_mixtures=2)
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError),
+                       match=r"probabilities_grad must be \[B, C\]"):
+        ops.moe_mixture_grad(gates, experts, upstream[:, :4], num_mixtures=2)
+
+
+def test_the_head_runs_the_kernel_for_float32_and_xla_for_bfloat16():
+    """MixtureOfExperts traces the kernel (and its gradient op in training)
+    for float32 logits on a CPU, the XLA-compiled loop for bfloat16 logits,
+    and TensorFlow's own ops within ``tensorflow_ops_only`` (an export)."""
+    inputs = tf.constant(np.random.default_rng(3).normal(size=(4, 8)).astype("float32"))
+    head = MixtureOfExperts(num_classes=5, num_mixtures=2)
+    head(inputs)
+    assert ("MoeMixture" in traced_op_types(head, inputs, False)) == ON_CPU
+    assert kernels.fuses_mixture(tf.float32, tf.float32) == ON_CPU
+    assert not kernels.fuses_mixture(tf.bfloat16, tf.float32)
+    with kernels.tensorflow_ops_only():
+        assert "MoeMixture" not in traced_op_types(head, inputs, False)
+        assert not kernels.fuses_mixture(tf.float32, tf.float32)
+
+    @tf.function
+    def trained(x):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(head(x, training=True))
+        return tape.gradient(loss, head.trainable_variables)
+
+    graph = trained.get_concrete_function(inputs).graph
+    assert ("MoeMixtureGrad" in {op.type for op in graph.get_operations()}) == ON_CPU
+    mixed = tf.function(lambda g, e: kernels.mixture_probabilities(g, e, 2))
+    half = [tf.TensorSpec([2, 9], tf.bfloat16), tf.TensorSpec([2, 6], tf.bfloat16)]
+    assert "MoeMixture" not in {op.type for op in
+                                mixed.get_concrete_function(*half).graph.get_operations()}
+    # Equal gates (1/3 each) and sigmoids of 0: 2 * (1/3 * 1/2).
+    np.testing.assert_allclose(mixed(tf.zeros([2, 9], tf.bfloat16), tf.zeros([2, 6], tf.bfloat16)),
+                               np.full((2, 3), 1 / 3), rtol=1e-6)

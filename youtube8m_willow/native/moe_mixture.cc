@@ -1,0 +1,271 @@
+// MoeMixture and its gradient: the MoE head's per-class mixture of experts
+// (float32, CPU). For each video b and class c, with M mixtures:
+//
+//   g = softmax(gates[b, c, 0..M])      (M + 1 gates; the last one is the
+//                                        "nothing" expert's)
+//   s_m = sigmoid(experts[b, c, m])     (m < M)
+//   p[b, c] = sum_m g_m * s_m
+//
+// from gates [B, C * (M + 1)] and experts [B, C * M], as the head's two dense
+// layers write them (a class's gates, and its experts, side by side). The
+// gradient from p's gradient d recomputes g, s and p from the logits:
+//
+//   a_j = d * s_j (a_M = 0),  q = sum_j a_j * g_j
+//   gates' gradient   (a_j - q) * g_j          (the softmax's, as TensorFlow's)
+//   experts' gradient (d * g_m) * s_m * (1 - s_m)  (the sigmoid's)
+//
+// TensorFlow's separate ops read a class's M + 1 gates as a row of a
+// [B * C, M + 1] matrix, a reduction over 3 entries that its kernels and XLA
+// both run far below the memory's rate. Here each block of classes is first
+// split into one array per gate and per expert, so every exponential, sum and
+// product runs across classes in the CPU's full vector width; the results are
+// written back interleaved. Every class is computed on its own (no sum runs
+// across classes), so the values do not depend on the blocks or the threads.
+// The softmax divides by its sum, as XLA does; the sigmoid is 1 / (1 + e^-x).
+// Values match TensorFlow's ops to float32 rounding, not bit for bit.
+#define EIGEN_USE_THREADS
+
+#include <algorithm>
+#include <vector>
+
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/shape_inference.h"
+#include "unsupported/Eigen/CXX11/Tensor"
+
+namespace tensorflow {
+namespace {
+
+using CPUDevice = Eigen::ThreadPoolDevice;
+using shape_inference::DimensionHandle;
+using shape_inference::InferenceContext;
+using shape_inference::ShapeHandle;
+using Block = Eigen::Map<Eigen::ArrayXf>;
+
+// Classes per block: each of the 2M + 1 arrays of a block stays in L1.
+constexpr int64_t kBlock = 256;
+
+absl::Status MixtureShape(InferenceContext* c, ShapeHandle* output) {
+  int mixtures;
+  TF_RETURN_IF_ERROR(c->GetAttr("num_mixtures", &mixtures));
+  ShapeHandle gates, experts;
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 2, &gates));
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 2, &experts));
+  DimensionHandle videos, classes, expert_classes;
+  TF_RETURN_IF_ERROR(c->Merge(c->Dim(gates, 0), c->Dim(experts, 0), &videos));
+  TF_RETURN_IF_ERROR(c->Divide(c->Dim(gates, 1), mixtures + 1, true, &classes));
+  TF_RETURN_IF_ERROR(c->Divide(c->Dim(experts, 1), mixtures, true, &expert_classes));
+  TF_RETURN_IF_ERROR(c->Merge(classes, expert_classes, &classes));
+  *output = c->Matrix(videos, classes);
+  return absl::OkStatus();
+}
+
+REGISTER_OP("MoeMixture")
+    .Input("gates: float")
+    .Input("experts: float")
+    .Output("probabilities: float")
+    .Attr("num_mixtures: int >= 1")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle output;
+      TF_RETURN_IF_ERROR(MixtureShape(c, &output));
+      c->set_output(0, output);
+      return absl::OkStatus();
+    });
+
+REGISTER_OP("MoeMixtureGrad")
+    .Input("gates: float")
+    .Input("experts: float")
+    .Input("probabilities_grad: float")
+    .Output("gates_grad: float")
+    .Output("experts_grad: float")
+    .Attr("num_mixtures: int >= 1")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle output;
+      TF_RETURN_IF_ERROR(MixtureShape(c, &output));
+      TF_RETURN_IF_ERROR(c->Merge(c->input(2), output, &output));
+      c->set_output(0, c->input(0));
+      c->set_output(1, c->input(1));
+      return absl::OkStatus();
+    });
+
+// Copies n entries between their interleaved layout (row[t * stride + k])
+// and `stride` arrays of kBlock floats (arrays[k * kBlock + t]): from the
+// row into the arrays where kSplit, back otherwise.
+template <bool kSplit>
+__attribute__((always_inline)) inline void CopyLoop(const float* __restrict in, int stride,
+                                                    int64_t n, float* __restrict out) {
+  for (int64_t t = 0; t < n; ++t) {
+    for (int k = 0; k < stride; ++k) {
+      const int64_t interleaved = t * stride + k, split = k * kBlock + t;
+      out[kSplit ? split : interleaved] = in[kSplit ? interleaved : split];
+    }
+  }
+}
+
+// CopyLoop with the usual strides (up to 4 mixtures) as constants, which the
+// compiler vectorizes with permutes; other strides run as plain loops.
+template <bool kSplit>
+void Copy(const float* in, int stride, int64_t n, float* out) {
+  switch (stride) {
+    case 1: return CopyLoop<kSplit>(in, 1, n, out);
+    case 2: return CopyLoop<kSplit>(in, 2, n, out);
+    case 3: return CopyLoop<kSplit>(in, 3, n, out);
+    case 4: return CopyLoop<kSplit>(in, 4, n, out);
+    case 5: return CopyLoop<kSplit>(in, 5, n, out);
+    default: return CopyLoop<kSplit>(in, stride, n, out);
+  }
+}
+
+// One block of n classes (at most kBlock), split into arrays: the M + 1 gate
+// logits become the softmax's g, the M expert logits their sigmoids s; p is
+// the mixture. The gradient's arrays follow: M + 1 for the gates, M for the
+// experts.
+class SplitBlock {
+ public:
+  explicit SplitBlock(int mixtures)
+      : mixtures_(mixtures), buffer_((4 * mixtures + 3) * kBlock) {}
+
+  // Reads classes [first, first + n) and computes g, s and p.
+  void Compute(const float* gates, const float* experts, int64_t first, int64_t n) {
+    n_ = n;
+    const int m = mixtures_;
+    Copy<true>(gates + first * (m + 1), m + 1, n, Array(0));
+    Copy<true>(experts + first * m, m, n, Array(m + 1));
+    Block largest = P();
+    largest = Gate(0);
+    for (int j = 1; j <= m; ++j) largest = largest.max(Gate(j));
+    for (int j = 0; j <= m; ++j) Gate(j) = (Gate(j) - largest).exp();
+    Block total = P();  // the softmax's sum, in p's array until p is made
+    total = Gate(0);
+    for (int j = 1; j <= m; ++j) total += Gate(j);
+    for (int j = 0; j <= m; ++j) Gate(j) /= total;
+    for (int i = 0; i < m; ++i) Sigmoid(i) = 1.0f / (1.0f + (-Sigmoid(i)).exp());
+    Block p = P();
+    p = Gate(0) * Sigmoid(0);
+    for (int i = 1; i < m; ++i) p += Gate(i) * Sigmoid(i);
+  }
+
+  // After Compute: the logits' gradients from p's gradient d (n floats),
+  // written interleaved at gates_grad and experts_grad (the block's first).
+  void Gradient(const float* d, float* gates_grad, float* experts_grad) {
+    const int m = mixtures_;
+    const Eigen::Map<const Eigen::ArrayXf> grad(d, n_);
+    Block q = P();  // q = sum_j a_j * g_j, in p's array (p is not needed again)
+    q = (grad * Sigmoid(0)) * Gate(0);
+    for (int i = 1; i < m; ++i) q += (grad * Sigmoid(i)) * Gate(i);
+    for (int j = 0; j < m; ++j) GateGrad(j) = (grad * Sigmoid(j) - q) * Gate(j);
+    GateGrad(m) = (-q) * Gate(m);  // the "nothing" gate: a_M = 0
+    for (int i = 0; i < m; ++i) {
+      ExpertGrad(i) = (grad * Gate(i)) * Sigmoid(i) * (1.0f - Sigmoid(i));
+    }
+    Copy<false>(Array(2 * m + 2), m + 1, n_, gates_grad);
+    Copy<false>(Array(3 * m + 3), m, n_, experts_grad);
+  }
+
+  Block P() { return Block(Array(2 * mixtures_ + 1), n_); }
+
+ private:
+  Block Gate(int j) { return Block(Array(j), n_); }
+  Block Sigmoid(int i) { return Block(Array(mixtures_ + 1 + i), n_); }
+  Block GateGrad(int j) { return Block(Array(2 * mixtures_ + 2 + j), n_); }
+  Block ExpertGrad(int i) { return Block(Array(3 * mixtures_ + 3 + i), n_); }
+  float* Array(int k) { return buffer_.data() + k * kBlock; }
+
+  int mixtures_;
+  int64_t n_ = 0;
+  // 64-byte aligned (each array is kBlock floats, a multiple of 64 bytes): Eigen's
+  // vector loops then start at each array's first entry, with no scalar prologue.
+  std::vector<float, Eigen::aligned_allocator<float>> buffer_;
+};
+
+// The classes of all videos, [0, count), in blocks over the CPU's threads.
+template <typename Fn>
+void ForEachBlock(OpKernelContext* ctx, int64_t count, int mixtures, Fn block) {
+  const double entries = 2.0 * mixtures + 1;
+  const Eigen::TensorOpCost cost(4.0 * entries * kBlock, 4.0 * (entries + 1) * kBlock,
+                                 30.0 * entries * kBlock);
+  const int64_t blocks = (count + kBlock - 1) / kBlock;
+  ctx->eigen_device<CPUDevice>().parallelFor(blocks, cost, [&](int64_t begin, int64_t end) {
+    SplitBlock split(mixtures);
+    for (int64_t b = begin; b < end; ++b) {
+      const int64_t first = b * kBlock;
+      block(split, first, std::min(kBlock, count - first));
+    }
+  });
+}
+
+// Both kernels: the number of mixtures, and the logits' shapes checked
+// before Run.
+class MixtureKernel : public OpKernel {
+ public:
+  explicit MixtureKernel(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_mixtures", &mixtures_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& gates = ctx->input(0);
+    const Tensor& experts = ctx->input(1);
+    OP_REQUIRES(ctx, gates.dims() == 2 && experts.dims() == 2,
+                absl::InvalidArgumentError("gates and experts must be matrices"));
+    const int64_t videos = gates.dim_size(0), classes = gates.dim_size(1) / (mixtures_ + 1);
+    OP_REQUIRES(ctx,
+                gates.dim_size(1) == classes * (mixtures_ + 1) &&
+                    experts.dim_size(0) == videos && experts.dim_size(1) == classes * mixtures_,
+                absl::InvalidArgumentError("gates must be [B, C * (num_mixtures + 1)] and "
+                                           "experts [B, C * num_mixtures]"));
+    Run(ctx, videos, classes, gates.flat<float>().data(), experts.flat<float>().data());
+  }
+
+ protected:
+  virtual void Run(OpKernelContext* ctx, int64_t videos, int64_t classes, const float* gates,
+                   const float* experts) = 0;
+
+  int mixtures_;
+};
+
+class MoeMixtureOp : public MixtureKernel {
+ public:
+  using MixtureKernel::MixtureKernel;
+
+ protected:
+  void Run(OpKernelContext* ctx, int64_t videos, int64_t classes, const float* gates,
+           const float* experts) override {
+    Tensor* output;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({videos, classes}), &output));
+    float* p = output->flat<float>().data();
+    ForEachBlock(ctx, videos * classes, mixtures_,
+                 [&](SplitBlock& split, int64_t first, int64_t n) {
+                   split.Compute(gates, experts, first, n);
+                   Block(p + first, n) = split.P();
+                 });
+  }
+};
+
+class MoeMixtureGradOp : public MixtureKernel {
+ public:
+  using MixtureKernel::MixtureKernel;
+
+ protected:
+  void Run(OpKernelContext* ctx, int64_t videos, int64_t classes, const float* gates,
+           const float* experts) override {
+    OP_REQUIRES(ctx, ctx->input(2).shape() == TensorShape({videos, classes}),
+                absl::InvalidArgumentError("probabilities_grad must be [B, C]"));
+    Tensor *gates_grad, *experts_grad;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, ctx->input(0).shape(), &gates_grad));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, ctx->input(1).shape(), &experts_grad));
+    const float* d = ctx->input(2).flat<float>().data();
+    float* dg = gates_grad->flat<float>().data();
+    float* de = experts_grad->flat<float>().data();
+    const int m = mixtures_;
+    ForEachBlock(ctx, videos * classes, m, [&](SplitBlock& split, int64_t first, int64_t n) {
+      split.Compute(gates, experts, first, n);
+      split.Gradient(d + first, dg + first * (m + 1), de + first * m);
+    });
+  }
+};
+
+REGISTER_KERNEL_BUILDER(Name("MoeMixture").Device(DEVICE_CPU), MoeMixtureOp);
+REGISTER_KERNEL_BUILDER(Name("MoeMixtureGrad").Device(DEVICE_CPU), MoeMixtureGradOp);
+
+}  // namespace
+}  // namespace tensorflow
