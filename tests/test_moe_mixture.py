@@ -43,9 +43,9 @@ def kernel(gates, experts, mixtures):
     return moe_mixture.probabilities(gates, experts, mixtures)
 
 
-# 1 and 2 mixtures, 3 (the strides the kernel unrolls, 4 and 3) and 6 (its
-# plain loops, strides 7 and 6); 3 x 301 classes cross its blocks of 256.
-@pytest.mark.parametrize("mixtures", [1, 2, 3, 6])
+# 1 to 4 mixtures (the strides the kernel unrolls, 2 to 5) and 6 (its plain
+# loops, strides 7 and 6); 3 x 301 classes cross its blocks of 256.
+@pytest.mark.parametrize("mixtures", [1, 2, 3, 4, 6])
 def test_values_and_gradients_are_the_separate_ops(mixtures):
     gates, experts, upstream = logits(3, 301, mixtures, seed=mixtures)
     fused = value_and_gradients(kernel, gates, experts, upstream, mixtures)
@@ -96,21 +96,26 @@ def test_nan_stays_in_its_class_and_saturated_logits_are_finite():
         assert relative_error(want[kept], got[kept]) < 1e-6
 
 
-def test_an_empty_batch_gives_empty_outputs():
-    gates, experts, upstream = logits(0, 6, 2)
+@pytest.mark.parametrize("videos, classes", [(0, 6), (3, 0)])
+def test_no_video_or_no_class_gives_empty_outputs(videos, classes):
+    gates, experts, upstream = logits(videos, classes, 2)
     p, gate_grad, expert_grad = value_and_gradients(kernel, gates, experts, upstream, 2)
-    assert p.shape == (0, 6) and gate_grad.shape == (0, 18) and expert_grad.shape == (0, 12)
+    assert p.shape == (videos, classes)
+    assert gate_grad.shape == (videos, classes * 3) and expert_grad.shape == (videos, classes * 2)
 
 
 def test_kernel_rejects_mismatched_shapes():
     gates, experts, upstream = logits(2, 5, 2)
     ops = loading.load("moe_mixture")
-    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="gates must be"):
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError),
+                       match=r"gates must be .*; got \[2,14\] and \[2,10\] with num_mixtures 2"):
         ops.moe_mixture(gates[:, :14], experts, num_mixtures=2)
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="must be matrices"):
+        ops.moe_mixture(gates[0], experts[0], num_mixtures=2)
     with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="gates must be"):
         ops.moe_mixture(gates, experts[:1], num_mixtures=2)
     with pytest.raises((tf.errors.InvalidArgumentError, ValueError),
-                       match=r"probabilities_grad must be \[B, C\]"):
+                       match=r"probabilities_grad must be \[B, C\] = \[2,5\], got \[2,4\]"):
         ops.moe_mixture_grad(gates, experts, upstream[:, :4], num_mixtures=2)
 
 
@@ -127,6 +132,10 @@ def test_the_head_runs_the_kernel_for_float32_and_xla_for_bfloat16():
     with kernels.tensorflow_ops_only():
         assert "MoeMixture" not in traced_op_types(head, inputs, False)
         assert not kernels.fuses_mixture(tf.float32, tf.float32)
+    # Under XLA (--xla's compiled step) the head takes the compiled loop.
+    assert "MoeMixture" not in traced_op_types(head, inputs, False, jit_compile=True)
+    compiled = tf.function(lambda x: head(x), jit_compile=True)(inputs)
+    np.testing.assert_allclose(compiled, head(inputs), rtol=1e-6, atol=1e-7)
 
     @tf.function
     def trained(x):

@@ -8,12 +8,12 @@ the same values on every backend; on TensorFlow it runs what the original
 graphs ran (TF1's fused batch norm, ``l2_loss``, stateful and stateless
 random ops, a compiled scan), custom gradients that hold less memory or
 stream a large weight in its own order (the per-video matmul, a wide
-softmax, the sum and maximum over frames), the project's own kernels of
-batch norm, softmax and pooling over frames (``native.softmax_pool``) and
-of the NetVLAD poolings' normalizations (``native.vlad_descriptor``) and
-of the LF models' input preparation (``native.frame_streams``) and of
-the MoE head's mixture (``native.moe_mixture``), and a gather of the rows worth computing (``RowSubset``), so the TensorFlow
-path keeps its speed and its numbers.
+softmax, the sum and maximum over frames), the project's own kernels
+(batch norm, softmax and pooling over frames: ``native.softmax_pool``;
+the NetVLAD poolings' normalizations: ``native.vlad_descriptor``; the LF
+models' input preparation: ``native.frame_streams``; the MoE head's
+mixture: ``native.moe_mixture``), and a gather of the rows worth computing
+(``RowSubset``), so the TensorFlow path keeps its speed and its numbers.
 TensorFlow is imported only when it is the backend.
 """
 
@@ -272,14 +272,6 @@ def mixture_probabilities(gate_logits, expert_logits, num_mixtures: int):
     return _mixture(gate_logits, expert_logits, num_mixtures)
 
 
-def fuses_mixture(gate_dtype, expert_dtype) -> bool:
-    """Whether ``mixture_probabilities`` runs the project's kernel here:
-    float32 logits, where the kernels run (``fuses_softmax_pool``'s rule),
-    with its kernel built."""
-    return (_native_kernel_runs(gate_dtype) and _native_kernel_runs(expert_dtype)
-            and moe_mixture.available())
-
-
 _COMPILED_MIXTURE = True
 
 
@@ -404,6 +396,14 @@ def fuses_frame_streams(dtype) -> bool:
     """Whether ``standardized_streams`` and ``scaled_streams`` run here for
     ``dtype`` rows: as ``fuses_softmax_pool``, with their kernel built."""
     return _native_kernel_runs(dtype) and frame_streams.available()
+
+
+def fuses_mixture(gate_dtype, expert_dtype) -> bool:
+    """Whether ``mixture_probabilities`` runs the project's kernel here:
+    float32 logits, where the kernels run (``fuses_softmax_pool``'s rule),
+    with its kernel built."""
+    return (_native_kernel_runs(gate_dtype) and _native_kernel_runs(expert_dtype)
+            and moe_mixture.available())
 
 
 def _native_kernel_runs(dtype) -> bool:

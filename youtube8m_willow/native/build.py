@@ -29,9 +29,10 @@ FLAGS = ["-std=c++17", "-shared", "-fPIC", "-O3", "-DNDEBUG", "-ffp-contract=off
 # Each kernel's own flags on x86: this CPU's whole instruction set (AVX-512
 # where it has it), so each library is stamped with the CPU it was built
 # for. softmax_pool: its selects and float64 sums run about 1.6x faster
-# than with AVX2; vlad_descriptor, frame_streams, dequantize_frames and
-# moe_mixture: their row loops (moe_mixture's exponentials); row_block_adam:
-# TF1's Adam with AVX-512's lanes where the CPU has them, twice AVX's, for its divisions and square roots (with AVX alone
+# than with AVX2; vlad_descriptor, frame_streams and dequantize_frames: their
+# row loops; moe_mixture: its exponentials and interleaved copies;
+# row_block_adam: TF1's Adam with AVX-512's lanes where the CPU has them,
+# twice AVX's, for its divisions and square roots (with AVX alone
 # they held it below the memory's rate), and the same bits as TensorFlow's
 # own AVX kernel (no contracted multiply-adds; IEEE divisions and square
 # roots round alike at any width), its square roots vectorized without errno.

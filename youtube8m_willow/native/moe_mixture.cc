@@ -15,17 +15,20 @@
 //   experts' gradient (d * g_m) * s_m * (1 - s_m)  (the sigmoid's)
 //
 // TensorFlow's separate ops read a class's M + 1 gates as a row of a
-// [B * C, M + 1] matrix, a reduction over 3 entries that its kernels and XLA
-// both run far below the memory's rate. Here each block of classes is first
-// split into one array per gate and per expert, so every exponential, sum and
-// product runs across classes in the CPU's full vector width; the results are
-// written back interleaved. Every class is computed on its own (no sum runs
-// across classes), so the values do not depend on the blocks or the threads.
+// [B * C, M + 1] matrix, a softmax over 3 entries for WILLOW's 2 mixtures,
+// which its kernels and XLA both run far below the memory's rate. Here each
+// block of classes is first split into one array per gate and per expert, so
+// every exponential, sum and product runs across classes in the CPU's full
+// vector width; the results are written back interleaved. Every class is
+// computed on its own (no sum runs across classes), so the values do not
+// depend on the threads (the last few classes of the last block, fewer than
+// a vector's width, take the scalar exponential: within an ulp of the other's).
 // The softmax divides by its sum, as XLA does; the sigmoid is 1 / (1 + e^-x).
 // Values match TensorFlow's ops to float32 rounding, not bit for bit.
 #define EIGEN_USE_THREADS
 
 #include <algorithm>
+#include <string>
 #include <vector>
 
 #include "tensorflow/core/framework/op.h"
@@ -42,8 +45,10 @@ using shape_inference::InferenceContext;
 using shape_inference::ShapeHandle;
 using Block = Eigen::Map<Eigen::ArrayXf>;
 
-// Classes per block: each of the 2M + 1 arrays of a block stays in L1.
+// Classes per block: a block's 4M + 3 arrays (SplitBlock) stay in L1 for the
+// usual mixtures.
 constexpr int64_t kBlock = 256;
+constexpr int kMaxMixtures = 1 << 16;
 
 absl::Status MixtureShape(InferenceContext* c, ShapeHandle* output) {
   int mixtures;
@@ -126,7 +131,7 @@ class SplitBlock {
       : mixtures_(mixtures), buffer_((4 * mixtures + 3) * kBlock) {}
 
   // Reads classes [first, first + n) and computes g, s and p.
-  void Compute(const float* gates, const float* experts, int64_t first, int64_t n) {
+  void Mix(const float* gates, const float* experts, int64_t first, int64_t n) {
     n_ = n;
     const int m = mixtures_;
     Copy<true>(gates + first * (m + 1), m + 1, n, Array(0));
@@ -145,7 +150,7 @@ class SplitBlock {
     for (int i = 1; i < m; ++i) p += Gate(i) * Sigmoid(i);
   }
 
-  // After Compute: the logits' gradients from p's gradient d (n floats),
+  // After Mix: the logits' gradients from p's gradient d (n floats),
   // written interleaved at gates_grad and experts_grad (the block's first).
   void Gradient(const float* d, float* gates_grad, float* experts_grad) {
     const int m = mixtures_;
@@ -178,12 +183,14 @@ class SplitBlock {
   std::vector<float, Eigen::aligned_allocator<float>> buffer_;
 };
 
-// The classes of all videos, [0, count), in blocks over the CPU's threads.
+// The classes of all videos, [0, count), in blocks over the CPU's threads;
+// per class, the floats read and written and the operations (for the
+// thread pool's split).
 template <typename Fn>
-void ForEachBlock(OpKernelContext* ctx, int64_t count, int mixtures, Fn block) {
-  const double entries = 2.0 * mixtures + 1;
-  const Eigen::TensorOpCost cost(4.0 * entries * kBlock, 4.0 * (entries + 1) * kBlock,
-                                 30.0 * entries * kBlock);
+void ForEachBlock(OpKernelContext* ctx, int64_t count, int mixtures, double reads,
+                  double writes, double operations, Fn block) {
+  const Eigen::TensorOpCost cost(4.0 * reads * kBlock, 4.0 * writes * kBlock,
+                                 operations * kBlock);
   const int64_t blocks = (count + kBlock - 1) / kBlock;
   ctx->eigen_device<CPUDevice>().parallelFor(blocks, cost, [&](int64_t begin, int64_t end) {
     SplitBlock split(mixtures);
@@ -200,19 +207,26 @@ class MixtureKernel : public OpKernel {
  public:
   explicit MixtureKernel(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("num_mixtures", &mixtures_));
+    OP_REQUIRES(ctx, mixtures_ <= kMaxMixtures,
+                absl::InvalidArgumentError("num_mixtures must be at most 65536"));
   }
 
   void Compute(OpKernelContext* ctx) override {
     const Tensor& gates = ctx->input(0);
     const Tensor& experts = ctx->input(1);
+    const std::string shapes =
+        absl::StrCat("; got ", gates.shape().DebugString(), " and ",
+                     experts.shape().DebugString(), " with num_mixtures ", mixtures_);
     OP_REQUIRES(ctx, gates.dims() == 2 && experts.dims() == 2,
-                absl::InvalidArgumentError("gates and experts must be matrices"));
+                absl::InvalidArgumentError(absl::StrCat("gates and experts must be matrices",
+                                                        shapes)));
     const int64_t videos = gates.dim_size(0), classes = gates.dim_size(1) / (mixtures_ + 1);
     OP_REQUIRES(ctx,
                 gates.dim_size(1) == classes * (mixtures_ + 1) &&
                     experts.dim_size(0) == videos && experts.dim_size(1) == classes * mixtures_,
-                absl::InvalidArgumentError("gates must be [B, C * (num_mixtures + 1)] and "
-                                           "experts [B, C * num_mixtures]"));
+                absl::InvalidArgumentError(absl::StrCat(
+                    "gates must be [B, C * (num_mixtures + 1)] and experts [B, C * num_mixtures]",
+                    shapes)));
     Run(ctx, videos, classes, gates.flat<float>().data(), experts.flat<float>().data());
   }
 
@@ -233,9 +247,10 @@ class MoeMixtureOp : public MixtureKernel {
     Tensor* output;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({videos, classes}), &output));
     float* p = output->flat<float>().data();
-    ForEachBlock(ctx, videos * classes, mixtures_,
+    const double logits = 2.0 * mixtures_ + 1;
+    ForEachBlock(ctx, videos * classes, mixtures_, logits, 1, 20 * logits,
                  [&](SplitBlock& split, int64_t first, int64_t n) {
-                   split.Compute(gates, experts, first, n);
+                   split.Mix(gates, experts, first, n);
                    Block(p + first, n) = split.P();
                  });
   }
@@ -249,7 +264,10 @@ class MoeMixtureGradOp : public MixtureKernel {
   void Run(OpKernelContext* ctx, int64_t videos, int64_t classes, const float* gates,
            const float* experts) override {
     OP_REQUIRES(ctx, ctx->input(2).shape() == TensorShape({videos, classes}),
-                absl::InvalidArgumentError("probabilities_grad must be [B, C]"));
+                absl::InvalidArgumentError(absl::StrCat(
+                    "probabilities_grad must be [B, C] = ",
+                    TensorShape({videos, classes}).DebugString(), ", got ",
+                    ctx->input(2).shape().DebugString())));
     Tensor *gates_grad, *experts_grad;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, ctx->input(0).shape(), &gates_grad));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, ctx->input(1).shape(), &experts_grad));
@@ -257,10 +275,12 @@ class MoeMixtureGradOp : public MixtureKernel {
     float* dg = gates_grad->flat<float>().data();
     float* de = experts_grad->flat<float>().data();
     const int m = mixtures_;
-    ForEachBlock(ctx, videos * classes, m, [&](SplitBlock& split, int64_t first, int64_t n) {
-      split.Compute(gates, experts, first, n);
-      split.Gradient(d + first, dg + first * (m + 1), de + first * m);
-    });
+    const double logits = 2.0 * m + 1;
+    ForEachBlock(ctx, videos * classes, m, logits + 1, logits, 40 * logits,
+                 [&](SplitBlock& split, int64_t first, int64_t n) {
+                   split.Mix(gates, experts, first, n);
+                   split.Gradient(d + first, dg + first * (m + 1), de + first * m);
+                 });
   }
 };
 
