@@ -2,7 +2,7 @@
 kernels.mixture_probabilities): the separate TensorFlow ops' values and
 gradients for any number of mixtures and across the kernel's blocks of
 classes, NaN and saturated logits as there, clear shape errors, and the
-layers taking it only for float32 logits outside an export."""
+layers taking it for float32 and bfloat16 logits, outside XLA and exports."""
 
 import numpy as np
 import pytest
@@ -119,16 +119,18 @@ def test_kernel_rejects_mismatched_shapes():
         ops.moe_mixture_grad(gates, experts, upstream[:, :4], num_mixtures=2)
 
 
-def test_the_head_runs_the_kernel_for_float32_and_xla_for_bfloat16():
+def test_the_head_runs_the_kernel_and_xla_where_it_cannot():
     """MixtureOfExperts traces the kernel (and its gradient op in training)
-    for float32 logits on a CPU, the XLA-compiled loop for bfloat16 logits,
-    and TensorFlow's own ops within ``tensorflow_ops_only`` (an export)."""
+    for float32 and bfloat16 logits on a CPU (bfloat16 computed in float32,
+    its gradient cast back), the XLA-compiled loop for float16 logits, under
+    XLA and within ``tensorflow_ops_only`` (an export)."""
     inputs = tf.constant(np.random.default_rng(3).normal(size=(4, 8)).astype("float32"))
     head = MixtureOfExperts(num_classes=5, num_mixtures=2)
     head(inputs)
     assert ("MoeMixture" in traced_op_types(head, inputs, False)) == ON_CPU
     assert kernels.fuses_mixture(tf.float32, tf.float32) == ON_CPU
-    assert not kernels.fuses_mixture(tf.bfloat16, tf.float32)
+    assert kernels.fuses_mixture(tf.bfloat16, tf.bfloat16) == ON_CPU
+    assert not kernels.fuses_mixture(tf.float16, tf.float16)
     with kernels.tensorflow_ops_only():
         assert "MoeMixture" not in traced_op_types(head, inputs, False)
         assert not kernels.fuses_mixture(tf.float32, tf.float32)
@@ -145,10 +147,31 @@ def test_the_head_runs_the_kernel_for_float32_and_xla_for_bfloat16():
 
     graph = trained.get_concrete_function(inputs).graph
     assert ("MoeMixtureGrad" in {op.type for op in graph.get_operations()}) == ON_CPU
-    mixed = tf.function(lambda g, e: kernels.mixture_probabilities(g, e, 2))
-    half = [tf.TensorSpec([2, 9], tf.bfloat16), tf.TensorSpec([2, 6], tf.bfloat16)]
-    assert "MoeMixture" not in {op.type for op in
-                                mixed.get_concrete_function(*half).graph.get_operations()}
-    # Equal gates (1/3 each) and sigmoids of 0: 2 * (1/3 * 1/2).
-    np.testing.assert_allclose(mixed(tf.zeros([2, 9], tf.bfloat16), tf.zeros([2, 6], tf.bfloat16)),
-                               np.full((2, 3), 1 / 3), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype, kernel", [(tf.bfloat16, ON_CPU), (tf.float16, False)])
+def test_half_precision_logits_are_mixed_in_float32(dtype, kernel):
+    """bfloat16 logits go through the kernel in float32, and their gradients
+    come back in bfloat16; float16 ones through the XLA loop. Both give the
+    float32 mixture of the rounded logits."""
+    gates, experts, upstream = logits(2, 9, 2, seed=11)
+    gates, experts = (tf.cast(tf.cast(x, dtype), tf.float32).numpy() for x in (gates, experts))
+    want = value_and_gradients(kernels._mixture, gates, experts, upstream, 2)
+
+    def mixed(g, e, mixtures):
+        return kernels.mixture_probabilities(tf.cast(g, dtype), tf.cast(e, dtype), mixtures)
+
+    traced = tf.function(mixed).get_concrete_function(
+        tf.TensorSpec([2, 27], tf.float32), tf.TensorSpec([2, 18], tf.float32), 2)
+    assert ("MoeMixture" in {op.type for op in traced.graph.get_operations()}) == kernel
+    with tf.GradientTape() as tape:
+        half = [tf.cast(tf.constant(x), dtype) for x in (gates, experts)]
+        tape.watch(half)
+        probabilities = kernels.mixture_probabilities(*half, 2)
+        loss = tf.reduce_sum(probabilities * upstream)
+    gradients = tape.gradient(loss, half)
+    assert probabilities.dtype == tf.float32
+    assert all(g.dtype == dtype for g in gradients)
+    np.testing.assert_allclose(probabilities, want[0], rtol=1e-6, atol=1e-7)
+    for got, expected in zip(gradients, want[1:]):
+        assert relative_error(expected, tf.cast(got, tf.float32)) < 1e-2

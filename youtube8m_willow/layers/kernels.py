@@ -258,15 +258,17 @@ def mixture_probabilities(gate_logits, expert_logits, num_mixtures: int):
     the "nothing" expert's) and expert logits ``[B, C * num_mixtures]``, in
     float32 whatever their dtype.
 
-    On TensorFlow, float32 logits go to the project's kernel and its
-    gradient (``native.moe_mixture``, where ``fuses_mixture`` holds); other
-    logits (bfloat16, or without the kernel) to one XLA-compiled loop for the
-    forward pass and one for the gradient: as separate kernels, the softmax
-    over rows of 3 is oneDNN's slowest shape (a third of the MoE head's time
-    outside its matmuls). Inside ``uncompiled_mixture`` (a model's build)
-    the XLA loop's place is taken by separate kernels."""
+    On TensorFlow the logits go, cast to float32, to the project's kernel
+    and its gradient (``native.moe_mixture``, where ``fuses_mixture``
+    holds); elsewhere (float16, no kernel, XLA, an export) to one
+    XLA-compiled loop for the forward pass and one for the gradient: as
+    separate kernels, the softmax over rows of 3 is oneDNN's slowest shape (a
+    third of the MoE head's time outside its matmuls). Inside
+    ``uncompiled_mixture`` (a model's build) the XLA loop's place is taken by
+    separate kernels."""
     if ON_TENSORFLOW and fuses_mixture(gate_logits.dtype, expert_logits.dtype):
-        return moe_mixture.probabilities(gate_logits, expert_logits, num_mixtures)
+        return moe_mixture.probabilities(tf.cast(gate_logits, tf.float32),
+                                         tf.cast(expert_logits, tf.float32), num_mixtures)
     if ON_TENSORFLOW and _COMPILED_MIXTURE:
         return _xla_mixture(gate_logits, expert_logits, num_mixtures)
     return _mixture(gate_logits, expert_logits, num_mixtures)
@@ -400,10 +402,14 @@ def fuses_frame_streams(dtype) -> bool:
 
 def fuses_mixture(gate_dtype, expert_dtype) -> bool:
     """Whether ``mixture_probabilities`` runs the project's kernel here:
-    float32 logits, where the kernels run (``fuses_softmax_pool``'s rule),
-    with its kernel built."""
-    return (_native_kernel_runs(gate_dtype) and _native_kernel_runs(expert_dtype)
-            and moe_mixture.available())
+    float32 or bfloat16 logits (computed in float32), where the kernels run
+    (``fuses_softmax_pool``'s rule), with its kernel built."""
+    def computed_as(dtype):
+        dtype = keras.backend.standardize_dtype(dtype)
+        return "float32" if dtype == "bfloat16" else dtype
+
+    return (_native_kernel_runs(computed_as(gate_dtype))
+            and _native_kernel_runs(computed_as(expert_dtype)) and moe_mixture.available())
 
 
 def _native_kernel_runs(dtype) -> bool:
