@@ -149,11 +149,12 @@ def test_the_head_runs_the_kernel_and_xla_where_it_cannot():
     assert ("MoeMixtureGrad" in {op.type for op in graph.get_operations()}) == ON_CPU
 
 
-@pytest.mark.parametrize("dtype, kernel", [(tf.bfloat16, ON_CPU), (tf.float16, False)])
-def test_half_precision_logits_are_mixed_in_float32(dtype, kernel):
-    """bfloat16 logits go through the kernel in float32, and their gradients
-    come back in bfloat16; float16 ones through the XLA loop. Both give the
-    float32 mixture of the rounded logits."""
+@pytest.mark.parametrize("dtype, through_kernel", [(tf.bfloat16, ON_CPU), (tf.float16, False)])
+def test_half_precision_logits_are_mixed_in_float32(dtype, through_kernel):
+    """bfloat16 logits go through the kernel as they are, computed in
+    float32, and their gradients come back in bfloat16 (rounded as
+    TensorFlow's cast rounds); float16 ones through the XLA loop. Both give
+    the float32 mixture of the rounded logits."""
     gates, experts, upstream = logits(2, 9, 2, seed=11)
     gates, experts = (tf.cast(tf.cast(x, dtype), tf.float32).numpy() for x in (gates, experts))
     want = value_and_gradients(kernels._mixture, gates, experts, upstream, 2)
@@ -163,7 +164,7 @@ def test_half_precision_logits_are_mixed_in_float32(dtype, kernel):
 
     traced = tf.function(mixed).get_concrete_function(
         tf.TensorSpec([2, 27], tf.float32), tf.TensorSpec([2, 18], tf.float32), 2)
-    assert ("MoeMixture" in {op.type for op in traced.graph.get_operations()}) == kernel
+    assert ("MoeMixture" in {op.type for op in traced.graph.get_operations()}) == through_kernel
     with tf.GradientTape() as tape:
         half = [tf.cast(tf.constant(x), dtype) for x in (gates, experts)]
         tape.watch(half)
@@ -175,3 +176,7 @@ def test_half_precision_logits_are_mixed_in_float32(dtype, kernel):
     np.testing.assert_allclose(probabilities, want[0], rtol=1e-6, atol=1e-7)
     for got, expected in zip(gradients, want[1:]):
         assert relative_error(expected, tf.cast(got, tf.float32)) < 1e-2
+    if through_kernel:  # each entry: the kernel's float32 gradient, cast as TensorFlow casts it
+        in_float32 = value_and_gradients(kernel, gates, experts, upstream, 2)
+        for got, expected in zip(gradients, in_float32[1:]):
+            np.testing.assert_array_equal(got, tf.cast(tf.constant(expected), dtype))

@@ -258,17 +258,19 @@ def mixture_probabilities(gate_logits, expert_logits, num_mixtures: int):
     the "nothing" expert's) and expert logits ``[B, C * num_mixtures]``, in
     float32 whatever their dtype.
 
-    On TensorFlow the logits go, cast to float32, to the project's kernel
-    and its gradient (``native.moe_mixture``, where ``fuses_mixture``
-    holds); elsewhere (float16, no kernel, XLA, an export) to one
-    XLA-compiled loop for the forward pass and one for the gradient: as
-    separate kernels, the softmax over rows of 3 is oneDNN's slowest shape (a
-    third of the MoE head's time outside its matmuls). Inside
-    ``uncompiled_mixture`` (a model's build) the XLA loop's place is taken by
-    separate kernels."""
+    On TensorFlow the logits go to the project's kernel and its gradient
+    (``native.moe_mixture``, where ``fuses_mixture`` holds: float32, or
+    bfloat16 read and written as it is, computed in float32); elsewhere
+    (float16, no kernel, XLA, an export) to one XLA-compiled loop for the
+    forward pass and one for the gradient: as separate kernels, the softmax
+    over rows of 3 is oneDNN's slowest shape (a third of the MoE head's time
+    outside its matmuls). Inside ``uncompiled_mixture`` (a model's build)
+    the XLA loop's place is taken by separate kernels."""
     if ON_TENSORFLOW and fuses_mixture(gate_logits.dtype, expert_logits.dtype):
-        return moe_mixture.probabilities(tf.cast(gate_logits, tf.float32),
-                                         tf.cast(expert_logits, tf.float32), num_mixtures)
+        if gate_logits.dtype != expert_logits.dtype:
+            gate_logits, expert_logits = (tf.cast(x, tf.float32)
+                                          for x in (gate_logits, expert_logits))
+        return moe_mixture.probabilities(gate_logits, expert_logits, num_mixtures)
     if ON_TENSORFLOW and _COMPILED_MIXTURE:
         return _xla_mixture(gate_logits, expert_logits, num_mixtures)
     return _mixture(gate_logits, expert_logits, num_mixtures)

@@ -66,10 +66,11 @@ absl::Status MixtureShape(InferenceContext* c, ShapeHandle* output) {
 }
 
 REGISTER_OP("MoeMixture")
-    .Input("gates: float")
-    .Input("experts: float")
+    .Input("gates: T")
+    .Input("experts: T")
     .Output("probabilities: float")
     .Attr("num_mixtures: int >= 1")
+    .Attr("T: {float, bfloat16}")
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle output;
       TF_RETURN_IF_ERROR(MixtureShape(c, &output));
@@ -78,12 +79,13 @@ REGISTER_OP("MoeMixture")
     });
 
 REGISTER_OP("MoeMixtureGrad")
-    .Input("gates: float")
-    .Input("experts: float")
+    .Input("gates: T")
+    .Input("experts: T")
     .Input("probabilities_grad: float")
-    .Output("gates_grad: float")
-    .Output("experts_grad: float")
+    .Output("gates_grad: T")
+    .Output("experts_grad: T")
     .Attr("num_mixtures: int >= 1")
+    .Attr("T: {float, bfloat16}")
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle output;
       TF_RETURN_IF_ERROR(MixtureShape(c, &output));
@@ -93,32 +95,60 @@ REGISTER_OP("MoeMixtureGrad")
       return absl::OkStatus();
     });
 
-// Copies n entries between their interleaved layout (row[t * stride + k])
-// and `stride` arrays of kBlock floats (arrays[k * kBlock + t]): from the
-// row into the arrays where kSplit, back otherwise.
-template <bool kSplit>
-__attribute__((always_inline)) inline void CopyLoop(const float* __restrict in, int stride,
-                                                    int64_t n, float* __restrict out) {
+// The logits' type to float and back. bfloat16 as TensorFlow's Cast does it
+// (rounded to nearest even; NaN to 0x7fc0), written with integer operations
+// that the compiler vectorizes.
+inline float ToFloat(float x) { return x; }
+inline float ToFloat(bfloat16 x) {
+  return absl::bit_cast<float>(static_cast<uint32_t>(absl::bit_cast<uint16_t>(x)) << 16);
+}
+inline void FromFloat(float x, float* out) { *out = x; }
+inline void FromFloat(float x, bfloat16* out) {
+  const uint32_t bits = absl::bit_cast<uint32_t>(x);
+  const uint32_t rounded = (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
+  const uint16_t result = x != x ? uint16_t{0x7fc0} : static_cast<uint16_t>(rounded);
+  *out = absl::bit_cast<bfloat16>(result);
+}
+
+// Copies n entries between their interleaved layout (row[t * stride + k], of
+// the logits' type T) and `stride` arrays of kBlock floats
+// (arrays[k * kBlock + t]).
+template <typename T>
+__attribute__((always_inline)) inline void SplitLoop(const T* __restrict row, int stride,
+                                                     int64_t n, float* __restrict arrays) {
   for (int64_t t = 0; t < n; ++t) {
-    for (int k = 0; k < stride; ++k) {
-      const int64_t interleaved = t * stride + k, split = k * kBlock + t;
-      out[kSplit ? split : interleaved] = in[kSplit ? interleaved : split];
-    }
+    for (int k = 0; k < stride; ++k) arrays[k * kBlock + t] = ToFloat(row[t * stride + k]);
   }
 }
 
-// CopyLoop with the usual strides (up to 4 mixtures) as constants, which the
-// compiler vectorizes with permutes; other strides run as plain loops.
-template <bool kSplit>
-void Copy(const float* in, int stride, int64_t n, float* out) {
-  switch (stride) {
-    case 1: return CopyLoop<kSplit>(in, 1, n, out);
-    case 2: return CopyLoop<kSplit>(in, 2, n, out);
-    case 3: return CopyLoop<kSplit>(in, 3, n, out);
-    case 4: return CopyLoop<kSplit>(in, 4, n, out);
-    case 5: return CopyLoop<kSplit>(in, 5, n, out);
-    default: return CopyLoop<kSplit>(in, stride, n, out);
+template <typename T>
+__attribute__((always_inline)) inline void JoinLoop(const float* __restrict arrays, int stride,
+                                                    int64_t n, T* __restrict row) {
+  for (int64_t t = 0; t < n; ++t) {
+    for (int k = 0; k < stride; ++k) FromFloat(arrays[k * kBlock + t], &row[t * stride + k]);
   }
+}
+
+// A copy loop with the usual strides (up to 4 mixtures) as constants, which
+// the compiler vectorizes with permutes; other strides run as plain loops.
+#define WITH_CONSTANT_STRIDE(loop, in, stride, n, out) \
+  switch (stride) {                                    \
+    case 1: return loop(in, 1, n, out);                \
+    case 2: return loop(in, 2, n, out);                \
+    case 3: return loop(in, 3, n, out);                \
+    case 4: return loop(in, 4, n, out);                \
+    case 5: return loop(in, 5, n, out);                \
+    default: return loop(in, stride, n, out);          \
+  }
+
+template <typename T>
+void Split(const T* row, int stride, int64_t n, float* arrays) {
+  WITH_CONSTANT_STRIDE(SplitLoop<T>, row, stride, n, arrays)
+}
+
+template <typename T>
+void Join(const float* arrays, int stride, int64_t n, T* row) {
+  WITH_CONSTANT_STRIDE(JoinLoop<T>, arrays, stride, n, row)
 }
 
 // One block of n classes (at most kBlock), split into arrays: the M + 1 gate
@@ -131,11 +161,12 @@ class SplitBlock {
       : mixtures_(mixtures), buffer_((4 * mixtures + 3) * kBlock) {}
 
   // Reads classes [first, first + n) and computes g, s and p.
-  void Mix(const float* gates, const float* experts, int64_t first, int64_t n) {
+  template <typename T>
+  void Mix(const T* gates, const T* experts, int64_t first, int64_t n) {
     n_ = n;
     const int m = mixtures_;
-    Copy<true>(gates + first * (m + 1), m + 1, n, Array(0));
-    Copy<true>(experts + first * m, m, n, Array(m + 1));
+    Split(gates + first * (m + 1), m + 1, n, Array(0));
+    Split(experts + first * m, m, n, Array(m + 1));
     Block largest = P();
     largest = Gate(0);
     for (int j = 1; j <= m; ++j) largest = largest.max(Gate(j));
@@ -152,7 +183,8 @@ class SplitBlock {
 
   // After Mix: the logits' gradients from p's gradient d (n floats),
   // written interleaved at gates_grad and experts_grad (the block's first).
-  void Gradient(const float* d, float* gates_grad, float* experts_grad) {
+  template <typename T>
+  void Gradient(const float* d, T* gates_grad, T* experts_grad) {
     const int m = mixtures_;
     const Eigen::Map<const Eigen::ArrayXf> grad(d, n_);
     Block q = P();  // q = sum_j a_j * g_j, in p's array (p is not needed again)
@@ -163,8 +195,8 @@ class SplitBlock {
     for (int i = 0; i < m; ++i) {
       ExpertGrad(i) = (grad * Gate(i)) * Sigmoid(i) * (1.0f - Sigmoid(i));
     }
-    Copy<false>(Array(2 * m + 2), m + 1, n_, gates_grad);
-    Copy<false>(Array(3 * m + 3), m, n_, experts_grad);
+    Join(Array(2 * m + 2), m + 1, n_, gates_grad);
+    Join(Array(3 * m + 3), m, n_, experts_grad);
   }
 
   Block P() { return Block(Array(2 * mixtures_ + 1), n_); }
@@ -203,6 +235,7 @@ void ForEachBlock(OpKernelContext* ctx, int64_t count, int mixtures, double read
 
 // Both kernels: the number of mixtures, and the logits' shapes checked
 // before Run.
+template <typename T>
 class MixtureKernel : public OpKernel {
  public:
   explicit MixtureKernel(OpKernelConstruction* ctx) : OpKernel(ctx) {
@@ -227,28 +260,30 @@ class MixtureKernel : public OpKernel {
                 absl::InvalidArgumentError(absl::StrCat(
                     "gates must be [B, C * (num_mixtures + 1)] and experts [B, C * num_mixtures]",
                     shapes)));
-    Run(ctx, videos, classes, gates.flat<float>().data(), experts.flat<float>().data());
+    Run(ctx, videos, classes, gates.flat<T>().data(), experts.flat<T>().data());
   }
 
  protected:
-  virtual void Run(OpKernelContext* ctx, int64_t videos, int64_t classes, const float* gates,
-                   const float* experts) = 0;
+  virtual void Run(OpKernelContext* ctx, int64_t videos, int64_t classes, const T* gates,
+                   const T* experts) = 0;
 
   int mixtures_;
 };
 
-class MoeMixtureOp : public MixtureKernel {
+template <typename T>
+class MoeMixtureOp : public MixtureKernel<T> {
  public:
-  using MixtureKernel::MixtureKernel;
+  using MixtureKernel<T>::MixtureKernel;
 
  protected:
-  void Run(OpKernelContext* ctx, int64_t videos, int64_t classes, const float* gates,
-           const float* experts) override {
+  void Run(OpKernelContext* ctx, int64_t videos, int64_t classes, const T* gates,
+           const T* experts) override {
+    const int m = this->mixtures_;
     Tensor* output;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({videos, classes}), &output));
     float* p = output->flat<float>().data();
-    const double logits = 2.0 * mixtures_ + 1;
-    ForEachBlock(ctx, videos * classes, mixtures_, logits, 1, 20 * logits,
+    const double logits = 2.0 * m + 1;
+    ForEachBlock(ctx, videos * classes, m, logits, 1, 20 * logits,
                  [&](SplitBlock& split, int64_t first, int64_t n) {
                    split.Mix(gates, experts, first, n);
                    Block(p + first, n) = split.P();
@@ -256,13 +291,14 @@ class MoeMixtureOp : public MixtureKernel {
   }
 };
 
-class MoeMixtureGradOp : public MixtureKernel {
+template <typename T>
+class MoeMixtureGradOp : public MixtureKernel<T> {
  public:
-  using MixtureKernel::MixtureKernel;
+  using MixtureKernel<T>::MixtureKernel;
 
  protected:
-  void Run(OpKernelContext* ctx, int64_t videos, int64_t classes, const float* gates,
-           const float* experts) override {
+  void Run(OpKernelContext* ctx, int64_t videos, int64_t classes, const T* gates,
+           const T* experts) override {
     OP_REQUIRES(ctx, ctx->input(2).shape() == TensorShape({videos, classes}),
                 absl::InvalidArgumentError(absl::StrCat(
                     "probabilities_grad must be [B, C] = ",
@@ -272,9 +308,9 @@ class MoeMixtureGradOp : public MixtureKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, ctx->input(0).shape(), &gates_grad));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, ctx->input(1).shape(), &experts_grad));
     const float* d = ctx->input(2).flat<float>().data();
-    float* dg = gates_grad->flat<float>().data();
-    float* de = experts_grad->flat<float>().data();
-    const int m = mixtures_;
+    T* dg = gates_grad->flat<T>().data();
+    T* de = experts_grad->flat<T>().data();
+    const int m = this->mixtures_;
     const double logits = 2.0 * m + 1;
     ForEachBlock(ctx, videos * classes, m, logits + 1, logits, 40 * logits,
                  [&](SplitBlock& split, int64_t first, int64_t n) {
@@ -284,8 +320,15 @@ class MoeMixtureGradOp : public MixtureKernel {
   }
 };
 
-REGISTER_KERNEL_BUILDER(Name("MoeMixture").Device(DEVICE_CPU), MoeMixtureOp);
-REGISTER_KERNEL_BUILDER(Name("MoeMixtureGrad").Device(DEVICE_CPU), MoeMixtureGradOp);
+#define REGISTER(T)                                                                    \
+  REGISTER_KERNEL_BUILDER(Name("MoeMixture").Device(DEVICE_CPU).TypeConstraint<T>("T"), \
+                          MoeMixtureOp<T>);                                            \
+  REGISTER_KERNEL_BUILDER(                                                             \
+      Name("MoeMixtureGrad").Device(DEVICE_CPU).TypeConstraint<T>("T"),                \
+      MoeMixtureGradOp<T>);
+REGISTER(float)
+REGISTER(bfloat16)
+#undef REGISTER
 
 }  // namespace
 }  // namespace tensorflow

@@ -3,9 +3,10 @@
 ``probabilities(gates, experts, num_mixtures)`` is the MoE head's mixture
 ``sum_m softmax(gates)[m] * sigmoid(experts)[m]`` per class, from the gate
 logits ``[B, C * (num_mixtures + 1)]`` and the expert logits
-``[B, C * num_mixtures]`` (float32), as ``[B, C]``. Differentiable in both;
-the gradient recomputes the softmax and the sigmoids from the logits, so
-nothing but the logits is kept for it.
+``[B, C * num_mixtures]`` (both float32, or both bfloat16: read as they
+are, computed in float32), as float32 ``[B, C]``. Differentiable in both
+(the gradients in the logits' dtype); the gradient recomputes the softmax
+and the sigmoids from the logits, so nothing but the logits is kept for it.
 """
 
 from __future__ import annotations
