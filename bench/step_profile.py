@@ -13,8 +13,8 @@ Kinds, by op type (oneDNN's ``_Mkl`` forms as their plain ops):
   the L2 penalty; the GB/s is Adam's 28 bytes per parameter over their time;
 - the project's kernels: the other ops registered by ``native/*.cc``;
 - XLA: the compiled functions' executions (the L2 term's pass; under
-  bfloat16, the MoE's mixture and Adam's compiled pass as well: in float32
-  the mixture is the project's kernel);
+  bfloat16, Adam's compiled pass as well; the MoE's mixture where it is not
+  the project's kernel: float16, or the kernel not built);
 - copies: transposes, concatenations, slices, splits, pads, tiles, gathers;
 - the rest: element-wise ops, reductions, batch norms, softmax, top-k, ...
 

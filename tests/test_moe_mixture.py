@@ -121,8 +121,8 @@ def test_kernel_rejects_mismatched_shapes():
 
 def test_the_head_runs_the_kernel_and_xla_where_it_cannot():
     """MixtureOfExperts traces the kernel (and its gradient op in training)
-    for float32 and bfloat16 logits on a CPU (bfloat16 computed in float32,
-    its gradient cast back), the XLA-compiled loop for float16 logits, under
+    for float32 and bfloat16 logits on a CPU (bfloat16 read as it is,
+    computed in float32), the XLA-compiled loop for float16 logits, under
     XLA and within ``tensorflow_ops_only`` (an export)."""
     inputs = tf.constant(np.random.default_rng(3).normal(size=(4, 8)).astype("float32"))
     head = MixtureOfExperts(num_classes=5, num_mixtures=2)
@@ -151,10 +151,10 @@ def test_the_head_runs_the_kernel_and_xla_where_it_cannot():
 
 @pytest.mark.parametrize("dtype, through_kernel", [(tf.bfloat16, ON_CPU), (tf.float16, False)])
 def test_half_precision_logits_are_mixed_in_float32(dtype, through_kernel):
-    """bfloat16 logits go through the kernel as they are, computed in
-    float32, and their gradients come back in bfloat16 (rounded as
-    TensorFlow's cast rounds); float16 ones through the XLA loop. Both give
-    the float32 mixture of the rounded logits."""
+    """bfloat16 logits go through the kernel as they are (no cast before
+    it), computed in float32, and their gradients come back in bfloat16;
+    float16 ones through the XLA loop. Both give the float32 mixture of the
+    rounded logits."""
     gates, experts, upstream = logits(2, 9, 2, seed=11)
     gates, experts = (tf.cast(tf.cast(x, dtype), tf.float32).numpy() for x in (gates, experts))
     want = value_and_gradients(kernels._mixture, gates, experts, upstream, 2)
@@ -164,7 +164,9 @@ def test_half_precision_logits_are_mixed_in_float32(dtype, through_kernel):
 
     traced = tf.function(mixed).get_concrete_function(
         tf.TensorSpec([2, 27], tf.float32), tf.TensorSpec([2, 18], tf.float32), 2)
-    assert ("MoeMixture" in {op.type for op in traced.graph.get_operations()}) == through_kernel
+    fused = [op for op in traced.graph.get_operations() if op.type == "MoeMixture"]
+    assert len(fused) == through_kernel
+    assert all(x.dtype == dtype for op in fused for x in op.inputs)
     with tf.GradientTape() as tape:
         half = [tf.cast(tf.constant(x), dtype) for x in (gates, experts)]
         tape.watch(half)
@@ -176,7 +178,59 @@ def test_half_precision_logits_are_mixed_in_float32(dtype, through_kernel):
     np.testing.assert_allclose(probabilities, want[0], rtol=1e-6, atol=1e-7)
     for got, expected in zip(gradients, want[1:]):
         assert relative_error(expected, tf.cast(got, tf.float32)) < 1e-2
-    if through_kernel:  # each entry: the kernel's float32 gradient, cast as TensorFlow casts it
-        in_float32 = value_and_gradients(kernel, gates, experts, upstream, 2)
-        for got, expected in zip(gradients, in_float32[1:]):
-            np.testing.assert_array_equal(got, tf.cast(tf.constant(expected), dtype))
+
+
+@pytest.mark.parametrize("mixtures", [1, 2, 3, 6])
+def test_bfloat16_logits_are_the_float32_kernels_rounded(mixtures):
+    """The kernel on bfloat16 logits computes what it computes on their
+    float32 values, bit for bit, and rounds the gradients as TensorFlow's
+    cast does: across its blocks, for the unrolled strides and the plain
+    loops."""
+    gates, experts, upstream = logits(3, 301, mixtures, seed=20 + mixtures)
+    half = [tf.cast(x, tf.bfloat16) for x in (gates, experts)]
+    wide = [tf.cast(x, tf.float32).numpy() for x in half]
+    fused = value_and_gradients(kernel, *wide, upstream, mixtures)
+    with tf.GradientTape() as tape:
+        tape.watch(half)
+        probabilities = kernel(*half, mixtures)
+        loss = tf.reduce_sum(probabilities * upstream)
+    gradients = tape.gradient(loss, half)
+    np.testing.assert_array_equal(probabilities, fused[0])
+    for got, expected in zip(gradients, fused[1:]):
+        assert got.dtype == tf.bfloat16
+        np.testing.assert_array_equal(got, tf.cast(tf.constant(expected), tf.bfloat16))
+
+
+def test_bfloat16_gradients_round_to_nearest_even():
+    """With one mixture, gates of 0 and an expert of 0 (g = s = 1/2), each
+    class's gradients are exactly d / 8 (the expert's and the first gate's)
+    and -d / 8: values halfway between two bfloat16 numbers round to the
+    even one, as TensorFlow's cast rounds them, and NaN stays NaN."""
+    halfway = [1 + 2**-8, 1 + 3 * 2**-8, -(1 + 2**-8)]  # to 1, 1 + 2**-6, -1
+    values = np.array(halfway + [1 + 2**-9, 1 + 2**-8 + 2**-20, 3e37, np.nan], np.float32)
+    ops = loading.load("moe_mixture")
+    classes = len(values)
+    gates_grad, experts_grad = ops.moe_mixture_grad(
+        tf.zeros([1, 2 * classes], tf.bfloat16), tf.zeros([1, classes], tf.bfloat16),
+        tf.constant(8 * values[None]), num_mixtures=1)
+    expected = tf.cast(tf.constant(values), tf.bfloat16).numpy()
+    np.testing.assert_array_equal(tf.cast(expected[:3], tf.float32), [1, 1 + 2**-6, -1])
+    np.testing.assert_array_equal(experts_grad.numpy()[0], expected)
+    np.testing.assert_array_equal(gates_grad.numpy()[0, 0::2], expected)
+    np.testing.assert_array_equal(gates_grad.numpy()[0, 1::2], -expected)
+
+
+def test_logits_of_two_dtypes_are_mixed_in_float32():
+    """bfloat16 gates with float32 experts go to the kernel as float32,
+    each gradient in its logits' dtype."""
+    gates, experts, upstream = logits(2, 4, 2, seed=3)
+    pair = [tf.cast(tf.constant(gates), tf.bfloat16), tf.constant(experts)]
+    with tf.GradientTape() as tape:
+        tape.watch(pair)
+        probabilities = kernels.mixture_probabilities(*pair, 2)
+        loss = tf.reduce_sum(probabilities * upstream)
+    gradients = tape.gradient(loss, pair)
+    assert [g.dtype for g in gradients] == [tf.bfloat16, tf.float32]
+    want = value_and_gradients(kernels._mixture, tf.cast(pair[0], tf.float32).numpy(), experts,
+                               upstream, 2)
+    np.testing.assert_allclose(probabilities, want[0], rtol=1e-6, atol=1e-7)

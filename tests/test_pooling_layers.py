@@ -686,7 +686,7 @@ def test_half_precision_batch_norm_is_the_float32_one_rounded(channels):
 @pytest.mark.parametrize("mixtures", [1, 2])
 def test_mixture_probabilities_are_the_gated_sigmoids(mixtures, kernel, monkeypatch):
     """MixtureOfExperts' per-class mixture on TensorFlow (the project's
-    kernel for float32 logits where built, else one XLA-compiled function):
+    kernel where built, else one XLA-compiled function):
     the NumPy formula, and the gradients of the same ops run as separate
     kernels (``_mixture``, as inside ``uncompiled_mixture`` without the
     kernel); bfloat16 logits are mixed in float32."""

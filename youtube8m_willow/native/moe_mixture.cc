@@ -1,5 +1,6 @@
 // MoeMixture and its gradient: the MoE head's per-class mixture of experts
-// (float32, CPU). For each video b and class c, with M mixtures:
+// (float32 or bfloat16 logits, computed in float32; CPU). For each video b
+// and class c, with M mixtures:
 //
 //   g = softmax(gates[b, c, 0..M])      (M + 1 gates; the last one is the
 //                                        "nothing" expert's)
@@ -216,12 +217,12 @@ class SplitBlock {
 };
 
 // The classes of all videos, [0, count), in blocks over the CPU's threads;
-// per class, the floats read and written and the operations (for the
-// thread pool's split).
+// per class, the bytes read and written and the operations (for the thread
+// pool's split).
 template <typename Fn>
-void ForEachBlock(OpKernelContext* ctx, int64_t count, int mixtures, double reads,
-                  double writes, double operations, Fn block) {
-  const Eigen::TensorOpCost cost(4.0 * reads * kBlock, 4.0 * writes * kBlock,
+void ForEachBlock(OpKernelContext* ctx, int64_t count, int mixtures, double bytes_read,
+                  double bytes_written, double operations, Fn block) {
+  const Eigen::TensorOpCost cost(bytes_read * kBlock, bytes_written * kBlock,
                                  operations * kBlock);
   const int64_t blocks = (count + kBlock - 1) / kBlock;
   ctx->eigen_device<CPUDevice>().parallelFor(blocks, cost, [&](int64_t begin, int64_t end) {
@@ -283,7 +284,7 @@ class MoeMixtureOp : public MixtureKernel<T> {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({videos, classes}), &output));
     float* p = output->flat<float>().data();
     const double logits = 2.0 * m + 1;
-    ForEachBlock(ctx, videos * classes, m, logits, 1, 20 * logits,
+    ForEachBlock(ctx, videos * classes, m, logits * sizeof(T), sizeof(float), 20 * logits,
                  [&](SplitBlock& split, int64_t first, int64_t n) {
                    split.Mix(gates, experts, first, n);
                    Block(p + first, n) = split.P();
@@ -312,7 +313,8 @@ class MoeMixtureGradOp : public MixtureKernel<T> {
     T* de = experts_grad->flat<T>().data();
     const int m = this->mixtures_;
     const double logits = 2.0 * m + 1;
-    ForEachBlock(ctx, videos * classes, m, logits + 1, logits, 40 * logits,
+    ForEachBlock(ctx, videos * classes, m, logits * sizeof(T) + sizeof(float),
+                 logits * sizeof(T), 40 * logits,
                  [&](SplitBlock& split, int64_t first, int64_t n) {
                    split.Mix(gates, experts, first, n);
                    split.Gradient(d + first, dg + first * (m + 1), de + first * m);
