@@ -391,9 +391,7 @@ def fuses_vlad_descriptor(dtype) -> bool:
     """Whether ``normalized_vlad`` runs here for ``dtype`` inputs: as
     ``fuses_softmax_pool`` (with its own kernel built), and for bfloat16
     inputs too, computed in float32."""
-    if keras.backend.standardize_dtype(dtype) == "bfloat16":
-        dtype = "float32"
-    return _native_kernel_runs(dtype) and vlad_descriptor.available()
+    return _native_kernel_runs_in_float32(dtype) and vlad_descriptor.available()
 
 
 def fuses_frame_streams(dtype) -> bool:
@@ -406,18 +404,22 @@ def fuses_mixture(gate_dtype, expert_dtype) -> bool:
     """Whether ``mixture_probabilities`` runs the project's kernel here:
     float32 or bfloat16 logits (computed in float32), where the kernels run
     (``fuses_softmax_pool``'s rule), with its kernel built."""
-    def computed_as(dtype):
-        dtype = keras.backend.standardize_dtype(dtype)
-        return "float32" if dtype == "bfloat16" else dtype
-
-    return (_native_kernel_runs(computed_as(gate_dtype))
-            and _native_kernel_runs(computed_as(expert_dtype)) and moe_mixture.available())
+    return (_native_kernel_runs_in_float32(gate_dtype)
+            and _native_kernel_runs_in_float32(expert_dtype) and moe_mixture.available())
 
 
 def _native_kernel_runs(dtype) -> bool:
     """float32 on TensorFlow (the project's kernels are float32; their
     ``available`` checks the machine, the export context and XLA)."""
     return ON_TENSORFLOW and keras.backend.standardize_dtype(dtype) == "float32"
+
+
+def _native_kernel_runs_in_float32(dtype) -> bool:
+    """``_native_kernel_runs`` for a kernel that also takes bfloat16 inputs,
+    computed in float32."""
+    if keras.backend.standardize_dtype(dtype) == "bfloat16":
+        dtype = "float32"
+    return _native_kernel_runs(dtype)
 
 
 def tensorflow_ops_only():
