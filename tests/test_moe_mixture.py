@@ -213,11 +213,14 @@ def test_bfloat16_gradients_round_to_nearest_even():
     gates_grad, experts_grad = ops.moe_mixture_grad(
         tf.zeros([1, 2 * classes], tf.bfloat16), tf.zeros([1, classes], tf.bfloat16),
         tf.constant(8 * values[None]), num_mixtures=1)
-    expected = tf.cast(tf.constant(values), tf.bfloat16).numpy()
-    np.testing.assert_array_equal(tf.cast(expected[:3], tf.float32), [1, 1 + 2**-6, -1])
-    np.testing.assert_array_equal(experts_grad.numpy()[0], expected)
-    np.testing.assert_array_equal(gates_grad.numpy()[0, 0::2], expected)
-    np.testing.assert_array_equal(gates_grad.numpy()[0, 1::2], -expected)
+    # Compared in float32, which holds every bfloat16 exactly and whose NaNs
+    # NumPy's comparison knows.
+    expected = tf.cast(tf.cast(tf.constant(values), tf.bfloat16), tf.float32).numpy()
+    np.testing.assert_array_equal(expected[:3], [1, 1 + 2**-6, -1])
+    for got, want in [(experts_grad[0], expected), (gates_grad[0, 0::2], expected),
+                      (gates_grad[0, 1::2], -expected)]:
+        assert got.dtype == tf.bfloat16
+        np.testing.assert_array_equal(tf.cast(got, tf.float32).numpy(), want)
 
 
 def test_logits_of_two_dtypes_are_mixed_in_float32():
