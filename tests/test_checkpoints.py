@@ -23,10 +23,11 @@ from youtube8m_willow import checkpoint
 from youtube8m_willow.config import ModelConfig
 from youtube8m_willow.data.readers import ReaderConfig, make_dataset
 from youtube8m_willow.data.synthetic import write_synthetic_dataset
+from youtube8m_willow.layers.core import weights_to_be_restored
 from youtube8m_willow.prediction import Predictor
 from youtube8m_willow.legacy import PORT_NAMING, Naming, detect_naming, starter2017
 from youtube8m_willow.legacy.rnn_spellings import CURRENT, TF0_12, TF1_0
-from youtube8m_willow.models.registry import create_model
+from youtube8m_willow.models.registry import create_model, is_frame_level, model_names
 from youtube8m_willow.training.optimizer_state import is_optimizer_name, training_state
 from youtube8m_willow.training.trainer import TrainConfig, Trainer
 
@@ -260,6 +261,31 @@ def test_weights_to_be_restored_skip_only_the_random_initializers():
     later = Dense(3)
     later.build((None, 4))
     assert np.any(later.kernel.numpy())  # the context ended
+
+
+def _small_model_config(name: str) -> ModelConfig:
+    """``name``'s model at small sizes (10 classes, 12 frames)."""
+    frame = is_frame_level(name)
+    sizes = dict(netvlad_cluster_size=8, netvlad_hidden_size=16, fv_cluster_size=8,
+                 fv_hidden_size=16, dbof_cluster_size=16, dbof_hidden_size=16, lstm_cells=8,
+                 gru_cells=8, nextvlad_cluster_size=8, nextvlad_hidden_size=16)
+    if name == "MixNeXtVladModel":
+        sizes["video_level_classifier_model"] = "LogisticModel"
+    return ModelConfig(model=name, num_classes=10, frame_features=frame,
+                       feature_names=("rgb", "audio") if frame else ("mean_rgb", "mean_audio"),
+                       feature_sizes=(1024, 128), max_frames=12, iterations=6, **sizes)
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_a_checkpoint_names_every_weight_of_every_model(name):
+    """No weight keeps its stand-in zeros (``weights_to_be_restored``): a
+    restore assigns every name of ``tf1_weights()`` (or fails), and those
+    names cover all of a model's weights."""
+    with weights_to_be_restored():
+        model = create_model(_small_model_config(name)).build_for_config()
+    named = {id(variable) for variable in model.tf1_weights().values()}
+    assert [w.path for w in model.weights if id(w) not in named] == []
+    assert len(named) == len(model.weights)
 
 
 # --- companions (the input state) ----------------------------------------------
