@@ -1,12 +1,14 @@
-"""What a process pays before its first op: TensorFlow's import, and within
-it ml_dtypes' (TensorFlow's, JAX's and Keras's bfloat16 and float8 types),
+"""TensorFlow's start-up and ml_dtypes' import, this project's and the original's.
+
+What a process pays before its first op: TensorFlow's import, and within it
+ml_dtypes' (TensorFlow's, JAX's and Keras's bfloat16 and float8 types),
 whose import time depends much on its version.
 
 For this project's interpreter, and with ``--reference_dir`` (or
 ``$REFERENCE_DIR``) the original WILLOW's too (its ``venv/``), each round
 starts, alternating the sides:
 - a process that imports ml_dtypes alone, under ``python -X importtime``:
-  the import's own cumulative time as Python reports it;
+  its cumulative time as Python reports it (NumPy's import included);
 - a process that only imports TensorFlow as that side's scripts do (the
   port: ``startup.start_tool()``, Keras included; the original: ``import
   tensorflow.compat.v1``), timed from its start to its exit.
@@ -67,14 +69,17 @@ def main() -> int:
     sides = ["port"] + (["original"] if reference is not None else [])
     print(f"machine: {_common.machine()}")
     if reference is None:
-        print("no WILLOW set up (--reference_dir or $REFERENCE_DIR): this project's side alone")
+        where = f"in {args.reference_dir!r}" if args.reference_dir else (
+            "(--reference_dir or $REFERENCE_DIR)")
+        print(f"no WILLOW set up {where}: this project's side alone")
     times = {side: {"ml_dtypes": [], "start-up": []} for side in sides}
     for round_ in range(args.rounds):
         for side in sides if round_ % 2 == 0 else sides[::-1]:
             times[side]["ml_dtypes"].append(ml_dtypes_import_seconds(side, reference))
             times[side]["start-up"].append(import_seconds(side, reference))
     print(f"medians of {args.rounds} process(es) of each kind a side, alternating")
-    print("| side | ml_dtypes | its import alone | TensorFlow's import, start to exit |")
+    print("| side | ml_dtypes | its import alone (NumPy's included) | "
+          "TensorFlow's import, start to exit |")
     print("|---|---|---:|---:|")
     for side in sides:
         print(f"| {side} | {ml_dtypes_version(side, reference)} | "

@@ -16,7 +16,7 @@ SMALL_NETVLAD = ["--cluster_size=4", "--hidden_size=16", "--iterations=5", "--nu
 RUNS = {
     "bench_metrics.py": ["--num_videos=2048"],
     "bench_exit.py": ["--rounds=1"],
-    "bench_startup.py": ["--rounds=1"],
+    "bench_startup.py": ["--rounds=1", "--reference_dir="],
     "bench_batch_norm.py": ["--channels=8,16", "--rows=64", "--repeats=1"],
     "bench_video_matmul.py": ["--shapes=64x32x4", "--repeats=1"],
     "bench_input_prep.py": ["--videos=4", "--frames=10", "--sizes=8,4", "--repeats=1"],
@@ -43,10 +43,10 @@ RUNS = {
 # What a script's report must hold, where more than a rate or a parameter
 # count: this project's start-up row (ml_dtypes' version, its import and
 # TensorFlow's); a row per kind of exit; a row per channel count, marked a
-# multiple of 16 or not; a row per dtype of each shape, a time for each form of the input
-# gradient; a row per part of the input preparation and one for both, each
-# timed both ways; the step profile's floor ratios and a row per kind (the
-# tiny NetVLAD runs the project's kernels), then its longest ops;
+# multiple of 16 or not; a row per dtype of each shape, a time for each form
+# of the input gradient; a row per part of the input preparation and one for
+# both, each timed both ways; the step profile's floor ratios and a row per
+# kind (the tiny NetVLAD runs the project's kernels), then its longest ops;
 # NeXtVLADModel's row, its size the README's (a third of the demo's Gated
 # NetVLAD), its eval GAP read off eval.py; the MoE's GAP in float32 and in
 # bfloat16, their difference and the bar it is held to.

@@ -249,7 +249,7 @@ def test_stored_tensors_are_read_only_when_asked_for(tmp_path, monkeypatch):
 
 
 def test_weights_to_be_restored_skip_only_the_random_initializers():
-    from youtube8m_willow.layers.core import Dense, weights_to_be_restored
+    from youtube8m_willow.layers.core import Dense
     from youtube8m_willow.layers.gating import ContextGating
 
     with weights_to_be_restored():
@@ -263,7 +263,13 @@ def test_weights_to_be_restored_skip_only_the_random_initializers():
     assert np.any(later.kernel.numpy())  # the context ended
 
 
-def _small_model_config(name: str) -> ModelConfig:
+# The flags that add or drop weights, each away from its default.
+OTHER_WEIGHTS = dict(gating=True, moe_prob_gating=True, moe_low_rank_gating=4,
+                     netvlad_add_batch_norm=False, dbof_add_batch_norm=False,
+                     fv_couple_weights=False, fc_dimred=False, lstm_variant="starter")
+
+
+def _small_model_config(name: str, **options) -> ModelConfig:
     """``name``'s model at small sizes (10 classes, 12 frames)."""
     frame = is_frame_level(name)
     sizes = dict(netvlad_cluster_size=8, netvlad_hidden_size=16, fv_cluster_size=8,
@@ -273,17 +279,20 @@ def _small_model_config(name: str) -> ModelConfig:
         sizes["video_level_classifier_model"] = "LogisticModel"
     return ModelConfig(model=name, num_classes=10, frame_features=frame,
                        feature_names=("rgb", "audio") if frame else ("mean_rgb", "mean_audio"),
-                       feature_sizes=(1024, 128), max_frames=12, iterations=6, **sizes)
+                       feature_sizes=(1024, 128), max_frames=12, iterations=6,
+                       **{**sizes, **options})
 
 
+@pytest.mark.parametrize("options", [{}, OTHER_WEIGHTS], ids=["defaults", "other_weights"])
 @pytest.mark.parametrize("name", model_names())
-def test_a_checkpoint_names_every_weight_of_every_model(name):
+def test_a_checkpoint_names_every_weight_of_every_model(name, options):
     """No weight keeps its stand-in zeros (``weights_to_be_restored``): a
     restore assigns every name of ``tf1_weights()`` (or fails), and those
     names cover all of a model's weights."""
     with weights_to_be_restored():
-        model = create_model(_small_model_config(name)).build_for_config()
+        model = create_model(_small_model_config(name, **options)).build_for_config()
     named = {id(variable) for variable in model.tf1_weights().values()}
+    assert model.weights
     assert [w.path for w in model.weights if id(w) not in named] == []
     assert len(named) == len(model.weights)
 
