@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -21,6 +23,7 @@ from conftest import read_submission, run_script
 from test_recurrent import l2_rows, ref_dynamic_rnn, ref_lstm_cell, sigmoid
 from youtube8m_willow import checkpoint
 from youtube8m_willow.config import ModelConfig
+from youtube8m_willow.data.readers import DataError
 from youtube8m_willow.data.readers import ReaderConfig, make_dataset
 from youtube8m_willow.data.synthetic import write_synthetic_dataset
 from youtube8m_willow.layers.core import weights_to_be_restored
@@ -295,6 +298,70 @@ def test_a_checkpoint_names_every_weight_of_every_model(name, options):
     assert model.weights
     assert [w.path for w in model.weights if id(w) not in named] == []
     assert len(named) == len(model.weights)
+
+
+# --- inference's start: the first batch read while the weights load -------------
+
+def _video_train_dir(tmp_path):
+    """A train_dir with a random LogisticModel's checkpoint (global step 4),
+    records of 20 videos, the eval config over them and the model."""
+    from youtube8m_willow.evaluation import EvalConfig
+
+    config = ModelConfig(model="LogisticModel", num_classes=CLASSES,
+                         feature_names=("mean_rgb", "mean_audio"), feature_sizes=FEATURES)
+    model = create_model(config).build_for_config()
+    rng = np.random.default_rng(4)
+    for var in model.tf1_weights().values():
+        var.assign(rng.normal(0, 0.5, var.shape).astype(np.float32))
+    train_dir = tmp_path / "train_dir"
+    checkpoint.save(str(train_dir), training_state(model, None, 4, PORT_NAMING), 4)
+    pattern = write_synthetic_dataset(str(tmp_path / "data"), num_videos=20, num_classes=CLASSES,
+                                      num_shards=2, feature_sizes=FEATURES,
+                                      video_level=True)["video"]
+    eval_config = EvalConfig(train_dir=str(train_dir), data_pattern=pattern, batch_size=8)
+    return eval_config, config, model
+
+
+def test_inference_reads_its_first_batch_while_the_weights_load(tmp_path, monkeypatch):
+    """The weights load in a thread of their own while the first batch is
+    read; the predictor and the batches are those of the plain path, every
+    video once, in order."""
+    from youtube8m_willow import prediction
+
+    eval_config, config, model = _video_train_dir(tmp_path)
+    load, threads = prediction.Predictor.load, []
+    monkeypatch.setattr(prediction.Predictor, "load", lambda self, path: (
+        threads.append(threading.current_thread()), load(self, path))[1])
+    predictor, eval_input = prediction.restored_predictor_and_input(eval_config, config)
+    assert threads and threads[0] is not threading.main_thread()
+    assert predictor.path.endswith("model.ckpt-4")
+    for name, var in predictor.model.tf1_weights().items():
+        np.testing.assert_array_equal(var.numpy(), model.tf1_weights()[name].numpy())
+    batches = list(eval_input.batches)
+    ids = [i.decode() for batch in batches for i in batch["video_ids"].numpy()]
+    plain = [i.decode() for batch in prediction.eval_dataset(eval_config, config)
+             for i in batch["video_ids"].numpy()]
+    assert len(ids) == 20 and ids == plain
+    csv = tmp_path / "predictions.csv"
+    _, eval_input = prediction.restored_predictor_and_input(eval_config, config)
+    prediction.write_submission(predictor, eval_config, str(csv), eval_input=eval_input)
+    plain_csv = tmp_path / "plain.csv"
+    prediction.write_submission(prediction.restored_predictor(eval_config, config), eval_config,
+                                str(plain_csv))
+    assert csv.read_text() == plain_csv.read_text() and len(csv.read_text().splitlines()) == 21
+
+
+def test_a_checkpoint_error_comes_before_the_readers(tmp_path):
+    """A checkpoint that does not fit and records that do not exist: the
+    checkpoint's error is raised, as when the weights were read first."""
+    from youtube8m_willow import prediction
+
+    eval_config, config, _ = _video_train_dir(tmp_path)
+    missing = dataclasses.replace(eval_config, data_pattern=str(tmp_path / "none*.tfrecord"))
+    with pytest.raises(checkpoint.CheckpointError, match="does not fit"):
+        prediction.restored_predictor_and_input(missing, config.replace(model="MoeModel"))
+    with pytest.raises(DataError, match="none"):  # with a checkpoint that fits
+        prediction.restored_predictor_and_input(missing, config)
 
 
 # --- companions (the input state) ----------------------------------------------

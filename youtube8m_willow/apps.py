@@ -79,7 +79,7 @@ def run_inference(config: EvalConfig, inference: InferenceConfig, given: GivenFl
     config = dataclasses.replace(
         config, train_dir=train_dir,
         free_model_fields=train_dir_flags.free_model_fields(train_dir, given))
-    predictor = prediction.restored_predictor(config, model_config)
+    predictor, eval_input = prediction.restored_predictor_and_input(config, model_config)
     if inference.output_model_tgz:
         write_model_tgz(inference.output_model_tgz, predictor.path, predictor.model_config)
     if predictor.model_config.segment_labels:
@@ -90,7 +90,8 @@ def run_inference(config: EvalConfig, inference: InferenceConfig, given: GivenFl
                   else None)
     return prediction.write_submission(predictor, config, inference.output_file,
                                        vocabulary=vocabulary,
-                                       print_top_videos=inference.print_top_videos)
+                                       print_top_videos=inference.print_top_videos,
+                                       eval_input=eval_input)
 
 
 def run_segment_map(submission_file: str, eval_data_pattern: str, top_n: int,

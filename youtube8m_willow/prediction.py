@@ -11,9 +11,12 @@ read, and which checkpoint).
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import itertools
 import logging
 import time
+from typing import Iterator
 
 import tensorflow as tf
 
@@ -111,10 +114,22 @@ class Predictor:
                                             self.model.frame_indices), training=False)
 
     def restore(self, path: str) -> int:
+        """Loads the checkpoint ``path``; returns its global step."""
+        self.prepare(path)
+        return self.load(path)
+
+    def prepare(self, path: str) -> None:
+        """Rebuilds the model where the checkpoint ``path`` calls for another
+        configuration than the built one (read off its names and shapes, and
+        its meta graph's: no weight is read)."""
         config = original_train_dir.resolve(self.flag_config, path, self.free_model_fields,
                                             built=self.model)
         if config != self.model_config:
             self._build(config)
+
+    def load(self, path: str) -> int:
+        """Assigns the weights of the checkpoint ``path`` (``prepare``d for
+        it); returns its global step."""
         step = optimizer_state.restore(path, self.model)
         self.path = path
         warning = batch_norm_warning(self.model, step, path)
@@ -198,15 +213,27 @@ def eval_dataset(config, model_config: ModelConfig):
                 num_epochs=1, num_readers=config.num_readers)
 
 
-def predict_top_k(predictor: Predictor, config):
+@dataclasses.dataclass
+class EvalInput:
+    """An eval-order dataset (``eval_dataset``'s) and the iterator over its
+    batches, which may have read some already."""
+
+    dataset: tf.data.Dataset
+    batches: Iterator[dict]
+
+
+def predict_top_k(predictor: Predictor, config, eval_input: EvalInput | None = None):
     """Yields ``(video_ids, class_indexes, scores)`` for every video once
-    (the predictor restored: its model config is the checkpoint's)."""
+    (the predictor restored: its model config is the checkpoint's), of
+    ``eval_input``'s batches where given, else of ``config``'s records."""
     k = min(config.top_k, predictor.model_config.num_classes)
-    dataset = eval_dataset(config, predictor.model_config)
-    for batch in dataset:
+    if eval_input is None:
+        dataset = eval_dataset(config, predictor.model_config)
+        eval_input = EvalInput(dataset, iter(dataset))
+    for batch in eval_input.batches:
         scores, classes = tf.math.top_k(predictor(batch), k=k)
         yield batch["video_ids"].numpy(), classes.numpy(), scores.numpy()
-    report_skipped(dataset, log)
+    report_skipped(eval_input.dataset, log)
 
 
 def restored_predictor(config, model_config: ModelConfig) -> Predictor:
@@ -214,14 +241,47 @@ def restored_predictor(config, model_config: ModelConfig) -> Predictor:
     or ``--check_point``); its ``model_config`` and ``path`` are the checkpoint's."""
     predictor = Predictor(model_config, config.free_model_fields)
     path = checkpoint.checkpoint_path(config.train_dir, config.check_point)
-    step = predictor.restore(path)
-    log.info("predicting with %s (global step %d): %s", path, step, describe_model(predictor))
+    _log_restored(predictor, path, predictor.restore(path))
     return predictor
 
 
+def restored_predictor_and_input(config, model_config: ModelConfig
+                                 ) -> tuple[Predictor, EvalInput | None]:
+    """``restored_predictor``'s predictor, and the ``EvalInput`` of
+    ``config``'s records with its first batch read while the weights were
+    loaded: the load runs in a thread of its own, and both its ops and the
+    reader's run without Python's lock, so the two share the cores (Gated
+    NetVLAD's 1.3 GB of weights take about a second). A checkpoint's error
+    comes first, as when it was read alone. A segment model's inference
+    reads its records otherwise: no input then."""
+    predictor = Predictor(model_config, config.free_model_fields)
+    path = checkpoint.checkpoint_path(config.train_dir, config.check_point)
+    predictor.prepare(path)
+    if predictor.model_config.segment_labels:
+        _log_restored(predictor, path, predictor.load(path))
+        return predictor, None
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="restore") as pool:
+        loading = pool.submit(predictor.load, path)
+        try:
+            dataset = eval_dataset(config, predictor.model_config)
+            batches = iter(dataset)
+            first = next(batches, None)
+        finally:
+            step = loading.result()  # raises the load's error, over the reader's
+    _log_restored(predictor, path, step)
+    read = [] if first is None else [first]
+    return predictor, EvalInput(dataset, itertools.chain(read, batches))
+
+
+def _log_restored(predictor: Predictor, path: str, step: int) -> None:
+    log.info("predicting with %s (global step %d): %s", path, step, describe_model(predictor))
+
+
 def write_submission(predictor: Predictor, config, output_file: str,
-                     vocabulary: dict | None = None, print_top_videos: int = 5) -> int:
-    """inference.py: writes the submission CSV with a restored ``predictor``;
+                     vocabulary: dict | None = None, print_top_videos: int = 5,
+                     eval_input: EvalInput | None = None) -> int:
+    """inference.py: writes the submission CSV with a restored ``predictor``
+    (of ``eval_input``'s batches where given, else of ``config``'s records);
     returns the number of videos. With a ``vocabulary``, logs the first
     ``print_top_videos`` videos' top predictions with class names."""
     start = time.monotonic()
@@ -229,7 +289,7 @@ def write_submission(predictor: Predictor, config, output_file: str,
     log.info("input: %s, batch %d; output: %s", data, config.batch_size, output_file)
     with SubmissionWriter(output_file) as writer, ProgressBar("predict", total=records,
                                                               unit="videos") as bar:
-        for video_ids, classes, scores in predict_top_k(predictor, config):
+        for video_ids, classes, scores in predict_top_k(predictor, config, eval_input):
             if vocabulary is not None and writer.rows < print_top_videos:
                 for line in describe_batch(video_ids, classes, scores, vocabulary,
                                            print_top_videos - writer.rows):
