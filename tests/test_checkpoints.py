@@ -23,8 +23,7 @@ from conftest import read_submission, run_script
 from test_recurrent import l2_rows, ref_dynamic_rnn, ref_lstm_cell, sigmoid
 from youtube8m_willow import checkpoint
 from youtube8m_willow.config import ModelConfig
-from youtube8m_willow.data.readers import DataError
-from youtube8m_willow.data.readers import ReaderConfig, make_dataset
+from youtube8m_willow.data.readers import DataError, ReaderConfig, make_dataset
 from youtube8m_willow.data.synthetic import write_synthetic_dataset
 from youtube8m_willow.layers.core import weights_to_be_restored
 from youtube8m_willow.prediction import Predictor
@@ -329,9 +328,17 @@ def test_inference_reads_its_first_batch_while_the_weights_load(tmp_path, monkey
     from youtube8m_willow import prediction
 
     eval_config, config, model = _video_train_dir(tmp_path)
-    load, threads = prediction.Predictor.load, []
-    monkeypatch.setattr(prediction.Predictor, "load", lambda self, path: (
-        threads.append(threading.current_thread()), load(self, path))[1])
+    load, real_eval_dataset, threads = prediction.Predictor.load, prediction.eval_dataset, []
+    reader_built = threading.Event()
+
+    def load_once_the_reader_is_built(self, path):
+        threads.append(threading.current_thread())
+        assert reader_built.wait(60), "the reader was not built while the weights loaded"
+        return load(self, path)
+
+    monkeypatch.setattr(prediction.Predictor, "load", load_once_the_reader_is_built)
+    monkeypatch.setattr(prediction, "eval_dataset", lambda *args: (
+        real_eval_dataset(*args), reader_built.set())[0])
     predictor, eval_input = prediction.restored_predictor_and_input(eval_config, config)
     assert threads and threads[0] is not threading.main_thread()
     assert predictor.path.endswith("model.ckpt-4")
@@ -358,8 +365,9 @@ def test_a_checkpoint_error_comes_before_the_readers(tmp_path):
 
     eval_config, config, _ = _video_train_dir(tmp_path)
     missing = dataclasses.replace(eval_config, data_pattern=str(tmp_path / "none*.tfrecord"))
-    with pytest.raises(checkpoint.CheckpointError, match="does not fit"):
+    with pytest.raises(checkpoint.CheckpointError, match="does not fit") as raised:
         prediction.restored_predictor_and_input(missing, config.replace(model="MoeModel"))
+    assert raised.value.__suppress_context__  # one error, not the reader's beneath it
     with pytest.raises(DataError, match="none"):  # with a checkpoint that fits
         prediction.restored_predictor_and_input(missing, config)
 

@@ -79,6 +79,8 @@ def run_inference(config: EvalConfig, inference: InferenceConfig, given: GivenFl
     config = dataclasses.replace(
         config, train_dir=train_dir,
         free_model_fields=train_dir_flags.free_model_fields(train_dir, given))
+    vocabulary = (load_vocabulary(inference.vocabulary_file) if inference.vocabulary_file
+                  else None)
     predictor, eval_input = prediction.restored_predictor_and_input(config, model_config)
     if inference.output_model_tgz:
         write_model_tgz(inference.output_model_tgz, predictor.path, predictor.model_config)
@@ -86,8 +88,6 @@ def run_inference(config: EvalConfig, inference: InferenceConfig, given: GivenFl
         return run_segment_inference(predictor, config, inference.output_file,
                                      inference.segment_label_ids_file,
                                      inference.segment_max_pred)
-    vocabulary = (load_vocabulary(inference.vocabulary_file) if inference.vocabulary_file
-                  else None)
     return prediction.write_submission(predictor, config, inference.output_file,
                                        vocabulary=vocabulary,
                                        print_top_videos=inference.print_top_videos,

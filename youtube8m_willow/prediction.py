@@ -87,8 +87,8 @@ class Predictor:
 
     ``restore`` rebuilds the model when a checkpoint's names call for another
     graph of the same model name (the starter's LstmModel vs WILLOW's). The
-    weights are zeros until ``restore`` (no random initialization to throw
-    away: seconds for the 333M-parameter models).
+    weights are zeros until ``restore`` (``load``): no random initialization
+    to throw away, seconds for the 333M-parameter models.
     """
 
     def __init__(self, model_config: ModelConfig, free_model_fields: frozenset = frozenset()):
@@ -249,11 +249,12 @@ def restored_predictor_and_input(config, model_config: ModelConfig
                                  ) -> tuple[Predictor, EvalInput | None]:
     """``restored_predictor``'s predictor, and the ``EvalInput`` of
     ``config``'s records with its first batch read while the weights were
-    loaded: the load runs in a thread of its own, and both its ops and the
-    reader's run without Python's lock, so the two share the cores (Gated
-    NetVLAD's 1.3 GB of weights take about a second). A checkpoint's error
-    comes first, as when it was read alone. A segment model's inference
-    reads its records otherwise: no input then."""
+    loaded: the load runs in a thread of its own, and the checkpoint's reads
+    and the first batch's run in TensorFlow's kernels, outside Python's
+    lock, so the two share the cores (Gated NetVLAD's 1.3 GB of weights take
+    about a second). A checkpoint's error is raised over the reader's, as
+    when the weights were loaded first. A segment model's inference reads
+    its records otherwise: no input then."""
     predictor = Predictor(model_config, config.free_model_fields)
     path = checkpoint.checkpoint_path(config.train_dir, config.check_point)
     predictor.prepare(path)
@@ -266,8 +267,12 @@ def restored_predictor_and_input(config, model_config: ModelConfig
             dataset = eval_dataset(config, predictor.model_config)
             batches = iter(dataset)
             first = next(batches, None)
-        finally:
-            step = loading.result()  # raises the load's error, over the reader's
+        except Exception:
+            error = loading.exception()  # waits for the load
+            if error is not None:
+                raise error from None
+            raise
+        step = loading.result()
     _log_restored(predictor, path, step)
     read = [] if first is None else [first]
     return predictor, EvalInput(dataset, itertools.chain(read, batches))
