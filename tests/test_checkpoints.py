@@ -20,6 +20,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import read_submission, run_script
+from test_frame_level_models import small
 from test_recurrent import l2_rows, ref_dynamic_rnn, ref_lstm_cell, sigmoid
 from youtube8m_willow import checkpoint
 from youtube8m_willow.config import ModelConfig
@@ -271,20 +272,6 @@ OTHER_WEIGHTS = dict(gating=True, moe_prob_gating=True, moe_low_rank_gating=4,
                      fv_couple_weights=False, fc_dimred=False, lstm_variant="starter")
 
 
-def _small_model_config(name: str, **options) -> ModelConfig:
-    """``name``'s model at small sizes (10 classes, 12 frames)."""
-    frame = is_frame_level(name)
-    sizes = dict(netvlad_cluster_size=8, netvlad_hidden_size=16, fv_cluster_size=8,
-                 fv_hidden_size=16, dbof_cluster_size=16, dbof_hidden_size=16, lstm_cells=8,
-                 gru_cells=8, nextvlad_cluster_size=8, nextvlad_hidden_size=16)
-    if name == "MixNeXtVladModel":
-        sizes["video_level_classifier_model"] = "LogisticModel"
-    return ModelConfig(model=name, num_classes=10, frame_features=frame,
-                       feature_names=("rgb", "audio") if frame else ("mean_rgb", "mean_audio"),
-                       feature_sizes=(1024, 128), max_frames=12, iterations=6,
-                       **{**sizes, **options})
-
-
 @pytest.mark.parametrize("options", [{}, OTHER_WEIGHTS], ids=["defaults", "other_weights"])
 @pytest.mark.parametrize("name", model_names())
 def test_a_checkpoint_names_every_weight_of_every_model(name, options):
@@ -292,7 +279,8 @@ def test_a_checkpoint_names_every_weight_of_every_model(name, options):
     restore assigns every name of ``tf1_weights()`` (or fails), and those
     names cover all of a model's weights."""
     with weights_to_be_restored():
-        model = create_model(_small_model_config(name, **options)).build_for_config()
+        model = create_model(small(name, frame_features=is_frame_level(name), lstm_cells=3,
+                                   gru_cells=3, **options)).build_for_config()
     named = {id(variable) for variable in model.tf1_weights().values()}
     assert model.weights
     assert [w.path for w in model.weights if id(w) not in named] == []
