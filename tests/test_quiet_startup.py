@@ -2,7 +2,7 @@
 stderr by default; YT8M_VERBOSE_TF=1 brings it back. The scripts' TensorFlow
 allocates from a caching CPU allocator whatever the CPU. At exit their
 garbage collector is frozen, after every other exit handler, and what they
-wrote is whole."""
+wrote is whole. glibc's mmap threshold stays where start-up fixes it."""
 
 from __future__ import annotations
 
@@ -17,9 +17,10 @@ import pytest
 from conftest import REPO, chatter, user_env
 from test_tensorboard import read_scalars
 from youtube8m_willow.data.synthetic import write_synthetic_dataset
-from youtube8m_willow.startup import (BFC_ENV, BFC_LIMIT_ENV, ONEDNN_ENV,
-                                      loaded_out_of_collection, modules_hidden, onednn_on,
-                                      use_caching_allocator)
+from youtube8m_willow.startup import (BFC_ENV, BFC_LIMIT_ENV, MMAP_THRESHOLD_BYTES,
+                                      MMAP_THRESHOLD_ENV, ONEDNN_ENV,
+                                      bound_malloc_mmap_threshold, loaded_out_of_collection,
+                                      modules_hidden, onednn_on, use_caching_allocator)
 
 MODEL = ["--model=LogisticModel", "--feature_names=mean_rgb,mean_audio", "--feature_sizes=16,8",
          "--num_classes=6"]
@@ -251,6 +252,64 @@ def test_a_script_started_with_the_default_allocator_keeps_it(pattern, tmp_path)
     stderr = train(tmp_path, pattern, probe=True, TF_ENABLE_ONEDNN_OPTS="0",
                    TF_CPU_ALLOCATOR_USE_BFC="false")
     assert "training stopped" in stderr and stderr.splitlines()[-3] == "caching allocator: False"
+# Frees one mapped block just over the threshold, then says whether a second
+# one of the same size is mapped too (glibc's mallinfo2: mapped blocks held),
+# after the scripts' start-up (argv[1] "scripts") or none.
+MALLOC_PROBE = f"""
+import ctypes, sys
+from youtube8m_willow import startup
+if sys.argv[1] == "scripts":
+    startup.prepare_environment()
+class Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = Mallinfo2
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+size = {MMAP_THRESHOLD_BYTES} + (1 << 20)
+libc.free(libc.malloc(size))
+before = libc.mallinfo2().hblks
+block = libc.malloc(size)
+print("mapped:", libc.mallinfo2().hblks - before == 1)
+libc.free(block)
+"""
+
+glibc = pytest.mark.skipif(not sys.platform.startswith("linux")
+                           or platform.libc_ver()[0] != "glibc",
+                           reason="glibc's malloc (the probe reads its mallinfo2)")
+
+
+def second_block_mapped(start: str, **env: str) -> bool:
+    result = subprocess.run([sys.executable, "-c", MALLOC_PROBE, start], capture_output=True,
+                            text=True, cwd=REPO, env=user_env(**env), timeout=120)
+    assert result.returncode == 0, result.stderr
+    return {"mapped: True": True, "mapped: False": False}[result.stdout.strip()]
+
+
+@glibc
+def test_start_up_keeps_large_host_blocks_mapped_for_themselves():
+    """glibc alone raises its threshold when a mapped block is freed, and the
+    next block of that size comes from its heap; after the scripts'
+    start-up it is mapped again (and unmapped when freed)."""
+    assert not second_block_mapped("none")
+    assert second_block_mapped("scripts")
+
+
+@glibc
+def test_the_users_mmap_threshold_wins(monkeypatch):
+    assert not second_block_mapped("scripts", **{MMAP_THRESHOLD_ENV: str(64 << 20)})
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=67108864")
+    assert not bound_malloc_mmap_threshold()
+
+
+def test_without_glibc_start_up_leaves_malloc_alone(monkeypatch):
+    monkeypatch.delenv(MMAP_THRESHOLD_ENV, raising=False)
+    monkeypatch.setattr(platform, "libc_ver", lambda: ("", ""))
+    assert not bound_malloc_mmap_threshold()
+
+
 FILTER_PROBE = """
 import os, sys
 from youtube8m_willow.cli import stderr_without
