@@ -17,8 +17,9 @@ import pytest
 from conftest import REPO, chatter, user_env
 from test_tensorboard import read_scalars
 from youtube8m_willow.data.synthetic import write_synthetic_dataset
-from youtube8m_willow.startup import (BFC_ENV, BFC_LIMIT_ENV, MMAP_THRESHOLD_BYTES,
-                                      MMAP_THRESHOLD_ENV, ONEDNN_ENV,
+from youtube8m_willow.startup import (BFC_ENV, BFC_LIMIT_ENV, GLIBC_TUNABLES_ENV,
+                                      MMAP_THRESHOLD_BYTES, MMAP_THRESHOLD_ENV,
+                                      MMAP_THRESHOLD_TUNABLE, ONEDNN_ENV,
                                       bound_malloc_mmap_threshold, loaded_out_of_collection,
                                       modules_hidden, onednn_on, use_caching_allocator)
 
@@ -252,38 +253,47 @@ def test_a_script_started_with_the_default_allocator_keeps_it(pattern, tmp_path)
     stderr = train(tmp_path, pattern, probe=True, TF_ENABLE_ONEDNN_OPTS="0",
                    TF_CPU_ALLOCATOR_USE_BFC="false")
     assert "training stopped" in stderr and stderr.splitlines()[-3] == "caching allocator: False"
+
+
 # Frees one mapped block just over the threshold, then says whether a second
-# one of the same size is mapped too (glibc's mallinfo2: mapped blocks held),
-# after the scripts' start-up (argv[1] "scripts") or none.
+# one of the same size is mapped too (glibc's mallinfo2, or mallinfo before
+# glibc 2.33: the count of mapped blocks held), after the scripts' start-up
+# (argv[1] "scripts") or none.
 MALLOC_PROBE = f"""
 import ctypes, sys
 from youtube8m_willow import startup
 if sys.argv[1] == "scripts":
     startup.prepare_environment()
-class Mallinfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in (
+libc = ctypes.CDLL(None)
+wide = hasattr(libc, "mallinfo2")
+class Mallinfo(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t if wide else ctypes.c_int) for name in (
         "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
         "fordblks", "keepcost")]
-libc = ctypes.CDLL(None)
-libc.mallinfo2.restype = Mallinfo2
+mallinfo = libc.mallinfo2 if wide else libc.mallinfo
+mallinfo.restype = Mallinfo
 libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
 size = {MMAP_THRESHOLD_BYTES} + (1 << 20)
 libc.free(libc.malloc(size))
-before = libc.mallinfo2().hblks
+before = mallinfo().hblks
 block = libc.malloc(size)
-print("mapped:", libc.mallinfo2().hblks - before == 1)
+print("mapped:", mallinfo().hblks - before == 1)
 libc.free(block)
 """
+MALLOC_ENV = (MMAP_THRESHOLD_ENV, GLIBC_TUNABLES_ENV)
 
 glibc = pytest.mark.skipif(not sys.platform.startswith("linux")
                            or platform.libc_ver()[0] != "glibc",
-                           reason="glibc's malloc (the probe reads its mallinfo2)")
+                           reason="glibc's malloc (the probe reads its mallinfo)")
 
 
 def second_block_mapped(start: str, **env: str) -> bool:
+    """The probe's answer in a fresh process whose malloc settings are ``env``'s alone."""
+    clean = {k: v for k, v in user_env().items() if k not in MALLOC_ENV}
     result = subprocess.run([sys.executable, "-c", MALLOC_PROBE, start], capture_output=True,
-                            text=True, cwd=REPO, env=user_env(**env), timeout=120)
+                            text=True, cwd=REPO, env={**clean, **env}, timeout=120)
     assert result.returncode == 0, result.stderr
     return {"mapped: True": True, "mapped: False": False}[result.stdout.strip()]
 
@@ -292,22 +302,34 @@ def second_block_mapped(start: str, **env: str) -> bool:
 def test_start_up_keeps_large_host_blocks_mapped_for_themselves():
     """glibc alone raises its threshold when a mapped block is freed, and the
     next block of that size comes from its heap; after the scripts'
-    start-up it is mapped again (and unmapped when freed)."""
+    start-up it is mapped again (and unmapped when freed), also where
+    GLIBC_TUNABLES sets something else."""
     assert not second_block_mapped("none")
     assert second_block_mapped("scripts")
+    assert second_block_mapped("scripts", **{GLIBC_TUNABLES_ENV: "glibc.malloc.perturb=0"})
 
 
 @glibc
-def test_the_users_mmap_threshold_wins(monkeypatch):
-    assert not second_block_mapped("scripts", **{MMAP_THRESHOLD_ENV: str(64 << 20)})
-    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=67108864")
-    assert not bound_malloc_mmap_threshold()
+@pytest.mark.parametrize("env", [{MMAP_THRESHOLD_ENV: str(16 << 20)},
+                                 {GLIBC_TUNABLES_ENV: f"{MMAP_THRESHOLD_TUNABLE}={16 << 20}"}],
+                         ids=["variable", "tunable"])
+def test_the_users_mmap_threshold_wins(env):
+    """A threshold of 16 MB set by the user stays: the block, under it, comes
+    from the heap after the scripts' start-up too."""
+    assert not second_block_mapped("scripts", **env)
 
 
 def test_without_glibc_start_up_leaves_malloc_alone(monkeypatch):
-    monkeypatch.delenv(MMAP_THRESHOLD_ENV, raising=False)
+    for name in MALLOC_ENV:
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(platform, "libc_ver", lambda: ("", ""))
     assert not bound_malloc_mmap_threshold()
+
+
+@pytest.mark.parametrize("threshold", [0, (32 << 20) + 1])
+def test_a_threshold_glibc_would_not_take_is_refused(threshold):
+    with pytest.raises(ValueError, match="mmap threshold"):
+        bound_malloc_mmap_threshold(threshold)
 
 
 FILTER_PROBE = """

@@ -13,10 +13,11 @@ back (``import_tensorflow_quietly``: on CPUs where oneDNN is on by default,
 TF logs those through absl, which no log level reaches).
 ``YT8M_VERBOSE_TF=1`` leaves all of it as TensorFlow has it. Where TF's
 default CPU allocator maps every large tensor afresh (oneDNN off), it turns
-on TF's caching allocator (``use_caching_allocator``); glibc's mmap
-threshold is fixed, so that malloc's large blocks are unmapped when freed
-rather than left scattered in its heaps (``bound_malloc_mmap_threshold``).
-The garbage collector walks none of what TensorFlow loads: not during the import, nor
+on TF's caching allocator (``use_caching_allocator``). On Linux with glibc
+it fixes malloc's mmap threshold at 4 MB, so that malloc's large blocks are
+unmapped when freed rather than left scattered in its heaps (an explicit
+threshold wins: ``bound_malloc_mmap_threshold``). The garbage collector
+walks none of what TensorFlow loads: not during the import, nor
 after it (``loaded_out_of_collection``), nor in Python's finalization at
 exit (``skip_final_collection``).
 
@@ -162,8 +163,10 @@ def skip_final_collection() -> None:
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_ENV = "MALLOC_MMAP_THRESHOLD_"
 GLIBC_TUNABLES_ENV = "GLIBC_TUNABLES"
+MMAP_THRESHOLD_TUNABLE = "glibc.malloc.mmap_threshold"
 # Host blocks from this size are mapped for themselves and unmapped when freed.
 MMAP_THRESHOLD_BYTES = 4 << 20
+MAX_MMAP_THRESHOLD_BYTES = 32 << 20  # glibc's bound on 64-bit
 
 
 def bound_malloc_mmap_threshold(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
@@ -176,17 +179,23 @@ def bound_malloc_mmap_threshold(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
     on every call, in each thread's heap: the MoE's training (batch 256,
     4716 classes) peaked at 1.38 to 1.47 GB, and at 1.21 to 1.26 GB with the
     threshold fixed at 4 MB, at the same step time (at 8 MB: 1.32 to 1.39
-    GB). Linux with glibc only; an explicit MALLOC_MMAP_THRESHOLD_ or
-    GLIBC_TUNABLES wins."""
-    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+    GB). Linux with glibc only; a threshold the user set
+    (MALLOC_MMAP_THRESHOLD_, or glibc.malloc.mmap_threshold in
+    GLIBC_TUNABLES) wins."""
+    if not 0 < threshold <= MAX_MMAP_THRESHOLD_BYTES:
+        raise ValueError(f"mmap threshold {threshold} not in (0, {MAX_MMAP_THRESHOLD_BYTES}]")
+    if not sys.platform.startswith("linux"):
         return False
-    if MMAP_THRESHOLD_ENV in os.environ or GLIBC_TUNABLES_ENV in os.environ:
+    if (MMAP_THRESHOLD_ENV in os.environ
+            or MMAP_THRESHOLD_TUNABLE in os.environ.get(GLIBC_TUNABLES_ENV, "")):
         return False
     import ctypes
 
     try:
-        libc = ctypes.CDLL(None)
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, int(threshold)))
+        if platform.libc_ver()[0] != "glibc":  # musl, or an executable it cannot read
+            return False
+        return bool(ctypes.CDLL(None).mallopt(ctypes.c_int(M_MMAP_THRESHOLD),
+                                              ctypes.c_int(threshold)))
     except (OSError, AttributeError):
         return False
 
