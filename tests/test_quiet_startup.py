@@ -282,7 +282,7 @@ block = libc.malloc(size)
 print("mapped:", mallinfo().hblks - before == 1)
 libc.free(block)
 """
-MALLOC_ENV = (MMAP_THRESHOLD_ENV, GLIBC_TUNABLES_ENV)
+
 
 glibc = pytest.mark.skipif(not sys.platform.startswith("linux")
                            or platform.libc_ver()[0] != "glibc",
@@ -290,8 +290,10 @@ glibc = pytest.mark.skipif(not sys.platform.startswith("linux")
 
 
 def second_block_mapped(start: str, **env: str) -> bool:
-    """The probe's answer in a fresh process whose malloc settings are ``env``'s alone."""
-    clean = {k: v for k, v in user_env().items() if k not in MALLOC_ENV}
+    """The probe's answer in a fresh process whose malloc settings are ``env``'s
+    alone (the runner's MALLOC_* variables, tunables and preloads left out)."""
+    clean = {k: v for k, v in user_env().items()
+             if not k.startswith("MALLOC_") and k not in (GLIBC_TUNABLES_ENV, "LD_PRELOAD")}
     result = subprocess.run([sys.executable, "-c", MALLOC_PROBE, start], capture_output=True,
                             text=True, cwd=REPO, env={**clean, **env}, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -302,8 +304,8 @@ def second_block_mapped(start: str, **env: str) -> bool:
 def test_start_up_keeps_large_host_blocks_mapped_for_themselves():
     """glibc alone raises its threshold when a mapped block is freed, and the
     next block of that size comes from its heap; after the scripts'
-    start-up it is mapped again (and unmapped when freed), also where
-    GLIBC_TUNABLES sets something else."""
+    start-up it is mapped again, also where GLIBC_TUNABLES sets something
+    else."""
     assert not second_block_mapped("none")
     assert second_block_mapped("scripts")
     assert second_block_mapped("scripts", **{GLIBC_TUNABLES_ENV: "glibc.malloc.perturb=0"})
@@ -320,14 +322,15 @@ def test_the_users_mmap_threshold_wins(env):
 
 
 def test_without_glibc_start_up_leaves_malloc_alone(monkeypatch):
-    for name in MALLOC_ENV:
+    for name in (MMAP_THRESHOLD_ENV, GLIBC_TUNABLES_ENV):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(platform, "libc_ver", lambda: ("", ""))
     assert not bound_malloc_mmap_threshold()
 
 
 @pytest.mark.parametrize("threshold", [0, (32 << 20) + 1])
-def test_a_threshold_glibc_would_not_take_is_refused(threshold):
+def test_an_out_of_range_threshold_is_refused(threshold):
+    """0 would map every block; glibc refuses more than 32 MB."""
     with pytest.raises(ValueError, match="mmap threshold"):
         bound_malloc_mmap_threshold(threshold)
 

@@ -181,7 +181,8 @@ def bound_malloc_mmap_threshold(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
     threshold fixed at 4 MB, at the same step time (at 8 MB: 1.32 to 1.39
     GB). Linux with glibc only; a threshold the user set
     (MALLOC_MMAP_THRESHOLD_, or glibc.malloc.mmap_threshold in
-    GLIBC_TUNABLES) wins."""
+    GLIBC_TUNABLES) wins. A threshold outside (0, 32 MB] raises ValueError
+    (glibc refuses larger ones; 0 would map every block)."""
     if not 0 < threshold <= MAX_MMAP_THRESHOLD_BYTES:
         raise ValueError(f"mmap threshold {threshold} not in (0, {MAX_MMAP_THRESHOLD_BYTES}]")
     if not sys.platform.startswith("linux"):
