@@ -21,7 +21,8 @@ from youtube8m_willow.startup import (BFC_ENV, BFC_LIMIT_ENV, GLIBC_TUNABLES_ENV
                                       MMAP_THRESHOLD_BYTES, MMAP_THRESHOLD_ENV,
                                       MMAP_THRESHOLD_TUNABLE, ONEDNN_ENV,
                                       bound_malloc_mmap_threshold, loaded_out_of_collection,
-                                      modules_hidden, onednn_on, use_caching_allocator)
+                                      modules_hidden, onednn_on, runs_on_glibc,
+                                      use_caching_allocator)
 
 MODEL = ["--model=LogisticModel", "--feature_names=mean_rgb,mean_audio", "--feature_sizes=16,8",
          "--num_classes=6"]
@@ -284,8 +285,7 @@ libc.free(block)
 """
 
 
-glibc = pytest.mark.skipif(not sys.platform.startswith("linux")
-                           or platform.libc_ver()[0] != "glibc",
+glibc = pytest.mark.skipif(not sys.platform.startswith("linux") or not runs_on_glibc(),
                            reason="glibc's malloc (the probe reads its mallinfo)")
 
 
@@ -324,7 +324,11 @@ def test_the_users_mmap_threshold_wins(env):
 def test_without_glibc_start_up_leaves_malloc_alone(monkeypatch):
     for name in (MMAP_THRESHOLD_ENV, GLIBC_TUNABLES_ENV):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(platform, "libc_ver", lambda: ("", ""))
+    def musl(name):
+        raise ValueError(f"unrecognized configuration name {name!r}")
+
+    monkeypatch.setattr(os, "confstr", musl)
+    assert not runs_on_glibc()
     assert not bound_malloc_mmap_threshold()
 
 

@@ -169,6 +169,15 @@ MMAP_THRESHOLD_BYTES = 4 << 20
 MAX_MMAP_THRESHOLD_BYTES = 32 << 20  # glibc's bound on 64-bit
 
 
+def runs_on_glibc() -> bool:
+    """Whether this process's C library is glibc (asked of the library itself,
+    not read off the interpreter's executable as ``platform.libc_ver`` does)."""
+    try:
+        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+    except (AttributeError, ValueError, OSError):  # no confstr, or no such name (musl, macOS)
+        return False
+
+
 def bound_malloc_mmap_threshold(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
     """Fixes glibc's mmap threshold at ``threshold`` bytes; returns whether it did.
 
@@ -185,7 +194,7 @@ def bound_malloc_mmap_threshold(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
     (glibc refuses larger ones; 0 would map every block)."""
     if not 0 < threshold <= MAX_MMAP_THRESHOLD_BYTES:
         raise ValueError(f"mmap threshold {threshold} not in (0, {MAX_MMAP_THRESHOLD_BYTES}]")
-    if not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux") or not runs_on_glibc():
         return False
     if (MMAP_THRESHOLD_ENV in os.environ
             or MMAP_THRESHOLD_TUNABLE in os.environ.get(GLIBC_TUNABLES_ENV, "")):
@@ -193,8 +202,6 @@ def bound_malloc_mmap_threshold(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
     import ctypes
 
     try:
-        if platform.libc_ver()[0] != "glibc":  # musl, or an executable it cannot read
-            return False
         return bool(ctypes.CDLL(None).mallopt(ctypes.c_int(M_MMAP_THRESHOLD),
                                               ctypes.c_int(threshold)))
     except (OSError, AttributeError):
